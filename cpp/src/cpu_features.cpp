@@ -1,0 +1,129 @@
+#include "aerec/cpu_features.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#if defined(__linux__) && defined(AEREC_X86)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
+namespace aerec::cpu {
+namespace {
+
+CpuFeatures detect() {
+  CpuFeatures f;
+#if defined(AEREC_X86) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  f.avx2 = __builtin_cpu_supports("avx2");
+  f.fma = __builtin_cpu_supports("fma");
+  f.f16c = true;  // every AVX2 CPU we dispatch to has F16C; only used under avx2+
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512dq = __builtin_cpu_supports("avx512dq");
+  f.avx512cd = __builtin_cpu_supports("avx512cd");
+  f.avx512_vnni = __builtin_cpu_supports("avx512vnni");
+  f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  // AMX bits (CPUID.(EAX=7,ECX=0):EDX[22,24,25]); gcc 12's __builtin_cpu_supports knows them
+  // only partly, so read CPUID directly.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  f.amx_bf16 = (d >> 22) & 1u;
+  f.amx_tile = (d >> 24) & 1u;
+  f.amx_int8 = (d >> 25) & 1u;
+#endif
+  return f;
+}
+
+Isa hardware_level(const CpuFeatures& f) {
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma) {
+    return (f.amx_tile && f.amx_bf16 && f.amx_int8) ? Isa::amx : Isa::avx512;
+  }
+  if (f.avx2 && f.fma) return Isa::avx2;
+  return Isa::scalar;
+}
+
+std::atomic<int> g_cap{-1};
+
+int env_cap() {
+  const char* s = std::getenv("AEREC_ISA");
+  if (s == nullptr || *s == '\0') return static_cast<int>(Isa::amx);
+  try {
+    return static_cast<int>(isa_from_name(s));
+  } catch (const std::invalid_argument&) {
+    return static_cast<int>(Isa::amx);  // the Python layer validates and warns
+  }
+}
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = detect();
+  return f;
+}
+
+Isa detected_isa() { return hardware_level(cpu_features()); }
+
+Isa active_isa() {
+  int cap = g_cap.load(std::memory_order_relaxed);
+  if (cap < 0) {
+    cap = env_cap();
+    g_cap.store(cap, std::memory_order_relaxed);
+  }
+  int hw = static_cast<int>(detected_isa());
+  int lvl = cap < hw ? cap : hw;
+  if (lvl == static_cast<int>(Isa::amx) && !request_amx()) lvl = static_cast<int>(Isa::avx512);
+  return static_cast<Isa>(lvl);
+}
+
+Isa set_isa_cap(Isa cap) {
+  g_cap.store(static_cast<int>(cap), std::memory_order_relaxed);
+  return active_isa();
+}
+
+bool request_amx() {
+  static std::once_flag once;
+  static bool granted = false;
+  std::call_once(once, [] {
+#if defined(__linux__) && defined(AEREC_X86)
+    const CpuFeatures& f = cpu_features();
+    if (f.amx_tile) {
+      constexpr long ARCH_REQ_XCOMP_PERM = 0x1023;
+      constexpr long XFEATURE_XTILEDATA = 18;
+      granted = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+    }
+#endif
+  });
+  return granted;
+}
+
+bool has_vnni() {
+  return active_isa() >= Isa::avx512 && cpu_features().avx512_vnni;
+}
+bool has_avx512_bf16() {
+  return active_isa() >= Isa::avx512 && cpu_features().avx512_bf16;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::scalar: return "scalar";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::amx: return "amx";
+  }
+  return "unknown";
+}
+
+Isa isa_from_name(const std::string& name) {
+  if (name == "scalar") return Isa::scalar;
+  if (name == "avx2") return Isa::avx2;
+  if (name == "avx512") return Isa::avx512;
+  if (name == "amx") return Isa::amx;
+  throw std::invalid_argument("unknown instruction set '" + name +
+                              "'; use one of scalar, avx2, avx512, amx");
+}
+
+}  // namespace aerec::cpu

@@ -1,0 +1,82 @@
+"""Run-time configuration: threads, instruction sets, backend availability."""
+from __future__ import annotations
+
+import os
+import sys
+
+from . import _backends
+
+_py_threads = 0
+
+
+def _core():
+    try:
+        from . import _core as core
+        return core
+    except ImportError:
+        return None
+
+
+def set_num_threads(n: int) -> None:
+    """Threads the kernels use (n <= 0: all cores available to the process)."""
+    global _py_threads
+    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
+        raise TypeError(f"n must be an integer, got {type(n).__name__}")
+    n = int(n)
+    _py_threads = max(n, 0)
+    core = _core()
+    if core is not None:
+        core.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads the kernels use now."""
+    core = _core()
+    if core is not None:
+        return int(core.get_num_threads())
+    if _py_threads > 0:
+        return _py_threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
+
+
+def config() -> dict:
+    """The facts show_config prints, as a dict."""
+    from . import __version__
+    core = _core()
+    info = {
+        "version": __version__,
+        "python": sys.version.split()[0],
+        "threads": get_num_threads(),
+        "openmp": bool(core.USES_OPENMP) if core is not None else False,
+        "cpu": core.cpu_features() if core is not None else {},
+        "isa_detected": core.detected_isa() if core is not None else None,
+        "isa_active": core.active_isa() if core is not None else None,
+        "backends": {},
+    }
+    reasons = _backends.reasons()
+    for name, ok in _backends.available().items():
+        info["backends"][name] = "available" if ok else f"unavailable: {reasons.get(name, '?')}"
+    return info
+
+
+def show_config(file=None) -> None:
+    """Print version, instruction sets found at run time, OpenMP threads and backends."""
+    info = config()
+    out = file or sys.stdout
+    p = lambda *a: print(*a, file=out)  # noqa: E731
+    p(f"aerec {info['version']} (Python {info['python']})")
+    if info["cpu"]:
+        names = [("scalar", True), ("AVX2", info["cpu"]["avx2"]), ("AVX-512", info["cpu"]["avx512"]),
+                 ("AVX512-BF16", info["cpu"]["avx512_bf16"]), ("VNNI", info["cpu"]["avx512_vnni"]),
+                 ("AMX", info["cpu"]["amx_tile"] and info["cpu"]["amx_permitted"])]
+        p("instruction sets: " + ", ".join(f"{n}={'yes' if ok else 'no'}" for n, ok in names))
+        p(f"dispatch level: {info['isa_active']} (hardware: {info['isa_detected']}; cap with AEREC_ISA)")
+    else:
+        p("instruction sets: unknown (compiled module not available)")
+    p(f"OpenMP: {'yes' if info['openmp'] else 'no'}, threads: {info['threads']}")
+    p("backends:")
+    for name, state in info["backends"].items():
+        p(f"  {name:<6} {state}")
