@@ -1,0 +1,1 @@
+"""Models: Autoencoder (dense), and the recommenders built on the same Network."""
