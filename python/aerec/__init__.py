@@ -1,4 +1,13 @@
-"""aerec: autoencoder recommender systems with compiled (C++/OpenMP/SIMD) kernels."""
+"""aerec: autoencoder recommender systems with compiled (C++/OpenMP/SIMD) kernels.
+
+Quick start::
+
+    import numpy as np, aerec
+    x = np.random.default_rng(0).random((1000, 10), dtype=np.float32)
+    ae = aerec.Autoencoder(hidden=(64,)).fit(x[:800], epochs=100, batch_size=32,
+                                             validation_data=x[800:])
+    codes = ae.encode(x)
+"""
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -6,13 +15,24 @@ __version__ = "0.1.0"
 from ._backends import FallbackWarning, BackendUnavailableError
 from . import backends
 from ._config import show_config, set_num_threads, get_num_threads
+from . import callbacks
+from .callbacks import Callback, EarlyStopping, LambdaCallback
+from .io import ModelFileError, load
+from .models.autoencoder import Autoencoder
 
 __all__ = [
     "__version__",
-    "FallbackWarning",
+    "Autoencoder",
     "BackendUnavailableError",
+    "Callback",
+    "EarlyStopping",
+    "FallbackWarning",
+    "LambdaCallback",
+    "ModelFileError",
     "backends",
-    "show_config",
-    "set_num_threads",
+    "callbacks",
     "get_num_threads",
+    "load",
+    "set_num_threads",
+    "show_config",
 ]

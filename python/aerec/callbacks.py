@@ -1,0 +1,128 @@
+"""Training callbacks (Keras-style). A plain callable ``f(epoch, logs)`` is accepted too."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "as_callbacks"]
+
+
+class Callback:
+    """Base class. ``self.model`` is set before training; set ``self.model.stop_training = True``
+    to stop after the current epoch."""
+
+    model = None
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs=None) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        pass
+
+    def on_train_end(self, logs=None) -> None:
+        pass
+
+
+class LambdaCallback(Callback):
+    """Wrap ``on_epoch_end(epoch, logs)`` (and optionally begin/end hooks) in a callback."""
+
+    def __init__(self, on_epoch_end=None, on_train_begin=None, on_train_end=None):
+        for name, fn in (("on_epoch_end", on_epoch_end), ("on_train_begin", on_train_begin),
+                         ("on_train_end", on_train_end)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable")
+        self._epoch_end, self._begin, self._end = on_epoch_end, on_train_begin, on_train_end
+
+    def on_train_begin(self, logs=None):
+        if self._begin:
+            self._begin(logs)
+
+    def on_epoch_end(self, epoch, logs):
+        if self._epoch_end:
+            result = self._epoch_end(epoch, logs)
+            if result is False and self.model is not None:  # returning False stops training
+                self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self._end:
+            self._end(logs)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Parameters
+    ----------
+    monitor : str
+        a key of the epoch logs, e.g. ``"val_loss"``, ``"loss"``, ``"val_ndcg@100"``.
+    mode : {"auto", "min", "max"}
+        "auto": max for accuracy-like names (ndcg, recall, precision, map, mrr, hit, auc), else min.
+    restore_best_weights : bool
+        put back the weights of the best epoch when training stops.
+    """
+
+    def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
+                 restore_best_weights=False, baseline=None):
+        if not isinstance(monitor, str):
+            raise TypeError("monitor must be a string such as 'val_loss'")
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
+        self.restore_best_weights, self.baseline = bool(restore_best_weights), baseline
+        if mode == "auto":
+            up = ("ndcg", "recall", "precision", "map", "mrr", "hit", "auc", "acc", "coverage")
+            mode = "max" if any(t in monitor.lower() for t in up) else "min"
+        self.mode = mode
+
+    def _better(self, value, best):
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best_epoch = None
+        self.best = self.baseline if self.baseline is not None else (math.inf if self.mode == "min" else -math.inf)
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, but the epoch logs only have "
+                             f"{sorted(logs)}; pass validation data or monitor one of those")
+        value = float(logs[self.monitor])
+        if self._better(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model._get_weights()
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model._set_weights(self.best_weights)
+
+
+def as_callbacks(callbacks) -> list[Callback]:
+    if callbacks is None:
+        return []
+    if isinstance(callbacks, Callback) or callable(callbacks):
+        callbacks = [callbacks]
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, Callback):
+            out.append(cb)
+        elif callable(cb):
+            out.append(LambdaCallback(on_epoch_end=cb))
+        else:
+            raise TypeError(f"callbacks must be Callback objects or callables f(epoch, logs); got {type(cb).__name__}")
+    return out

@@ -1,0 +1,363 @@
+"""Dense autoencoder (the Keras tutorial model), trained by a backend ``Network``."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .. import _arrays
+from .._progress import Progress
+from ..callbacks import as_callbacks
+from ..io import load_arrays, register_model, save_arrays
+from .base import Estimator, check_random_state, derive_seed, glorot_uniform
+from .spec import make_spec
+
+__all__ = ["Autoencoder"]
+
+
+@register_model
+class Autoencoder(Estimator):
+    """Feed-forward autoencoder on dense features: ``x -> hidden... -> x_hat``.
+
+    The default is the classic Keras tutorial model: ``Input(n) -> Dense(64, relu) ->
+    Dense(n, sigmoid)``, MSE, Adam(1e-3).
+
+    Parameters
+    ----------
+    hidden : tuple of int
+        hidden layer widths, e.g. ``(64,)`` or ``(128, 8, 128)``.
+    activation : str or tuple of str
+        hidden activations: identity, relu, sigmoid, tanh, elu, selu (one, or one per hidden layer).
+    output_activation : str
+        activation of the reconstruction layer (``sigmoid`` for data in [0, 1]).
+    loss : {"mse", "bce", "masked_mse"}
+        ``bce`` needs a sigmoid output; ``masked_mse`` counts only entries where the mask is non-zero
+        (default mask: ``y != 0``).
+    optimizer : {"adam", "adamw", "sgd"}
+    learning_rate : float
+    bottleneck : int or None
+        index of the hidden layer ``encode`` returns (default: the narrowest).
+    dropout : float or tuple of float
+        inverted dropout on the input of each weight layer during training (a float: input only).
+    l2, weight_decay, momentum, nesterov, beta1, beta2, epsilon : optimizer and penalty settings
+        (``epsilon`` defaults to Keras' 1e-7).
+    random_state : int or None
+        seeds weight init, shuffling and dropout. Same seed + same thread count -> same result.
+    backend : str
+        "auto", "cpp", "numba" or "numpy" (see :func:`aerec.backends.get`).
+
+    Attributes
+    ----------
+    history_ : dict
+        ``{"loss": [...], "val_loss": [...]}``, one entry per epoch trained.
+    n_features_in_ : int
+    """
+
+    def __init__(self, hidden=(64,), activation="relu", output_activation="sigmoid", loss="mse",
+                 optimizer="adam", learning_rate=1e-3, random_state=0, backend="auto", *,
+                 bottleneck=None, dropout=0.0, l2=0.0, weight_decay=0.0, momentum=0.0, nesterov=False,
+                 beta1=0.9, beta2=0.999, epsilon=1e-7):
+        self.hidden = hidden
+        self.activation = activation
+        self.output_activation = output_activation
+        self.loss = loss
+        self.optimizer = optimizer
+        self.learning_rate = learning_rate
+        self.random_state = random_state
+        self.backend = backend
+        self.bottleneck = bottleneck
+        self.dropout = dropout
+        self.l2 = l2
+        self.weight_decay = weight_decay
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.net_ = None
+        self.history_ = {}
+        self.stop_training = False
+        # Fail early on bad names and values (the spec is rebuilt with real sizes at fit).
+        self._spec(4)
+        from .. import _backends
+        _backends._check_name(backend)
+
+    # -- spec ---------------------------------------------------------------------------------
+    def _hidden(self):
+        hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
+        if len(hidden) == 0:
+            raise ValueError("hidden must name at least one hidden layer width, e.g. (64,)")
+        for h in hidden:
+            if isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0:
+                raise ValueError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
+        return tuple(int(h) for h in hidden)
+
+    def _spec(self, n_features: int) -> dict:
+        hidden = self._hidden()
+        acts = self.activation
+        if isinstance(acts, str):
+            acts = (acts,) * len(hidden)
+        acts = tuple(acts)
+        if len(acts) != len(hidden):
+            raise ValueError(f"activation needs one name per hidden layer ({len(hidden)}), got {len(acts)}")
+        if self.bottleneck is None:
+            bottleneck = int(np.argmin(hidden))
+        else:
+            if isinstance(self.bottleneck, bool) or not isinstance(self.bottleneck, numbers.Integral) \
+                    or not 0 <= self.bottleneck < len(hidden):
+                raise ValueError(f"bottleneck must be a hidden layer index in [0, {len(hidden)}), got {self.bottleneck!r}")
+            bottleneck = int(self.bottleneck)
+        n_layers = len(hidden) + 1
+        dropout = self.dropout
+        if not isinstance(dropout, numbers.Real):
+            dropout = tuple(dropout)
+            if len(dropout) != n_layers:
+                raise ValueError(f"dropout needs one rate per weight layer ({n_layers}), got {len(dropout)}")
+        return make_spec((n_features,) + hidden + (n_features,), acts + (self.output_activation,),
+                         dropout=dropout, encoder_depth=bottleneck + 1, loss=self.loss, l2=self.l2,
+                         optimizer=self.optimizer, learning_rate=self.learning_rate, beta1=self.beta1,
+                         beta2=self.beta2, epsilon=self.epsilon, weight_decay=self.weight_decay,
+                         momentum=self.momentum, nesterov=self.nesterov, seed=0)
+
+    def _build(self, n_features: int):
+        seed = check_random_state(self.random_state)
+        spec = self._spec(n_features)
+        spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
+        rng = np.random.default_rng(seed)
+        params = []
+        sizes = spec["layer_sizes"]
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            params += [glorot_uniform(rng, fan_in, fan_out), np.zeros(fan_out, dtype=np.float32)]
+        self.seed_ = seed
+        self.spec_ = spec
+        self.n_features_in_ = n_features
+        self.epochs_trained_ = 0
+        self.history_ = {}
+        self.net_ = self._backend().Network(spec, params)
+
+    # -- training -----------------------------------------------------------------------------
+    def _mask_for(self, y, mask, name):
+        if self.loss != "masked_mse":
+            if mask is not None:
+                raise ValueError("mask is only used with loss='masked_mse'")
+            return None
+        if mask is None:
+            return np.ascontiguousarray(y != 0, dtype=np.float32)
+        m, _ = _arrays.as_matrix(mask, name)
+        if m.shape != y.shape:
+            raise ValueError(f"{name} has shape {m.shape} but the targets have shape {y.shape}")
+        return m
+
+    def _xy(self, x, y, mask, names=("x", "y", "mask")):
+        n_cols = self.n_features_in_ if self.net_ is not None else None
+        x, _ = _arrays.as_matrix(x, names[0], n_cols=n_cols)
+        if y is None:
+            y = x
+        else:
+            y, _ = _arrays.as_matrix(y, names[1], n_cols=x.shape[1])
+            if y.shape[0] != x.shape[0]:
+                raise ValueError(f"{names[0]} has {x.shape[0]} rows but {names[1]} has {y.shape[0]}")
+        if self.loss == "bce" and (y.min() < 0 or y.max() > 1):
+            raise ValueError("loss='bce' needs targets in [0, 1]; scale the data or use loss='mse'")
+        return x, y, self._mask_for(y, mask, names[2])
+
+    def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
+            verbose=0, mask=None):
+        """Train for ``epochs`` epochs (continuing from the current weights if already fitted).
+
+        Parameters
+        ----------
+        x : array (n_samples, n_features)
+            real-valued inputs (converted to float32 once).
+        y : array like x, optional
+            targets; default ``x`` (an autoencoder reconstructs its input).
+        epochs : int >= 0
+        batch_size : int > 0
+            the last partial batch is trained too.
+        validation_data : array or (x_val, y_val) or (x_val, y_val, mask_val), optional
+            ``val_loss`` is computed on it after every epoch.
+        shuffle : bool
+            seeded reshuffle every epoch.
+        callbacks : list of Callback or callables ``f(epoch, logs)``
+        verbose : int
+            0 silent; 1 a progress bar (tqdm when installed, else a line per epoch).
+        mask : array like y, optional (loss='masked_mse' only; default ``y != 0``)
+
+        Returns
+        -------
+        self
+        """
+        epochs = _arrays.check_nonneg_int(epochs, "epochs")
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError("shuffle must be True or False")
+        x, y, mask = self._xy(x, y, mask)
+        if self.net_ is None:
+            self._build(x.shape[1])
+        val = self._validation(validation_data)
+        cbs = as_callbacks(callbacks)
+        for cb in cbs:
+            cb.set_model(self)
+        self.stop_training = False
+        for cb in cbs:
+            cb.on_train_begin({})
+        bar = Progress(epochs, type(self).__name__, verbose)
+        try:
+            for _ in range(epochs):
+                epoch = self.epochs_trained_
+                seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)
+                logs = {"loss": float(self.net_.train_epoch(x, y, mask=mask, batch_size=batch_size,
+                                                            shuffle=bool(shuffle), seed=seed))}
+                if not np.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
+                                             "lower learning_rate or check the inputs' scale")
+                if val is not None:
+                    logs["val_loss"] = float(self.net_.loss(*val))
+                self.epochs_trained_ += 1
+                for key, value in logs.items():
+                    self.history_.setdefault(key, []).append(value)
+                bar.update(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            bar.close()
+        for cb in cbs:
+            cb.on_train_end({})
+        return self
+
+    def _validation(self, validation_data):
+        if validation_data is None:
+            return None
+        if isinstance(validation_data, tuple):
+            if not 1 <= len(validation_data) <= 3:
+                raise ValueError("validation_data must be x_val, (x_val, y_val) or (x_val, y_val, mask_val)")
+            parts = list(validation_data) + [None] * (3 - len(validation_data))
+        else:
+            parts = [validation_data, None, None]
+        return self._xy(*parts, names=("validation x", "validation y", "validation mask"))
+
+    # -- inference (stateless, thread-safe: layer-by-layer fused GEMMs) -------------------------
+    def _forward(self, x, upto: int, batch_size: int):
+        be = self._backend()
+        params = self._params_cache()
+        acts = self.spec_["activations"]
+        out = np.empty((x.shape[0], self.spec_["layer_sizes"][upto]), dtype=np.float32)
+        for start in range(0, x.shape[0], batch_size):
+            h = x[start:start + batch_size]
+            for i in range(upto):
+                h = be.gemm(h, params[2 * i], bias=params[2 * i + 1], activation=acts[i])
+            out[start:start + h.shape[0]] = h
+        return out
+
+    def _params_cache(self):
+        # Weights are read once per fit generation; inference never touches training buffers.
+        step = (self.epochs_trained_, self.net_.step, id(self.net_))
+        cache = getattr(self, "_cache", None)
+        if cache is None or cache[0] != step:
+            cache = (step, self.net_.get_params())
+            self._cache = cache
+        return cache[1]
+
+    def _infer(self, x, upto, batch_size):
+        self._check_fitted()
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
+        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True)
+        out = self._forward(x, upto, batch_size)
+        return out[0] if was_1d else out
+
+    def encode(self, x, batch_size=4096):
+        """Bottleneck features: (n_samples, bottleneck width) float32 (1-D in, 1-D out)."""
+        self._check_fitted()
+        return self._infer(x, self.spec_["encoder_depth"], batch_size)
+
+    def predict(self, x, batch_size=4096):
+        """Reconstruction: (n_samples, n_features) float32 (1-D in, 1-D out)."""
+        self._check_fitted()
+        return self._infer(x, len(self.spec_["activations"]), batch_size)
+
+    def evaluate(self, x, y=None, mask=None):
+        """The training loss (without dropout) on ``(x, y)``."""
+        self._check_fitted()
+        x, y, mask = self._xy(x, y, mask)
+        return float(self.net_.loss(x, y, mask))
+
+    # -- weights and persistence ------------------------------------------------------------
+    def _get_weights(self):
+        return self.net_.get_params()
+
+    def _set_weights(self, params):
+        self.net_.set_params(params)
+        self._cache = None
+
+    def get_weights(self):
+        """[W0, b0, W1, b1, ...] (copies); W_i has shape (n_in, n_out)."""
+        self._check_fitted()
+        return self._get_weights()
+
+    def set_weights(self, params):
+        self._check_fitted()
+        sizes = self.spec_["layer_sizes"]
+        expected = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            expected += [(a, b), (b,)]
+        params = list(params)
+        if len(params) != len(expected):
+            raise ValueError(f"expected {len(expected)} arrays, got {len(params)}")
+        arrs = []
+        for i, (p, shape) in enumerate(zip(params, expected)):
+            a = np.ascontiguousarray(p, dtype=np.float32)
+            if a.shape != shape:
+                raise ValueError(f"weight {i} must have shape {shape}, got {a.shape}")
+            _arrays.check_finite(a, f"weight {i}")
+            arrs.append(a)
+        self._set_weights(arrs)
+
+    def save(self, path) -> None:
+        """Write the model (hyper-parameters, weights, optimizer state, history) atomically."""
+        self._check_fitted()
+        arrays = {f"param_{i}": p for i, p in enumerate(self.net_.get_params())}
+        for key, value in self.net_.get_optimizer_state().items():
+            arrays[f"opt_{key}"] = np.asarray(value)
+        params = self.get_params()
+        params.pop("backend")
+        meta = {"class": type(self).__name__, "params": params, "spec": self.spec_,
+                "n_features_in": self.n_features_in_, "seed": self.seed_,
+                "epochs_trained": self.epochs_trained_, "history": self.history_}
+        save_arrays(path, meta, arrays)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        meta, arrays = load_arrays(path)
+        if meta.get("class") != cls.__name__:
+            from ..io import ModelFileError
+            raise ModelFileError(f"{path!r} holds a {meta.get('class')!r}, not a {cls.__name__}")
+        return cls._from_state(meta, arrays, backend=backend)
+
+    @classmethod
+    def _from_state(cls, meta, arrays, backend="auto"):
+        from ..io import ModelFileError
+        try:
+            params = dict(meta["params"])
+            for key in ("hidden", "activation", "dropout"):
+                if isinstance(params.get(key), list):
+                    params[key] = tuple(params[key])
+            model = cls(**params, backend=backend)
+            spec = dict(meta["spec"])
+            for key in ("layer_sizes", "activations", "dropout"):
+                spec[key] = tuple(spec[key])
+            n = len(spec["layer_sizes"]) - 1
+            weights = [arrays[f"param_{i}"] for i in range(2 * n)]
+            opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"model file is inconsistent ({exc})") from None
+        model.spec_ = spec
+        model.seed_ = int(meta["seed"])
+        model.n_features_in_ = int(meta["n_features_in"])
+        model.epochs_trained_ = int(meta["epochs_trained"])
+        model.history_ = {k: list(v) for k, v in meta["history"].items()}
+        model.net_ = model._backend().Network(spec, weights)
+        if opt:
+            model.net_.set_optimizer_state(opt)
+        return model

@@ -1,0 +1,75 @@
+"""Shared estimator plumbing: hyper-parameters (sklearn contract), seeding, weight init."""
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .. import _backends
+
+
+class Estimator:
+    """sklearn contract: ``__init__`` only stores hyper-parameters; learned state ends in ``_``."""
+
+    @classmethod
+    def _param_names(cls):
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values()
+                if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._param_names()}
+
+    def set_params(self, **params):
+        valid = set(self._param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {sorted(valid)}")
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        sig = inspect.signature(type(self).__init__)
+        parts = []
+        for name in self._param_names():
+            default = sig.parameters[name].default
+            value = getattr(self, name, default)
+            if default is inspect.Parameter.empty or not _same(value, default):
+                parts.append(f"{name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _backend(self):
+        return _backends.get(self.backend)
+
+    def _check_fitted(self, attr: str = "net_"):
+        if getattr(self, attr, None) is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and the like
+        return a is b
+
+
+def check_random_state(random_state) -> int:
+    """Seeds are plain non-negative ints (None draws one from the OS, recorded on the model)."""
+    if random_state is None:
+        return int(np.random.SeedSequence().generate_state(1, dtype=np.uint32)[0])
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be an int or None, got {type(random_state).__name__}")
+    if random_state < 0:
+        raise ValueError(f"random_state must be >= 0, got {random_state}")
+    return int(random_state)
+
+
+def derive_seed(seed: int, *stream: int) -> int:
+    """A 63-bit seed for sub-stream ``stream`` (e.g. an epoch) of ``seed``, stable across platforms."""
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def glorot_uniform(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    """Keras' default Dense initialiser: U(-l, l), l = sqrt(6 / (fan_in + fan_out))."""
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=(fan_in, fan_out)).astype(np.float32)
