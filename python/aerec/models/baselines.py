@@ -1,0 +1,164 @@
+"""Closed-form and trivial baselines: EASE (Steck 2019) and item popularity."""
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import scipy.linalg
+import scipy.sparse as sp
+
+from ..io import load_arrays, register_model, save_arrays
+from .recommender import Recommender
+
+__all__ = ["EASE", "Popularity", "available_memory"]
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class _SavableRecommender(Recommender):
+    _arrays_to_save: tuple[str, ...] = ()
+
+    def save(self, path) -> None:
+        self._check_fitted("train_")
+        X = self.train_
+        arrays = {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
+                  "train_shape": np.asarray(X.shape, np.int64)}
+        for name in self._arrays_to_save:
+            arrays[name] = np.asarray(getattr(self, name))
+        params = self.get_params()
+        params.pop("backend", None)
+        save_arrays(path, {"class": type(self).__name__, "params": params}, arrays)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        meta, arrays = load_arrays(path)
+        return cls._from_state(meta, arrays, backend=backend)
+
+    @classmethod
+    def _from_state(cls, meta, arrays, backend="auto"):
+        kw = dict(meta["params"])
+        if "backend" in cls._param_names():
+            kw["backend"] = backend
+        model = cls(**kw)
+        shape = tuple(int(s) for s in arrays["train_shape"])
+        model.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
+                                     shape=shape)
+        model.id_maps_ = None
+        for name in cls._arrays_to_save:
+            setattr(model, name, arrays[name])
+        return model
+
+
+@register_model
+class Popularity(_SavableRecommender):
+    """Recommends the most-interacted items (the baseline every model must beat)."""
+
+    _arrays_to_save = ("item_counts_",)
+
+    def __init__(self):
+        pass
+
+    def fit(self, train, validation=None, **kw):
+        X = self._train_matrix(train)
+        self.train_ = X
+        self.item_counts_ = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32)
+        return self
+
+    def _scores(self, rows, X):
+        return np.broadcast_to(self.item_counts_, (X.shape[0], len(self.item_counts_)))
+
+    def item_vectors(self):
+        return self.item_counts_[:, None]
+
+
+@register_model
+class EASE(_SavableRecommender):
+    """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1.
+
+    Parameters
+    ----------
+    l2 : float
+        the ridge ``lambda`` (Steck: 200-1000 on MovieLens).
+    dtype : float32 or float64
+        precision of the Gram matrix and its factorisation (float32 halves the memory).
+    max_memory : int bytes, optional
+        refuse to fit (MemoryError with the figure) when the estimate exceeds it; default: the
+        memory available now.
+    """
+
+    _arrays_to_save = ("B_",)
+
+    def __init__(self, l2=500.0, dtype="float32", max_memory=None, verbose=0):
+        self.l2 = l2
+        self.dtype = dtype
+        self.max_memory = max_memory
+        self.verbose = verbose
+        self._dtype()
+        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 > 0:
+            raise ValueError(f"l2 must be a positive number, got {l2!r}")
+
+    def _dtype(self):
+        dt = np.dtype(self.dtype)
+        if dt not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        return dt
+
+    @staticmethod
+    def memory_required(n_items: int, dtype="float32") -> int:
+        """Peak bytes EASE needs beyond the data: the n_items^2 Gram matrix, factorised and
+        inverted in place, plus the float32 weight matrix B when fitting in float64."""
+        it = np.dtype(dtype).itemsize
+        return n_items * n_items * (it + (4 if it == 8 else 0))
+
+    def fit(self, train, validation=None, **kw):
+        X = self._train_matrix(train)
+        dt = self._dtype()
+        n = X.shape[1]
+        need = self.memory_required(n, dt)
+        limit = self.max_memory if self.max_memory is not None else available_memory()
+        if self.verbose:
+            print(f"EASE: {n} items -> needs {need / 2**30:.2f} GiB ({dt.name})")
+        if limit is not None and need > limit:
+            raise MemoryError(f"EASE on {n} items needs {need / 2**30:.2f} GiB in {dt.name} but only "
+                              f"{limit / 2**30:.2f} GiB is available; filter rare items or use dtype='float32'")
+        Xb = X.astype(dt)
+        G = np.asarray((Xb.T @ Xb).toarray(order="F"), dtype=dt)  # symmetric, Fortran order for LAPACK
+        G[np.diag_indices(n)] += self.l2
+        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
+        c, info = potrf(G, lower=True, overwrite_a=True, clean=False)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: Gram matrix + l2 I is not positive definite (info={info}); raise l2")
+        P, info = potri(c, lower=True, overwrite_c=True)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"EASE: inversion failed (info={info})")
+        # potri fills the lower triangle only; mirror it in place, block by block (no n^2 copies).
+        step = 1024
+        for s in range(0, n, step):
+            e = min(s + step, n)
+            blk = P[s:e, s:e]
+            P[s:e, s:e] = np.tril(blk) + np.tril(blk, -1).T
+            P[s:e, e:] = P[e:, s:e].T
+        P = P.T  # symmetric: the C-ordered view of the same memory is P itself
+        d = np.diag(P).copy()
+        P /= -d[None, :]
+        P[np.diag_indices(n)] = 0.0
+        self.B_ = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        self.train_ = X
+        return self
+
+    def _scores(self, rows, X):
+        return np.asarray(X @ self.B_, dtype=np.float32)
+
+    def item_vectors(self):
+        return self.B_

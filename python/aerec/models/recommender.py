@@ -1,0 +1,193 @@
+"""The recommender contract shared by every model: fit on a users x items matrix, recommend top-k
+with seen items excluded (for training users or, by fold-in, for users never seen), similar items,
+save/load.
+
+Ids are row/column indices of the training matrix (the ``implicit`` convention). ``aerec.data``'s
+``Interactions`` maps raw ids to these indices and back (``model.recommend_raw`` does both ways).
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+from .._sparse import UnknownIdError, as_csr
+from .._select import select_topk
+from .base import Estimator
+
+__all__ = ["Recommender"]
+
+
+def _as_ids(x, name):
+    arr = np.asarray(x)
+    if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
+            raise TypeError(f"{name} must be integers (got floats); pass np.asarray({name}, dtype=np.int64)")
+        raise TypeError(f"{name} must be integer ids, got dtype {arr.dtype}")
+    if arr.ndim > 1:
+        raise ValueError(f"{name} must be a scalar or 1-D, got shape {arr.shape}")
+    return arr.astype(np.int64, copy=False)
+
+
+class Recommender(Estimator):
+    """Base class. Subclasses implement ``_fit(X, validation, **kw)`` and ``_scores(rows, X)``
+    (dense scores of the given history rows; ``rows`` are training user ids or -1 for fold-in
+    users) and may override ``_topk`` with a fused search."""
+
+    #: whether this model can fold in users never seen in training from their history
+    supports_fold_in = True
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def _train_matrix(self, train):
+        self.id_maps_ = None
+        if hasattr(train, "to_csr") and not sp.issparse(train):
+            self.id_maps_ = (getattr(train, "user_map", None) or getattr(train, "users", None),
+                             getattr(train, "item_map", None) or getattr(train, "items", None))
+        X = as_csr(train, "train")
+        if X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0:
+            raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")
+        return X
+
+    def _check_k(self, k):
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"k must be an integer, got {type(k).__name__}")
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        return int(k)
+
+    def _histories(self, user_ids, user_items):
+        """Resolve (rows, X): rows = training user index or -1; X = history CSR per query."""
+        n_users, n_items = self.train_.shape
+        scalar = False
+        if user_ids is not None:
+            ids = _as_ids(user_ids, "user_ids")
+            scalar = ids.ndim == 0
+            ids = ids.reshape(-1)
+        if user_items is not None:
+            X = as_csr(user_items, "user_items", n_cols=n_items)
+            if user_ids is None:
+                if not self.supports_fold_in:
+                    raise ValueError(f"{type(self).__name__} cannot fold in new users; pass user_ids of training users")
+                return np.full(X.shape[0], -1, np.int64), X, False
+            if X.shape[0] == n_users and len(ids) != n_users:
+                X = X[ids.clip(0, n_users - 1)]  # implicit-style: user_items is the full matrix
+            if X.shape[0] != len(ids):
+                raise ValueError(f"user_items has {X.shape[0]} rows for {len(ids)} user_ids; pass one history "
+                                 "row per user (or the full training-shaped matrix)")
+            rows = np.where((ids >= 0) & (ids < n_users), ids, -1)
+            if (rows < 0).any() and not self.supports_fold_in:
+                bad = ids[rows < 0][0]
+                raise UnknownIdError(f"user {int(bad)} was not in training and {type(self).__name__} cannot fold in")
+            return rows, X, scalar
+        if user_ids is None:
+            raise ValueError("pass user_ids (training users) or user_items (histories to fold in)")
+        bad = (ids < 0) | (ids >= n_users)
+        if bad.any():
+            raise UnknownIdError(f"user {int(ids[bad][0])} is unknown (the model has users 0..{n_users - 1}); "
+                                 "pass user_items=<their history> to fold them in")
+        return ids, self.train_[ids], scalar
+
+    # -- public API -----------------------------------------------------------------------------
+    def recommend(self, user_ids=None, user_items=None, k=10, filter_seen=True, items=None,
+                  filter_items=None, batch_size=4096):
+        """Top-k items for users.
+
+        Parameters
+        ----------
+        user_ids : int or array of int, optional
+            training-matrix row ids. A scalar gives 1-D results, an array 2-D.
+        user_items : sparse (n, n_items), optional
+            histories: for ``user_ids`` (one row each, or the full training-shaped matrix) or, with
+            ``user_ids=None``, users never seen in training (fold-in).
+        k : int > 0
+            k > the number of candidates returns them all (rows padded with id -1, score -inf).
+        filter_seen : bool
+            exclude the items in each user's history.
+        items : array of int, optional
+            rank only these item ids.
+        filter_items : array of int, optional
+            never return these item ids.
+
+        Returns
+        -------
+        ids : int32 (k,) or (n, k);  scores : float32, same shape, descending, ties by lower id.
+        """
+        self._check_fitted("train_")
+        k = self._check_k(k)
+        rows, X, scalar = self._histories(user_ids, user_items)
+        n_items = self.train_.shape[1]
+        cand = None
+        if items is not None:
+            cand = _as_ids(items, "items").reshape(-1)
+            self._check_item_range(cand, "items")
+        exclude = X if filter_seen else None
+        if filter_items is not None:
+            fi = _as_ids(filter_items, "filter_items").reshape(-1)
+            self._check_item_range(fi, "filter_items")
+            extra = sp.csr_matrix((np.ones(len(fi) * X.shape[0], np.float32),
+                                   (np.repeat(np.arange(X.shape[0]), len(fi)), np.tile(fi, X.shape[0]))),
+                                  shape=X.shape)
+            exclude = extra if exclude is None else ((exclude + extra) > 0).astype(np.float32).tocsr()
+        k_out = min(k, n_items)
+        ids = np.empty((X.shape[0], k_out), np.int32)
+        scores = np.empty((X.shape[0], k_out), np.float32)
+        for s in range(0, X.shape[0], batch_size):
+            e = min(s + batch_size, X.shape[0])
+            ex = exclude[s:e] if exclude is not None else None
+            ids[s:e], scores[s:e] = self._topk(rows[s:e], X[s:e], k_out, ex, cand)
+        if scalar:
+            return ids[0], scores[0]
+        return ids, scores
+
+    def _check_item_range(self, ids, name):
+        n_items = self.train_.shape[1]
+        bad = (ids < 0) | (ids >= n_items)
+        if bad.any():
+            raise UnknownIdError(f"{name} contains item {int(ids[bad][0])}, outside 0..{n_items - 1}")
+
+    def _topk(self, rows, X, k, exclude, candidates):
+        return select_topk(self._scores(rows, X), k, exclude, candidates)
+
+    def score(self, user_ids=None, user_items=None):
+        """Dense scores (n, n_items) for users (see ``recommend`` for the arguments)."""
+        self._check_fitted("train_")
+        rows, X, scalar = self._histories(user_ids, user_items)
+        s = self._scores(rows, X)
+        return s[0] if scalar else s
+
+    def recommend_raw(self, raw_user_ids, k=10, **kw):
+        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions)."""
+        if self.id_maps_ is None or self.id_maps_[0] is None:
+            raise ValueError("this model was fitted on a plain matrix, so it has no raw id maps")
+        umap, imap = self.id_maps_
+        scalar = np.ndim(raw_user_ids) == 0
+        raw = [raw_user_ids] if scalar else list(raw_user_ids)
+        rows = np.asarray(umap.to_index(raw))
+        ids, scores = self.recommend(rows, k=k, **kw)
+        raw_items = np.asarray(imap.to_raw(np.where(ids >= 0, ids, 0)), dtype=object)
+        raw_items[ids < 0] = None
+        return (raw_items[0], scores[0]) if scalar else (raw_items, scores)
+
+    def similar_items(self, item_ids, k=10, filter_self=True):
+        """Items most similar to ``item_ids`` by cosine over the model's item vectors."""
+        self._check_fitted("train_")
+        k = self._check_k(k)
+        ids = _as_ids(item_ids, "item_ids")
+        scalar = ids.ndim == 0
+        ids = ids.reshape(-1)
+        self._check_item_range(ids, "item_ids")
+        V = np.asarray(self.item_vectors(), dtype=np.float32)
+        norms = np.linalg.norm(V, axis=1)
+        norms[norms == 0] = 1.0
+        Vn = V / norms[:, None]
+        sims = Vn[ids] @ Vn.T
+        ex = None
+        if filter_self:
+            ex = sp.csr_matrix((np.ones(len(ids), np.float32), (np.arange(len(ids)), ids)), shape=sims.shape)
+        out_ids, out_s = select_topk(sims, k, ex)
+        return (out_ids[0], out_s[0]) if scalar else (out_ids, out_s)
+
+    def item_vectors(self):
+        """(n_items, d) item representation used by similar_items."""
+        raise NotImplementedError(f"{type(self).__name__} has no item vectors")
