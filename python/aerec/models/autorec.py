@@ -1,0 +1,175 @@
+"""AutoRec (Sedhain et al. 2015): rating prediction by reconstructing partially observed rating
+vectors; the loss counts observed ratings only, plus an L2 penalty on the weights."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import _arrays
+from .._progress import Progress
+from .._sparse import UnknownIdError
+from ..io import load_arrays, register_model, save_arrays
+from .base import check_random_state, derive_seed, glorot_uniform
+from .recommender import Recommender
+from .spec import make_spec
+
+__all__ = ["AutoRec"]
+
+
+@register_model
+class AutoRec(Recommender):
+    """Item-based (I-AutoRec, default) or user-based AutoRec.
+
+    I-AutoRec encodes each item's vector of user ratings: ``n_users -> hidden (sigmoid) -> n_users
+    (identity)``; a rating r(u, i) is read off item i's reconstruction at u.
+
+    Parameters
+    ----------
+    kind : {"item", "user"}
+    hidden : int (500 in the paper)
+    l2 : float
+        ``lambda`` of the paper's objective ``sum_observed (r - r_hat)^2 + lambda/2 ||W||^2``; the
+        per-batch loss here is the mean over rows, so the penalty applied is ``lambda / n_rows``.
+    clip : (float, float) or None
+        clip predictions to the rating scale (default: the training min and max).
+    """
+
+    def __init__(self, kind="item", hidden=500, activation="sigmoid", l2=1.0, learning_rate=1e-3, epochs=200,
+                 batch_size=64, optimizer="adam", clip="auto", random_state=0, backend="auto"):
+        self.kind, self.hidden, self.activation, self.l2 = kind, hidden, activation, l2
+        self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
+        self.clip, self.random_state, self.backend = clip, random_state, backend
+        if kind not in ("item", "user"):
+            raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
+
+    @property
+    def supports_fold_in(self):
+        return self.kind == "user"
+
+    def _rows(self, R):
+        """Training rows: items x users (item-based) or users x items (user-based), dense float32."""
+        M = R.T.tocsr() if self.kind == "item" else R
+        return np.ascontiguousarray(M.toarray(), dtype=np.float32)
+
+    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose=0, callbacks=None):
+        """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
+
+        validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
+        """
+        R = self._train_matrix(train)
+        epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
+        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size, "batch_size")
+        seed = check_random_state(self.random_state)
+        rows = self._rows(R)
+        n_in = rows.shape[1]
+        spec = make_spec((n_in, int(self.hidden), n_in), (self.activation, "identity"), encoder_depth=1,
+                         loss="masked_mse", l2=float(self.l2) / rows.shape[0], optimizer=self.optimizer,
+                         learning_rate=self.learning_rate, seed=derive_seed(seed, 0) % (2 ** 31))
+        rng = np.random.default_rng(seed)
+        params = [glorot_uniform(rng, n_in, int(self.hidden)), np.zeros(int(self.hidden), np.float32),
+                  glorot_uniform(rng, int(self.hidden), n_in), np.full(n_in, R.data.mean(), np.float32)]
+        self.spec_, self.seed_, self.train_ = spec, seed, R
+        self.rows_ = rows
+        self.mask_ = np.ascontiguousarray(rows != 0, dtype=np.float32)
+        lo, hi = (float(R.data.min()), float(R.data.max())) if self.clip == "auto" else (self.clip or (None, None))
+        self.clip_ = (lo, hi)
+        self.global_mean_ = float(R.data.mean())
+        self.net_ = self._backend().Network(spec, params)
+        self.history_ = {}
+        self._recon = None
+        if validation is not None:
+            from .._sparse import as_csr
+            validation = as_csr(validation, "validation", n_cols=R.shape[1])
+            vu, vi = validation.nonzero()
+            vr = np.asarray(validation[vu, vi]).ravel()
+        bar = Progress(epochs, "AutoRec", verbose)
+        try:
+            for epoch in range(epochs):
+                loss = self.net_.train_epoch(rows, rows, mask=self.mask_, batch_size=batch_size, shuffle=True,
+                                             seed=derive_seed(seed, 1, epoch) % (2 ** 63))
+                logs = {"loss": float(loss)}
+                self._recon = None
+                if validation is not None:
+                    pred = self.predict_ratings(vu, vi)
+                    logs["val_rmse"] = float(np.sqrt(np.mean((pred - vr) ** 2)))
+                for key, v in logs.items():
+                    self.history_.setdefault(key, []).append(v)
+                bar.update(logs)
+        finally:
+            bar.close()
+        return self
+
+    def _reconstruction(self):
+        if self._recon is None:
+            self._recon = self.net_.forward(self.rows_)
+        return self._recon
+
+    def predict_ratings(self, users, items):
+        """Predicted ratings for (user, item) pairs (equal-length int arrays, training indices)."""
+        self._check_fitted("net_")
+        users = np.asarray(users)
+        items = np.asarray(items)
+        if users.dtype.kind not in "iu" or items.dtype.kind not in "iu":
+            raise TypeError("users and items must be integer index arrays")
+        if users.shape != items.shape:
+            raise ValueError(f"users and items must have the same shape, got {users.shape} and {items.shape}")
+        n_users, n_items = self.train_.shape
+        for name, ids, n in (("user", users, n_users), ("item", items, n_items)):
+            bad = (ids < 0) | (ids >= n)
+            if bad.any():
+                raise UnknownIdError(f"{name} {int(ids[bad][0])} is unknown (valid: 0..{n - 1})")
+        recon = self._reconstruction()
+        pred = recon[items, users] if self.kind == "item" else recon[users, items]
+        lo, hi = self.clip_
+        if lo is not None:
+            pred = np.clip(pred, lo, hi)
+        return pred.astype(np.float32)
+
+    def _scores(self, rows, X):
+        if self.kind == "item":
+            if (rows < 0).any():
+                raise UnknownIdError("item-based AutoRec scores only training users")
+            return np.ascontiguousarray(self._reconstruction()[:, rows].T)
+        dense = np.ascontiguousarray(X.toarray(), dtype=np.float32)
+        return self.net_.forward(dense)
+
+    def item_vectors(self):
+        p = self.net_.get_params()
+        return p[0].T if self.kind == "user" else self.net_.hidden(self.rows_, 0)
+
+    def save(self, path):
+        self._check_fitted("net_")
+        X = self.train_
+        arrays = {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
+                  "train_shape": np.asarray(X.shape, np.int64)}
+        for i, p in enumerate(self.net_.get_params()):
+            arrays[f"param_{i}"] = p
+        params = self.get_params()
+        params.pop("backend")
+        save_arrays(path, {"class": "AutoRec", "params": params, "spec": self.spec_, "seed": self.seed_,
+                           "clip": list(self.clip_), "history": self.history_}, arrays)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        meta, arrays = load_arrays(path)
+        return cls._from_state(meta, arrays, backend=backend)
+
+    @classmethod
+    def _from_state(cls, meta, arrays, backend="auto"):
+        kw = dict(meta["params"])
+        if isinstance(kw.get("clip"), list):
+            kw["clip"] = tuple(kw["clip"])
+        model = cls(**kw, backend=backend)
+        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["spec"].items()}
+        shape = tuple(int(s) for s in arrays["train_shape"])
+        R = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=shape)
+        model.spec_, model.seed_, model.train_ = spec, int(meta["seed"]), R
+        model.rows_ = model._rows(R)
+        model.mask_ = np.ascontiguousarray(model.rows_ != 0, dtype=np.float32)
+        model.clip_ = tuple(meta["clip"])
+        model.global_mean_ = float(R.data.mean())
+        model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
+        model.id_maps_ = None
+        model._recon = None
+        model.net_ = model._backend().Network(spec, [arrays[f"param_{i}"] for i in range(4)])
+        return model

@@ -1,0 +1,266 @@
+"""Sparse-input autoencoder recommenders: MultDAE, MultVAE (Liang et al. 2018) and CDAE (Wu et al.
+2016), trained by a backend ``RecNetwork`` (CSR input, fused multinomial / logistic losses)."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import scipy.sparse as sp
+
+from .. import _arrays
+from .._progress import Progress
+from .._select import select_topk
+from ..io import load_arrays, register_model, save_arrays
+from .base import check_random_state, derive_seed, glorot_uniform
+from .recommender import Recommender
+
+__all__ = ["MultDAE", "MultVAE", "CDAE"]
+
+
+def _positive_tuple(name, value):
+    if isinstance(value, numbers.Integral):
+        value = (value,)
+    value = tuple(value)
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+            raise ValueError(f"{name} must be positive integers, got {value!r}")
+    return tuple(int(v) for v in value)
+
+
+class _SparseAutoencoder(Recommender):
+    """Shared fit / recommend / save for the RecNetwork-based models."""
+
+    _variational = False
+    _loss = "multinomial"
+    _normalize = True
+    _user_embedding = False
+
+    # subclasses define __init__ storing hyper-parameters
+
+    def _spec(self, n_items, n_users):
+        from .recspec import make_rec_spec
+        hidden = _positive_tuple("hidden", self.hidden)
+        latent = _positive_tuple("latent", self.latent)
+        if len(latent) != 1:
+            raise ValueError("latent must be one integer (the bottleneck width)")
+        enc = (n_items,) + hidden + latent
+        dec = tuple(reversed(hidden)) + (n_items,)
+        sizes = enc + dec
+        n_layers = len(sizes) - 1
+        acts = (self.activation,) * (n_layers - 1) + ("identity",)
+        kw = dict(layer_sizes=sizes, activations=acts, encoder_depth=len(hidden) + 1,
+                  variational=self._variational, normalize_input=self._normalize,
+                  input_dropout=float(self.dropout), loss=self._loss, l2=float(self.l2),
+                  optimizer=self.optimizer, learning_rate=float(self.learning_rate),
+                  lazy_adam=bool(self.lazy_adam), seed=0)
+        if self._variational:
+            kw.update(anneal_cap=float(self.anneal_cap), total_anneal_steps=int(self.total_anneal_steps))
+        if self._user_embedding:
+            kw.update(n_users_embedding=int(n_users), negative_samples=int(self.negative_samples))
+        return make_rec_spec(**kw)
+
+    def _init_params(self, spec, rng):
+        sizes = spec["layer_sizes"]
+        params = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if spec.get("variational") and i == spec["encoder_depth"] - 1:
+                fan_out = 2 * fan_out
+            params.append(glorot_uniform(rng, fan_in, fan_out))
+            params.append(rng.normal(0.0, 1e-3, fan_out).astype(np.float32))  # Liang et al.'s bias init
+        if spec.get("n_users_embedding"):
+            params.append((rng.normal(0.0, 1e-2, (spec["n_users_embedding"], sizes[1]))).astype(np.float32))
+        return params
+
+    def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose=0,
+            callbacks=None, k=100):
+        """Train on a users x items matrix (aerec.data.Interactions or scipy.sparse; binarised).
+
+        Parameters
+        ----------
+        validation : aerec.data EvalSet or Split, optional
+            monitored by NDCG@k after each epoch (``history_["val_ndcg@k"]``); the best epoch's
+            weights are kept.
+        epochs, batch_size : int, optional
+            override the constructor values.
+        early_stopping : int, optional
+            stop after this many epochs without a better validation NDCG.
+        """
+        from ..callbacks import as_callbacks
+        X = self._train_matrix(train)
+        X = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+        epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
+        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size, "batch_size")
+        if early_stopping is not None:
+            early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
+        if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
+            validation = validation.validation
+        seed = check_random_state(self.random_state)
+        spec = self._spec(X.shape[1], X.shape[0])
+        spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
+        params = self._init_params(spec, np.random.default_rng(seed))
+        self.seed_, self.spec_, self.train_ = seed, spec, X
+        self.net_ = self._backend().RecNetwork(spec, params)
+        self.history_ = {}
+        self.stop_training = False
+        cbs = as_callbacks(callbacks)
+        for cb in cbs:
+            cb.set_model(self)
+            cb.on_train_begin({})
+        users = np.arange(X.shape[0], dtype=np.int32)
+        best, best_params, wait = -np.inf, None, 0
+        bar = Progress(epochs, type(self).__name__, verbose)
+        try:
+            for epoch in range(epochs):
+                loss = self.net_.train_epoch(X.indptr, X.indices, X.data, X.shape[0], batch_size=batch_size,
+                                             shuffle=True, seed=derive_seed(seed, 1, epoch) % (2 ** 63),
+                                             users=users if self._user_embedding else None)
+                logs = {"loss": float(loss)}
+                if not np.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"training diverged at epoch {epoch}; lower learning_rate")
+                if validation is not None:
+                    from ..evaluation import evaluate
+                    res = evaluate(self, validation, ks=(k,))
+                    logs[f"val_ndcg@{k}"] = float(res[f"ndcg@{k}"])
+                    if logs[f"val_ndcg@{k}"] > best:
+                        best, best_params, wait = logs[f"val_ndcg@{k}"], self.net_.get_params(), 0
+                    else:
+                        wait += 1
+                for key, v in logs.items():
+                    self.history_.setdefault(key, []).append(v)
+                bar.update(logs)
+                for cb in cbs:
+                    cb.on_epoch_end(epoch, logs)
+                if self.stop_training or (early_stopping is not None and wait >= early_stopping):
+                    break
+        finally:
+            bar.close()
+        if best_params is not None:
+            self.net_.set_params(best_params)
+            self.best_epoch_ = int(np.argmax(self.history_[f"val_ndcg@{k}"]))
+        for cb in cbs:
+            cb.on_train_end({})
+        return self
+
+    def _get_weights(self):
+        return self.net_.get_params()
+
+    def _set_weights(self, p):
+        self.net_.set_params(p)
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _users_arg(self, rows):
+        if not self._user_embedding:
+            return None
+        return np.where(rows >= 0, rows, -1).astype(np.int32)
+
+    def _scores(self, rows, X):
+        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+        return self.net_.forward(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+
+    def _topk(self, rows, X, k, exclude, candidates):
+        return select_topk(self._scores(rows, X), k, exclude, candidates)
+
+    def encode(self, user_items, user_ids=None):
+        """Bottleneck representation of users from their histories: (n, latent) float32."""
+        self._check_fitted("net_")
+        rows, X, scalar = self._histories(user_ids, user_items) if user_ids is not None else \
+            (np.full(sp.csr_matrix(user_items).shape[0], -1), None, False)
+        if X is None:
+            from .._sparse import as_csr
+            X = as_csr(user_items, "user_items", n_cols=self.train_.shape[1])
+        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+        z = self.net_.encode(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+        return z[0] if scalar else z
+
+    def item_vectors(self):
+        """Decoder output weights, one row per item: (n_items, h_last)."""
+        p = self.net_.get_params()
+        n_layers = len(self.spec_["layer_sizes"]) - 1
+        return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def save(self, path):
+        self._check_fitted("net_")
+        X = self.train_
+        arrays = {"train_indptr": X.indptr, "train_indices": X.indices,
+                  "train_shape": np.asarray(X.shape, np.int64)}
+        for i, p in enumerate(self.net_.get_params()):
+            arrays[f"param_{i}"] = p
+        params = self.get_params()
+        params.pop("backend")
+        save_arrays(path, {"class": type(self).__name__, "params": params, "spec": self.spec_,
+                           "seed": self.seed_, "history": self.history_}, arrays)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        meta, arrays = load_arrays(path)
+        return cls._from_state(meta, arrays, backend=backend)
+
+    @classmethod
+    def _from_state(cls, meta, arrays, backend="auto"):
+        kw = dict(meta["params"])
+        for key in ("hidden",):
+            if isinstance(kw.get(key), list):
+                kw[key] = tuple(kw[key])
+        model = cls(**kw, backend=backend)
+        spec = dict(meta["spec"])
+        for key, v in spec.items():
+            if isinstance(v, list):
+                spec[key] = tuple(v)
+        shape = tuple(int(s) for s in arrays["train_shape"])
+        X = sp.csr_matrix((np.ones(len(arrays["train_indices"]), np.float32), arrays["train_indices"],
+                           arrays["train_indptr"]), shape=shape)
+        n_params = sum(1 for key in arrays if key.startswith("param_"))
+        params = [arrays[f"param_{i}"] for i in range(n_params)]
+        model.spec_, model.seed_, model.train_ = spec, int(meta["seed"]), X
+        model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
+        model.id_maps_ = None
+        model.net_ = model._backend().RecNetwork(spec, params)
+        return model
+
+
+@register_model
+class MultDAE(_SparseAutoencoder):
+    """Mult-DAE (Liang et al. 2018): L2-normalised, dropout-corrupted history -> [I-600-200-600-I]
+    tanh -> softmax over items, multinomial log-likelihood."""
+
+    def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.01 / 500,
+                 learning_rate=1e-3, epochs=100, batch_size=500, optimizer="adam", lazy_adam=False,
+                 random_state=0, backend="auto"):
+        self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
+        self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
+        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend
+
+
+@register_model
+class MultVAE(_SparseAutoencoder):
+    """Mult-VAE^PR (Liang et al. 2018): Gaussian bottleneck, KL weight annealed linearly to
+    ``anneal_cap`` over ``total_anneal_steps`` updates; encode returns the posterior mean."""
+
+    _variational = True
+
+    def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.0,
+                 anneal_cap=0.2, total_anneal_steps=200000, learning_rate=1e-3, epochs=100, batch_size=500,
+                 optimizer="adam", lazy_adam=False, random_state=0, backend="auto"):
+        self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
+        self.anneal_cap, self.total_anneal_steps = anneal_cap, total_anneal_steps
+        self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
+        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend
+
+
+@register_model
+class CDAE(_SparseAutoencoder):
+    """Collaborative Denoising Autoencoder (Wu et al. 2016): corrupted history + a per-user vector,
+    sigmoid hidden layer, logistic loss over positives and sampled negatives."""
+
+    _loss = "logistic"
+    _normalize = False
+    _user_embedding = True
+
+    def __init__(self, hidden=(), latent=50, activation="sigmoid", dropout=0.2, l2=1e-5, negative_samples=5,
+                 learning_rate=1e-3, epochs=100, batch_size=256, optimizer="adam", lazy_adam=False,
+                 random_state=0, backend="auto"):
+        self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
+        self.negative_samples = negative_samples
+        self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
+        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend

@@ -1,0 +1,162 @@
+"""One behaviour suite for every recommender (the implicit-style contract), on every backend."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import aerec
+from aerec._sparse import UnknownIdError
+from aerec.models.autorec import AutoRec
+from aerec.models.baselines import EASE, Popularity
+from aerec.models.sparse_autoencoders import CDAE, MultDAE, MultVAE
+
+
+def clustered(n_users=120, n_items=60, n_clusters=3, seed=0):
+    """Users in a cluster like that cluster's items: learnable structure, popularity can't see it."""
+    rng = np.random.default_rng(seed)
+    uc = rng.integers(0, n_clusters, n_users)
+    ic = np.arange(n_items) % n_clusters
+    p = np.where(uc[:, None] == ic[None, :], 0.35, 0.02)
+    dense = (rng.random((n_users, n_items)) < p).astype(np.float32)
+    dense[dense.sum(1) == 0, 0] = 1
+    return sp.csr_matrix(dense)
+
+
+def ratings(n_users=80, n_items=50, seed=0):
+    rng = np.random.default_rng(seed)
+    u = rng.normal(size=(n_users, 3))
+    v = rng.normal(size=(n_items, 3))
+    full = np.clip(np.round(3 + u @ v.T * 0.7), 1, 5)
+    mask = rng.random((n_users, n_items)) < 0.3
+    return sp.csr_matrix(np.where(mask, full, 0).astype(np.float32))
+
+
+FACTORIES = {
+    "Popularity": lambda be: Popularity(),
+    "EASE": lambda be: EASE(l2=5.0),
+    "MultDAE": lambda be: MultDAE(hidden=(32,), latent=8, epochs=15, batch_size=32, learning_rate=5e-3, backend=be),
+    "MultVAE": lambda be: MultVAE(hidden=(32,), latent=8, epochs=15, batch_size=32, learning_rate=5e-3,
+                                  total_anneal_steps=50, backend=be),
+    "CDAE": lambda be: CDAE(latent=16, epochs=15, batch_size=32, learning_rate=5e-3, backend=be),
+    "AutoRec": lambda be: AutoRec(hidden=16, epochs=5, batch_size=16, backend=be),
+}
+
+
+def _backend_names():
+    return [n for n, ok in aerec.backends.available().items() if ok]
+
+
+@pytest.fixture(params=list(FACTORIES))
+def fitted(request):
+    be = _backend_names()[0]
+    X = ratings() if request.param == "AutoRec" else clustered()
+    model = FACTORIES[request.param](be).fit(X)
+    return request.param, model, X
+
+
+def test_recommend_shapes_and_filter(fitted):
+    name, model, X = fitted
+    ids, scores = model.recommend(3, k=5)
+    assert ids.shape == (5,) and scores.shape == (5,) and ids.dtype == np.int32
+    assert not set(ids.tolist()) & set(X[3].indices.tolist())
+    assert np.all(np.diff(scores) <= 0)
+    ids2, _ = model.recommend(np.array([3, 4]), k=5)
+    assert ids2.shape == (2, 5)
+    np.testing.assert_array_equal(ids2[0], ids)
+
+
+def test_recommend_without_filter_can_return_seen(fitted):
+    name, model, X = fitted
+    ids, _ = model.recommend(np.arange(10), k=X.shape[1], filter_seen=False)
+    assert (ids >= 0).all()
+
+
+def test_k_larger_than_items_returns_all(fitted):
+    name, model, X = fitted
+    ids, scores = model.recommend(0, k=10 * X.shape[1])
+    n_valid = X.shape[1] - X[0].nnz
+    assert (ids >= 0).sum() == n_valid
+    assert len(set(ids[ids >= 0].tolist())) == n_valid
+
+
+def test_bad_k_and_unknown_users(fitted):
+    name, model, X = fitted
+    with pytest.raises(ValueError, match="k must be positive"):
+        model.recommend(0, k=0)
+    with pytest.raises(KeyError, match="unknown"):
+        model.recommend(X.shape[0] + 5, k=3)
+    with pytest.raises(IndexError):
+        model.recommend(-1, k=3)
+    with pytest.raises(ValueError, match="item columns"):
+        model.recommend(user_items=sp.csr_matrix((1, X.shape[1] + 1)), k=3)
+
+
+def test_items_restriction(fitted):
+    name, model, X = fitted
+    allowed = np.array([1, 5, 7, 11])
+    ids, _ = model.recommend(2, k=3, items=allowed, filter_seen=False)
+    assert set(ids[ids >= 0].tolist()) <= set(allowed.tolist())
+
+
+def test_fold_in_matches_known_user(fitted):
+    name, model, X = fitted
+    if not model.supports_fold_in or name == "CDAE":
+        pytest.skip("no fold-in (or per-user parameters)")
+    a = model.recommend(7, k=5)
+    b = model.recommend(user_items=X[7], k=5)
+    np.testing.assert_array_equal(a[0], b[0][0])
+    np.testing.assert_allclose(a[1], b[1][0], rtol=1e-5)
+
+
+def test_save_load_same_recommendations(fitted, tmp_path):
+    name, model, X = fitted
+    path = tmp_path / "m.npz"
+    model.save(path)
+    back = aerec.load(path)
+    assert type(back) is type(model)
+    a, sa = model.recommend(np.arange(5), k=5)
+    b, sb = back.recommend(np.arange(5), k=5)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(sa, sb, rtol=1e-6)
+
+
+def test_similar_items(fitted):
+    name, model, X = fitted
+    if name == "Popularity":
+        pytest.skip("popularity has 1-D item vectors")
+    ids, sims = model.similar_items(4, k=5)
+    assert 4 not in ids.tolist() and ids.shape == (5,)
+
+
+@pytest.mark.parametrize("name", ["EASE", "MultDAE", "MultVAE", "CDAE"])
+def test_beats_popularity_on_planted_structure(name):
+    X = clustered(n_users=300, n_items=60, seed=1)
+    rng = np.random.default_rng(0)
+    # hold out one positive per user
+    rows, held = [], []
+    Xl = X.tolil()
+    for u in range(X.shape[0]):
+        items = X[u].indices
+        if len(items) >= 2:
+            i = rng.choice(items)
+            Xl[u, i] = 0
+            rows.append(u)
+            held.append(i)
+    train = Xl.tocsr()
+    train.eliminate_zeros()
+
+    def hits(model):
+        ids, _ = model.recommend(np.array(rows), k=10)
+        return np.mean([h in r for h, r in zip(held, ids)])
+    model = FACTORIES[name](_backend_names()[0]).set_params(epochs=40) if name != "EASE" else EASE(l2=5.0)
+    assert hits(model.fit(train)) > hits(Popularity().fit(train)) + 0.1
+
+
+def test_autorec_predict_ratings_close():
+    R = ratings(seed=3)
+    m = AutoRec(hidden=32, epochs=60, batch_size=16, learning_rate=5e-3, l2=0.1).fit(R)
+    u, i = R.nonzero()
+    pred = m.predict_ratings(u, i)
+    rmse = np.sqrt(np.mean((pred - R.data) ** 2))
+    assert rmse < 0.9
+    with pytest.raises(KeyError):
+        m.predict_ratings(np.array([0]), np.array([R.shape[1]]))
