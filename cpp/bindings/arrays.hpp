@@ -30,6 +30,9 @@ inline MatrixView<const float> matrix_in(const py::array& a, const char* name) {
   require_dtype<float>(a, name);
   if (a.ndim() != 2) throw py::value_error(std::string(name) + " must be 2-D, got ndim=" + std::to_string(a.ndim()));
   const auto isz = static_cast<py::ssize_t>(sizeof(float));
+  if (a.shape(0) == 0 || a.shape(1) == 0) {  // empty: strides are meaningless
+    return MatrixView<const float>{static_cast<const float*>(a.data()), a.shape(0), a.shape(1), a.shape(1)};
+  }
   if (a.shape(1) > 1 && a.strides(1) != isz)
     throw py::value_error(std::string(name) + " must have a contiguous last dimension; try np.ascontiguousarray");
   if (a.shape(0) > 1 && (a.strides(0) % isz != 0 || a.strides(0) < a.shape(1) * isz))

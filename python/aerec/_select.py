@@ -8,7 +8,28 @@ import scipy.sparse as sp
 
 
 def select_topk(scores: np.ndarray, k: int, exclude: sp.csr_matrix | None = None,
-                candidates: np.ndarray | None = None):
+                candidates: np.ndarray | None = None, num_threads: int = 0):
+    """Top-min(k, m) per row of ``scores`` (n, m), excluding ``exclude`` (CSR n x m) and any item
+    outside ``candidates``; NaN and -inf scores are never returned (padding: id -1, score -inf)."""
+    try:
+        from . import _core
+    except ImportError:
+        _core = None
+    if _core is not None:
+        k_eff = min(k, scores.shape[1])
+        s = np.ascontiguousarray(scores, dtype=np.float32)
+        if candidates is not None:
+            keep = np.zeros(s.shape[1], bool)
+            keep[candidates] = True
+            s = np.where(keep[None, :], s, np.float32(-np.inf))
+        if exclude is not None and exclude.nnz:
+            return _core.select_topk_rows(s, k_eff, exclude.indptr.astype(np.int64, copy=False),
+                                          exclude.indices.astype(np.int32, copy=False), num_threads)
+        return _core.select_topk_rows(s, k_eff, None, None, num_threads)
+    return _select_topk_numpy(scores, k, exclude, candidates)
+
+
+def _select_topk_numpy(scores, k, exclude=None, candidates=None):
     scores = np.array(scores, dtype=np.float32, copy=True)
     n, m = scores.shape
     if candidates is not None:
