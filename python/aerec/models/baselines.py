@@ -99,7 +99,8 @@ class EASE(_SavableRecommender):
 
     _arrays_to_save = ("B_",)
 
-    def __init__(self, l2=500.0, dtype="float32", max_memory=None, verbose=0):
+    def __init__(self, l2=500.0, dtype="float32", max_memory=None, verbose=0, backend="auto"):
+        self.backend = backend
         self.l2 = l2
         self.dtype = dtype
         self.max_memory = max_memory
@@ -132,30 +133,51 @@ class EASE(_SavableRecommender):
         if limit is not None and need > limit:
             raise MemoryError(f"EASE on {n} items needs {need / 2**30:.2f} GiB in {dt.name} but only "
                               f"{limit / 2**30:.2f} GiB is available; filter rare items or use dtype='float32'")
-        Xb = X.astype(dt)
-        G = np.asarray((Xb.T @ Xb).toarray(order="F"), dtype=dt)  # symmetric, Fortran order for LAPACK
+        G = self._gram_upper(X, dt)  # C order, upper triangle valid == lower of the F-order view
         G[np.diag_indices(n)] += self.l2
-        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (G,))
-        c, info = potrf(G, lower=True, overwrite_a=True, clean=False)
+        F = G.T  # F-contiguous view: LAPACK works in place, no copy
+        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))
+        c, info = potrf(F, lower=True, overwrite_a=True, clean=False)
         if info != 0:
             raise np.linalg.LinAlgError(f"EASE: Gram matrix + l2 I is not positive definite (info={info}); raise l2")
-        P, info = potri(c, lower=True, overwrite_c=True)
+        Pf, info = potri(c, lower=True, overwrite_c=True)
         if info != 0:
             raise np.linalg.LinAlgError(f"EASE: inversion failed (info={info})")
-        # potri fills the lower triangle only; mirror it in place, block by block (no n^2 copies).
+        P = Pf.T  # C-order; its upper triangle holds P
+        if not np.shares_memory(P, G):  # LAPACK wrappers copied after all; keep going on the result
+            G = None
+        # Mirror the upper triangle into the lower one in place, block by block (no n^2 copies).
         step = 1024
         for s in range(0, n, step):
             e = min(s + step, n)
             blk = P[s:e, s:e]
-            P[s:e, s:e] = np.tril(blk) + np.tril(blk, -1).T
-            P[s:e, e:] = P[e:, s:e].T
-        P = P.T  # symmetric: the C-ordered view of the same memory is P itself
+            P[s:e, s:e] = np.triu(blk) + np.triu(blk, 1).T
+            P[e:, s:e] = P[s:e, e:].T
         d = np.diag(P).copy()
         P /= -d[None, :]
         P[np.diag_indices(n)] = 0.0
         self.B_ = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
         self.train_ = X
         return self
+
+    def _gram_upper(self, X, dt):
+        n = X.shape[1]
+        core = None
+        if self.backend != "numpy":
+            try:
+                from .. import _core as core
+            except ImportError:
+                core = None
+        if core is None:
+            G = np.asarray((X.T @ X).toarray(), dtype=dt)
+            return np.ascontiguousarray(G)
+        G = np.empty((n, n), dtype=dt)
+        csc = X.tocsc()
+        csc.sort_indices()
+        core.gram_upper(X.indptr.astype(np.int64, copy=False), X.indices.astype(np.int32, copy=False),
+                        X.data.astype(np.float32, copy=False), csc.indptr.astype(np.int64, copy=False),
+                        csc.indices.astype(np.int32, copy=False), G, 0)
+        return G
 
     def _scores(self, rows, X):
         return np.asarray(X @ self.B_, dtype=np.float32)
