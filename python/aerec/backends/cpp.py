@@ -13,3 +13,65 @@ except ImportError as exc:  # the extension was not built
 
 def unavailable_reason():
     return _IMPORT_ERROR
+
+
+import numpy as _np
+
+
+def _as_f32(a):
+    """Parameters / optimizer state may arrive in any float dtype: one explicit conversion here."""
+    return _np.ascontiguousarray(a, dtype=_np.float32)
+
+
+class Network:
+    """Trainable feed-forward network running in C++ (``aerec._core.Network``).
+
+    Same interface and numbers (to float32 rounding) as ``aerec.backends.numpy_.Network``; the
+    random streams (dropout, shuffle) are identical. x, y, mask must be 2-D float32 with a
+    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape).
+    ``train_epoch`` runs the whole epoch in C++ with the GIL released.
+    """
+
+    def __init__(self, spec, params):
+        if _core is None:
+            raise RuntimeError(_IMPORT_ERROR)
+        self.spec = dict(spec)
+        self._net = _core.Network(self.spec, [_as_f32(p) for p in params])
+        self.n_layers = self._net.n_layers
+
+    @property
+    def step(self):
+        return self._net.step
+
+    def get_params(self):
+        return self._net.get_params()
+
+    def set_params(self, params):
+        self._net.set_params([_as_f32(p) for p in params])
+
+    def get_optimizer_state(self):
+        return self._net.get_optimizer_state()
+
+    def set_optimizer_state(self, state):
+        d = {k: (v if k == "step" else _as_f32(v)) for k, v in dict(state).items()}
+        self._net.set_optimizer_state(d)
+
+    def forward(self, x, batch_size=4096):
+        return self._net.hidden(x, self.n_layers - 1, batch_size)
+
+    def hidden(self, x, layer, batch_size=4096):
+        if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
+            raise TypeError(f"layer must be an int, got {type(layer).__name__}")
+        return self._net.hidden(x, int(layer), batch_size)
+
+    def loss(self, x, y, mask=None, batch_size=4096):
+        return self._net.loss(x, y, mask, batch_size)
+
+    def gradients(self, x, y, mask=None, training=False):
+        return self._net.gradients(x, y, mask, bool(training))
+
+    def train_batch(self, x, y, mask=None):
+        return self._net.train_batch(x, y, mask)
+
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
+        return self._net.train_epoch(x, y, mask, batch_size, bool(shuffle), int(seed))

@@ -6,3 +6,421 @@ NAME = "numpy"
 
 def unavailable_reason():
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Network: the reference implementation of the trainable feed-forward network (aerec.models.spec).
+#
+# Random streams (identical in C++, cpp/include/aerec/rng.hpp). All arithmetic is on uint64 with
+# wrap-around; mix64 is the splitmix64 finaliser.
+#   dropout key  k(seed, step, layer) = mix64(mix64(mix64(seed ^ DROPOUT_STREAM) ^ step) ^ layer)
+#   element e of the (rows x n_in) input of weight layer `layer` (e = row_in_batch * n_in + col):
+#       u_e = (mix64(k + (e + 1) * GOLDEN) >> 40) * 2**-24        (exact in float32, in [0, 1))
+#       keep_e = u_e >= float32(p);  multiplier = keep_e * (float32(1) / (float32(1) - float32(p)))
+#   `step` is the optimizer step counter (Network.step) of the batch being trained.
+#   shuffle of train_epoch(seed=s) over n rows:
+#       k = mix64(mix64(spec_seed ^ SHUFFLE_STREAM) ^ s);  key_i = mix64(k + (i + 1) * GOLDEN)
+#       permutation = indices sorted by (key_i, i)  (np.argsort(key, kind="stable"))
+#   Seeds are taken modulo 2**64 (negative ints wrap).
+# --------------------------------------------------------------------------------------------
+import numpy as _np
+
+_M64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15
+_DROPOUT_STREAM = 0x6A09E667F3BCC909
+_SHUFFLE_STREAM = 0xBB67AE8584CAA73B
+
+
+def _mix64_int(z: int) -> int:
+    z &= _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+def _mix64(z):
+    """splitmix64 finaliser on a uint64 array (wrap-around arithmetic)."""
+    z = z ^ (z >> _np.uint64(30))
+    z = z * _np.uint64(0xBF58476D1CE4E5B9)
+    z = z ^ (z >> _np.uint64(27))
+    z = z * _np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> _np.uint64(31))
+
+
+def _stream_values(key: int, n: int):
+    """mix64(key + (e + 1) * GOLDEN) for e in [0, n), as uint64."""
+    e = _np.arange(1, n + 1, dtype=_np.uint64)
+    return _mix64(e * _np.uint64(_GOLDEN) + _np.uint64(key & _M64))
+
+
+def dropout_key(seed: int, step: int, layer: int) -> int:
+    return _mix64_int(_mix64_int(_mix64_int((seed & _M64) ^ _DROPOUT_STREAM) ^ (step & _M64)) ^ (layer & _M64))
+
+
+def dropout_multiplier(seed: int, step: int, layer: int, rows: int, cols: int, p: float):
+    """(rows, cols) float32 inverted-dropout multipliers: 0 (dropped) or 1 / (1 - p) (kept)."""
+    u = (_stream_values(dropout_key(seed, step, layer), rows * cols) >> _np.uint64(40)).astype(_np.float32)
+    u *= _np.float32(2.0 ** -24)
+    p32 = _np.float32(p)
+    scale = _np.float32(1.0) / (_np.float32(1.0) - p32)
+    return _np.where(u >= p32, scale, _np.float32(0.0)).astype(_np.float32).reshape(rows, cols)
+
+
+def shuffle_permutation(spec_seed: int, seed: int, n: int):
+    """The row order train_epoch(shuffle=True, seed=seed) visits (int64, length n)."""
+    k = _mix64_int(_mix64_int((spec_seed & _M64) ^ _SHUFFLE_STREAM) ^ (seed & _M64))
+    return _np.argsort(_stream_values(k, n), kind="stable").astype(_np.int64)
+
+
+def _activate(name, z):
+    if name == "identity":
+        return z
+    if name == "relu":
+        return _np.maximum(z, z.dtype.type(0))
+    if name == "sigmoid":
+        with _np.errstate(over="ignore"):
+            return z.dtype.type(1) / (z.dtype.type(1) + _np.exp(-z))
+    if name == "tanh":
+        return _np.tanh(z)
+    neg = _np.expm1(_np.minimum(z, z.dtype.type(0)))
+    if name == "elu":
+        return _np.where(z > 0, z, neg)
+    if name == "selu":
+        s, a = z.dtype.type(_SELU_SCALE), z.dtype.type(_SELU_ALPHA)
+        return _np.where(z > 0, s * z, (s * a) * neg)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def _activation_grad(name, y):
+    """d act / d z from the output y = act(z) (as cpp/include/aerec/activation.hpp)."""
+    one = y.dtype.type(1)
+    if name == "identity":
+        return _np.ones_like(y)
+    if name == "relu":
+        return (y > 0).astype(y.dtype)
+    if name == "sigmoid":
+        return y * (one - y)
+    if name == "tanh":
+        return one - y * y
+    if name == "elu":
+        return _np.where(y > 0, one, y + one)
+    if name == "selu":
+        s, a = y.dtype.type(_SELU_SCALE), y.dtype.type(_SELU_ALPHA)
+        return _np.where(y > 0, s, y + s * a)
+    raise ValueError(f"unknown activation {name!r}")
+
+
+_SELU_ALPHA = 1.6732632423543772
+_SELU_SCALE = 1.0507009873554805
+
+
+def _check_matrix(a, name, cols, dtype, rows=None):
+    if not isinstance(a, _np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {_np.dtype(dtype).name}, got {a.dtype}; "
+                        "convert it with np.asarray(x, dtype=...)")
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got ndim={a.ndim}")
+    if a.shape[1] != cols:
+        raise ValueError(f"{name} has {a.shape[1]} columns, the network expects {cols}")
+    if rows is not None and a.shape[0] != rows:
+        raise ValueError(f"{name} has {a.shape[0]} rows, expected {rows} (as x)")
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, _np.integer)):
+        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
+
+
+class Network:
+    """Trainable feed-forward network built from a spec (``aerec.models.spec.make_spec``).
+
+    Parameters
+    ----------
+    spec : dict
+        A validated network spec.
+    params : list of ndarray
+        ``[W0, b0, W1, b1, ...]``; ``W_i`` (layer_sizes[i], layer_sizes[i+1]), ``b_i``
+        (layer_sizes[i+1],). Copied, converted to ``dtype``.
+    dtype : numpy dtype, default float32
+        float64 runs the whole network in double precision (gradient checks).
+
+    Every method here is the oracle the compiled backends are tested against; see the module
+    comment above for the random streams (dropout, shuffle), and ``aerec.models.spec`` for the maths.
+    """
+
+    def __init__(self, spec, params, dtype=_np.float32):
+        self.spec = dict(spec)
+        self.dtype = _np.dtype(dtype)
+        if self.dtype not in (_np.float32, _np.float64):
+            raise TypeError(f"dtype must be float32 or float64, got {self.dtype}")
+        self._sizes = tuple(int(s) for s in self.spec["layer_sizes"])
+        self.n_layers = len(self._sizes) - 1
+        self._acts = tuple(self.spec["activations"])
+        self._drop = tuple(float(p) for p in self.spec["dropout"])
+        if len(self._acts) != self.n_layers or len(self._drop) != self.n_layers:
+            raise ValueError("spec activations/dropout do not match layer_sizes; build it with make_spec")
+        self._loss = self.spec["loss"]
+        self._opt = self.spec["optimizer"]
+        self._seed = int(self.spec["seed"]) & _M64
+        self.step = 0
+        self._params = [None] * (2 * self.n_layers)
+        self.set_params(params)
+        self._state = self._zero_state()
+
+    # ---- parameters and optimizer state -------------------------------------------------
+    def _shapes(self):
+        out = []
+        for i in range(self.n_layers):
+            out += [(self._sizes[i], self._sizes[i + 1]), (self._sizes[i + 1],)]
+        return out
+
+    @staticmethod
+    def _tensor_names(n_layers):
+        return [f"{k}{i}" for i in range(n_layers) for k in ("W", "b")]
+
+    def get_params(self):
+        return [p.copy() for p in self._params]
+
+    def set_params(self, params):
+        params = list(params)
+        shapes = self._shapes()
+        if len(params) != len(shapes):
+            raise ValueError(f"expected {len(shapes)} parameter arrays [W0, b0, W1, b1, ...], got {len(params)}")
+        new = []
+        for name, p, shape in zip(self._tensor_names(self.n_layers), params, shapes):
+            p = _np.asarray(p)
+            if p.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {p.shape}")
+            new.append(_np.array(p, dtype=self.dtype, order="C", copy=True))
+        self._params = new
+
+    def _state_keys(self):
+        names = self._tensor_names(self.n_layers)
+        if self._opt in ("adam", "adamw"):
+            return [f"{k}_{n}" for n in names for k in ("m", "v")]
+        if self.spec["momentum"] > 0:
+            return [f"velocity_{n}" for n in names]
+        return []
+
+    def _zero_state(self):
+        shapes = dict(zip(self._tensor_names(self.n_layers), self._shapes()))
+        return {k: _np.zeros(shapes[k.split("_", 1)[1]], dtype=self.dtype) for k in self._state_keys()}
+
+    def get_optimizer_state(self):
+        d = {"step": _np.array(self.step, dtype=_np.int64)}
+        d.update({k: v.copy() for k, v in self._state.items()})
+        return d
+
+    def set_optimizer_state(self, state):
+        keys = ["step"] + self._state_keys()
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"optimizer state lacks {missing}; expected keys {keys}")
+        step = int(_np.asarray(state["step"]))
+        if step < 0:
+            raise ValueError(f"optimizer step must be >= 0, got {step}")
+        new = {}
+        for k in keys[1:]:
+            ref = self._state[k]
+            v = _np.asarray(state[k])
+            if v.shape != ref.shape:
+                raise ValueError(f"optimizer state {k} must have shape {ref.shape}, got {v.shape}")
+            new[k] = _np.array(v, dtype=self.dtype, copy=True)
+        self._state = new
+        self.step = step
+
+    # ---- forward / loss / backward ----------------------------------------------------------
+    def _check_xy(self, x, y=None, mask=None):
+        _check_matrix(x, "x", self._sizes[0], self.dtype)
+        if y is not None:
+            _check_matrix(y, "y", self._sizes[-1], self.dtype, rows=x.shape[0])
+        if mask is not None:
+            if self._loss != "masked_mse":
+                raise ValueError(f"mask is only used by loss='masked_mse' (this network uses {self._loss!r})")
+            _check_matrix(mask, "mask", self._sizes[-1], self.dtype, rows=x.shape[0])
+
+    def _forward(self, x, training, last_layer=None, logits=False):
+        """Run layers 0..last_layer. Returns (inputs, outputs, multipliers) per layer; the output
+        of the final layer is the logits when `logits` (bce), else act(z)."""
+        last = self.n_layers - 1 if last_layer is None else last_layer
+        inputs, outputs, mults = [], [], []
+        h = x
+        for i in range(last + 1):
+            W, b = self._params[2 * i], self._params[2 * i + 1]
+            p = self._drop[i]
+            if training and p > 0:
+                m = dropout_multiplier(self._seed, self.step, i, h.shape[0], h.shape[1], p).astype(self.dtype)
+                a = h * m
+            else:
+                m, a = None, h
+            z = a @ W + b
+            h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
+            inputs.append(a)
+            outputs.append(h)
+            mults.append(m)
+        return inputs, outputs, mults
+
+    def _loss_sum(self, out, y, mask, want_grad):
+        """(sum of the loss over the rows, its divisor for this batch, dL/dz of the last layer
+        for the batch mean or None). `out` are the logits for bce."""
+        t = self.dtype.type
+        rows, cols = out.shape
+        if self._loss == "bce":
+            count = rows * cols
+            with _np.errstate(over="ignore"):
+                sp = _np.maximum(out, t(0)) + _np.log1p(_np.exp(-_np.abs(out)))
+            s = float((sp - y * out).sum(dtype=_np.float64))
+            dz = (_activate("sigmoid", out) - y) * t(1.0 / count) if want_grad else None
+            return s, count, dz
+        if self._loss == "mse":
+            count = rows * cols
+            d = out - y
+        else:  # masked_mse
+            count = rows
+            keep = (mask != 0) if mask is not None else (y != 0)
+            d = _np.where(keep, out - y, t(0))
+        s = float((d * d).sum(dtype=_np.float64))
+        dz = None
+        if want_grad:
+            dz = (d * t(2.0 / count)) * _activation_grad(self._acts[-1], out)
+        return s, count, dz
+
+    def _l2_term(self):
+        l2 = self.spec["l2"]
+        if l2 == 0:
+            return 0.0
+        s = sum(float((W * W).sum(dtype=_np.float64)) for W in self._params[0::2])
+        return 0.5 * l2 * s
+
+    def _batch_loss_grads(self, x, y, mask, training):
+        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce")
+        s, count, dz = self._loss_sum(outputs[-1], y, mask, True)
+        loss = s / count + self._l2_term()
+        t = self.dtype.type
+        l2 = t(self.spec["l2"])
+        grads = [None] * (2 * self.n_layers)
+        for i in range(self.n_layers - 1, -1, -1):
+            W = self._params[2 * i]
+            dW = inputs[i].T @ dz
+            if self.spec["l2"] > 0:
+                dW = dW + l2 * W
+            grads[2 * i] = dW
+            grads[2 * i + 1] = dz.sum(axis=0)
+            if i > 0:
+                da = dz @ W.T
+                if mults[i] is not None:
+                    da = da * mults[i]
+                dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
+        return loss, grads
+
+    def forward(self, x, batch_size=4096):
+        """Reconstruction (n, n_out) in eval mode (no dropout)."""
+        return self.hidden(x, self.n_layers - 1, batch_size)
+
+    def hidden(self, x, layer, batch_size=4096):
+        """Output of weight layer `layer` (0-based), eval mode; (n, layer_sizes[layer+1])."""
+        if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
+            raise TypeError(f"layer must be an int, got {type(layer).__name__}")
+        if not 0 <= layer < self.n_layers:
+            raise IndexError(f"layer must be in [0, {self.n_layers}), got {layer}")
+        bs = _check_batch_size(batch_size)
+        self._check_xy(x)
+        out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)
+        for s in range(0, x.shape[0], bs):
+            out[s:s + bs] = self._forward(x[s:s + bs], False, last_layer=layer)[1][-1]
+        return out
+
+    def loss(self, x, y, mask=None, batch_size=4096):
+        """Eval-mode loss over all rows (mean as in aerec.models.spec, + the l2 term)."""
+        bs = _check_batch_size(batch_size)
+        self._check_xy(x, y, mask)
+        if x.shape[0] == 0:
+            raise ValueError("x has no rows")
+        total, count = 0.0, 0
+        for s in range(0, x.shape[0], bs):
+            out = self._forward(x[s:s + bs], False, logits=self._loss == "bce")[1][-1]
+            ls, c, _ = self._loss_sum(out, y[s:s + bs], None if mask is None else mask[s:s + bs], False)
+            total += ls
+            count += c
+        return total / count + self._l2_term()
+
+    def gradients(self, x, y, mask=None, training=False):
+        """(loss, [dW0, db0, ...]) on the batch (x, y) without stepping. training=True applies the
+        dropout of the current step's stream (what train_batch would use)."""
+        self._check_xy(x, y, mask)
+        if x.shape[0] == 0:
+            raise ValueError("x has no rows")
+        return self._batch_loss_grads(x, y, mask, bool(training))
+
+    # ---- training -----------------------------------------------------------------------------
+    def _apply(self, grads):
+        sp = self.spec
+        t = self.dtype.type
+        lr, wd = t(sp["learning_rate"]), t(sp["weight_decay"])
+        names = self._tensor_names(self.n_layers)
+        step = self.step + 1
+        if self._opt in ("adam", "adamw"):
+            b1, b2, eps = t(sp["beta1"]), t(sp["beta2"]), t(sp["epsilon"])
+            omb1, omb2 = t(1.0 - sp["beta1"]), t(1.0 - sp["beta2"])
+            bc1, bc2 = t(1.0 - sp["beta1"] ** step), t(1.0 - sp["beta2"] ** step)
+            lrwd = t(sp["learning_rate"] * sp["weight_decay"])
+            for name, w, g in zip(names, self._params, grads):
+                m, v = self._state["m_" + name], self._state["v_" + name]
+                if self._opt == "adamw":
+                    if sp["weight_decay"] > 0:
+                        w -= lrwd * w
+                elif sp["weight_decay"] > 0:
+                    g = g + wd * w
+                m *= b1
+                m += omb1 * g
+                v *= b2
+                v += omb2 * (g * g)
+                mhat = m / bc1
+                vhat = v / bc2
+                w -= (lr * mhat) / (_np.sqrt(vhat) + eps)
+        else:
+            mu = t(sp["momentum"])
+            for name, w, g in zip(names, self._params, grads):
+                if sp["weight_decay"] > 0:
+                    g = g + wd * w
+                if sp["momentum"] > 0:
+                    buf = self._state["velocity_" + name]
+                    buf *= mu
+                    buf += g
+                    g = g + mu * buf if sp["nesterov"] else buf
+                w -= lr * g
+        self.step = step
+
+    def train_batch(self, x, y, mask=None):
+        """One optimizer step on the batch (training mode). Returns the batch loss before the step."""
+        self._check_xy(x, y, mask)
+        if x.shape[0] == 0:
+            raise ValueError("x has no rows")
+        loss, grads = self._batch_loss_grads(x, y, mask, True)
+        self._apply(grads)
+        return loss
+
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
+        """One pass over the rows in minibatches of batch_size (the last one partial), in the order
+        shuffle_permutation(spec seed, seed, n) when shuffle. Returns the row-weighted mean loss."""
+        bs = _check_batch_size(batch_size)
+        self._check_xy(x, y, mask)
+        n = x.shape[0]
+        if n == 0:
+            raise ValueError("x has no rows")
+        order = shuffle_permutation(self._seed, int(seed), n) if shuffle else None
+        total = 0.0
+        for s in range(0, n, bs):
+            if order is None:
+                sl = slice(s, s + bs)
+                xb, yb, mb = x[sl], y[sl], None if mask is None else mask[sl]
+            else:
+                idx = order[s:s + bs]
+                xb, yb, mb = x[idx], y[idx], None if mask is None else mask[idx]
+            total += self.train_batch(xb, yb, mb) * xb.shape[0]
+        return total / n

@@ -1,0 +1,235 @@
+// aerec._core.Network: the C++ training core. Arrays are checked here (dtype -> TypeError, shape /
+// stride -> ValueError); every kernel call runs with the GIL released. One Python thread at a time
+// may use a given Network (a second concurrent call raises RuntimeError instead of racing).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "aerec/network.hpp"
+#include "arrays.hpp"
+#include "registry.hpp"
+
+namespace py = pybind11;
+using namespace aerec;
+
+namespace {
+
+py::object spec_get(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw py::value_error(std::string("spec lacks '") + key + "'; build it with aerec.models.spec.make_spec");
+  return d[key];
+}
+
+std::uint64_t as_u64_mask(const py::handle& h) {
+  py::int_ v(py::reinterpret_borrow<py::object>(h));
+  unsigned long long r = PyLong_AsUnsignedLongLongMask(v.ptr());
+  if (r == static_cast<unsigned long long>(-1) && PyErr_Occurred()) throw py::error_already_set();
+  return static_cast<std::uint64_t>(r);
+}
+
+cpu::NetworkSpec spec_from_dict(const py::dict& d) {
+  cpu::NetworkSpec s;
+  for (auto h : spec_get(d, "layer_sizes")) s.layer_sizes.push_back(h.cast<index_t>());
+  for (auto h : spec_get(d, "activations")) s.activations.push_back(cpu::activation_from_name(h.cast<std::string>()));
+  for (auto h : spec_get(d, "dropout")) s.dropout.push_back(h.cast<double>());
+  s.loss = cpu::loss_from_name(spec_get(d, "loss").cast<std::string>());
+  s.l2 = spec_get(d, "l2").cast<double>();
+  s.optimizer = cpu::optimizer_from_name(spec_get(d, "optimizer").cast<std::string>());
+  s.learning_rate = spec_get(d, "learning_rate").cast<double>();
+  s.beta1 = spec_get(d, "beta1").cast<double>();
+  s.beta2 = spec_get(d, "beta2").cast<double>();
+  s.epsilon = spec_get(d, "epsilon").cast<double>();
+  s.weight_decay = spec_get(d, "weight_decay").cast<double>();
+  s.momentum = spec_get(d, "momentum").cast<double>();
+  s.nesterov = spec_get(d, "nesterov").cast<bool>();
+  s.encoder_depth = spec_get(d, "encoder_depth").cast<int>();
+  s.seed = as_u64_mask(spec_get(d, "seed"));
+  return s;
+}
+
+struct PyNetwork {
+  explicit PyNetwork(cpu::NetworkSpec s) : net(std::move(s)) {}
+  cpu::Network net;
+  std::mutex mu;
+};
+
+struct Guard {
+  explicit Guard(PyNetwork& p) : lock(p.mu, std::try_to_lock) {
+    if (!lock.owns_lock())
+      throw std::runtime_error("aerec: this Network is being used by another thread");
+  }
+  std::unique_lock<std::mutex> lock;
+};
+
+void copy_in(cpu::Network& net, int t, const py::array& a, const std::string& name) {
+  bind::require_dtype<float>(a, name.c_str());
+  const index_t r = net.tensor_rows(t), c = net.tensor_cols(t);
+  const bool is_bias = t % 2 == 1;
+  bool ok = is_bias ? (a.ndim() == 1 && a.shape(0) == c) : (a.ndim() == 2 && a.shape(0) == r && a.shape(1) == c);
+  if (!ok) {
+    std::string want = is_bias ? "(" + std::to_string(c) + ",)" : "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+    throw py::value_error(name + " must have shape " + want);
+  }
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous; try np.ascontiguousarray");
+}
+
+py::array copy_out(const float* p, index_t rows, index_t cols, bool is_bias) {
+  py::array_t<float> a = is_bias ? py::array_t<float>({static_cast<py::ssize_t>(cols)})
+                                 : py::array_t<float>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+  std::memcpy(a.mutable_data(), p, sizeof(float) * rows * cols);
+  return std::move(a);
+}
+
+std::string tensor_name(int t) { return (t % 2 == 0 ? "W" : "b") + std::to_string(t / 2); }
+
+void set_params(cpu::Network& net, const py::sequence& params) {
+  const int T = net.n_tensors();
+  if (static_cast<int>(py::len(params)) != T)
+    throw py::value_error("expected " + std::to_string(T) + " parameter arrays [W0, b0, W1, b1, ...], got " +
+                          std::to_string(py::len(params)));
+  std::vector<py::array> arrs;
+  for (int t = 0; t < T; ++t) {
+    py::object o = params[t];
+    if (!py::isinstance<py::array>(o)) throw py::type_error(tensor_name(t) + " must be a numpy.ndarray");
+    py::array a = o.cast<py::array>();
+    copy_in(net, t, a, tensor_name(t));
+    arrs.push_back(a);
+  }
+  for (int t = 0; t < T; ++t) std::memcpy(net.param(t), arrs[t].data(), sizeof(float) * net.tensor_size(t));
+}
+
+cpu::Batch make_batch(const py::array& x, const py::array& y, const py::object& mask) {
+  cpu::Batch b;
+  b.x = bind::matrix_in(x, "x");
+  b.y = bind::matrix_in(y, "y");
+  if (!mask.is_none()) {
+    if (!py::isinstance<py::array>(mask)) throw py::type_error("mask must be a numpy.ndarray or None");
+    b.mask = bind::matrix_in(mask.cast<py::array>(), "mask");
+  }
+  return b;
+}
+
+index_t check_bs(index_t bs) {
+  if (bs < 1) throw py::value_error("batch_size must be >= 1, got " + std::to_string(bs));
+  return bs;
+}
+
+void bind_network(py::module_& m) {
+  py::class_<PyNetwork>(m, "Network", R"doc(
+Trainable feed-forward network (C++): parameters, gradients, optimizer state and workspaces live in
+C++; train_epoch runs the whole epoch with the GIL released. Network(spec: dict, params: list).
+Use it through aerec.backends.cpp.Network.)doc")
+      .def(py::init([](const py::dict& spec, const py::sequence& params) {
+             auto p = std::make_unique<PyNetwork>(spec_from_dict(spec));
+             set_params(p->net, params);
+             return p;
+           }),
+           py::arg("spec"), py::arg("params"))
+      .def_property_readonly("n_layers", [](PyNetwork& p) { return p.net.n_layers(); })
+      .def_property_readonly("step", [](PyNetwork& p) { return p.net.step(); })
+      .def("get_params", [](PyNetwork& p) {
+        Guard g(p);
+        py::list out;
+        for (int t = 0; t < p.net.n_tensors(); ++t)
+          out.append(copy_out(p.net.param(t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+        return out;
+      })
+      .def("set_params", [](PyNetwork& p, const py::sequence& params) {
+        Guard g(p);
+        set_params(p.net, params);
+      }, py::arg("params"))
+      .def("get_optimizer_state", [](PyNetwork& p) {
+        Guard g(p);
+        py::dict d;
+        py::array_t<std::int64_t> st{std::vector<py::ssize_t>{}};
+        *st.mutable_data() = p.net.step();
+        d["step"] = st;
+        for (int t = 0; t < p.net.n_tensors(); ++t)
+          for (int s = 0; s < p.net.n_state_slots(); ++s)
+            d[py::str(std::string(p.net.state_slot_name(s)) + "_" + tensor_name(t))] =
+                copy_out(p.net.state(s, t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1);
+        return d;
+      })
+      .def("set_optimizer_state", [](PyNetwork& p, const py::dict& d) {
+        Guard g(p);
+        cpu::Network& net = p.net;
+        if (!d.contains("step")) throw py::value_error("optimizer state lacks 'step'");
+        const std::int64_t step = py::int_(py::array(d["step"]).attr("item")()).cast<std::int64_t>();
+        if (step < 0) throw py::value_error("optimizer step must be >= 0");
+        std::vector<std::pair<float*, py::array>> todo;
+        for (int t = 0; t < net.n_tensors(); ++t)
+          for (int s = 0; s < net.n_state_slots(); ++s) {
+            std::string key = std::string(net.state_slot_name(s)) + "_" + tensor_name(t);
+            if (!d.contains(key.c_str())) throw py::value_error("optimizer state lacks '" + key + "'");
+            py::object o = d[key.c_str()];
+            if (!py::isinstance<py::array>(o)) throw py::type_error(key + " must be a numpy.ndarray");
+            py::array a = o.cast<py::array>();
+            copy_in(net, t, a, key);
+            todo.emplace_back(net.state(s, t), a);
+          }
+        for (auto& [dst, a] : todo) std::memcpy(dst, a.data(), sizeof(float) * a.size());
+        net.set_step(step);
+      }, py::arg("state"))
+      .def("hidden", [](PyNetwork& p, const py::array& x, int layer, index_t batch_size) {
+        Guard g(p);
+        if (layer < 0 || layer >= p.net.n_layers())
+          throw py::index_error("layer must be in [0, " + std::to_string(p.net.n_layers()) + "), got " + std::to_string(layer));
+        check_bs(batch_size);
+        auto xv = bind::matrix_in(x, "x");
+        if (xv.cols != p.net.n_in())
+          throw py::value_error("x has " + std::to_string(xv.cols) + " columns, the network expects " + std::to_string(p.net.n_in()));
+        const index_t cols = p.net.spec().layer_sizes[layer + 1];
+        py::array_t<float> out({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(cols)});
+        MatrixView<float> ov{out.mutable_data(), xv.rows, cols, cols};
+        {
+          py::gil_scoped_release release;
+          p.net.hidden(xv, layer, ov, batch_size);
+        }
+        return out;
+      }, py::arg("x"), py::arg("layer"), py::arg("batch_size") = 4096)
+      .def("loss", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask, index_t batch_size) {
+        Guard g(p);
+        check_bs(batch_size);
+        cpu::Batch b = make_batch(x, y, mask);
+        py::gil_scoped_release release;
+        return p.net.loss(b, batch_size);
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("batch_size") = 4096)
+      .def("gradients", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask, bool training) {
+        Guard g(p);
+        cpu::Batch b = make_batch(x, y, mask);
+        double loss;
+        {
+          py::gil_scoped_release release;
+          loss = p.net.gradients(b, training);
+        }
+        py::list grads;
+        for (int t = 0; t < p.net.n_tensors(); ++t)
+          grads.append(copy_out(p.net.grad(t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+        return py::make_tuple(loss, grads);
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false)
+      .def("train_batch", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask) {
+        Guard g(p);
+        cpu::Batch b = make_batch(x, y, mask);
+        py::gil_scoped_release release;
+        return p.net.train_batch(b);
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none())
+      .def("train_epoch", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask,
+                             index_t batch_size, bool shuffle, const py::int_& seed) {
+        Guard g(p);
+        check_bs(batch_size);
+        cpu::Batch b = make_batch(x, y, mask);
+        const std::uint64_t s = as_u64_mask(seed);
+        py::gil_scoped_release release;
+        return p.net.train_epoch(b, batch_size, shuffle, s);
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("batch_size") = 32,
+         py::arg("shuffle") = true, py::arg("seed") = 0);
+}
+
+bind::Registrar reg("network", &bind_network);
+
+}  // namespace

@@ -1,0 +1,127 @@
+// Trainable feed-forward network (the C++ twin of aerec.backends.numpy_.Network). It owns the
+// parameters, their gradients, the optimizer state and preallocated workspaces (grown once to the
+// largest batch seen; no allocation per step), and runs forward, backward, the optimizer step and
+// whole epochs without Python. The maths is in python/aerec/models/spec.py; the random streams
+// (dropout masks, shuffle order) in aerec/rng.hpp.
+//
+// Layout: weight layer i maps sizes[i] -> sizes[i+1]; W_i is sizes[i] x sizes[i+1] row-major
+// (x @ W), b_i has sizes[i+1] entries. Tensors are numbered W0, b0, W1, b1, ... (tensor 2i is W_i,
+// 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
+// same offsets.
+//
+// Extension points (declared, not implemented yet): InputKind::csr (first layer as a gather-sum
+// SpMM with a row-sparse weight gradient), InputKind::embedding (CDAE per-user input vector),
+// LossKind::multinomial (log-softmax over all outputs), a Gaussian bottleneck (mu/logvar,
+// reparameterisation, KL * beta). The layer loop only touches the first layer's input through
+// `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "aerec/activation.hpp"
+#include "aerec/optim.hpp"
+#include "aerec/view.hpp"
+
+namespace aerec::cpu {
+
+enum class InputKind : int { dense = 0 };
+enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2 };
+enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
+
+LossKind loss_from_name(const std::string& s);            // throws std::invalid_argument
+OptimizerKind optimizer_from_name(const std::string& s);  // throws std::invalid_argument
+
+struct NetworkSpec {
+  std::vector<index_t> layer_sizes;     // L + 1 entries, each >= 1
+  std::vector<Activation> activations;  // L
+  std::vector<double> dropout;          // L, each in [0, 1): on the input of weight layer i
+  InputKind input = InputKind::dense;
+  LossKind loss = LossKind::mse;
+  double l2 = 0.0;
+  OptimizerKind optimizer = OptimizerKind::adam;
+  double learning_rate = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7;
+  double weight_decay = 0.0, momentum = 0.0;
+  bool nesterov = false;
+  int encoder_depth = 1;
+  std::uint64_t seed = 0;
+
+  void validate() const;  // throws std::invalid_argument naming the bad field
+};
+
+// A dense batch: x rows x n_in, y rows x n_out, mask (optional: data == nullptr) rows x n_out.
+// masked_mse with no mask uses mask = (y != 0).
+struct Batch {
+  MatrixView<const float> x, y, mask;
+};
+
+class Network {
+ public:
+  explicit Network(NetworkSpec spec);  // parameters start at zero: set them with tensor()/set
+
+  const NetworkSpec& spec() const { return spec_; }
+  int n_layers() const { return static_cast<int>(spec_.layer_sizes.size()) - 1; }
+  index_t n_in() const { return spec_.layer_sizes.front(); }
+  index_t n_out() const { return spec_.layer_sizes.back(); }
+  std::int64_t step() const { return step_; }
+  void set_step(std::int64_t s);
+
+  // Parameter tensors W0, b0, W1, b1, ...; rows x cols (biases: 1 x n).
+  int n_tensors() const { return 2 * n_layers(); }
+  index_t tensor_rows(int t) const;
+  index_t tensor_cols(int t) const;
+  index_t tensor_size(int t) const { return tensor_rows(t) * tensor_cols(t); }
+  float* param(int t) { return params_.data() + offset(t); }
+  const float* grad(int t) const { return grads_.data() + offset(t); }
+  // Optimizer state: adam/adamw slots 0 = m, 1 = v; sgd with momentum slot 0 = velocity.
+  int n_state_slots() const;
+  const char* state_slot_name(int slot) const;
+  float* state(int slot, int t) { return state_[slot].data() + offset(t); }
+
+  // Eval mode (no dropout). out: rows x sizes[layer + 1] (the activation output of `layer`).
+  void hidden(MatrixView<const float> x, int layer, MatrixView<float> out, index_t batch_size);
+  // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2.
+  double loss(const Batch& b, index_t batch_size);
+  // Loss and gradients of the whole batch into grad(t), no step. training: dropout of stream step().
+  double gradients(const Batch& b, bool training);
+  // Training step: dropout, loss, backward, optimizer update, ++step. Returns the loss before it.
+  double train_batch(const Batch& b);
+  // One epoch in minibatches (last one partial), order from rng::shuffle_key when shuffle.
+  // Returns the row-weighted mean of the batch losses.
+  double train_epoch(const Batch& b, index_t batch_size, bool shuffle, std::uint64_t seed);
+
+ private:
+  void check_batch(const Batch& b, bool need_y) const;
+  index_t offset(int t) const { return offsets_[t]; }
+  void reserve_rows(index_t rows);
+  void reserve_gather(index_t rows);
+  // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
+  // logits: the output layer keeps z (bce). Records layer inputs for backward.
+  void run_forward(const float* x, index_t ldx, index_t rows, int last, bool training,
+                   bool logits, float* out, index_t ldo);
+  // Sum of the loss over rows and the divisor; writes dL/dz (for the mean over `rows`) when dz.
+  double loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
+                   double* count) const;
+  double l2_term() const;
+  double loss_and_grads(const Batch& b, bool training);  // forward + loss + backward
+  void apply_optimizer();
+
+  NetworkSpec spec_;
+  std::int64_t step_ = 0;
+  std::vector<index_t> offsets_;  // n_tensors + 1
+  std::vector<float> params_, grads_;
+  std::vector<std::vector<float>> state_;
+  // Workspaces, capacity cap_rows_ rows.
+  index_t cap_rows_ = 0, gather_rows_ = 0;
+  std::vector<std::vector<float>> act_;       // act_[i] (i >= 1): output of layer i-1
+  std::vector<std::vector<float>> dropped_;   // dropped_[i]: input of layer i after dropout
+  std::vector<std::vector<float>> mult_;      // mult_[i]: its dropout multipliers
+  std::vector<const float*> in_ptr_;          // input of layer i in the last forward
+  std::vector<index_t> in_ld_;
+  std::vector<float> dz_, da_;                // backward ping-pong, cap_rows_ x max width
+  std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
+  std::vector<std::uint64_t> keys_;
+  std::vector<std::int64_t> order_;
+};
+
+}  // namespace aerec::cpu

@@ -1,0 +1,407 @@
+#include "aerec/network.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "aerec/error.hpp"
+#include "aerec/gemm.hpp"
+#include "aerec/rng.hpp"
+
+namespace aerec::cpu {
+
+LossKind loss_from_name(const std::string& s) {
+  if (s == "mse") return LossKind::mse;
+  if (s == "bce") return LossKind::bce;
+  if (s == "masked_mse") return LossKind::masked_mse;
+  throw std::invalid_argument("aerec: unknown loss '" + s + "'; use one of mse, bce, masked_mse");
+}
+
+OptimizerKind optimizer_from_name(const std::string& s) {
+  if (s == "adam") return OptimizerKind::adam;
+  if (s == "adamw") return OptimizerKind::adamw;
+  if (s == "sgd") return OptimizerKind::sgd;
+  throw std::invalid_argument("aerec: unknown optimizer '" + s + "'; use one of adam, adamw, sgd");
+}
+
+void NetworkSpec::validate() const {
+  AEREC_CHECK_ARG(layer_sizes.size() >= 2, "spec: layer_sizes needs at least an input and an output size");
+  const size_t L = layer_sizes.size() - 1;
+  for (index_t s : layer_sizes) AEREC_CHECK_ARG(s >= 1, "spec: every layer size must be >= 1");
+  AEREC_CHECK_ARG(activations.size() == L, "spec: need one activation per weight layer");
+  AEREC_CHECK_ARG(dropout.size() == L, "spec: need one dropout rate per weight layer");
+  for (double p : dropout) AEREC_CHECK_ARG(p >= 0.0 && p < 1.0, "spec: dropout must be in [0, 1)");
+  AEREC_CHECK_ARG(input == InputKind::dense, "spec: only dense input is implemented");
+  AEREC_CHECK_ARG(loss != LossKind::bce || activations.back() == Activation::sigmoid,
+                  "spec: loss 'bce' needs a sigmoid output layer");
+  AEREC_CHECK_ARG(l2 >= 0.0 && std::isfinite(l2), "spec: l2 must be finite and >= 0");
+  AEREC_CHECK_ARG(learning_rate > 0.0 && std::isfinite(learning_rate), "spec: learning_rate must be > 0");
+  AEREC_CHECK_ARG(beta1 >= 0.0 && beta1 < 1.0, "spec: beta1 must be in [0, 1)");
+  AEREC_CHECK_ARG(beta2 >= 0.0 && beta2 < 1.0, "spec: beta2 must be in [0, 1)");
+  AEREC_CHECK_ARG(epsilon > 0.0 && std::isfinite(epsilon), "spec: epsilon must be > 0");
+  AEREC_CHECK_ARG(weight_decay >= 0.0 && std::isfinite(weight_decay), "spec: weight_decay must be >= 0");
+  AEREC_CHECK_ARG(momentum >= 0.0 && momentum < 1.0, "spec: momentum must be in [0, 1)");
+  AEREC_CHECK_ARG(!nesterov || momentum > 0.0, "spec: nesterov needs momentum > 0");
+  AEREC_CHECK_ARG(encoder_depth >= 1 && static_cast<size_t>(encoder_depth) <= L,
+                  "spec: encoder_depth must be in [1, number of weight layers]");
+}
+
+Network::Network(NetworkSpec spec) : spec_(std::move(spec)) {
+  spec_.validate();
+  const int L = n_layers();
+  offsets_.assign(2 * L + 1, 0);
+  for (int t = 0; t < 2 * L; ++t) offsets_[t + 1] = offsets_[t] + tensor_size(t);
+  params_.assign(offsets_.back(), 0.f);
+  grads_.assign(offsets_.back(), 0.f);
+  state_.assign(n_state_slots(), std::vector<float>(offsets_.back(), 0.f));
+  act_.resize(L + 1);
+  dropped_.resize(L);
+  mult_.resize(L);
+  in_ptr_.assign(L, nullptr);
+  in_ld_.assign(L, 0);
+}
+
+void Network::set_step(std::int64_t s) {
+  AEREC_CHECK_ARG(s >= 0, "optimizer step must be >= 0");
+  step_ = s;
+}
+
+index_t Network::tensor_rows(int t) const {
+  AEREC_CHECK_INDEX(t >= 0 && t < n_tensors(), "tensor index out of range");
+  return t % 2 == 0 ? spec_.layer_sizes[t / 2] : 1;
+}
+index_t Network::tensor_cols(int t) const {
+  AEREC_CHECK_INDEX(t >= 0 && t < n_tensors(), "tensor index out of range");
+  return spec_.layer_sizes[t / 2 + 1];
+}
+
+int Network::n_state_slots() const {
+  if (spec_.optimizer == OptimizerKind::sgd) return spec_.momentum > 0.0 ? 1 : 0;
+  return 2;
+}
+const char* Network::state_slot_name(int slot) const {
+  if (spec_.optimizer == OptimizerKind::sgd) return "velocity";
+  return slot == 0 ? "m" : "v";
+}
+
+void Network::reserve_rows(index_t rows) {
+  if (rows <= cap_rows_) return;
+  const int L = n_layers();
+  const auto& s = spec_.layer_sizes;
+  index_t widest = *std::max_element(s.begin(), s.end());
+  for (int i = 1; i <= L; ++i) act_[i].assign(rows * s[i], 0.f);
+  for (int i = 0; i < L; ++i) {
+    if (spec_.dropout[i] > 0.0) {
+      dropped_[i].assign(rows * s[i], 0.f);
+      mult_[i].assign(rows * s[i], 0.f);
+    }
+  }
+  dz_.assign(rows * widest, 0.f);
+  da_.assign(rows * widest, 0.f);
+  cap_rows_ = rows;
+}
+
+void Network::reserve_gather(index_t rows) {
+  if (rows <= gather_rows_) return;
+  xb_.assign(rows * n_in(), 0.f);
+  yb_.assign(rows * n_out(), 0.f);
+  mb_.assign(rows * n_out(), 0.f);
+  gather_rows_ = rows;
+}
+
+void Network::check_batch(const Batch& b, bool need_y) const {
+  AEREC_CHECK_ARG(b.x.data != nullptr || b.x.rows == 0, "x has no data");
+  AEREC_CHECK_ARG(b.x.cols == n_in(), "x has " + std::to_string(b.x.cols) +
+                                          " columns, the network expects " + std::to_string(n_in()));
+  AEREC_CHECK_ARG(b.x.rows >= 0 && b.x.stride >= b.x.cols, "x has a bad shape or row stride");
+  if (!need_y) return;
+  AEREC_CHECK_ARG(b.x.rows > 0, "x has no rows");
+  AEREC_CHECK_ARG(b.y.data != nullptr, "y is required");
+  AEREC_CHECK_ARG(b.y.cols == n_out(), "y has " + std::to_string(b.y.cols) +
+                                           " columns, the network expects " + std::to_string(n_out()));
+  AEREC_CHECK_ARG(b.y.rows == b.x.rows, "y has " + std::to_string(b.y.rows) + " rows, x has " +
+                                            std::to_string(b.x.rows));
+  AEREC_CHECK_ARG(b.y.stride >= b.y.cols, "y has a bad row stride");
+  if (b.mask.data != nullptr) {
+    AEREC_CHECK_ARG(spec_.loss == LossKind::masked_mse, "mask is only used by loss='masked_mse'");
+    AEREC_CHECK_ARG(b.mask.rows == b.x.rows && b.mask.cols == n_out() && b.mask.stride >= b.mask.cols,
+                    "mask must have the shape of y");
+  }
+}
+
+namespace {
+
+// Inverted dropout on a rows x cols block: dst = src * mult, mult in {0, 1/(1-p)} from the
+// counter-based stream (rng.hpp). Element e = r * cols + c, as the NumPy reference.
+void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
+                     float* mult, std::uint64_t key, float p) {
+  const float scale = 1.f / (1.f - p);
+  for (index_t r = 0; r < rows; ++r) {
+    const std::uint64_t base = key + static_cast<std::uint64_t>(r * cols + 1) * rng::kGolden;
+    const float* s = src + r * lds;
+    float* d = dst + r * cols;
+    float* m = mult + r * cols;
+    for (index_t c = 0; c < cols; ++c) {
+      const std::uint64_t h = rng::mix64(base + static_cast<std::uint64_t>(c) * rng::kGolden);
+      const float u = static_cast<float>(h >> 40) * 0x1p-24f;
+      const float k = u >= p ? scale : 0.f;
+      m[c] = k;
+      d[c] = s[c] * k;
+    }
+  }
+}
+
+inline float softplus(float z) { return std::max(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }
+
+}  // namespace
+
+void Network::run_forward(const float* x, index_t ldx, index_t rows, int last, bool training,
+                          bool logits, float* out, index_t ldo) {
+  const auto& s = spec_.layer_sizes;
+  const int L = n_layers();
+  const float* a = x;
+  index_t lda = ldx;
+  for (int i = 0; i <= last; ++i) {
+    const index_t nin = s[i], nout = s[i + 1];
+    if (training && spec_.dropout[i] > 0.0) {
+      dropout_forward(rows, nin, a, lda, dropped_[i].data(), mult_[i].data(),
+                      rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
+                      static_cast<float>(spec_.dropout[i]));
+      a = dropped_[i].data();
+      lda = nin;
+    }
+    in_ptr_[i] = a;
+    in_ld_[i] = lda;
+    float* c = act_[i + 1].data();
+    index_t ldc = nout;
+    if (i == last && out != nullptr) {
+      c = out;
+      ldc = ldo;
+    }
+    Epilogue ep;
+    ep.bias = param(2 * i + 1);
+    ep.act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
+    sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
+    a = c;
+    lda = ldc;
+  }
+}
+
+double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
+                          double* count) const {
+  const index_t cols = n_out();
+  const Activation act = spec_.activations.back();
+  double sum = 0.0;
+  if (spec_.loss == LossKind::bce) {
+    *count = static_cast<double>(rows) * static_cast<double>(cols);
+    const float iscale = static_cast<float>(1.0 / *count);
+    for (index_t r = 0; r < rows; ++r) {
+      const float* z = out + r * cols;
+      const float* y = b.y.row(r0 + r);
+      float* d = dz ? dz + r * cols : nullptr;
+      for (index_t c = 0; c < cols; ++c) {
+        const float term = softplus(z[c]) - y[c] * z[c];
+        sum += term;
+        if (d) d[c] = (activate(Activation::sigmoid, z[c]) - y[c]) * iscale;
+      }
+    }
+    return sum;
+  }
+  const bool masked = spec_.loss == LossKind::masked_mse;
+  *count = masked ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
+  const float gscale = static_cast<float>(2.0 / *count);
+  for (index_t r = 0; r < rows; ++r) {
+    const float* o = out + r * cols;
+    const float* y = b.y.row(r0 + r);
+    const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
+    float* d = dz ? dz + r * cols : nullptr;
+    for (index_t c = 0; c < cols; ++c) {
+      float diff = o[c] - y[c];
+      if (masked && !(m ? m[c] != 0.f : y[c] != 0.f)) diff = 0.f;
+      const float sq = diff * diff;
+      sum += sq;
+      if (d) d[c] = (diff * gscale) * activation_grad_from_output(act, o[c]);
+    }
+  }
+  return sum;
+}
+
+double Network::l2_term() const {
+  if (spec_.l2 == 0.0) return 0.0;
+  double s = 0.0;
+  for (int i = 0; i < n_layers(); ++i) {
+    const float* w = params_.data() + offsets_[2 * i];
+    const index_t n = offsets_[2 * i + 1] - offsets_[2 * i];
+    for (index_t k = 0; k < n; ++k) {
+      const float sq = w[k] * w[k];
+      s += sq;
+    }
+  }
+  return 0.5 * spec_.l2 * s;
+}
+
+double Network::loss_and_grads(const Batch& b, bool training) {
+  const auto& s = spec_.layer_sizes;
+  const int L = n_layers();
+  const index_t rows = b.x.rows;
+  reserve_rows(rows);
+  const bool logits = spec_.loss == LossKind::bce;
+  run_forward(b.x.data, b.x.stride, rows, L - 1, training, logits, nullptr, 0);
+  double count = 1.0;
+  float* dz = dz_.data();
+  float* da = da_.data();
+  const double sum = loss_rows(act_[L].data(), rows, b, 0, dz, &count);
+  const double loss = sum / count + l2_term();
+  const float l2 = static_cast<float>(spec_.l2);
+  for (int i = L - 1; i >= 0; --i) {
+    const index_t nin = s[i], nout = s[i + 1];
+    float* dW = grads_.data() + offsets_[2 * i];
+    float* db = grads_.data() + offsets_[2 * i + 1];
+    const float* W = params_.data() + offsets_[2 * i];
+    // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
+    if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
+    sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
+    std::fill(db, db + nout, 0.f);
+    for (index_t r = 0; r < rows; ++r) {
+      const float* zr = dz + r * nout;
+      for (index_t c = 0; c < nout; ++c) db[c] += zr[c];
+    }
+    if (i == 0) break;
+    // dA = dZ W^T, then through dropout and the previous layer's activation.
+    sgemm(false, true, rows, nin, nout, 1.f, dz, nout, W, nout, 0.f, da, nin);
+    const Activation act = spec_.activations[i - 1];
+    const float* y = act_[i].data();
+    const index_t n = rows * nin;
+    if (spec_.dropout[i] > 0.0) {
+      const float* m = mult_[i].data();
+      for (index_t k = 0; k < n; ++k) da[k] = (da[k] * m[k]) * activation_grad_from_output(act, y[k]);
+    } else if (act != Activation::identity) {
+      for (index_t k = 0; k < n; ++k) da[k] = da[k] * activation_grad_from_output(act, y[k]);
+    }
+    std::swap(dz, da);
+  }
+  return loss;
+}
+
+void Network::apply_optimizer() {
+  const double t = static_cast<double>(step_) + 1.0;
+  const int T = n_tensors();
+  if (spec_.optimizer == OptimizerKind::sgd) {
+    SgdCoeffs c;
+    c.lr = static_cast<float>(spec_.learning_rate);
+    c.momentum = static_cast<float>(spec_.momentum);
+    c.weight_decay = static_cast<float>(spec_.weight_decay);
+    c.nesterov = spec_.nesterov;
+    const bool mom = spec_.momentum > 0.0;
+    for (int k = 0; k < T; ++k)
+      sgd_update(tensor_size(k), param(k), grad(k), mom ? state(0, k) : nullptr, c);
+  } else {
+    AdamCoeffs c;
+    c.lr = static_cast<float>(spec_.learning_rate);
+    c.beta1 = static_cast<float>(spec_.beta1);
+    c.beta2 = static_cast<float>(spec_.beta2);
+    c.one_minus_beta1 = static_cast<float>(1.0 - spec_.beta1);
+    c.one_minus_beta2 = static_cast<float>(1.0 - spec_.beta2);
+    c.bc1 = static_cast<float>(1.0 - std::pow(spec_.beta1, t));
+    c.bc2 = static_cast<float>(1.0 - std::pow(spec_.beta2, t));
+    c.eps = static_cast<float>(spec_.epsilon);
+    if (spec_.optimizer == OptimizerKind::adamw)
+      c.lr_wd = static_cast<float>(spec_.learning_rate * spec_.weight_decay);
+    else
+      c.weight_decay = static_cast<float>(spec_.weight_decay);
+    for (int k = 0; k < T; ++k)
+      adam_update(tensor_size(k), param(k), grad(k), state(0, k), state(1, k), c);
+  }
+  ++step_;
+}
+
+void Network::hidden(MatrixView<const float> x, int layer, MatrixView<float> out, index_t batch_size) {
+  AEREC_CHECK_INDEX(layer >= 0 && layer < n_layers(), "layer out of range");
+  AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
+  check_batch(Batch{x, {}, {}}, false);
+  AEREC_CHECK_ARG(out.rows == x.rows && out.cols == spec_.layer_sizes[layer + 1] && out.stride >= out.cols,
+                  "out has the wrong shape");
+  if (x.rows == 0) return;
+  reserve_rows(std::min(batch_size, x.rows));
+  for (index_t r0 = 0; r0 < x.rows; r0 += batch_size) {
+    const index_t rows = std::min(batch_size, x.rows - r0);
+    run_forward(x.row(r0), x.stride, rows, layer, false, false, out.row(r0), out.stride);
+  }
+}
+
+double Network::loss(const Batch& b, index_t batch_size) {
+  AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
+  check_batch(b, true);
+  const int L = n_layers();
+  const index_t n = b.x.rows;
+  reserve_rows(std::min(batch_size, n));
+  double total = 0.0, count = 0.0;
+  for (index_t r0 = 0; r0 < n; r0 += batch_size) {
+    const index_t rows = std::min(batch_size, n - r0);
+    run_forward(b.x.row(r0), b.x.stride, rows, L - 1, false, spec_.loss == LossKind::bce, nullptr, 0);
+    double c = 0.0;
+    total += loss_rows(act_[L].data(), rows, b, r0, nullptr, &c);
+    count += c;
+  }
+  return total / count + l2_term();
+}
+
+double Network::gradients(const Batch& b, bool training) {
+  check_batch(b, true);
+  return loss_and_grads(b, training);
+}
+
+double Network::train_batch(const Batch& b) {
+  check_batch(b, true);
+  const double loss = loss_and_grads(b, true);
+  apply_optimizer();
+  return loss;
+}
+
+double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, std::uint64_t seed) {
+  AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
+  check_batch(b, true);
+  const index_t n = b.x.rows;
+  const index_t bs = std::min(batch_size, n);
+  reserve_rows(bs);
+  const bool has_mask = b.mask.data != nullptr;
+  if (shuffle) {
+    reserve_gather(bs);
+    keys_.resize(n);
+    order_.resize(n);
+    const std::uint64_t k = rng::shuffle_key(spec_.seed, seed);
+    for (index_t i = 0; i < n; ++i)
+      keys_[i] = rng::mix64(k + static_cast<std::uint64_t>(i + 1) * rng::kGolden);
+    std::iota(order_.begin(), order_.end(), std::int64_t(0));
+    std::sort(order_.begin(), order_.end(), [&](std::int64_t a, std::int64_t c) {
+      return keys_[a] < keys_[c] || (keys_[a] == keys_[c] && a < c);
+    });
+  }
+  const index_t nin = n_in(), nout = n_out();
+  double total = 0.0;
+  for (index_t r0 = 0; r0 < n; r0 += bs) {
+    const index_t rows = std::min(bs, n - r0);
+    Batch mb;
+    if (shuffle) {
+      for (index_t r = 0; r < rows; ++r) {
+        const index_t src = order_[r0 + r];
+        std::memcpy(xb_.data() + r * nin, b.x.row(src), sizeof(float) * nin);
+        std::memcpy(yb_.data() + r * nout, b.y.row(src), sizeof(float) * nout);
+        if (has_mask) std::memcpy(mb_.data() + r * nout, b.mask.row(src), sizeof(float) * nout);
+      }
+      mb.x = {xb_.data(), rows, nin, nin};
+      mb.y = {yb_.data(), rows, nout, nout};
+      if (has_mask) mb.mask = {mb_.data(), rows, nout, nout};
+    } else {
+      mb.x = {b.x.row(r0), rows, nin, b.x.stride};
+      mb.y = {b.y.row(r0), rows, nout, b.y.stride};
+      if (has_mask) mb.mask = {b.mask.row(r0), rows, nout, b.mask.stride};
+    }
+    total += loss_and_grads(mb, true) * static_cast<double>(rows);
+    apply_optimizer();
+  }
+  return total / static_cast<double>(n);
+}
+
+}  // namespace aerec::cpu
