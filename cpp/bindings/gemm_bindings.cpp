@@ -4,7 +4,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
+#include <chrono>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "aerec/activation.hpp"
 #include "aerec/gemm.hpp"
@@ -40,6 +44,19 @@ void extent(const py::array& a, const char*& lo, const char*& hi) {
   hi += a.itemsize();
 }
 
+// matrix_in, except that an empty array (NumPy gives those zero strides) is always accepted.
+MatrixView<const float> matrix_view(const py::array& a, const char* name) {
+  if (a.size() == 0) {
+    MatrixView<const float> v;
+    v.data = static_cast<const float*>(a.data());
+    v.rows = a.shape(0);
+    v.cols = a.shape(1);
+    v.stride = v.cols;
+    return v;
+  }
+  return bind::matrix_in(a, name);
+}
+
 bool overlaps(const py::array& a, const py::array& b) {
   const char *alo, *ahi, *blo, *bhi;
   extent(a, alo, ahi);
@@ -55,8 +72,8 @@ py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object 
   if (a.ndim() != 2 || b.ndim() != 2)
     throw py::value_error("gemm: a and b must be 2-D, got shapes " + shape_str(a) + " and " +
                           shape_str(b));
-  const auto va = bind::matrix_in(a, "a");
-  const auto vb = bind::matrix_in(b, "b");
+  const auto va = matrix_view(a, "a");
+  const auto vb = matrix_view(b, "b");
   const index_t M = trans_a ? va.cols : va.rows, K = trans_a ? va.rows : va.cols;
   const index_t Kb = trans_b ? vb.cols : vb.rows, N = trans_b ? vb.rows : vb.cols;
   if (K != Kb)
@@ -94,7 +111,9 @@ py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object 
     if (overlaps(c, a) || overlaps(c, b) || (ep.bias && overlaps(c, bias_arr)))
       throw py::value_error("gemm: out must not share memory with a, b or bias");
   }
-  auto vc = bind::matrix_out(c, "out");
+  if (!c.writeable()) throw py::value_error("gemm: out must be writeable");
+  const auto vcv = matrix_view(c, "out");
+  MatrixView<float> vc{const_cast<float*>(vcv.data), vcv.rows, vcv.cols, vcv.stride};
   {
     py::gil_scoped_release release;
     cpu::sgemm(trans_a, trans_b, M, N, K, alpha, va.data, va.stride, vb.data, vb.stride, beta,
@@ -106,7 +125,9 @@ py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object 
 void bias_activation(py::array x, py::object bias, const std::string& activation, int num_threads) {
   require_f32(x, "x");
   if (x.ndim() != 2) throw py::value_error("bias_activation: x must be 2-D, got " + shape_str(x));
-  auto vx = bind::matrix_out(x, "x");
+  if (!x.writeable()) throw py::value_error("bias_activation: x must be writeable");
+  const auto vxc = matrix_view(x, "x");
+  MatrixView<float> vx{const_cast<float*>(vxc.data), vxc.rows, vxc.cols, vxc.stride};
   cpu::Epilogue ep;
   ep.act = cpu::activation_from_name(activation);
   py::array bias_arr;
@@ -126,7 +147,42 @@ void bias_activation(py::array x, py::object bias, const std::string& activation
   cpu::bias_activation(vx.rows, vx.cols, vx.data, vx.stride, ep, num_threads);
 }
 
+// Benchmark helper (no Python in the timed loop): median nanoseconds of one sgemm call on random
+// data of the given shape, over `reps` calls, GIL released.
+double gemm_time_ns(index_t M, index_t N, index_t K, bool ta, bool tb, bool with_bias,
+                    const std::string& activation, int reps, int num_threads) {
+  if (M < 1 || N < 1 || K < 1 || reps < 1) throw py::value_error("_gemm_time_ns: sizes and reps must be >= 1");
+  cpu::Epilogue ep;
+  ep.act = cpu::activation_from_name(activation);
+  std::vector<float> A(static_cast<size_t>(M * K)), B(static_cast<size_t>(K * N)),
+      C(static_cast<size_t>(M * N)), bias(static_cast<size_t>(N));
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (auto* v : {&A, &B, &bias})
+    for (auto& x : *v) x = u(rng);
+  if (with_bias) ep.bias = bias.data();
+  std::vector<double> t(static_cast<size_t>(reps));
+  {
+    py::gil_scoped_release release;
+    for (int w = 0; w < 3; ++w)
+      cpu::sgemm(ta, tb, M, N, K, 1.f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.f, C.data(), N,
+                 ep, num_threads);
+    for (int r = 0; r < reps; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      cpu::sgemm(ta, tb, M, N, K, 1.f, A.data(), ta ? M : K, B.data(), tb ? K : N, 0.f, C.data(), N,
+                 ep, num_threads);
+      t[static_cast<size_t>(r)] = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+    }
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
 void bind_gemm(py::module_& m) {
+  m.def("_gemm_time_ns", &gemm_time_ns, py::arg("M"), py::arg("N"), py::arg("K"),
+        py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("bias") = false,
+        py::arg("activation") = "identity", py::arg("reps") = 1000, py::arg("num_threads") = 0,
+        "Benchmark helper: median ns of one C++ sgemm call (no Python overhead).");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("bias") = py::none(),
         py::arg("activation") = "identity", py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,
