@@ -225,3 +225,19 @@ def test_bad_inputs():
         cpp_backend.gemm(np.ones((2, 2, 2)), b)
     with pytest.raises(ValueError, match="activation"):
         ref_backend.gemm(a, b, activation="gelu")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(50, 61, 5000), (7, 300, 4000), (130, 33, 9000)])
+def test_gemm_split_k_with_beta_bias_activation(isa, shape, threads):
+    M, N, K = shape
+    rng = np.random.default_rng(2)
+    for ta, tb in [(False, False), (True, True)]:
+        a = rng.standard_normal((K, M) if ta else (M, K)).astype(np.float32)
+        b = rng.standard_normal((N, K) if tb else (K, N)).astype(np.float32)
+        bias = rng.standard_normal(N).astype(np.float32)
+        out = _strided(rng, M, N, 5)
+        c0 = out.copy()
+        got = core.gemm(a, b, trans_a=ta, trans_b=tb, bias=bias, activation="selu", alpha=0.25,
+                        beta=0.5, out=out, num_threads=threads)
+        _check(got, a, b, ta, tb, bias, "selu", 0.25, 0.5, c0)

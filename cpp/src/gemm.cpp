@@ -1,16 +1,15 @@
 // Portable GEMM driver: validation, ISA dispatch, cache blocking and the OpenMP split. The
 // arithmetic lives in src/simd/gemm_<isa>.cpp (one translation unit per instruction set).
 //
-// Blocking follows the BLIS loop nest: jc (NC columns of B, L3) -> pc (KC, B block packed once,
-// shared by all threads) -> ic (MC rows of A, packed, L2) -> jr (NR, B micro-panel in L1) -> ir
-// (MR) -> register tile. Both packed blocks are shared; the micro tiles of each (ic, pc, jc)
-// block are split among the threads along whichever of jr / ir balances better. Nothing inside
-// the parallel region allocates or throws, so its barriers are always reached.
+// Blocking follows the BLIS loop nest: jc (NC columns of B, L3) -> pc (KC, B block packed) -> ic
+// (MC rows of A, packed, L2) -> jr (NR, B micro-panel in L1) -> ir (MR) -> register tile.
+// Threading: see parallel_gemm.
 #include "aerec/gemm.hpp"
 
 #include <cstdlib>
 #include <new>
 #include <string>
+#include <vector>
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
@@ -93,53 +92,39 @@ struct Problem {
   Activation act;
 };
 
-struct Plan {
-  const IsaKernels* kr;
-  index_t mcb, kcb, ncb;
-  float* Ap;
-  float* Bp;
-};
-
 inline void split_range(index_t n, int tid, int nth, index_t& b, index_t& e) {
   const index_t q = n / nth, r = n % nth;
   b = tid * q + (tid < r ? tid : r);
   e = b + q + (tid < r ? 1 : 0);
 }
 
-inline void team_barrier(int nth) {
-#ifdef AEREC_OPENMP
-  if (nth > 1) {
-#pragma omp barrier
-  }
-#else
-  (void)nth;
-#endif
-}
-
-void packed_body(const Problem& P, const Plan& L, int tid, int nth) {
-  const IsaKernels& kr = *L.kr;
+// One thread runs the whole BLIS loop nest on a (sub)problem with its own packing buffers.
+void packed_serial(const Problem& P, const IsaKernels& kr) {
   const index_t MR = kr.mr, NR = kr.nr;
-  for (index_t jc = 0; jc < P.N; jc += L.ncb) {
-    const index_t nc = min_i(L.ncb, P.N - jc);
+  const index_t nkb = ceil_div(P.K, kr.kc);
+  const index_t kcb = ceil_div(P.K, nkb);
+  const index_t nnb = ceil_div(P.N, kr.nc);
+  const index_t ncb = round_up(ceil_div(P.N, nnb), NR);
+  const index_t nmb = ceil_div(P.M, kr.mc);
+  const index_t mcb = round_up(ceil_div(P.M, nmb), MR);
+  float* Bp = t_buf_b.get(kcb * ncb);
+  float* Ap = t_buf_a.get(mcb * kcb);
+  for (index_t jc = 0; jc < P.N; jc += ncb) {
+    const index_t nc = min_i(ncb, P.N - jc);
     const index_t nq = ceil_div(nc, NR);
-    for (index_t pc = 0; pc < P.K; pc += L.kcb) {
-      const index_t kc = min_i(L.kcb, P.K - pc);
-      index_t b, e;
-      split_range(nq, tid, nth, b, e);
-      kr.pack_b(P.tb, P.B, P.ldb, pc, jc, kc, nc, L.Bp, b, e);
-      team_barrier(nth);
-      for (index_t ic = 0; ic < P.M; ic += L.mcb) {
-        const index_t mc = min_i(L.mcb, P.M - ic);
+    for (index_t pc = 0; pc < P.K; pc += kcb) {
+      const index_t kc = min_i(kcb, P.K - pc);
+      kr.pack_b(P.tb, P.B, P.ldb, pc, jc, kc, nc, Bp, 0, nq);
+      for (index_t ic = 0; ic < P.M; ic += mcb) {
+        const index_t mc = min_i(mcb, P.M - ic);
         const index_t np = ceil_div(mc, MR);
-        split_range(np, tid, nth, b, e);
-        kr.pack_a(P.ta, P.A, P.lda, ic, pc, mc, kc, L.Ap, b, e);
-        team_barrier(nth);
+        kr.pack_a(P.ta, P.A, P.lda, ic, pc, mc, kc, Ap, 0, np);
         MacroArgs g;
         g.mc = mc;
         g.nc = nc;
         g.kc = kc;
-        g.Ap = L.Ap;
-        g.Bp = L.Bp;
+        g.Ap = Ap;
+        g.Bp = Bp;
         g.C = P.C + ic * P.ldc + jc;
         g.ldc = P.ldc;
         g.alpha = P.alpha;
@@ -151,40 +136,116 @@ void packed_body(const Problem& P, const Plan& L, int tid, int nth) {
         g.ir1 = np;
         g.jr0 = 0;
         g.jr1 = nq;
-        if (nth > 1) {
-          // Split the micro tiles along the dimension whose largest share is smaller.
-          const index_t load_j = ceil_div(nq, nth) * np, load_i = ceil_div(np, nth) * nq;
-          if (load_j <= load_i)
-            split_range(nq, tid, nth, g.jr0, g.jr1);
-          else
-            split_range(np, tid, nth, g.ir0, g.ir1);
-        }
-        if (g.ir0 < g.ir1 && g.jr0 < g.jr1) kr.macro(g);
-        team_barrier(nth);
+        kr.macro(g);
       }
     }
   }
 }
 
-void packed_gemm(const Problem& P, const IsaKernels& kr, int nt) {
-  Plan L;
-  L.kr = &kr;
-  const index_t nkb = ceil_div(P.K, kr.kc);
-  L.kcb = ceil_div(P.K, nkb);
-  const index_t nnb = ceil_div(P.N, kr.nc);
-  L.ncb = round_up(ceil_div(P.N, nnb), kr.nr);
-  const index_t nmb = ceil_div(P.M, kr.mc);
-  L.mcb = round_up(ceil_div(P.M, nmb), kr.mr);
-  L.Bp = t_buf_b.get(L.kcb * L.ncb);
-  L.Ap = t_buf_a.get(L.mcb * L.kcb);
+// Sub-problems: columns [j0, j1), rows [i0, i1), or the K range [k0, k1) (partial sums).
+Problem cols_of(const Problem& P, index_t j0, index_t j1) {
+  Problem S = P;
+  S.N = j1 - j0;
+  S.B = P.tb ? P.B + j0 * P.ldb : P.B + j0;
+  S.C = P.C + j0;
+  if (P.bias) S.bias = P.bias + j0;
+  return S;
+}
+Problem rows_of(const Problem& P, index_t i0, index_t i1) {
+  Problem S = P;
+  S.M = i1 - i0;
+  S.A = P.ta ? P.A + i0 : P.A + i0 * P.lda;
+  S.C = P.C + i0 * P.ldc;
+  return S;
+}
+Problem depth_of(const Problem& P, index_t k0, index_t k1) {
+  Problem S = P;
+  S.K = k1 - k0;
+  S.A = P.ta ? P.A + k0 * P.lda : P.A + k0;
+  S.B = P.tb ? P.B + k0 : P.B + k0 * P.ldb;
+  return S;
+}
+
+thread_local Scratch t_buf_parts;
+
+// Threads share nothing while they multiply: C is cut into independent slabs (along N when
+// N >= M, else along M), each slab runs the serial loop nest with that thread's own packing
+// buffers, and slabs are handed out dynamically. The only cost is packing the smaller operand once
+// per slab. There are no barriers inside, so a thread the OS deschedules (this machine is
+// shared) delays only its own slab instead of stalling a team at every K block. When K dominates
+// (K >= 4 max(M, N)) the K range is split instead: per-thread partial sums, then one reduction
+// pass that also applies beta, bias and the activation.
+void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
 #ifdef AEREC_OPENMP
-  if (nt > 1) {
+  ExceptionSlot slot;
+  const index_t big = P.M > P.N ? P.M : P.N;
+  const double mn = static_cast<double>(P.M) * static_cast<double>(P.N);
+  if (P.K >= 4 * big && mn * nt <= 16.0 * 1024 * 1024) {
+    const index_t chunk = round_up(ceil_div(P.K, 4 * static_cast<index_t>(nt)), kr.kc);
+    const index_t nchunks = ceil_div(P.K, chunk);
+    const index_t mnsz = P.M * P.N;
+    float* parts = t_buf_parts.get(mnsz * nt);
+    std::vector<unsigned char> used(static_cast<std::size_t>(nt), 0);
 #pragma omp parallel num_threads(nt)
-    packed_body(P, L, omp_get_thread_num(), omp_get_num_threads());
+    {
+      const int t = omp_get_thread_num();
+      float* mine = parts + t * mnsz;
+      bool first = true;
+#pragma omp for schedule(dynamic, 1)
+      for (index_t c = 0; c < nchunks; ++c) {
+        slot.run([&] {
+          Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
+          S.C = mine;
+          S.ldc = P.N;
+          S.beta = first ? 0.f : 1.f;
+          S.bias = nullptr;
+          S.act = Activation::identity;
+          packed_serial(S, kr);
+          first = false;
+        });
+      }
+      used[static_cast<std::size_t>(t)] = first ? 0 : 1;
+    }
+    slot.rethrow();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (index_t i = 0; i < P.M; ++i) {
+      float* c = P.C + i * P.ldc;
+      if (P.beta == 0.f) {
+        for (index_t j = 0; j < P.N; ++j) c[j] = 0.f;
+      } else if (P.beta != 1.f) {
+        for (index_t j = 0; j < P.N; ++j) c[j] *= P.beta;
+      }
+      for (int t = 0; t < nt; ++t) {
+        if (!used[static_cast<std::size_t>(t)]) continue;
+        const float* q = parts + t * mnsz + i * P.N;
+        for (index_t j = 0; j < P.N; ++j) c[j] += q[j];
+      }
+      kr.act_rows(1, P.N, c, P.ldc, c, P.ldc, P.bias, P.act);
+    }
     return;
   }
+  const bool by_cols = P.N >= P.M;
+  const index_t len = by_cols ? P.N : P.M, unit = by_cols ? kr.nr : kr.mr;
+  // Slabs of >= 2048 (columns) / 1024 (rows) keep the repacking of the other operand small;
+  // up to 4 per thread for dynamic balance.
+  index_t slabs = len / (by_cols ? 2048 : 1024);
+  if (slabs < nt) slabs = nt;
+  if (slabs > 4 * static_cast<index_t>(nt)) slabs = 4 * static_cast<index_t>(nt);
+  const index_t width = round_up(ceil_div(len, slabs), unit);
+  slabs = ceil_div(len, width);
+  const int team = static_cast<int>(slabs < nt ? slabs : nt);
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+  for (index_t s = 0; s < slabs; ++s) {
+    slot.run([&] {
+      const index_t b = s * width, e = min_i(len, b + width);
+      packed_serial(by_cols ? cols_of(P, b, e) : rows_of(P, b, e), kr);
+    });
+  }
+  slot.rethrow();
+#else
+  (void)nt;
+  packed_serial(P, kr);
 #endif
-  packed_body(P, L, 0, 1);
 }
 
 void scale_c(index_t M, index_t N, float beta, float* C, index_t ldc) {
@@ -274,7 +335,10 @@ void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float al
   int nt = resolve_threads(num_threads);
   if (macs < kParallelMacs) nt = 1;
   Problem P{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.act};
-  packed_gemm(P, kr, nt);
+  if (nt > 1)
+    parallel_gemm(P, kr, nt);
+  else
+    packed_serial(P, kr);
 }
 
 }  // namespace aerec::cpu
