@@ -16,6 +16,9 @@ alignas(64) const std::int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
 struct VT {
   using V = __m256;
   static constexpr int W = 8;
+  static constexpr bool kScalef = false;
+  static V scalef(V x, V) { return x; }
+  static V recip(V d) { return _mm256_div_ps(_mm256_set1_ps(1.f), d); }
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }

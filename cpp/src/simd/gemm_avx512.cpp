@@ -14,6 +14,12 @@ namespace {
 struct VT {
   using V = __m512;
   static constexpr int W = 16;
+  static constexpr bool kScalef = true;
+  static V scalef(V x, V n) { return _mm512_scalef_ps(x, n); }
+  static V recip(V d) {  // rcp14 + one Newton step: ~1 ulp; d finite and nonzero here
+    const V r = _mm512_rcp14_ps(d);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.f)), r);
+  }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }

@@ -16,6 +16,9 @@ typedef std::int32_t v4i __attribute__((vector_size(16)));
 struct VT {
   using V = v4f;
   static constexpr int W = 4;
+  static constexpr bool kScalef = false;
+  static V scalef(V x, V) { return x; }
+  static V recip(V d) { return set1(1.f) / d; }
   static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
   static V set1(float x) { return V{x, x, x, x}; }
   static V load(const float* p) {
