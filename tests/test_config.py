@@ -40,3 +40,32 @@ def test_set_num_threads_roundtrip():
     aerec.set_num_threads(old)
     with pytest.raises(TypeError):
         aerec.set_num_threads("two")
+
+
+def test_import_and_train_without_compiled_module():
+    """With aerec._core missing, aerec still imports, falls back with a FallbackWarning saying why,
+    and trains on the NumPy backend."""
+    import subprocess
+    import sys
+    code = r'''
+import sys, warnings, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "aerec._core":
+            raise ImportError("blocked for the test")
+sys.meta_path.insert(0, Block())
+import numpy as np, aerec
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    be = aerec.backends.get()
+    assert be.NAME in ("numba", "numpy"), be.NAME
+    assert any(issubclass(x.category, aerec.FallbackWarning) and "_core" in str(x.message) for x in w), [str(x.message) for x in w]
+x = np.random.default_rng(0).random((40, 5), dtype=np.float32)
+ae = aerec.Autoencoder(hidden=(4,)).fit(x, epochs=2)
+assert ae.predict(x).shape == (40, 5)
+aerec.show_config()
+print("OK")
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "OK" in out.stdout and "unavailable" in out.stdout

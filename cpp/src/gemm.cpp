@@ -1,34 +1,344 @@
-// PLACEHOLDER reference GEMM (plain loops); replaced by the packed, dispatched kernels.
+// Portable GEMM driver: validation, ISA dispatch, cache blocking and the OpenMP split. The
+// arithmetic lives in src/simd/gemm_<isa>.cpp (one translation unit per instruction set).
+//
+// Blocking follows the BLIS loop nest: jc (NC columns of B, L3) -> pc (KC, B block packed) -> ic
+// (MC rows of A, packed, L2) -> jr (NR, B micro-panel in L1) -> ir (MR) -> register tile.
+// Threading: see parallel_gemm.
 #include "aerec/gemm.hpp"
 
+#include <cstdlib>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
+#include "aerec/parallel.hpp"
+#include "gemm_internal.hpp"
 
 namespace aerec::cpu {
+namespace gemm_detail {
 
-void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue& ep, int) {
-  for (index_t i = 0; i < M; ++i)
-    for (index_t j = 0; j < N; ++j) {
-      float v = C[i * ldc + j] + (ep.bias ? ep.bias[j] : 0.f);
-      C[i * ldc + j] = activate(ep.act, v);
-    }
+const IsaKernels& kernels_for(Isa isa) {
+#ifdef AEREC_X86
+  switch (isa) {
+    case Isa::amx:
+    case Isa::avx512: return avx512::gemm_kernels();
+    case Isa::avx2: return avx2::gemm_kernels();
+    case Isa::scalar: break;
+  }
+#else
+  (void)isa;
+#endif
+  return scalar::gemm_kernels();
 }
 
-void sgemm(bool ta, bool tb, index_t M, index_t N, index_t K, float alpha, const float* A,
-           index_t lda, const float* B, index_t ldb, float beta, float* C, index_t ldc,
-           const Epilogue& ep, int num_threads) {
-  AEREC_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "sgemm: negative dimension");
-  for (index_t i = 0; i < M; ++i)
-    for (index_t j = 0; j < N; ++j) {
-      float s = 0.f;
-      for (index_t p = 0; p < K; ++p) {
-        float a = ta ? A[p * lda + i] : A[i * lda + p];
-        float b = tb ? B[j * ldb + p] : B[p * ldb + j];
-        s += a * b;
-      }
-      float c = beta == 0.f ? 0.f : beta * C[i * ldc + j];
-      C[i * ldc + j] = alpha * s + c;
+const IsaKernels& active_kernels() { return kernels_for(active_isa()); }
+
+}  // namespace gemm_detail
+
+namespace {
+
+using gemm_detail::IsaKernels;
+using gemm_detail::MacroArgs;
+using gemm_detail::SmallArgs;
+
+// Problems up to this many multiply-adds take the unpacked single-thread path: the autoencoder's
+// per-step shapes (e.g. 32 x 64 x 10) must cost about a microsecond, with no fork/join or packing.
+constexpr double kSmallMacs = 262144.0;   // 64^3
+// Below this, one thread: an OpenMP fork/join costs a few microseconds.
+constexpr double kParallelMacs = 2.0e6;
+
+inline index_t ceil_div(index_t a, index_t b) { return (a + b - 1) / b; }
+inline index_t round_up(index_t a, index_t b) { return ceil_div(a, b) * b; }
+inline index_t min_i(index_t a, index_t b) { return a < b ? a : b; }
+
+// Grow-only, 64-byte aligned, per calling thread: repeated calls reuse warm pages.
+class Scratch {
+ public:
+  ~Scratch() { std::free(p_); }
+  float* get(index_t n) {
+    if (n > cap_) {
+      std::free(p_);
+      p_ = nullptr;
+      cap_ = 0;
+      std::size_t bytes = static_cast<std::size_t>(round_up(n, 16)) * sizeof(float);
+      p_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (p_ == nullptr) throw std::bad_alloc();
+      cap_ = round_up(n, 16);
     }
-  bias_activation(M, N, C, ldc, ep, num_threads);
+    return p_;
+  }
+
+ private:
+  float* p_ = nullptr;
+  index_t cap_ = 0;
+};
+
+thread_local Scratch t_buf_a, t_buf_b, t_buf_small;
+
+struct Problem {
+  bool ta, tb;
+  index_t M, N, K;
+  float alpha;
+  const float* A;
+  index_t lda;
+  const float* B;
+  index_t ldb;
+  float beta;
+  float* C;
+  index_t ldc;
+  const float* bias;
+  Activation act;
+};
+
+inline void split_range(index_t n, int tid, int nth, index_t& b, index_t& e) {
+  const index_t q = n / nth, r = n % nth;
+  b = tid * q + (tid < r ? tid : r);
+  e = b + q + (tid < r ? 1 : 0);
+}
+
+// One thread runs the whole BLIS loop nest on a (sub)problem with its own packing buffers.
+void packed_serial(const Problem& P, const IsaKernels& kr) {
+  const index_t MR = kr.mr, NR = kr.nr;
+  const index_t nkb = ceil_div(P.K, kr.kc);
+  const index_t kcb = ceil_div(P.K, nkb);
+  const index_t nnb = ceil_div(P.N, kr.nc);
+  const index_t ncb = round_up(ceil_div(P.N, nnb), NR);
+  const index_t nmb = ceil_div(P.M, kr.mc);
+  const index_t mcb = round_up(ceil_div(P.M, nmb), MR);
+  float* Bp = t_buf_b.get(kcb * ncb);
+  float* Ap = t_buf_a.get(mcb * kcb);
+  for (index_t jc = 0; jc < P.N; jc += ncb) {
+    const index_t nc = min_i(ncb, P.N - jc);
+    const index_t nq = ceil_div(nc, NR);
+    for (index_t pc = 0; pc < P.K; pc += kcb) {
+      const index_t kc = min_i(kcb, P.K - pc);
+      kr.pack_b(P.tb, P.B, P.ldb, pc, jc, kc, nc, Bp, 0, nq);
+      for (index_t ic = 0; ic < P.M; ic += mcb) {
+        const index_t mc = min_i(mcb, P.M - ic);
+        const index_t np = ceil_div(mc, MR);
+        kr.pack_a(P.ta, P.A, P.lda, ic, pc, mc, kc, Ap, 0, np);
+        MacroArgs g;
+        g.mc = mc;
+        g.nc = nc;
+        g.kc = kc;
+        g.Ap = Ap;
+        g.Bp = Bp;
+        g.C = P.C + ic * P.ldc + jc;
+        g.ldc = P.ldc;
+        g.alpha = P.alpha;
+        g.beta = pc == 0 ? P.beta : 1.f;
+        g.bias = P.bias ? P.bias + jc : nullptr;
+        g.act = P.act;
+        g.epilogue = pc + kc == P.K;
+        g.ir0 = 0;
+        g.ir1 = np;
+        g.jr0 = 0;
+        g.jr1 = nq;
+        kr.macro(g);
+      }
+    }
+  }
+}
+
+// Sub-problems: columns [j0, j1), rows [i0, i1), or the K range [k0, k1) (partial sums).
+Problem cols_of(const Problem& P, index_t j0, index_t j1) {
+  Problem S = P;
+  S.N = j1 - j0;
+  S.B = P.tb ? P.B + j0 * P.ldb : P.B + j0;
+  S.C = P.C + j0;
+  if (P.bias) S.bias = P.bias + j0;
+  return S;
+}
+Problem rows_of(const Problem& P, index_t i0, index_t i1) {
+  Problem S = P;
+  S.M = i1 - i0;
+  S.A = P.ta ? P.A + i0 : P.A + i0 * P.lda;
+  S.C = P.C + i0 * P.ldc;
+  return S;
+}
+Problem depth_of(const Problem& P, index_t k0, index_t k1) {
+  Problem S = P;
+  S.K = k1 - k0;
+  S.A = P.ta ? P.A + k0 * P.lda : P.A + k0;
+  S.B = P.tb ? P.B + k0 : P.B + k0 * P.ldb;
+  return S;
+}
+
+thread_local Scratch t_buf_parts;
+
+// Threads share nothing while they multiply: C is cut into independent slabs (along N when
+// N >= M, else along M), each slab runs the serial loop nest with that thread's own packing
+// buffers, and slabs are handed out dynamically. The only cost is packing the smaller operand once
+// per slab. There are no barriers inside, so a thread the OS deschedules (this machine is
+// shared) delays only its own slab instead of stalling a team at every K block. When K dominates
+// (K >= 4 max(M, N)) the K range is split instead: per-thread partial sums, then one reduction
+// pass that also applies beta, bias and the activation.
+void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
+#ifdef AEREC_OPENMP
+  ExceptionSlot slot;
+  const index_t big = P.M > P.N ? P.M : P.N;
+  const double mn = static_cast<double>(P.M) * static_cast<double>(P.N);
+  if (P.K >= 4 * big && mn * nt <= 16.0 * 1024 * 1024) {
+    const index_t chunk = round_up(ceil_div(P.K, 4 * static_cast<index_t>(nt)), kr.kc);
+    const index_t nchunks = ceil_div(P.K, chunk);
+    const index_t mnsz = P.M * P.N;
+    float* parts = t_buf_parts.get(mnsz * nt);
+    std::vector<unsigned char> used(static_cast<std::size_t>(nt), 0);
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      float* mine = parts + t * mnsz;
+      bool first = true;
+#pragma omp for schedule(dynamic, 1)
+      for (index_t c = 0; c < nchunks; ++c) {
+        slot.run([&] {
+          Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
+          S.C = mine;
+          S.ldc = P.N;
+          S.beta = first ? 0.f : 1.f;
+          S.bias = nullptr;
+          S.act = Activation::identity;
+          packed_serial(S, kr);
+          first = false;
+        });
+      }
+      used[static_cast<std::size_t>(t)] = first ? 0 : 1;
+    }
+    slot.rethrow();
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (index_t i = 0; i < P.M; ++i) {
+      float* c = P.C + i * P.ldc;
+      if (P.beta == 0.f) {
+        for (index_t j = 0; j < P.N; ++j) c[j] = 0.f;
+      } else if (P.beta != 1.f) {
+        for (index_t j = 0; j < P.N; ++j) c[j] *= P.beta;
+      }
+      for (int t = 0; t < nt; ++t) {
+        if (!used[static_cast<std::size_t>(t)]) continue;
+        const float* q = parts + t * mnsz + i * P.N;
+        for (index_t j = 0; j < P.N; ++j) c[j] += q[j];
+      }
+      kr.act_rows(1, P.N, c, P.ldc, c, P.ldc, P.bias, P.act);
+    }
+    return;
+  }
+  const bool by_cols = P.N >= P.M;
+  const index_t len = by_cols ? P.N : P.M, unit = by_cols ? kr.nr : kr.mr;
+  // Slabs of >= 2048 (columns) / 1024 (rows) keep the repacking of the other operand small;
+  // up to 4 per thread for dynamic balance.
+  index_t slabs = len / (by_cols ? 2048 : 1024);
+  if (slabs < nt) slabs = nt;
+  if (slabs > 4 * static_cast<index_t>(nt)) slabs = 4 * static_cast<index_t>(nt);
+  const index_t width = round_up(ceil_div(len, slabs), unit);
+  slabs = ceil_div(len, width);
+  const int team = static_cast<int>(slabs < nt ? slabs : nt);
+#pragma omp parallel for num_threads(team) schedule(dynamic, 1)
+  for (index_t s = 0; s < slabs; ++s) {
+    slot.run([&] {
+      const index_t b = s * width, e = min_i(len, b + width);
+      packed_serial(by_cols ? cols_of(P, b, e) : rows_of(P, b, e), kr);
+    });
+  }
+  slot.rethrow();
+#else
+  (void)nt;
+  packed_serial(P, kr);
+#endif
+}
+
+void scale_c(index_t M, index_t N, float beta, float* C, index_t ldc) {
+  for (index_t i = 0; i < M; ++i) {
+    float* c = C + i * ldc;
+    if (beta == 0.f) {
+      for (index_t j = 0; j < N; ++j) c[j] = 0.f;
+    } else if (beta != 1.f) {
+      for (index_t j = 0; j < N; ++j) c[j] *= beta;
+    }
+  }
+}
+
+std::string dims(index_t a, index_t b) {
+  return std::to_string(a) + " x " + std::to_string(b);
+}
+
+}  // namespace
+
+void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue& ep,
+                     int num_threads) {
+  AEREC_CHECK_ARG(M >= 0 && N >= 0, "bias_activation: negative dimension");
+  if (M == 0 || N == 0) return;
+  AEREC_CHECK_ARG(C != nullptr && ldc >= N, "bias_activation: C is null or ldc < N");
+  if (ep.bias == nullptr && ep.act == Activation::identity) return;
+  const IsaKernels& kr = gemm_detail::active_kernels();
+  int nt = resolve_threads(num_threads);
+  if (static_cast<double>(M) * static_cast<double>(N) < 65536.0 || M < 2) nt = 1;
+#ifdef AEREC_OPENMP
+  if (nt > 1) {
+#pragma omp parallel num_threads(nt)
+    {
+      index_t b, e;
+      split_range(M, omp_get_thread_num(), omp_get_num_threads(), b, e);
+      if (b < e) kr.act_rows(e - b, N, C + b * ldc, ldc, C + b * ldc, ldc, ep.bias, ep.act);
+    }
+    return;
+  }
+#endif
+  kr.act_rows(M, N, C, ldc, C, ldc, ep.bias, ep.act);
+}
+
+void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float alpha,
+           const float* A, index_t lda, const float* B, index_t ldb, float beta, float* C,
+           index_t ldc, const Epilogue& ep, int num_threads) {
+  AEREC_CHECK_ARG(M >= 0 && N >= 0 && K >= 0, "sgemm: negative dimension (M=" +
+                  std::to_string(M) + ", N=" + std::to_string(N) + ", K=" + std::to_string(K) + ")");
+  if (M == 0 || N == 0) return;
+  AEREC_CHECK_ARG(C != nullptr, "sgemm: C is null");
+  AEREC_CHECK_ARG(ldc >= N, "sgemm: ldc=" + std::to_string(ldc) + " < N=" + std::to_string(N));
+  if (K > 0) {
+    AEREC_CHECK_ARG(A != nullptr && B != nullptr, "sgemm: A or B is null");
+    const index_t a_cols = trans_a ? M : K, b_cols = trans_b ? K : N;
+    AEREC_CHECK_ARG(lda >= a_cols, "sgemm: lda=" + std::to_string(lda) + " too small for A stored " +
+                    (trans_a ? dims(K, M) : dims(M, K)));
+    AEREC_CHECK_ARG(ldb >= b_cols, "sgemm: ldb=" + std::to_string(ldb) + " too small for B stored " +
+                    (trans_b ? dims(N, K) : dims(K, N)));
+  }
+  if (K == 0 || alpha == 0.f) {
+    scale_c(M, N, beta, C, ldc);
+    bias_activation(M, N, C, ldc, ep, num_threads);
+    return;
+  }
+  const IsaKernels& kr = gemm_detail::active_kernels();
+  const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
+  if (macs <= kSmallMacs) {
+    SmallArgs s;
+    s.ta = trans_a;
+    s.tb = trans_b;
+    s.M = M;
+    s.N = N;
+    s.K = K;
+    s.alpha = alpha;
+    s.A = A;
+    s.lda = lda;
+    s.B = B;
+    s.ldb = ldb;
+    s.beta = beta;
+    s.C = C;
+    s.ldc = ldc;
+    s.bias = ep.bias;
+    s.act = ep.act;
+    s.scratch = trans_b ? t_buf_small.get(K * N) : nullptr;
+    kr.small(s);
+    return;
+  }
+  int nt = resolve_threads(num_threads);
+  if (macs < kParallelMacs) nt = 1;
+  Problem P{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.act};
+  if (nt > 1)
+    parallel_gemm(P, kr, nt);
+  else
+    packed_serial(P, kr);
 }
 
 }  // namespace aerec::cpu

@@ -1,0 +1,1 @@
+"""Independent peer implementations (optional extras: PyTorch) used only by the benchmarks."""
