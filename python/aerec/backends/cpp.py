@@ -15,7 +15,6 @@ def unavailable_reason():
     return _IMPORT_ERROR
 
 
-<<<<<<< HEAD
 import numpy as _np
 
 
@@ -76,7 +75,8 @@ class Network:
 
     def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
         return self._net.train_epoch(x, y, mask, batch_size, bool(shuffle), int(seed))
-=======
+
+
 # --- GEMM with fused bias + activation ------------------------------------------------------------
 
 import numpy as _np
@@ -122,4 +122,3 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
         bias = _np.ascontiguousarray(bias, dtype=_np.float32)
     return _core.gemm(a, b, trans_a, trans_b, bias, activation, alpha, 0.0, None,
                       0 if num_threads is None else num_threads)
->>>>>>> gemm
