@@ -29,6 +29,44 @@ def _csr(data, indices, indptr, shape) -> sp.csr_matrix:
     return m
 
 
+def _sort_pairs(key: np.ndarray, ts: np.ndarray | None):
+    """Order sorting ``key``; within equal keys by (timestamp, row position) ascending.
+
+    Returns (order, key[order], new_run) where new_run marks the first entry of each distinct key.
+    A fast unstable argsort does the bulk; only runs of repeated keys are re-sorted with a lexsort
+    (usually few), which is much cheaper than a stable or multi-key sort of everything.
+    """
+    order = np.argsort(key)
+    skey = key[order]
+    new_run = np.empty(skey.size, dtype=bool)
+    if skey.size:
+        new_run[0] = True
+        np.not_equal(skey[1:], skey[:-1], out=new_run[1:])
+        if not new_run.all():
+            run_id = np.cumsum(new_run) - 1
+            in_dup = np.bincount(run_id)[run_id] > 1
+            sub = order[in_dup]
+            keys = (sub, key[sub]) if ts is None else (sub, ts[sub], key[sub])
+            order[in_dup] = sub[np.lexsort(keys)]
+    return order, skey, new_run
+
+
+def _factorize(arr: np.ndarray):
+    """(sorted unique values, inverse) of a 1-D array; O(n) for integers in a compact range."""
+    if arr.dtype.kind in "iu" and arr.size:
+        lo, hi = int(arr.min()), int(arr.max())
+        span = hi - lo + 1
+        if span <= 4 * arr.size + (1 << 20):
+            present = np.zeros(span, dtype=bool)
+            off = arr - lo
+            present[off] = True
+            uniq = np.flatnonzero(present)
+            slot = np.cumsum(present, dtype=np.int64) - 1
+            return (uniq + lo).astype(arr.dtype), slot[off]
+    uniq, inv = np.unique(arr, return_inverse=True)
+    return uniq, inv.ravel()
+
+
 def _rows_of(indptr: np.ndarray) -> np.ndarray:
     """Row index of every CSR entry (int64, length nnz)."""
     n = indptr.shape[0] - 1
@@ -369,17 +407,7 @@ class Interactions:
         ts = None if ts is None else ts[sel]
         n_u, n_i = len(umap), len(imap)
         key = uidx * np.int64(max(n_i, 1)) + iidx
-        if ts is not None and duplicates in ("last", "first"):
-            order = np.lexsort((ts, key))
-        else:
-            order = np.argsort(key, kind="stable")
-        key = key[order]
-        if key.size:
-            new_run = np.empty(key.size, dtype=bool)
-            new_run[0] = True
-            np.not_equal(key[1:], key[:-1], out=new_run[1:])
-        else:
-            new_run = np.zeros(0, dtype=bool)
+        order, key, new_run = _sort_pairs(key, ts if duplicates in ("last", "first") else None)
         n_dup = int(key.size - new_run.sum())
         if n_dup and duplicates == "raise":
             d = int(order[np.flatnonzero(~new_run)[0]])
@@ -415,10 +443,12 @@ class Interactions:
     @staticmethod
     def _index_ids(arr, valid, idmap, unknown, what):
         if idmap is None:
-            good = arr[valid]
-            uniq, inv = np.unique(good, return_inverse=True)
+            good = arr if valid.all() else arr[valid]
+            uniq, inv = _factorize(good)
+            if valid.all():
+                return inv.astype(np.int64, copy=False), IdMap(uniq)
             idx = np.full(arr.shape[0], -1, np.int64)
-            idx[valid] = inv.ravel()
+            idx[valid] = inv
             return idx, IdMap(uniq)
         if not isinstance(idmap, IdMap):
             raise TypeError(f"{what}_map must be an IdMap, got {type(idmap).__name__}")

@@ -141,8 +141,15 @@ def _n_holdout(counts, fraction):
 
 
 def _rank_in_row(indptr, rows, key):
-    """Rank (0-based) of every entry within its row when the row is sorted by ``key`` ascending."""
-    order = np.lexsort((key, rows))
+    """Rank (0-based) of every entry within its row when the row is sorted by ``key`` ascending.
+
+    ``rows`` must be non-decreasing (CSR order). Keys in [0, 1) (random draws) use one fast argsort
+    of ``rows + key``; other keys a stable lexsort (ties keep CSR order).
+    """
+    if key.dtype.kind == "f" and key.size and key.min() >= 0 and key.max() < 1 and rows[-1] < 2 ** 20:
+        order = np.argsort(rows + 0.5 * key)  # 0.5: rounding can never reach the next row
+    else:
+        order = np.lexsort((key, rows))
     rank = np.empty(rows.shape[0], np.int64)
     rank[order] = np.arange(rows.shape[0], dtype=np.int64) - indptr[rows[order]]
     return rank
