@@ -378,3 +378,41 @@ def test_subset_and_user_items():
         x.user_items([4])
     with pytest.raises(TypeError, match="user_map.to_index"):
         x.user_items(["a"])
+
+
+@pytest.mark.parametrize("engine", ["numpy", "pandas"])
+def test_read_csv_header_only_and_crlf(tmp_path, engine):
+    if engine == "pandas":
+        pytest.importorskip("pandas")
+    (tmp_path / "h.csv").write_text("user,item,rating\n")
+    cols = read_columns(tmp_path / "h.csv", engine=engine)
+    assert cols["users"].size == 0 and cols["values"].size == 0
+    (tmp_path / "w.csv").write_bytes(b"user,item\r\n1,2\r\n3,4\r\n")
+    cols = read_columns(tmp_path / "w.csv", engine=engine)
+    np.testing.assert_array_equal(cols["items"], [2, 4])
+    (tmp_path / "h.dat").write_text("user::item\n1::2\n")
+    cols = read_columns(tmp_path / "h.dat", sep="::", engine=engine)
+    np.testing.assert_array_equal(cols["users"], [1])
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 60), st.integers(0, 2**31 - 1))
+def test_duplicates_first_matches_reference(n, seed):
+    rng = np.random.default_rng(seed)
+    users, items = rng.integers(0, 4, n), rng.integers(0, 3, n)
+    vals, ts = rng.integers(1, 6, n).astype(float), rng.integers(0, 3, n)
+    x = Interactions.from_arrays(users, items, vals, ts, duplicates="first", on_invalid="drop")
+    ref = {}
+    for j in range(n):  # earliest timestamp, ties -> earlier row
+        key = (users[j], items[j])
+        if key not in ref or ts[j] < ref[key][1]:
+            ref[key] = (vals[j], ts[j])
+    cols = x.to_arrays(raw_ids=True)
+    got = {(u, i): (v, t) for u, i, v, t in zip(cols["users"], cols["items"], cols["values"],
+                                                 cols["timestamps"])}
+    assert got == {k: (np.float32(v), t) for k, (v, t) in ref.items()}
+    s = Interactions.from_arrays(users, items, vals, duplicates="sum", on_invalid="drop")
+    dense = np.zeros((4, 3))
+    np.add.at(dense, (users, items), vals)
+    np.testing.assert_allclose(s.to_csr().toarray(),
+                               dense[np.ix_(s.user_map.raw_ids, s.item_map.raw_ids)])

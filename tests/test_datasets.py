@@ -124,6 +124,11 @@ def test_movielens_download_into_cache(tmp_path, monkeypatch):
     # the default opener handles file:// URLs
     d3 = ds.movielens("ml-100k", cache_dir=tmp_path / "cache2")
     assert d3.interactions.nnz == 4
+    # an explicit path that lacks the data receives it (the zip stays in the cache)
+    d4 = ds.movielens("ml-100k", path=tmp_path / "mine", cache_dir=tmp_path / "cache3")
+    assert d4.path == tmp_path / "mine" / "ml-100k" and (tmp_path / "cache3" / "ml-100k.zip").is_file()
+    with pytest.raises(FileNotFoundError):
+        ds.movielens("ml-100k", path=tmp_path / "other", download=False)
 
 
 def test_movielens_download_checksum_mismatch(tmp_path, monkeypatch):

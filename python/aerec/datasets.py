@@ -297,7 +297,9 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
     ``path`` or ``path/<name>``; without ``path`` at ``$AEREC_DATA/<name>`` then
     ``<cache>/<name>`` (cache: ``cache_dir``, ``$AEREC_CACHE`` or ``~/.cache/aerec``). If absent
     and ``download`` is true, fetches the official GroupLens zip into the cache, verifies its
-    SHA-256 (:class:`ChecksumError` on mismatch; nothing is kept) and extracts it atomically.
+    SHA-256 (:class:`ChecksumError` on mismatch; nothing is kept) and extracts it atomically
+    (temporary folder + ``os.replace``) to ``<cache>/<name>``, or to ``path/<name>`` when ``path``
+    was given.
 
     With ``verify=True``, a ``SHA256SUMS`` file in the folder (if any) is checked for the files
     read. Ratings are kept (``interactions.values``), as are timestamps; titles and genres come
@@ -319,7 +321,13 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
         if not (zip_path.is_file() and _sha256_file(zip_path) == remote.sha256):
             logger.info("downloading %s (%d bytes) from %s", name, remote.size, remote.url)
             _download_file(remote.url, zip_path, remote.sha256, opener=opener)
-        folder = _safe_extract(zip_path, cache, name)
+        if path is not None:  # an explicit folder: put the data there
+            p = pathlib.Path(path).expanduser()
+            target = p.parent if p.name == name else p
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target = cache
+        folder = _safe_extract(zip_path, target, name)
     if verify and (folder / "SHA256SUMS").is_file():
         wanted = [layout.ratings] + ([layout.items] if layout.items and (folder / layout.items).is_file()
                                      else [])

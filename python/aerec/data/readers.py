@@ -76,18 +76,16 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     with open(path, "r", encoding=encoding, newline="") as f:
-        text = f.read()
-    if len(sep) > 1:
+        first = f.readline()
+    multi = len(sep) > 1
+    if multi:
         # multi-character separators (MovieLens '::'): rewrite to a tab so the fast parsers apply
-        if "\t" in text:
-            raise ValueError(f"cannot use separator {sep!r} on a file that also contains tabs")
-        text = text.replace(sep, "\t")
-        sep = "\t"
-    first_nl = text.find("\n")
-    first = (text if first_nl < 0 else text[:first_nl]).rstrip("\r")
+        first = first.replace(sep, "\t")
+    first = first.rstrip("\r\n")
     if not first.strip():
         raise ValueError(f"{path}: the first line is empty")
-    fields = [x.strip().strip('"') for x in first.split(sep)]
+    psep = "\t" if multi else sep
+    fields = [x.strip().strip('"') for x in first.split(psep)]
     if header == "infer":
         has_header = not all(_looks_numeric(x) for x in fields[:2])
     elif isinstance(header, bool):
@@ -99,8 +97,23 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
     names = fields if has_header else None
     pos = _resolve_columns(columns, names, len(fields))
     use = [(role, p) for role, p in pos.items() if p is not None]
-    body = text[first_nl + 1:] if has_header else text
-    del text
+    if multi:
+        with open(path, "r", encoding=encoding, newline="") as f:
+            text = f.read()
+        if "\t" in text:
+            raise ValueError(f"cannot use separator {sep!r} on a file that also contains tabs")
+        text = text.replace(sep, "\t")
+        if has_header:
+            nl = text.find("\n")
+            text = text[nl + 1:] if nl >= 0 else ""
+
+        def source():
+            return io.StringIO(text)
+        skip = 0
+    else:
+        def source():
+            return path
+        skip = 1 if has_header else 0
     if engine in ("auto", "pandas"):
         try:
             import pandas as pd  # noqa: F401
@@ -113,36 +126,46 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
             engine = "pandas"
     cols = {"users": None, "items": None, "values": None, "timestamps": None}
     key = {"user": "users", "item": "items", "value": "values", "timestamp": "timestamps"}
-    if not body.strip():
+
+    def empty():
         for role, _ in use:
             cols[key[role]] = np.empty(0, dtype=np.int64 if role in ("user", "item") else np.float64)
         return cols
+
     if engine == "pandas":
         import pandas as pd
         from ._frames import _series_to_numpy
         usecols = sorted({p for _, p in use})
-        df = pd.read_csv(io.StringIO(body), sep=sep, header=None, usecols=usecols,
-                         skipinitialspace=True, engine="c", keep_default_na=True)
+        try:
+            df = pd.read_csv(source(), sep=psep, header=None, skiprows=skip, usecols=usecols,
+                             skipinitialspace=True, engine="c", encoding=encoding)
+        except pd.errors.EmptyDataError:
+            return empty()
         for role, p in use:
             cols[key[role]] = _series_to_numpy(df[p])
         return cols
     # NumPy path: try typed parsing, fall back to strings (cleaning parses them per entry)
     usecols = [p for _, p in use]
+    import warnings
     for dtypes in ((np.int64, np.int64, np.float64, np.float64), None):
         try:
-            if dtypes is None:
-                arr = np.loadtxt(io.StringIO(body), delimiter=sep, usecols=usecols, dtype=str,
-                                 ndmin=2, quotechar='"')
-                arrs = [np.char.strip(arr[:, j]) for j in range(len(use))]
-            else:
-                dt = [(f"f{j}", dtypes[_ROLES.index(role)]) for j, (role, _) in enumerate(use)]
-                rec = np.loadtxt(io.StringIO(body), delimiter=sep, usecols=usecols, dtype=dt,
-                                 ndmin=1, quotechar='"')
-                arrs = [np.asarray(rec[f"f{j}"]) for j in range(len(use))]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*(contained no data|[Ee]mpty input).*")
+                if dtypes is None:
+                    arr = np.loadtxt(source(), delimiter=psep, usecols=usecols, dtype=str, ndmin=2,
+                                     quotechar='"', skiprows=skip, encoding=encoding)
+                    arrs = [np.char.strip(arr[:, j]) for j in range(len(use))]
+                else:
+                    dt = [(f"f{j}", dtypes[_ROLES.index(role)]) for j, (role, _) in enumerate(use)]
+                    rec = np.loadtxt(source(), delimiter=psep, usecols=usecols, dtype=dt, ndmin=1,
+                                     quotechar='"', skiprows=skip, encoding=encoding)
+                    arrs = [np.asarray(rec[f"f{j}"]) for j in range(len(use))]
             break
         except ValueError:
             if dtypes is None:
                 raise
+    if arrs and arrs[0].size == 0:
+        return empty()
     for (role, _), a in zip(use, arrs):
         cols[key[role]] = a
     return cols
