@@ -43,8 +43,9 @@ def _sort_pairs(key: np.ndarray, ts: np.ndarray | None):
         new_run[0] = True
         np.not_equal(skey[1:], skey[:-1], out=new_run[1:])
         if not new_run.all():
-            run_id = np.cumsum(new_run) - 1
-            in_dup = np.bincount(run_id)[run_id] > 1
+            # entries of runs longer than one: a repeat, or the first of a run followed by a repeat
+            in_dup = ~new_run
+            in_dup[:-1] |= ~new_run[1:]
             sub = order[in_dup]
             keys = (sub, key[sub]) if ts is None else (sub, ts[sub], key[sub])
             order[in_dup] = sub[np.lexsort(keys)]
@@ -401,27 +402,37 @@ class Interactions:
         for r, c in zip(*np.unique(reason[reason > 0], return_counts=True)):
             rep.add(cleaning.REASONS[r - 1], int(c))
 
-        sel = np.flatnonzero(valid)
-        uidx, iidx = uidx[sel], iidx[sel]
-        vals = None if vals is None else vals[sel]
-        ts = None if ts is None else ts[sel]
+        if not valid.all():
+            sel = np.flatnonzero(valid)
+            uidx, iidx = uidx[sel], iidx[sel]
+            vals = None if vals is None else vals[sel]
+            ts = None if ts is None else ts[sel]
+            u_src, i_src = u_arr[sel], i_arr[sel]
+        else:
+            u_src, i_src = u_arr, i_arr
         n_u, n_i = len(umap), len(imap)
         key = uidx * np.int64(max(n_i, 1)) + iidx
         order, key, new_run = _sort_pairs(key, ts if duplicates in ("last", "first") else None)
         n_dup = int(key.size - new_run.sum())
         if n_dup and duplicates == "raise":
             d = int(order[np.flatnonzero(~new_run)[0]])
-            raise ValueError(f"{n_dup} duplicate (user, item) rows, e.g. user {u_arr[sel][d]!r} item "
-                             f"{i_arr[sel][d]!r}; pass duplicates='last'/'first'/'sum'")
-        if duplicates == "first":
-            pick = order[new_run]
+            raise ValueError(f"{n_dup} duplicate (user, item) rows, e.g. user {u_src[d]!r} item "
+                             f"{i_src[d]!r}; pass duplicates='last'/'first'/'sum'")
+        if n_dup == 0:
+            at = None
+            pick = order
+        elif duplicates == "first":
+            at = new_run
+            pick = order[at]
         else:  # last of each run (also the representative for "sum")
-            last = np.empty_like(new_run)
-            if last.size:
-                last[:-1] = new_run[1:]
-                last[-1] = True
-            pick = order[last]
-        rows, cols = uidx[pick], iidx[pick]
+            at = np.empty_like(new_run)
+            if at.size:
+                at[:-1] = new_run[1:]
+                at[-1] = True
+            pick = order[at]
+        kept_keys = key if at is None else key[at]  # sorted: read rows/cols from it, no gather
+        stride = np.int64(max(n_i, 1))
+        rows, cols = kept_keys // stride, kept_keys % stride
         if vals is not None:
             if duplicates == "sum" and n_dup:
                 run_id = np.cumsum(new_run) - 1
