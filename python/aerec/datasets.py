@@ -243,6 +243,11 @@ def _find_folder(name, path, cache) -> tuple[pathlib.Path | None, list]:
         env = _default_data_dir()
         if env is not None:
             cands.append(env / name)
+        else:
+            # source checkout: <repo>/../shared/data (python/aerec/datasets.py -> repo root)
+            repo_shared = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "data"
+            if repo_shared.is_dir():
+                cands.append(repo_shared / name)
         cands.append(cache / name)
     for c in cands:
         tried.append(str(c))
@@ -294,8 +299,8 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
     """Load a MovieLens dataset: ``"ml-100k"``, ``"ml-1m"`` or ``"ml-20m"``.
 
     Looks for the extracted folder (holding ``u.data`` / ``ratings.dat`` / ``ratings.csv``) at
-    ``path`` or ``path/<name>``; without ``path`` at ``$AEREC_DATA/<name>`` then
-    ``<cache>/<name>`` (cache: ``cache_dir``, ``$AEREC_CACHE`` or ``~/.cache/aerec``). If absent
+    ``path`` or ``path/<name>``; without ``path`` at ``$AEREC_DATA/<name>`` (unset: in a source
+    checkout, ``<repo>/../shared/data/<name>``) then ``<cache>/<name>`` (cache: ``cache_dir``, ``$AEREC_CACHE`` or ``~/.cache/aerec``). If absent
     and ``download`` is true, fetches the official GroupLens zip into the cache, verifies its
     SHA-256 (:class:`ChecksumError` on mismatch; nothing is kept) and extracts it atomically
     (temporary folder + ``os.replace``) to ``<cache>/<name>``, or to ``path/<name>`` when ``path``
