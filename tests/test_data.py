@@ -177,6 +177,12 @@ def test_given_maps_and_unknown_ids():
     y = Interactions.from_arrays([30, 10], ["a", "zz"], user_map=umap, item_map=imap, unknown="drop",
                                  on_invalid="drop")
     assert y.nnz == 0 and y.report.dropped == {"unknown_user": 1, "unknown_item": 1}
+    # a new user map only holds users with accepted rows
+    z = Interactions.from_arrays([1, 2, 2], ["a", "zz", "b"], item_map=imap, unknown="drop",
+                                 on_invalid="drop")
+    assert z.user_map.raw_ids.tolist() == [1, 2] and z.nnz == 2
+    w = Interactions.from_arrays([1, 3], ["a", "zz"], item_map=imap, unknown="drop", on_invalid="drop")
+    assert w.user_map.raw_ids.tolist() == [1]
 
 
 @settings(max_examples=40, deadline=None)

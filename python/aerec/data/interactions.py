@@ -391,14 +391,22 @@ class Interactions:
                       zip(*np.unique(reason[reason > 0], return_counts=True))}
             raise ValueError(f"invalid rows: {counts}; first at row {first} "
                              f"(pass on_invalid='drop' or 'warn' to drop them)")
+        # ids -> indices: given maps first (they can reject rows), then new maps from the rows left,
+        # so that no user/item enters a new map with only rejected rows
+        uidx = iidx = None
+        if user_map is not None:
+            valid = reason == 0
+            uidx, umap = cls._index_ids(u_arr, valid, user_map, unknown, "user")
+            mark(valid & (uidx < 0), "unknown_user")
+        if item_map is not None:
+            valid = reason == 0
+            iidx, imap = cls._index_ids(i_arr, valid, item_map, unknown, "item")
+            mark(valid & (iidx < 0), "unknown_item")
         valid = reason == 0
-        # ids -> indices
-        uidx, umap = cls._index_ids(u_arr, valid, user_map, unknown, "user")
-        mark(valid & (uidx < 0), "unknown_user")
-        valid = reason == 0
-        iidx, imap = cls._index_ids(i_arr, valid, item_map, unknown, "item")
-        mark(valid & (iidx < 0), "unknown_item")
-        valid = reason == 0
+        if uidx is None:
+            uidx, umap = cls._index_ids(u_arr, valid, None, unknown, "user")
+        if iidx is None:
+            iidx, imap = cls._index_ids(i_arr, valid, None, unknown, "item")
         for r, c in zip(*np.unique(reason[reason > 0], return_counts=True)):
             rep.add(cleaning.REASONS[r - 1], int(c))
 
