@@ -196,6 +196,9 @@ def test_synthetic_shape_and_planted_properties():
 def test_synthetic_defaults_and_errors():
     x = ds.synthetic()
     assert x.shape == (5000, 2000)
+    # the per-user minimum holds even where popular items collide a lot (tiny catalogue)
+    tiny = ds.synthetic(2000, 20, 0.3, popularity_exponent=1.5, random_state=3)
+    assert tiny.user_counts().min() >= 5 and tiny.to_csr().has_canonical_format
     with pytest.raises(ValueError, match="density"):
         ds.synthetic(10, 10, 1.5)
     with pytest.raises(ValueError, match="n_users"):

@@ -497,8 +497,18 @@ def synthetic(n_users: int = 5000, n_items: int = 2000, density: float = 0.01, n
                 items = rng.integers(0, n_items, size=users_local.size)
             have = _sorted_unique(np.concatenate([have, users_local * n_items + items]))
             deficit = np.maximum(t - np.bincount(have // n_items, minlength=nu), 0)
-        # drop a user's surplus (a round can only add up to its deficit, so there is none) and keep
         cnt = np.bincount(have // n_items, minlength=nu)
+        short = np.flatnonzero(cnt < min_user_interactions)
+        if short.size:  # rare (tiny catalogues): top up exactly with unseen items, uniformly
+            extra = []
+            for lu in short.tolist():
+                seen = have[(have >= lu * n_items) & (have < (lu + 1) * n_items)] - lu * n_items
+                pool = np.setdiff1d(np.arange(n_items), seen)
+                pickd = rng.choice(pool, size=min_user_interactions - cnt[lu], replace=False)
+                extra.append(lu * n_items + pickd)
+            have = _sorted_unique(np.concatenate([have] + extra))
+            cnt = np.bincount(have // n_items, minlength=nu)
+        # a round adds at most a user's deficit, so nobody exceeds the target (beyond the minimum)
         counts[a:b] = cnt
         indices_parts.append((have % n_items).astype(np.int32))
     indices = np.concatenate(indices_parts) if indices_parts else np.empty(0, np.int32)
