@@ -280,6 +280,9 @@ def test_read_csv_formats(tmp_path, engine):
     assert w.values is None and w.timestamps is None
     cols = read_columns(tmp_path / "c.dat", sep="::", columns=[0, 1], engine=engine)
     assert cols["values"] is None
+    for f in ("a.csv", "b.tsv", "c.dat"):  # separator detection
+        auto = read_columns(tmp_path / f, sep=None, engine=engine)
+        assert auto["users"].size >= 2 and auto["timestamps"] is not None, f
 
 
 def test_read_csv_strings_and_bad_rows(tmp_path):

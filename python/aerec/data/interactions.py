@@ -555,8 +555,9 @@ class Interactions:
         Parameters
         ----------
         path : str or PathLike
-        sep : str
-            Field separator, e.g. ``","``, ``"\\t"`` or ``"::"`` (multi-character separators work).
+        sep : str or None
+            Field separator, e.g. ``","``, ``"\\t"`` or ``"::"`` (multi-character separators work);
+            None detects it from the first line (``::``, tab, ``,``, ``;``, ``|``).
         columns : sequence or dict, optional
             Which fields are user, item, value, timestamp. A sequence of up to four names (with a
             header) or 0-based positions, in the order (user, item, value, timestamp); a dict

@@ -67,14 +67,24 @@ def _resolve_columns(columns, header_names, n_fields):
 
 
 def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", engine="auto") -> dict:
-    """Read a delimited interaction log into raw columns ``{"users", "items", "values", "timestamps"}``."""
-    if not isinstance(sep, str) or not sep:
-        raise ValueError(f"sep must be a non-empty string, got {sep!r}")
+    """Read a delimited interaction log into raw columns ``{"users", "items", "values", "timestamps"}``.
+
+    ``sep=None`` picks the first of ``"::"``, tab, ``","``, ``";"``, ``"|"`` that splits the first
+    line into at least two fields.
+    """
     if engine not in ("auto", "pandas", "numpy"):
         raise ValueError(f"engine must be 'auto', 'pandas' or 'numpy', got {engine!r}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if sep is None:
+        with open(path, "r", encoding=encoding, newline="") as f:
+            line = f.readline()
+        sep = next((c for c in ("::", "\t", ",", ";", "|") if len(line.split(c)) >= 2), None)
+        if sep is None:
+            raise ValueError(f"{path}: could not detect the separator from the first line; pass sep=...")
+    if not isinstance(sep, str) or not sep:
+        raise ValueError(f"sep must be a non-empty string or None (detect), got {sep!r}")
     with open(path, "r", encoding=encoding, newline="") as f:
         first = f.readline()
     multi = len(sep) > 1
