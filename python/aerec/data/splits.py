@@ -23,7 +23,9 @@ Rules for small users
 ---------------------
 A user with ``n`` interactions holds out ``clip(round(fraction * n), 1, n - 1)`` of them if
 ``n >= 2`` and none if ``n < 2`` (at least one interaction always stays in training / fold-in).
-Evaluation sets contain only users with at least one held-out interaction.
+Weak-generalisation evaluation sets contain only users with at least one held-out interaction;
+strong-generalisation sets contain every chosen user (a user left with fewer than 2 interactions
+has an empty held-out row, which the metrics skip).
 """
 from __future__ import annotations
 
