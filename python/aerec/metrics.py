@@ -1,0 +1,293 @@
+"""Ranking and rating metrics, vectorised over a batch of users.
+
+Ranking metrics take
+
+``ranked`` : int array, shape (n_users, L)
+    Recommended item ids per user, best first. ``-1`` pads lists shorter than ``L`` (a ``-1``
+    counts as a miss at its rank). Ids must be in ``[-1, n_items)`` and not repeat within a row.
+``held_out`` : scipy.sparse matrix, shape (n_users, n_items)
+    Row ``u`` holds the relevant items of user ``u`` (binary relevance: every stored non-zero
+    entry is relevant, whatever its value; explicit zeros are not).
+``k`` : int >= 1 or None
+    Cut-off; None uses all ``L`` columns. ``k > L`` (lists shorter than k, e.g. ``k > n_items``)
+    scores the ``L`` available ranks; denominators that involve ``k`` still use ``k``.
+
+and return the mean over users with a non-empty held-out row, or with ``per_user=True`` a float64
+array of shape (n_users,) holding NaN for users whose held-out row is empty (they are excluded
+from every mean; the mean of no users is NaN).
+
+Definitions (``h_j`` = 1 if the item at rank ``j`` (0-based) is relevant, ``R`` = number of
+relevant items):
+
+- ``recall_at_k``    = sum_{j<k} h_j / min(k, R)                       (Liang et al. 2018)
+- ``precision_at_k`` = sum_{j<k} h_j / k
+- ``ndcg_at_k``      = DCG / IDCG, DCG = sum_{j<k} h_j / log2(j + 2),
+  IDCG = sum_{j<min(k, R)} 1 / log2(j + 2)
+- ``map_at_k``       = sum_{j<k} h_j * precision@(j+1) / min(k, R)
+- ``mrr``            = 1 / (rank of the first relevant item + 1) within the cut-off, 0 if none
+- ``hit_rate_at_k``  = 1 if any relevant item is in the top k, else 0
+- ``coverage``       = distinct recommended items (top k of all users) / n_items
+
+Membership is computed for all users at once: each (user, item) pair becomes the int64 key
+``user * n_items + item``, looked up with ``np.searchsorted`` in the (sorted) keys of the
+canonical CSR; there is no per-user Python loop.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
+           "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
+
+RANKING_METRICS = ("recall", "ndcg", "precision", "map", "hit_rate", "mrr", "coverage")
+
+
+# -- validation -------------------------------------------------------------------------------------
+
+def _check_k(k, width):
+    if k is None:
+        return max(int(width), 1)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be a positive integer, got {k!r}")
+    if k <= 0:
+        raise ValueError(f"k must be >= 1, got {k}")
+    return int(k)
+
+
+def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
+    if not sp.issparse(held_out):
+        raise TypeError(f"held_out must be a scipy.sparse matrix (n_users x n_items), got "
+                        f"{type(held_out).__name__}")
+    m = held_out if held_out.format == "csr" else held_out.tocsr()
+    if n_rows is not None and m.shape[0] != n_rows:
+        raise ValueError(f"ranked has {n_rows} rows but held_out has {m.shape[0]}; they must align "
+                         f"row by row")
+    needs_copy = (not m.has_canonical_format) or (m.nnz and np.any(m.data == 0))
+    if needs_copy:
+        m = m.copy()
+        m.sum_duplicates()
+        m.eliminate_zeros()
+    return m
+
+
+def _check_ranked(ranked, n_items, check_duplicates=True) -> np.ndarray:
+    r = np.asarray(ranked)
+    if r.ndim != 2:
+        raise ValueError(f"ranked must be 2-D (n_users x k), got shape {r.shape}; "
+                         f"use ranked[None, :] for one user")
+    if r.dtype.kind not in "iu":
+        raise TypeError(f"ranked must hold integer item ids, got dtype {r.dtype}")
+    if r.size:
+        lo, hi = int(r.min()), int(r.max())
+        if lo < -1:
+            raise ValueError(f"ranked ids must be >= -1 (-1 = padding), found {lo}")
+        if hi >= n_items:
+            raise ValueError(f"ranked id {hi} out of range for {n_items} items")
+        if check_duplicates and r.shape[1] > 1:
+            s = np.sort(r, axis=1)
+            dup = (s[:, 1:] == s[:, :-1]) & (s[:, 1:] >= 0)
+            if np.any(dup):
+                row = int(np.flatnonzero(dup.any(axis=1))[0])
+                raise ValueError(f"ranked row {row} repeats an item id; lists must not contain duplicates")
+    return r
+
+
+def hits_at_k(ranked, held_out, k=None, *, check_duplicates: bool = True) -> np.ndarray:
+    """Boolean array (n_users, min(k, L)): is ``ranked[u, j]`` in ``held_out[u]``."""
+    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    r = _check_ranked(ranked, m.shape[1], check_duplicates)
+    return _hits(r, m, _check_k(k, r.shape[1]))
+
+
+def _hits(r: np.ndarray, m: sp.csr_matrix, k: int) -> np.ndarray:
+    r = r[:, :k]
+    n_users, n_items = m.shape
+    if m.nnz == 0 or r.size == 0:
+        return np.zeros(r.shape, dtype=bool)
+    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(m.indptr))
+    keys = rows * np.int64(n_items) + m.indices  # sorted: canonical CSR is row-major, sorted columns
+    q = np.arange(n_users, dtype=np.int64)[:, None] * np.int64(n_items) + r
+    pos = np.searchsorted(keys, q)
+    np.minimum(pos, keys.size - 1, out=pos)
+    return (keys[pos] == q) & (r >= 0)
+
+
+def _n_relevant(m):
+    return np.diff(m.indptr).astype(np.int64)
+
+
+def _finish(values: np.ndarray, n_rel: np.ndarray, per_user: bool):
+    values = values.astype(np.float64, copy=False)
+    values[n_rel == 0] = np.nan
+    if per_user:
+        return values
+    valid = n_rel > 0
+    return float(values[valid].mean()) if np.any(valid) else float("nan")
+
+
+def _discounts(n):
+    return 1.0 / np.log2(np.arange(2, n + 2, dtype=np.float64))
+
+
+# -- per-metric kernels on a hits matrix ---------------------------------------------------------
+
+def _recall(h, n_rel, k):
+    return h.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
+
+
+def _precision(h, n_rel, k):
+    return h.sum(axis=1) / float(k)
+
+
+def _ndcg(h, n_rel, k):
+    disc = _discounts(max(k, 1))
+    dcg = h.astype(np.float64) @ disc[:h.shape[1]]
+    idcg_table = np.concatenate([[0.0], np.cumsum(disc)])
+    idcg = idcg_table[np.minimum(k, n_rel)]
+    return dcg / np.where(idcg > 0, idcg, 1.0)
+
+
+def _map(h, n_rel, k):
+    cum = np.cumsum(h, axis=1, dtype=np.float64)
+    prec = cum / np.arange(1, h.shape[1] + 1, dtype=np.float64)
+    return (prec * h).sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
+
+
+def _mrr(h, n_rel, k):
+    any_hit = h.any(axis=1)
+    first = np.argmax(h, axis=1)
+    return np.where(any_hit, 1.0 / (first + 1.0), 0.0)
+
+
+def _hit_rate(h, n_rel, k):
+    return h.any(axis=1).astype(np.float64)
+
+
+_KERNELS = {"recall": _recall, "precision": _precision, "ndcg": _ndcg, "map": _map,
+            "mrr": _mrr, "hit_rate": _hit_rate}
+
+
+def _metric(name, ranked, held_out, k, per_user, check_duplicates=True):
+    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    r = _check_ranked(ranked, m.shape[1], check_duplicates)
+    k = _check_k(k, r.shape[1])
+    h = _hits(r, m, k)
+    n_rel = _n_relevant(m)
+    return _finish(_KERNELS[name](h, n_rel, k), n_rel, per_user)
+
+
+def recall_at_k(ranked, held_out, k=None, *, per_user: bool = False):
+    """Recall@k normalised by ``min(k, |held-out|)`` (Liang et al. 2018). See the module notes."""
+    return _metric("recall", ranked, held_out, k, per_user)
+
+
+def precision_at_k(ranked, held_out, k=None, *, per_user: bool = False):
+    """Precision@k = hits in the top k / k. See the module notes."""
+    return _metric("precision", ranked, held_out, k, per_user)
+
+
+def ndcg_at_k(ranked, held_out, k=None, *, per_user: bool = False):
+    """NDCG@k with binary relevance, IDCG over ``min(k, |held-out|)`` ideal ranks."""
+    return _metric("ndcg", ranked, held_out, k, per_user)
+
+
+def map_at_k(ranked, held_out, k=None, *, per_user: bool = False):
+    """Mean average precision@k, AP normalised by ``min(k, |held-out|)``."""
+    return _metric("map", ranked, held_out, k, per_user)
+
+
+def mrr(ranked, held_out, k=None, *, per_user: bool = False):
+    """Mean reciprocal rank of the first relevant item within the top k (0 when none)."""
+    return _metric("mrr", ranked, held_out, k, per_user)
+
+
+def hit_rate_at_k(ranked, held_out, k=None, *, per_user: bool = False):
+    """Fraction of users with at least one relevant item in the top k."""
+    return _metric("hit_rate", ranked, held_out, k, per_user)
+
+
+def coverage(ranked, n_items: int, k=None) -> float:
+    """Catalogue coverage: distinct item ids in the top k of all lists / ``n_items`` (-1 ignored)."""
+    if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items <= 0:
+        raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
+    r = _check_ranked(ranked, int(n_items), check_duplicates=False)
+    k = _check_k(k, r.shape[1])
+    ids = r[:, :k].ravel()
+    ids = ids[ids >= 0]
+    if ids.size == 0:
+        return 0.0
+    return float(np.count_nonzero(np.bincount(ids, minlength=int(n_items)))) / float(n_items)
+
+
+def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS, *,
+                    per_user: bool = False, check_duplicates: bool = True) -> dict:
+    """Several ranking metrics at several cut-offs from one membership lookup.
+
+    Returns ``{"recall@20": ..., "ndcg@100": ..., "coverage@20": ..., "mrr@100": ...}`` (means, or
+    per-user arrays with ``per_user=True``; coverage is always a scalar) plus ``"n_users"``: the
+    number of users with a non-empty held-out row.
+    """
+    if isinstance(ks, (int, np.integer)):
+        ks = (ks,)
+    ks = tuple(ks)
+    if not ks:
+        raise ValueError("ks must name at least one cut-off")
+    unknown = set(metrics) - set(RANKING_METRICS)
+    if unknown:
+        raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {RANKING_METRICS}")
+    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    r = _check_ranked(ranked, m.shape[1], check_duplicates)
+    ks = tuple(_check_k(k, r.shape[1]) for k in ks)
+    h_all = _hits(r, m, max(ks))
+    n_rel = _n_relevant(m)
+    out = {}
+    for name in metrics:
+        for k in ks:
+            if name == "coverage":
+                out[f"coverage@{k}"] = coverage(r, m.shape[1], k)
+                continue
+            out[f"{name}@{k}"] = _finish(_KERNELS[name](h_all[:, :k], n_rel, k), n_rel, per_user)
+    out["n_users"] = int((n_rel > 0).sum())
+    return out
+
+
+# -- rating metrics ---------------------------------------------------------------------------------
+
+def _pair(y_true, y_pred):
+    if sp.issparse(y_true) or sp.issparse(y_pred):
+        if not (sp.issparse(y_true) and sp.issparse(y_pred)):
+            raise TypeError("y_true and y_pred must both be sparse (same pattern) or both arrays")
+        if y_true.shape != y_pred.shape:
+            raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
+        a, b = y_true.tocsr(copy=True), y_pred.tocsr(copy=True)
+        a.sum_duplicates()
+        b.sum_duplicates()
+        if not (np.array_equal(a.indptr, b.indptr) and np.array_equal(a.indices, b.indices)):
+            raise ValueError("y_true and y_pred must have the same sparsity pattern (predict at the "
+                             "held-out entries)")
+        t, p = a.data, b.data
+    else:
+        t, p = np.asarray(y_true), np.asarray(y_pred)
+    t = np.asarray(t, dtype=np.float64).ravel()
+    p = np.asarray(p, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has {t.size} values but y_pred has {p.size}")
+    if t.size == 0:
+        raise ValueError("no ratings to compare")
+    if not (np.all(np.isfinite(t)) and np.all(np.isfinite(p))):
+        raise ValueError("ratings and predictions must be finite (found NaN/inf)")
+    return t, p
+
+
+def rmse(y_true, y_pred) -> float:
+    """Root mean squared error over rated entries (1-D arrays, or two sparse matrices with the same
+    pattern: the held-out ratings and the predictions at those entries)."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.sqrt(np.mean((t - p) ** 2)))
+
+
+def mae(y_true, y_pred) -> float:
+    """Mean absolute error over rated entries (same inputs as :func:`rmse`)."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
