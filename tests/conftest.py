@@ -3,6 +3,11 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Seed every RNG: hypothesis draws the same examples on every run (CI and laptops alike).
+settings.register_profile("aerec", derandomize=True, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "aerec"))
 
 import aerec
 

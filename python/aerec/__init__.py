@@ -18,11 +18,25 @@ from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import ModelFileError, load
-from .models.autoencoder import Autoencoder
+from . import data, datasets, metrics
+from .data import Interactions
+from .evaluation import evaluate
+from .models import AutoRec, Autoencoder, CDAE, EASE, MultDAE, MultVAE, Popularity
 
 __all__ = [
     "__version__",
+    "AutoRec",
     "Autoencoder",
+    "CDAE",
+    "EASE",
+    "Interactions",
+    "MultDAE",
+    "MultVAE",
+    "Popularity",
+    "data",
+    "datasets",
+    "evaluate",
+    "metrics",
     "BackendUnavailableError",
     "Callback",
     "EarlyStopping",
