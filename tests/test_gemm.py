@@ -241,3 +241,15 @@ def test_gemm_split_k_with_beta_bias_activation(isa, shape, threads):
         got = core.gemm(a, b, trans_a=ta, trans_b=tb, bias=bias, activation="selu", alpha=0.25,
                         beta=0.5, out=out, num_threads=threads)
         _check(got, a, b, ta, tb, bias, "selu", 0.25, 0.5, c0)
+
+
+@pytest.mark.parametrize("shape", [(40, 50, 20000), (300, 2100, 64), (2100, 40, 300)])
+def test_gemm_deterministic_for_a_thread_count(shape):
+    M, N, K = shape
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    for threads in (1, 2, 3):
+        first = core.gemm(a, b, num_threads=threads)
+        for _ in range(4):
+            np.testing.assert_array_equal(core.gemm(a, b, num_threads=threads), first)

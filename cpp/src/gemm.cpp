@@ -180,45 +180,36 @@ void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
   ExceptionSlot slot;
   const index_t big = P.M > P.N ? P.M : P.N;
   const double mn = static_cast<double>(P.M) * static_cast<double>(P.N);
-  if (P.K >= 4 * big && mn * nt <= 16.0 * 1024 * 1024) {
-    const index_t chunk = round_up(ceil_div(P.K, 4 * static_cast<index_t>(nt)), kr.kc);
-    const index_t nchunks = ceil_div(P.K, chunk);
+  index_t nchunks = 4 * static_cast<index_t>(nt);
+  if (P.K >= 4 * big && mn * static_cast<double>(nchunks - 1) <= 16.0 * 1024 * 1024) {
+    // Chunk c's partial sum goes to its own buffer (chunk 0 straight into C with the caller's
+    // beta) and the buffers are added in chunk order, so the result does not depend on which
+    // thread ran which chunk (deterministic for a given thread count).
+    const index_t chunk = round_up(ceil_div(P.K, nchunks), kr.kc);
+    nchunks = ceil_div(P.K, chunk);
     const index_t mnsz = P.M * P.N;
-    float* parts = t_buf_parts.get(mnsz * nt);
-    std::vector<unsigned char> used(static_cast<std::size_t>(nt), 0);
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      float* mine = parts + t * mnsz;
-      bool first = true;
-#pragma omp for schedule(dynamic, 1)
-      for (index_t c = 0; c < nchunks; ++c) {
-        slot.run([&] {
-          Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
-          S.C = mine;
+    float* parts = t_buf_parts.get(mnsz * (nchunks - 1));
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (index_t c = 0; c < nchunks; ++c) {
+      slot.run([&] {
+        Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
+        if (c > 0) {
+          S.C = parts + (c - 1) * mnsz;
           S.ldc = P.N;
-          S.beta = first ? 0.f : 1.f;
-          S.bias = nullptr;
-          S.act = Activation::identity;
-          packed_serial(S, kr);
-          first = false;
-        });
-      }
-      used[static_cast<std::size_t>(t)] = first ? 0 : 1;
+          S.beta = 0.f;
+        }
+        S.bias = nullptr;
+        S.act = Activation::identity;
+        packed_serial(S, kr);
+      });
     }
     slot.rethrow();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (index_t i = 0; i < P.M; ++i) {
       float* c = P.C + i * P.ldc;
-      if (P.beta == 0.f) {
-        for (index_t j = 0; j < P.N; ++j) c[j] = 0.f;
-      } else if (P.beta != 1.f) {
-        for (index_t j = 0; j < P.N; ++j) c[j] *= P.beta;
-      }
-      for (int t = 0; t < nt; ++t) {
-        if (!used[static_cast<std::size_t>(t)]) continue;
-        const float* q = parts + t * mnsz + i * P.N;
-        for (index_t j = 0; j < P.N; ++j) c[j] += q[j];
+      for (index_t q = 0; q + 1 < nchunks; ++q) {
+        const float* part = parts + q * mnsz + i * P.N;
+        for (index_t j = 0; j < P.N; ++j) c[j] += part[j];
       }
       kr.act_rows(1, P.N, c, P.ldc, c, P.ldc, P.bias, P.act);
     }
@@ -274,6 +265,9 @@ void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue
   const IsaKernels& kr = gemm_detail::active_kernels();
   int nt = resolve_threads(num_threads);
   if (static_cast<double>(M) * static_cast<double>(N) < 65536.0 || M < 2) nt = 1;
+#ifdef AEREC_OPENMP
+  if (omp_in_parallel()) nt = 1;
+#endif
 #ifdef AEREC_OPENMP
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)
@@ -334,6 +328,9 @@ void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float al
   }
   int nt = resolve_threads(num_threads);
   if (macs < kParallelMacs) nt = 1;
+#ifdef AEREC_OPENMP
+  if (omp_in_parallel()) nt = 1;  // called from a caller's parallel loop: stay on this thread
+#endif
   Problem P{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.act};
   if (nt > 1)
     parallel_gemm(P, kr, nt);
