@@ -19,7 +19,8 @@ struct VT {
   static constexpr bool kScalef = false;
   static V scalef(V x, V) { return x; }
   static V recip(V d) { return set1(1.f) / d; }
-  static index_t pack_a_rows12(const float* const*, index_t, float*) { return 0; }
+  static constexpr bool kTranspose = false;
+  static index_t transpose_rows(const float* const*, int, index_t, float*, index_t) { return 0; }
   static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
   static V set1(float x) { return V{x, x, x, x}; }
   static V load(const float* p) {
