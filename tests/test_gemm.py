@@ -253,3 +253,19 @@ def test_gemm_deterministic_for_a_thread_count(shape):
         first = core.gemm(a, b, num_threads=threads)
         for _ in range(4):
             np.testing.assert_array_equal(core.gemm(a, b, num_threads=threads), first)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_accuracy_dense_range(isa, activation):
+    x = np.concatenate([np.linspace(-120, 120, 24001), np.linspace(-1e-3, 1e-3, 2001),
+                        [-np.inf, np.inf, np.nan, 0.0, -0.0]]).astype(np.float32)
+    y = x.copy().reshape(1, -1)
+    core.bias_activation(y, None, activation)
+    y = y.ravel()
+    with np.errstate(invalid="ignore"):
+        want = _act64(activation, x.astype(np.float64))
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(y[finite], want[finite], rtol=2e-6, atol=1e-37)
+    assert np.isnan(y[np.isnan(x)]).all()
+    inf_expect = want[np.isinf(x)]
+    np.testing.assert_array_equal(y[np.isinf(x)], inf_expect.astype(np.float32))
