@@ -12,6 +12,7 @@
 
 #include "aerec/activation.hpp"
 #include "aerec/gemm.hpp"
+#include "../src/gemm_internal.hpp"
 #include "arrays.hpp"
 #include "registry.hpp"
 
@@ -183,6 +184,9 @@ void bind_gemm(py::module_& m) {
         py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("bias") = false,
         py::arg("activation") = "identity", py::arg("reps") = 1000, py::arg("num_threads") = 0,
         "Benchmark helper: median ns of one C++ sgemm call (no Python overhead).");
+  m.def("_gemm_set_blocking", &cpu::gemm_detail::set_blocking_override, py::arg("kc") = 0,
+        py::arg("mc") = 0, py::arg("nc") = 0,
+        "Tuning hook: override GEMM cache blocking (0 = per-ISA default). Benchmarks only.");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("bias") = py::none(),
         py::arg("activation") = "identity", py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,

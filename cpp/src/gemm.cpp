@@ -6,6 +6,7 @@
 // Threading: see parallel_gemm.
 #include "aerec/gemm.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -98,14 +99,22 @@ inline void split_range(index_t n, int tid, int nth, index_t& b, index_t& e) {
   e = b + q + (tid < r ? 1 : 0);
 }
 
+std::atomic<index_t> g_kc{0}, g_mc{0}, g_nc{0};  // tuning overrides (0: the ISA's defaults)
+
+inline index_t pick(const std::atomic<index_t>& o, index_t dflt) {
+  const index_t v = o.load(std::memory_order_relaxed);
+  return v > 0 ? v : dflt;
+}
+
 // One thread runs the whole BLIS loop nest on a (sub)problem with its own packing buffers.
 void packed_serial(const Problem& P, const IsaKernels& kr) {
   const index_t MR = kr.mr, NR = kr.nr;
-  const index_t nkb = ceil_div(P.K, kr.kc);
+  const index_t KC = pick(g_kc, kr.kc), MC = round_up(pick(g_mc, kr.mc), MR), NC = pick(g_nc, kr.nc);
+  const index_t nkb = ceil_div(P.K, KC);
   const index_t kcb = ceil_div(P.K, nkb);
-  const index_t nnb = ceil_div(P.N, kr.nc);
+  const index_t nnb = ceil_div(P.N, NC);
   const index_t ncb = round_up(ceil_div(P.N, nnb), NR);
-  const index_t nmb = ceil_div(P.M, kr.mc);
+  const index_t nmb = ceil_div(P.M, MC);
   const index_t mcb = round_up(ceil_div(P.M, nmb), MR);
   float* Bp = t_buf_b.get(kcb * ncb);
   float* Ap = t_buf_a.get(mcb * kcb);
@@ -181,7 +190,7 @@ void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
   const index_t big = P.M > P.N ? P.M : P.N;
   const double mn = static_cast<double>(P.M) * static_cast<double>(P.N);
   index_t nchunks = 4 * static_cast<index_t>(nt);
-  if (P.K >= 4 * big && mn * static_cast<double>(nchunks - 1) <= 16.0 * 1024 * 1024) {
+  if (P.K >= 4 * big && mn * static_cast<double>(nchunks - 1) <= 4.0 * 1024 * 1024) {
     // Chunk c's partial sum goes to its own buffer (chunk 0 straight into C with the caller's
     // beta) and the buffers are added in chunk order, so the result does not depend on which
     // thread ran which chunk (deterministic for a given thread count).
@@ -255,6 +264,14 @@ std::string dims(index_t a, index_t b) {
 }
 
 }  // namespace
+
+namespace gemm_detail {
+void set_blocking_override(index_t kc, index_t mc, index_t nc) {
+  g_kc.store(kc > 0 ? kc : 0);
+  g_mc.store(mc > 0 ? mc : 0);
+  g_nc.store(nc > 0 ? nc : 0);
+}
+}  // namespace gemm_detail
 
 void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue& ep,
                      int num_threads) {
