@@ -152,7 +152,7 @@ void packed_serial(const Problem& P, const IsaKernels& kr) {
 }
 
 // Sub-problems: columns [j0, j1), rows [i0, i1), or the K range [k0, k1) (partial sums).
-Problem cols_of(const Problem& P, index_t j0, index_t j1) {
+[[maybe_unused]] Problem cols_of(const Problem& P, index_t j0, index_t j1) {
   Problem S = P;
   S.N = j1 - j0;
   S.B = P.tb ? P.B + j0 * P.ldb : P.B + j0;
@@ -160,14 +160,14 @@ Problem cols_of(const Problem& P, index_t j0, index_t j1) {
   if (P.bias) S.bias = P.bias + j0;
   return S;
 }
-Problem rows_of(const Problem& P, index_t i0, index_t i1) {
+[[maybe_unused]] Problem rows_of(const Problem& P, index_t i0, index_t i1) {
   Problem S = P;
   S.M = i1 - i0;
   S.A = P.ta ? P.A + i0 : P.A + i0 * P.lda;
   S.C = P.C + i0 * P.ldc;
   return S;
 }
-Problem depth_of(const Problem& P, index_t k0, index_t k1) {
+[[maybe_unused]] Problem depth_of(const Problem& P, index_t k0, index_t k1) {
   Problem S = P;
   S.K = k1 - k0;
   S.A = P.ta ? P.A + k0 * P.lda : P.A + k0;
@@ -284,8 +284,6 @@ void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue
   if (static_cast<double>(M) * static_cast<double>(N) < 65536.0 || M < 2) nt = 1;
 #ifdef AEREC_OPENMP
   if (omp_in_parallel()) nt = 1;
-#endif
-#ifdef AEREC_OPENMP
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)
     {
@@ -295,6 +293,8 @@ void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue
     }
     return;
   }
+#else
+  (void)nt;
 #endif
   kr.act_rows(M, N, C, ldc, C, ldc, ep.bias, ep.act);
 }
