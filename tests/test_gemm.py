@@ -196,6 +196,8 @@ def test_bad_inputs():
         core.gemm(a.astype(np.float64), b)
     with pytest.raises(TypeError, match="float32"):
         core.gemm(a, b.astype(np.int32))
+    with pytest.raises(TypeError, match=r"np\.asarray\(b, dtype=np\.float32\)"):
+        core.gemm(a, [[1.0] * 5] * 3)
     with pytest.raises(ValueError, match=r"\(4, 3\).*\(5, 3\)"):
         core.gemm(a, np.ones((5, 3), np.float32))
     with pytest.raises(ValueError, match="2-D"):

@@ -28,6 +28,14 @@ void require_f32(const py::array& a, const char* name) {
                          name + ", dtype=np.float32)");
 }
 
+py::array as_ndarray(const py::object& o, const char* name) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string("gemm: ") + name + " must be a float32 NumPy array, got " +
+                         std::string(py::str(py::type::of(o).attr("__name__"))) +
+                         "; convert it once with np.asarray(" + name + ", dtype=np.float32)");
+  return py::reinterpret_borrow<py::array>(o);
+}
+
 std::string shape_str(const py::array& a) {
   std::string s = "(";
   for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
@@ -65,9 +73,11 @@ bool overlaps(const py::array& a, const py::array& b) {
   return alo < bhi && blo < ahi;
 }
 
-py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object bias,
-               const std::string& activation, float alpha, float beta, py::object out,
-               int num_threads) {
+py::array gemm(const py::object& a_obj, const py::object& b_obj, bool trans_a, bool trans_b,
+               py::object bias, const std::string& activation, float alpha, float beta,
+               py::object out, int num_threads) {
+  const py::array a = as_ndarray(a_obj, "a");
+  const py::array b = as_ndarray(b_obj, "b");
   require_f32(a, "a");
   require_f32(b, "b");
   if (a.ndim() != 2 || b.ndim() != 2)
@@ -123,7 +133,9 @@ py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object 
   return c;
 }
 
-void bias_activation(py::array x, py::object bias, const std::string& activation, int num_threads) {
+void bias_activation(const py::object& x_obj, py::object bias, const std::string& activation,
+                     int num_threads) {
+  const py::array x = as_ndarray(x_obj, "x");
   require_f32(x, "x");
   if (x.ndim() != 2) throw py::value_error("bias_activation: x must be 2-D, got " + shape_str(x));
   if (!x.writeable()) throw py::value_error("bias_activation: x must be writeable");
