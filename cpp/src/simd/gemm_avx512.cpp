@@ -24,6 +24,7 @@ struct VT {
   // d[k*ds + i] = src[i][k], 16 k at a time with in-register 16 x 16 transposes and masked
   // stores of `rows` floats (a last partial block reads masked). Returns kc (all handled).
   static constexpr bool kTranspose = true;
+  static constexpr int kTRows = 16;
   static index_t transpose_rows(const float* const* src, int rows, index_t kc, float* d,
                                 index_t ds) {
     index_t k = 0;
