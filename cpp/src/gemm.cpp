@@ -224,15 +224,31 @@ void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
     }
     return;
   }
-  const bool by_cols = P.N >= P.M;
-  const index_t len = by_cols ? P.N : P.M, unit = by_cols ? kr.nr : kr.mr;
-  // Slabs of >= 2048 (columns) / 1024 (rows) keep the repacking of the other operand small;
-  // up to 4 per thread for dynamic balance.
-  index_t slabs = len / (by_cols ? 2048 : 1024);
-  if (slabs < nt) slabs = nt;
-  if (slabs > 4 * static_cast<index_t>(nt)) slabs = 4 * static_cast<index_t>(nt);
-  const index_t width = round_up(ceil_div(len, slabs), unit);
-  slabs = ceil_div(len, width);
+  // Slabs of >= 2048 columns / 1024 rows keep the repacking of the other operand small; up to 4
+  // per thread for dynamic balance. Cut along whichever dimension balances better (a slab is a
+  // whole number of NR / MR panels), preferring the larger one (the smaller operand is the one
+  // repacked per slab) unless the other is clearly better balanced.
+  struct Cut {
+    index_t slabs, width;
+    double score;
+  };
+  auto plan_cut = [&](bool cols) {
+    const index_t len = cols ? P.N : P.M, unit = cols ? kr.nr : kr.mr;
+    index_t n = len / (cols ? 2048 : 1024);
+    if (n < nt) n = nt;
+    if (n > 4 * static_cast<index_t>(nt)) n = 4 * static_cast<index_t>(nt);
+    const index_t width = round_up(ceil_div(len, n), unit);
+    n = ceil_div(len, width);
+    const double makespan = static_cast<double>(ceil_div(n, nt) * width);
+    double score = static_cast<double>(len) / (static_cast<double>(nt) * makespan);
+    if (cols == (P.N >= P.M)) score += 0.02;
+    return Cut{n, width, score};
+  };
+  const Cut by_c = plan_cut(true), by_r = plan_cut(false);
+  const bool by_cols = by_c.score >= by_r.score;
+  const index_t len = by_cols ? P.N : P.M;
+  const index_t slabs = by_cols ? by_c.slabs : by_r.slabs;
+  const index_t width = by_cols ? by_c.width : by_r.width;
   const int team = static_cast<int>(slabs < nt ? slabs : nt);
 #pragma omp parallel for num_threads(team) schedule(dynamic, 1)
   for (index_t s = 0; s < slabs; ++s) {
