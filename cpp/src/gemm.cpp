@@ -177,13 +177,14 @@ void packed_serial(const Problem& P, const IsaKernels& kr) {
 
 thread_local Scratch t_buf_parts;
 
-// Threads share nothing while they multiply: C is cut into independent slabs (along N when
-// N >= M, else along M), each slab runs the serial loop nest with that thread's own packing
-// buffers, and slabs are handed out dynamically. The only cost is packing the smaller operand once
-// per slab. There are no barriers inside, so a thread the OS deschedules (this machine is
-// shared) delays only its own slab instead of stalling a team at every K block. When K dominates
-// (K >= 4 max(M, N)) the K range is split instead: per-thread partial sums, then one reduction
-// pass that also applies beta, bias and the activation.
+// Threads share nothing while they multiply: C is cut into independent slabs of whole NR / MR
+// panels (along N or M, whichever balances better), each slab runs the serial loop nest with the
+// running thread's own packing buffers, and slabs are handed out dynamically. The cost is packing
+// the other operand once per slab. There are no barriers inside, so a thread the OS deschedules
+// (this machine is shared) delays only its own slab instead of stalling a team at every K block
+// (a team member that has not woken up still holds the region's final join, though). When K
+// dominates (K >= 4 max(M, N)) the K range is cut instead: per-chunk partial sums, then one
+// reduction pass that also applies bias and the activation.
 void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
 #ifdef AEREC_OPENMP
   ExceptionSlot slot;
