@@ -95,6 +95,23 @@ def main():
         print(f"{f'{M}x{N}x{K}':>12} {op:>6} {t_np:7.2f} {t_be:9.2f} {t_core:7.2f} {k_ns / 1e3:7.2f} "
               f"{ks_ns / 1e3:20.2f}", flush=True)
 
+    # Every dispatch level on this CPU, C++ timing (best of 3 rounds), 1024^3.
+    order = ["scalar", "avx2", "avx512", "amx"]
+    levels = [lvl for lvl in order[:3] if order.index(lvl) <= order.index(_core.detected_isa())]
+    old = _core.active_isa()
+    n = 1024
+    print(f"\nPer ISA level, {n}^3, GFLOP/s (best of 3): ", end="")
+    try:
+        for lvl in levels:
+            _core.set_isa(lvl)
+            for threads in (1, args.threads):
+                best = max(2.0 * n ** 3 / _core._gemm_time_ns(n, n, n, reps=2, num_threads=threads)
+                           for _ in range(3))
+                print(f"{lvl}/{threads}t {best:.0f}  ", end="")
+    finally:
+        _core.set_isa(old)
+    print()
+
 
 if __name__ == "__main__":
     main()

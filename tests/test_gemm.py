@@ -196,6 +196,8 @@ def test_bad_inputs():
         core.gemm(a.astype(np.float64), b)
     with pytest.raises(TypeError, match="float32"):
         core.gemm(a, b.astype(np.int32))
+    with pytest.raises(TypeError, match=r"np\.asarray\(b, dtype=np\.float32\)"):
+        core.gemm(a, [[1.0] * 5] * 3)
     with pytest.raises(ValueError, match=r"\(4, 3\).*\(5, 3\)"):
         core.gemm(a, np.ones((5, 3), np.float32))
     with pytest.raises(ValueError, match="2-D"):
@@ -241,3 +243,31 @@ def test_gemm_split_k_with_beta_bias_activation(isa, shape, threads):
         got = core.gemm(a, b, trans_a=ta, trans_b=tb, bias=bias, activation="selu", alpha=0.25,
                         beta=0.5, out=out, num_threads=threads)
         _check(got, a, b, ta, tb, bias, "selu", 0.25, 0.5, c0)
+
+
+@pytest.mark.parametrize("shape", [(40, 50, 20000), (300, 2100, 64), (2100, 40, 300)])
+def test_gemm_deterministic_for_a_thread_count(shape):
+    M, N, K = shape
+    rng = np.random.default_rng(9)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    for threads in (1, 2, 3):
+        first = core.gemm(a, b, num_threads=threads)
+        for _ in range(4):
+            np.testing.assert_array_equal(core.gemm(a, b, num_threads=threads), first)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_activation_accuracy_dense_range(isa, activation):
+    x = np.concatenate([np.linspace(-120, 120, 24001), np.linspace(-1e-3, 1e-3, 2001),
+                        [-np.inf, np.inf, np.nan, 0.0, -0.0]]).astype(np.float32)
+    y = x.copy().reshape(1, -1)
+    core.bias_activation(y, None, activation)
+    y = y.ravel()
+    with np.errstate(invalid="ignore"):
+        want = _act64(activation, x.astype(np.float64))
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(y[finite], want[finite], rtol=2e-6, atol=1e-37)
+    assert np.isnan(y[np.isnan(x)]).all()
+    inf_expect = want[np.isinf(x)]
+    np.testing.assert_array_equal(y[np.isinf(x)], inf_expect.astype(np.float32))

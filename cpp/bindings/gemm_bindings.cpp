@@ -12,6 +12,7 @@
 
 #include "aerec/activation.hpp"
 #include "aerec/gemm.hpp"
+#include "../src/gemm_internal.hpp"
 #include "arrays.hpp"
 #include "registry.hpp"
 
@@ -25,6 +26,14 @@ void require_f32(const py::array& a, const char* name) {
     throw py::type_error(std::string("gemm: ") + name + " must be float32, got " +
                          std::string(py::str(a.dtype())) + "; convert it once with np.asarray(" +
                          name + ", dtype=np.float32)");
+}
+
+py::array as_ndarray(const py::object& o, const char* name) {
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string("gemm: ") + name + " must be a float32 NumPy array, got " +
+                         std::string(py::str(py::type::of(o).attr("__name__"))) +
+                         "; convert it once with np.asarray(" + name + ", dtype=np.float32)");
+  return py::reinterpret_borrow<py::array>(o);
 }
 
 std::string shape_str(const py::array& a) {
@@ -64,9 +73,11 @@ bool overlaps(const py::array& a, const py::array& b) {
   return alo < bhi && blo < ahi;
 }
 
-py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object bias,
-               const std::string& activation, float alpha, float beta, py::object out,
-               int num_threads) {
+py::array gemm(const py::object& a_obj, const py::object& b_obj, bool trans_a, bool trans_b,
+               py::object bias, const std::string& activation, float alpha, float beta,
+               py::object out, int num_threads) {
+  const py::array a = as_ndarray(a_obj, "a");
+  const py::array b = as_ndarray(b_obj, "b");
   require_f32(a, "a");
   require_f32(b, "b");
   if (a.ndim() != 2 || b.ndim() != 2)
@@ -122,7 +133,9 @@ py::array gemm(py::array a, py::array b, bool trans_a, bool trans_b, py::object 
   return c;
 }
 
-void bias_activation(py::array x, py::object bias, const std::string& activation, int num_threads) {
+void bias_activation(const py::object& x_obj, py::object bias, const std::string& activation,
+                     int num_threads) {
+  const py::array x = as_ndarray(x_obj, "x");
   require_f32(x, "x");
   if (x.ndim() != 2) throw py::value_error("bias_activation: x must be 2-D, got " + shape_str(x));
   if (!x.writeable()) throw py::value_error("bias_activation: x must be writeable");
@@ -183,6 +196,9 @@ void bind_gemm(py::module_& m) {
         py::arg("trans_a") = false, py::arg("trans_b") = false, py::arg("bias") = false,
         py::arg("activation") = "identity", py::arg("reps") = 1000, py::arg("num_threads") = 0,
         "Benchmark helper: median ns of one C++ sgemm call (no Python overhead).");
+  m.def("_gemm_set_blocking", &cpu::gemm_detail::set_blocking_override, py::arg("kc") = 0,
+        py::arg("mc") = 0, py::arg("nc") = 0,
+        "Tuning hook: override GEMM cache blocking (0 = per-ISA default). Benchmarks only.");
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("trans_a") = false,
         py::arg("trans_b") = false, py::arg("bias") = py::none(),
         py::arg("activation") = "identity", py::arg("alpha") = 1.0f, py::arg("beta") = 0.0f,

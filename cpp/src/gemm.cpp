@@ -6,6 +6,7 @@
 // Threading: see parallel_gemm.
 #include "aerec/gemm.hpp"
 
+#include <atomic>
 #include <cstdlib>
 #include <new>
 #include <string>
@@ -98,14 +99,22 @@ inline void split_range(index_t n, int tid, int nth, index_t& b, index_t& e) {
   e = b + q + (tid < r ? 1 : 0);
 }
 
+std::atomic<index_t> g_kc{0}, g_mc{0}, g_nc{0};  // tuning overrides (0: the ISA's defaults)
+
+inline index_t pick(const std::atomic<index_t>& o, index_t dflt) {
+  const index_t v = o.load(std::memory_order_relaxed);
+  return v > 0 ? v : dflt;
+}
+
 // One thread runs the whole BLIS loop nest on a (sub)problem with its own packing buffers.
 void packed_serial(const Problem& P, const IsaKernels& kr) {
   const index_t MR = kr.mr, NR = kr.nr;
-  const index_t nkb = ceil_div(P.K, kr.kc);
+  const index_t KC = pick(g_kc, kr.kc), MC = round_up(pick(g_mc, kr.mc), MR), NC = pick(g_nc, kr.nc);
+  const index_t nkb = ceil_div(P.K, KC);
   const index_t kcb = ceil_div(P.K, nkb);
-  const index_t nnb = ceil_div(P.N, kr.nc);
+  const index_t nnb = ceil_div(P.N, NC);
   const index_t ncb = round_up(ceil_div(P.N, nnb), NR);
-  const index_t nmb = ceil_div(P.M, kr.mc);
+  const index_t nmb = ceil_div(P.M, MC);
   const index_t mcb = round_up(ceil_div(P.M, nmb), MR);
   float* Bp = t_buf_b.get(kcb * ncb);
   float* Ap = t_buf_a.get(mcb * kcb);
@@ -143,7 +152,7 @@ void packed_serial(const Problem& P, const IsaKernels& kr) {
 }
 
 // Sub-problems: columns [j0, j1), rows [i0, i1), or the K range [k0, k1) (partial sums).
-Problem cols_of(const Problem& P, index_t j0, index_t j1) {
+[[maybe_unused]] Problem cols_of(const Problem& P, index_t j0, index_t j1) {
   Problem S = P;
   S.N = j1 - j0;
   S.B = P.tb ? P.B + j0 * P.ldb : P.B + j0;
@@ -151,14 +160,14 @@ Problem cols_of(const Problem& P, index_t j0, index_t j1) {
   if (P.bias) S.bias = P.bias + j0;
   return S;
 }
-Problem rows_of(const Problem& P, index_t i0, index_t i1) {
+[[maybe_unused]] Problem rows_of(const Problem& P, index_t i0, index_t i1) {
   Problem S = P;
   S.M = i1 - i0;
   S.A = P.ta ? P.A + i0 : P.A + i0 * P.lda;
   S.C = P.C + i0 * P.ldc;
   return S;
 }
-Problem depth_of(const Problem& P, index_t k0, index_t k1) {
+[[maybe_unused]] Problem depth_of(const Problem& P, index_t k0, index_t k1) {
   Problem S = P;
   S.K = k1 - k0;
   S.A = P.ta ? P.A + k0 * P.lda : P.A + k0;
@@ -168,71 +177,79 @@ Problem depth_of(const Problem& P, index_t k0, index_t k1) {
 
 thread_local Scratch t_buf_parts;
 
-// Threads share nothing while they multiply: C is cut into independent slabs (along N when
-// N >= M, else along M), each slab runs the serial loop nest with that thread's own packing
-// buffers, and slabs are handed out dynamically. The only cost is packing the smaller operand once
-// per slab. There are no barriers inside, so a thread the OS deschedules (this machine is
-// shared) delays only its own slab instead of stalling a team at every K block. When K dominates
-// (K >= 4 max(M, N)) the K range is split instead: per-thread partial sums, then one reduction
-// pass that also applies beta, bias and the activation.
+// Threads share nothing while they multiply: C is cut into independent slabs of whole NR / MR
+// panels (along N or M, whichever balances better), each slab runs the serial loop nest with the
+// running thread's own packing buffers, and slabs are handed out dynamically. The cost is packing
+// the other operand once per slab. There are no barriers inside, so a thread the OS deschedules
+// (this machine is shared) delays only its own slab instead of stalling a team at every K block
+// (a team member that has not woken up still holds the region's final join, though). When K
+// dominates (K >= 4 max(M, N)) the K range is cut instead: per-chunk partial sums, then one
+// reduction pass that also applies bias and the activation.
 void parallel_gemm(const Problem& P, const IsaKernels& kr, int nt) {
 #ifdef AEREC_OPENMP
   ExceptionSlot slot;
   const index_t big = P.M > P.N ? P.M : P.N;
   const double mn = static_cast<double>(P.M) * static_cast<double>(P.N);
-  if (P.K >= 4 * big && mn * nt <= 16.0 * 1024 * 1024) {
-    const index_t chunk = round_up(ceil_div(P.K, 4 * static_cast<index_t>(nt)), kr.kc);
-    const index_t nchunks = ceil_div(P.K, chunk);
+  index_t nchunks = 4 * static_cast<index_t>(nt);
+  if (P.K >= 4 * big && mn * static_cast<double>(nchunks - 1) <= 4.0 * 1024 * 1024) {
+    // Chunk c's partial sum goes to its own buffer (chunk 0 straight into C with the caller's
+    // beta) and the buffers are added in chunk order, so the result does not depend on which
+    // thread ran which chunk (deterministic for a given thread count).
+    const index_t chunk = round_up(ceil_div(P.K, nchunks), kr.kc);
+    nchunks = ceil_div(P.K, chunk);
     const index_t mnsz = P.M * P.N;
-    float* parts = t_buf_parts.get(mnsz * nt);
-    std::vector<unsigned char> used(static_cast<std::size_t>(nt), 0);
-#pragma omp parallel num_threads(nt)
-    {
-      const int t = omp_get_thread_num();
-      float* mine = parts + t * mnsz;
-      bool first = true;
-#pragma omp for schedule(dynamic, 1)
-      for (index_t c = 0; c < nchunks; ++c) {
-        slot.run([&] {
-          Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
-          S.C = mine;
+    float* parts = t_buf_parts.get(mnsz * (nchunks - 1));
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (index_t c = 0; c < nchunks; ++c) {
+      slot.run([&] {
+        Problem S = depth_of(P, c * chunk, min_i(P.K, (c + 1) * chunk));
+        if (c > 0) {
+          S.C = parts + (c - 1) * mnsz;
           S.ldc = P.N;
-          S.beta = first ? 0.f : 1.f;
-          S.bias = nullptr;
-          S.act = Activation::identity;
-          packed_serial(S, kr);
-          first = false;
-        });
-      }
-      used[static_cast<std::size_t>(t)] = first ? 0 : 1;
+          S.beta = 0.f;
+        }
+        S.bias = nullptr;
+        S.act = Activation::identity;
+        packed_serial(S, kr);
+      });
     }
     slot.rethrow();
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (index_t i = 0; i < P.M; ++i) {
       float* c = P.C + i * P.ldc;
-      if (P.beta == 0.f) {
-        for (index_t j = 0; j < P.N; ++j) c[j] = 0.f;
-      } else if (P.beta != 1.f) {
-        for (index_t j = 0; j < P.N; ++j) c[j] *= P.beta;
-      }
-      for (int t = 0; t < nt; ++t) {
-        if (!used[static_cast<std::size_t>(t)]) continue;
-        const float* q = parts + t * mnsz + i * P.N;
-        for (index_t j = 0; j < P.N; ++j) c[j] += q[j];
+      for (index_t q = 0; q + 1 < nchunks; ++q) {
+        const float* part = parts + q * mnsz + i * P.N;
+        for (index_t j = 0; j < P.N; ++j) c[j] += part[j];
       }
       kr.act_rows(1, P.N, c, P.ldc, c, P.ldc, P.bias, P.act);
     }
     return;
   }
-  const bool by_cols = P.N >= P.M;
-  const index_t len = by_cols ? P.N : P.M, unit = by_cols ? kr.nr : kr.mr;
-  // Slabs of >= 2048 (columns) / 1024 (rows) keep the repacking of the other operand small;
-  // up to 4 per thread for dynamic balance.
-  index_t slabs = len / (by_cols ? 2048 : 1024);
-  if (slabs < nt) slabs = nt;
-  if (slabs > 4 * static_cast<index_t>(nt)) slabs = 4 * static_cast<index_t>(nt);
-  const index_t width = round_up(ceil_div(len, slabs), unit);
-  slabs = ceil_div(len, width);
+  // Slabs of >= 2048 columns / 1024 rows keep the repacking of the other operand small; up to 4
+  // per thread for dynamic balance. Cut along whichever dimension balances better (a slab is a
+  // whole number of NR / MR panels), preferring the larger one (the smaller operand is the one
+  // repacked per slab) unless the other is clearly better balanced.
+  struct Cut {
+    index_t slabs, width;
+    double score;
+  };
+  auto plan_cut = [&](bool cols) {
+    const index_t len = cols ? P.N : P.M, unit = cols ? kr.nr : kr.mr;
+    index_t n = len / (cols ? 2048 : 1024);
+    if (n < nt) n = nt;
+    if (n > 4 * static_cast<index_t>(nt)) n = 4 * static_cast<index_t>(nt);
+    const index_t width = round_up(ceil_div(len, n), unit);
+    n = ceil_div(len, width);
+    const double makespan = static_cast<double>(ceil_div(n, nt) * width);
+    double score = static_cast<double>(len) / (static_cast<double>(nt) * makespan);
+    if (cols == (P.N >= P.M)) score += 0.02;
+    return Cut{n, width, score};
+  };
+  const Cut by_c = plan_cut(true), by_r = plan_cut(false);
+  const bool by_cols = by_c.score >= by_r.score;
+  const index_t len = by_cols ? P.N : P.M;
+  const index_t slabs = by_cols ? by_c.slabs : by_r.slabs;
+  const index_t width = by_cols ? by_c.width : by_r.width;
   const int team = static_cast<int>(slabs < nt ? slabs : nt);
 #pragma omp parallel for num_threads(team) schedule(dynamic, 1)
   for (index_t s = 0; s < slabs; ++s) {
@@ -265,6 +282,14 @@ std::string dims(index_t a, index_t b) {
 
 }  // namespace
 
+namespace gemm_detail {
+void set_blocking_override(index_t kc, index_t mc, index_t nc) {
+  g_kc.store(kc > 0 ? kc : 0);
+  g_mc.store(mc > 0 ? mc : 0);
+  g_nc.store(nc > 0 ? nc : 0);
+}
+}  // namespace gemm_detail
+
 void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue& ep,
                      int num_threads) {
   AEREC_CHECK_ARG(M >= 0 && N >= 0, "bias_activation: negative dimension");
@@ -275,6 +300,7 @@ void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue
   int nt = resolve_threads(num_threads);
   if (static_cast<double>(M) * static_cast<double>(N) < 65536.0 || M < 2) nt = 1;
 #ifdef AEREC_OPENMP
+  if (omp_in_parallel()) nt = 1;
   if (nt > 1) {
 #pragma omp parallel num_threads(nt)
     {
@@ -284,6 +310,8 @@ void bias_activation(index_t M, index_t N, float* C, index_t ldc, const Epilogue
     }
     return;
   }
+#else
+  (void)nt;
 #endif
   kr.act_rows(M, N, C, ldc, C, ldc, ep.bias, ep.act);
 }
@@ -334,6 +362,9 @@ void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float al
   }
   int nt = resolve_threads(num_threads);
   if (macs < kParallelMacs) nt = 1;
+#ifdef AEREC_OPENMP
+  if (omp_in_parallel()) nt = 1;  // called from a caller's parallel loop: stay on this thread
+#endif
   Problem P{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, ep.bias, ep.act};
   if (nt > 1)
     parallel_gemm(P, kr, nt);

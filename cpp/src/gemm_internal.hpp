@@ -62,6 +62,10 @@ struct IsaKernels {
   void (*vlog)(index_t n, const float* x, float* y);
 };
 
+// Benchmark/tuning hook: override the cache blocking (KC, MC, NC) for all ISAs; 0 restores the
+// per-ISA defaults. Not for production use (global, racy with concurrent calls by design).
+void set_blocking_override(index_t kc, index_t mc, index_t nc);
+
 // The table for the level in force now (re-read on every call; cheap).
 const IsaKernels& active_kernels();
 const IsaKernels& kernels_for(Isa isa);

@@ -19,6 +19,41 @@ struct VT {
   static constexpr bool kScalef = false;
   static V scalef(V x, V) { return x; }
   static V recip(V d) { return _mm256_div_ps(_mm256_set1_ps(1.f), d); }
+  // Transpose up to 8 rows (src[0..rows-1], each >= kc floats) into k-major order:
+  // d[k*ds + i] = src[i][k], 8 k at a time with in-register 8 x 8 transposes and masked stores
+  // of `rows` floats (a last partial block reads masked). Returns kc (all handled).
+  static constexpr bool kTranspose = true;
+  static constexpr int kTRows = 8;
+  static index_t transpose_rows(const float* const* src, int rows, index_t kc, float* d,
+                                index_t ds) {
+    const __m256i mrows = mask(rows);
+    const __m256 z = _mm256_setzero_ps();
+    for (index_t k = 0; k < kc; k += 8) {
+      const index_t rem = kc - k;
+      const __m256i mk = mask(rem);
+      __m256 r[8];
+      for (int i = 0; i < 8; ++i) r[i] = i < rows ? _mm256_maskload_ps(src[i] + k, mk) : z;
+      __m256 t[8];
+      for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+      }
+      __m256 u[8];  // u[4g + e]: rows 4g..4g+3, element e of each 128-bit lane
+      for (int g = 0; g < 2; ++g) {
+        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+      }
+      for (int e = 0; e < 4; ++e) {
+        if (e < rem)
+          _mm256_maskstore_ps(d + (k + e) * ds, mrows, _mm256_permute2f128_ps(u[e], u[4 + e], 0x20));
+        if (4 + e < rem)
+          _mm256_maskstore_ps(d + (k + 4 + e) * ds, mrows, _mm256_permute2f128_ps(u[e], u[4 + e], 0x31));
+      }
+    }
+    return kc;
+  }
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float x) { return _mm256_set1_ps(x); }
   static V load(const float* p) { return _mm256_loadu_ps(p); }

@@ -20,6 +20,51 @@ struct VT {
     const V r = _mm512_rcp14_ps(d);
     return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.f)), r);
   }
+  // Transpose up to 16 rows (src[0..rows-1], each >= kc floats) into k-major order:
+  // d[k*ds + i] = src[i][k], 16 k at a time with in-register 16 x 16 transposes and masked
+  // stores of `rows` floats (a last partial block reads masked). Returns kc (all handled).
+  static constexpr bool kTranspose = true;
+  static constexpr int kTRows = 16;
+  static index_t transpose_rows(const float* const* src, int rows, index_t kc, float* d,
+                                index_t ds) {
+    index_t k = 0;
+    const __m512 z = _mm512_setzero_ps();
+    const __mmask16 mrows = static_cast<__mmask16>((1u << rows) - 1u);
+    for (; k < kc; k += 16) {
+      const index_t rem = kc - k;
+      const __mmask16 mk = rem >= 16 ? static_cast<__mmask16>(0xFFFF)
+                                     : static_cast<__mmask16>((1u << rem) - 1u);
+      __m512 r[16];
+      for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(mk, src[i] + k) : z;
+      __m512 t[16];
+      for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+      }
+      __m512 u[16];  // u[4g + e]: rows 4g..4g+3, element e of each 128-bit lane
+      for (int g = 0; g < 4; ++g) {
+        u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+      }
+      for (int e = 0; e < 4; ++e) {
+        const __m512 a0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0x88);
+        const __m512 a1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0x88);
+        const __m512 b0 = _mm512_shuffle_f32x4(u[e], u[4 + e], 0xDD);
+        const __m512 b1 = _mm512_shuffle_f32x4(u[8 + e], u[12 + e], 0xDD);
+        if (e < rem)
+          _mm512_mask_storeu_ps(d + (k + e) * ds, mrows, _mm512_shuffle_f32x4(a0, a1, 0x88));
+        if (8 + e < rem)
+          _mm512_mask_storeu_ps(d + (k + 8 + e) * ds, mrows, _mm512_shuffle_f32x4(a0, a1, 0xDD));
+        if (4 + e < rem)
+          _mm512_mask_storeu_ps(d + (k + 4 + e) * ds, mrows, _mm512_shuffle_f32x4(b0, b1, 0x88));
+        if (12 + e < rem)
+          _mm512_mask_storeu_ps(d + (k + 12 + e) * ds, mrows, _mm512_shuffle_f32x4(b0, b1, 0xDD));
+      }
+    }
+    return k;
+  }
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float x) { return _mm512_set1_ps(x); }
   static V load(const float* p) { return _mm512_loadu_ps(p); }

@@ -19,6 +19,9 @@ struct VT {
   static constexpr bool kScalef = false;
   static V scalef(V x, V) { return x; }
   static V recip(V d) { return set1(1.f) / d; }
+  static constexpr bool kTranspose = false;
+  static constexpr int kTRows = 1;  // unused (no transpose helper)
+  static index_t transpose_rows(const float* const*, int, index_t, float*, index_t) { return 0; }
   static V zero() { return V{0.f, 0.f, 0.f, 0.f}; }
   static V set1(float x) { return V{x, x, x, x}; }
   static V load(const float* p) {

@@ -115,8 +115,11 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     -------
     ndarray, shape (M, N), float32
     """
-    a = _gemm_matrix(a, "a")
-    b = _gemm_matrix(b, "b")
+    # Fast path (the training loop's case) inline: already float32, 2-D, C-contiguous.
+    if not (type(a) is _np.ndarray and a.dtype is _F32 and a.ndim == 2 and a.flags.c_contiguous):
+        a = _gemm_matrix(a, "a")
+    if not (type(b) is _np.ndarray and b.dtype is _F32 and b.ndim == 2 and b.flags.c_contiguous):
+        b = _gemm_matrix(b, "b")
     if bias is not None and (type(bias) is not _np.ndarray or bias.dtype is not _F32
                              or not bias.flags.c_contiguous):
         bias = _np.ascontiguousarray(bias, dtype=_np.float32)
