@@ -60,6 +60,7 @@ Network::Network(NetworkSpec spec) : spec_(std::move(spec)) {
   mult_.resize(L);
   in_ptr_.assign(L, nullptr);
   in_ld_.assign(L, 0);
+  drop_on_.assign(L, 0);
 }
 
 void Network::set_step(std::int64_t s) {
@@ -164,7 +165,8 @@ void Network::run_forward(const float* x, index_t ldx, index_t rows, int last, b
   index_t lda = ldx;
   for (int i = 0; i <= last; ++i) {
     const index_t nin = s[i], nout = s[i + 1];
-    if (training && spec_.dropout[i] > 0.0) {
+    drop_on_[i] = training && spec_.dropout[i] > 0.0;
+    if (drop_on_[i]) {
       dropout_forward(rows, nin, a, lda, dropped_[i].data(), mult_[i].data(),
                       rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
                       static_cast<float>(spec_.dropout[i]));
@@ -273,7 +275,7 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     const Activation act = spec_.activations[i - 1];
     const float* y = act_[i].data();
     const index_t n = rows * nin;
-    if (spec_.dropout[i] > 0.0) {
+    if (drop_on_[i]) {
       const float* m = mult_[i].data();
       for (index_t k = 0; k < n; ++k) da[k] = (da[k] * m[k]) * activation_grad_from_output(act, y[k]);
     } else if (act != Activation::identity) {

@@ -118,6 +118,7 @@ class Network {
   std::vector<std::vector<float>> mult_;      // mult_[i]: its dropout multipliers
   std::vector<const float*> in_ptr_;          // input of layer i in the last forward
   std::vector<index_t> in_ld_;
+  std::vector<char> drop_on_;                 // dropout applied to layer i in the last forward
   std::vector<float> dz_, da_;                // backward ping-pong, cap_rows_ x max width
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
   std::vector<std::uint64_t> keys_;

@@ -1,0 +1,107 @@
+"""Whole-network gradient checks: float64 NumPy reference against central finite differences,
+then the float32 backends against that float64 reference."""
+import numpy as np
+import pytest
+
+import aerec
+from aerec.backends import numpy_
+from aerec.models.spec import ACTIVATIONS, LOSSES, make_spec
+
+SIZES = (5, 4, 3, 6)
+
+
+def _params(rng, sizes, dtype):
+    out = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        out += [rng.normal(0, 0.7, (a, b)).astype(dtype), rng.normal(0, 0.3, b).astype(dtype)]
+    return out
+
+
+def _data(rng, loss, n, n_in, n_out, dtype):
+    x = rng.normal(0, 1, (n, n_in)).astype(dtype)
+    if loss == "bce":
+        y = (rng.random((n, n_out)) < 0.4).astype(dtype)
+        mask = None
+    elif loss == "masked_mse":
+        y = rng.normal(0, 1, (n, n_out)).astype(dtype)
+        mask = (rng.random((n, n_out)) < 0.5).astype(dtype)
+    else:
+        y = rng.normal(0, 1, (n, n_out)).astype(dtype)
+        mask = None
+    return x, y, mask
+
+
+def _spec(act, loss, **kw):
+    out = "sigmoid" if loss == "bce" else act
+    return make_spec(SIZES, (act, act, out), loss=loss, **kw)
+
+
+def _numeric_grads(f, params, h=1e-6):
+    grads = []
+    for p in params:
+        g = np.zeros_like(p)
+        flat, gflat = p.reshape(-1), g.reshape(-1)
+        for k in range(flat.size):
+            old = flat[k]
+            flat[k] = old + h
+            fp = f()
+            flat[k] = old - h
+            fm = f()
+            flat[k] = old
+            gflat[k] = (fp - fm) / (2 * h)
+        grads.append(g)
+    return grads
+
+
+def _rel_err(a, b):
+    den = np.linalg.norm(a) + np.linalg.norm(b)
+    return 0.0 if den == 0 else np.linalg.norm(a - b) / den
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "dropout"])
+def test_float64_gradients_match_finite_differences(act, loss, training):
+    rng = np.random.default_rng(7)
+    spec = _spec(act, loss, l2=0.03, dropout=(0.25, 0.4, 0.1), seed=11)
+    net = numpy_.Network(spec, _params(rng, SIZES, np.float64), dtype=np.float64)
+    x, y, mask = _data(rng, loss, 6, SIZES[0], SIZES[-1], np.float64)
+    if training:
+        net.step = 3  # a non-trivial dropout stream
+    loss_val, grads = net.gradients(x, y, mask, training=training)
+    params = net._params  # perturbed in place by the finite differences
+
+    def f():
+        return net._batch_loss_grads(x, y, mask, training)[0]
+
+    assert loss_val == pytest.approx(f(), rel=1e-12)
+    if not training:
+        assert net.loss(x, y, mask) == pytest.approx(loss_val, rel=1e-12)
+    num = _numeric_grads(f, params)
+    for i, (ga, gn) in enumerate(zip(grads, num)):
+        assert _rel_err(ga, gn) < 1e-6, f"tensor {i}: rel err {_rel_err(ga, gn):.2e}"
+
+
+def _backends32():
+    return [n for n, ok in aerec.backends.available().items() if ok]
+
+
+@pytest.mark.parametrize("backend_name", _backends32())
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_float32_gradients_match_float64_reference(backend_name, act, loss):
+    rng = np.random.default_rng(3)
+    spec = _spec(act, loss, l2=0.01, dropout=(0.2, 0.0, 0.3), seed=5)
+    p64 = _params(rng, SIZES, np.float64)
+    x, y, mask = _data(rng, loss, 9, SIZES[0], SIZES[-1], np.float64)
+    ref = numpy_.Network(spec, p64, dtype=np.float64)
+    be = aerec.backends.get(backend_name)
+    net = be.Network(spec, [p.astype(np.float32) for p in p64])
+    f32 = (lambda a: None if a is None else a.astype(np.float32))
+    for training in (False, True):
+        l64, g64 = ref.gradients(x, y, mask, training=training)
+        l32, g32 = net.gradients(f32(x), f32(y), f32(mask), training=training)
+        assert l32 == pytest.approx(l64, rel=1e-5, abs=1e-6)
+        for ga, gb in zip(g32, g64):
+            assert ga.dtype == np.float32
+            np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=2e-6)

@@ -1,0 +1,317 @@
+"""Network: C++ (aerec._core) against the NumPy reference, determinism, random streams, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+import aerec
+from aerec.backends import numpy_
+from aerec.models.spec import ACTIVATIONS, LOSSES, make_spec
+
+HAS_CPP = aerec.backends.available().get("cpp", False)
+needs_cpp = pytest.mark.skipif(not HAS_CPP, reason="aerec._core not built")
+if HAS_CPP:
+    from aerec import _core
+    from aerec.backends import cpp
+
+OPTIMIZERS = {
+    "adam": dict(optimizer="adam", learning_rate=1e-2),
+    "adam_wd": dict(optimizer="adam", learning_rate=1e-2, weight_decay=0.05),
+    "adamw": dict(optimizer="adamw", learning_rate=1e-2, weight_decay=0.1),
+    "sgd_momentum": dict(optimizer="sgd", learning_rate=0.05, momentum=0.9, weight_decay=0.01),
+    "sgd_nesterov": dict(optimizer="sgd", learning_rate=0.05, momentum=0.8, nesterov=True),
+    "sgd_plain_wd": dict(optimizer="sgd", learning_rate=0.1, weight_decay=0.02),
+}
+
+
+def _isa_levels():
+    if not HAS_CPP:
+        return []
+    order = ["scalar", "avx2", "avx512"]
+    top = _core.detected_isa()
+    top = "avx512" if top == "amx" else top
+    return order[: order.index(top) + 1]
+
+
+@pytest.fixture(params=_isa_levels() or [None])
+def isa(request):
+    if request.param is None:
+        pytest.skip("aerec._core not built")
+    before = _core.active_isa()
+    assert _core.set_isa(request.param) == request.param
+    yield request.param
+    _core.set_isa(before)
+
+
+def glorot(rng, sizes):
+    out = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        lim = np.sqrt(6.0 / (a + b))
+        out += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), rng.normal(0, 0.1, b).astype(np.float32)]
+    return out
+
+
+def make_data(rng, loss, n, n_in, n_out):
+    x = rng.random((n, n_in), dtype=np.float32)
+    mask = None
+    if loss == "bce":
+        y = (rng.random((n, n_out)) < 0.3).astype(np.float32)
+    elif loss == "masked_mse":
+        y = (rng.integers(0, 6, (n, n_out)) / 5).astype(np.float32)
+        mask = (rng.random((n, n_out)) < 0.4).astype(np.float32)
+    else:
+        y = rng.random((n, n_out), dtype=np.float32)
+    return x, y, mask
+
+
+def make_spec_for(act, loss, sizes=(7, 9, 5, 7), **kw):
+    out = "sigmoid" if loss == "bce" else act
+    n = len(sizes) - 1
+    kw.setdefault("dropout", (0.2,) + (0.3,) * (n - 1))
+    return make_spec(sizes, (act,) * (n - 1) + (out,), loss=loss, seed=kw.pop("seed", 17), **kw)
+
+
+def assert_same_params(a, b, rtol=1e-4, atol=2e-5):
+    for i, (p, q) in enumerate(zip(a.get_params(), b.get_params())):
+        assert p.dtype == q.dtype == np.float32
+        np.testing.assert_allclose(p, q, rtol=rtol, atol=atol, err_msg=f"tensor {i}")
+
+
+# ---- random streams -------------------------------------------------------------------------
+def test_mix64_is_splitmix64():
+    # First output of splitmix64 seeded with 0 (Vigna's reference implementation).
+    assert numpy_._mix64_int(numpy_._GOLDEN) == 0xE220A8397B1DCDAF
+    v = numpy_._stream_values(0, 2)
+    assert int(v[0]) == 0xE220A8397B1DCDAF and int(v[1]) == 0x6E789E6AA1B965F4
+
+
+def test_dropout_multiplier_rate_and_scale():
+    m = numpy_.dropout_multiplier(3, 5, 1, 200, 300, 0.3)
+    assert m.dtype == np.float32 and m.shape == (200, 300)
+    kept = m != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    assert np.all(m[kept] == np.float32(1) / (np.float32(1) - np.float32(0.3)))
+    assert not np.array_equal(m, numpy_.dropout_multiplier(3, 6, 1, 200, 300, 0.3))
+    assert not np.array_equal(m, numpy_.dropout_multiplier(3, 5, 2, 200, 300, 0.3))
+
+
+def test_shuffle_permutation():
+    p = numpy_.shuffle_permutation(1, 2, 1000)
+    assert sorted(p.tolist()) == list(range(1000))
+    assert not np.array_equal(p, numpy_.shuffle_permutation(1, 3, 1000))
+    assert not np.array_equal(p, numpy_.shuffle_permutation(2, 2, 1000))
+    np.testing.assert_array_equal(p, numpy_.shuffle_permutation(1, 2, 1000))
+    assert numpy_.shuffle_permutation(1, 2, 0).shape == (0,)
+
+
+# ---- C++ against the NumPy reference ----------------------------------------------------------
+@needs_cpp
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_cpp_matches_numpy_training(isa, act, loss, opt):
+    rng = np.random.default_rng(abs(hash((act, loss, opt))) % 2**32)
+    spec = make_spec_for(act, loss, l2=0.01 if opt == "adam" else 0.0, **OPTIMIZERS[opt])
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, mask = make_data(rng, loss, 45, 7, 7)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    for k in range(3):
+        b = slice(10 * k, 10 * k + 13)
+        mb = None if mask is None else mask[b]
+        assert net.train_batch(x[b], y[b], mb) == pytest.approx(ref.train_batch(x[b], y[b], mb), rel=1e-5, abs=1e-6)
+    assert_same_params(ref, net)
+    for seed in (0, 1):
+        l_ref = ref.train_epoch(x, y, mask, batch_size=8, shuffle=True, seed=seed)
+        l_net = net.train_epoch(x, y, mask, batch_size=8, shuffle=True, seed=seed)
+        assert l_net == pytest.approx(l_ref, rel=1e-4, abs=1e-6)
+    assert net.step == ref.step == 3 + 2 * 6
+    assert_same_params(ref, net)
+    s_ref, s_net = ref.get_optimizer_state(), net.get_optimizer_state()
+    assert sorted(s_ref) == sorted(s_net)
+    assert int(s_net["step"]) == 15
+    for k in s_ref:
+        np.testing.assert_allclose(s_net[k], s_ref[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    # eval-mode outputs
+    np.testing.assert_allclose(net.forward(x, batch_size=16), ref.forward(x, batch_size=16), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(net.hidden(x, 1, batch_size=7), ref.hidden(x, 1), rtol=1e-4, atol=2e-5)
+    assert net.loss(x, y, mask, batch_size=16) == pytest.approx(ref.loss(x, y, mask), rel=1e-4, abs=1e-6)
+
+
+@needs_cpp
+def test_cpp_no_shuffle_and_default_mask():
+    rng = np.random.default_rng(0)
+    spec = make_spec_for("relu", "masked_mse")
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, _ = make_data(rng, "masked_mse", 30, 7, 7)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    for _ in range(2):
+        assert net.train_epoch(x, y, batch_size=7, shuffle=False) == pytest.approx(
+            ref.train_epoch(x, y, batch_size=7, shuffle=False), rel=1e-5)
+    assert_same_params(ref, net)
+
+
+@needs_cpp
+def test_optimizer_state_roundtrip():
+    rng = np.random.default_rng(1)
+    spec = make_spec_for("tanh", "mse", **OPTIMIZERS["adamw"])
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, _ = make_data(rng, "mse", 20, 7, 7)
+    for mod in (numpy_, cpp):
+        a = mod.Network(spec, params)
+        a.train_epoch(x, y, batch_size=6, seed=1)
+        b = mod.Network(spec, a.get_params())
+        b.set_optimizer_state(a.get_optimizer_state())
+        assert b.step == a.step
+        a.train_epoch(x, y, batch_size=6, seed=2)
+        b.train_epoch(x, y, batch_size=6, seed=2)
+        for p, q in zip(a.get_params(), b.get_params()):
+            np.testing.assert_array_equal(p, q)
+
+
+# ---- determinism ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backend_name", ["numpy", "cpp"])
+def test_same_seed_bitwise_same(backend_name):
+    if backend_name == "cpp" and not HAS_CPP:
+        pytest.skip("aerec._core not built")
+    mod = aerec.backends.get(backend_name)
+    rng = np.random.default_rng(2)
+    spec = make_spec_for("elu", "bce", dropout=(0.5, 0.2, 0.2))
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, _ = make_data(rng, "bce", 50, 7, 7)
+    runs = []
+    for _ in range(2):
+        net = mod.Network(spec, params)
+        losses = [net.train_epoch(x, y, batch_size=9, seed=e) for e in range(3)]
+        runs.append((losses, net.get_params()))
+    assert runs[0][0] == runs[1][0]
+    for p, q in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_array_equal(p, q)
+    # a different model seed changes the dropout and shuffle streams
+    other = mod.Network(dict(spec, seed=18), params)
+    other.train_epoch(x, y, batch_size=9, seed=0)
+    assert not np.array_equal(other.get_params()[0], runs[0][1][0])
+
+
+# ---- bad input ------------------------------------------------------------------------------
+def _backend_modules():
+    mods = [numpy_]
+    if HAS_CPP:
+        mods.append(cpp)
+    return mods
+
+
+@pytest.mark.parametrize("mod", _backend_modules(), ids=lambda m: m.NAME)
+def test_bad_input_raises(mod):
+    rng = np.random.default_rng(3)
+    spec = make_spec_for("relu", "mse")
+    params = glorot(rng, spec["layer_sizes"])
+    net = mod.Network(spec, params)
+    x, y, _ = make_data(rng, "mse", 10, 7, 7)
+    with pytest.raises(TypeError):
+        net.train_batch(x.astype(np.float64), y)
+    with pytest.raises(TypeError):
+        net.forward(x.astype(np.int32))
+    with pytest.raises(ValueError):
+        net.train_batch(x[:, :6], y)
+    with pytest.raises(ValueError):
+        net.train_batch(x, y[:9])
+    with pytest.raises(ValueError):
+        net.train_batch(x, y[:, :3])
+    with pytest.raises(ValueError):
+        net.forward(x[0])
+    with pytest.raises(ValueError):
+        net.train_batch(x, y, mask=np.ones_like(y))  # mask needs masked_mse
+    with pytest.raises(ValueError):
+        net.train_epoch(x, y, batch_size=0)
+    with pytest.raises(ValueError):
+        net.train_epoch(x[:0], y[:0])
+    with pytest.raises(ValueError):
+        net.loss(x[:0], y[:0])
+    with pytest.raises(IndexError):
+        net.hidden(x, 3)
+    with pytest.raises(IndexError):
+        net.hidden(x, -1)
+    with pytest.raises(ValueError):
+        net.set_params(params[:-1])
+    with pytest.raises(ValueError):
+        net.set_params([params[0].T] + params[1:])
+    with pytest.raises(ValueError):
+        mod.Network(spec, params[:2])
+    state = net.get_optimizer_state()
+    with pytest.raises(ValueError):
+        net.set_optimizer_state({"step": 0})
+    state["m_W0"] = state["m_W0"][:, :2]
+    with pytest.raises(ValueError):
+        net.set_optimizer_state(state)
+    assert net.forward(x[:0]).shape == (0, 7)
+    # nothing above changed the network
+    assert net.step == 0
+    for p, q in zip(net.get_params(), params):
+        np.testing.assert_array_equal(p, q)
+
+
+@needs_cpp
+def test_cpp_rejects_strided_and_bad_spec():
+    rng = np.random.default_rng(4)
+    spec = make_spec_for("relu", "masked_mse")
+    params = glorot(rng, spec["layer_sizes"])
+    net = cpp.Network(spec, params)
+    x = np.asfortranarray(rng.random((10, 7), dtype=np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        net.forward(x)
+    y = np.ones((10, 7), np.float32)
+    with pytest.raises(ValueError):
+        net.train_batch(np.ascontiguousarray(x), y, mask=np.ones((10, 6), np.float32))
+    with pytest.raises(TypeError):
+        net.train_batch(np.ascontiguousarray(x), y, mask=[[1.0] * 7] * 10)
+    # a row-strided view is fine (contiguous last dimension)
+    big = rng.random((10, 14), dtype=np.float32)
+    np.testing.assert_allclose(net.forward(big[:, :7]), numpy_.Network(spec, params).forward(big[:, :7]), rtol=1e-5, atol=1e-6)
+    bad = dict(spec)
+    del bad["loss"]
+    with pytest.raises(ValueError, match="loss"):
+        _core.Network(bad, params)
+    with pytest.raises(ValueError):
+        _core.Network(dict(spec, dropout=(1.5, 0.0, 0.0)), params)
+    with pytest.raises(ValueError):
+        _core.Network(dict(spec, loss="nope"), params)
+    with pytest.raises(TypeError):
+        _core.Network(spec, [p.astype(np.float64) for p in params])
+
+
+# ---- hypothesis: random layer sizes and batch sizes --------------------------------------------
+@needs_cpp
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=4), n=st.integers(1, 23),
+       batch_size=st.integers(1, 30), act=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(LOSSES),
+       opt=st.sampled_from(sorted(OPTIMIZERS)), seed=st.integers(0, 2**64 - 1), drop=st.floats(0.0, 0.9))
+def test_cpp_matches_numpy_random_shapes(sizes, n, batch_size, act, loss, opt, seed, drop):
+    rng = np.random.default_rng(n)
+    spec = make_spec_for(act, loss, sizes=tuple(sizes), seed=seed, dropout=(drop,) * (len(sizes) - 1),
+                         l2=0.01, **OPTIMIZERS[opt])
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, mask = make_data(rng, loss, n, sizes[0], sizes[-1])
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    for e in range(2):
+        l_ref = ref.train_epoch(x, y, mask, batch_size=batch_size, seed=e)
+        l_net = net.train_epoch(x, y, mask, batch_size=batch_size, seed=e)
+        assert l_net == pytest.approx(l_ref, rel=1e-4, abs=1e-6)
+    assert_same_params(ref, net)
+    np.testing.assert_allclose(net.hidden(x, spec["encoder_depth"] - 1), ref.hidden(x, spec["encoder_depth"] - 1),
+                               rtol=1e-4, atol=1e-5)
+
+
+@needs_cpp
+def test_gil_released_threads():
+    import threading
+    rng = np.random.default_rng(5)
+    spec = make_spec_for("relu", "mse")
+    params = glorot(rng, spec["layer_sizes"])
+    x, y, _ = make_data(rng, "mse", 200, 7, 7)
+    nets = [cpp.Network(spec, params) for _ in range(2)]
+    ts = [threading.Thread(target=n.train_epoch, args=(x, y), kwargs=dict(batch_size=4)) for n in nets]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for p, q in zip(nets[0].get_params(), nets[1].get_params()):
+        np.testing.assert_array_equal(p, q)
