@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <type_traits>
 
 #include "aerec/error.hpp"
 #include "aerec/gemm.hpp"
@@ -153,6 +154,30 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   }
 }
 
+// Calls f(std::integral_constant<Activation, A>) so elementwise loops get the activation as a
+// compile-time constant (the switch in activation.hpp folds away and the loop vectorises).
+template <class F>
+void with_activation(Activation a, F&& f) {
+  using A = Activation;
+  switch (a) {
+    case A::identity: f(std::integral_constant<A, A::identity>{}); return;
+    case A::relu: f(std::integral_constant<A, A::relu>{}); return;
+    case A::sigmoid: f(std::integral_constant<A, A::sigmoid>{}); return;
+    case A::tanh: f(std::integral_constant<A, A::tanh>{}); return;
+    case A::elu: f(std::integral_constant<A, A::elu>{}); return;
+    case A::selu: f(std::integral_constant<A, A::selu>{}); return;
+  }
+}
+
+// db[c] = sum_r dz[r][c], rows in order (deterministic).
+void column_sums(index_t rows, index_t cols, const float* __restrict dz, float* __restrict db) {
+  std::fill(db, db + cols, 0.f);
+  for (index_t r = 0; r < rows; ++r) {
+    const float* zr = dz + r * cols;
+    for (index_t c = 0; c < cols; ++c) db[c] += zr[c];
+  }
+}
+
 inline float softplus(float z) { return std::max(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }
 
 }  // namespace
@@ -213,19 +238,22 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
   const bool masked = spec_.loss == LossKind::masked_mse;
   *count = masked ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
   const float gscale = static_cast<float>(2.0 / *count);
-  for (index_t r = 0; r < rows; ++r) {
-    const float* o = out + r * cols;
-    const float* y = b.y.row(r0 + r);
-    const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
-    float* d = dz ? dz + r * cols : nullptr;
-    for (index_t c = 0; c < cols; ++c) {
-      float diff = o[c] - y[c];
-      if (masked && !(m ? m[c] != 0.f : y[c] != 0.f)) diff = 0.f;
-      const float sq = diff * diff;
-      sum += sq;
-      if (d) d[c] = (diff * gscale) * activation_grad_from_output(act, o[c]);
+  with_activation(act, [&](auto tag) {
+    constexpr Activation A = decltype(tag)::value;
+    for (index_t r = 0; r < rows; ++r) {
+      const float* o = out + r * cols;
+      const float* y = b.y.row(r0 + r);
+      const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
+      float* d = dz ? dz + r * cols : nullptr;
+      for (index_t c = 0; c < cols; ++c) {
+        float diff = o[c] - y[c];
+        if (masked && !(m ? m[c] != 0.f : y[c] != 0.f)) diff = 0.f;
+        const float sq = diff * diff;
+        sum += sq;
+        if (d) d[c] = (diff * gscale) * activation_grad_from_output(A, o[c]);
+      }
     }
-  }
+  });
   return sum;
 }
 
@@ -264,23 +292,23 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
     if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
     sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
-    std::fill(db, db + nout, 0.f);
-    for (index_t r = 0; r < rows; ++r) {
-      const float* zr = dz + r * nout;
-      for (index_t c = 0; c < nout; ++c) db[c] += zr[c];
-    }
+    column_sums(rows, nout, dz, db);
     if (i == 0) break;
     // dA = dZ W^T, then through dropout and the previous layer's activation.
     sgemm(false, true, rows, nin, nout, 1.f, dz, nout, W, nout, 0.f, da, nin);
     const Activation act = spec_.activations[i - 1];
     const float* y = act_[i].data();
     const index_t n = rows * nin;
-    if (drop_on_[i]) {
-      const float* m = mult_[i].data();
-      for (index_t k = 0; k < n; ++k) da[k] = (da[k] * m[k]) * activation_grad_from_output(act, y[k]);
-    } else if (act != Activation::identity) {
-      for (index_t k = 0; k < n; ++k) da[k] = da[k] * activation_grad_from_output(act, y[k]);
-    }
+    const float* m = drop_on_[i] ? mult_[i].data() : nullptr;
+    with_activation(act, [&](auto tag) {
+      constexpr Activation A = decltype(tag)::value;
+      float* __restrict d = da;
+      if (m != nullptr) {
+        for (index_t k = 0; k < n; ++k) d[k] = (d[k] * m[k]) * activation_grad_from_output(A, y[k]);
+      } else if (A != Activation::identity) {
+        for (index_t k = 0; k < n; ++k) d[k] = d[k] * activation_grad_from_output(A, y[k]);
+      }
+    });
     std::swap(dz, da);
   }
   return loss;
@@ -368,6 +396,8 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
   const index_t bs = std::min(batch_size, n);
   reserve_rows(bs);
   const bool has_mask = b.mask.data != nullptr;
+  // Autoencoders pass y = x: gather those rows once.
+  const bool y_is_x = b.y.data == b.x.data && b.y.stride == b.x.stride && b.y.cols == b.x.cols;
   if (shuffle) {
     reserve_gather(bs);
     keys_.resize(n);
@@ -389,11 +419,11 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
       for (index_t r = 0; r < rows; ++r) {
         const index_t src = order_[r0 + r];
         std::memcpy(xb_.data() + r * nin, b.x.row(src), sizeof(float) * nin);
-        std::memcpy(yb_.data() + r * nout, b.y.row(src), sizeof(float) * nout);
+        if (!y_is_x) std::memcpy(yb_.data() + r * nout, b.y.row(src), sizeof(float) * nout);
         if (has_mask) std::memcpy(mb_.data() + r * nout, b.mask.row(src), sizeof(float) * nout);
       }
       mb.x = {xb_.data(), rows, nin, nin};
-      mb.y = {yb_.data(), rows, nout, nout};
+      mb.y = {y_is_x ? xb_.data() : yb_.data(), rows, nout, nout};
       if (has_mask) mb.mask = {mb_.data(), rows, nout, nout};
     } else {
       mb.x = {b.x.row(r0), rows, nin, b.x.stride};

@@ -1,0 +1,48 @@
+"""Network training speed: the Keras tutorial autoencoder case.
+
+10 -> 64 relu -> 10 sigmoid, MSE, Adam 1e-3, batch 32, 800 training rows (25 steps per epoch),
+100 epochs, plus a 200-row validation loss after each epoch (what Autoencoder.fit does with
+validation_data). Run:
+
+    PYTHONPATH=python python -m pytest benchmarks/bench_network.py --benchmark-only -q
+"""
+import numpy as np
+import pytest
+
+import aerec
+from aerec.models.spec import make_spec
+
+BACKENDS = [n for n, ok in aerec.backends.available().items() if ok and n in ("cpp", "numpy")]
+
+
+def _tutorial():
+    rng = np.random.default_rng(0)
+    sizes = (10, 64, 10)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        lim = np.sqrt(6.0 / (a + b))
+        params += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
+    x = rng.random((1000, 10), dtype=np.float32)
+    spec = make_spec(sizes, ("relu", "sigmoid"), loss="mse", optimizer="adam", learning_rate=1e-3)
+    return spec, params, x[:800], x[800:]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tutorial_100_epochs(benchmark, backend):
+    benchmark.group = "network"
+    mod = aerec.backends.get(backend)
+    spec, params, xt, xv = _tutorial()
+    epochs = 100
+
+    def fit():
+        net = mod.Network(spec, params)
+        for e in range(epochs):
+            net.train_epoch(xt, xt, batch_size=32, shuffle=True, seed=e)
+            val = net.loss(xv, xv)
+        return val
+
+    val = benchmark.pedantic(fit, rounds=7, warmup_rounds=1, iterations=1)
+    steps = epochs * ((len(xt) + 31) // 32)
+    benchmark.extra_info.update(backend=backend, epochs=epochs, steps=steps, final_val_loss=float(val),
+                                isa=aerec._core.active_isa() if backend == "cpp" else "numpy",
+                                us_per_step=benchmark.stats.stats.median / steps * 1e6)
