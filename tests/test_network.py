@@ -315,3 +315,20 @@ def test_gil_released_threads():
         t.join()
     for p, q in zip(nets[0].get_params(), nets[1].get_params()):
         np.testing.assert_array_equal(p, q)
+
+
+@needs_cpp
+def test_cpp_large_dropout_matches_numpy(isa):
+    # big enough for the threaded, vectorised dropout path (rows * cols >= 65536)
+    rng = np.random.default_rng(6)
+    spec = make_spec((517, 3, 517), ("tanh", "identity"), dropout=(0.5, 0.25), seed=99)
+    params = glorot(rng, spec["layer_sizes"])
+    x = rng.random((203, 517), dtype=np.float32)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    ref.set_optimizer_state(dict(ref.get_optimizer_state(), step=5))
+    net.set_optimizer_state(dict(net.get_optimizer_state(), step=5))
+    l_ref, g_ref = ref.gradients(x, x, training=True)
+    l_net, g_net = net.gradients(x, x, training=True)
+    assert l_net == pytest.approx(l_ref, rel=1e-5)
+    for a, b in zip(g_net, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)

@@ -6,7 +6,9 @@
 #include <numeric>
 #include <type_traits>
 
+#include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
+#include "aerec/parallel.hpp"
 #include "aerec/gemm.hpp"
 #include "aerec/rng.hpp"
 
@@ -132,12 +134,19 @@ void Network::check_batch(const Batch& b, bool need_y) const {
   }
 }
 
+#ifdef AEREC_X86
+namespace avx512 {
+void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
+                     float* mult, std::uint64_t key, float p);
+}  // namespace avx512
+#endif
+
 namespace {
 
 // Inverted dropout on a rows x cols block: dst = src * mult, mult in {0, 1/(1-p)} from the
 // counter-based stream (rng.hpp). Element e = r * cols + c, as the NumPy reference.
-void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
-                     float* mult, std::uint64_t key, float p) {
+void dropout_portable(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
+                      float* mult, std::uint64_t key, float p) {
   const float scale = 1.f / (1.f - p);
   for (index_t r = 0; r < rows; ++r) {
     const std::uint64_t base = key + static_cast<std::uint64_t>(r * cols + 1) * rng::kGolden;
@@ -176,6 +185,31 @@ void column_sums(index_t rows, index_t cols, const float* __restrict dz, float* 
     const float* zr = dz + r * cols;
     for (index_t c = 0; c < cols; ++c) db[c] += zr[c];
   }
+}
+
+// Dispatch + threads: every element has its own counter, so splitting rows over threads (or
+// vectorising) draws the same mask.
+void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
+                     float* mult, std::uint64_t key, float p) {
+  auto body = dropout_portable;
+#ifdef AEREC_X86
+  if (active_isa() >= Isa::avx512) body = avx512::dropout_forward;
+#endif
+  const int nt = rows * cols >= (index_t(1) << 16) && rows > 1 ? resolve_threads(0) : 1;
+#ifdef AEREC_OPENMP
+  if (nt > 1) {
+    const index_t chunk = (rows + nt - 1) / nt;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int t = 0; t < nt; ++t) {
+      const index_t lo = t * chunk, hi = std::min(rows, lo + chunk);
+      if (lo < hi)
+        body(hi - lo, cols, src + lo * lds, lds, dst + lo * cols, mult + lo * cols,
+             key + static_cast<std::uint64_t>(lo * cols) * rng::kGolden, p);
+    }
+    return;
+  }
+#endif
+  body(rows, cols, src, lds, dst, mult, key, p);
 }
 
 inline float softplus(float z) { return std::max(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }
