@@ -46,3 +46,35 @@ def test_tutorial_100_epochs(benchmark, backend):
     benchmark.extra_info.update(backend=backend, epochs=epochs, steps=steps, final_val_loss=float(val),
                                 isa=aerec._core.active_isa() if backend == "cpp" else "numpy",
                                 us_per_step=benchmark.stats.stats.median / steps * 1e6)
+
+
+def _medium():
+    # MultDAE-like dense shape on MovieLens-100K sizes: 943 users x 1682 items, 1682-600-200-600-1682.
+    rng = np.random.default_rng(1)
+    sizes = (1682, 600, 200, 600, 1682)
+    params = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        lim = np.sqrt(6.0 / (a + b))
+        params += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
+    x = (rng.random((943, 1682)) < 0.06).astype(np.float32)
+    spec = make_spec(sizes, ("tanh", "tanh", "tanh", "sigmoid"), dropout=(0.5, 0.0, 0.0, 0.0), loss="bce",
+                     optimizer="adam", learning_rate=1e-3)
+    return spec, params, x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_medium_dense_epoch(benchmark, backend):
+    benchmark.group = "network"
+    mod = aerec.backends.get(backend)
+    spec, params, x = _medium()
+    net = mod.Network(spec, params)
+    net.train_epoch(x, x, batch_size=500, seed=0)  # warm the workspaces
+
+    def epoch():
+        return net.train_epoch(x, x, batch_size=500, seed=1)
+
+    benchmark.pedantic(epoch, rounds=3, warmup_rounds=0, iterations=1)
+    sizes = spec["layer_sizes"]
+    flops = 3 * 2 * x.shape[0] * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # fwd + 2 bwd GEMMs
+    benchmark.extra_info.update(backend=backend, rows=x.shape[0], batch_size=500,
+                                gflops=flops / benchmark.stats.stats.median / 1e9)

@@ -102,6 +102,7 @@ void Network::reserve_rows(index_t rows) {
     }
   }
   dz_.assign(rows * widest, 0.f);
+  partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
   da_.assign(rows * widest, 0.f);
   cap_rows_ = rows;
 }
@@ -143,6 +144,8 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
 
 namespace {
 
+constexpr index_t kParallelWork = index_t(1) << 16;  // elements; below this one thread is faster
+
 // Inverted dropout on a rows x cols block: dst = src * mult, mult in {0, 1/(1-p)} from the
 // counter-based stream (rng.hpp). Element e = r * cols + c, as the NumPy reference.
 void dropout_portable(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
@@ -179,11 +182,12 @@ void with_activation(Activation a, F&& f) {
 }
 
 // db[c] = sum_r dz[r][c], rows in order (deterministic).
-void column_sums(index_t rows, index_t cols, const float* __restrict dz, float* __restrict db) {
-  std::fill(db, db + cols, 0.f);
+void column_sums_range(index_t rows, index_t cols, index_t c0, index_t c1, const float* __restrict dz,
+                       float* __restrict db) {
+  std::fill(db + c0, db + c1, 0.f);
   for (index_t r = 0; r < rows; ++r) {
     const float* zr = dz + r * cols;
-    for (index_t c = 0; c < cols; ++c) db[c] += zr[c];
+    for (index_t c = c0; c < c1; ++c) db[c] += zr[c];
   }
 }
 
@@ -212,7 +216,22 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   body(rows, cols, src, lds, dst, mult, key, p);
 }
 
-inline float softplus(float z) { return std::max(z, 0.f) + std::log1p(std::exp(-std::fabs(z))); }
+// f(k) for k in [0, n_blocks), over threads when `work` (elements touched) is large. Each block is
+// independent, so the result never depends on the thread count.
+template <class F>
+void parallel_blocks(index_t n_blocks, index_t work, F&& f) {
+  const int nt = (work >= kParallelWork && n_blocks > 1) ? resolve_threads(0) : 1;
+#ifdef AEREC_OPENMP
+  if (nt > 1) {
+    ExceptionSlot slot;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (index_t k = 0; k < n_blocks; ++k) slot.run([&] { f(k); });
+    slot.rethrow();
+    return;
+  }
+#endif
+  for (index_t k = 0; k < n_blocks; ++k) f(k);
+}
 
 }  // namespace
 
@@ -252,42 +271,53 @@ void Network::run_forward(const float* x, index_t ldx, index_t rows, int last, b
 double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                           double* count) const {
   const index_t cols = n_out();
-  const Activation act = spec_.activations.back();
-  double sum = 0.0;
-  if (spec_.loss == LossKind::bce) {
-    *count = static_cast<double>(rows) * static_cast<double>(cols);
-    const float iscale = static_cast<float>(1.0 / *count);
-    for (index_t r = 0; r < rows; ++r) {
-      const float* z = out + r * cols;
-      const float* y = b.y.row(r0 + r);
-      float* d = dz ? dz + r * cols : nullptr;
-      for (index_t c = 0; c < cols; ++c) {
-        const float term = softplus(z[c]) - y[c] * z[c];
-        sum += term;
-        if (d) d[c] = (activate(Activation::sigmoid, z[c]) - y[c]) * iscale;
-      }
-    }
-    return sum;
-  }
-  const bool masked = spec_.loss == LossKind::masked_mse;
+  const bool bce = spec_.loss == LossKind::bce, masked = spec_.loss == LossKind::masked_mse;
   *count = masked ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
-  const float gscale = static_cast<float>(2.0 / *count);
-  with_activation(act, [&](auto tag) {
+  const float iscale = static_cast<float>(1.0 / *count), gscale = static_cast<float>(2.0 / *count);
+  double* partial = partials_.data();
+  const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
+  with_activation(spec_.activations.back(), [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
-    for (index_t r = 0; r < rows; ++r) {
-      const float* o = out + r * cols;
-      const float* y = b.y.row(r0 + r);
-      const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
-      float* d = dz ? dz + r * cols : nullptr;
-      for (index_t c = 0; c < cols; ++c) {
-        float diff = o[c] - y[c];
-        if (masked && !(m ? m[c] != 0.f : y[c] != 0.f)) diff = 0.f;
-        const float sq = diff * diff;
-        sum += sq;
-        if (d) d[c] = (diff * gscale) * activation_grad_from_output(A, o[c]);
+    // Sum of the loss over rows [lo, hi) of this batch; writes dL/dz there when dz.
+    auto block = [&](index_t lo, index_t hi) {
+      double sum = 0.0;
+      for (index_t r = lo; r < hi; ++r) {
+        const float* o = out + r * cols;
+        const float* y = b.y.row(r0 + r);
+        float* d = dz ? dz + r * cols : nullptr;
+        if (bce) {
+          // softplus(z) - y z and sigmoid(z) - y from one exp: e = exp(-|z|).
+          for (index_t c = 0; c < cols; ++c) {
+            const float z = o[c];
+            const float e = std::exp(-std::fabs(z));
+            const float term = (std::max(z, 0.f) + std::log1p(e)) - y[c] * z;
+            sum += term;
+            if (d) {
+              const float inv = 1.f / (1.f + e);
+              const float sig = z >= 0.f ? inv : e * inv;
+              d[c] = (sig - y[c]) * iscale;
+            }
+          }
+          continue;
+        }
+        const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
+        for (index_t c = 0; c < cols; ++c) {
+          float diff = o[c] - y[c];
+          if (masked && !(m ? m[c] != 0.f : y[c] != 0.f)) diff = 0.f;
+          const float sq = diff * diff;
+          sum += sq;
+          if (d) d[c] = (diff * gscale) * activation_grad_from_output(A, o[c]);
+        }
       }
-    }
+      return sum;
+    };
+    // Fixed blocks summed in order: the same bits whatever the thread count.
+    parallel_blocks(n_blocks, rows * cols, [&](index_t k) {
+      partial[k] = block(k * kLossBlockRows, std::min(rows, (k + 1) * kLossBlockRows));
+    });
   });
+  double sum = 0.0;
+  for (index_t k = 0; k < n_blocks; ++k) sum += partial[k];
   return sum;
 }
 
@@ -326,7 +356,13 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
     if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
     sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
-    column_sums(rows, nout, dz, db);
+    {
+      constexpr index_t kCols = 256;  // column blocks: each sum keeps its row order
+      const index_t nb = (nout + kCols - 1) / kCols;
+      parallel_blocks(nb, rows * nout, [&](index_t k) {
+        column_sums_range(rows, nout, k * kCols, std::min(nout, (k + 1) * kCols), dz, db);
+      });
+    }
     if (i == 0) break;
     // dA = dZ W^T, then through dropout and the previous layer's activation.
     sgemm(false, true, rows, nin, nout, 1.f, dz, nout, W, nout, 0.f, da, nin);
@@ -336,12 +372,17 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     const float* m = drop_on_[i] ? mult_[i].data() : nullptr;
     with_activation(act, [&](auto tag) {
       constexpr Activation A = decltype(tag)::value;
-      float* __restrict d = da;
-      if (m != nullptr) {
-        for (index_t k = 0; k < n; ++k) d[k] = (d[k] * m[k]) * activation_grad_from_output(A, y[k]);
-      } else if (A != Activation::identity) {
-        for (index_t k = 0; k < n; ++k) d[k] = d[k] * activation_grad_from_output(A, y[k]);
-      }
+      if (m == nullptr && A == Activation::identity) return;
+      constexpr index_t kChunk = index_t(1) << 14;
+      parallel_blocks((n + kChunk - 1) / kChunk, n, [&](index_t blk) {
+        const index_t lo = blk * kChunk, hi = std::min(n, lo + kChunk);
+        float* __restrict d = da;
+        if (m != nullptr) {
+          for (index_t k = lo; k < hi; ++k) d[k] = (d[k] * m[k]) * activation_grad_from_output(A, y[k]);
+        } else {
+          for (index_t k = lo; k < hi; ++k) d[k] = d[k] * activation_grad_from_output(A, y[k]);
+        }
+      });
     });
     std::swap(dz, da);
   }

@@ -120,6 +120,8 @@ class Network {
   std::vector<index_t> in_ld_;
   std::vector<char> drop_on_;                 // dropout applied to layer i in the last forward
   std::vector<float> dz_, da_;                // backward ping-pong, cap_rows_ x max width
+  mutable std::vector<double> partials_;      // loss partial sums per block of kLossBlockRows rows
+  static constexpr index_t kLossBlockRows = 32;
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> order_;

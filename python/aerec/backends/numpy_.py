@@ -272,10 +272,14 @@ class Network:
         rows, cols = out.shape
         if self._loss == "bce":
             count = rows * cols
-            with _np.errstate(over="ignore"):
-                sp = _np.maximum(out, t(0)) + _np.log1p(_np.exp(-_np.abs(out)))
+            # softplus(z) - y z and sigmoid(z) - y from one e = exp(-|z|) (as the C++ core)
+            e = _np.exp(-_np.abs(out))
+            sp = _np.maximum(out, t(0)) + _np.log1p(e)
             s = float((sp - y * out).sum(dtype=_np.float64))
-            dz = (_activate("sigmoid", out) - y) * t(1.0 / count) if want_grad else None
+            dz = None
+            if want_grad:
+                inv = t(1) / (t(1) + e)
+                dz = (_np.where(out >= 0, inv, e * inv) - y) * t(1.0 / count)
             return s, count, dz
         if self._loss == "mse":
             count = rows * cols
