@@ -17,9 +17,15 @@ def _params(rng, sizes, dtype):
     return out
 
 
+ALL_LOSSES = tuple(LOSSES) + (("multinomial",) if "multinomial" not in LOSSES else ())
+
+
 def _data(rng, loss, n, n_in, n_out, dtype):
     x = rng.normal(0, 1, (n, n_in)).astype(dtype)
-    if loss == "bce":
+    if loss == "multinomial":
+        y = rng.poisson(0.7, (n, n_out)).astype(dtype)
+        mask = None
+    elif loss == "bce":
         y = (rng.random((n, n_out)) < 0.4).astype(dtype)
         mask = None
     elif loss == "masked_mse":
@@ -32,6 +38,8 @@ def _data(rng, loss, n, n_in, n_out, dtype):
 
 
 def _spec(act, loss, **kw):
+    if loss == "multinomial":  # not (yet) in spec.LOSSES: build the rest through make_spec
+        return dict(make_spec(SIZES, (act, act, "identity"), loss="mse", **kw), loss="multinomial")
     out = "sigmoid" if loss == "bce" else act
     return make_spec(SIZES, (act, act, out), loss=loss, **kw)
 
@@ -58,7 +66,7 @@ def _rel_err(a, b):
     return 0.0 if den == 0 else np.linalg.norm(a - b) / den
 
 
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", ALL_LOSSES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "dropout"])
 def test_float64_gradients_match_finite_differences(act, loss, training):
@@ -87,7 +95,7 @@ def _backends32():
 
 
 @pytest.mark.parametrize("backend_name", _backends32())
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", ALL_LOSSES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_float32_gradients_match_float64_reference(backend_name, act, loss):
     rng = np.random.default_rng(3)

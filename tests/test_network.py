@@ -50,10 +50,15 @@ def glorot(rng, sizes):
     return out
 
 
+ALL_LOSSES = tuple(LOSSES) + (("multinomial",) if "multinomial" not in LOSSES else ())
+
+
 def make_data(rng, loss, n, n_in, n_out):
     x = rng.random((n, n_in), dtype=np.float32)
     mask = None
-    if loss == "bce":
+    if loss == "multinomial":
+        y = (rng.random((n, n_out)) < 0.3).astype(np.float32)
+    elif loss == "bce":
         y = (rng.random((n, n_out)) < 0.3).astype(np.float32)
     elif loss == "masked_mse":
         y = (rng.integers(0, 6, (n, n_out)) / 5).astype(np.float32)
@@ -64,10 +69,12 @@ def make_data(rng, loss, n, n_in, n_out):
 
 
 def make_spec_for(act, loss, sizes=(7, 9, 5, 7), **kw):
-    out = "sigmoid" if loss == "bce" else act
+    out = {"bce": "sigmoid", "multinomial": "identity"}.get(loss, act)
     n = len(sizes) - 1
     kw.setdefault("dropout", (0.2,) + (0.3,) * (n - 1))
-    return make_spec(sizes, (act,) * (n - 1) + (out,), loss=loss, seed=kw.pop("seed", 17), **kw)
+    spec_loss = "mse" if loss == "multinomial" and loss not in LOSSES else loss
+    spec = make_spec(sizes, (act,) * (n - 1) + (out,), loss=spec_loss, seed=kw.pop("seed", 17), **kw)
+    return dict(spec, loss=loss)
 
 
 def assert_same_params(a, b, rtol=1e-4, atol=2e-5):
@@ -106,7 +113,7 @@ def test_shuffle_permutation():
 # ---- C++ against the NumPy reference ----------------------------------------------------------
 @needs_cpp
 @pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("loss", ALL_LOSSES)
 @pytest.mark.parametrize("act", ACTIVATIONS)
 def test_cpp_matches_numpy_training(isa, act, loss, opt):
     rng = np.random.default_rng(abs(hash((act, loss, opt))) % 2**32)
@@ -276,13 +283,17 @@ def test_cpp_rejects_strided_and_bad_spec():
         _core.Network(dict(spec, loss="nope"), params)
     with pytest.raises(TypeError):
         _core.Network(spec, [p.astype(np.float64) for p in params])
+    with pytest.raises(ValueError, match="identity"):
+        _core.Network(dict(spec, loss="multinomial", activations=("relu", "relu", "sigmoid")), params)
+    with pytest.raises(ValueError, match="identity"):
+        numpy_.Network(dict(spec, loss="multinomial", activations=("relu", "relu", "sigmoid")), params)
 
 
 # ---- hypothesis: random layer sizes and batch sizes --------------------------------------------
 @needs_cpp
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sizes=st.lists(st.integers(1, 9), min_size=2, max_size=4), n=st.integers(1, 23),
-       batch_size=st.integers(1, 30), act=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(LOSSES),
+       batch_size=st.integers(1, 30), act=st.sampled_from(ACTIVATIONS), loss=st.sampled_from(ALL_LOSSES),
        opt=st.sampled_from(sorted(OPTIMIZERS)), seed=st.integers(0, 2**64 - 1), drop=st.floats(0.0, 0.9))
 def test_cpp_matches_numpy_random_shapes(sizes, n, batch_size, act, loss, opt, seed, drop):
     rng = np.random.default_rng(n)

@@ -18,7 +18,8 @@ LossKind loss_from_name(const std::string& s) {
   if (s == "mse") return LossKind::mse;
   if (s == "bce") return LossKind::bce;
   if (s == "masked_mse") return LossKind::masked_mse;
-  throw std::invalid_argument("aerec: unknown loss '" + s + "'; use one of mse, bce, masked_mse");
+  if (s == "multinomial") return LossKind::multinomial;
+  throw std::invalid_argument("aerec: unknown loss '" + s + "'; use one of mse, bce, masked_mse, multinomial");
 }
 
 OptimizerKind optimizer_from_name(const std::string& s) {
@@ -38,6 +39,8 @@ void NetworkSpec::validate() const {
   AEREC_CHECK_ARG(input == InputKind::dense, "spec: only dense input is implemented");
   AEREC_CHECK_ARG(loss != LossKind::bce || activations.back() == Activation::sigmoid,
                   "spec: loss 'bce' needs a sigmoid output layer");
+  AEREC_CHECK_ARG(loss != LossKind::multinomial || activations.back() == Activation::identity,
+                  "spec: loss 'multinomial' needs an identity output layer (it is computed from the logits)");
   AEREC_CHECK_ARG(l2 >= 0.0 && std::isfinite(l2), "spec: l2 must be finite and >= 0");
   AEREC_CHECK_ARG(learning_rate > 0.0 && std::isfinite(learning_rate), "spec: learning_rate must be > 0");
   AEREC_CHECK_ARG(beta1 >= 0.0 && beta1 < 1.0, "spec: beta1 must be in [0, 1)");
@@ -272,7 +275,8 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
                           double* count) const {
   const index_t cols = n_out();
   const bool bce = spec_.loss == LossKind::bce, masked = spec_.loss == LossKind::masked_mse;
-  *count = masked ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
+  const bool multinomial = spec_.loss == LossKind::multinomial;
+  *count = (masked || multinomial) ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
   const float iscale = static_cast<float>(1.0 / *count), gscale = static_cast<float>(2.0 / *count);
   double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
@@ -285,6 +289,28 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
         const float* o = out + r * cols;
         const float* y = b.y.row(r0 + r);
         float* d = dz ? dz + r * cols : nullptr;
+        if (multinomial) {
+          // -sum_c y_c log_softmax(z)_c = ysum * lse - sum_c y_c z_c, lse = max + log sum exp(z - max);
+          // dL/dz_c = softmax_c * ysum - y_c. d first holds exp(z - max).
+          float mx = o[0];
+          for (index_t c = 1; c < cols; ++c) mx = std::max(mx, o[c]);
+          double se = 0.0, ysum = 0.0, yz = 0.0;
+          for (index_t c = 0; c < cols; ++c) {
+            const float e = std::exp(o[c] - mx);
+            if (d) d[c] = e;
+            se += e;
+            ysum += y[c];
+            const float p = y[c] * o[c];
+            yz += p;
+          }
+          const double lse = static_cast<double>(mx) + std::log(se);
+          sum += ysum * lse - yz;
+          if (d) {
+            const float inv = static_cast<float>(1.0 / se), ys = static_cast<float>(ysum);
+            for (index_t c = 0; c < cols; ++c) d[c] = ((d[c] * inv) * ys - y[c]) * iscale;
+          }
+          continue;
+        }
         if (bce) {
           // softplus(z) - y z and sigmoid(z) - y from one exp: e = exp(-|z|).
           for (index_t c = 0; c < cols; ++c) {

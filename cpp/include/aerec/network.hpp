@@ -9,10 +9,9 @@
 // 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
 // same offsets.
 //
-// Extension points (declared, not implemented yet): InputKind::csr (first layer as a gather-sum
-// SpMM with a row-sparse weight gradient), InputKind::embedding (CDAE per-user input vector),
-// LossKind::multinomial (log-softmax over all outputs), a Gaussian bottleneck (mu/logvar,
-// reparameterisation, KL * beta). The layer loop only touches the first layer's input through
+// Extension points (not implemented yet): InputKind::csr (first layer as a gather-sum SpMM with a
+// row-sparse weight gradient), InputKind::embedding (CDAE per-user input vector), a Gaussian
+// bottleneck (mu/logvar, reparameterisation, KL * beta). LossKind::multinomial is implemented. The layer loop only touches the first layer's input through
 // `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
 #pragma once
 #include <cstdint>
@@ -26,7 +25,8 @@
 namespace aerec::cpu {
 
 enum class InputKind : int { dense = 0 };
-enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2 };
+// multinomial: -sum_c y_c log_softmax(z)_c per row, mean over rows (Mult-DAE/VAE); identity output.
+enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3 };
 enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
 
 LossKind loss_from_name(const std::string& s);            // throws std::invalid_argument

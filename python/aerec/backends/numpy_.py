@@ -110,6 +110,10 @@ def _activation_grad(name, y):
     raise ValueError(f"unknown activation {name!r}")
 
 
+# Losses the Network implements: spec.LOSSES plus 'multinomial' (-sum_c y_c log_softmax(z)_c per
+# row, mean over rows; identity output), ready for Mult-DAE/VAE once spec.py lists it.
+_NETWORK_LOSSES = ("mse", "bce", "masked_mse", "multinomial")
+
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
@@ -165,7 +169,15 @@ class Network:
         if len(self._acts) != self.n_layers or len(self._drop) != self.n_layers:
             raise ValueError("spec activations/dropout do not match layer_sizes; build it with make_spec")
         self._loss = self.spec["loss"]
+        if self._loss not in _NETWORK_LOSSES:
+            raise ValueError(f"unknown loss {self._loss!r}; use one of {', '.join(_NETWORK_LOSSES)}")
+        if self._loss == "bce" and self._acts[-1] != "sigmoid":
+            raise ValueError("loss 'bce' needs a sigmoid output layer")
+        if self._loss == "multinomial" and self._acts[-1] != "identity":
+            raise ValueError("loss 'multinomial' needs an identity output layer (it is computed from the logits)")
         self._opt = self.spec["optimizer"]
+        if self._opt not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {self._opt!r}; use one of adam, adamw, sgd")
         self._seed = int(self.spec["seed"]) & _M64
         self.step = 0
         self._params = [None] * (2 * self.n_layers)
@@ -280,6 +292,20 @@ class Network:
             if want_grad:
                 inv = t(1) / (t(1) + e)
                 dz = (_np.where(out >= 0, inv, e * inv) - y) * t(1.0 / count)
+            return s, count, dz
+        if self._loss == "multinomial":
+            # -sum_c y_c log_softmax(z)_c per row = ysum * lse - sum_c y_c z_c (as the C++ core)
+            count = rows
+            mx = out.max(axis=1, keepdims=True)
+            e = _np.exp(out - mx)
+            se = e.sum(axis=1, dtype=_np.float64, keepdims=True)
+            ysum = y.sum(axis=1, dtype=_np.float64, keepdims=True)
+            yz = (y * out).sum(axis=1, dtype=_np.float64)
+            lse = mx.astype(_np.float64) + _np.log(se)
+            s = float((ysum[:, 0] * lse[:, 0] - yz).sum())
+            dz = None
+            if want_grad:
+                dz = ((e * (1.0 / se).astype(self.dtype)) * ysum.astype(self.dtype) - y) * t(1.0 / count)
             return s, count, dz
         if self._loss == "mse":
             count = rows * cols
