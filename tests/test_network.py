@@ -343,3 +343,116 @@ def test_cpp_large_dropout_matches_numpy(isa):
     assert l_net == pytest.approx(l_ref, rel=1e-5)
     for a, b in zip(g_net, g_ref):
         np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+# ---- CSR input ---------------------------------------------------------------------------------
+try:
+    import scipy.sparse as sparse
+except ImportError:  # pragma: no cover
+    sparse = None
+needs_scipy = pytest.mark.skipif(sparse is None, reason="scipy not installed")
+
+
+def _sparse_rows(rng, n, cols, density=0.2, binary=False):
+    m = sparse.random(n, cols, density=density, format="csr", dtype=np.float32, random_state=rng)
+    if binary:
+        m.data[:] = 1.0
+    return m
+
+
+@needs_cpp
+@needs_scipy
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("y_kind", ["same", "dense", "sparse"])
+def test_cpp_csr_input_matches_dense(isa, loss, y_kind):
+    rng = np.random.default_rng(11)
+    n, n_items = 37, 23
+    spec = make_spec_for("tanh", loss, sizes=(n_items, 8, 5, n_items), dropout=(0.5, 0.2, 0.0), l2=0.01,
+                         **OPTIMIZERS["adam"])
+    params = glorot(rng, spec["layer_sizes"])
+    xs = _sparse_rows(rng, n, n_items, binary=loss in ("bce", "multinomial"))
+    xd = xs.toarray()
+    xd[3] = 0  # an empty row
+    xs = sparse.csr_matrix(xd)
+    mask = (rng.random((n, n_items)) < 0.5).astype(np.float32) if loss == "masked_mse" else None
+    ys = {"same": xs, "dense": xd, "sparse": xs.copy()}[y_kind]
+    dense_ref = numpy_.Network(spec, params)
+    sparse_ref = numpy_.Network(spec, params)
+    net = cpp.Network(spec, params)
+    for e in range(2):
+        l_d = dense_ref.train_epoch(xd, xd, mask, batch_size=10, seed=e)
+        l_s = sparse_ref.train_epoch(xs, ys, mask, batch_size=10, seed=e)
+        l_c = net.train_epoch(xs, ys, mask, batch_size=10, seed=e)
+        assert l_s == pytest.approx(l_d, rel=1e-6)
+        assert l_c == pytest.approx(l_d, rel=1e-4, abs=1e-6)
+    l_d = dense_ref.train_batch(xd[:9], xd[:9], None if mask is None else mask[:9])
+    l_c = net.train_batch(xs[:9], ys[:9], None if mask is None else mask[:9])
+    assert l_c == pytest.approx(l_d, rel=1e-4, abs=1e-6)
+    assert_same_params(dense_ref, net)
+    np.testing.assert_allclose(net.forward(xs, batch_size=8), dense_ref.forward(xd), rtol=1e-4, atol=2e-5)
+    np.testing.assert_allclose(net.hidden(xs, 0), dense_ref.hidden(xd, 0), rtol=1e-4, atol=2e-5)
+    assert net.loss(xs, ys, mask, batch_size=16) == pytest.approx(dense_ref.loss(xd, xd, mask), rel=1e-4)
+    lc, gc = net.gradients(xs, ys, mask, training=True)
+    ld, gd = dense_ref.gradients(xd, xd, mask, training=True)
+    assert lc == pytest.approx(ld, rel=1e-4)
+    for a, b in zip(gc, gd):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+@needs_cpp
+@needs_scipy
+def test_cpp_csr_bad_input():
+    rng = np.random.default_rng(12)
+    spec = make_spec_for("relu", "mse", sizes=(6, 4, 6))
+    params = glorot(rng, spec["layer_sizes"])
+    net = cpp.Network(spec, params)
+    xs = _sparse_rows(rng, 5, 6)
+    with pytest.raises(TypeError):
+        net.forward(xs.astype(np.float64))
+    with pytest.raises(ValueError):
+        net.forward(_sparse_rows(rng, 5, 7))
+    with pytest.raises(ValueError):
+        net.train_batch(xs, _sparse_rows(rng, 4, 6))
+    indptr = xs.indptr.astype(np.int64)
+    indices = xs.indices.astype(np.int32)
+    bad = indices.copy()
+    bad[0] = 6
+    with pytest.raises(IndexError):
+        net._net.hidden(_core.CsrMatrix(indptr, bad, xs.data, 5, 6), 0, 4096)
+    bad_ptr = indptr.copy()
+    bad_ptr[2], bad_ptr[3] = bad_ptr[3], bad_ptr[2] - 1
+    if bad_ptr[2] > bad_ptr[3]:
+        with pytest.raises(ValueError):
+            net._net.hidden(_core.CsrMatrix(bad_ptr, indices, xs.data, 5, 6), 0, 4096)
+    with pytest.raises(ValueError):
+        _core.CsrMatrix(indptr[:-1], indices, xs.data, 5, 6)
+    with pytest.raises(TypeError):
+        _core.CsrMatrix(indptr.astype(np.int32), indices, xs.data, 5, 6)
+    with pytest.raises(ValueError):
+        _core.CsrMatrix(indptr, indices, xs.data[:-1], 5, 6)
+    # data=None: every stored entry is 1
+    ones = xs.copy()
+    ones.data[:] = 1
+    np.testing.assert_allclose(net._net.hidden(_core.CsrMatrix(indptr, indices, None, 5, 6), 0, 4096),
+                               net.hidden(ones, 0), rtol=1e-6)
+    assert net.step == 0
+
+
+@needs_cpp
+@needs_scipy
+def test_cpp_csr_large_matches_numpy(isa):
+    # big enough for the threaded gather-sum (nnz * hidden >= 65536)
+    rng = np.random.default_rng(13)
+    spec = make_spec((611, 16, 611), ("relu", "identity"), dropout=(0.5, 0.0), loss="mse", seed=4)
+    spec = dict(spec, loss="multinomial")
+    params = glorot(rng, spec["layer_sizes"])
+    xs = _sparse_rows(rng, 301, 611, density=0.08, binary=True)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    l_ref, g_ref = ref.gradients(xs, xs, training=True)
+    l_net, g_net = net.gradients(xs, xs, training=True)
+    assert l_net == pytest.approx(l_ref, rel=1e-5)
+    for a, b in zip(g_net, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+    assert net.train_epoch(xs, xs, batch_size=128, seed=3) == pytest.approx(
+        ref.train_epoch(xs, xs, batch_size=128, seed=3), rel=1e-4)
+    assert_same_params(ref, net)

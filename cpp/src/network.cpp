@@ -118,19 +118,47 @@ void Network::reserve_gather(index_t rows) {
   gather_rows_ = rows;
 }
 
+namespace {
+
+void check_csr(const CsrView<float>& c, index_t rows, index_t cols, const char* name) {
+  const std::string n(name);
+  AEREC_CHECK_ARG(c.rows == rows && c.cols == cols, n + " (CSR) has the wrong shape");
+  AEREC_CHECK_ARG(c.indices != nullptr || c.rows == 0 || c.indptr[c.rows] == c.indptr[0], n + " (CSR) has no indices");
+  AEREC_CHECK_ARG(c.indptr[0] >= 0, n + " (CSR) indptr must start at >= 0");
+  for (index_t r = 0; r < c.rows; ++r)
+    AEREC_CHECK_ARG(c.indptr[r + 1] >= c.indptr[r], n + " (CSR) indptr must be non-decreasing");
+  for (std::int64_t k = c.indptr[0]; k < c.indptr[c.rows]; ++k)
+    AEREC_CHECK_INDEX(c.indices[k] >= 0 && c.indices[k] < cols, n + " (CSR) has a column index out of range");
+}
+
+}  // namespace
+
 void Network::check_batch(const Batch& b, bool need_y) const {
-  AEREC_CHECK_ARG(b.x.data != nullptr || b.x.rows == 0, "x has no data");
   AEREC_CHECK_ARG(b.x.cols == n_in(), "x has " + std::to_string(b.x.cols) +
                                           " columns, the network expects " + std::to_string(n_in()));
-  AEREC_CHECK_ARG(b.x.rows >= 0 && b.x.stride >= b.x.cols, "x has a bad shape or row stride");
+  AEREC_CHECK_ARG(b.x.rows >= 0, "x has a bad shape");
+  if (b.x_csr.indptr != nullptr) {
+    check_csr(b.x_csr, b.x.rows, n_in(), "x");
+  } else {
+    AEREC_CHECK_ARG(b.x.data != nullptr || b.x.rows == 0, "x has no data");
+    AEREC_CHECK_ARG(b.x.stride >= b.x.cols, "x has a bad row stride");
+  }
   if (!need_y) return;
   AEREC_CHECK_ARG(b.x.rows > 0, "x has no rows");
-  AEREC_CHECK_ARG(b.y.data != nullptr, "y is required");
-  AEREC_CHECK_ARG(b.y.cols == n_out(), "y has " + std::to_string(b.y.cols) +
-                                           " columns, the network expects " + std::to_string(n_out()));
-  AEREC_CHECK_ARG(b.y.rows == b.x.rows, "y has " + std::to_string(b.y.rows) + " rows, x has " +
-                                            std::to_string(b.x.rows));
-  AEREC_CHECK_ARG(b.y.stride >= b.y.cols, "y has a bad row stride");
+  if (b.y_csr.indptr != nullptr) {
+    AEREC_CHECK_ARG(b.y_csr.rows == b.x.rows, "y has " + std::to_string(b.y_csr.rows) + " rows, x has " +
+                                                  std::to_string(b.x.rows));
+    AEREC_CHECK_ARG(b.y_csr.cols == n_out(), "y has " + std::to_string(b.y_csr.cols) +
+                                                 " columns, the network expects " + std::to_string(n_out()));
+    check_csr(b.y_csr, b.x.rows, n_out(), "y");
+  } else {
+    AEREC_CHECK_ARG(b.y.data != nullptr, "y is required");
+    AEREC_CHECK_ARG(b.y.cols == n_out(), "y has " + std::to_string(b.y.cols) +
+                                             " columns, the network expects " + std::to_string(n_out()));
+    AEREC_CHECK_ARG(b.y.rows == b.x.rows, "y has " + std::to_string(b.y.rows) + " rows, x has " +
+                                              std::to_string(b.x.rows));
+    AEREC_CHECK_ARG(b.y.stride >= b.y.cols, "y has a bad row stride");
+  }
   if (b.mask.data != nullptr) {
     AEREC_CHECK_ARG(spec_.loss == LossKind::masked_mse, "mask is only used by loss='masked_mse'");
     AEREC_CHECK_ARG(b.mask.rows == b.x.rows && b.mask.cols == n_out() && b.mask.stride >= b.mask.cols,
@@ -238,37 +266,170 @@ void parallel_blocks(index_t n_blocks, index_t work, F&& f) {
 
 }  // namespace
 
-void Network::run_forward(const float* x, index_t ldx, index_t rows, int last, bool training,
-                          bool logits, float* out, index_t ldo) {
+void Network::run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits,
+                          float* out, index_t ldo) {
   const auto& s = spec_.layer_sizes;
   const int L = n_layers();
-  const float* a = x;
-  index_t lda = ldx;
+  const float* a = sb.x.data;
+  index_t lda = sb.x.stride;
   for (int i = 0; i <= last; ++i) {
     const index_t nin = s[i], nout = s[i + 1];
-    drop_on_[i] = training && spec_.dropout[i] > 0.0;
-    if (drop_on_[i]) {
-      dropout_forward(rows, nin, a, lda, dropped_[i].data(), mult_[i].data(),
-                      rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
-                      static_cast<float>(spec_.dropout[i]));
-      a = dropped_[i].data();
-      lda = nin;
-    }
-    in_ptr_[i] = a;
-    in_ld_[i] = lda;
     float* c = act_[i + 1].data();
     index_t ldc = nout;
     if (i == last && out != nullptr) {
       c = out;
       ldc = ldo;
     }
-    Epilogue ep;
-    ep.bias = param(2 * i + 1);
-    ep.act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
-    sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
+    const Activation act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
+    if (i == 0 && sb.x_csr.indptr != nullptr) {
+      drop_on_[0] = training && spec_.dropout[0] > 0.0;
+      in_ptr_[0] = nullptr;
+      sparse_first_layer(sb, rows, training, act, c, ldc);
+    } else {
+      drop_on_[i] = training && spec_.dropout[i] > 0.0;
+      if (drop_on_[i]) {
+        dropout_forward(rows, nin, a, lda, dropped_[i].data(), mult_[i].data(),
+                        rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
+                        static_cast<float>(spec_.dropout[i]));
+        a = dropped_[i].data();
+        lda = nin;
+      }
+      in_ptr_[i] = a;
+      in_ld_[i] = lda;
+      Epilogue ep;
+      ep.bias = param(2 * i + 1);
+      ep.act = act;
+      sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
+    }
     a = c;
     lda = ldc;
   }
+}
+
+namespace {
+
+// Value of CSR entry (batch row r, column col) after dropout: the dense stream at e = r * n_in + col.
+inline float dropped_value(float v, std::uint64_t key, index_t r, index_t n_in, index_t col, float p,
+                           float scale) {
+  const std::uint64_t h = rng::mix64(key + static_cast<std::uint64_t>(r * n_in + col + 1) * rng::kGolden);
+  const float u = static_cast<float>(h >> 40) * 0x1p-24f;
+  return v * (u >= p ? scale : 0.f);
+}
+
+inline std::int64_t csr_row(const Batch& sb, index_t r) {
+  return sb.row_ids ? sb.row_ids[r] : sb.row0 + r;
+}
+
+}  // namespace
+
+void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
+                                 index_t ldc) {
+  const index_t nin = n_in(), nout = spec_.layer_sizes[1];
+  const float* W = param(0);
+  const CsrView<float>& x = sb.x_csr;
+  const bool drop = training && spec_.dropout[0] > 0.0;
+  const float p = static_cast<float>(spec_.dropout[0]);
+  const float scale = 1.f / (1.f - p);
+  const std::uint64_t key = rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), 0);
+  std::int64_t nnz = 0;
+  for (index_t r = 0; r < rows; ++r) nnz += x.indptr[csr_row(sb, r) + 1] - x.indptr[csr_row(sb, r)];
+  constexpr index_t kRows = 8;
+  parallel_blocks((rows + kRows - 1) / kRows, nnz * nout, [&](index_t blk) {
+    for (index_t r = blk * kRows; r < std::min(rows, (blk + 1) * kRows); ++r) {
+      float* __restrict cr = c + r * ldc;
+      std::fill(cr, cr + nout, 0.f);
+      const std::int64_t src = csr_row(sb, r);
+      for (std::int64_t k = x.indptr[src]; k < x.indptr[src + 1]; ++k) {
+        const index_t col = x.indices[k];
+        float v = x.values ? x.values[k] : 1.f;
+        if (drop) v = dropped_value(v, key, r, nin, col, p, scale);
+        if (v == 0.f) continue;
+        const float* __restrict w = W + col * nout;
+        for (index_t j = 0; j < nout; ++j) cr[j] += v * w[j];
+      }
+    }
+  });
+  Epilogue ep;
+  ep.bias = param(1);
+  ep.act = act;
+  bias_activation(rows, nout, c, ldc, ep);
+}
+
+void Network::sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2) {
+  const index_t nin = n_in(), nout = spec_.layer_sizes[1];
+  const float* W = param(0);
+  const CsrView<float>& x = sb.x_csr;
+  const index_t n = nin * nout;
+  // Rows of W0 no entry touches get 0 (+ l2 W), as the dense product would give them.
+  if (l2 != 0.f) {
+    for (index_t k = 0; k < n; ++k) dW[k] = l2 * W[k];
+  } else {
+    std::fill(dW, dW + n, 0.f);
+  }
+  const bool drop = drop_on_[0] != 0;
+  const float p = static_cast<float>(spec_.dropout[0]);
+  const float scale = 1.f / (1.f - p);
+  const std::uint64_t key = rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), 0);
+  // Sequential scatter in row order: deterministic.
+  for (index_t r = 0; r < rows; ++r) {
+    const std::int64_t src = csr_row(sb, r);
+    const float* __restrict zr = dz + r * nout;
+    for (std::int64_t k = x.indptr[src]; k < x.indptr[src + 1]; ++k) {
+      const index_t col = x.indices[k];
+      float v = x.values ? x.values[k] : 1.f;
+      if (drop) v = dropped_value(v, key, r, nin, col, p, scale);
+      if (v == 0.f) continue;
+      float* __restrict g = dW + col * nout;
+      for (index_t j = 0; j < nout; ++j) g[j] += v * zr[j];
+    }
+  }
+}
+
+Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::int64_t* ids) {
+  const index_t nin = n_in(), nout = n_out();
+  Batch mb;
+  mb.x.rows = rows;
+  mb.x.cols = nin;
+  if (b.x_csr.indptr != nullptr) {
+    mb.x_csr = b.x_csr;
+    mb.row_ids = ids ? ids + r0 : nullptr;
+    mb.row0 = b.row0 + r0;
+  } else if (ids) {
+    for (index_t r = 0; r < rows; ++r)
+      std::memcpy(xb_.data() + r * nin, b.x.row(ids[r0 + r]), sizeof(float) * nin);
+    mb.x = {xb_.data(), rows, nin, nin};
+  } else {
+    mb.x = {b.x.row(r0), rows, nin, b.x.stride};
+  }
+  if (b.y_csr.indptr != nullptr) {
+    const CsrView<float>& y = b.y_csr;
+    for (index_t r = 0; r < rows; ++r) {
+      float* dst = yb_.data() + r * nout;
+      std::fill(dst, dst + nout, 0.f);
+      const std::int64_t src = ids ? ids[r0 + r] : r0 + r;
+      for (std::int64_t k = y.indptr[src]; k < y.indptr[src + 1]; ++k)
+        dst[y.indices[k]] += y.values ? y.values[k] : 1.f;
+    }
+    mb.y = {yb_.data(), rows, nout, nout};
+  } else if (ids && b.x.data != nullptr && b.y.data == b.x.data && b.y.stride == b.x.stride && nin == nout) {
+    mb.y = {xb_.data(), rows, nout, nout};  // autoencoder, y = x: gathered once
+  } else if (ids) {
+    for (index_t r = 0; r < rows; ++r)
+      std::memcpy(yb_.data() + r * nout, b.y.row(ids[r0 + r]), sizeof(float) * nout);
+    mb.y = {yb_.data(), rows, nout, nout};
+  } else if (b.y.data != nullptr) {
+    mb.y = {b.y.row(r0), rows, nout, b.y.stride};
+  }
+  if (b.mask.data != nullptr) {
+    if (ids) {
+      for (index_t r = 0; r < rows; ++r)
+        std::memcpy(mb_.data() + r * nout, b.mask.row(ids[r0 + r]), sizeof(float) * nout);
+      mb.mask = {mb_.data(), rows, nout, nout};
+    } else {
+      mb.mask = {b.mask.row(r0), rows, nout, b.mask.stride};
+    }
+  }
+  return mb;
 }
 
 double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
@@ -367,7 +528,7 @@ double Network::loss_and_grads(const Batch& b, bool training) {
   const index_t rows = b.x.rows;
   reserve_rows(rows);
   const bool logits = spec_.loss == LossKind::bce;
-  run_forward(b.x.data, b.x.stride, rows, L - 1, training, logits, nullptr, 0);
+  run_forward(b, rows, L - 1, training, logits, nullptr, 0);
   double count = 1.0;
   float* dz = dz_.data();
   float* da = da_.data();
@@ -379,9 +540,13 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     float* dW = grads_.data() + offsets_[2 * i];
     float* db = grads_.data() + offsets_[2 * i + 1];
     const float* W = params_.data() + offsets_[2 * i];
-    // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
-    if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
-    sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
+    if (i == 0 && b.x_csr.indptr != nullptr) {
+      sparse_weight_grad(b, rows, dz, dW, l2);
+    } else {
+      // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
+      if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
+      sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
+    }
     {
       constexpr index_t kCols = 256;  // column blocks: each sum keeps its row order
       const index_t nb = (nout + kCols - 1) / kCols;
@@ -447,17 +612,19 @@ void Network::apply_optimizer() {
   ++step_;
 }
 
-void Network::hidden(MatrixView<const float> x, int layer, MatrixView<float> out, index_t batch_size) {
+void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size) {
   AEREC_CHECK_INDEX(layer >= 0 && layer < n_layers(), "layer out of range");
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
-  check_batch(Batch{x, {}, {}}, false);
-  AEREC_CHECK_ARG(out.rows == x.rows && out.cols == spec_.layer_sizes[layer + 1] && out.stride >= out.cols,
+  check_batch(b, false);
+  const index_t n = b.x.rows;
+  AEREC_CHECK_ARG(out.rows == n && out.cols == spec_.layer_sizes[layer + 1] && out.stride >= out.cols,
                   "out has the wrong shape");
-  if (x.rows == 0) return;
-  reserve_rows(std::min(batch_size, x.rows));
-  for (index_t r0 = 0; r0 < x.rows; r0 += batch_size) {
-    const index_t rows = std::min(batch_size, x.rows - r0);
-    run_forward(x.row(r0), x.stride, rows, layer, false, false, out.row(r0), out.stride);
+  if (n == 0) return;
+  reserve_rows(std::min(batch_size, n));
+  for (index_t r0 = 0; r0 < n; r0 += batch_size) {
+    const index_t rows = std::min(batch_size, n - r0);
+    const Batch mb = minibatch(b, r0, rows, nullptr);
+    run_forward(mb, rows, layer, false, false, out.row(r0), out.stride);
   }
 }
 
@@ -466,13 +633,16 @@ double Network::loss(const Batch& b, index_t batch_size) {
   check_batch(b, true);
   const int L = n_layers();
   const index_t n = b.x.rows;
-  reserve_rows(std::min(batch_size, n));
+  const index_t bs = std::min(batch_size, n);
+  reserve_rows(bs);
+  if (b.y_csr.indptr != nullptr) reserve_gather(bs);
   double total = 0.0, count = 0.0;
-  for (index_t r0 = 0; r0 < n; r0 += batch_size) {
-    const index_t rows = std::min(batch_size, n - r0);
-    run_forward(b.x.row(r0), b.x.stride, rows, L - 1, false, spec_.loss == LossKind::bce, nullptr, 0);
+  for (index_t r0 = 0; r0 < n; r0 += bs) {
+    const index_t rows = std::min(bs, n - r0);
+    const Batch mb = minibatch(b, r0, rows, nullptr);
+    run_forward(mb, rows, L - 1, false, spec_.loss == LossKind::bce, nullptr, 0);
     double c = 0.0;
-    total += loss_rows(act_[L].data(), rows, b, r0, nullptr, &c);
+    total += loss_rows(act_[L].data(), rows, mb, 0, nullptr, &c);
     count += c;
   }
   return total / count + l2_term();
@@ -480,12 +650,12 @@ double Network::loss(const Batch& b, index_t batch_size) {
 
 double Network::gradients(const Batch& b, bool training) {
   check_batch(b, true);
-  return loss_and_grads(b, training);
+  if (b.y_csr.indptr != nullptr) reserve_gather(b.x.rows);
+  return loss_and_grads(minibatch(b, 0, b.x.rows, nullptr), training);
 }
 
 double Network::train_batch(const Batch& b) {
-  check_batch(b, true);
-  const double loss = loss_and_grads(b, true);
+  const double loss = gradients(b, true);
   apply_optimizer();
   return loss;
 }
@@ -496,11 +666,8 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
   reserve_rows(bs);
-  const bool has_mask = b.mask.data != nullptr;
-  // Autoencoders pass y = x: gather those rows once.
-  const bool y_is_x = b.y.data == b.x.data && b.y.stride == b.x.stride && b.y.cols == b.x.cols;
+  if (shuffle || b.y_csr.indptr != nullptr) reserve_gather(bs);
   if (shuffle) {
-    reserve_gather(bs);
     keys_.resize(n);
     order_.resize(n);
     const std::uint64_t k = rng::shuffle_key(spec_.seed, seed);
@@ -511,26 +678,10 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
       return keys_[a] < keys_[c] || (keys_[a] == keys_[c] && a < c);
     });
   }
-  const index_t nin = n_in(), nout = n_out();
   double total = 0.0;
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
-    Batch mb;
-    if (shuffle) {
-      for (index_t r = 0; r < rows; ++r) {
-        const index_t src = order_[r0 + r];
-        std::memcpy(xb_.data() + r * nin, b.x.row(src), sizeof(float) * nin);
-        if (!y_is_x) std::memcpy(yb_.data() + r * nout, b.y.row(src), sizeof(float) * nout);
-        if (has_mask) std::memcpy(mb_.data() + r * nout, b.mask.row(src), sizeof(float) * nout);
-      }
-      mb.x = {xb_.data(), rows, nin, nin};
-      mb.y = {y_is_x ? xb_.data() : yb_.data(), rows, nout, nout};
-      if (has_mask) mb.mask = {mb_.data(), rows, nout, nout};
-    } else {
-      mb.x = {b.x.row(r0), rows, nin, b.x.stride};
-      mb.y = {b.y.row(r0), rows, nout, b.y.stride};
-      if (has_mask) mb.mask = {b.mask.row(r0), rows, nout, b.mask.stride};
-    }
+    const Batch mb = minibatch(b, r0, rows, shuffle ? order_.data() : nullptr);
     total += loss_and_grads(mb, true) * static_cast<double>(rows);
     apply_optimizer();
   }

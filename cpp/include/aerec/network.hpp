@@ -9,9 +9,10 @@
 // 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
 // same offsets.
 //
-// Extension points (not implemented yet): InputKind::csr (first layer as a gather-sum SpMM with a
-// row-sparse weight gradient), InputKind::embedding (CDAE per-user input vector), a Gaussian
-// bottleneck (mu/logvar, reparameterisation, KL * beta). LossKind::multinomial is implemented. The layer loop only touches the first layer's input through
+// CSR input (Batch::x_csr) and LossKind::multinomial are implemented. Extension points not
+// implemented yet: InputKind::embedding (CDAE per-user input vector), a Gaussian bottleneck
+// (mu/logvar, reparameterisation, KL * beta), lazy (row-sparse) Adam for a CSR-fed first layer
+// (the update is dense now, as the dense-input semantics require). The layer loop only touches the first layer's input through
 // `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
 #pragma once
 #include <cstdint>
@@ -24,7 +25,7 @@
 
 namespace aerec::cpu {
 
-enum class InputKind : int { dense = 0 };
+enum class InputKind : int { dense = 0 };  // CSR vs dense is per call (Batch); embedding: CDAE, planned
 // multinomial: -sum_c y_c log_softmax(z)_c per row, mean over rows (Mult-DAE/VAE); identity output.
 enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3 };
 enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
@@ -49,10 +50,18 @@ struct NetworkSpec {
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
-// A dense batch: x rows x n_in, y rows x n_out, mask (optional: data == nullptr) rows x n_out.
-// masked_mse with no mask uses mask = (y != 0).
+// A batch. x: rows x n_in, dense (x.data) or CSR (x_csr.indptr != nullptr; then x.data is null and
+// x.rows / x.cols still give the shape). y: rows x n_out, dense (y.data) or CSR (y_csr.indptr),
+// densified per minibatch. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with
+// no mask uses mask = (y != 0). A CSR x feeds the first layer as a gather-sum (z_r = b + sum over
+// the row's entries of v * W[col, :]) with a row-sparse weight gradient; dropout on it is the
+// dense stream evaluated at the stored entries, so results equal the dense input's.
 struct Batch {
   MatrixView<const float> x, y, mask;
+  CsrView<float> x_csr, y_csr;
+  // Internal (minibatches of a CSR x): batch row r is CSR row row_ids[r], else row0 + r.
+  const std::int64_t* row_ids = nullptr;
+  index_t row0 = 0;
 };
 
 class Network {
@@ -79,7 +88,7 @@ class Network {
   float* state(int slot, int t) { return state_[slot].data() + offset(t); }
 
   // Eval mode (no dropout). out: rows x sizes[layer + 1] (the activation output of `layer`).
-  void hidden(MatrixView<const float> x, int layer, MatrixView<float> out, index_t batch_size);
+  void hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size);
   // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2.
   double loss(const Batch& b, index_t batch_size);
   // Loss and gradients of the whole batch into grad(t), no step. training: dropout of stream step().
@@ -92,13 +101,19 @@ class Network {
 
  private:
   void check_batch(const Batch& b, bool need_y) const;
+  // Minibatch rows [r0, r0 + rows) of b (through `ids` when not null): dense rows are gathered
+  // (ids) or viewed, CSR x is addressed in place, CSR y is densified into yb_.
+  Batch minibatch(const Batch& b, index_t r0, index_t rows, const std::int64_t* ids);
+  void sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
+                          index_t ldc);
+  void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
   index_t offset(int t) const { return offsets_[t]; }
   void reserve_rows(index_t rows);
   void reserve_gather(index_t rows);
   // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
   // logits: the output layer keeps z (bce). Records layer inputs for backward.
-  void run_forward(const float* x, index_t ldx, index_t rows, int last, bool training,
-                   bool logits, float* out, index_t ldo);
+  void run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits, float* out,
+                   index_t ldo);
   // Sum of the loss over rows and the divisor; writes dL/dz (for the mean over `rows`) when dz.
   double loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                    double* count) const;

@@ -17,6 +17,29 @@ def unavailable_reason():
 
 import numpy as _np
 
+try:
+    import scipy.sparse as _sp
+except ImportError:  # scipy is optional for dense-only use
+    _sp = None
+
+
+def _operand(a, name):
+    """scipy.sparse input -> _core.CsrMatrix (indptr int64, indices int32: one explicit conversion);
+    anything else goes to C++ as is (which rejects a wrong dtype with TypeError)."""
+    if _sp is None or not _sp.issparse(a):
+        return a
+    if a.dtype != _np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {a.dtype}; convert it with x.astype(np.float32)")
+    a = a.tocsr()
+    return _core.CsrMatrix(_np.ascontiguousarray(a.indptr, dtype=_np.int64),
+                           _np.ascontiguousarray(a.indices, dtype=_np.int32),
+                           _np.ascontiguousarray(a.data), a.shape[0], a.shape[1])
+
+
+def _operands(x, y):
+    xo = _operand(x, "x")
+    return xo, (xo if y is x else _operand(y, "y"))
+
 
 def _as_f32(a):
     """Parameters / optimizer state may arrive in any float dtype: one explicit conversion here."""
@@ -28,7 +51,9 @@ class Network:
 
     Same interface and numbers (to float32 rounding) as ``aerec.backends.numpy_.Network``; the
     random streams (dropout, shuffle) are identical. x, y, mask must be 2-D float32 with a
-    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape).
+    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape); x and y may
+    also be scipy.sparse float32 matrices (CSR rows: the first layer is a gather-sum, y is
+    densified per minibatch).
     ``train_epoch`` runs the whole epoch in C++ with the GIL released.
     """
 
@@ -57,21 +82,21 @@ class Network:
         self._net.set_optimizer_state(d)
 
     def forward(self, x, batch_size=4096):
-        return self._net.hidden(x, self.n_layers - 1, batch_size)
+        return self._net.hidden(_operand(x, "x"), self.n_layers - 1, batch_size)
 
     def hidden(self, x, layer, batch_size=4096):
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
-        return self._net.hidden(x, int(layer), batch_size)
+        return self._net.hidden(_operand(x, "x"), int(layer), batch_size)
 
     def loss(self, x, y, mask=None, batch_size=4096):
-        return self._net.loss(x, y, mask, batch_size)
+        return self._net.loss(*_operands(x, y), mask, batch_size)
 
     def gradients(self, x, y, mask=None, training=False):
-        return self._net.gradients(x, y, mask, bool(training))
+        return self._net.gradients(*_operands(x, y), mask, bool(training))
 
     def train_batch(self, x, y, mask=None):
-        return self._net.train_batch(x, y, mask)
+        return self._net.train_batch(*_operands(x, y), mask)
 
     def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
-        return self._net.train_epoch(x, y, mask, batch_size, bool(shuffle), int(seed))
+        return self._net.train_epoch(*_operands(x, y), mask, batch_size, bool(shuffle), int(seed))

@@ -118,7 +118,30 @@ _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
 
+def _issparse(a):
+    try:
+        import scipy.sparse as sp
+    except ImportError:
+        return False
+    return sp.issparse(a)
+
+
+def _dense_rows(a, rows, dtype):
+    """Rows `rows` (slice or index array) of a dense or scipy.sparse matrix, as a dense array."""
+    if _issparse(a):
+        return _np.asarray(a.tocsr()[rows].toarray(), dtype=dtype)
+    return a[rows]
+
+
 def _check_matrix(a, name, cols, dtype, rows=None):
+    if _issparse(a):
+        if a.dtype != dtype:
+            raise TypeError(f"{name} must have dtype {_np.dtype(dtype).name}, got {a.dtype}")
+        if a.shape[1] != cols:
+            raise ValueError(f"{name} has {a.shape[1]} columns, the network expects {cols}")
+        if rows is not None and a.shape[0] != rows:
+            raise ValueError(f"{name} has {a.shape[0]} rows, expected {rows} (as x)")
+        return
     if not isinstance(a, _np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -155,6 +178,8 @@ class Network:
 
     Every method here is the oracle the compiled backends are tested against; see the module
     comment above for the random streams (dropout, shuffle), and ``aerec.models.spec`` for the maths.
+    x and y may be scipy.sparse matrices (of this dtype); each minibatch is densified, which defines
+    the sparse semantics (identical to the dense input's) that the C++ CSR path reproduces.
     """
 
     def __init__(self, spec, params, dtype=_np.float32):
@@ -362,7 +387,8 @@ class Network:
         self._check_xy(x)
         out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)
         for s in range(0, x.shape[0], bs):
-            out[s:s + bs] = self._forward(x[s:s + bs], False, last_layer=layer)[1][-1]
+            xb = _dense_rows(x, slice(s, s + bs), self.dtype)
+            out[s:s + bs] = self._forward(xb, False, last_layer=layer)[1][-1]
         return out
 
     def loss(self, x, y, mask=None, batch_size=4096):
@@ -373,8 +399,9 @@ class Network:
             raise ValueError("x has no rows")
         total, count = 0.0, 0
         for s in range(0, x.shape[0], bs):
-            out = self._forward(x[s:s + bs], False, logits=self._loss == "bce")[1][-1]
-            ls, c, _ = self._loss_sum(out, y[s:s + bs], None if mask is None else mask[s:s + bs], False)
+            sl = slice(s, s + bs)
+            out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce")[1][-1]
+            ls, c, _ = self._loss_sum(out, _dense_rows(y, sl, self.dtype), None if mask is None else mask[sl], False)
             total += ls
             count += c
         return total / count + self._l2_term()
@@ -385,7 +412,9 @@ class Network:
         self._check_xy(x, y, mask)
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
-        return self._batch_loss_grads(x, y, mask, bool(training))
+        sl = slice(None)
+        return self._batch_loss_grads(_dense_rows(x, sl, self.dtype), _dense_rows(y, sl, self.dtype), mask,
+                                      bool(training))
 
     # ---- training -----------------------------------------------------------------------------
     def _apply(self, grads):
@@ -428,10 +457,7 @@ class Network:
 
     def train_batch(self, x, y, mask=None):
         """One optimizer step on the batch (training mode). Returns the batch loss before the step."""
-        self._check_xy(x, y, mask)
-        if x.shape[0] == 0:
-            raise ValueError("x has no rows")
-        loss, grads = self._batch_loss_grads(x, y, mask, True)
+        loss, grads = self.gradients(x, y, mask, training=True)
         self._apply(grads)
         return loss
 
@@ -446,11 +472,8 @@ class Network:
         order = shuffle_permutation(self._seed, int(seed), n) if shuffle else None
         total = 0.0
         for s in range(0, n, bs):
-            if order is None:
-                sl = slice(s, s + bs)
-                xb, yb, mb = x[sl], y[sl], None if mask is None else mask[sl]
-            else:
-                idx = order[s:s + bs]
-                xb, yb, mb = x[idx], y[idx], None if mask is None else mask[idx]
+            rows = slice(s, s + bs) if order is None else order[s:s + bs]
+            xb, yb = _dense_rows(x, rows, self.dtype), _dense_rows(y, rows, self.dtype)
+            mb = None if mask is None else mask[rows]
             total += self.train_batch(xb, yb, mb) * xb.shape[0]
         return total / n
