@@ -62,11 +62,15 @@ def _medium():
     return spec, params, x
 
 
+@pytest.mark.parametrize("input_kind", ["dense", "csr"])
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_medium_dense_epoch(benchmark, backend):
+def test_medium_epoch(benchmark, backend, input_kind):
     benchmark.group = "network"
     mod = aerec.backends.get(backend)
     spec, params, x = _medium()
+    if input_kind == "csr":
+        import scipy.sparse
+        x = scipy.sparse.csr_matrix(x)
     net = mod.Network(spec, params)
     net.train_epoch(x, x, batch_size=500, seed=0)  # warm the workspaces
 
@@ -76,5 +80,5 @@ def test_medium_dense_epoch(benchmark, backend):
     benchmark.pedantic(epoch, rounds=3, warmup_rounds=0, iterations=1)
     sizes = spec["layer_sizes"]
     flops = 3 * 2 * x.shape[0] * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # fwd + 2 bwd GEMMs
-    benchmark.extra_info.update(backend=backend, rows=x.shape[0], batch_size=500,
+    benchmark.extra_info.update(backend=backend, input=input_kind, rows=x.shape[0], batch_size=500,
                                 gflops=flops / benchmark.stats.stats.median / 1e9)

@@ -158,6 +158,54 @@ static void test_bad_input() {
   CHECK(net.step() == 0);
 }
 
+// The CSR first layer (gather-sum, row-sparse gradient, dropout at stored entries) equals the dense one.
+static void test_csr_matches_dense() {
+  NetworkSpec s = small_spec(LossKind::mse, Activation::tanh, Activation::sigmoid);
+  s.dropout = {0.4, 0.1};
+  Network dense(s), sparse(s);
+  fill(dense, 9);
+  fill(sparse, 9);
+  const index_t n = 7, cols = 5;
+  std::vector<float> x(n * cols, 0.f), y(n * 3, 0.25f);
+  std::vector<std::int64_t> indptr{0};
+  std::vector<std::int32_t> indices;
+  std::vector<float> values;
+  for (index_t r = 0; r < n; ++r) {
+    for (index_t c = 0; c < cols; ++c)
+      if ((r * 3 + c * 7) % 4 == 0 && r != 2) {  // row 2 stays empty
+        x[r * cols + c] = 0.5f + 0.1f * float(c);
+        indices.push_back(static_cast<std::int32_t>(c));
+        values.push_back(x[r * cols + c]);
+      }
+    indptr.push_back(static_cast<std::int64_t>(indices.size()));
+  }
+  Batch bd, bs;
+  bd.x = {x.data(), n, cols, cols};
+  bd.y = {y.data(), n, 3, 3};
+  bs.x = {nullptr, n, cols, cols};
+  bs.x_csr.indptr = indptr.data();
+  bs.x_csr.indices = indices.data();
+  bs.x_csr.values = values.data();
+  bs.x_csr.rows = n;
+  bs.x_csr.cols = cols;
+  bs.y = bd.y;
+  for (int e = 0; e < 3; ++e) {
+    const double ld = dense.train_epoch(bd, 3, true, e), ls = sparse.train_epoch(bs, 3, true, e);
+    CHECK(std::fabs(ld - ls) < 1e-6 * (1.0 + std::fabs(ld)));
+  }
+  for (int t = 0; t < dense.n_tensors(); ++t)
+    for (index_t k = 0; k < dense.tensor_size(t); ++k)
+      CHECK(std::fabs(dense.param(t)[k] - sparse.param(t)[k]) < 1e-5f);
+  indices[0] = 5;  // out of range -> std::out_of_range, nothing changed
+  bool threw = false;
+  try {
+    sparse.train_batch(bs);
+  } catch (const std::out_of_range&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
 int main() {
   test_rng();
   const Activation acts[] = {Activation::identity, Activation::relu, Activation::sigmoid,
@@ -169,6 +217,7 @@ int main() {
   test_gradients(LossKind::bce, Activation::tanh, Activation::sigmoid);
   test_determinism_and_isa();
   test_bad_input();
+  test_csr_matches_dense();
   if (failures) {
     std::fprintf(stderr, "test_network: %d failure(s)\n", failures);
     return 1;
