@@ -92,30 +92,11 @@ const char* Network::state_slot_name(int slot) const {
   return slot == 0 ? "m" : "v";
 }
 
-void Network::reserve_rows(index_t rows) {
-  if (rows <= cap_rows_) return;
-  const int L = n_layers();
-  const auto& s = spec_.layer_sizes;
-  index_t widest = *std::max_element(s.begin(), s.end());
-  for (int i = 1; i <= L; ++i) act_[i].assign(rows * s[i], 0.f);
-  for (int i = 0; i < L; ++i) {
-    if (spec_.dropout[i] > 0.0) {
-      dropped_[i].assign(rows * s[i], 0.f);
-      mult_[i].assign(rows * s[i], 0.f);
-    }
-  }
-  dz_.assign(rows * widest, 0.f);
-  partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
-  da_.assign(rows * widest, 0.f);
-  cap_rows_ = rows;
-}
-
-void Network::reserve_gather(index_t rows) {
-  if (rows <= gather_rows_) return;
-  xb_.assign(rows * n_in(), 0.f);
-  yb_.assign(rows * n_out(), 0.f);
-  mb_.assign(rows * n_out(), 0.f);
-  gather_rows_ = rows;
+// Workspaces grow to the largest use seen and are reused: no allocation in the steady state, and
+// nothing allocated that a call does not touch (eval never allocates backward buffers).
+float* Network::grow(std::vector<float>& v, index_t n) {
+  if (static_cast<index_t>(v.size()) < n) v.assign(static_cast<size_t>(n), 0.f);
+  return v.data();
 }
 
 namespace {
@@ -274,11 +255,13 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
   index_t lda = sb.x.stride;
   for (int i = 0; i <= last; ++i) {
     const index_t nin = s[i], nout = s[i + 1];
-    float* c = act_[i + 1].data();
+    float* c;
     index_t ldc = nout;
     if (i == last && out != nullptr) {
       c = out;
       ldc = ldo;
+    } else {
+      c = grow(act_[i + 1], rows * nout);
     }
     const Activation act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
     if (i == 0 && sb.x_csr.indptr != nullptr) {
@@ -288,7 +271,7 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
     } else {
       drop_on_[i] = training && spec_.dropout[i] > 0.0;
       if (drop_on_[i]) {
-        dropout_forward(rows, nin, a, lda, dropped_[i].data(), mult_[i].data(),
+        dropout_forward(rows, nin, a, lda, grow(dropped_[i], rows * nin), grow(mult_[i], rows * nin),
                         rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
                         static_cast<float>(spec_.dropout[i]));
         a = dropped_[i].data();
@@ -395,36 +378,37 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
     mb.row_ids = ids ? ids + r0 : nullptr;
     mb.row0 = b.row0 + r0;
   } else if (ids) {
-    for (index_t r = 0; r < rows; ++r)
-      std::memcpy(xb_.data() + r * nin, b.x.row(ids[r0 + r]), sizeof(float) * nin);
-    mb.x = {xb_.data(), rows, nin, nin};
+    float* xb = grow(xb_, rows * nin);
+    for (index_t r = 0; r < rows; ++r) std::memcpy(xb + r * nin, b.x.row(ids[r0 + r]), sizeof(float) * nin);
+    mb.x = {xb, rows, nin, nin};
   } else {
     mb.x = {b.x.row(r0), rows, nin, b.x.stride};
   }
   if (b.y_csr.indptr != nullptr) {
     const CsrView<float>& y = b.y_csr;
+    float* yb = grow(yb_, rows * nout);
     for (index_t r = 0; r < rows; ++r) {
-      float* dst = yb_.data() + r * nout;
+      float* dst = yb + r * nout;
       std::fill(dst, dst + nout, 0.f);
       const std::int64_t src = ids ? ids[r0 + r] : r0 + r;
       for (std::int64_t k = y.indptr[src]; k < y.indptr[src + 1]; ++k)
         dst[y.indices[k]] += y.values ? y.values[k] : 1.f;
     }
-    mb.y = {yb_.data(), rows, nout, nout};
+    mb.y = {yb, rows, nout, nout};
   } else if (ids && b.x.data != nullptr && b.y.data == b.x.data && b.y.stride == b.x.stride && nin == nout) {
     mb.y = {xb_.data(), rows, nout, nout};  // autoencoder, y = x: gathered once
   } else if (ids) {
-    for (index_t r = 0; r < rows; ++r)
-      std::memcpy(yb_.data() + r * nout, b.y.row(ids[r0 + r]), sizeof(float) * nout);
-    mb.y = {yb_.data(), rows, nout, nout};
+    float* yb = grow(yb_, rows * nout);
+    for (index_t r = 0; r < rows; ++r) std::memcpy(yb + r * nout, b.y.row(ids[r0 + r]), sizeof(float) * nout);
+    mb.y = {yb, rows, nout, nout};
   } else if (b.y.data != nullptr) {
     mb.y = {b.y.row(r0), rows, nout, b.y.stride};
   }
   if (b.mask.data != nullptr) {
     if (ids) {
-      for (index_t r = 0; r < rows; ++r)
-        std::memcpy(mb_.data() + r * nout, b.mask.row(ids[r0 + r]), sizeof(float) * nout);
-      mb.mask = {mb_.data(), rows, nout, nout};
+      float* m = grow(mb_, rows * nout);
+      for (index_t r = 0; r < rows; ++r) std::memcpy(m + r * nout, b.mask.row(ids[r0 + r]), sizeof(float) * nout);
+      mb.mask = {m, rows, nout, nout};
     } else {
       mb.mask = {b.mask.row(r0), rows, nout, b.mask.stride};
     }
@@ -439,6 +423,8 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
   const bool multinomial = spec_.loss == LossKind::multinomial;
   *count = (masked || multinomial) ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
   const float iscale = static_cast<float>(1.0 / *count), gscale = static_cast<float>(2.0 / *count);
+  if (static_cast<index_t>(partials_.size()) < (rows + kLossBlockRows - 1) / kLossBlockRows)
+    partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
   double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
   with_activation(spec_.activations.back(), [&](auto tag) {
@@ -526,12 +512,12 @@ double Network::loss_and_grads(const Batch& b, bool training) {
   const auto& s = spec_.layer_sizes;
   const int L = n_layers();
   const index_t rows = b.x.rows;
-  reserve_rows(rows);
   const bool logits = spec_.loss == LossKind::bce;
   run_forward(b, rows, L - 1, training, logits, nullptr, 0);
   double count = 1.0;
-  float* dz = dz_.data();
-  float* da = da_.data();
+  const index_t widest = *std::max_element(s.begin(), s.end());
+  float* dz = grow(dz_, rows * widest);
+  float* da = grow(da_, rows * widest);
   const double sum = loss_rows(act_[L].data(), rows, b, 0, dz, &count);
   const double loss = sum / count + l2_term();
   const float l2 = static_cast<float>(spec_.l2);
@@ -620,7 +606,6 @@ void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t b
   AEREC_CHECK_ARG(out.rows == n && out.cols == spec_.layer_sizes[layer + 1] && out.stride >= out.cols,
                   "out has the wrong shape");
   if (n == 0) return;
-  reserve_rows(std::min(batch_size, n));
   for (index_t r0 = 0; r0 < n; r0 += batch_size) {
     const index_t rows = std::min(batch_size, n - r0);
     const Batch mb = minibatch(b, r0, rows, nullptr);
@@ -634,8 +619,6 @@ double Network::loss(const Batch& b, index_t batch_size) {
   const int L = n_layers();
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
-  reserve_rows(bs);
-  if (b.y_csr.indptr != nullptr) reserve_gather(bs);
   double total = 0.0, count = 0.0;
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
@@ -650,7 +633,6 @@ double Network::loss(const Batch& b, index_t batch_size) {
 
 double Network::gradients(const Batch& b, bool training) {
   check_batch(b, true);
-  if (b.y_csr.indptr != nullptr) reserve_gather(b.x.rows);
   return loss_and_grads(minibatch(b, 0, b.x.rows, nullptr), training);
 }
 
@@ -665,8 +647,6 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
   check_batch(b, true);
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
-  reserve_rows(bs);
-  if (shuffle || b.y_csr.indptr != nullptr) reserve_gather(bs);
   if (shuffle) {
     keys_.resize(n);
     order_.resize(n);

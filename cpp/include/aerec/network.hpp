@@ -108,8 +108,7 @@ class Network {
                           index_t ldc);
   void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
   index_t offset(int t) const { return offsets_[t]; }
-  void reserve_rows(index_t rows);
-  void reserve_gather(index_t rows);
+  static float* grow(std::vector<float>& v, index_t n);  // capacity >= n, returns data()
   // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
   // logits: the output layer keeps z (bce). Records layer inputs for backward.
   void run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits, float* out,
@@ -126,15 +125,14 @@ class Network {
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
   std::vector<std::vector<float>> state_;
-  // Workspaces, capacity cap_rows_ rows.
-  index_t cap_rows_ = 0, gather_rows_ = 0;
+  // Workspaces (grown on first use to the largest batch seen).
   std::vector<std::vector<float>> act_;       // act_[i] (i >= 1): output of layer i-1
   std::vector<std::vector<float>> dropped_;   // dropped_[i]: input of layer i after dropout
   std::vector<std::vector<float>> mult_;      // mult_[i]: its dropout multipliers
   std::vector<const float*> in_ptr_;          // input of layer i in the last forward
   std::vector<index_t> in_ld_;
   std::vector<char> drop_on_;                 // dropout applied to layer i in the last forward
-  std::vector<float> dz_, da_;                // backward ping-pong, cap_rows_ x max width
+  std::vector<float> dz_, da_;                // backward ping-pong, rows x max width
   mutable std::vector<double> partials_;      // loss partial sums per block of kLossBlockRows rows
   static constexpr index_t kLossBlockRows = 32;
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
