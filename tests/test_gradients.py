@@ -113,3 +113,40 @@ def test_float32_gradients_match_float64_reference(backend_name, act, loss):
         for ga, gb in zip(g32, g64):
             assert ga.dtype == np.float32
             np.testing.assert_allclose(ga, gb, rtol=1e-4, atol=2e-6)
+
+
+def _vae_spec(loss, act="tanh", **kw):
+    out = {"bce": "sigmoid", "multinomial": "identity"}.get(loss, act)
+    spec = make_spec(SIZES, (act, "identity", out), loss="mse" if loss == "multinomial" else loss,
+                     encoder_depth=2, **kw)
+    return dict(spec, loss=loss, variational=True, beta=0.7, anneal_steps=10)
+
+
+def _params_for(net_cls_spec, rng, dtype):
+    probe = numpy_.Network.__new__(numpy_.Network)  # shapes only
+    probe._sizes, probe.n_layers = tuple(net_cls_spec["layer_sizes"]), len(net_cls_spec["layer_sizes"]) - 1
+    probe._vae, probe._vl = True, net_cls_spec["encoder_depth"] - 1
+    return [rng.normal(0, 0.5, shape).astype(dtype) for shape in probe._shapes()]
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "noise"])
+def test_float64_vae_gradients_match_finite_differences(loss, training):
+    rng = np.random.default_rng(8)
+    spec = _vae_spec(loss, l2=0.02, dropout=(0.2, 0.0, 0.3), seed=4)
+    net = numpy_.Network(spec, _params_for(spec, rng, np.float64), dtype=np.float64)
+    assert net.get_params()[2].shape == (4, 6)  # [mu, logvar] of a 3-wide bottleneck
+    x, y, mask = _data(rng, loss, 5, SIZES[0], SIZES[-1], np.float64)
+    net.step = 4  # beta = 0.4 (annealing) and a non-trivial noise stream
+    assert net.beta == pytest.approx(0.4)
+    loss_val, grads = net.gradients(x, y, mask, training=training)
+
+    def f():
+        return net._batch_loss_grads(x, y, mask, training)[0]
+
+    if not training:
+        assert net.loss(x, y, mask, batch_size=2) == pytest.approx(loss_val, rel=1e-12)
+    num = _numeric_grads(f, net._params)
+    for i, (ga, gn) in enumerate(zip(grads, num)):
+        assert _rel_err(ga, gn) < 1e-6, f"tensor {i}: rel err {_rel_err(ga, gn):.2e}"
+    assert net.hidden(x, 1).shape == (5, 3)

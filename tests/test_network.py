@@ -456,3 +456,84 @@ def test_cpp_csr_large_matches_numpy(isa):
     assert net.train_epoch(xs, xs, batch_size=128, seed=3) == pytest.approx(
         ref.train_epoch(xs, xs, batch_size=128, seed=3), rel=1e-4)
     assert_same_params(ref, net)
+
+
+# ---- variational bottleneck -----------------------------------------------------------------------
+def vae_spec(loss="multinomial", sizes=(13, 8, 3, 8, 13), **kw):
+    n = len(sizes) - 1
+    out = {"bce": "sigmoid", "multinomial": "identity"}.get(loss, "tanh")
+    acts = ("tanh", "identity", "tanh", out)
+    kw.setdefault("dropout", (0.5, 0.0, 0.2, 0.0))
+    spec = make_spec(sizes, acts[:n], loss="mse" if loss == "multinomial" else loss, encoder_depth=2, seed=21, **kw)
+    return dict(spec, loss=loss, variational=True, beta=0.2, anneal_steps=7)
+
+
+def vae_params(rng, spec):
+    sizes = spec["layer_sizes"]
+    out = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        if i == spec["encoder_depth"] - 1:
+            b *= 2
+        lim = np.sqrt(6.0 / (a + b))
+        out += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), rng.normal(0, 0.1, b).astype(np.float32)]
+    return out
+
+
+@needs_cpp
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("opt", ["adam", "sgd_nesterov"])
+def test_cpp_vae_matches_numpy(isa, loss, opt):
+    rng = np.random.default_rng(14)
+    spec = vae_spec(loss, l2=0.01, **OPTIMIZERS[opt])
+    params = vae_params(rng, spec)
+    x, y, mask = make_data(rng, loss, 29, 13, 13)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    assert [p.shape for p in net.get_params()] == [p.shape for p in params]
+    for e in range(3):
+        l_ref = ref.train_epoch(x, y, mask, batch_size=6, seed=e)
+        l_net = net.train_epoch(x, y, mask, batch_size=6, seed=e)
+        assert l_net == pytest.approx(l_ref, rel=1e-4, abs=1e-6)
+    assert net.step == ref.step == 15
+    assert net.beta == pytest.approx(ref.beta) and ref.beta == pytest.approx(0.2)
+    assert_same_params(ref, net)
+    np.testing.assert_allclose(net.hidden(x, 1), ref.hidden(x, 1), rtol=1e-4, atol=2e-5)
+    assert net.hidden(x, 1).shape == (29, 3)
+    np.testing.assert_allclose(net.forward(x, batch_size=8), ref.forward(x), rtol=1e-4, atol=2e-5)
+    assert net.loss(x, y, mask, batch_size=5) == pytest.approx(ref.loss(x, y, mask), rel=1e-4)
+    lc, gc = net.gradients(x, y, mask, training=True)
+    lr, gr = ref.gradients(x, y, mask, training=True)
+    assert lc == pytest.approx(lr, rel=1e-4)
+    for a, b in zip(gc, gr):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+@needs_cpp
+@needs_scipy
+def test_cpp_vae_csr_first_layer_bottleneck():
+    # encoder_depth=1 puts the variational layer on the CSR-fed first layer
+    rng = np.random.default_rng(15)
+    spec = make_spec((17, 4, 17), ("identity", "identity"), loss="mse", encoder_depth=1, dropout=(0.3, 0.1), seed=2)
+    spec = dict(spec, loss="multinomial", variational=True, beta=0.5)
+    params = vae_params(rng, spec)
+    xs = _sparse_rows(rng, 23, 17, density=0.3, binary=True)
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    for e in range(2):
+        assert net.train_epoch(xs, xs, batch_size=5, seed=e) == pytest.approx(
+            ref.train_epoch(xs, xs, batch_size=5, seed=e), rel=1e-4)
+    assert_same_params(ref, net)
+    np.testing.assert_allclose(net.hidden(xs, 0), ref.hidden(xs, 0), rtol=1e-4, atol=2e-5)
+
+
+def test_vae_spec_errors():
+    rng = np.random.default_rng(16)
+    spec = vae_spec()
+    params = vae_params(rng, spec)
+    bad = dict(spec, activations=("tanh", "relu", "tanh", "identity"))
+    mods = [numpy_] + ([cpp] if HAS_CPP else [])
+    for mod in mods:
+        with pytest.raises(ValueError, match="identity"):
+            mod.Network(bad, params)
+        with pytest.raises(ValueError):
+            mod.Network(dict(spec, encoder_depth=4), params)
+        with pytest.raises(ValueError):  # plain-shape params for a variational spec
+            mod.Network(spec, glorot(rng, spec["layer_sizes"]))

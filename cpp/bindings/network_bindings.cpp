@@ -49,6 +49,10 @@ cpu::NetworkSpec spec_from_dict(const py::dict& d) {
   s.nesterov = spec_get(d, "nesterov").cast<bool>();
   s.encoder_depth = spec_get(d, "encoder_depth").cast<int>();
   s.seed = as_u64_mask(spec_get(d, "seed"));
+  // optional (variational bottleneck)
+  if (d.contains("variational")) s.variational = d["variational"].cast<bool>();
+  if (d.contains("beta")) s.beta = d["beta"].cast<double>();
+  if (d.contains("anneal_steps")) s.anneal_steps = d["anneal_steps"].cast<std::int64_t>();
   return s;
 }
 
@@ -187,6 +191,7 @@ Use it through aerec.backends.cpp.Network.)doc")
            py::arg("spec"), py::arg("params"))
       .def_property_readonly("n_layers", [](PyNetwork& p) { return p.net.n_layers(); })
       .def_property_readonly("step", [](PyNetwork& p) { return p.net.step(); })
+      .def_property_readonly("beta", [](PyNetwork& p) { return p.net.beta(); })
       .def("get_params", [](PyNetwork& p) {
         Guard g(p);
         py::list out;

@@ -51,6 +51,14 @@ void NetworkSpec::validate() const {
   AEREC_CHECK_ARG(!nesterov || momentum > 0.0, "spec: nesterov needs momentum > 0");
   AEREC_CHECK_ARG(encoder_depth >= 1 && static_cast<size_t>(encoder_depth) <= L,
                   "spec: encoder_depth must be in [1, number of weight layers]");
+  if (variational) {
+    AEREC_CHECK_ARG(static_cast<size_t>(encoder_depth) < L,
+                    "spec: a variational bottleneck needs 1 <= encoder_depth < number of weight layers");
+    AEREC_CHECK_ARG(activations[encoder_depth - 1] == Activation::identity,
+                    "spec: the variational bottleneck layer (encoder_depth-1) must have identity activation");
+    AEREC_CHECK_ARG(beta >= 0.0 && std::isfinite(beta) && anneal_steps >= 0,
+                    "spec: beta and anneal_steps must be >= 0");
+  }
 }
 
 Network::Network(NetworkSpec spec) : spec_(std::move(spec)) {
@@ -80,7 +88,8 @@ index_t Network::tensor_rows(int t) const {
 }
 index_t Network::tensor_cols(int t) const {
   AEREC_CHECK_INDEX(t >= 0 && t < n_tensors(), "tensor index out of range");
-  return spec_.layer_sizes[t / 2 + 1];
+  const index_t n = spec_.layer_sizes[t / 2 + 1];
+  return (spec_.variational && t / 2 == spec_.encoder_depth - 1) ? 2 * n : n;  // [mu, logvar]
 }
 
 int Network::n_state_slots() const {
@@ -254,16 +263,25 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
   const float* a = sb.x.data;
   index_t lda = sb.x.stride;
   for (int i = 0; i <= last; ++i) {
-    const index_t nin = s[i], nout = s[i + 1];
-    float* c;
-    index_t ldc = nout;
+    const index_t nin = s[i], nz = s[i + 1];
+    float* c;  // the layer's output (z for the variational layer)
+    index_t ldc = nz;
     if (i == last && out != nullptr) {
       c = out;
       ldc = ldo;
     } else {
-      c = grow(act_[i + 1], rows * nout);
+      c = grow(act_[i + 1], rows * nz);
     }
     const Activation act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
+    // The variational layer's GEMM writes [mu, logvar] (2 nz wide) to stats_, then z goes to c.
+    const bool vae = spec_.variational && i == spec_.encoder_depth - 1;
+    float* const c_layer = c;
+    const index_t ldc_layer = ldc;
+    const index_t nout = vae ? 2 * nz : nz;
+    if (vae) {
+      c = grow(stats_, rows * nout);
+      ldc = nout;
+    }
     if (i == 0 && sb.x_csr.indptr != nullptr) {
       drop_on_[0] = training && spec_.dropout[0] > 0.0;
       in_ptr_[0] = nullptr;
@@ -284,9 +302,56 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
       ep.act = act;
       sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
     }
+    if (vae) {
+      reparameterise(rows, nz, training, i, c_layer, ldc_layer);
+      c = c_layer;
+      ldc = ldc_layer;
+    }
     a = c;
     lda = ldc;
   }
+}
+
+void Network::reparameterise(index_t rows, index_t d, bool training, int layer, float* z, index_t ldz) {
+  const float* st = stats_.data();
+  float* ev = grow(vae_ev_, rows * d);
+  float* sd = grow(vae_std_, rows * d);
+  float* eps = grow(vae_eps_, rows * d);
+  const std::uint64_t key = rng::noise_key(spec_.seed, static_cast<std::uint64_t>(step_), layer);
+  parallel_blocks((rows + 7) / 8, rows * d * 8, [&](index_t blk) {
+    for (index_t r = blk * 8; r < std::min(rows, (blk + 1) * 8); ++r) {
+      for (index_t j = 0; j < d; ++j) {
+        const index_t e = r * d + j;
+        const float mu = st[r * 2 * d + j], lv = st[r * 2 * d + d + j];
+        ev[e] = std::exp(lv);
+        sd[e] = std::exp(lv * 0.5f);
+        eps[e] = training ? rng::gaussian(key, static_cast<std::uint64_t>(e)) : 0.f;
+        z[r * ldz + j] = training ? mu + eps[e] * sd[e] : mu;
+      }
+    }
+  });
+  vae_rows_ = rows;
+}
+
+double Network::kl_sum() const {
+  if (!spec_.variational) return 0.0;
+  const index_t d = spec_.layer_sizes[spec_.encoder_depth];
+  const float* st = stats_.data();
+  const float* ev = vae_ev_.data();
+  double sum = 0.0;
+  for (index_t r = 0; r < vae_rows_; ++r)
+    for (index_t j = 0; j < d; ++j) {
+      const float mu = st[r * 2 * d + j], lv = st[r * 2 * d + d + j];
+      const float k = 0.5f * (((ev[r * d + j] - lv) + mu * mu) - 1.f);
+      sum += k;
+    }
+  return sum;
+}
+
+double Network::beta() const {
+  if (spec_.anneal_steps > 0)
+    return std::min(spec_.beta, static_cast<double>(step_) / static_cast<double>(spec_.anneal_steps));
+  return spec_.beta;
 }
 
 namespace {
@@ -307,7 +372,7 @@ inline std::int64_t csr_row(const Batch& sb, index_t r) {
 
 void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
                                  index_t ldc) {
-  const index_t nin = n_in(), nout = spec_.layer_sizes[1];
+  const index_t nin = n_in(), nout = tensor_cols(0);
   const float* W = param(0);
   const CsrView<float>& x = sb.x_csr;
   const bool drop = training && spec_.dropout[0] > 0.0;
@@ -339,7 +404,7 @@ void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, A
 }
 
 void Network::sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2) {
-  const index_t nin = n_in(), nout = spec_.layer_sizes[1];
+  const index_t nin = n_in(), nout = tensor_cols(0);
   const float* W = param(0);
   const CsrView<float>& x = sb.x_csr;
   const index_t n = nin * nout;
@@ -515,14 +580,17 @@ double Network::loss_and_grads(const Batch& b, bool training) {
   const bool logits = spec_.loss == LossKind::bce;
   run_forward(b, rows, L - 1, training, logits, nullptr, 0);
   double count = 1.0;
-  const index_t widest = *std::max_element(s.begin(), s.end());
+  index_t widest = *std::max_element(s.begin(), s.end());
+  for (int t = 0; t < n_tensors(); t += 2) widest = std::max(widest, tensor_cols(t));
   float* dz = grow(dz_, rows * widest);
   float* da = grow(da_, rows * widest);
   const double sum = loss_rows(act_[L].data(), rows, b, 0, dz, &count);
-  const double loss = sum / count + l2_term();
+  const double beta_t = beta();
+  double loss = sum / count + l2_term();
+  if (spec_.variational) loss += beta_t * kl_sum() / static_cast<double>(rows);
   const float l2 = static_cast<float>(spec_.l2);
   for (int i = L - 1; i >= 0; --i) {
-    const index_t nin = s[i], nout = s[i + 1];
+    const index_t nin = s[i], nout = tensor_cols(2 * i);
     float* dW = grads_.data() + offsets_[2 * i];
     float* db = grads_.data() + offsets_[2 * i + 1];
     const float* W = params_.data() + offsets_[2 * i];
@@ -561,7 +629,25 @@ double Network::loss_and_grads(const Batch& b, bool training) {
         }
       });
     });
-    std::swap(dz, da);
+    if (spec_.variational && i - 1 == spec_.encoder_depth - 1) {
+      // Through z = mu + eps * std and beta * KL / rows, into [dmu, dlogvar] (2 nin wide, in dz,
+      // whose contents are consumed).
+      const index_t d = nin;
+      const float cb = static_cast<float>(beta_t / static_cast<double>(rows));
+      const float* st = stats_.data();
+      const float* ev = vae_ev_.data();
+      const float* sd = vae_std_.data();
+      const float* eps = vae_eps_.data();
+      for (index_t r = 0; r < rows; ++r)
+        for (index_t j = 0; j < d; ++j) {
+          const index_t e = r * d + j;
+          const float g = da[e], mu = st[r * 2 * d + j];
+          dz[r * 2 * d + j] = g + cb * mu;
+          dz[r * 2 * d + d + j] = (g * eps[e]) * (0.5f * sd[e]) + (cb * 0.5f) * (ev[e] - 1.f);
+        }
+    } else {
+      std::swap(dz, da);
+    }
   }
   return loss;
 }
@@ -619,7 +705,7 @@ double Network::loss(const Batch& b, index_t batch_size) {
   const int L = n_layers();
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
-  double total = 0.0, count = 0.0;
+  double total = 0.0, count = 0.0, kl = 0.0;
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
     const Batch mb = minibatch(b, r0, rows, nullptr);
@@ -627,8 +713,11 @@ double Network::loss(const Batch& b, index_t batch_size) {
     double c = 0.0;
     total += loss_rows(act_[L].data(), rows, mb, 0, nullptr, &c);
     count += c;
+    kl += kl_sum();
   }
-  return total / count + l2_term();
+  double loss = total / count + l2_term();
+  if (spec_.variational) loss += beta() * kl / static_cast<double>(n);
+  return loss;
 }
 
 double Network::gradients(const Batch& b, bool training) {

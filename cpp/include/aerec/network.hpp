@@ -10,9 +10,9 @@
 // same offsets.
 //
 // CSR input (Batch::x_csr) and LossKind::multinomial are implemented. Extension points not
-// implemented yet: InputKind::embedding (CDAE per-user input vector), a Gaussian bottleneck
-// (mu/logvar, reparameterisation, KL * beta), lazy (row-sparse) Adam for a CSR-fed first layer
-// (the update is dense now, as the dense-input semantics require). The layer loop only touches the first layer's input through
+// implemented yet: InputKind::embedding (CDAE per-user input vector), lazy (row-sparse) Adam for a
+// CSR-fed first layer (the update is dense now, as the dense-input semantics require). The Gaussian
+// variational bottleneck is implemented (NetworkSpec::variational). The layer loop only touches the first layer's input through
 // `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
 #pragma once
 #include <cstdint>
@@ -46,6 +46,14 @@ struct NetworkSpec {
   bool nesterov = false;
   int encoder_depth = 1;
   std::uint64_t seed = 0;
+  // Gaussian variational bottleneck (Mult-VAE): weight layer encoder_depth-1 (identity activation)
+  // outputs [mu, logvar] (2 x layer_sizes[encoder_depth] units); the next layer reads
+  // z = mu + eps * exp(logvar / 2) in training (eps: rng::gaussian), z = mu in eval. The loss adds
+  // beta_t * mean over rows of 0.5 * sum_j (exp(logvar) - logvar + mu^2 - 1), with
+  // beta_t = min(beta, step / anneal_steps) when anneal_steps > 0, else beta.
+  bool variational = false;
+  double beta = 1.0;
+  std::int64_t anneal_steps = 0;
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -73,6 +81,7 @@ class Network {
   index_t n_in() const { return spec_.layer_sizes.front(); }
   index_t n_out() const { return spec_.layer_sizes.back(); }
   std::int64_t step() const { return step_; }
+  double beta() const;  // KL weight at the current step (variational)
   void set_step(std::int64_t s);
 
   // Parameter tensors W0, b0, W1, b1, ...; rows x cols (biases: 1 x n).
@@ -117,6 +126,10 @@ class Network {
   double loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                    double* count) const;
   double l2_term() const;
+  // Variational layer: z from stats_ ([mu, logvar] rows x 2d) into (z, ldz); keeps exp(logvar),
+  // std and eps for backward and the KL term.
+  void reparameterise(index_t rows, index_t d, bool training, int layer, float* z, index_t ldz);
+  double kl_sum() const;  // sum over the rows of the last forward of KL(q || N(0, I))
   double loss_and_grads(const Batch& b, bool training);  // forward + loss + backward
   void apply_optimizer();
 
@@ -136,6 +149,8 @@ class Network {
   mutable std::vector<double> partials_;      // loss partial sums per block of kLossBlockRows rows
   static constexpr index_t kLossBlockRows = 32;
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
+  std::vector<float> stats_, vae_ev_, vae_std_, vae_eps_;  // variational layer
+  index_t vae_rows_ = 0;
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> order_;
 };

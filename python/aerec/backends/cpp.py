@@ -68,6 +68,11 @@ class Network:
     def step(self):
         return self._net.step
 
+    @property
+    def beta(self):
+        """KL weight at the current step (variational bottleneck)."""
+        return self._net.beta
+
     def get_params(self):
         return self._net.get_params()
 

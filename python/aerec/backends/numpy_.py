@@ -66,6 +66,22 @@ def dropout_multiplier(seed: int, step: int, layer: int, rows: int, cols: int, p
     return _np.where(u >= p32, scale, _np.float32(0.0)).astype(_np.float32).reshape(rows, cols)
 
 
+_NOISE_STREAM = 0x3C6EF372FE94F82B
+
+
+def gaussian_noise(seed: int, step: int, layer: int, rows: int, cols: int):
+    """(rows, cols) float32 standard normals of the variational bottleneck (Box-Muller):
+    key = mix64(mix64(mix64(seed ^ NOISE_STREAM) ^ step) ^ layer); for element e = r * cols + c,
+    h1 = mix64(key + (2e + 1) G), h2 = mix64(key + (2e + 2) G), u1 = ((h1 >> 40) + 1) 2^-24 in (0, 1],
+    u2 = (h2 >> 40) 2^-24, eps = sqrt(-2 log u1) * cos(2 pi u2), all in float32."""
+    key = _mix64_int(_mix64_int(_mix64_int((seed & _M64) ^ _NOISE_STREAM) ^ (step & _M64)) ^ (layer & _M64))
+    h = _stream_values(key, 2 * rows * cols) >> _np.uint64(40)
+    u1 = (h[0::2].astype(_np.float32) + _np.float32(1)) * _np.float32(2.0 ** -24)
+    u2 = h[1::2].astype(_np.float32) * _np.float32(2.0 ** -24)
+    eps = _np.sqrt(_np.float32(-2) * _np.log(u1)) * _np.cos(_np.float32(2 * _np.pi) * u2)
+    return eps.astype(_np.float32).reshape(rows, cols)
+
+
 def shuffle_permutation(spec_seed: int, seed: int, n: int):
     """The row order train_epoch(shuffle=True, seed=seed) visits (int64, length n)."""
     k = _mix64_int(_mix64_int((spec_seed & _M64) ^ _SHUFFLE_STREAM) ^ (seed & _M64))
@@ -203,6 +219,21 @@ class Network:
         self._opt = self.spec["optimizer"]
         if self._opt not in ("adam", "adamw", "sgd"):
             raise ValueError(f"unknown optimizer {self._opt!r}; use one of adam, adamw, sgd")
+        # Gaussian variational bottleneck (Mult-VAE): spec keys variational / beta / anneal_steps
+        # (optional; absent = plain autoencoder). Layer encoder_depth-1 then outputs [mu, logvar]
+        # (2 x layer_sizes[encoder_depth] units, identity activation) and the next layer reads
+        # z = mu + eps * exp(logvar / 2) in training, z = mu in eval.
+        self._vae = bool(self.spec.get("variational", False))
+        self._vl = int(self.spec.get("encoder_depth", 1)) - 1
+        self._beta_cap = float(self.spec.get("beta", 1.0))
+        self._anneal = int(self.spec.get("anneal_steps", 0))
+        if self._vae:
+            if not 0 <= self._vl < self.n_layers - 1:
+                raise ValueError("a variational bottleneck needs 1 <= encoder_depth < number of weight layers")
+            if self._acts[self._vl] != "identity":
+                raise ValueError("the variational bottleneck layer (encoder_depth-1) must have identity activation")
+            if self._beta_cap < 0 or self._anneal < 0:
+                raise ValueError("beta and anneal_steps must be >= 0")
         self._seed = int(self.spec["seed"]) & _M64
         self.step = 0
         self._params = [None] * (2 * self.n_layers)
@@ -213,8 +244,16 @@ class Network:
     def _shapes(self):
         out = []
         for i in range(self.n_layers):
-            out += [(self._sizes[i], self._sizes[i + 1]), (self._sizes[i + 1],)]
+            n = self._sizes[i + 1] * (2 if self._vae and i == self._vl else 1)
+            out += [(self._sizes[i], n), (n,)]
         return out
+
+    @property
+    def beta(self):
+        """KL weight at the current step: min(beta, step / anneal_steps) when annealing, else beta."""
+        if self._anneal > 0:
+            return min(self._beta_cap, self.step / self._anneal)
+        return self._beta_cap
 
     @staticmethod
     def _tensor_names(n_layers):
@@ -286,6 +325,7 @@ class Network:
         of the final layer is the logits when `logits` (bce), else act(z)."""
         last = self.n_layers - 1 if last_layer is None else last_layer
         inputs, outputs, mults = [], [], []
+        self._vae_cache = None
         h = x
         for i in range(last + 1):
             W, b = self._params[2 * i], self._params[2 * i + 1]
@@ -296,7 +336,20 @@ class Network:
             else:
                 m, a = None, h
             z = a @ W + b
-            h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
+            if self._vae and i == self._vl:
+                d = self._sizes[i + 1]
+                mu, lv = z[:, :d], z[:, d:]
+                ev = _np.exp(lv)
+                std = _np.exp(lv * self.dtype.type(0.5))
+                if training:
+                    eps = gaussian_noise(self._seed, self.step, i, z.shape[0], d).astype(self.dtype)
+                    h = mu + eps * std
+                else:
+                    eps = _np.zeros_like(mu)
+                    h = mu
+                self._vae_cache = (mu, lv, ev, std, eps)
+            else:
+                h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
             inputs.append(a)
             outputs.append(h)
             mults.append(m)
@@ -352,10 +405,22 @@ class Network:
         s = sum(float((W * W).sum(dtype=_np.float64)) for W in self._params[0::2])
         return 0.5 * l2 * s
 
+    def _kl_sum(self):
+        """Sum over rows of KL(q(z|x) || N(0, I)) = 0.5 * sum_j (exp(lv) - lv + mu^2 - 1)."""
+        if self._vae_cache is None:
+            return 0.0
+        mu, lv, ev, _, _ = self._vae_cache
+        t = self.dtype.type
+        return float((t(0.5) * (((ev - lv) + mu * mu) - t(1))).sum(dtype=_np.float64))
+
     def _batch_loss_grads(self, x, y, mask, training):
         inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce")
         s, count, dz = self._loss_sum(outputs[-1], y, mask, True)
+        rows = x.shape[0]
+        beta = self.beta
         loss = s / count + self._l2_term()
+        if self._vae:
+            loss += beta * self._kl_sum() / rows
         t = self.dtype.type
         l2 = t(self.spec["l2"])
         grads = [None] * (2 * self.n_layers)
@@ -370,7 +435,15 @@ class Network:
                 da = dz @ W.T
                 if mults[i] is not None:
                     da = da * mults[i]
-                dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
+                if self._vae and i - 1 == self._vl:
+                    # through z = mu + eps * std, plus beta * KL / rows
+                    mu, lv, ev, std, eps = self._vae_cache
+                    cb = t(beta / rows)
+                    dmu = da + cb * mu
+                    dlv = (da * eps) * (t(0.5) * std) + (cb * t(0.5)) * (ev - t(1))
+                    dz = _np.concatenate([dmu, dlv], axis=1)
+                else:
+                    dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
         return loss, grads
 
     def forward(self, x, batch_size=4096):
@@ -385,7 +458,7 @@ class Network:
             raise IndexError(f"layer must be in [0, {self.n_layers}), got {layer}")
         bs = _check_batch_size(batch_size)
         self._check_xy(x)
-        out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)
+        out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)  # the bottleneck: mu
         for s in range(0, x.shape[0], bs):
             xb = _dense_rows(x, slice(s, s + bs), self.dtype)
             out[s:s + bs] = self._forward(xb, False, last_layer=layer)[1][-1]
@@ -397,14 +470,18 @@ class Network:
         self._check_xy(x, y, mask)
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
-        total, count = 0.0, 0
+        total, count, kl = 0.0, 0, 0.0
         for s in range(0, x.shape[0], bs):
             sl = slice(s, s + bs)
             out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce")[1][-1]
             ls, c, _ = self._loss_sum(out, _dense_rows(y, sl, self.dtype), None if mask is None else mask[sl], False)
             total += ls
             count += c
-        return total / count + self._l2_term()
+            kl += self._kl_sum()
+        loss = total / count + self._l2_term()
+        if self._vae:
+            loss += self.beta * kl / x.shape[0]
+        return loss
 
     def gradients(self, x, y, mask=None, training=False):
         """(loss, [dW0, db0, ...]) on the batch (x, y) without stepping. training=True applies the
