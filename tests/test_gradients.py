@@ -125,7 +125,7 @@ def _vae_spec(loss, act="tanh", **kw):
 def _params_for(net_cls_spec, rng, dtype):
     probe = numpy_.Network.__new__(numpy_.Network)  # shapes only
     probe._sizes, probe.n_layers = tuple(net_cls_spec["layer_sizes"]), len(net_cls_spec["layer_sizes"]) - 1
-    probe._vae, probe._vl = True, net_cls_spec["encoder_depth"] - 1
+    probe._vae, probe._vl, probe._n_users = True, net_cls_spec["encoder_depth"] - 1, 0
     return [rng.normal(0, 0.5, shape).astype(dtype) for shape in probe._shapes()]
 
 
@@ -150,3 +150,25 @@ def test_float64_vae_gradients_match_finite_differences(loss, training):
     for i, (ga, gn) in enumerate(zip(grads, num)):
         assert _rel_err(ga, gn) < 1e-6, f"tensor {i}: rel err {_rel_err(ga, gn):.2e}"
     assert net.hidden(x, 1).shape == (5, 3)
+
+
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "dropout"])
+def test_float64_user_vector_gradients(loss, training):
+    rng = np.random.default_rng(9)
+    spec = dict(_spec("sigmoid", loss, l2=0.02, dropout=(0.3, 0.0, 0.0), seed=6), n_users=4)
+    params = _params(rng, SIZES, np.float64) + [rng.normal(0, 0.5, (4, SIZES[1]))]
+    net = numpy_.Network(spec, params, dtype=np.float64)
+    x, y, mask = _data(rng, loss, 6, SIZES[0], SIZES[-1], np.float64)
+    users = np.array([2, 0, 2, 3, 2, 1], dtype=np.int32)
+    loss_val, grads = net.gradients(x, y, mask, training=training, users=users)
+    assert len(grads) == 7 and grads[-1].shape == (4, SIZES[1])
+
+    def f():
+        return net._batch_loss_grads(x, y, mask, training, users)[0]
+
+    if not training:
+        assert net.loss(x, y, mask, batch_size=4, users=users) == pytest.approx(loss_val, rel=1e-12)
+    num = _numeric_grads(f, net._params)
+    for i, (ga, gn) in enumerate(zip(grads, num)):
+        assert _rel_err(ga, gn) < 1e-6, f"tensor {i}: rel err {_rel_err(ga, gn):.2e}"

@@ -537,3 +537,67 @@ def test_vae_spec_errors():
             mod.Network(dict(spec, encoder_depth=4), params)
         with pytest.raises(ValueError):  # plain-shape params for a variational spec
             mod.Network(spec, glorot(rng, spec["layer_sizes"]))
+
+
+# ---- per-user input vector (CDAE) -----------------------------------------------------------------
+def cdae_setup(rng, n_users=6, n_items=11, hidden=5, loss="bce"):
+    out = {"bce": "sigmoid", "multinomial": "identity"}.get(loss, "sigmoid")
+    spec = make_spec((n_items, hidden, n_items), ("sigmoid", out), dropout=(0.4, 0.0),
+                     loss="mse" if loss == "multinomial" else loss, l2=0.01, seed=8)
+    spec = dict(spec, loss=loss, n_users=n_users)
+    params = glorot(rng, spec["layer_sizes"]) + [rng.normal(0, 0.3, (n_users, hidden)).astype(np.float32)]
+    return spec, params
+
+
+@needs_cpp
+@pytest.mark.parametrize("loss", ALL_LOSSES)
+@pytest.mark.parametrize("sparse_input", [False, True])
+def test_cpp_user_vector_matches_numpy(isa, loss, sparse_input):
+    if sparse_input and sparse is None:
+        pytest.skip("scipy not installed")
+    rng = np.random.default_rng(17)
+    spec, params = cdae_setup(rng, loss=loss)
+    x, y, mask = make_data(rng, loss, 31, 11, 11)
+    x = (x < 0.3).astype(np.float32)
+    users = rng.integers(0, 6, 31).astype(np.int32)
+    xin = sparse.csr_matrix(x) if sparse_input else x
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    assert [p.shape for p in net.get_params()] == [p.shape for p in params]
+    for e in range(2):
+        l_ref = ref.train_epoch(x, y, mask, batch_size=7, seed=e, users=users)
+        l_net = net.train_epoch(xin, y, mask, batch_size=7, seed=e, users=users)
+        assert l_net == pytest.approx(l_ref, rel=1e-4, abs=1e-6)
+    assert net.train_batch(xin[:5], y[:5], None if mask is None else mask[:5], users=users[:5]) == pytest.approx(
+        ref.train_batch(x[:5], y[:5], None if mask is None else mask[:5], users=users[:5]), rel=1e-4)
+    assert_same_params(ref, net)
+    assert sorted(net.get_optimizer_state()) == sorted(ref.get_optimizer_state())
+    np.testing.assert_allclose(net.forward(xin, users=users), ref.forward(x, users=users), rtol=1e-4, atol=2e-5)
+    assert net.loss(xin, y, mask, users=users, batch_size=4) == pytest.approx(ref.loss(x, y, mask, users=users), rel=1e-4)
+    lc, gc = net.gradients(xin, y, mask, training=True, users=users)
+    lr, gr = ref.gradients(x, y, mask, training=True, users=users)
+    for a, b in zip(gc, gr):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize("mod", _backend_modules(), ids=lambda m: m.NAME)
+def test_user_vector_bad_input(mod):
+    rng = np.random.default_rng(18)
+    spec, params = cdae_setup(rng)
+    net = mod.Network(spec, params)
+    x = (rng.random((4, 11)) < 0.3).astype(np.float32)
+    with pytest.raises(ValueError):
+        net.forward(x)  # users missing
+    with pytest.raises(TypeError):
+        net.forward(x, users=np.zeros(4, np.int64))
+    with pytest.raises(ValueError):
+        net.forward(x, users=np.zeros(3, np.int32))
+    with pytest.raises(IndexError):
+        net.train_batch(x, x, users=np.array([0, 1, 6, 2], np.int32))
+    with pytest.raises(IndexError):
+        net.forward(x, users=np.array([0, -1, 0, 2], np.int32))
+    with pytest.raises(ValueError):
+        mod.Network(spec, params[:-1])
+    plain = mod.Network(make_spec((11, 5, 11), "sigmoid"), params[:-1])
+    with pytest.raises(ValueError):
+        plain.forward(x, users=np.zeros(4, np.int32))
+    assert net.step == 0

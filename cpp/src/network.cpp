@@ -51,6 +51,7 @@ void NetworkSpec::validate() const {
   AEREC_CHECK_ARG(!nesterov || momentum > 0.0, "spec: nesterov needs momentum > 0");
   AEREC_CHECK_ARG(encoder_depth >= 1 && static_cast<size_t>(encoder_depth) <= L,
                   "spec: encoder_depth must be in [1, number of weight layers]");
+  AEREC_CHECK_ARG(n_users >= 0, "spec: n_users must be >= 0");
   if (variational) {
     AEREC_CHECK_ARG(static_cast<size_t>(encoder_depth) < L,
                     "spec: a variational bottleneck needs 1 <= encoder_depth < number of weight layers");
@@ -64,8 +65,8 @@ void NetworkSpec::validate() const {
 Network::Network(NetworkSpec spec) : spec_(std::move(spec)) {
   spec_.validate();
   const int L = n_layers();
-  offsets_.assign(2 * L + 1, 0);
-  for (int t = 0; t < 2 * L; ++t) offsets_[t + 1] = offsets_[t] + tensor_size(t);
+  offsets_.assign(n_tensors() + 1, 0);
+  for (int t = 0; t < n_tensors(); ++t) offsets_[t + 1] = offsets_[t] + tensor_size(t);
   params_.assign(offsets_.back(), 0.f);
   grads_.assign(offsets_.back(), 0.f);
   state_.assign(n_state_slots(), std::vector<float>(offsets_.back(), 0.f));
@@ -84,10 +85,12 @@ void Network::set_step(std::int64_t s) {
 
 index_t Network::tensor_rows(int t) const {
   AEREC_CHECK_INDEX(t >= 0 && t < n_tensors(), "tensor index out of range");
+  if (t == 2 * n_layers()) return spec_.n_users;
   return t % 2 == 0 ? spec_.layer_sizes[t / 2] : 1;
 }
 index_t Network::tensor_cols(int t) const {
   AEREC_CHECK_INDEX(t >= 0 && t < n_tensors(), "tensor index out of range");
+  if (t == 2 * n_layers()) return tensor_cols(0);
   const index_t n = spec_.layer_sizes[t / 2 + 1];
   return (spec_.variational && t / 2 == spec_.encoder_depth - 1) ? 2 * n : n;  // [mu, logvar]
 }
@@ -132,6 +135,14 @@ void Network::check_batch(const Batch& b, bool need_y) const {
   } else {
     AEREC_CHECK_ARG(b.x.data != nullptr || b.x.rows == 0, "x has no data");
     AEREC_CHECK_ARG(b.x.stride >= b.x.cols, "x has a bad row stride");
+  }
+  if (spec_.n_users > 0) {
+    AEREC_CHECK_ARG(b.users != nullptr || b.x.rows == 0,
+                    "this network has a per-user input vector: pass users (int32, one id per row)");
+    for (index_t r = 0; r < b.x.rows; ++r)
+      AEREC_CHECK_INDEX(b.users[r] >= 0 && b.users[r] < spec_.n_users, "user id out of range");
+  } else {
+    AEREC_CHECK_ARG(b.users == nullptr, "users is only used by a network with n_users > 0 (CDAE)");
   }
   if (!need_y) return;
   AEREC_CHECK_ARG(b.x.rows > 0, "x has no rows");
@@ -299,8 +310,15 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
       in_ld_[i] = lda;
       Epilogue ep;
       ep.bias = param(2 * i + 1);
-      ep.act = act;
+      const bool users = i == 0 && sb.users != nullptr;
+      ep.act = users ? Activation::identity : act;
       sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
+      if (users) {  // act((x W + b) + U[user])
+        add_user_rows(sb, rows, c, ldc);
+        Epilogue ea;
+        ea.act = act;
+        if (act != Activation::identity) bias_activation(rows, nout, c, ldc, ea);
+      }
     }
     if (vae) {
       reparameterise(rows, nz, training, i, c_layer, ldc_layer);
@@ -400,7 +418,25 @@ void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, A
   Epilogue ep;
   ep.bias = param(1);
   ep.act = act;
+  if (sb.users != nullptr) {  // act((x W + b) + U[user])
+    const float* b = param(1);
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t j = 0; j < nout; ++j) c[r * ldc + j] += b[j];
+    add_user_rows(sb, rows, c, ldc);
+    ep.bias = nullptr;
+    if (act == Activation::identity) return;
+  }
   bias_activation(rows, nout, c, ldc, ep);
+}
+
+void Network::add_user_rows(const Batch& sb, index_t rows, float* c, index_t ldc) const {
+  const index_t n = tensor_cols(0);
+  const float* U = params_.data() + offsets_[2 * n_layers()];
+  for (index_t r = 0; r < rows; ++r) {
+    const float* u = U + static_cast<index_t>(sb.users[r]) * n;
+    float* cr = c + r * ldc;
+    for (index_t j = 0; j < n; ++j) cr[j] += u[j];
+  }
 }
 
 void Network::sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2) {
@@ -468,6 +504,15 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
     mb.y = {yb, rows, nout, nout};
   } else if (b.y.data != nullptr) {
     mb.y = {b.y.row(r0), rows, nout, b.y.stride};
+  }
+  if (b.users != nullptr) {
+    if (ids) {
+      if (static_cast<index_t>(ub_.size()) < rows) ub_.assign(rows, 0);
+      for (index_t r = 0; r < rows; ++r) ub_[r] = b.users[ids[r0 + r]];
+      mb.users = ub_.data();
+    } else {
+      mb.users = b.users + r0;
+    }
   }
   if (b.mask.data != nullptr) {
     if (ids) {
@@ -562,9 +607,9 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
 double Network::l2_term() const {
   if (spec_.l2 == 0.0) return 0.0;
   double s = 0.0;
-  for (int i = 0; i < n_layers(); ++i) {
-    const float* w = params_.data() + offsets_[2 * i];
-    const index_t n = offsets_[2 * i + 1] - offsets_[2 * i];
+  for (int t = 0; t < n_tensors(); t += 2) {  // W0, W1, ..., and U
+    const float* w = params_.data() + offsets_[t];
+    const index_t n = tensor_size(t);
     for (index_t k = 0; k < n; ++k) {
       const float sq = w[k] * w[k];
       s += sq;
@@ -594,6 +639,22 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     float* dW = grads_.data() + offsets_[2 * i];
     float* db = grads_.data() + offsets_[2 * i + 1];
     const float* W = params_.data() + offsets_[2 * i];
+    if (i == 0 && b.users != nullptr) {
+      // dU = scatter-add of dz rows by user (+ l2 U), rows in order: deterministic.
+      const index_t T = 2 * n_layers(), nu = tensor_size(T);
+      float* dU = grads_.data() + offsets_[T];
+      const float* U = params_.data() + offsets_[T];
+      if (l2 != 0.f) {
+        for (index_t k = 0; k < nu; ++k) dU[k] = l2 * U[k];
+      } else {
+        std::fill(dU, dU + nu, 0.f);
+      }
+      for (index_t r = 0; r < rows; ++r) {
+        float* g = dU + static_cast<index_t>(b.users[r]) * nout;
+        const float* zr = dz + r * nout;
+        for (index_t j = 0; j < nout; ++j) g[j] += zr[j];
+      }
+    }
     if (i == 0 && b.x_csr.indptr != nullptr) {
       sparse_weight_grad(b, rows, dz, dW, l2);
     } else {

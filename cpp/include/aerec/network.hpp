@@ -10,9 +10,9 @@
 // same offsets.
 //
 // CSR input (Batch::x_csr) and LossKind::multinomial are implemented. Extension points not
-// implemented yet: InputKind::embedding (CDAE per-user input vector), lazy (row-sparse) Adam for a
-// CSR-fed first layer (the update is dense now, as the dense-input semantics require). The Gaussian
-// variational bottleneck is implemented (NetworkSpec::variational). The layer loop only touches the first layer's input through
+// implemented yet: lazy (row-sparse) Adam for a CSR-fed first layer and the user table (the update
+// is dense now, as the dense semantics require). The Gaussian variational bottleneck
+// (NetworkSpec::variational) and the CDAE per-user vector (NetworkSpec::n_users) are implemented. The layer loop only touches the first layer's input through
 // `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
 #pragma once
 #include <cstdint>
@@ -54,6 +54,9 @@ struct NetworkSpec {
   bool variational = false;
   double beta = 1.0;
   std::int64_t anneal_steps = 0;
+  // Per-user input vector (CDAE): n_users > 0 adds U[user] (U: n_users x cols of layer 0) to the
+  // first layer's pre-activation; U is tensor 2L (after the layers) and counts as a weight for l2.
+  index_t n_users = 0;
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
@@ -70,6 +73,8 @@ struct Batch {
   // Internal (minibatches of a CSR x): batch row r is CSR row row_ids[r], else row0 + r.
   const std::int64_t* row_ids = nullptr;
   index_t row0 = 0;
+  // One user id per row of x (networks with n_users > 0, else null).
+  const std::int32_t* users = nullptr;
 };
 
 class Network {
@@ -84,8 +89,8 @@ class Network {
   double beta() const;  // KL weight at the current step (variational)
   void set_step(std::int64_t s);
 
-  // Parameter tensors W0, b0, W1, b1, ...; rows x cols (biases: 1 x n).
-  int n_tensors() const { return 2 * n_layers(); }
+  // Parameter tensors W0, b0, W1, b1, ... (then U with n_users); rows x cols (biases: 1 x n).
+  int n_tensors() const { return 2 * n_layers() + (spec_.n_users > 0 ? 1 : 0); }
   index_t tensor_rows(int t) const;
   index_t tensor_cols(int t) const;
   index_t tensor_size(int t) const { return tensor_rows(t) * tensor_cols(t); }
@@ -116,6 +121,7 @@ class Network {
   void sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
                           index_t ldc);
   void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
+  void add_user_rows(const Batch& sb, index_t rows, float* c, index_t ldc) const;  // c[r] += U[user r]
   index_t offset(int t) const { return offsets_[t]; }
   static float* grow(std::vector<float>& v, index_t n);  // capacity >= n, returns data()
   // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
@@ -150,6 +156,7 @@ class Network {
   static constexpr index_t kLossBlockRows = 32;
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
   std::vector<float> stats_, vae_ev_, vae_std_, vae_eps_;  // variational layer
+  std::vector<std::int32_t> ub_;              // gathered user ids (shuffle)
   index_t vae_rows_ = 0;
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> order_;

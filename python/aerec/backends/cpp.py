@@ -86,22 +86,22 @@ class Network:
         d = {k: (v if k == "step" else _as_f32(v)) for k, v in dict(state).items()}
         self._net.set_optimizer_state(d)
 
-    def forward(self, x, batch_size=4096):
-        return self._net.hidden(_operand(x, "x"), self.n_layers - 1, batch_size)
+    def forward(self, x, batch_size=4096, users=None):
+        return self._net.hidden(_operand(x, "x"), self.n_layers - 1, batch_size, users)
 
-    def hidden(self, x, layer, batch_size=4096):
+    def hidden(self, x, layer, batch_size=4096, users=None):
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
-        return self._net.hidden(_operand(x, "x"), int(layer), batch_size)
+        return self._net.hidden(_operand(x, "x"), int(layer), batch_size, users)
 
-    def loss(self, x, y, mask=None, batch_size=4096):
-        return self._net.loss(*_operands(x, y), mask, batch_size)
+    def loss(self, x, y, mask=None, batch_size=4096, users=None):
+        return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False):
-        return self._net.gradients(*_operands(x, y), mask, bool(training))
+    def gradients(self, x, y, mask=None, training=False, users=None):
+        return self._net.gradients(*_operands(x, y), mask, bool(training), users)
 
-    def train_batch(self, x, y, mask=None):
-        return self._net.train_batch(*_operands(x, y), mask)
+    def train_batch(self, x, y, mask=None, users=None):
+        return self._net.train_batch(*_operands(x, y), mask, users)
 
-    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
-        return self._net.train_epoch(*_operands(x, y), mask, batch_size, bool(shuffle), int(seed))
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None):
+        return self._net.train_epoch(*_operands(x, y), mask, batch_size, bool(shuffle), int(seed), users)

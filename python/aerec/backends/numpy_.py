@@ -234,9 +234,15 @@ class Network:
                 raise ValueError("the variational bottleneck layer (encoder_depth-1) must have identity activation")
             if self._beta_cap < 0 or self._anneal < 0:
                 raise ValueError("beta and anneal_steps must be >= 0")
+        # Per-user input vector (CDAE): spec key n_users (optional, 0 = none). Adds U[user] to the
+        # first layer's pre-activation; U (n_users, layer_sizes[1]) is the last tensor of params and
+        # counts as a weight for l2. Every method then takes users= (int32, one id per row of x).
+        self._n_users = int(self.spec.get("n_users", 0))
+        if self._n_users < 0:
+            raise ValueError("n_users must be >= 0")
         self._seed = int(self.spec["seed"]) & _M64
         self.step = 0
-        self._params = [None] * (2 * self.n_layers)
+        self._params = [None] * len(self._shapes())
         self.set_params(params)
         self._state = self._zero_state()
 
@@ -246,6 +252,8 @@ class Network:
         for i in range(self.n_layers):
             n = self._sizes[i + 1] * (2 if self._vae and i == self._vl else 1)
             out += [(self._sizes[i], n), (n,)]
+        if self._n_users:
+            out.append((self._n_users, out[1][0]))
         return out
 
     @property
@@ -255,9 +263,9 @@ class Network:
             return min(self._beta_cap, self.step / self._anneal)
         return self._beta_cap
 
-    @staticmethod
-    def _tensor_names(n_layers):
-        return [f"{k}{i}" for i in range(n_layers) for k in ("W", "b")]
+    def _tensor_names(self, n_layers):
+        names = [f"{k}{i}" for i in range(n_layers) for k in ("W", "b")]
+        return names + (["U"] if self._n_users else [])
 
     def get_params(self):
         return [p.copy() for p in self._params]
@@ -266,7 +274,8 @@ class Network:
         params = list(params)
         shapes = self._shapes()
         if len(params) != len(shapes):
-            raise ValueError(f"expected {len(shapes)} parameter arrays [W0, b0, W1, b1, ...], got {len(params)}")
+            raise ValueError(f"expected {len(shapes)} parameter arrays [W0, b0, W1, b1, ...{', U' if self._n_users else ''}], "
+                             f"got {len(params)}")
         new = []
         for name, p, shape in zip(self._tensor_names(self.n_layers), params, shapes):
             p = _np.asarray(p)
@@ -311,6 +320,21 @@ class Network:
         self.step = step
 
     # ---- forward / loss / backward ----------------------------------------------------------
+    def _check_users(self, users, n):
+        if not self._n_users:
+            if users is not None:
+                raise ValueError("users= is only used by a network with n_users > 0 (CDAE)")
+            return None
+        if users is None:
+            raise ValueError("this network has a per-user input vector: pass users= (int32, one id per row)")
+        if not isinstance(users, _np.ndarray) or users.dtype != _np.int32:
+            raise TypeError("users must be a numpy int32 array")
+        if users.ndim != 1 or users.shape[0] != n:
+            raise ValueError(f"users must be 1-D with one id per row of x ({n}), got shape {users.shape}")
+        if n and (users.min() < 0 or users.max() >= self._n_users):
+            raise IndexError(f"user ids must be in [0, {self._n_users})")
+        return users
+
     def _check_xy(self, x, y=None, mask=None):
         _check_matrix(x, "x", self._sizes[0], self.dtype)
         if y is not None:
@@ -320,7 +344,7 @@ class Network:
                 raise ValueError(f"mask is only used by loss='masked_mse' (this network uses {self._loss!r})")
             _check_matrix(mask, "mask", self._sizes[-1], self.dtype, rows=x.shape[0])
 
-    def _forward(self, x, training, last_layer=None, logits=False):
+    def _forward(self, x, training, last_layer=None, logits=False, users=None):
         """Run layers 0..last_layer. Returns (inputs, outputs, multipliers) per layer; the output
         of the final layer is the logits when `logits` (bce), else act(z)."""
         last = self.n_layers - 1 if last_layer is None else last_layer
@@ -336,6 +360,8 @@ class Network:
             else:
                 m, a = None, h
             z = a @ W + b
+            if i == 0 and users is not None:
+                z = z + self._params[-1][users]
             if self._vae and i == self._vl:
                 d = self._sizes[i + 1]
                 mu, lv = z[:, :d], z[:, d:]
@@ -413,8 +439,8 @@ class Network:
         t = self.dtype.type
         return float((t(0.5) * (((ev - lv) + mu * mu) - t(1))).sum(dtype=_np.float64))
 
-    def _batch_loss_grads(self, x, y, mask, training):
-        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce")
+    def _batch_loss_grads(self, x, y, mask, training, users=None):
+        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce", users=users)
         s, count, dz = self._loss_sum(outputs[-1], y, mask, True)
         rows = x.shape[0]
         beta = self.beta
@@ -423,8 +449,13 @@ class Network:
             loss += beta * self._kl_sum() / rows
         t = self.dtype.type
         l2 = t(self.spec["l2"])
-        grads = [None] * (2 * self.n_layers)
+        grads = [None] * len(self._params)
         for i in range(self.n_layers - 1, -1, -1):
+            if i == 0 and users is not None:
+                U = self._params[-1]
+                dU = _np.zeros_like(U)
+                _np.add.at(dU, users, dz)
+                grads[-1] = dU + l2 * U if self.spec["l2"] > 0 else dU
             W = self._params[2 * i]
             dW = inputs[i].T @ dz
             if self.spec["l2"] > 0:
@@ -446,11 +477,11 @@ class Network:
                     dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
         return loss, grads
 
-    def forward(self, x, batch_size=4096):
+    def forward(self, x, batch_size=4096, users=None):
         """Reconstruction (n, n_out) in eval mode (no dropout)."""
-        return self.hidden(x, self.n_layers - 1, batch_size)
+        return self.hidden(x, self.n_layers - 1, batch_size, users=users)
 
-    def hidden(self, x, layer, batch_size=4096):
+    def hidden(self, x, layer, batch_size=4096, users=None):
         """Output of weight layer `layer` (0-based), eval mode; (n, layer_sizes[layer+1])."""
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
@@ -458,22 +489,26 @@ class Network:
             raise IndexError(f"layer must be in [0, {self.n_layers}), got {layer}")
         bs = _check_batch_size(batch_size)
         self._check_xy(x)
+        users = self._check_users(users, x.shape[0])
         out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)  # the bottleneck: mu
         for s in range(0, x.shape[0], bs):
             xb = _dense_rows(x, slice(s, s + bs), self.dtype)
-            out[s:s + bs] = self._forward(xb, False, last_layer=layer)[1][-1]
+            ub = None if users is None else users[s:s + bs]
+            out[s:s + bs] = self._forward(xb, False, last_layer=layer, users=ub)[1][-1]
         return out
 
-    def loss(self, x, y, mask=None, batch_size=4096):
+    def loss(self, x, y, mask=None, batch_size=4096, users=None):
         """Eval-mode loss over all rows (mean as in aerec.models.spec, + the l2 term)."""
         bs = _check_batch_size(batch_size)
         self._check_xy(x, y, mask)
+        users = self._check_users(users, x.shape[0])
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
         total, count, kl = 0.0, 0, 0.0
         for s in range(0, x.shape[0], bs):
             sl = slice(s, s + bs)
-            out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce")[1][-1]
+            out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce",
+                                users=None if users is None else users[sl])[1][-1]
             ls, c, _ = self._loss_sum(out, _dense_rows(y, sl, self.dtype), None if mask is None else mask[sl], False)
             total += ls
             count += c
@@ -483,15 +518,16 @@ class Network:
             loss += self.beta * kl / x.shape[0]
         return loss
 
-    def gradients(self, x, y, mask=None, training=False):
+    def gradients(self, x, y, mask=None, training=False, users=None):
         """(loss, [dW0, db0, ...]) on the batch (x, y) without stepping. training=True applies the
         dropout of the current step's stream (what train_batch would use)."""
         self._check_xy(x, y, mask)
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
+        users = self._check_users(users, x.shape[0])
         sl = slice(None)
         return self._batch_loss_grads(_dense_rows(x, sl, self.dtype), _dense_rows(y, sl, self.dtype), mask,
-                                      bool(training))
+                                      bool(training), users)
 
     # ---- training -----------------------------------------------------------------------------
     def _apply(self, grads):
@@ -532,13 +568,13 @@ class Network:
                 w -= lr * g
         self.step = step
 
-    def train_batch(self, x, y, mask=None):
+    def train_batch(self, x, y, mask=None, users=None):
         """One optimizer step on the batch (training mode). Returns the batch loss before the step."""
-        loss, grads = self.gradients(x, y, mask, training=True)
+        loss, grads = self.gradients(x, y, mask, training=True, users=users)
         self._apply(grads)
         return loss
 
-    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None):
         """One pass over the rows in minibatches of batch_size (the last one partial), in the order
         shuffle_permutation(spec seed, seed, n) when shuffle. Returns the row-weighted mean loss."""
         bs = _check_batch_size(batch_size)
@@ -546,11 +582,13 @@ class Network:
         n = x.shape[0]
         if n == 0:
             raise ValueError("x has no rows")
+        users = self._check_users(users, n)
         order = shuffle_permutation(self._seed, int(seed), n) if shuffle else None
         total = 0.0
         for s in range(0, n, bs):
             rows = slice(s, s + bs) if order is None else order[s:s + bs]
             xb, yb = _dense_rows(x, rows, self.dtype), _dense_rows(y, rows, self.dtype)
             mb = None if mask is None else mask[rows]
-            total += self.train_batch(xb, yb, mb) * xb.shape[0]
+            ub = None if users is None else users[rows]
+            total += self.train_batch(xb, yb, mb, ub) * xb.shape[0]
         return total / n
