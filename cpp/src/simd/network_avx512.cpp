@@ -1,5 +1,9 @@
 // AVX-512 bodies of the Network's elementwise loops (optimizer updates). Compiled with the
 // AVX-512 flags; no FMA, so the results equal the portable bodies bit for bit.
+// gcc 12 flags its own _mm512_undefined_* placeholders inside the intrinsic headers.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cmath>
