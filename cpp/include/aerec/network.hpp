@@ -9,11 +9,12 @@
 // 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
 // same offsets.
 //
-// CSR input (Batch::x_csr) and LossKind::multinomial are implemented. Extension points not
-// implemented yet: lazy (row-sparse) Adam for a CSR-fed first layer and the user table (the update
-// is dense now, as the dense semantics require). The Gaussian variational bottleneck
-// (NetworkSpec::variational) and the CDAE per-user vector (NetworkSpec::n_users) are implemented. The layer loop only touches the first layer's input through
-// `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
+// Beyond the dense autoencoder: CSR input (Batch::x_csr), the multinomial loss, a Gaussian
+// variational bottleneck (NetworkSpec::variational) and the CDAE per-user input vector
+// (NetworkSpec::n_users, Batch::users). Not implemented yet: lazy (row-sparse) Adam for a CSR-fed
+// first layer and the user table (their updates are dense, as the dense semantics require). The
+// layer loop touches the input kind only in run_forward (layer 0) and the first layer's weight
+// gradient, and the loss only in loss_rows, so new input kinds / losses slot in there.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,7 +26,8 @@
 
 namespace aerec::cpu {
 
-enum class InputKind : int { dense = 0 };  // CSR vs dense is per call (Batch); embedding: CDAE, planned
+// Input kind is per call (Batch: dense or CSR x, optional users); the enum is kept for specs.
+enum class InputKind : int { dense = 0 };
 // multinomial: -sum_c y_c log_softmax(z)_c per row, mean over rows (Mult-DAE/VAE); identity output.
 enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3 };
 enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
