@@ -604,3 +604,30 @@ def test_user_vector_bad_input(mod):
     with pytest.raises(ValueError):
         plain.forward(x, users=np.zeros(4, np.int32))
     assert net.step == 0
+
+
+@needs_cpp
+@pytest.mark.parametrize("loss", ["bce", "multinomial"])
+def test_cpp_wide_output_losses_extreme_logits(isa, loss):
+    # vectorised exp/log rows: wide, not a multiple of 16, logits from -120 to 120 (exp under- and
+    # overflow regions, z = 0 exactly), compared with the float64 reference
+    rng = np.random.default_rng(19)
+    n_out = 1037
+    out_act = "sigmoid" if loss == "bce" else "identity"
+    spec = dict(make_spec((2, n_out), (out_act,), loss="bce" if loss == "bce" else "mse"), loss=loss)
+    W = np.zeros((2, n_out), np.float32)
+    W[0] = np.linspace(-120, 120, n_out).astype(np.float32)
+    W[1] = rng.normal(0, 2, n_out).astype(np.float32)
+    b = np.zeros(n_out, np.float32)
+    b[::50] = -W[0, ::50]  # exact zeros for row x = (1, 0)
+    x = np.array([[1, 0], [0.5, 1], [0.01, -1], [0, 0]], np.float32)
+    y = (rng.random((4, n_out)) < 0.3).astype(np.float32)
+    ref = numpy_.Network(spec, [W.astype(np.float64), b.astype(np.float64)], dtype=np.float64)
+    net = cpp.Network(spec, [W, b])
+    l64, g64 = ref.gradients(x.astype(np.float64), y.astype(np.float64))
+    l32, g32 = net.gradients(x, y)
+    assert np.isfinite(l32)
+    assert l32 == pytest.approx(l64, rel=2e-6)
+    for a, c in zip(g32, g64):
+        np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-7)
+    assert net.loss(x, y) == pytest.approx(ref.loss(x.astype(np.float64), y.astype(np.float64)), rel=2e-6)

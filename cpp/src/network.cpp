@@ -171,6 +171,8 @@ void Network::check_batch(const Batch& b, bool need_y) const {
 namespace avx512 {
 void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
                      float* mult, std::uint64_t key, float p);
+double bce_row(const float* z, const float* y, float* d, index_t cols, float iscale);
+double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale);
 }  // namespace avx512
 #endif
 
@@ -212,6 +214,51 @@ void with_activation(Activation a, F&& f) {
     case A::selu: f(std::integral_constant<A, A::selu>{}); return;
   }
 }
+
+// One row of BCE from logits: sum_c softplus(z_c) - y_c z_c, and d_c = (sigmoid(z_c) - y_c) * iscale
+// when d. softplus and sigmoid share e = exp(-|z|); log1p(e) = log(u) * e / (u - 1), u = 1 + e
+// (exact correction for the rounding of u; glibc's log1pf is several times slower than logf).
+double bce_row_portable(const float* z, const float* y, float* d, index_t cols, float iscale) {
+  double sum = 0.0;
+  for (index_t c = 0; c < cols; ++c) {
+    const float zc = z[c];
+    const float e = std::exp(-std::fabs(zc));
+    const float u = 1.f + e;
+    const float l1p = u == 1.f ? e : std::log(u) * (e / (u - 1.f));
+    const float term = (std::max(zc, 0.f) + l1p) - y[c] * zc;
+    sum += term;
+    if (d) {
+      const float inv = 1.f / u;
+      const float sig = zc >= 0.f ? inv : e * inv;
+      d[c] = (sig - y[c]) * iscale;
+    }
+  }
+  return sum;
+}
+
+// One row of the multinomial log-likelihood: ysum * lse - sum_c y_c o_c with
+// lse = max + log sum exp(o - max); d_c = (softmax_c * ysum - y_c) * iscale when d (d first holds
+// exp(o - max)).
+double multinomial_row_portable(const float* o, const float* y, float* d, index_t cols, float iscale) {
+  float mx = o[0];
+  for (index_t c = 1; c < cols; ++c) mx = std::max(mx, o[c]);
+  double se = 0.0, ysum = 0.0, yz = 0.0;
+  for (index_t c = 0; c < cols; ++c) {
+    const float e = std::exp(o[c] - mx);
+    if (d) d[c] = e;
+    se += e;
+    ysum += y[c];
+    const float p = y[c] * o[c];
+    yz += p;
+  }
+  if (d) {
+    const float inv = static_cast<float>(1.0 / se), ys = static_cast<float>(ysum);
+    for (index_t c = 0; c < cols; ++c) d[c] = ((d[c] * inv) * ys - y[c]) * iscale;
+  }
+  return ysum * (static_cast<double>(mx) + std::log(se)) - yz;
+}
+
+using LossRowFn = double (*)(const float*, const float*, float*, index_t, float);
 
 // db[c] = sum_r dz[r][c], rows in order (deterministic).
 void column_sums_range(index_t rows, index_t cols, index_t c0, index_t c1, const float* __restrict dz,
@@ -537,6 +584,10 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
     partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
   double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
+  LossRowFn row_fn = multinomial ? multinomial_row_portable : bce_row_portable;
+#ifdef AEREC_X86
+  if (active_isa() >= Isa::avx512) row_fn = multinomial ? avx512::multinomial_row : avx512::bce_row;
+#endif
   with_activation(spec_.activations.back(), [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
     // Sum of the loss over rows [lo, hi) of this batch; writes dL/dz there when dz.
@@ -546,41 +597,8 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
         const float* o = out + r * cols;
         const float* y = b.y.row(r0 + r);
         float* d = dz ? dz + r * cols : nullptr;
-        if (multinomial) {
-          // -sum_c y_c log_softmax(z)_c = ysum * lse - sum_c y_c z_c, lse = max + log sum exp(z - max);
-          // dL/dz_c = softmax_c * ysum - y_c. d first holds exp(z - max).
-          float mx = o[0];
-          for (index_t c = 1; c < cols; ++c) mx = std::max(mx, o[c]);
-          double se = 0.0, ysum = 0.0, yz = 0.0;
-          for (index_t c = 0; c < cols; ++c) {
-            const float e = std::exp(o[c] - mx);
-            if (d) d[c] = e;
-            se += e;
-            ysum += y[c];
-            const float p = y[c] * o[c];
-            yz += p;
-          }
-          const double lse = static_cast<double>(mx) + std::log(se);
-          sum += ysum * lse - yz;
-          if (d) {
-            const float inv = static_cast<float>(1.0 / se), ys = static_cast<float>(ysum);
-            for (index_t c = 0; c < cols; ++c) d[c] = ((d[c] * inv) * ys - y[c]) * iscale;
-          }
-          continue;
-        }
-        if (bce) {
-          // softplus(z) - y z and sigmoid(z) - y from one exp: e = exp(-|z|).
-          for (index_t c = 0; c < cols; ++c) {
-            const float z = o[c];
-            const float e = std::exp(-std::fabs(z));
-            const float term = (std::max(z, 0.f) + std::log1p(e)) - y[c] * z;
-            sum += term;
-            if (d) {
-              const float inv = 1.f / (1.f + e);
-              const float sig = z >= 0.f ? inv : e * inv;
-              d[c] = (sig - y[c]) * iscale;
-            }
-          }
+        if (multinomial || bce) {
+          sum += row_fn(o, y, d, cols, iscale);
           continue;
         }
         const float* m = (masked && b.mask.data) ? b.mask.row(r0 + r) : nullptr;
