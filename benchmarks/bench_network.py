@@ -82,3 +82,33 @@ def test_medium_epoch(benchmark, backend, input_kind):
     flops = 3 * 2 * x.shape[0] * sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # fwd + 2 bwd GEMMs
     benchmark.extra_info.update(backend=backend, input=input_kind, rows=x.shape[0], batch_size=500,
                                 gflops=flops / benchmark.stats.stats.median / 1e9)
+
+
+@pytest.mark.skipif(not __import__("os").environ.get("AEREC_BENCH_LARGE"),
+                    reason="set AEREC_BENCH_LARGE=1 (minutes with the placeholder GEMM)")
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b == "cpp"])
+def test_multvae_ml20m_shape_steps(benchmark, backend):
+    # Mult-VAE on the ML-20M item count: 20108-600-[200]-600-20108, CSR input (0.5% dense),
+    # multinomial loss, dropout 0.5 on the input, batch 500; one timed call = 4 steps (2000 users).
+    import scipy.sparse
+    benchmark.group = "network"
+    mod = aerec.backends.get(backend)
+    rng = np.random.default_rng(2)
+    n_items = 20108
+    sizes = (n_items, 600, 200, 600, n_items)
+    spec = make_spec(sizes, ("tanh", "identity", "tanh", "identity"), dropout=(0.5, 0.0, 0.0, 0.0),
+                     encoder_depth=2, loss="mse", optimizer="adam")
+    spec = dict(spec, loss="multinomial", variational=True, beta=0.2, anneal_steps=200000)
+    params = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        b = 2 * b if i == 1 else b
+        lim = np.sqrt(6.0 / (a + b))
+        params += [rng.uniform(-lim, lim, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
+    x = scipy.sparse.random(2000, n_items, density=0.005, format="csr", dtype=np.float32, random_state=3)
+    x.data[:] = 1.0
+    net = mod.Network(spec, params)
+    net.train_epoch(x, x, batch_size=500, seed=0)
+    benchmark.pedantic(lambda: net.train_epoch(x, x, batch_size=500, seed=1), rounds=3, iterations=1)
+    dense_flops = 2 * 500 * (600 * 400 + 200 * 600 + 600 * n_items)  # per step, layers 1..3 forward
+    benchmark.extra_info.update(backend=backend, steps=4, ms_per_step=benchmark.stats.stats.median / 4 * 1e3,
+                                dense_gflop_per_step=3 * dense_flops / 1e9)
