@@ -17,16 +17,13 @@ def unavailable_reason():
 
 import numpy as _np
 
-try:
-    import scipy.sparse as _sp
-except ImportError:  # scipy is optional for dense-only use
-    _sp = None
-
-
 def _operand(a, name):
     """scipy.sparse input -> _core.CsrMatrix (indptr int64, indices int32: one explicit conversion);
     anything else goes to C++ as is (which rejects a wrong dtype with TypeError)."""
-    if _sp is None or not _sp.issparse(a):
+    if not type(a).__module__.startswith("scipy.sparse"):  # no scipy import for dense use
+        return a
+    import scipy.sparse as sp
+    if not sp.issparse(a):
         return a
     if a.dtype != _np.float32:
         raise TypeError(f"{name} must have dtype float32, got {a.dtype}; convert it with x.astype(np.float32)")

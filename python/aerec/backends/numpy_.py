@@ -135,10 +135,9 @@ _SELU_SCALE = 1.0507009873554805
 
 
 def _issparse(a):
-    try:
-        import scipy.sparse as sp
-    except ImportError:
+    if not type(a).__module__.startswith("scipy.sparse"):  # no scipy import for dense use
         return False
+    import scipy.sparse as sp
     return sp.issparse(a)
 
 
