@@ -49,6 +49,11 @@ cpu::NetworkSpec spec_from_dict(const py::dict& d) {
   s.nesterov = spec_get(d, "nesterov").cast<bool>();
   s.encoder_depth = spec_get(d, "encoder_depth").cast<int>();
   s.seed = as_u64_mask(spec_get(d, "seed"));
+  // optional (variational bottleneck)
+  if (d.contains("variational")) s.variational = d["variational"].cast<bool>();
+  if (d.contains("beta")) s.beta = d["beta"].cast<double>();
+  if (d.contains("anneal_steps")) s.anneal_steps = d["anneal_steps"].cast<std::int64_t>();
+  if (d.contains("n_users")) s.n_users = d["n_users"].cast<index_t>();
   return s;
 }
 
@@ -85,28 +90,96 @@ py::array copy_out(const float* p, index_t rows, index_t cols, bool is_bias) {
   return std::move(a);
 }
 
-std::string tensor_name(int t) { return (t % 2 == 0 ? "W" : "b") + std::to_string(t / 2); }
+std::string tensor_name(const cpu::Network& net, int t) {
+  if (t == 2 * net.n_layers()) return "U";
+  return (t % 2 == 0 ? "W" : "b") + std::to_string(t / 2);
+}
 
 void set_params(cpu::Network& net, const py::sequence& params) {
   const int T = net.n_tensors();
   if (static_cast<int>(py::len(params)) != T)
-    throw py::value_error("expected " + std::to_string(T) + " parameter arrays [W0, b0, W1, b1, ...], got " +
+    throw py::value_error("expected " + std::to_string(T) + " parameter arrays [W0, b0, W1, b1, ...(, U)], got " +
                           std::to_string(py::len(params)));
   std::vector<py::array> arrs;
   for (int t = 0; t < T; ++t) {
     py::object o = params[t];
-    if (!py::isinstance<py::array>(o)) throw py::type_error(tensor_name(t) + " must be a numpy.ndarray");
+    if (!py::isinstance<py::array>(o)) throw py::type_error(tensor_name(net, t) + " must be a numpy.ndarray");
     py::array a = o.cast<py::array>();
-    copy_in(net, t, a, tensor_name(t));
+    copy_in(net, t, a, tensor_name(net, t));
     arrs.push_back(a);
   }
   for (int t = 0; t < T; ++t) std::memcpy(net.param(t), arrs[t].data(), sizeof(float) * net.tensor_size(t));
 }
 
-cpu::Batch make_batch(const py::array& x, const py::array& y, const py::object& mask) {
+// A CSR matrix handed to the Network (aerec.backends.cpp wraps scipy.sparse into it): keeps its
+// arrays alive; O(1) checks here, the O(nnz) ones (monotone indptr, index range) in C++.
+struct PyCsr {
+  PyCsr(py::array indptr_, py::array indices_, py::object data_, index_t rows_, index_t cols_)
+      : indptr(std::move(indptr_)), indices(std::move(indices_)), data(std::move(data_)), rows(rows_), cols(cols_) {
+    bind::require_dtype<std::int64_t>(indptr, "indptr");
+    bind::require_dtype<std::int32_t>(indices, "indices");
+    if (rows < 0 || cols < 0) throw py::value_error("CSR shape must be non-negative");
+    if (indptr.ndim() != 1 || indptr.shape(0) != rows + 1)
+      throw py::value_error("indptr must be 1-D with n_rows + 1 entries");
+    if (indices.ndim() != 1) throw py::value_error("indices must be 1-D");
+    if (!(indptr.flags() & py::array::c_style) || !(indices.flags() & py::array::c_style))
+      throw py::value_error("indptr and indices must be contiguous; try np.ascontiguousarray");
+    const auto* ip = static_cast<const std::int64_t*>(indptr.data());
+    if (ip[0] < 0 || ip[rows] > indices.shape(0) || ip[rows] < ip[0])
+      throw py::value_error("indptr is inconsistent with the number of stored entries");
+    if (!data.is_none()) {
+      if (!py::isinstance<py::array>(data)) throw py::type_error("data must be a numpy.ndarray or None");
+      py::array d = data.cast<py::array>();
+      bind::require_dtype<float>(d, "data");
+      if (d.ndim() != 1 || d.shape(0) != indices.shape(0) || !(d.flags() & py::array::c_style))
+        throw py::value_error("data must be 1-D, contiguous, with one value per index");
+    }
+  }
+  CsrView<float> view() const {
+    CsrView<float> v;
+    v.indptr = static_cast<const std::int64_t*>(indptr.data());
+    v.indices = static_cast<const std::int32_t*>(indices.data());
+    v.values = data.is_none() ? nullptr : static_cast<const float*>(data.cast<py::array>().data());
+    v.rows = rows;
+    v.cols = cols;
+    return v;
+  }
+  py::array indptr, indices;
+  py::object data;
+  index_t rows, cols;
+};
+
+// x or y: a float32 matrix or a CsrMatrix.
+void set_operand(const py::object& o, const char* name, MatrixView<const float>& dense, CsrView<float>& csr) {
+  if (py::isinstance<PyCsr>(o)) {
+    csr = o.cast<const PyCsr&>().view();
+    dense = MatrixView<const float>{nullptr, csr.rows, csr.cols, csr.cols};
+    return;
+  }
+  if (!py::isinstance<py::array>(o))
+    throw py::type_error(std::string(name) + " must be a numpy.ndarray or a CSR matrix");
+  dense = bind::matrix_in(o.cast<py::array>(), name);
+}
+
+// users: None or a 1-D int32 array with one id per row of x (range checked in C++).
+void set_users(const py::object& users, cpu::Batch& b) {
+  if (users.is_none()) return;
+  if (!py::isinstance<py::array>(users)) throw py::type_error("users must be a numpy int32 array or None");
+  py::array u = users.cast<py::array>();
+  bind::require_dtype<std::int32_t>(u, "users");
+  if (u.ndim() != 1 || u.shape(0) != b.x.rows)
+    throw py::value_error("users must be 1-D with one id per row of x (" + std::to_string(b.x.rows) + ")");
+  if (u.shape(0) > 1 && u.strides(0) != static_cast<py::ssize_t>(sizeof(std::int32_t)))
+    throw py::value_error("users must be contiguous; try np.ascontiguousarray");
+  b.users = static_cast<const std::int32_t*>(u.data());
+}
+
+cpu::Batch make_batch(const py::object& x, const py::object& y, const py::object& mask,
+                      const py::object& users) {
   cpu::Batch b;
-  b.x = bind::matrix_in(x, "x");
-  b.y = bind::matrix_in(y, "y");
+  set_operand(x, "x", b.x, b.x_csr);
+  set_operand(y, "y", b.y, b.y_csr);
+  set_users(users, b);
   if (!mask.is_none()) {
     if (!py::isinstance<py::array>(mask)) throw py::type_error("mask must be a numpy.ndarray or None");
     b.mask = bind::matrix_in(mask.cast<py::array>(), "mask");
@@ -120,6 +193,11 @@ index_t check_bs(index_t bs) {
 }
 
 void bind_network(py::module_& m) {
+  py::class_<PyCsr>(m, "CsrMatrix", "CSR rows for Network: indptr int64 (n_rows+1), indices int32, data float32 or None (all ones).")
+      .def(py::init<py::array, py::array, py::object, index_t, index_t>(), py::arg("indptr"), py::arg("indices"),
+           py::arg("data"), py::arg("n_rows"), py::arg("n_cols"))
+      .def_property_readonly("shape", [](const PyCsr& c) { return py::make_tuple(c.rows, c.cols); });
+
   py::class_<PyNetwork>(m, "Network", R"doc(
 Trainable feed-forward network (C++): parameters, gradients, optimizer state and workspaces live in
 C++; train_epoch runs the whole epoch with the GIL released. Network(spec: dict, params: list).
@@ -132,6 +210,7 @@ Use it through aerec.backends.cpp.Network.)doc")
            py::arg("spec"), py::arg("params"))
       .def_property_readonly("n_layers", [](PyNetwork& p) { return p.net.n_layers(); })
       .def_property_readonly("step", [](PyNetwork& p) { return p.net.step(); })
+      .def_property_readonly("beta", [](PyNetwork& p) { return p.net.beta(); })
       .def("get_params", [](PyNetwork& p) {
         Guard g(p);
         py::list out;
@@ -151,7 +230,7 @@ Use it through aerec.backends.cpp.Network.)doc")
         d["step"] = st;
         for (int t = 0; t < p.net.n_tensors(); ++t)
           for (int s = 0; s < p.net.n_state_slots(); ++s)
-            d[py::str(std::string(p.net.state_slot_name(s)) + "_" + tensor_name(t))] =
+            d[py::str(std::string(p.net.state_slot_name(s)) + "_" + tensor_name(p.net, t))] =
                 copy_out(p.net.state(s, t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1);
         return d;
       })
@@ -164,7 +243,7 @@ Use it through aerec.backends.cpp.Network.)doc")
         std::vector<std::pair<float*, py::array>> todo;
         for (int t = 0; t < net.n_tensors(); ++t)
           for (int s = 0; s < net.n_state_slots(); ++s) {
-            std::string key = std::string(net.state_slot_name(s)) + "_" + tensor_name(t);
+            std::string key = std::string(net.state_slot_name(s)) + "_" + tensor_name(net, t);
             if (!d.contains(key.c_str())) throw py::value_error("optimizer state lacks '" + key + "'");
             py::object o = d[key.c_str()];
             if (!py::isinstance<py::array>(o)) throw py::type_error(key + " must be a numpy.ndarray");
@@ -175,33 +254,38 @@ Use it through aerec.backends.cpp.Network.)doc")
         for (auto& [dst, a] : todo) std::memcpy(dst, a.data(), sizeof(float) * a.size());
         net.set_step(step);
       }, py::arg("state"))
-      .def("hidden", [](PyNetwork& p, const py::array& x, int layer, index_t batch_size) {
+      .def("hidden", [](PyNetwork& p, const py::object& x, int layer, index_t batch_size, const py::object& users) {
         Guard g(p);
         if (layer < 0 || layer >= p.net.n_layers())
           throw py::index_error("layer must be in [0, " + std::to_string(p.net.n_layers()) + "), got " + std::to_string(layer));
         check_bs(batch_size);
-        auto xv = bind::matrix_in(x, "x");
-        if (xv.cols != p.net.n_in())
-          throw py::value_error("x has " + std::to_string(xv.cols) + " columns, the network expects " + std::to_string(p.net.n_in()));
+        cpu::Batch b;
+        set_operand(x, "x", b.x, b.x_csr);
+        set_users(users, b);
+        if (b.x.cols != p.net.n_in())
+          throw py::value_error("x has " + std::to_string(b.x.cols) + " columns, the network expects " + std::to_string(p.net.n_in()));
         const index_t cols = p.net.spec().layer_sizes[layer + 1];
-        py::array_t<float> out({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(cols)});
-        MatrixView<float> ov{out.mutable_data(), xv.rows, cols, cols};
+        py::array_t<float> out({static_cast<py::ssize_t>(b.x.rows), static_cast<py::ssize_t>(cols)});
+        MatrixView<float> ov{out.mutable_data(), b.x.rows, cols, cols};
         {
           py::gil_scoped_release release;
-          p.net.hidden(xv, layer, ov, batch_size);
+          p.net.hidden(b, layer, ov, batch_size);
         }
         return out;
-      }, py::arg("x"), py::arg("layer"), py::arg("batch_size") = 4096)
-      .def("loss", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask, index_t batch_size) {
+      }, py::arg("x"), py::arg("layer"), py::arg("batch_size") = 4096, py::arg("users") = py::none())
+      .def("loss", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, index_t batch_size,
+                      const py::object& users) {
         Guard g(p);
         check_bs(batch_size);
-        cpu::Batch b = make_batch(x, y, mask);
+        cpu::Batch b = make_batch(x, y, mask, users);
         py::gil_scoped_release release;
         return p.net.loss(b, batch_size);
-      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("batch_size") = 4096)
-      .def("gradients", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask, bool training) {
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("batch_size") = 4096,
+         py::arg("users") = py::none())
+      .def("gradients", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, bool training,
+                           const py::object& users) {
         Guard g(p);
-        cpu::Batch b = make_batch(x, y, mask);
+        cpu::Batch b = make_batch(x, y, mask, users);
         double loss;
         {
           py::gil_scoped_release release;
@@ -211,23 +295,25 @@ Use it through aerec.backends.cpp.Network.)doc")
         for (int t = 0; t < p.net.n_tensors(); ++t)
           grads.append(copy_out(p.net.grad(t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
         return py::make_tuple(loss, grads);
-      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false)
-      .def("train_batch", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask) {
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false,
+         py::arg("users") = py::none())
+      .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
+                             const py::object& users) {
         Guard g(p);
-        cpu::Batch b = make_batch(x, y, mask);
+        cpu::Batch b = make_batch(x, y, mask, users);
         py::gil_scoped_release release;
         return p.net.train_batch(b);
-      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none())
-      .def("train_epoch", [](PyNetwork& p, const py::array& x, const py::array& y, const py::object& mask,
-                             index_t batch_size, bool shuffle, const py::int_& seed) {
+      }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("users") = py::none())
+      .def("train_epoch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
+                             index_t batch_size, bool shuffle, const py::int_& seed, const py::object& users) {
         Guard g(p);
         check_bs(batch_size);
-        cpu::Batch b = make_batch(x, y, mask);
+        cpu::Batch b = make_batch(x, y, mask, users);
         const std::uint64_t s = as_u64_mask(seed);
         py::gil_scoped_release release;
         return p.net.train_epoch(b, batch_size, shuffle, s);
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("batch_size") = 32,
-         py::arg("shuffle") = true, py::arg("seed") = 0);
+         py::arg("shuffle") = true, py::arg("seed") = 0, py::arg("users") = py::none());
 }
 
 bind::Registrar reg("network", &bind_network);

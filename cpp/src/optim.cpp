@@ -65,8 +65,8 @@ constexpr index_t kParallelMin = index_t(1) << 17;
 template <class F>
 void chunked(index_t n, F&& f) {
 #ifdef AEREC_OPENMP
-  int nt = resolve_threads(0);
-  if (n >= kParallelMin && nt > 1) {
+  const int nt = n >= kParallelMin ? resolve_threads(0) : 1;
+  if (nt > 1) {
     const index_t chunk = ((n + nt - 1) / nt + 15) / 16 * 16;
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < nt; ++t) {

@@ -9,11 +9,12 @@
 // 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
 // same offsets.
 //
-// Extension points (declared, not implemented yet): InputKind::csr (first layer as a gather-sum
-// SpMM with a row-sparse weight gradient), InputKind::embedding (CDAE per-user input vector),
-// LossKind::multinomial (log-softmax over all outputs), a Gaussian bottleneck (mu/logvar,
-// reparameterisation, KL * beta). The layer loop only touches the first layer's input through
-// `layer_input`, and the loss through `loss_rows`, so those cases slot in there.
+// Beyond the dense autoencoder: CSR input (Batch::x_csr), the multinomial loss, a Gaussian
+// variational bottleneck (NetworkSpec::variational) and the CDAE per-user input vector
+// (NetworkSpec::n_users, Batch::users). Not implemented yet: lazy (row-sparse) Adam for a CSR-fed
+// first layer and the user table (their updates are dense, as the dense semantics require). The
+// layer loop touches the input kind only in run_forward (layer 0) and the first layer's weight
+// gradient, and the loss only in loss_rows, so new input kinds / losses slot in there.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -25,8 +26,10 @@
 
 namespace aerec::cpu {
 
+// Input kind is per call (Batch: dense or CSR x, optional users); the enum is kept for specs.
 enum class InputKind : int { dense = 0 };
-enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2 };
+// multinomial: -sum_c y_c log_softmax(z)_c per row, mean over rows (Mult-DAE/VAE); identity output.
+enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3 };
 enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
 
 LossKind loss_from_name(const std::string& s);            // throws std::invalid_argument
@@ -45,14 +48,35 @@ struct NetworkSpec {
   bool nesterov = false;
   int encoder_depth = 1;
   std::uint64_t seed = 0;
+  // Gaussian variational bottleneck (Mult-VAE): weight layer encoder_depth-1 (identity activation)
+  // outputs [mu, logvar] (2 x layer_sizes[encoder_depth] units); the next layer reads
+  // z = mu + eps * exp(logvar / 2) in training (eps: rng::gaussian), z = mu in eval. The loss adds
+  // beta_t * mean over rows of 0.5 * sum_j (exp(logvar) - logvar + mu^2 - 1), with
+  // beta_t = min(beta, step / anneal_steps) when anneal_steps > 0, else beta.
+  bool variational = false;
+  double beta = 1.0;
+  std::int64_t anneal_steps = 0;
+  // Per-user input vector (CDAE): n_users > 0 adds U[user] (U: n_users x cols of layer 0) to the
+  // first layer's pre-activation; U is tensor 2L (after the layers) and counts as a weight for l2.
+  index_t n_users = 0;
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
-// A dense batch: x rows x n_in, y rows x n_out, mask (optional: data == nullptr) rows x n_out.
-// masked_mse with no mask uses mask = (y != 0).
+// A batch. x: rows x n_in, dense (x.data) or CSR (x_csr.indptr != nullptr; then x.data is null and
+// x.rows / x.cols still give the shape). y: rows x n_out, dense (y.data) or CSR (y_csr.indptr),
+// densified per minibatch. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with
+// no mask uses mask = (y != 0). A CSR x feeds the first layer as a gather-sum (z_r = b + sum over
+// the row's entries of v * W[col, :]) with a row-sparse weight gradient; dropout on it is the
+// dense stream evaluated at the stored entries, so results equal the dense input's.
 struct Batch {
   MatrixView<const float> x, y, mask;
+  CsrView<float> x_csr, y_csr;
+  // Internal (minibatches of a CSR x): batch row r is CSR row row_ids[r], else row0 + r.
+  const std::int64_t* row_ids = nullptr;
+  index_t row0 = 0;
+  // One user id per row of x (networks with n_users > 0, else null).
+  const std::int32_t* users = nullptr;
 };
 
 class Network {
@@ -64,10 +88,11 @@ class Network {
   index_t n_in() const { return spec_.layer_sizes.front(); }
   index_t n_out() const { return spec_.layer_sizes.back(); }
   std::int64_t step() const { return step_; }
+  double beta() const;  // KL weight at the current step (variational)
   void set_step(std::int64_t s);
 
-  // Parameter tensors W0, b0, W1, b1, ...; rows x cols (biases: 1 x n).
-  int n_tensors() const { return 2 * n_layers(); }
+  // Parameter tensors W0, b0, W1, b1, ... (then U with n_users); rows x cols (biases: 1 x n).
+  int n_tensors() const { return 2 * n_layers() + (spec_.n_users > 0 ? 1 : 0); }
   index_t tensor_rows(int t) const;
   index_t tensor_cols(int t) const;
   index_t tensor_size(int t) const { return tensor_rows(t) * tensor_cols(t); }
@@ -79,7 +104,7 @@ class Network {
   float* state(int slot, int t) { return state_[slot].data() + offset(t); }
 
   // Eval mode (no dropout). out: rows x sizes[layer + 1] (the activation output of `layer`).
-  void hidden(MatrixView<const float> x, int layer, MatrixView<float> out, index_t batch_size);
+  void hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size);
   // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2.
   double loss(const Batch& b, index_t batch_size);
   // Loss and gradients of the whole batch into grad(t), no step. training: dropout of stream step().
@@ -92,17 +117,27 @@ class Network {
 
  private:
   void check_batch(const Batch& b, bool need_y) const;
+  // Minibatch rows [r0, r0 + rows) of b (through `ids` when not null): dense rows are gathered
+  // (ids) or viewed, CSR x is addressed in place, CSR y is densified into yb_.
+  Batch minibatch(const Batch& b, index_t r0, index_t rows, const std::int64_t* ids);
+  void sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
+                          index_t ldc);
+  void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
+  void add_user_rows(const Batch& sb, index_t rows, float* c, index_t ldc) const;  // c[r] += U[user r]
   index_t offset(int t) const { return offsets_[t]; }
-  void reserve_rows(index_t rows);
-  void reserve_gather(index_t rows);
+  static float* grow(std::vector<float>& v, index_t n);  // capacity >= n, returns data()
   // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
   // logits: the output layer keeps z (bce). Records layer inputs for backward.
-  void run_forward(const float* x, index_t ldx, index_t rows, int last, bool training,
-                   bool logits, float* out, index_t ldo);
+  void run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits, float* out,
+                   index_t ldo);
   // Sum of the loss over rows and the divisor; writes dL/dz (for the mean over `rows`) when dz.
   double loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                    double* count) const;
   double l2_term() const;
+  // Variational layer: z from stats_ ([mu, logvar] rows x 2d) into (z, ldz); keeps exp(logvar),
+  // std and eps for backward and the KL term.
+  void reparameterise(index_t rows, index_t d, bool training, int layer, float* z, index_t ldz);
+  double kl_sum() const;  // sum over the rows of the last forward of KL(q || N(0, I))
   double loss_and_grads(const Batch& b, bool training);  // forward + loss + backward
   void apply_optimizer();
 
@@ -111,15 +146,20 @@ class Network {
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
   std::vector<std::vector<float>> state_;
-  // Workspaces, capacity cap_rows_ rows.
-  index_t cap_rows_ = 0, gather_rows_ = 0;
+  // Workspaces (grown on first use to the largest batch seen).
   std::vector<std::vector<float>> act_;       // act_[i] (i >= 1): output of layer i-1
   std::vector<std::vector<float>> dropped_;   // dropped_[i]: input of layer i after dropout
   std::vector<std::vector<float>> mult_;      // mult_[i]: its dropout multipliers
   std::vector<const float*> in_ptr_;          // input of layer i in the last forward
   std::vector<index_t> in_ld_;
-  std::vector<float> dz_, da_;                // backward ping-pong, cap_rows_ x max width
+  std::vector<char> drop_on_;                 // dropout applied to layer i in the last forward
+  std::vector<float> dz_, da_;                // backward ping-pong, rows x max width
+  mutable std::vector<double> partials_;      // loss partial sums per block of kLossBlockRows rows
+  static constexpr index_t kLossBlockRows = 32;
   std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
+  std::vector<float> stats_, vae_ev_, vae_std_, vae_eps_;  // variational layer
+  std::vector<std::int32_t> ub_;              // gathered user ids (shuffle)
+  index_t vae_rows_ = 0;
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> order_;
 };

@@ -10,6 +10,7 @@
 //       k = mix64(mix64(spec_seed ^ kShuffleStream) ^ s);  key_i = mix64(k + (i + 1) * kGolden)
 //       order = indices sorted by (key_i, i).
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 namespace aerec::cpu::rng {
@@ -32,6 +33,23 @@ constexpr std::uint64_t dropout_key(std::uint64_t seed, std::uint64_t step, std:
 
 constexpr std::uint64_t shuffle_key(std::uint64_t spec_seed, std::uint64_t seed) {
   return mix64(mix64(spec_seed ^ kShuffleStream) ^ seed);
+}
+
+constexpr std::uint64_t kNoiseStream = 0x3C6EF372FE94F82Bull;
+
+constexpr std::uint64_t noise_key(std::uint64_t seed, std::uint64_t step, std::uint64_t layer) {
+  return mix64(mix64(mix64(seed ^ kNoiseStream) ^ step) ^ layer);
+}
+
+// Standard normal for element e of the variational layer's (rows x d) noise (Box-Muller, float32):
+// u1 = ((mix64(key + (2e+1) G) >> 40) + 1) 2^-24 in (0, 1], u2 = (mix64(key + (2e+2) G) >> 40) 2^-24,
+// eps = sqrt(-2 log u1) * cos(2 pi u2).
+inline float gaussian(std::uint64_t key, std::uint64_t e) {
+  const std::uint64_t h1 = mix64(key + (2 * e + 1) * kGolden) >> 40;
+  const std::uint64_t h2 = mix64(key + (2 * e + 2) * kGolden) >> 40;
+  const float u1 = (static_cast<float>(h1) + 1.f) * 0x1p-24f;
+  const float u2 = static_cast<float>(h2) * 0x1p-24f;
+  return std::sqrt(-2.f * std::log(u1)) * std::cos(6.28318530717958647692f * u2);
 }
 
 }  // namespace aerec::cpu::rng

@@ -17,6 +17,26 @@ def unavailable_reason():
 
 import numpy as _np
 
+def _operand(a, name):
+    """scipy.sparse input -> _core.CsrMatrix (indptr int64, indices int32: one explicit conversion);
+    anything else goes to C++ as is (which rejects a wrong dtype with TypeError)."""
+    if not type(a).__module__.startswith("scipy.sparse"):  # no scipy import for dense use
+        return a
+    import scipy.sparse as sp
+    if not sp.issparse(a):
+        return a
+    if a.dtype != _np.float32:
+        raise TypeError(f"{name} must have dtype float32, got {a.dtype}; convert it with x.astype(np.float32)")
+    a = a.tocsr()
+    return _core.CsrMatrix(_np.ascontiguousarray(a.indptr, dtype=_np.int64),
+                           _np.ascontiguousarray(a.indices, dtype=_np.int32),
+                           _np.ascontiguousarray(a.data), a.shape[0], a.shape[1])
+
+
+def _operands(x, y):
+    xo = _operand(x, "x")
+    return xo, (xo if y is x else _operand(y, "y"))
+
 
 def _as_f32(a):
     """Parameters / optimizer state may arrive in any float dtype: one explicit conversion here."""
@@ -28,7 +48,9 @@ class Network:
 
     Same interface and numbers (to float32 rounding) as ``aerec.backends.numpy_.Network``; the
     random streams (dropout, shuffle) are identical. x, y, mask must be 2-D float32 with a
-    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape).
+    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape); x and y may
+    also be scipy.sparse float32 matrices (CSR rows: the first layer is a gather-sum, y is
+    densified per minibatch).
     ``train_epoch`` runs the whole epoch in C++ with the GIL released.
     """
 
@@ -43,6 +65,11 @@ class Network:
     def step(self):
         return self._net.step
 
+    @property
+    def beta(self):
+        """KL weight at the current step (variational bottleneck)."""
+        return self._net.beta
+
     def get_params(self):
         return self._net.get_params()
 
@@ -56,25 +83,25 @@ class Network:
         d = {k: (v if k == "step" else _as_f32(v)) for k, v in dict(state).items()}
         self._net.set_optimizer_state(d)
 
-    def forward(self, x, batch_size=4096):
-        return self._net.hidden(x, self.n_layers - 1, batch_size)
+    def forward(self, x, batch_size=4096, users=None):
+        return self._net.hidden(_operand(x, "x"), self.n_layers - 1, batch_size, users)
 
-    def hidden(self, x, layer, batch_size=4096):
+    def hidden(self, x, layer, batch_size=4096, users=None):
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
-        return self._net.hidden(x, int(layer), batch_size)
+        return self._net.hidden(_operand(x, "x"), int(layer), batch_size, users)
 
-    def loss(self, x, y, mask=None, batch_size=4096):
-        return self._net.loss(x, y, mask, batch_size)
+    def loss(self, x, y, mask=None, batch_size=4096, users=None):
+        return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False):
-        return self._net.gradients(x, y, mask, bool(training))
+    def gradients(self, x, y, mask=None, training=False, users=None):
+        return self._net.gradients(*_operands(x, y), mask, bool(training), users)
 
-    def train_batch(self, x, y, mask=None):
-        return self._net.train_batch(x, y, mask)
+    def train_batch(self, x, y, mask=None, users=None):
+        return self._net.train_batch(*_operands(x, y), mask, users)
 
-    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
-        return self._net.train_epoch(x, y, mask, batch_size, bool(shuffle), int(seed))
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None):
+        return self._net.train_epoch(*_operands(x, y), mask, batch_size, bool(shuffle), int(seed), users)
 
 
 # --- GEMM with fused bias + activation ------------------------------------------------------------

@@ -66,6 +66,22 @@ def dropout_multiplier(seed: int, step: int, layer: int, rows: int, cols: int, p
     return _np.where(u >= p32, scale, _np.float32(0.0)).astype(_np.float32).reshape(rows, cols)
 
 
+_NOISE_STREAM = 0x3C6EF372FE94F82B
+
+
+def gaussian_noise(seed: int, step: int, layer: int, rows: int, cols: int):
+    """(rows, cols) float32 standard normals of the variational bottleneck (Box-Muller):
+    key = mix64(mix64(mix64(seed ^ NOISE_STREAM) ^ step) ^ layer); for element e = r * cols + c,
+    h1 = mix64(key + (2e + 1) G), h2 = mix64(key + (2e + 2) G), u1 = ((h1 >> 40) + 1) 2^-24 in (0, 1],
+    u2 = (h2 >> 40) 2^-24, eps = sqrt(-2 log u1) * cos(2 pi u2), all in float32."""
+    key = _mix64_int(_mix64_int(_mix64_int((seed & _M64) ^ _NOISE_STREAM) ^ (step & _M64)) ^ (layer & _M64))
+    h = _stream_values(key, 2 * rows * cols) >> _np.uint64(40)
+    u1 = (h[0::2].astype(_np.float32) + _np.float32(1)) * _np.float32(2.0 ** -24)
+    u2 = h[1::2].astype(_np.float32) * _np.float32(2.0 ** -24)
+    eps = _np.sqrt(_np.float32(-2) * _np.log(u1)) * _np.cos(_np.float32(2 * _np.pi) * u2)
+    return eps.astype(_np.float32).reshape(rows, cols)
+
+
 def shuffle_permutation(spec_seed: int, seed: int, n: int):
     """The row order train_epoch(shuffle=True, seed=seed) visits (int64, length n)."""
     k = _mix64_int(_mix64_int((spec_seed & _M64) ^ _SHUFFLE_STREAM) ^ (seed & _M64))
@@ -110,11 +126,37 @@ def _activation_grad(name, y):
     raise ValueError(f"unknown activation {name!r}")
 
 
+# Losses the Network implements: spec.LOSSES plus 'multinomial' (-sum_c y_c log_softmax(z)_c per
+# row, mean over rows; identity output), ready for Mult-DAE/VAE once spec.py lists it.
+_NETWORK_LOSSES = ("mse", "bce", "masked_mse", "multinomial")
+
 _SELU_ALPHA = 1.6732632423543772
 _SELU_SCALE = 1.0507009873554805
 
 
+def _issparse(a):
+    if not type(a).__module__.startswith("scipy.sparse"):  # no scipy import for dense use
+        return False
+    import scipy.sparse as sp
+    return sp.issparse(a)
+
+
+def _dense_rows(a, rows, dtype):
+    """Rows `rows` (slice or index array) of a dense or scipy.sparse matrix, as a dense array."""
+    if _issparse(a):
+        return _np.asarray(a.tocsr()[rows].toarray(), dtype=dtype)
+    return a[rows]
+
+
 def _check_matrix(a, name, cols, dtype, rows=None):
+    if _issparse(a):
+        if a.dtype != dtype:
+            raise TypeError(f"{name} must have dtype {_np.dtype(dtype).name}, got {a.dtype}")
+        if a.shape[1] != cols:
+            raise ValueError(f"{name} has {a.shape[1]} columns, the network expects {cols}")
+        if rows is not None and a.shape[0] != rows:
+            raise ValueError(f"{name} has {a.shape[0]} rows, expected {rows} (as x)")
+        return
     if not isinstance(a, _np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
     if a.dtype != dtype:
@@ -151,6 +193,8 @@ class Network:
 
     Every method here is the oracle the compiled backends are tested against; see the module
     comment above for the random streams (dropout, shuffle), and ``aerec.models.spec`` for the maths.
+    x and y may be scipy.sparse matrices (of this dtype); each minibatch is densified, which defines
+    the sparse semantics (identical to the dense input's) that the C++ CSR path reproduces.
     """
 
     def __init__(self, spec, params, dtype=_np.float32):
@@ -165,10 +209,39 @@ class Network:
         if len(self._acts) != self.n_layers or len(self._drop) != self.n_layers:
             raise ValueError("spec activations/dropout do not match layer_sizes; build it with make_spec")
         self._loss = self.spec["loss"]
+        if self._loss not in _NETWORK_LOSSES:
+            raise ValueError(f"unknown loss {self._loss!r}; use one of {', '.join(_NETWORK_LOSSES)}")
+        if self._loss == "bce" and self._acts[-1] != "sigmoid":
+            raise ValueError("loss 'bce' needs a sigmoid output layer")
+        if self._loss == "multinomial" and self._acts[-1] != "identity":
+            raise ValueError("loss 'multinomial' needs an identity output layer (it is computed from the logits)")
         self._opt = self.spec["optimizer"]
+        if self._opt not in ("adam", "adamw", "sgd"):
+            raise ValueError(f"unknown optimizer {self._opt!r}; use one of adam, adamw, sgd")
+        # Gaussian variational bottleneck (Mult-VAE): spec keys variational / beta / anneal_steps
+        # (optional; absent = plain autoencoder). Layer encoder_depth-1 then outputs [mu, logvar]
+        # (2 x layer_sizes[encoder_depth] units, identity activation) and the next layer reads
+        # z = mu + eps * exp(logvar / 2) in training, z = mu in eval.
+        self._vae = bool(self.spec.get("variational", False))
+        self._vl = int(self.spec.get("encoder_depth", 1)) - 1
+        self._beta_cap = float(self.spec.get("beta", 1.0))
+        self._anneal = int(self.spec.get("anneal_steps", 0))
+        if self._vae:
+            if not 0 <= self._vl < self.n_layers - 1:
+                raise ValueError("a variational bottleneck needs 1 <= encoder_depth < number of weight layers")
+            if self._acts[self._vl] != "identity":
+                raise ValueError("the variational bottleneck layer (encoder_depth-1) must have identity activation")
+            if self._beta_cap < 0 or self._anneal < 0:
+                raise ValueError("beta and anneal_steps must be >= 0")
+        # Per-user input vector (CDAE): spec key n_users (optional, 0 = none). Adds U[user] to the
+        # first layer's pre-activation; U (n_users, layer_sizes[1]) is the last tensor of params and
+        # counts as a weight for l2. Every method then takes users= (int32, one id per row of x).
+        self._n_users = int(self.spec.get("n_users", 0))
+        if self._n_users < 0:
+            raise ValueError("n_users must be >= 0")
         self._seed = int(self.spec["seed"]) & _M64
         self.step = 0
-        self._params = [None] * (2 * self.n_layers)
+        self._params = [None] * len(self._shapes())
         self.set_params(params)
         self._state = self._zero_state()
 
@@ -176,12 +249,22 @@ class Network:
     def _shapes(self):
         out = []
         for i in range(self.n_layers):
-            out += [(self._sizes[i], self._sizes[i + 1]), (self._sizes[i + 1],)]
+            n = self._sizes[i + 1] * (2 if self._vae and i == self._vl else 1)
+            out += [(self._sizes[i], n), (n,)]
+        if self._n_users:
+            out.append((self._n_users, out[1][0]))
         return out
 
-    @staticmethod
-    def _tensor_names(n_layers):
-        return [f"{k}{i}" for i in range(n_layers) for k in ("W", "b")]
+    @property
+    def beta(self):
+        """KL weight at the current step: min(beta, step / anneal_steps) when annealing, else beta."""
+        if self._anneal > 0:
+            return min(self._beta_cap, self.step / self._anneal)
+        return self._beta_cap
+
+    def _tensor_names(self, n_layers):
+        names = [f"{k}{i}" for i in range(n_layers) for k in ("W", "b")]
+        return names + (["U"] if self._n_users else [])
 
     def get_params(self):
         return [p.copy() for p in self._params]
@@ -190,7 +273,8 @@ class Network:
         params = list(params)
         shapes = self._shapes()
         if len(params) != len(shapes):
-            raise ValueError(f"expected {len(shapes)} parameter arrays [W0, b0, W1, b1, ...], got {len(params)}")
+            raise ValueError(f"expected {len(shapes)} parameter arrays [W0, b0, W1, b1, ...{', U' if self._n_users else ''}], "
+                             f"got {len(params)}")
         new = []
         for name, p, shape in zip(self._tensor_names(self.n_layers), params, shapes):
             p = _np.asarray(p)
@@ -235,6 +319,21 @@ class Network:
         self.step = step
 
     # ---- forward / loss / backward ----------------------------------------------------------
+    def _check_users(self, users, n):
+        if not self._n_users:
+            if users is not None:
+                raise ValueError("users= is only used by a network with n_users > 0 (CDAE)")
+            return None
+        if users is None:
+            raise ValueError("this network has a per-user input vector: pass users= (int32, one id per row)")
+        if not isinstance(users, _np.ndarray) or users.dtype != _np.int32:
+            raise TypeError("users must be a numpy int32 array")
+        if users.ndim != 1 or users.shape[0] != n:
+            raise ValueError(f"users must be 1-D with one id per row of x ({n}), got shape {users.shape}")
+        if n and (users.min() < 0 or users.max() >= self._n_users):
+            raise IndexError(f"user ids must be in [0, {self._n_users})")
+        return users
+
     def _check_xy(self, x, y=None, mask=None):
         _check_matrix(x, "x", self._sizes[0], self.dtype)
         if y is not None:
@@ -244,11 +343,12 @@ class Network:
                 raise ValueError(f"mask is only used by loss='masked_mse' (this network uses {self._loss!r})")
             _check_matrix(mask, "mask", self._sizes[-1], self.dtype, rows=x.shape[0])
 
-    def _forward(self, x, training, last_layer=None, logits=False):
+    def _forward(self, x, training, last_layer=None, logits=False, users=None):
         """Run layers 0..last_layer. Returns (inputs, outputs, multipliers) per layer; the output
         of the final layer is the logits when `logits` (bce), else act(z)."""
         last = self.n_layers - 1 if last_layer is None else last_layer
         inputs, outputs, mults = [], [], []
+        self._vae_cache = None
         h = x
         for i in range(last + 1):
             W, b = self._params[2 * i], self._params[2 * i + 1]
@@ -259,7 +359,22 @@ class Network:
             else:
                 m, a = None, h
             z = a @ W + b
-            h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
+            if i == 0 and users is not None:
+                z = z + self._params[-1][users]
+            if self._vae and i == self._vl:
+                d = self._sizes[i + 1]
+                mu, lv = z[:, :d], z[:, d:]
+                ev = _np.exp(lv)
+                std = _np.exp(lv * self.dtype.type(0.5))
+                if training:
+                    eps = gaussian_noise(self._seed, self.step, i, z.shape[0], d).astype(self.dtype)
+                    h = mu + eps * std
+                else:
+                    eps = _np.zeros_like(mu)
+                    h = mu
+                self._vae_cache = (mu, lv, ev, std, eps)
+            else:
+                h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
             inputs.append(a)
             outputs.append(h)
             mults.append(m)
@@ -272,10 +387,28 @@ class Network:
         rows, cols = out.shape
         if self._loss == "bce":
             count = rows * cols
-            with _np.errstate(over="ignore"):
-                sp = _np.maximum(out, t(0)) + _np.log1p(_np.exp(-_np.abs(out)))
+            # softplus(z) - y z and sigmoid(z) - y from one e = exp(-|z|) (as the C++ core)
+            e = _np.exp(-_np.abs(out))
+            sp = _np.maximum(out, t(0)) + _np.log1p(e)
             s = float((sp - y * out).sum(dtype=_np.float64))
-            dz = (_activate("sigmoid", out) - y) * t(1.0 / count) if want_grad else None
+            dz = None
+            if want_grad:
+                inv = t(1) / (t(1) + e)
+                dz = (_np.where(out >= 0, inv, e * inv) - y) * t(1.0 / count)
+            return s, count, dz
+        if self._loss == "multinomial":
+            # -sum_c y_c log_softmax(z)_c per row = ysum * lse - sum_c y_c z_c (as the C++ core)
+            count = rows
+            mx = out.max(axis=1, keepdims=True)
+            e = _np.exp(out - mx)
+            se = e.sum(axis=1, dtype=_np.float64, keepdims=True)
+            ysum = y.sum(axis=1, dtype=_np.float64, keepdims=True)
+            yz = (y * out).sum(axis=1, dtype=_np.float64)
+            lse = mx.astype(_np.float64) + _np.log(se)
+            s = float((ysum[:, 0] * lse[:, 0] - yz).sum())
+            dz = None
+            if want_grad:
+                dz = ((e * (1.0 / se).astype(self.dtype)) * ysum.astype(self.dtype) - y) * t(1.0 / count)
             return s, count, dz
         if self._loss == "mse":
             count = rows * cols
@@ -297,14 +430,31 @@ class Network:
         s = sum(float((W * W).sum(dtype=_np.float64)) for W in self._params[0::2])
         return 0.5 * l2 * s
 
-    def _batch_loss_grads(self, x, y, mask, training):
-        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce")
+    def _kl_sum(self):
+        """Sum over rows of KL(q(z|x) || N(0, I)) = 0.5 * sum_j (exp(lv) - lv + mu^2 - 1)."""
+        if self._vae_cache is None:
+            return 0.0
+        mu, lv, ev, _, _ = self._vae_cache
+        t = self.dtype.type
+        return float((t(0.5) * (((ev - lv) + mu * mu) - t(1))).sum(dtype=_np.float64))
+
+    def _batch_loss_grads(self, x, y, mask, training, users=None):
+        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce", users=users)
         s, count, dz = self._loss_sum(outputs[-1], y, mask, True)
+        rows = x.shape[0]
+        beta = self.beta
         loss = s / count + self._l2_term()
+        if self._vae:
+            loss += beta * self._kl_sum() / rows
         t = self.dtype.type
         l2 = t(self.spec["l2"])
-        grads = [None] * (2 * self.n_layers)
+        grads = [None] * len(self._params)
         for i in range(self.n_layers - 1, -1, -1):
+            if i == 0 and users is not None:
+                U = self._params[-1]
+                dU = _np.zeros_like(U)
+                _np.add.at(dU, users, dz)
+                grads[-1] = dU + l2 * U if self.spec["l2"] > 0 else dU
             W = self._params[2 * i]
             dW = inputs[i].T @ dz
             if self.spec["l2"] > 0:
@@ -315,14 +465,22 @@ class Network:
                 da = dz @ W.T
                 if mults[i] is not None:
                     da = da * mults[i]
-                dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
+                if self._vae and i - 1 == self._vl:
+                    # through z = mu + eps * std, plus beta * KL / rows
+                    mu, lv, ev, std, eps = self._vae_cache
+                    cb = t(beta / rows)
+                    dmu = da + cb * mu
+                    dlv = (da * eps) * (t(0.5) * std) + (cb * t(0.5)) * (ev - t(1))
+                    dz = _np.concatenate([dmu, dlv], axis=1)
+                else:
+                    dz = da * _activation_grad(self._acts[i - 1], outputs[i - 1])
         return loss, grads
 
-    def forward(self, x, batch_size=4096):
+    def forward(self, x, batch_size=4096, users=None):
         """Reconstruction (n, n_out) in eval mode (no dropout)."""
-        return self.hidden(x, self.n_layers - 1, batch_size)
+        return self.hidden(x, self.n_layers - 1, batch_size, users=users)
 
-    def hidden(self, x, layer, batch_size=4096):
+    def hidden(self, x, layer, batch_size=4096, users=None):
         """Output of weight layer `layer` (0-based), eval mode; (n, layer_sizes[layer+1])."""
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
@@ -330,32 +488,45 @@ class Network:
             raise IndexError(f"layer must be in [0, {self.n_layers}), got {layer}")
         bs = _check_batch_size(batch_size)
         self._check_xy(x)
-        out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)
+        users = self._check_users(users, x.shape[0])
+        out = _np.empty((x.shape[0], self._sizes[layer + 1]), dtype=self.dtype)  # the bottleneck: mu
         for s in range(0, x.shape[0], bs):
-            out[s:s + bs] = self._forward(x[s:s + bs], False, last_layer=layer)[1][-1]
+            xb = _dense_rows(x, slice(s, s + bs), self.dtype)
+            ub = None if users is None else users[s:s + bs]
+            out[s:s + bs] = self._forward(xb, False, last_layer=layer, users=ub)[1][-1]
         return out
 
-    def loss(self, x, y, mask=None, batch_size=4096):
+    def loss(self, x, y, mask=None, batch_size=4096, users=None):
         """Eval-mode loss over all rows (mean as in aerec.models.spec, + the l2 term)."""
         bs = _check_batch_size(batch_size)
         self._check_xy(x, y, mask)
+        users = self._check_users(users, x.shape[0])
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
-        total, count = 0.0, 0
+        total, count, kl = 0.0, 0, 0.0
         for s in range(0, x.shape[0], bs):
-            out = self._forward(x[s:s + bs], False, logits=self._loss == "bce")[1][-1]
-            ls, c, _ = self._loss_sum(out, y[s:s + bs], None if mask is None else mask[s:s + bs], False)
+            sl = slice(s, s + bs)
+            out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce",
+                                users=None if users is None else users[sl])[1][-1]
+            ls, c, _ = self._loss_sum(out, _dense_rows(y, sl, self.dtype), None if mask is None else mask[sl], False)
             total += ls
             count += c
-        return total / count + self._l2_term()
+            kl += self._kl_sum()
+        loss = total / count + self._l2_term()
+        if self._vae:
+            loss += self.beta * kl / x.shape[0]
+        return loss
 
-    def gradients(self, x, y, mask=None, training=False):
+    def gradients(self, x, y, mask=None, training=False, users=None):
         """(loss, [dW0, db0, ...]) on the batch (x, y) without stepping. training=True applies the
         dropout of the current step's stream (what train_batch would use)."""
         self._check_xy(x, y, mask)
         if x.shape[0] == 0:
             raise ValueError("x has no rows")
-        return self._batch_loss_grads(x, y, mask, bool(training))
+        users = self._check_users(users, x.shape[0])
+        sl = slice(None)
+        return self._batch_loss_grads(_dense_rows(x, sl, self.dtype), _dense_rows(y, sl, self.dtype), mask,
+                                      bool(training), users)
 
     # ---- training -----------------------------------------------------------------------------
     def _apply(self, grads):
@@ -396,16 +567,13 @@ class Network:
                 w -= lr * g
         self.step = step
 
-    def train_batch(self, x, y, mask=None):
+    def train_batch(self, x, y, mask=None, users=None):
         """One optimizer step on the batch (training mode). Returns the batch loss before the step."""
-        self._check_xy(x, y, mask)
-        if x.shape[0] == 0:
-            raise ValueError("x has no rows")
-        loss, grads = self._batch_loss_grads(x, y, mask, True)
+        loss, grads = self.gradients(x, y, mask, training=True, users=users)
         self._apply(grads)
         return loss
 
-    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0):
+    def train_epoch(self, x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None):
         """One pass over the rows in minibatches of batch_size (the last one partial), in the order
         shuffle_permutation(spec seed, seed, n) when shuffle. Returns the row-weighted mean loss."""
         bs = _check_batch_size(batch_size)
@@ -413,16 +581,15 @@ class Network:
         n = x.shape[0]
         if n == 0:
             raise ValueError("x has no rows")
+        users = self._check_users(users, n)
         order = shuffle_permutation(self._seed, int(seed), n) if shuffle else None
         total = 0.0
         for s in range(0, n, bs):
-            if order is None:
-                sl = slice(s, s + bs)
-                xb, yb, mb = x[sl], y[sl], None if mask is None else mask[sl]
-            else:
-                idx = order[s:s + bs]
-                xb, yb, mb = x[idx], y[idx], None if mask is None else mask[idx]
-            total += self.train_batch(xb, yb, mb) * xb.shape[0]
+            rows = slice(s, s + bs) if order is None else order[s:s + bs]
+            xb, yb = _dense_rows(x, rows, self.dtype), _dense_rows(y, rows, self.dtype)
+            mb = None if mask is None else mask[rows]
+            ub = None if users is None else users[rows]
+            total += self.train_batch(xb, yb, mb, ub) * xb.shape[0]
         return total / n
 
 
