@@ -37,41 +37,39 @@ TopkKernels topk_kernels() {
 }
 
 namespace topk_detail {
-struct Entry {
+// A candidate is one 64-bit key: order-preserving score bits above, (2^32 - 1 - id) below, so
+// "better" (higher score, then lower id) is plain unsigned >, and selection is branch-light.
+using Entry = std::uint64_t;
+inline Entry make_entry(float s, std::int32_t id) {
+  s += 0.0f;  // -0 -> +0: equal scores must tie whatever their sign
+  std::uint32_t u;
+  std::memcpy(&u, &s, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
+}
+inline float entry_score(Entry e) {
+  std::uint32_t u = static_cast<std::uint32_t>(e >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
   float s;
-  std::int32_t id;
-};
-// a ranks strictly below b: lower score, or the same score and a higher id.
-inline bool worse(const Entry& a, const Entry& b) {
-  return a.s < b.s || (a.s == b.s && a.id > b.id);
+  std::memcpy(&s, &u, 4);
+  return s;
 }
-inline bool better(const Entry& a, const Entry& b) { return worse(b, a); }
+inline std::int32_t entry_id(Entry e) {
+  return static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(e));
+}
 
-// Bounded heap whose root is the worst kept entry.
-inline void heap_push(Entry* h, index_t& n, index_t cap, Entry x) {
-  if (n < cap) {
-    index_t i = n++;
-    while (i > 0) {
-      const index_t p = (i - 1) / 2;
-      if (!worse(x, h[p])) break;
-      h[i] = h[p];
-      i = p;
-    }
-    h[i] = x;
-    return;
-  }
-  if (!worse(h[0], x)) return;
-  index_t i = 0;
-  for (;;) {
-    index_t c = 2 * i + 1;
-    if (c >= n) break;
-    if (c + 1 < n && worse(h[c + 1], h[c])) ++c;
-    if (!worse(h[c], x)) break;
-    h[i] = h[c];
-    i = c;
-  }
-  h[i] = x;
+// Candidate buffer of one query: survivors of the threshold filter are appended; when it is full
+// it is cut back to the best kc (nth_element, O(cap)) and the kc-th score becomes the new
+// threshold. Amortised O(1) per survivor, against O(log kc) for a heap.
+struct BetterCmp {
+  bool operator()(Entry a, Entry b) const { return a > b; }
+};
+inline float compact(Entry* h, index_t& n, index_t kc) {
+  std::nth_element(h, h + (kc - 1), h + n, BetterCmp{});
+  n = kc;
+  return entry_score(h[kc - 1]);
 }
+inline index_t buffer_cap(index_t kc) { return kc + std::max<index_t>(kc, 16); }
 
 std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
   std::uint32_t u;
@@ -94,7 +92,7 @@ struct TopkIndex::Work {
   std::vector<Entry> heap;
   std::vector<index_t> hn;
   std::vector<std::int32_t> ex;
-  std::vector<index_t> exoff;
+  std::vector<index_t> exoff, excur;
   std::vector<char> active;
   std::vector<Entry> cand;
   alignas(64) float tile[topk_detail::kMaxMr * kPanel];
@@ -147,6 +145,8 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](std::int32_t a, std::int32_t b) { return norm[a] > norm[b]; });
+    slot_of_.resize(static_cast<std::size_t>(n));
+    for (index_t s = 0; s < n; ++s) slot_of_[order[s]] = static_cast<std::int32_t>(s);
   }
   perm_.assign(static_cast<std::size_t>(slots), -1);
   pbias_.assign(static_cast<std::size_t>(slots), 0.0f);
@@ -241,7 +241,7 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
 std::size_t TopkIndex::memory_usage() const {
   auto sz = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
   return sizeof(*this) + sz(packed_) + sz(bf16_) + sz(i8_) + sz(iscale_) + sz(icorr_) +
-         sz(rows_) + sz(pbias_) + sz(bias_) + sz(perm_) + sz(pnorm_) + sz(pbmax_) + sz(sbmax_);
+         sz(rows_) + sz(pbias_) + sz(bias_) + sz(perm_) + sz(slot_of_) + sz(pnorm_) + sz(pbmax_) + sz(sbmax_);
 }
 
 void TopkIndex::export_items(float* out) const {
@@ -261,7 +261,7 @@ void TopkIndex::export_bias(float* out) const {
 }
 
 // Scores rows [q0, q0 + nrows) of Q against panels jr0, jr0 + jstep, ... and leaves each
-// row's best kc candidates in w.heap (row r: w.heap[r*kc ..], w.hn[r] entries).
+// row's candidates in w.heap (row r: w.heap[r*cap ..], w.hn[r] entries, a superset of its best kc).
 void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                            const CsrView<float>* exclude, index_t kc, index_t jr0,
                            index_t jstep, int mr) const {
@@ -317,7 +317,8 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   }
   w.thr.assign(static_cast<std::size_t>(rows_pad), kInf);
   std::fill(w.thr.begin(), w.thr.begin() + nrows, -kInf);
-  w.heap.resize(static_cast<std::size_t>(nrows * kc));
+  const index_t cap = topk_detail::buffer_cap(kc);
+  w.heap.resize(static_cast<std::size_t>(nrows * cap));
   w.hn.assign(static_cast<std::size_t>(nrows), 0);
   w.active.assign(static_cast<std::size_t>(nqp), 1);
 
@@ -328,12 +329,19 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
     for (int r = 0; r < nrows; ++r) {
       const std::int64_t a = exclude->indptr[q0 + r], b = exclude->indptr[q0 + r + 1];
       const std::size_t start = w.ex.size();
-      w.ex.insert(w.ex.end(), exclude->indices + a, exclude->indices + b);
+      // Stored as packed slot numbers (pruning permutes the items), sorted, so each row walks
+      // its list with a cursor as the panels go by.
+      if (slot_of_.empty()) {
+        w.ex.insert(w.ex.end(), exclude->indices + a, exclude->indices + b);
+      } else {
+        for (std::int64_t t = a; t < b; ++t) w.ex.push_back(slot_of_[exclude->indices[t]]);
+      }
       std::sort(w.ex.begin() + start, w.ex.end());
       w.ex.erase(std::unique(w.ex.begin() + start, w.ex.end()), w.ex.end());
       w.exoff[r + 1] = static_cast<index_t>(w.ex.size());
     }
   }
+  w.excur.assign(w.exoff.begin(), w.exoff.end() - 1);
 
   const float slack_rel = static_cast<float>(d + 4) * 1.2e-7f;
   for (index_t jr = jr0; jr < panels_; jr += jstep) {
@@ -379,20 +387,26 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
         std::uint32_t m = w.mask[i];
         const index_t r = qpi * mr + i;
         if (m == 0 || r >= nrows) continue;
-        Entry* h = w.heap.data() + r * kc;
+        Entry* h = w.heap.data() + r * cap;
         index_t& hn = w.hn[r];
-        const std::int32_t* exb = w.ex.data() + w.exoff[r];
-        const std::int32_t* exe = w.ex.data() + w.exoff[r + 1];
+        {
+          // Excluded slots of this panel (ascending panels per row, so a cursor suffices).
+          index_t& cur = w.excur[r];
+          const index_t end = w.exoff[r + 1];
+          const std::int32_t lo = static_cast<std::int32_t>(jr * kPanel);
+          while (cur < end && w.ex[cur] < lo) ++cur;
+          for (index_t c = cur; c < end && w.ex[c] < lo + kPanel; ++c) m &= ~(1u << (w.ex[c] - lo));
+        }
         const float* t = w.tile + i * kPanel;
         while (m != 0) {
           const int b = __builtin_ctz(m);
           m &= m - 1;
           const std::int32_t id = perm_[jr * kPanel + b];
           if (id < 0) continue;
-          if (exb != exe && std::binary_search(exb, exe, id)) continue;
-          topk_detail::heap_push(h, hn, kc, Entry{t[b], id});
+          if (t[b] < thr[i]) continue;  // the threshold may have risen within this tile
+          h[hn++] = topk_detail::make_entry(t[b], id);
+          if (hn == cap) thr[i] = topk_detail::compact(h, hn, kc);
         }
-        thr[i] = hn < kc ? -kInf : h[0].s;
       }
     }
     if (!any) break;
@@ -402,19 +416,24 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
 namespace {
 // Sorts candidates (re-scoring them first on the compressed paths) and writes one result row.
 void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const float* bias,
-                index_t d, bool rescore, const TopkKernels& kern, index_t kk, std::int32_t* ids,
-                float* scores) {
+                index_t d, bool rescore, const TopkKernels& kern, index_t kc, index_t kk,
+                std::int32_t* ids, float* scores) {
   if (rescore) {
+    if (static_cast<index_t>(c.size()) > kc) {
+      std::nth_element(c.begin(), c.begin() + (kc - 1), c.end(), topk_detail::BetterCmp{});
+      c.resize(static_cast<std::size_t>(kc));
+    }
     for (auto& e : c) {
-      const float* x = rows + static_cast<index_t>(e.id) * d;
-      e.s = kern.dot(q, x, d) + (bias != nullptr ? bias[e.id] : 0.0f);
+      const std::int32_t id = topk_detail::entry_id(e);
+      const float* x = rows + static_cast<index_t>(id) * d;
+      e = topk_detail::make_entry(kern.dot(q, x, d) + (bias != nullptr ? bias[id] : 0.0f), id);
     }
   }
   const index_t nv = std::min<index_t>(kk, static_cast<index_t>(c.size()));
-  std::partial_sort(c.begin(), c.begin() + nv, c.end(), topk_detail::better);
+  std::partial_sort(c.begin(), c.begin() + nv, c.end(), topk_detail::BetterCmp{});
   for (index_t j = 0; j < nv; ++j) {
-    ids[j] = c[j].id;
-    scores[j] = c[j].s;
+    ids[j] = topk_detail::entry_id(c[j]);
+    scores[j] = topk_detail::entry_score(c[j]);
   }
   for (index_t j = nv; j < kk; ++j) {
     ids[j] = -1;
@@ -451,6 +470,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   const index_t nqp = (m + mr - 1) / mr;
   const float* rows = compressed ? rows_.data() : nullptr;
   const float* bias = has_bias_ ? bias_.data() : nullptr;
+  const index_t cap = topk_detail::buffer_cap(kc);
   ExceptionSlot slot;
 
   if (T > 1 && nqp < 2 * T && panels_ >= 2) {
@@ -476,8 +496,8 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
           std::vector<Entry>& c = w[t].cand;
           c.clear();
           for (int u = 0; u < Te; ++u)
-            c.insert(c.end(), w[u].heap.begin() + r * kc, w[u].heap.begin() + r * kc + w[u].hn[r]);
-          finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kk,
+            c.insert(c.end(), w[u].heap.begin() + r * cap, w[u].heap.begin() + r * cap + w[u].hn[r]);
+          finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kc, kk,
                      ids + r * kk, scores + r * kk);
         });
       }
@@ -492,7 +512,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
                                     : d_ * 4;
   const index_t l2cap = std::max<index_t>(1, (512 * 1024) / qbytes / mr) * mr;
   const index_t heapcap =
-      std::max<index_t>(1, (8 * 1024 * 1024) / (kc * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
+      std::max<index_t>(1, (8 * 1024 * 1024) / (cap * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
   const index_t per_thread = ((m + T - 1) / T + mr - 1) / mr * mr;
   const index_t MC = std::max<index_t>(mr, std::min({l2cap, heapcap, per_thread}));
   const index_t nblocks = (m + MC - 1) / MC;
@@ -506,10 +526,10 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
         const int nrows = static_cast<int>(std::min(MC, m - q0));
         scan_block(w, queries.data, queries.stride, q0, nrows, exclude, kc, 0, 1, mr);
         for (int r = 0; r < nrows; ++r) {
-          w.cand.assign(w.heap.begin() + r * kc, w.heap.begin() + r * kc + w.hn[r]);
+          w.cand.assign(w.heap.begin() + r * cap, w.heap.begin() + r * cap + w.hn[r]);
           const index_t q = q0 + r;
           finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, compressed, kern,
-                     kk, ids + q * kk, scores + q * kk);
+                     kc, kk, ids + q * kk, scores + q * kk);
         }
       });
     }

@@ -73,6 +73,7 @@ class TopkIndex {
   std::vector<float> pbias_;           // panels x 32 (padding 0)
   std::vector<float> bias_;            // n (original order)
   std::vector<std::int32_t> perm_;     // panels*32: packed slot -> item id (-1 padding)
+  std::vector<std::int32_t> slot_of_;  // prune: item id -> packed slot (empty: identity)
   std::vector<float> pnorm_;           // prune: max item norm of each panel (rounded up)
   std::vector<float> pbmax_;           // prune: max bias of each panel
   std::vector<float> sbmax_;           // prune: max bias of this and every later panel
