@@ -16,13 +16,14 @@ namespace aerec::cpu {
 
 TopkKernels topk_kernels() {
   TopkKernels k{scalar::kTopkMr, scalar::topk_fp32_tile, scalar::topk_bf16_tile,
-                scalar::topk_i8_tile, scalar::topk_dot};
+                scalar::topk_i8_tile, scalar::topk_dot, nullptr};
 #ifdef AEREC_X86
   const Isa isa = active_isa();
   if (isa >= Isa::avx512) {
     k.mr = avx512::kTopkMr;
     k.fp32_tile = avx512::topk_fp32_tile;
     k.dot = avx512::topk_dot;
+    k.select = avx512::topk_select;
     // The compressed kernels without their instructions fall back to the portable loops,
     // which take the panel height as an argument.
     if (cpu_features().avx512_vnni) k.i8_tile = avx512vnni::topk_i8_tile;
@@ -64,10 +65,16 @@ inline std::int32_t entry_id(Entry e) {
 struct BetterCmp {
   bool operator()(Entry a, Entry b) const { return a > b; }
 };
-inline float compact(Entry* h, index_t& n, index_t kc) {
+// Leaves the best kc of h[0..n) in h[0..kc) and returns the worst of them.
+inline Entry select_best(const TopkKernels& kern, Entry* h, index_t n, index_t kc,
+                         std::vector<Entry>& tmp) {
+  if (kern.select != nullptr && n > kc) {
+    if (tmp.size() < static_cast<std::size_t>(2 * n + 16)) tmp.resize(static_cast<std::size_t>(2 * n + 16));
+    kern.select(h, n, kc, tmp.data());
+    return *std::min_element(h, h + kc);
+  }
   std::nth_element(h, h + (kc - 1), h + n, BetterCmp{});
-  n = kc;
-  return entry_score(h[kc - 1]);
+  return h[kc - 1];
 }
 inline index_t buffer_cap(index_t kc) { return kc + std::max<index_t>(kc, 16); }
 
@@ -94,7 +101,7 @@ struct TopkIndex::Work {
   std::vector<std::int32_t> ex;
   std::vector<index_t> exoff, excur;
   std::vector<char> active;
-  std::vector<Entry> cand;
+  std::vector<Entry> cand, seltmp;
   alignas(64) float tile[topk_detail::kMaxMr * kPanel];
   std::uint32_t mask[topk_detail::kMaxMr];
 };
@@ -405,7 +412,10 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
           if (id < 0) continue;
           if (t[b] < thr[i]) continue;  // the threshold may have risen within this tile
           h[hn++] = topk_detail::make_entry(t[b], id);
-          if (hn == cap) thr[i] = topk_detail::compact(h, hn, kc);
+          if (hn == cap) {
+            thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, hn, kc, w.seltmp));
+            hn = kc;
+          }
         }
       }
     }
@@ -417,10 +427,10 @@ namespace {
 // Sorts candidates (re-scoring them first on the compressed paths) and writes one result row.
 void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const float* bias,
                 index_t d, bool rescore, const TopkKernels& kern, index_t kc, index_t kk,
-                std::int32_t* ids, float* scores) {
+                std::int32_t* ids, float* scores, std::vector<Entry>& tmp) {
   if (rescore) {
     if (static_cast<index_t>(c.size()) > kc) {
-      std::nth_element(c.begin(), c.begin() + (kc - 1), c.end(), topk_detail::BetterCmp{});
+      topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), kc, tmp);
       c.resize(static_cast<std::size_t>(kc));
     }
     for (auto& e : c) {
@@ -430,6 +440,10 @@ void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const 
     }
   }
   const index_t nv = std::min<index_t>(kk, static_cast<index_t>(c.size()));
+  if (static_cast<index_t>(c.size()) > 2 * nv) {
+    topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), nv, tmp);
+    c.resize(static_cast<std::size_t>(nv));
+  }
   std::partial_sort(c.begin(), c.begin() + nv, c.end(), topk_detail::BetterCmp{});
   for (index_t j = 0; j < nv; ++j) {
     ids[j] = topk_detail::entry_id(c[j]);
@@ -498,7 +512,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
           for (int u = 0; u < Te; ++u)
             c.insert(c.end(), w[u].heap.begin() + r * cap, w[u].heap.begin() + r * cap + w[u].hn[r]);
           finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kc, kk,
-                     ids + r * kk, scores + r * kk);
+                     ids + r * kk, scores + r * kk, w[t].seltmp);
         });
       }
     }
@@ -529,7 +543,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
           w.cand.assign(w.heap.begin() + r * cap, w.heap.begin() + r * cap + w.hn[r]);
           const index_t q = q0 + r;
           finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, compressed, kern,
-                     kc, kk, ids + q * kk, scores + q * kk);
+                     kc, kk, ids + q * kk, scores + q * kk, w.seltmp);
         }
       });
     }

@@ -96,6 +96,9 @@ struct TopkKernels {
                   const float* iscale, const float* bias, const float* qscale, index_t d4,
                   const float* thr, float* tile, std::uint32_t* mask, int mr);
   float (*dot)(const float* q, const float* x, index_t d);
+  // Leaves the kc largest of a[0..n) (unique keys) in a[0..kc); tmp holds 2n + 16 keys.
+  // Null: the portable std::nth_element.
+  void (*select)(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp);
 };
 
 namespace scalar {
@@ -118,6 +121,7 @@ namespace avx512 {
 void topk_fp32_tile(const float*, const float*, const float*, index_t, const float*, float*,
                     std::uint32_t*);
 float topk_dot(const float*, const float*, index_t);
+void topk_select(std::uint64_t*, index_t, index_t, std::uint64_t*);
 constexpr int kTopkMr = 12;
 }  // namespace avx512
 namespace avx512vnni {

@@ -58,3 +58,64 @@ float topk_dot(const float* q, const float* x, index_t d) {
 }
 
 }  // namespace aerec::cpu::avx512
+
+namespace aerec::cpu::avx512 {
+
+// Quickselect on unique 64-bit keys with AVX-512 compress: afterwards a[0..kc) hold the kc
+// largest keys (unordered). tmp: at least 2 * n + 16 keys of scratch.
+void topk_select(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp) {
+  index_t lo = 0, hi = n;
+  std::uint64_t* g = tmp;
+  std::uint64_t* l = tmp + n + 8;
+  while (hi - lo > 16) {
+    // Median of three as the pivot.
+    std::uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+    if (x > y) { std::uint64_t t = x; x = y; y = t; }
+    if (y > z) { y = z; }
+    const std::uint64_t pivot = x > y ? x : y;
+    const __m512i pv = _mm512_set1_epi64(static_cast<long long>(pivot));
+    index_t ng = 0, nl = 0;
+    index_t i = lo;
+    for (; i + 8 <= hi; i += 8) {
+      const __m512i v = _mm512_loadu_si512(a + i);
+      const __mmask8 mg = _mm512_cmpgt_epu64_mask(v, pv);
+      const __mmask8 ml = _mm512_cmplt_epu64_mask(v, pv);
+      _mm512_storeu_si512(g + ng, _mm512_maskz_compress_epi64(mg, v));
+      _mm512_storeu_si512(l + nl, _mm512_maskz_compress_epi64(ml, v));
+      ng += __builtin_popcount(mg);
+      nl += __builtin_popcount(ml);
+    }
+    if (i < hi) {
+      const __mmask8 tail = static_cast<__mmask8>((1u << (hi - i)) - 1u);
+      const __m512i v = _mm512_maskz_loadu_epi64(tail, a + i);
+      const __mmask8 mg = _mm512_mask_cmpgt_epu64_mask(tail, v, pv);
+      const __mmask8 ml = _mm512_mask_cmplt_epu64_mask(tail, v, pv);
+      _mm512_storeu_si512(g + ng, _mm512_maskz_compress_epi64(mg, v));
+      _mm512_storeu_si512(l + nl, _mm512_maskz_compress_epi64(ml, v));
+      ng += __builtin_popcount(mg);
+      nl += __builtin_popcount(ml);
+    }
+    // a[lo..hi) = greater, pivot, less (keys are unique, so exactly one equals the pivot).
+    for (index_t t = 0; t < ng; ++t) a[lo + t] = g[t];
+    const index_t p = lo + ng;
+    a[p] = pivot;
+    for (index_t t = 0; t < nl; ++t) a[p + 1 + t] = l[t];
+    if (p + 1 == kc || p == kc) return;
+    if (p + 1 < kc) {
+      lo = p + 1;
+    } else {
+      hi = p;
+    }
+  }
+  // Small range: selection sort (descending) of what is left up to kc.
+  for (index_t i = lo; i < hi && i < kc; ++i) {
+    index_t best = i;
+    for (index_t j = i + 1; j < hi; ++j)
+      if (a[j] > a[best]) best = j;
+    const std::uint64_t t = a[i];
+    a[i] = a[best];
+    a[best] = t;
+  }
+}
+
+}  // namespace aerec::cpu::avx512
