@@ -16,7 +16,7 @@ namespace aerec::cpu {
 
 TopkKernels topk_kernels() {
   TopkKernels k{scalar::kTopkMr, scalar::topk_fp32_tile, scalar::topk_bf16_tile,
-                scalar::topk_i8_tile, scalar::topk_dot, nullptr};
+                scalar::topk_i8_tile, scalar::topk_dot, nullptr, nullptr};
 #ifdef AEREC_X86
   const Isa isa = active_isa();
   if (isa >= Isa::avx512) {
@@ -24,6 +24,7 @@ TopkKernels topk_kernels() {
     k.fp32_tile = avx512::topk_fp32_tile;
     k.dot = avx512::topk_dot;
     k.select = avx512::topk_select;
+    k.append = avx512::topk_append;
     // The compressed kernels without their instructions fall back to the portable loops,
     // which take the panel height as an argument.
     if (cpu_features().avx512_vnni) k.i8_tile = avx512vnni::topk_i8_tile;
@@ -76,7 +77,9 @@ inline Entry select_best(const TopkKernels& kern, Entry* h, index_t n, index_t k
   std::nth_element(h, h + (kc - 1), h + n, BetterCmp{});
   return h[kc - 1];
 }
-inline index_t buffer_cap(index_t kc) { return kc + std::max<index_t>(kc, 16); }
+// Rows are laid out cap + one tile apart: a tile's survivors are appended, then the buffer
+// is compacted once it holds cap or more.
+inline index_t buffer_cap(index_t kc) { return kc + std::max<index_t>(kc, 32); }
 
 std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
   std::uint32_t u;
@@ -87,9 +90,12 @@ std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 constexpr int kMaxMr = 16;
+// Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
+constexpr index_t kSlack = 48;
 }  // namespace topk_detail
 
 using topk_detail::Entry;
+using topk_detail::kSlack;
 
 struct TopkIndex::Work {
   std::vector<float> qf;
@@ -325,7 +331,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   w.thr.assign(static_cast<std::size_t>(rows_pad), kInf);
   std::fill(w.thr.begin(), w.thr.begin() + nrows, -kInf);
   const index_t cap = topk_detail::buffer_cap(kc);
-  w.heap.resize(static_cast<std::size_t>(nrows * cap));
+  w.heap.resize(static_cast<std::size_t>(nrows * (cap + kSlack)));
   w.hn.assign(static_cast<std::size_t>(nrows), 0);
   w.active.assign(static_cast<std::size_t>(nqp), 1);
 
@@ -394,28 +400,34 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
         std::uint32_t m = w.mask[i];
         const index_t r = qpi * mr + i;
         if (m == 0 || r >= nrows) continue;
-        Entry* h = w.heap.data() + r * cap;
+        Entry* h = w.heap.data() + r * (cap + kSlack);
         index_t& hn = w.hn[r];
         {
           // Excluded slots of this panel (ascending panels per row, so a cursor suffices).
-          index_t& cur = w.excur[r];
+          index_t cur = w.excur[r];
           const index_t end = w.exoff[r + 1];
           const std::int32_t lo = static_cast<std::int32_t>(jr * kPanel);
-          while (cur < end && w.ex[cur] < lo) ++cur;
-          for (index_t c = cur; c < end && w.ex[c] < lo + kPanel; ++c) m &= ~(1u << (w.ex[c] - lo));
+          const std::int32_t* ex = w.ex.data();
+          while (cur < end && ex[cur] < lo) ++cur;
+          w.excur[r] = cur;
+          for (index_t c = cur; c < end && ex[c] < lo + kPanel; ++c) m &= ~(1u << (ex[c] - lo));
         }
-        const float* t = w.tile + i * kPanel;
-        while (m != 0) {
-          const int b = __builtin_ctz(m);
-          m &= m - 1;
-          const std::int32_t id = perm_[jr * kPanel + b];
-          if (id < 0) continue;
-          if (t[b] < thr[i]) continue;  // the threshold may have risen within this tile
-          h[hn++] = topk_detail::make_entry(t[b], id);
-          if (hn == cap) {
-            thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, hn, kc, w.seltmp));
-            hn = kc;
+        // Padding slots (last panel only) never enter.
+        if (jr == panels_ - 1 && n_ % kPanel != 0) m &= (1u << (n_ % kPanel)) - 1u;
+        if (m == 0) continue;
+        if (kern.append != nullptr) {
+          kern.append(w.tile + i * kPanel, m, perm_.data() + jr * kPanel, h + hn, &hn);
+        } else {
+          const float* t = w.tile + i * kPanel;
+          while (m != 0) {
+            const int b = __builtin_ctz(m);
+            m &= m - 1;
+            h[hn++] = topk_detail::make_entry(t[b], perm_[jr * kPanel + b]);
           }
+        }
+        if (hn >= cap) {
+          thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, hn, kc, w.seltmp));
+          hn = kc;
         }
       }
     }
@@ -433,7 +445,15 @@ void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const 
       topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), kc, tmp);
       c.resize(static_cast<std::size_t>(kc));
     }
-    for (auto& e : c) {
+    const std::size_t nc = c.size();
+    const index_t lines = (d * static_cast<index_t>(sizeof(float)) + 63) / 64;
+    for (std::size_t t = 0; t < nc; ++t) {
+      // Candidate rows are scattered over the item matrix: prefetch a few ahead.
+      if (t + 6 < nc) {
+        const char* nx = reinterpret_cast<const char*>(rows + static_cast<index_t>(topk_detail::entry_id(c[t + 6])) * d);
+        for (index_t u = 0; u < lines; ++u) __builtin_prefetch(nx + 64 * u);
+      }
+      auto& e = c[t];
       const std::int32_t id = topk_detail::entry_id(e);
       const float* x = rows + static_cast<index_t>(id) * d;
       e = topk_detail::make_entry(kern.dot(q, x, d) + (bias != nullptr ? bias[id] : 0.0f), id);
@@ -510,7 +530,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
           std::vector<Entry>& c = w[t].cand;
           c.clear();
           for (int u = 0; u < Te; ++u)
-            c.insert(c.end(), w[u].heap.begin() + r * cap, w[u].heap.begin() + r * cap + w[u].hn[r]);
+            c.insert(c.end(), w[u].heap.begin() + r * (cap + kSlack), w[u].heap.begin() + r * (cap + kSlack) + w[u].hn[r]);
           finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kc, kk,
                      ids + r * kk, scores + r * kk, w[t].seltmp);
         });
@@ -526,7 +546,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
                                     : d_ * 4;
   const index_t l2cap = std::max<index_t>(1, (512 * 1024) / qbytes / mr) * mr;
   const index_t heapcap =
-      std::max<index_t>(1, (8 * 1024 * 1024) / (cap * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
+      std::max<index_t>(1, (8 * 1024 * 1024) / ((cap + kSlack) * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
   const index_t per_thread = ((m + T - 1) / T + mr - 1) / mr * mr;
   const index_t MC = std::max<index_t>(mr, std::min({l2cap, heapcap, per_thread}));
   const index_t nblocks = (m + MC - 1) / MC;
@@ -540,7 +560,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
         const int nrows = static_cast<int>(std::min(MC, m - q0));
         scan_block(w, queries.data, queries.stride, q0, nrows, exclude, kc, 0, 1, mr);
         for (int r = 0; r < nrows; ++r) {
-          w.cand.assign(w.heap.begin() + r * cap, w.heap.begin() + r * cap + w.hn[r]);
+          w.cand.assign(w.heap.begin() + r * (cap + kSlack), w.heap.begin() + r * (cap + kSlack) + w.hn[r]);
           const index_t q = q0 + r;
           finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, compressed, kern,
                      kc, kk, ids + q * kk, scores + q * kk, w.seltmp);

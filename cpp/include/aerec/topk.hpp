@@ -99,6 +99,11 @@ struct TopkKernels {
   // Leaves the kc largest of a[0..n) (unique keys) in a[0..kc); tmp holds 2n + 16 keys.
   // Null: the portable std::nth_element.
   void (*select)(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp);
+  // Appends key(t[b], ids[b]) for every set bit b of mask to out, adds the count to *n (keys:
+  // order-preserving score bits << 32 | ~id); may write 8 keys past the last one. Null: a
+  // portable loop.
+  void (*append)(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
+                 index_t* n);
 };
 
 namespace scalar {
@@ -122,6 +127,7 @@ void topk_fp32_tile(const float*, const float*, const float*, index_t, const flo
                     std::uint32_t*);
 float topk_dot(const float*, const float*, index_t);
 void topk_select(std::uint64_t*, index_t, index_t, std::uint64_t*);
+void topk_append(const float*, std::uint32_t, const std::int32_t*, std::uint64_t*, index_t*);
 constexpr int kTopkMr = 12;
 }  // namespace avx512
 namespace avx512vnni {

@@ -119,3 +119,36 @@ void topk_select(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp) {
 }
 
 }  // namespace aerec::cpu::avx512
+
+namespace aerec::cpu::avx512 {
+
+// Survivors of one tile row to 64-bit keys, compressed into the candidate buffer 8 at a time.
+void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
+                 index_t* n) {
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  std::uint64_t* o = out;
+  for (int h = 0; h < 2; ++h) {
+    const std::uint32_t m16 = (mask >> (16 * h)) & 0xFFFFu;
+    if (m16 == 0) continue;
+    // +0.0f turns -0 into +0, so equal scores tie whatever their sign.
+    const __m512 s = _mm512_add_ps(_mm512_loadu_ps(t + 16 * h), _mm512_setzero_ps());
+    const __m512i u = _mm512_castps_si512(s);
+    const __m512i flip = _mm512_or_si512(_mm512_srai_epi32(u, 31), sign);
+    const __m512i key = _mm512_xor_si512(u, flip);
+    const __m512i nid = _mm512_xor_si512(_mm512_loadu_si512(ids + 16 * h), _mm512_set1_epi32(-1));
+    for (int q = 0; q < 2; ++q) {
+      const __mmask8 m8 = static_cast<__mmask8>(m16 >> (8 * q));
+      if (m8 == 0) continue;
+      const __m256i k8 = q == 0 ? _mm512_castsi512_si256(key) : _mm512_extracti64x4_epi64(key, 1);
+      const __m256i i8 = q == 0 ? _mm512_castsi512_si256(nid) : _mm512_extracti64x4_epi64(nid, 1);
+      const __m512i v = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(k8), 32),
+                                        _mm512_cvtepu32_epi64(i8));
+      // Register compress + a full store (the buffer has slack): faster than compress-to-memory.
+      _mm512_storeu_si512(o, _mm512_maskz_compress_epi64(m8, v));
+      o += __builtin_popcount(m8);
+    }
+  }
+  *n += o - out;
+}
+
+}  // namespace aerec::cpu::avx512
