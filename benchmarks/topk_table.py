@@ -44,9 +44,11 @@ def make_data(w, seed=0):
     return items, queries, exclude
 
 
-def numpy_search(items, queries, k, exclude=None, block=1024):
+def numpy_search(items, queries, k, exclude=None, block=None):
     """Blocked matmul + argpartition + sort of the k best (NumPy/OpenBLAS baseline)."""
     m = queries.shape[0]
+    if block is None:  # score blocks of about 128 MB
+        block = int(max(1, min(1024, 2**27 // (4 * items.shape[0]))))
     ids = np.empty((m, k), dtype=np.int64)
     for q0 in range(0, m, block):
         S = queries[q0:q0 + block] @ items.T
@@ -76,7 +78,7 @@ def run_one(wname, method, threads, repeat):
     k = w["k"]
     mq = queries.shape[0]
     if method == "numpy":
-        nq = min(mq, 2000) if wname == "W2" else mq
+        nq = mq
         qs, ex = queries[:nq], (exclude[:nq] if exclude else None)
         times = []
         for _ in range(repeat):

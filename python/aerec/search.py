@@ -83,22 +83,26 @@ def _exclude_csr(exclude, n_queries, n_items):
         if len(rows) != n_queries:
             raise ValueError(f"exclude has {len(rows)} rows but there are {n_queries} queries; "
                              "pass one id array per query")
+        empty = np.zeros(0, dtype=np.int32)
         arrs = []
-        for r in rows:
-            a = np.asarray(r if r is not None else [])
-            if a.ndim == 0:
-                a = a.reshape(1)
+        for r in rows:  # kept lean: this runs once per query
+            a = r if type(r) is np.ndarray else np.asarray([] if r is None else r)
             if a.ndim != 1:
-                raise ValueError("each exclude row must be a 1-D array of item ids")
+                if a.ndim != 0:
+                    raise ValueError("each exclude row must be a 1-D array of item ids")
+                a = a.reshape(1)
             if a.size == 0:
-                a = np.zeros(0, dtype=np.int64)
-            elif not np.issubdtype(a.dtype, np.integer):
-                raise TypeError(f"excluded ids must be integers, got dtype {a.dtype}")
+                a = empty
             arrs.append(a)
-        lens = np.fromiter((a.size for a in arrs), dtype=np.int64, count=len(arrs))
+        lens = np.fromiter(map(len, arrs), dtype=np.int64, count=len(arrs))
         indptr = np.zeros(n_queries + 1, dtype=np.int64)
         np.cumsum(lens, out=indptr[1:])
-        indices = np.concatenate(arrs) if arrs else np.zeros(0, dtype=np.int64)
+        indices = np.concatenate(arrs) if arrs else empty
+        if indices.dtype.kind not in "iu":
+            for a in arrs:
+                if a.dtype.kind not in "iu":
+                    raise TypeError(f"excluded ids must be integers, got dtype {a.dtype}")
+            indices = np.concatenate([a.astype(np.int64) for a in arrs])  # mixed int/uint
     if indices.size and not np.issubdtype(indices.dtype, np.integer):
         raise TypeError(f"excluded ids must be integers, got dtype {indices.dtype}")
     if indices.size:
