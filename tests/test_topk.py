@@ -192,13 +192,31 @@ def test_compressed_recall_lognormal_norms(isa, precision):
             assert not np.isin(ids[r], e).any()
 
 
+@pytest.mark.parametrize("prune", [False, True])
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
-def test_compressed_integer_data_exact(isa, precision):
+def test_compressed_integer_data_exact(isa, precision, prune):
     rng = np.random.default_rng(9)
     X, Q, b = _data(rng, 500, 20, 30)
-    ids, scores = TopK(X, b, precision=precision, rescore=1000).search(Q, 10)
+    ids, scores = TopK(X, b, precision=precision, rescore=1000, prune=prune).search(Q, 10)
     rid, rsc = reference_search(X, Q, 10, b)
     _check_exact(ids, scores, rid, rsc, integer=True)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_compressed_pruning_keeps_candidates(isa, precision):
+    """The bound uses the compressed norms, so pruning returns what the full scan returns."""
+    rng = np.random.default_rng(15)
+    n, d, m = 3000, 40, 60
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X *= np.exp(1.0 * rng.standard_normal(n)).astype(np.float32)[:, None]
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    b = (0.5 * rng.standard_normal(n)).astype(np.float32)
+    exclude = [rng.integers(0, n, 25) for _ in range(m)]
+    for k in (1, 10, 50):
+        a = TopK(X, b, precision=precision, rescore=2).search(Q, k, exclude=exclude)
+        c = TopK(X, b, precision=precision, rescore=2, prune=True).search(Q, k, exclude=exclude)
+        np.testing.assert_array_equal(a[0], c[0])
+        np.testing.assert_array_equal(a[1], c[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,8 +261,6 @@ def test_bad_input():
         TopK(X, metric="l2")
     with pytest.raises(ValueError):
         TopK(X, precision="fp16")
-    with pytest.raises(ValueError):
-        TopK(X, precision="int8", prune=True)
     with pytest.raises(ValueError):
         TopK(X, b, metric="cosine")
     with pytest.raises(TypeError):

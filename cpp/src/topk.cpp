@@ -89,6 +89,41 @@ std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
 }
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Symmetric int8 scale of a row (max |x| / 127; 1 for a zero row) and its quantised value.
+inline float i8_scale(const float* x, index_t d) {
+  float amax = 0;
+  for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
+  return amax > 0 ? amax / 127.0f : 1.0f;
+}
+inline long i8_value(float x, float scale) {
+  const long v = std::lrintf(x / scale);
+  return std::min(127L, std::max(-127L, v));
+}
+
+// Euclidean norm of x as the kernel of `prec` sees it (fp32, bf16-rounded, or scale * int8).
+inline double scored_norm(const float* x, index_t d, TopkPrecision prec) {
+  double s = 0;
+  if (prec == TopkPrecision::fp32) {
+    for (index_t p = 0; p < d; ++p) s += static_cast<double>(x[p]) * x[p];
+    return std::sqrt(s);
+  }
+  if (prec == TopkPrecision::bf16) {
+    for (index_t p = 0; p < d; ++p) {
+      const std::uint32_t u = static_cast<std::uint32_t>(to_bf16(x[p])) << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      s += static_cast<double>(f) * f;
+    }
+    return std::sqrt(s);
+  }
+  const float scale = i8_scale(x, d);
+  for (index_t p = 0; p < d; ++p) {
+    const double v = static_cast<double>(i8_value(x[p], scale));
+    s += v * v;
+  }
+  return static_cast<double>(scale) * std::sqrt(s);
+}
 constexpr int kMaxMr = 16;
 // Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
 constexpr index_t kSlack = 48;
@@ -122,8 +157,6 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
   AEREC_CHECK_ARG(n_ <= std::numeric_limits<std::int32_t>::max(),
                   "more than 2^31-1 items is not supported (int32 ids)");
   AEREC_CHECK_ARG(opt.rescore >= 1, "rescore must be >= 1");
-  AEREC_CHECK_ARG(!opt.prune || opt.precision == TopkPrecision::fp32,
-                  "prune=True is only available with precision='fp32'");
   AEREC_CHECK_ARG(items.stride >= d_, "item row stride must be >= d");
   const int T = resolve_threads(num_threads);
   const index_t n = n_, d = d_;
@@ -151,10 +184,9 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     norm.resize(static_cast<std::size_t>(n));
 #pragma omp parallel for num_threads(T) schedule(static)
     for (index_t j = 0; j < n; ++j) {
-      const float* x = items.data + j * items.stride;
-      double s = 0;
-      for (index_t p = 0; p < d; ++p) s += static_cast<double>(x[p]) * x[p];
-      norm[j] = std::sqrt(s);
+      // Norm of the vector the kernel scores with (the bf16 / int8 one on compressed paths),
+      // so the bound holds for the approximate scores that choose the candidates.
+      norm[j] = topk_detail::scored_norm(items.data + j * items.stride, d, opt.precision);
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](std::int32_t a, std::int32_t b) { return norm[a] > norm[b]; });
@@ -214,9 +246,9 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     for (index_t P = 0; P < panels_; ++P) {
       std::uint16_t* dst = bf16_.data() + P * d2_ * kPanel * 2;
       for (int b = 0; b < kPanel; ++b) {
-        const index_t j = P * kPanel + b;
-        if (j >= n) break;
-        const float* x = rows_.data() + j * d;
+        const index_t slot = P * kPanel + b;
+        if (slot >= n) break;
+        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
         for (index_t p = 0; p < d; ++p)
           dst[((p / 2) * kPanel + b) * 2 + (p % 2)] = topk_detail::to_bf16(x[p]);
       }
@@ -231,21 +263,18 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     for (index_t P = 0; P < panels_; ++P) {
       std::int8_t* dst = i8_.data() + P * d4_ * kPanel * 4;
       for (int b = 0; b < kPanel; ++b) {
-        const index_t j = P * kPanel + b;
-        if (j >= n) break;
-        const float* x = rows_.data() + j * d;
-        float amax = 0;
-        for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
-        const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+        const index_t slot = P * kPanel + b;
+        if (slot >= n) break;
+        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
+        const float scale = topk_detail::i8_scale(x, d);
         std::int32_t sum = 0;
         for (index_t p = 0; p < d; ++p) {
-          long v = std::lrintf(x[p] / scale);
-          v = std::min(127L, std::max(-127L, v));
+          const long v = topk_detail::i8_value(x[p], scale);
           dst[((p / 4) * kPanel + b) * 4 + (p % 4)] = static_cast<std::int8_t>(v);
           sum += static_cast<std::int32_t>(v);
         }
-        iscale_[j] = scale;
-        icorr_[j] = 128 * sum;
+        iscale_[slot] = scale;
+        icorr_[slot] = 128 * sum;
       }
     }
   }
@@ -306,13 +335,10 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
     w.qscale.assign(static_cast<std::size_t>(rows_pad), 0.0f);
     for (int r = 0; r < nrows; ++r) {
       const float* q = Q + (q0 + r) * q_stride;
-      float amax = 0;
-      for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(q[p]));
-      const float scale = amax > 0 ? amax / 127.0f : 1.0f;
+      const float scale = topk_detail::i8_scale(q, d);
       std::uint8_t* dst = w.qi.data() + (r / mr) * d4_ * mr * 4 + (r % mr) * 4;
       for (index_t p = 0; p < d; ++p) {
-        long v = std::lrintf(q[p] / scale);
-        v = std::min(127L, std::max(-127L, v));
+        const long v = topk_detail::i8_value(q[p], scale);
         dst[(p / 4) * mr * 4 + (p % 4)] = static_cast<std::uint8_t>(v + 128);
       }
       w.qscale[r] = scale;
@@ -322,10 +348,8 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   if (prune) {
     w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
     for (int r = 0; r < nrows; ++r) {
-      const float* q = Q + (q0 + r) * q_stride;
-      double s = 0;
-      for (index_t p = 0; p < d; ++p) s += static_cast<double>(q[p]) * q[p];
-      w.qnorm[r] = std::nextafter(static_cast<float>(std::sqrt(s)), kInf);
+      const double qn = topk_detail::scored_norm(Q + (q0 + r) * q_stride, d, prec);
+      w.qnorm[r] = std::nextafter(static_cast<float>(qn), kInf);
     }
   }
   w.thr.assign(static_cast<std::size_t>(rows_pad), kInf);

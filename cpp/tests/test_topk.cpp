@@ -77,11 +77,12 @@ int main() {
       std::vector<std::int32_t> rid;
       std::vector<float> rsc;
       reference(X, Q, b, s.n, s.d, s.m, s.k, indptr, ind, rid, rsc);
-      for (int mode = 0; mode < 4; ++mode) {
+      for (int mode = 0; mode < 6; ++mode) {
         cpu::TopkOptions opt;
-        opt.precision = mode == 2 ? cpu::TopkPrecision::bf16
-                        : mode == 3 ? cpu::TopkPrecision::int8 : cpu::TopkPrecision::fp32;
-        opt.prune = mode == 1;
+        opt.precision = (mode == 2 || mode == 4) ? cpu::TopkPrecision::bf16
+                        : (mode == 3 || mode == 5) ? cpu::TopkPrecision::int8
+                                                   : cpu::TopkPrecision::fp32;
+        opt.prune = mode == 1 || mode >= 4;
         opt.rescore = 1000;  // integer data: re-scoring every item keeps the compressed paths exact
         cpu::TopkIndex ix({X.data(), s.n, s.d, s.d}, b.data(), opt, 2);
         std::vector<std::int32_t> ids(rid.size());

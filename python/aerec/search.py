@@ -187,8 +187,10 @@ class TopK:
     rescore : int
         Candidate multiplier for the compressed precisions.
     prune : bool
-        fp32 only: order items by norm and skip item panels whose Cauchy-Schwarz bound cannot
-        beat the current k-th score. Exact; pays off when item norms are skewed.
+        Order items by norm and skip item panels whose Cauchy-Schwarz bound
+        (|q| max|x| + max b, widened by the fp32 rounding error) cannot beat the current k-th
+        score. Exact for fp32; for bf16/int8 the bound uses the norms of the compressed vectors,
+        so the candidate set is the same as without pruning. Pays off when item norms are skewed.
     backend : {"auto", "cpp", "numpy"}
         ``numpy`` uses :func:`reference_search` (slow, for checking).
     num_threads : int or None
@@ -203,8 +205,6 @@ class TopK:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
         if isinstance(rescore, bool) or not isinstance(rescore, numbers.Integral) or rescore < 1:
             raise ValueError(f"rescore must be an integer >= 1, got {rescore!r}")
-        if prune and precision != "fp32":
-            raise ValueError("prune=True is only available with precision='fp32'")
         items = _as_float32_matrix(items, "items")
         if items.shape[0] == 0:
             raise ValueError("cannot build a TopK index over zero items")

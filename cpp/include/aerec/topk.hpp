@@ -10,8 +10,10 @@
 //
 // Precisions: fp32 (exact), bf16 and int8 (approximate scoring of every item, the best
 // k x rescore candidates re-scored in fp32 from a row-major fp32 copy, so the returned scores are
-// fp32 inner products). Norm-bound pruning (fp32 only) orders items by norm and skips panels
-// whose Cauchy-Schwarz bound |q| max|x| + max b cannot beat the current k-th score; exact.
+// fp32 inner products). Norm-bound pruning orders items by norm and skips panels whose
+// Cauchy-Schwarz bound |q| max|x| + max b (widened by the fp32 rounding error) cannot beat the
+// current k-th score: exact; on the compressed paths the bound uses the norms of the compressed
+// vectors, so the candidate set does not change.
 //
 // Result order: descending score, ties broken by lower item id. Rows with fewer than k valid
 // items (exclusions) are padded with id -1 and score -inf.
@@ -29,7 +31,7 @@ enum class TopkPrecision : int { fp32 = 0, bf16 = 1, int8 = 2 };
 struct TopkOptions {
   TopkPrecision precision = TopkPrecision::fp32;
   int rescore = 4;     // compressed paths: candidates kept per query = k * rescore
-  bool prune = false;  // fp32 only: norm-bound pruning
+  bool prune = false;  // norm-bound pruning (compressed paths: norms of the compressed vectors)
 };
 
 class TopkIndex {
