@@ -6,6 +6,10 @@ bias = decoder bias) and ``similar_items`` (cosine over item encodings).
 Scores are ``<q, x_j> + b_j`` (``metric="ip"``) or ``<q/|q|, x_j/|x_j|>`` (``metric="cosine"``;
 a zero-norm query or item scores 0 against everything). Results are sorted by descending score,
 ties broken by the lower item id.
+
+Conversions: items, bias and queries that are not float32 C-contiguous (float64, integer,
+strided, Fortran-ordered) are copied once to float32 C-contiguous; that copy is the only one.
+Ids are int32: an index holds at most 2**31 - 1 items (more raises ValueError).
 """
 from __future__ import annotations
 
@@ -276,7 +280,10 @@ class TopK:
         if self.metric == "cosine":
             q = _normalize_rows(q)
         indptr, indices = _exclude_csr(exclude, q.shape[0], self.n_items)
-        if self._index is not None:
+        if q.shape[0] == 0:
+            kk = min(k, self.n_items)
+            ids, scores = np.zeros((0, kk), np.int32), np.zeros((0, kk), np.float32)
+        elif self._index is not None:
             ids, scores = self._index.search(q, k, indptr, indices, _threads(num_threads))
         else:
             ex = None if indptr is None else [indices[indptr[i]:indptr[i + 1]] for i in range(q.shape[0])]
