@@ -139,7 +139,7 @@ struct TopkIndex::Work {
   std::vector<float> qscale, qnorm, thr;
   std::vector<Entry> heap;
   std::vector<index_t> hn;
-  std::vector<std::int32_t> ex;
+  std::vector<std::int32_t> ex, exnext;
   std::vector<index_t> exoff, excur;
   std::vector<char> active;
   std::vector<Entry> cand, seltmp;
@@ -379,6 +379,9 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
     }
   }
   w.excur.assign(w.exoff.begin(), w.exoff.end() - 1);
+  w.exnext.resize(static_cast<std::size_t>(nrows));
+  for (int r = 0; r < nrows; ++r)
+    w.exnext[r] = w.exoff[r] < w.exoff[r + 1] ? w.ex[w.exoff[r]] : std::numeric_limits<std::int32_t>::max();
 
   const float slack_rel = static_cast<float>(d + 4) * 1.2e-7f;
   for (index_t jr = jr0; jr < panels_; jr += jstep) {
@@ -426,15 +429,17 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
         if (m == 0 || r >= nrows) continue;
         Entry* h = w.heap.data() + r * (cap + kSlack);
         index_t& hn = w.hn[r];
-        {
-          // Excluded slots of this panel (ascending panels per row, so a cursor suffices).
+        const std::int32_t lo = static_cast<std::int32_t>(jr * kPanel);
+        if (w.exnext[r] < lo + kPanel) {
+          // Excluded slots of this panel (ascending panels per row, so a cursor suffices;
+          // exnext keeps the common "none here" test on one small array).
           index_t cur = w.excur[r];
           const index_t end = w.exoff[r + 1];
-          const std::int32_t lo = static_cast<std::int32_t>(jr * kPanel);
           const std::int32_t* ex = w.ex.data();
           while (cur < end && ex[cur] < lo) ++cur;
-          w.excur[r] = cur;
           for (index_t c = cur; c < end && ex[c] < lo + kPanel; ++c) m &= ~(1u << (ex[c] - lo));
+          w.excur[r] = cur;
+          w.exnext[r] = cur < end ? ex[cur] : std::numeric_limits<std::int32_t>::max();
         }
         // Padding slots (last panel only) never enter.
         if (jr == panels_ - 1 && n_ % kPanel != 0) m &= (1u << (n_ % kPanel)) - 1u;
@@ -484,11 +489,11 @@ void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const 
     }
   }
   const index_t nv = std::min<index_t>(kk, static_cast<index_t>(c.size()));
-  if (static_cast<index_t>(c.size()) > 2 * nv) {
+  if (static_cast<index_t>(c.size()) > nv) {
     topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), nv, tmp);
     c.resize(static_cast<std::size_t>(nv));
   }
-  std::partial_sort(c.begin(), c.begin() + nv, c.end(), topk_detail::BetterCmp{});
+  std::sort(c.begin(), c.end(), topk_detail::BetterCmp{});
   for (index_t j = 0; j < nv; ++j) {
     ids[j] = topk_detail::entry_id(c[j]);
     scores[j] = topk_detail::entry_score(c[j]);
