@@ -397,8 +397,18 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
         const float pn = pnorm_[jr], pb = pbmax_[jr], sb = sbmax_[jr];
         for (int i = 0; i < mr; ++i) {
           const float base = w.qnorm[qpi * mr + i] * pn;
-          const float bs = base + sb + slack_rel * (base + std::fabs(sb)) + 1e-30f;
           const float bp = base + pb + slack_rel * (base + std::fabs(pb)) + 1e-30f;
+          if (!(bp < thr[i])) {
+            // The buffer's threshold lags (it moves at compactions only): when it is what keeps
+            // this panel alive and the buffer has grown well past kc, tighten it first.
+            const index_t r = qpi * mr + i;
+            if (r < nrows && w.hn[r] >= kc + std::max<index_t>(kc / 2, 8)) {
+              Entry* h = w.heap.data() + r * (cap + kSlack);
+              thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, w.hn[r], kc, w.seltmp));
+              w.hn[r] = kc;
+            }
+          }
+          const float bs = base + sb + slack_rel * (base + std::fabs(sb)) + 1e-30f;
           if (!(bs < thr[i])) done = false;
           if (!(bp < thr[i])) skip = false;
         }
