@@ -3,6 +3,7 @@
 #include "aerec/topk.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -127,6 +128,10 @@ inline double scored_norm(const float* x, index_t d, TopkPrecision prec) {
 constexpr int kMaxMr = 16;
 // Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
 constexpr index_t kSlack = 48;
+// Few queries: threads take chunks of this many panels in ascending order (dynamic, so a thread
+// that is descheduled on a busy machine does not hold the others at the barrier for long, and
+// every thread meets high-norm panels first when pruning).
+constexpr index_t kChunk = 8;
 }  // namespace topk_detail
 
 using topk_detail::Entry;
@@ -302,11 +307,12 @@ void TopkIndex::export_bias(float* out) const {
   for (index_t j = 0; j < n_; ++j) out[j] = has_bias_ ? bias_[j] : 0.0f;
 }
 
-// Scores rows [q0, q0 + nrows) of Q against panels jr0, jr0 + jstep, ... and leaves each
+// Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
+// of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
 // row's candidates in w.heap (row r: w.heap[r*cap ..], w.hn[r] entries, a superset of its best kc).
 void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
-                           const CsrView<float>* exclude, index_t kc, index_t jr0,
-                           index_t jstep, int mr) const {
+                           const CsrView<float>* exclude, index_t kc,
+                           std::atomic<index_t>* chunks, int mr) const {
   using topk_detail::kInf;
   const TopkKernels kern = topk_kernels();
   AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
@@ -384,7 +390,14 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
     w.exnext[r] = w.exoff[r] < w.exoff[r + 1] ? w.ex[w.exoff[r]] : std::numeric_limits<std::int32_t>::max();
 
   const float slack_rel = static_cast<float>(d + 4) * 1.2e-7f;
-  for (index_t jr = jr0; jr < panels_; jr += jstep) {
+  index_t jr = 0, jr_end = chunks == nullptr ? panels_ : 0;
+  for (;;) {
+    if (jr == jr_end) {
+      if (chunks == nullptr) break;
+      jr = chunks->fetch_add(1, std::memory_order_relaxed) * topk_detail::kChunk;
+      if (jr >= panels_) break;
+      jr_end = std::min(panels_, jr + topk_detail::kChunk);
+    }
     bool any = false;
     for (index_t qpi = 0; qpi < nqp; ++qpi) {
       if (!w.active[qpi]) continue;
@@ -471,6 +484,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       }
     }
     if (!any) break;
+    ++jr;
   }
 }
 
@@ -547,10 +561,11 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   ExceptionSlot slot;
 
   if (T > 1 && nqp < 2 * T && panels_ >= 2) {
-    // Few queries: split the item panels between the threads (interleaved, so each thread
-    // meets high-norm panels early when pruning), then merge the per-thread heaps.
+    // Few queries: the threads share the item panels (chunks handed out in ascending order),
+    // each keeps its own candidate buffers, and the buffers are merged per query.
     const int Te = static_cast<int>(std::min<index_t>(T, panels_));
     std::vector<Work> w(static_cast<std::size_t>(Te));
+    std::atomic<index_t> chunks{0};
 #pragma omp parallel num_threads(Te)
     {
 #ifdef AEREC_OPENMP
@@ -559,8 +574,8 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
       const int t = 0;
 #endif
       slot.run([&] {
-        scan_block(w[t], queries.data, queries.stride, 0, static_cast<int>(m), exclude, kc, t,
-                   Te, mr);
+        scan_block(w[t], queries.data, queries.stride, 0, static_cast<int>(m), exclude, kc,
+                   &chunks, mr);
       });
 #pragma omp barrier
 #pragma omp for schedule(static)
@@ -586,7 +601,11 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   const index_t l2cap = std::max<index_t>(1, (512 * 1024) / qbytes / mr) * mr;
   const index_t heapcap =
       std::max<index_t>(1, (8 * 1024 * 1024) / ((cap + kSlack) * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
-  const index_t per_thread = ((m + T - 1) / T + mr - 1) / mr * mr;
+  // Several blocks per thread balance the load (dynamic schedule) unless the items are large
+  // enough that streaming them once more per block costs more than the imbalance.
+  const std::size_t item_bytes = packed_.size() * 4 + bf16_.size() * 2 + i8_.size();
+  const index_t parts = T * (item_bytes <= (std::size_t{64} << 20) ? 4 : 1);
+  const index_t per_thread = ((m + parts - 1) / parts + mr - 1) / mr * mr;
   const index_t MC = std::max<index_t>(mr, std::min({l2cap, heapcap, per_thread}));
   const index_t nblocks = (m + MC - 1) / MC;
 #pragma omp parallel num_threads(T)
@@ -597,7 +616,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
       slot.run([&] {
         const index_t q0 = blk * MC;
         const int nrows = static_cast<int>(std::min(MC, m - q0));
-        scan_block(w, queries.data, queries.stride, q0, nrows, exclude, kc, 0, 1, mr);
+        scan_block(w, queries.data, queries.stride, q0, nrows, exclude, kc, nullptr, mr);
         for (int r = 0; r < nrows; ++r) {
           w.cand.assign(w.heap.begin() + r * (cap + kSlack), w.heap.begin() + r * (cap + kSlack) + w.hn[r]);
           const index_t q = q0 + r;

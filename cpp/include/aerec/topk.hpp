@@ -18,6 +18,7 @@
 // Result order: descending score, ties broken by lower item id. Rows with fewer than k valid
 // items (exclusions) are padded with id -1 and score -inf.
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -59,7 +60,7 @@ class TopkIndex {
  private:
   struct Work;
   void scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
-                  const CsrView<float>* exclude, index_t kc, index_t jr0, index_t jstep,
+                  const CsrView<float>* exclude, index_t kc, std::atomic<index_t>* chunks,
                   int mr) const;
 
   index_t n_ = 0, d_ = 0, panels_ = 0;
