@@ -1,10 +1,10 @@
 """pytest-benchmark: top-k search (group="topk").
 
-    PYTHONPATH=python python3 -m pytest benchmarks/bench_topk.py --benchmark-only -q
+    PYTHONPATH=python:benchmarks python3 -m pytest benchmarks/bench_topk.py --benchmark-only -q
 
 Workloads as in topk_table.py (smaller query batches so a round stays short); methods: the
-NumPy baseline (blocked matmul + argpartition), aerec fp32 (with and without pruning), bf16,
-int8. extra_info holds queries/s, GFLOP/s (of the full scan) and recall@k against exact fp32.
+NumPy baseline (blocked matmul + argpartition), aerec fp32 / bf16 / int8, each with and
+without norm-bound pruning. extra_info holds queries/s, GFLOP/s (of the full scan) and recall@k against exact fp32.
 """
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ import pytest
 import aerec
 from aerec.search import TopK
 
-from topk_table import WORKLOADS, make_data, numpy_search, recall
+from topk_table import METHODS, WORKLOADS, make_data, numpy_search, recall
 
 _CACHE = {}
 
@@ -27,7 +27,7 @@ def _workload(name, m):
     return _CACHE[key]
 
 
-@pytest.mark.parametrize("method", ["numpy", "fp32", "fp32-prune", "bf16", "int8"])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("name,m", [("W1", 2000), ("W2", 200), ("W3", 2000)])
 def test_topk(benchmark, name, m, method):
     aerec.set_num_threads(2)
@@ -37,8 +37,7 @@ def test_topk(benchmark, name, m, method):
     if method == "numpy":
         fn = lambda: numpy_search(items, queries, k, exclude)  # noqa: E731
     else:
-        prec = "fp32" if method.startswith("fp32") else method
-        index = TopK(items, precision=prec, prune=method == "fp32-prune")
+        index = TopK(items, precision=method.split("-")[0], prune=method.endswith("-prune"))
         fn = lambda: index.search(queries, k, exclude=exclude)[0]  # noqa: E731
     ids = benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
     t = benchmark.stats.stats.median

@@ -1,4 +1,4 @@
-// Top-k search driver: item packing, query blocking, threshold-filtered bounded heaps,
+// Top-k search driver: item packing, query blocking, threshold-filtered candidate buffers,
 // exclusion, pruning, re-scoring. The per-ISA tile kernels live in src/simd/topk_*.cpp.
 #include "aerec/topk.hpp"
 
@@ -309,7 +309,8 @@ void TopkIndex::export_bias(float* out) const {
 
 // Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
 // of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
-// row's candidates in w.heap (row r: w.heap[r*cap ..], w.hn[r] entries, a superset of its best kc).
+// row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
+// its best kc).
 void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                            const CsrView<float>* exclude, index_t kc,
                            std::atomic<index_t>* chunks, int mr) const {
@@ -365,7 +366,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   w.hn.assign(static_cast<std::size_t>(nrows), 0);
   w.active.assign(static_cast<std::size_t>(nqp), 1);
 
-  // Exclusions of this block, sorted and deduplicated per row (binary-searched per survivor).
+  // Exclusions of this block, sorted and deduplicated per row.
   w.exoff.assign(static_cast<std::size_t>(nrows + 1), 0);
   w.ex.clear();
   if (exclude != nullptr) {
@@ -595,7 +596,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   }
 
   // Many queries: threads take query blocks. A block's packed queries stay in L2 while the item
-  // panels stream past; the block is small enough that its heaps stay modest.
+  // panels stream past; the block is small enough that its candidate buffers stay modest.
   const index_t qbytes = compressed ? (opt_.precision == TopkPrecision::int8 ? d4_ * 4 : d2_ * 4)
                                     : d_ * 4;
   const index_t l2cap = std::max<index_t>(1, (512 * 1024) / qbytes / mr) * mr;

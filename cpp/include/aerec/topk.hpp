@@ -5,7 +5,8 @@
 // The index packs the items once (panels of 32 items, kernel-friendly layout) and scores tiles
 // of (query micro-panel x item panel) with a register-tiled micro-kernel per instruction set;
 // each tile is compared against the running k-th score of every query with one vector compare,
-// and only the survivors reach the bounded heap. The n_queries x n_items score matrix is never
+// and only the survivors reach the per-query candidate buffer (cut back to the best k with a
+// vectorised quickselect whenever it fills). The n_queries x n_items score matrix is never
 // materialised: scratch is O(threads x (query block x d + query block x k)).
 //
 // Precisions: fp32 (exact), bf16 and int8 (approximate scoring of every item, the best
