@@ -4,7 +4,8 @@
 
 Workloads as in topk_table.py (smaller query batches so a round stays short); methods: the
 NumPy baseline (blocked matmul + argpartition), aerec fp32 / bf16 / int8, each with and
-without norm-bound pruning. extra_info holds queries/s, GFLOP/s (of the full scan) and recall@k against exact fp32.
+without norm-bound pruning. extra_info holds queries/s, GFLOP/s (of the full scan) and
+recall@k against exact fp32.
 """
 import numpy as np
 import pytest

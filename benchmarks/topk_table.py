@@ -1,7 +1,8 @@
 """Top-k search table: queries/s, recall@k and peak RSS per workload and method.
 
     PYTHONPATH=python python3 benchmarks/topk_table.py [--threads 2] [--workloads W1,W2,W3]
-        [--methods numpy,fp32,fp32-prune,bf16,int8] [--repeat 3]
+        [--methods numpy,fp32,fp32-prune,bf16,bf16-prune,int8,int8-prune] [--repeat 3]
+        [--rescore 4]
 
 Workloads (item vectors Gaussian scaled by log-normal norms exp(N(0, 0.5)), queries Gaussian):
   W1: 20,000 items x 200 dims, 10,000 queries, k=100, 150 random excluded ids per query
@@ -71,7 +72,7 @@ def recall(found, truth):
     return hits / max(1, sum(int((t >= 0).sum()) for t in truth))
 
 
-def run_one(wname, method, threads, repeat):
+def run_one(wname, method, threads, repeat, rescore=4):
     import aerec
     from aerec.search import TopK
     aerec.set_num_threads(threads)
@@ -94,7 +95,7 @@ def run_one(wname, method, threads, repeat):
     else:
         prec = method.split("-")[0]
         t0 = time.perf_counter()
-        index = TopK(items, precision=prec, prune=method.endswith("prune"))
+        index = TopK(items, precision=prec, prune=method.endswith("prune"), rescore=rescore)
         build = time.perf_counter() - t0
         mem = index.memory_usage()
         times, cpu = [], []
@@ -124,20 +125,22 @@ def main():
     ap.add_argument("--workloads", default="W1,W2,W3")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rescore", type=int, default=4, help="candidates per result, bf16/int8")
     ap.add_argument("--one", nargs=2, metavar=("WORKLOAD", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(run_one(a.one[0], a.one[1], a.threads, a.repeat)))
+        print(json.dumps(run_one(a.one[0], a.one[1], a.threads, a.repeat, a.rescore)))
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads), OPENBLAS_NUM_THREADS=str(a.threads))
-    print(f"threads={a.threads} repeat={a.repeat} (median)")
+    print(f"threads={a.threads} repeat={a.repeat} (median) rescore={a.rescore}")
     print(f"{'wl':3} {'method':11} {'qps':>10} {'x numpy':>8} {'qps/cpu-s':>10} {'recall':>7} "
           f"{'build s':>8} {'index MB':>9} {'peak RSS MB':>11}")
     for wname in a.workloads.split(","):
         base = None
         for method in a.methods.split(","):
             out = subprocess.run([sys.executable, __file__, "--one", wname, method,
-                                  "--threads", str(a.threads), "--repeat", str(a.repeat)],
+                                  "--threads", str(a.threads), "--repeat", str(a.repeat),
+                                  "--rescore", str(a.rescore)],
                                  capture_output=True, text=True, env=env)
             if out.returncode != 0:
                 print(f"{wname} {method}: failed\n{out.stderr[-2000:]}")
