@@ -1,0 +1,106 @@
+// Top-k compressed tile kernels: int8 with AVX-512 VNNI (vpdpbusd: uint8 query bytes = q + 128
+// times int8 item bytes, the +128 removed afterwards with 128 x item row sum) and bf16 with
+// AVX512-BF16 (vdpbf16ps). 12 queries x 32 items = 24 zmm accumulators, as in fp32.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "aerec/topk.hpp"
+
+namespace aerec::cpu::avx512vnni {
+namespace {
+constexpr int MR = 12;
+static_assert(MR == avx512::kTopkMr, "compressed kernels share the fp32 query panel height");
+}  // namespace
+
+void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int32_t* corr,
+                  const float* iscale, const float* bias, const float* qscale, index_t d4,
+                  const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  (void)mr;  // always MR (checked by the caller)
+  // Named accumulators: an array of __m512i here made gcc 12 store every accumulator to the
+  // stack on each step (vpdpbusd is destructive), halving the throughput.
+#define AEREC_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+  // Start from -128 x row sum: removes the +128 query offset and gives the loop non-zero
+  // initial values (with zero-initialised accumulators gcc 12 spilled them every step).
+  const __m512i k0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(corr));
+  const __m512i k1 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(corr + 16));
+#define AEREC_DECL(i) __m512i c##i##a = k0, c##i##b = k1;
+  AEREC_ROWS(AEREC_DECL)
+  for (index_t p = 0; p < d4; ++p) {
+    const __m512i x0 = _mm512_loadu_si512(ip + p * 128);
+    const __m512i x1 = _mm512_loadu_si512(ip + p * 128 + 64);
+    const std::uint8_t* q = qp + p * MR * 4;
+#define AEREC_STEP(i)                                                  \
+  {                                                                    \
+    std::int32_t v;                                                    \
+    std::memcpy(&v, q + 4 * (i), 4);                                   \
+    const __m512i qi = _mm512_set1_epi32(v);                           \
+    c##i##a = _mm512_dpbusd_epi32(c##i##a, qi, x0);                    \
+    c##i##b = _mm512_dpbusd_epi32(c##i##b, qi, x1);                    \
+  }
+    AEREC_ROWS(AEREC_STEP)
+    // Pin the accumulators to registers (otherwise gcc 12 stores all 24 to the stack per step).
+    __asm__("" : "+v"(c0a), "+v"(c0b), "+v"(c1a), "+v"(c1b), "+v"(c2a), "+v"(c2b), "+v"(c3a),
+            "+v"(c3b), "+v"(c4a), "+v"(c4b), "+v"(c5a), "+v"(c5b));
+    __asm__("" : "+v"(c6a), "+v"(c6b), "+v"(c7a), "+v"(c7b), "+v"(c8a), "+v"(c8b), "+v"(c9a),
+            "+v"(c9b), "+v"(c10a), "+v"(c10b), "+v"(c11a), "+v"(c11b));
+  }
+  const __m512 s0 = _mm512_loadu_ps(iscale), s1 = _mm512_loadu_ps(iscale + 16);
+  const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+#define AEREC_FINISH(i)                                                                        \
+  {                                                                                            \
+    const __m512 qs = _mm512_set1_ps(qscale[i]);                                               \
+    const __m512 v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##a),       \
+                                      _mm512_mul_ps(s0, qs), b0);                              \
+    const __m512 v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##b),       \
+                                      _mm512_mul_ps(s1, qs), b1);                              \
+    const __m512 t = _mm512_set1_ps(thr[i]);                                                   \
+    const std::uint32_t m0 = _mm512_cmp_ps_mask(v0, t, _CMP_GE_OQ);                            \
+    const std::uint32_t m1 = _mm512_cmp_ps_mask(v1, t, _CMP_GE_OQ);                            \
+    mask[i] = m0 | (m1 << 16);                                                                 \
+    _mm512_storeu_ps(tile + (i) * 32, v0);                                                     \
+    _mm512_storeu_ps(tile + (i) * 32 + 16, v1);                                                \
+  }
+  AEREC_ROWS(AEREC_FINISH)
+#undef AEREC_FINISH
+#undef AEREC_STEP
+#undef AEREC_DECL
+#undef AEREC_ROWS
+}
+
+void topk_bf16_tile(const std::uint16_t* qp, const std::uint16_t* ip, const float* bias,
+                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  (void)mr;
+  const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+  __m512 c[MR][2];
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    c[i][0] = b0;
+    c[i][1] = b1;
+  }
+  for (index_t p = 0; p < d2; ++p) {
+    const __m512bh x0 = (__m512bh)_mm512_loadu_si512(ip + p * 64);
+    const __m512bh x1 = (__m512bh)_mm512_loadu_si512(ip + p * 64 + 32);
+    const std::uint16_t* q = qp + p * MR * 2;
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; ++i) {
+      std::int32_t v;
+      std::memcpy(&v, q + 2 * i, 4);
+      const __m512bh qi = (__m512bh)_mm512_set1_epi32(v);
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], qi, x0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], qi, x1);
+    }
+  }
+#pragma GCC unroll 12
+  for (int i = 0; i < MR; ++i) {
+    const __m512 t = _mm512_set1_ps(thr[i]);
+    const std::uint32_t m0 = _mm512_cmp_ps_mask(c[i][0], t, _CMP_GE_OQ);
+    const std::uint32_t m1 = _mm512_cmp_ps_mask(c[i][1], t, _CMP_GE_OQ);
+    mask[i] = m0 | (m1 << 16);
+    _mm512_storeu_ps(tile + i * 32, c[i][0]);
+    _mm512_storeu_ps(tile + i * 32 + 16, c[i][1]);
+  }
+}
+
+}  // namespace aerec::cpu::avx512vnni

@@ -1,0 +1,633 @@
+// Top-k search driver: item packing, query blocking, threshold-filtered candidate buffers,
+// exclusion, pruning, re-scoring. The per-ISA tile kernels live in src/simd/topk_*.cpp.
+#include "aerec/topk.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "aerec/cpu_features.hpp"
+#include "aerec/error.hpp"
+#include "aerec/parallel.hpp"
+
+namespace aerec::cpu {
+
+TopkKernels topk_kernels() {
+  TopkKernels k{scalar::kTopkMr, scalar::topk_fp32_tile, scalar::topk_bf16_tile,
+                scalar::topk_i8_tile, scalar::topk_dot, nullptr, nullptr};
+#ifdef AEREC_X86
+  const Isa isa = active_isa();
+  if (isa >= Isa::avx512) {
+    k.mr = avx512::kTopkMr;
+    k.fp32_tile = avx512::topk_fp32_tile;
+    k.dot = avx512::topk_dot;
+    k.select = avx512::topk_select;
+    k.append = avx512::topk_append;
+    // The compressed kernels without their instructions fall back to the portable loops,
+    // which take the panel height as an argument.
+    if (cpu_features().avx512_vnni) k.i8_tile = avx512vnni::topk_i8_tile;
+    if (cpu_features().avx512_bf16) k.bf16_tile = avx512vnni::topk_bf16_tile;
+  } else if (isa == Isa::avx2) {
+    k.mr = avx2::kTopkMr;
+    k.fp32_tile = avx2::topk_fp32_tile;
+    k.dot = avx2::topk_dot;
+  }
+#endif
+  return k;
+}
+
+namespace topk_detail {
+// A candidate is one 64-bit key: order-preserving score bits above, (2^32 - 1 - id) below, so
+// "better" (higher score, then lower id) is plain unsigned >, and selection is branch-light.
+using Entry = std::uint64_t;
+inline Entry make_entry(float s, std::int32_t id) {
+  s += 0.0f;  // -0 -> +0: equal scores must tie whatever their sign
+  std::uint32_t u;
+  std::memcpy(&u, &s, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
+}
+inline float entry_score(Entry e) {
+  std::uint32_t u = static_cast<std::uint32_t>(e >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float s;
+  std::memcpy(&s, &u, 4);
+  return s;
+}
+inline std::int32_t entry_id(Entry e) {
+  return static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(e));
+}
+
+// Candidate buffer of one query: survivors of the threshold filter are appended; when it is full
+// it is cut back to the best kc (nth_element, O(cap)) and the kc-th score becomes the new
+// threshold. Amortised O(1) per survivor, against O(log kc) for a heap.
+struct BetterCmp {
+  bool operator()(Entry a, Entry b) const { return a > b; }
+};
+// Leaves the best kc of h[0..n) in h[0..kc) and returns the worst of them.
+inline Entry select_best(const TopkKernels& kern, Entry* h, index_t n, index_t kc,
+                         std::vector<Entry>& tmp) {
+  if (kern.select != nullptr && n > kc) {
+    if (tmp.size() < static_cast<std::size_t>(2 * n + 16)) tmp.resize(static_cast<std::size_t>(2 * n + 16));
+    kern.select(h, n, kc, tmp.data());
+    return *std::min_element(h, h + kc);
+  }
+  std::nth_element(h, h + (kc - 1), h + n, BetterCmp{});
+  return h[kc - 1];
+}
+// Rows are laid out cap + one tile apart: a tile's survivors are appended, then the buffer
+// is compacted once it holds cap or more.
+inline index_t buffer_cap(index_t kc) { return kc + std::max<index_t>(kc, 32); }
+
+std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+// Symmetric int8 scale of a row (max |x| / 127; 1 for a zero row) and its quantised value.
+inline float i8_scale(const float* x, index_t d) {
+  float amax = 0;
+  for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
+  return amax > 0 ? amax / 127.0f : 1.0f;
+}
+inline long i8_value(float x, float scale) {
+  const long v = std::lrintf(x / scale);
+  return std::min(127L, std::max(-127L, v));
+}
+
+// Euclidean norm of x as the kernel of `prec` sees it (fp32, bf16-rounded, or scale * int8).
+inline double scored_norm(const float* x, index_t d, TopkPrecision prec) {
+  double s = 0;
+  if (prec == TopkPrecision::fp32) {
+    for (index_t p = 0; p < d; ++p) s += static_cast<double>(x[p]) * x[p];
+    return std::sqrt(s);
+  }
+  if (prec == TopkPrecision::bf16) {
+    for (index_t p = 0; p < d; ++p) {
+      const std::uint32_t u = static_cast<std::uint32_t>(to_bf16(x[p])) << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      s += static_cast<double>(f) * f;
+    }
+    return std::sqrt(s);
+  }
+  const float scale = i8_scale(x, d);
+  for (index_t p = 0; p < d; ++p) {
+    const double v = static_cast<double>(i8_value(x[p], scale));
+    s += v * v;
+  }
+  return static_cast<double>(scale) * std::sqrt(s);
+}
+constexpr int kMaxMr = 16;
+// Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
+constexpr index_t kSlack = 48;
+// Few queries: threads take chunks of this many panels in ascending order (dynamic, so a thread
+// that is descheduled on a busy machine does not hold the others at the barrier for long, and
+// every thread meets high-norm panels first when pruning).
+constexpr index_t kChunk = 8;
+}  // namespace topk_detail
+
+using topk_detail::Entry;
+using topk_detail::kSlack;
+
+struct TopkIndex::Work {
+  std::vector<float> qf;
+  std::vector<std::uint16_t> qb;
+  std::vector<std::uint8_t> qi;
+  std::vector<float> qscale, qnorm, thr;
+  std::vector<Entry> heap;
+  std::vector<index_t> hn;
+  std::vector<std::int32_t> ex, exnext;
+  std::vector<index_t> exoff, excur;
+  std::vector<char> active;
+  std::vector<Entry> cand, seltmp;
+  alignas(64) float tile[topk_detail::kMaxMr * kPanel];
+  std::uint32_t mask[topk_detail::kMaxMr];
+};
+
+TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const TopkOptions& opt,
+                     int num_threads)
+    : opt_(opt) {
+  n_ = items.rows;
+  d_ = items.cols;
+  AEREC_CHECK_ARG(n_ >= 1, "the index needs at least one item (got an empty item matrix)");
+  AEREC_CHECK_ARG(d_ >= 1, "item vectors need at least one dimension");
+  AEREC_CHECK_ARG(n_ <= std::numeric_limits<std::int32_t>::max(),
+                  "more than 2^31-1 items is not supported (int32 ids)");
+  AEREC_CHECK_ARG(opt.rescore >= 1, "rescore must be >= 1");
+  AEREC_CHECK_ARG(items.stride >= d_, "item row stride must be >= d");
+  const int T = resolve_threads(num_threads);
+  const index_t n = n_, d = d_;
+
+  bool finite = true;
+#pragma omp parallel for num_threads(T) reduction(&& : finite) schedule(static)
+  for (index_t j = 0; j < n; ++j) {
+    const float* x = items.data + j * items.stride;
+    bool ok = true;
+    for (index_t p = 0; p < d; ++p) ok = ok && std::isfinite(x[p]);
+    if (bias != nullptr) ok = ok && std::isfinite(bias[j]);
+    finite = finite && ok;
+  }
+  AEREC_CHECK_ARG(finite, "items and bias must be finite (found NaN or inf)");
+
+  panels_ = (n + kPanel - 1) / kPanel;
+  const index_t slots = panels_ * kPanel;
+  has_bias_ = bias != nullptr;
+  if (has_bias_) bias_.assign(bias, bias + n);
+
+  std::vector<std::int32_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::vector<double> norm;
+  if (opt.prune) {
+    norm.resize(static_cast<std::size_t>(n));
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (index_t j = 0; j < n; ++j) {
+      // Norm of the vector the kernel scores with (the bf16 / int8 one on compressed paths),
+      // so the bound holds for the approximate scores that choose the candidates.
+      norm[j] = topk_detail::scored_norm(items.data + j * items.stride, d, opt.precision);
+    }
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return norm[a] > norm[b]; });
+    slot_of_.resize(static_cast<std::size_t>(n));
+    for (index_t s = 0; s < n; ++s) slot_of_[order[s]] = static_cast<std::int32_t>(s);
+  }
+  perm_.assign(static_cast<std::size_t>(slots), -1);
+  pbias_.assign(static_cast<std::size_t>(slots), 0.0f);
+  for (index_t s = 0; s < n; ++s) {
+    perm_[s] = order[s];
+    if (has_bias_) pbias_[s] = bias[order[s]];
+  }
+  if (opt.prune) {
+    pnorm_.assign(static_cast<std::size_t>(panels_), 0.0f);
+    pbmax_.assign(static_cast<std::size_t>(panels_), -topk_detail::kInf);
+    sbmax_.assign(static_cast<std::size_t>(panels_), -topk_detail::kInf);
+    for (index_t P = 0; P < panels_; ++P) {
+      double mn = 0;
+      float mb = -topk_detail::kInf;
+      for (index_t s = P * kPanel; s < std::min(n, (P + 1) * kPanel); ++s) {
+        mn = std::max(mn, norm[order[s]]);
+        mb = std::max(mb, has_bias_ ? bias[order[s]] : 0.0f);
+      }
+      pnorm_[P] = std::nextafter(static_cast<float>(mn), topk_detail::kInf);
+      pbmax_[P] = mb;
+    }
+    float run = -topk_detail::kInf;
+    for (index_t P = panels_ - 1; P >= 0; --P) {
+      run = std::max(run, pbmax_[P]);
+      sbmax_[P] = run;
+    }
+  }
+
+  if (opt.precision == TopkPrecision::fp32) {
+    packed_.assign(static_cast<std::size_t>(panels_ * d * kPanel), 0.0f);
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (index_t P = 0; P < panels_; ++P) {
+      float* dst = packed_.data() + P * d * kPanel;
+      for (int b = 0; b < kPanel; ++b) {
+        const index_t s = P * kPanel + b;
+        if (s >= n) break;
+        const float* x = items.data + static_cast<index_t>(order[s]) * items.stride;
+        for (index_t p = 0; p < d; ++p) dst[p * kPanel + b] = x[p];
+      }
+    }
+    return;
+  }
+
+  // Compressed: keep fp32 rows for re-scoring (items are in their original order here).
+  rows_.resize(static_cast<std::size_t>(n * d));
+  for (index_t j = 0; j < n; ++j)
+    std::memcpy(rows_.data() + j * d, items.data + j * items.stride, sizeof(float) * d);
+  if (opt.precision == TopkPrecision::bf16) {
+    d2_ = (d + 1) / 2;
+    bf16_.assign(static_cast<std::size_t>(panels_ * d2_ * kPanel * 2), 0);
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (index_t P = 0; P < panels_; ++P) {
+      std::uint16_t* dst = bf16_.data() + P * d2_ * kPanel * 2;
+      for (int b = 0; b < kPanel; ++b) {
+        const index_t slot = P * kPanel + b;
+        if (slot >= n) break;
+        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
+        for (index_t p = 0; p < d; ++p)
+          dst[((p / 2) * kPanel + b) * 2 + (p % 2)] = topk_detail::to_bf16(x[p]);
+      }
+    }
+  } else {
+    // int8: symmetric per-item scales, so skewed item norms keep their relative precision.
+    d4_ = (d + 3) / 4;
+    i8_.assign(static_cast<std::size_t>(panels_ * d4_ * kPanel * 4), 0);
+    iscale_.assign(static_cast<std::size_t>(slots), 1.0f);
+    icorr_.assign(static_cast<std::size_t>(slots), 0);
+#pragma omp parallel for num_threads(T) schedule(static)
+    for (index_t P = 0; P < panels_; ++P) {
+      std::int8_t* dst = i8_.data() + P * d4_ * kPanel * 4;
+      for (int b = 0; b < kPanel; ++b) {
+        const index_t slot = P * kPanel + b;
+        if (slot >= n) break;
+        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
+        const float scale = topk_detail::i8_scale(x, d);
+        std::int32_t sum = 0;
+        for (index_t p = 0; p < d; ++p) {
+          const long v = topk_detail::i8_value(x[p], scale);
+          dst[((p / 4) * kPanel + b) * 4 + (p % 4)] = static_cast<std::int8_t>(v);
+          sum += static_cast<std::int32_t>(v);
+        }
+        iscale_[slot] = scale;
+        icorr_[slot] = 128 * sum;
+      }
+    }
+  }
+}
+
+std::size_t TopkIndex::memory_usage() const {
+  auto sz = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+  return sizeof(*this) + sz(packed_) + sz(bf16_) + sz(i8_) + sz(iscale_) + sz(icorr_) +
+         sz(rows_) + sz(pbias_) + sz(bias_) + sz(perm_) + sz(slot_of_) + sz(pnorm_) + sz(pbmax_) + sz(sbmax_);
+}
+
+void TopkIndex::export_items(float* out) const {
+  if (opt_.precision != TopkPrecision::fp32) {
+    std::memcpy(out, rows_.data(), sizeof(float) * rows_.size());
+    return;
+  }
+  for (index_t s = 0; s < n_; ++s) {
+    const index_t j = perm_[s];
+    const float* src = packed_.data() + (s / kPanel) * d_ * kPanel + (s % kPanel);
+    for (index_t p = 0; p < d_; ++p) out[j * d_ + p] = src[p * kPanel];
+  }
+}
+
+void TopkIndex::export_bias(float* out) const {
+  for (index_t j = 0; j < n_; ++j) out[j] = has_bias_ ? bias_[j] : 0.0f;
+}
+
+// Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
+// of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
+// row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
+// its best kc).
+void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
+                           const CsrView<float>* exclude, index_t kc,
+                           std::atomic<index_t>* chunks, int mr) const {
+  using topk_detail::kInf;
+  const TopkKernels kern = topk_kernels();
+  AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
+  const index_t d = d_;
+  const index_t nqp = (nrows + mr - 1) / mr;
+  const index_t rows_pad = nqp * mr;
+  const TopkPrecision prec = opt_.precision;
+
+  // Pack the query block in the layout of the tile kernel.
+  if (prec == TopkPrecision::fp32) {
+    w.qf.assign(static_cast<std::size_t>(rows_pad * d), 0.0f);
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      float* dst = w.qf.data() + (r / mr) * d * mr + (r % mr);
+      for (index_t p = 0; p < d; ++p) dst[p * mr] = q[p];
+    }
+  } else if (prec == TopkPrecision::bf16) {
+    w.qb.assign(static_cast<std::size_t>(rows_pad * d2_ * 2), 0);
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      std::uint16_t* dst = w.qb.data() + (r / mr) * d2_ * mr * 2 + (r % mr) * 2;
+      for (index_t p = 0; p < d; ++p) dst[(p / 2) * mr * 2 + (p % 2)] = topk_detail::to_bf16(q[p]);
+    }
+  } else {
+    w.qi.assign(static_cast<std::size_t>(rows_pad * d4_ * 4), 128);
+    w.qscale.assign(static_cast<std::size_t>(rows_pad), 0.0f);
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      const float scale = topk_detail::i8_scale(q, d);
+      std::uint8_t* dst = w.qi.data() + (r / mr) * d4_ * mr * 4 + (r % mr) * 4;
+      for (index_t p = 0; p < d; ++p) {
+        const long v = topk_detail::i8_value(q[p], scale);
+        dst[(p / 4) * mr * 4 + (p % 4)] = static_cast<std::uint8_t>(v + 128);
+      }
+      w.qscale[r] = scale;
+    }
+  }
+  const bool prune = opt_.prune;
+  if (prune) {
+    w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
+    for (int r = 0; r < nrows; ++r) {
+      const double qn = topk_detail::scored_norm(Q + (q0 + r) * q_stride, d, prec);
+      w.qnorm[r] = std::nextafter(static_cast<float>(qn), kInf);
+    }
+  }
+  w.thr.assign(static_cast<std::size_t>(rows_pad), kInf);
+  std::fill(w.thr.begin(), w.thr.begin() + nrows, -kInf);
+  const index_t cap = topk_detail::buffer_cap(kc);
+  w.heap.resize(static_cast<std::size_t>(nrows * (cap + kSlack)));
+  w.hn.assign(static_cast<std::size_t>(nrows), 0);
+  w.active.assign(static_cast<std::size_t>(nqp), 1);
+
+  // Exclusions of this block, sorted and deduplicated per row.
+  w.exoff.assign(static_cast<std::size_t>(nrows + 1), 0);
+  w.ex.clear();
+  if (exclude != nullptr) {
+    for (int r = 0; r < nrows; ++r) {
+      const std::int64_t a = exclude->indptr[q0 + r], b = exclude->indptr[q0 + r + 1];
+      const std::size_t start = w.ex.size();
+      // Stored as packed slot numbers (pruning permutes the items), sorted, so each row walks
+      // its list with a cursor as the panels go by.
+      if (slot_of_.empty()) {
+        w.ex.insert(w.ex.end(), exclude->indices + a, exclude->indices + b);
+      } else {
+        for (std::int64_t t = a; t < b; ++t) w.ex.push_back(slot_of_[exclude->indices[t]]);
+      }
+      std::sort(w.ex.begin() + start, w.ex.end());
+      w.ex.erase(std::unique(w.ex.begin() + start, w.ex.end()), w.ex.end());
+      w.exoff[r + 1] = static_cast<index_t>(w.ex.size());
+    }
+  }
+  w.excur.assign(w.exoff.begin(), w.exoff.end() - 1);
+  w.exnext.resize(static_cast<std::size_t>(nrows));
+  for (int r = 0; r < nrows; ++r)
+    w.exnext[r] = w.exoff[r] < w.exoff[r + 1] ? w.ex[w.exoff[r]] : std::numeric_limits<std::int32_t>::max();
+
+  const float slack_rel = static_cast<float>(d + 4) * 1.2e-7f;
+  index_t jr = 0, jr_end = chunks == nullptr ? panels_ : 0;
+  for (;;) {
+    if (jr == jr_end) {
+      if (chunks == nullptr) break;
+      jr = chunks->fetch_add(1, std::memory_order_relaxed) * topk_detail::kChunk;
+      if (jr >= panels_) break;
+      jr_end = std::min(panels_, jr + topk_detail::kChunk);
+    }
+    bool any = false;
+    for (index_t qpi = 0; qpi < nqp; ++qpi) {
+      if (!w.active[qpi]) continue;
+      float* thr = w.thr.data() + qpi * mr;
+      if (prune) {
+        // Cauchy-Schwarz: score <= |q| max|x| + max b over this panel (and, since panels are
+        // ordered by decreasing norm, |q| |x_jr| + max b over every later panel), widened by
+        // the fp32 rounding error of a d-term dot product.
+        bool done = true, skip = true;
+        const float pn = pnorm_[jr], pb = pbmax_[jr], sb = sbmax_[jr];
+        for (int i = 0; i < mr; ++i) {
+          const float base = w.qnorm[qpi * mr + i] * pn;
+          const float bp = base + pb + slack_rel * (base + std::fabs(pb)) + 1e-30f;
+          if (!(bp < thr[i])) {
+            // The buffer's threshold lags (it moves at compactions only): when it is what keeps
+            // this panel alive and the buffer has grown well past kc, tighten it first.
+            const index_t r = qpi * mr + i;
+            if (r < nrows && w.hn[r] >= kc + std::max<index_t>(kc / 2, 8)) {
+              Entry* h = w.heap.data() + r * (cap + kSlack);
+              thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, w.hn[r], kc, w.seltmp));
+              w.hn[r] = kc;
+            }
+          }
+          const float bs = base + sb + slack_rel * (base + std::fabs(sb)) + 1e-30f;
+          if (!(bs < thr[i])) done = false;
+          if (!(bp < thr[i])) skip = false;
+        }
+        if (done) {
+          w.active[qpi] = 0;
+          continue;
+        }
+        any = true;
+        if (skip) continue;
+      } else {
+        any = true;
+      }
+      if (prec == TopkPrecision::fp32) {
+        kern.fp32_tile(w.qf.data() + qpi * d * mr, packed_.data() + jr * d * kPanel,
+                       pbias_.data() + jr * kPanel, d, thr, w.tile, w.mask);
+      } else if (prec == TopkPrecision::bf16) {
+        kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
+                       pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
+      } else {
+        kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
+                     icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
+                     pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr, w.tile,
+                     w.mask, mr);
+      }
+      for (int i = 0; i < mr; ++i) {
+        std::uint32_t m = w.mask[i];
+        const index_t r = qpi * mr + i;
+        if (m == 0 || r >= nrows) continue;
+        Entry* h = w.heap.data() + r * (cap + kSlack);
+        index_t& hn = w.hn[r];
+        const std::int32_t lo = static_cast<std::int32_t>(jr * kPanel);
+        if (w.exnext[r] < lo + kPanel) {
+          // Excluded slots of this panel (ascending panels per row, so a cursor suffices;
+          // exnext keeps the common "none here" test on one small array).
+          index_t cur = w.excur[r];
+          const index_t end = w.exoff[r + 1];
+          const std::int32_t* ex = w.ex.data();
+          while (cur < end && ex[cur] < lo) ++cur;
+          for (index_t c = cur; c < end && ex[c] < lo + kPanel; ++c) m &= ~(1u << (ex[c] - lo));
+          w.excur[r] = cur;
+          w.exnext[r] = cur < end ? ex[cur] : std::numeric_limits<std::int32_t>::max();
+        }
+        // Padding slots (last panel only) never enter.
+        if (jr == panels_ - 1 && n_ % kPanel != 0) m &= (1u << (n_ % kPanel)) - 1u;
+        if (m == 0) continue;
+        if (kern.append != nullptr) {
+          kern.append(w.tile + i * kPanel, m, perm_.data() + jr * kPanel, h + hn, &hn);
+        } else {
+          const float* t = w.tile + i * kPanel;
+          while (m != 0) {
+            const int b = __builtin_ctz(m);
+            m &= m - 1;
+            h[hn++] = topk_detail::make_entry(t[b], perm_[jr * kPanel + b]);
+          }
+        }
+        if (hn >= cap) {
+          thr[i] = topk_detail::entry_score(topk_detail::select_best(kern, h, hn, kc, w.seltmp));
+          hn = kc;
+        }
+      }
+    }
+    if (!any) break;
+    ++jr;
+  }
+}
+
+namespace {
+// Sorts candidates (re-scoring them first on the compressed paths) and writes one result row.
+void finish_row(std::vector<Entry>& c, const float* q, const float* rows, const float* bias,
+                index_t d, bool rescore, const TopkKernels& kern, index_t kc, index_t kk,
+                std::int32_t* ids, float* scores, std::vector<Entry>& tmp) {
+  if (rescore) {
+    if (static_cast<index_t>(c.size()) > kc) {
+      topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), kc, tmp);
+      c.resize(static_cast<std::size_t>(kc));
+    }
+    const std::size_t nc = c.size();
+    const index_t lines = (d * static_cast<index_t>(sizeof(float)) + 63) / 64;
+    for (std::size_t t = 0; t < nc; ++t) {
+      // Candidate rows are scattered over the item matrix: prefetch a few ahead.
+      if (t + 6 < nc) {
+        const char* nx = reinterpret_cast<const char*>(rows + static_cast<index_t>(topk_detail::entry_id(c[t + 6])) * d);
+        for (index_t u = 0; u < lines; ++u) __builtin_prefetch(nx + 64 * u);
+      }
+      auto& e = c[t];
+      const std::int32_t id = topk_detail::entry_id(e);
+      const float* x = rows + static_cast<index_t>(id) * d;
+      e = topk_detail::make_entry(kern.dot(q, x, d) + (bias != nullptr ? bias[id] : 0.0f), id);
+    }
+  }
+  const index_t nv = std::min<index_t>(kk, static_cast<index_t>(c.size()));
+  if (static_cast<index_t>(c.size()) > nv) {
+    topk_detail::select_best(kern, c.data(), static_cast<index_t>(c.size()), nv, tmp);
+    c.resize(static_cast<std::size_t>(nv));
+  }
+  std::sort(c.begin(), c.end(), topk_detail::BetterCmp{});
+  for (index_t j = 0; j < nv; ++j) {
+    ids[j] = topk_detail::entry_id(c[j]);
+    scores[j] = topk_detail::entry_score(c[j]);
+  }
+  for (index_t j = nv; j < kk; ++j) {
+    ids[j] = -1;
+    scores[j] = -topk_detail::kInf;
+  }
+}
+}  // namespace
+
+void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView<float>* exclude,
+                       std::int32_t* ids, float* scores, int num_threads) const {
+  AEREC_CHECK_ARG(queries.cols == d_, "queries have " + std::to_string(queries.cols) +
+                                          " columns but the items have " + std::to_string(d_));
+  AEREC_CHECK_ARG(k >= 1, "k must be >= 1");
+  const index_t m = queries.rows;
+  if (m == 0) return;
+  AEREC_CHECK_ARG(queries.stride >= d_, "query row stride must be >= d");
+  if (exclude != nullptr) {
+    AEREC_CHECK_ARG(exclude->rows == m, "exclude must have one row per query");
+    for (index_t r = 0; r < m; ++r)
+      AEREC_CHECK_ARG(exclude->indptr[r] <= exclude->indptr[r + 1],
+                      "exclude indptr must be non-decreasing");
+    for (std::int64_t t = exclude->indptr[0]; t < exclude->indptr[m]; ++t)
+      AEREC_CHECK_INDEX(exclude->indices[t] >= 0 && exclude->indices[t] < n_,
+                        "excluded item id " + std::to_string(exclude->indices[t]) +
+                            " is out of range [0, " + std::to_string(n_) + ")");
+  }
+  const index_t kk = std::min(k, n_);
+  const bool compressed = opt_.precision != TopkPrecision::fp32;
+  const index_t kc = compressed ? (k >= (n_ + opt_.rescore - 1) / opt_.rescore ? n_ : k * opt_.rescore)
+                                : kk;
+  const int T = resolve_threads(num_threads);
+  const TopkKernels kern = topk_kernels();
+  const int mr = kern.mr;
+  const index_t nqp = (m + mr - 1) / mr;
+  const float* rows = compressed ? rows_.data() : nullptr;
+  const float* bias = has_bias_ ? bias_.data() : nullptr;
+  const index_t cap = topk_detail::buffer_cap(kc);
+  ExceptionSlot slot;
+
+  if (T > 1 && nqp < 2 * T && panels_ >= 2) {
+    // Few queries: the threads share the item panels (chunks handed out in ascending order),
+    // each keeps its own candidate buffers, and the buffers are merged per query.
+    const int Te = static_cast<int>(std::min<index_t>(T, panels_));
+    std::vector<Work> w(static_cast<std::size_t>(Te));
+    std::atomic<index_t> chunks{0};
+#pragma omp parallel num_threads(Te)
+    {
+#ifdef AEREC_OPENMP
+      const int t = omp_get_thread_num();
+#else
+      const int t = 0;
+#endif
+      slot.run([&] {
+        scan_block(w[t], queries.data, queries.stride, 0, static_cast<int>(m), exclude, kc,
+                   &chunks, mr);
+      });
+#pragma omp barrier
+#pragma omp for schedule(static)
+      for (index_t r = 0; r < m; ++r) {
+        slot.run([&] {
+          std::vector<Entry>& c = w[t].cand;
+          c.clear();
+          for (int u = 0; u < Te; ++u)
+            c.insert(c.end(), w[u].heap.begin() + r * (cap + kSlack), w[u].heap.begin() + r * (cap + kSlack) + w[u].hn[r]);
+          finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kc, kk,
+                     ids + r * kk, scores + r * kk, w[t].seltmp);
+        });
+      }
+    }
+    slot.rethrow();
+    return;
+  }
+
+  // Many queries: threads take query blocks. A block's packed queries stay in L2 while the item
+  // panels stream past; the block is small enough that its candidate buffers stay modest.
+  const index_t qbytes = compressed ? (opt_.precision == TopkPrecision::int8 ? d4_ * 4 : d2_ * 4)
+                                    : d_ * 4;
+  const index_t l2cap = std::max<index_t>(1, (512 * 1024) / qbytes / mr) * mr;
+  const index_t heapcap =
+      std::max<index_t>(1, (8 * 1024 * 1024) / ((cap + kSlack) * static_cast<index_t>(sizeof(Entry))) / mr) * mr;
+  // Several blocks per thread balance the load (dynamic schedule) unless the items are large
+  // enough that streaming them once more per block costs more than the imbalance.
+  const std::size_t item_bytes = packed_.size() * 4 + bf16_.size() * 2 + i8_.size();
+  const index_t parts = T * (item_bytes <= (std::size_t{64} << 20) ? 4 : 1);
+  const index_t per_thread = ((m + parts - 1) / parts + mr - 1) / mr * mr;
+  const index_t MC = std::max<index_t>(mr, std::min({l2cap, heapcap, per_thread}));
+  const index_t nblocks = (m + MC - 1) / MC;
+#pragma omp parallel num_threads(T)
+  {
+    Work w;
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < nblocks; ++blk) {
+      slot.run([&] {
+        const index_t q0 = blk * MC;
+        const int nrows = static_cast<int>(std::min(MC, m - q0));
+        scan_block(w, queries.data, queries.stride, q0, nrows, exclude, kc, nullptr, mr);
+        for (int r = 0; r < nrows; ++r) {
+          w.cand.assign(w.heap.begin() + r * (cap + kSlack), w.heap.begin() + r * (cap + kSlack) + w.hn[r]);
+          const index_t q = q0 + r;
+          finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, compressed, kern,
+                     kc, kk, ids + q * kk, scores + q * kk, w.seltmp);
+        }
+      });
+    }
+  }
+  slot.rethrow();
+}
+
+}  // namespace aerec::cpu

@@ -1,0 +1,337 @@
+"""aerec.search.TopK against the NumPy reference (full score matrix + stable sort)."""
+import os
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from aerec.search import TopK, reference_search
+
+core = pytest.importorskip("aerec._core")
+ISAS = [i for i in ("scalar", "avx2", "avx512")
+        if ["scalar", "avx2", "avx512", "amx"].index(core.detected_isa()) >= ["scalar", "avx2", "avx512"].index(i)]
+
+
+@pytest.fixture(params=ISAS)
+def isa(request):
+    before = core.active_isa()
+    core.set_isa(request.param)
+    yield request.param
+    core.set_isa(before)
+
+
+def _data(rng, n, d, m, integer=True, lo=-3, hi=4):
+    if integer:
+        X = rng.integers(lo, hi, (n, d)).astype(np.float32)
+        Q = rng.integers(lo, hi, (m, d)).astype(np.float32)
+        b = rng.integers(lo, hi, n).astype(np.float32)
+    else:
+        X = rng.standard_normal((n, d), dtype=np.float32)
+        X *= np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
+        Q = rng.standard_normal((m, d), dtype=np.float32)
+        b = rng.standard_normal(n).astype(np.float32)
+    return X, Q, b
+
+
+def _check_exact(ids, scores, rid, rsc, integer):
+    assert ids.dtype == np.int32 and scores.dtype == np.float32
+    if integer:
+        np.testing.assert_array_equal(ids, rid)
+        np.testing.assert_array_equal(scores, rsc)
+    else:
+        np.testing.assert_allclose(scores, rsc, rtol=1e-4, atol=1e-4)
+        # ids may differ only where scores are within rounding of each other
+        diff = ids != rid
+        if diff.any():
+            np.testing.assert_allclose(scores[diff], rsc[diff], rtol=1e-4, atol=1e-4)
+
+
+def _recall(found, truth):
+    hits = sum(np.intersect1d(f[f >= 0], t[t >= 0]).size for f, t in zip(found, truth))
+    return hits / max(1, int((truth >= 0).sum()))
+
+
+# ---------------------------------------------------------------------------------------------
+# exact path
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 200), d=st.integers(1, 70), m=st.integers(1, 40),
+       kchoice=st.sampled_from([1, 10, 100, "n", "n+5"]), use_bias=st.booleans(),
+       prune=st.booleans(), excl=st.sampled_from(["none", "random", "all", "csr"]),
+       seed=st.integers(0, 2**31 - 1))
+def test_exact_matches_reference_integer(isa, n, d, m, kchoice, use_bias, prune, excl, seed):
+    rng = np.random.default_rng(seed)
+    X, Q, b = _data(rng, n, d, m)
+    k = {"n": n, "n+5": n + 5}.get(kchoice, kchoice)
+    bias = b if use_bias else None
+    if excl == "none":
+        exclude = None
+    elif excl == "all":
+        exclude = [rng.permutation(n) for _ in range(m)]
+    else:
+        exclude = [rng.integers(0, n, rng.integers(0, 2 * n + 1)) for _ in range(m)]
+        if excl == "csr":
+            rows = [np.unique(e) for e in exclude]
+            indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])])
+            exclude = sp.csr_matrix((np.ones(indptr[-1]), np.concatenate(rows) if rows else [], indptr),
+                                    shape=(m, n))
+    ids, scores = TopK(X, bias, prune=prune).search(Q, k, exclude=exclude)
+    rid, rsc = reference_search(X, Q, k, bias, exclude)
+    assert ids.shape == (m, min(k, n))
+    _check_exact(ids, scores, rid, rsc, integer=True)
+
+
+@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (33, 17, 13), (1000, 64, 50), (777, 200, 25), (3000, 5, 7)])
+def test_exact_matches_reference_float(isa, shape, prune):
+    n, d, m = shape
+    rng = np.random.default_rng(n * 7 + d)
+    X, Q, b = _data(rng, n, d, m, integer=False)
+    exclude = [rng.integers(0, n, 20) for _ in range(m)]
+    for k in (1, 10, 100, n):
+        ids, scores = TopK(X, b, prune=prune).search(Q, k, exclude=exclude)
+        rid, rsc = reference_search(X, Q, k, b, exclude)
+        _check_exact(ids, scores, rid, rsc, integer=False)
+
+
+def test_ties_duplicates_and_zero_vectors(isa):
+    rng = np.random.default_rng(3)
+    base = rng.integers(-1, 2, (20, 8)).astype(np.float32)
+    X = np.concatenate([base, base, np.zeros((10, 8), np.float32), base[:5]])  # duplicates
+    Q = np.concatenate([rng.integers(-1, 2, (20, 8)).astype(np.float32), np.zeros((2, 8), np.float32)])
+    for prune in (False, True):
+        for k in (1, 7, 40, len(X)):
+            ids, scores = TopK(X, prune=prune).search(Q, k)
+            rid, rsc = reference_search(X, Q, k)
+            _check_exact(ids, scores, rid, rsc, integer=True)
+    # zero query: every score is 0, so ids come out in order
+    ids, scores = TopK(X).search(np.zeros(8, np.float32), 5)
+    np.testing.assert_array_equal(ids, np.arange(5))
+    np.testing.assert_array_equal(scores, np.zeros(5, np.float32))
+
+
+def test_cosine_with_zero_rows(isa):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 16)).astype(np.float32)
+    X[::7] = 0
+    Q = rng.standard_normal((9, 16)).astype(np.float32)
+    Q[2] = 0
+    ids, scores = TopK(X, metric="cosine").search(Q, 20)
+    rid, rsc = reference_search(X, Q, 20, metric="cosine")
+    _check_exact(ids, scores, rid, rsc, integer=False)
+    assert np.all(scores[2] == 0)
+    assert np.all(scores <= 1 + 1e-5)
+
+
+def test_exclusion_edge_cases():
+    rng = np.random.default_rng(5)
+    X, Q, b = _data(rng, 50, 6, 4)
+    index = TopK(X, b)
+    # empty, all items, unsorted with duplicates, a list of lists
+    exclude = [[], np.arange(50)[::-1], np.array([7, 3, 7, 7, 49, 0, 3]), list(range(0, 50, 2))]
+    ids, scores = index.search(Q, 60, exclude=exclude)
+    rid, rsc = reference_search(X, Q, 60, b, exclude)
+    _check_exact(ids, scores, rid, rsc, integer=True)
+    assert ids.shape == (4, 50)
+    assert np.all(ids[1] == -1) and np.all(np.isneginf(scores[1]))
+    assert (ids[2] >= 0).sum() == 46 and np.all(ids[2, 46:] == -1)
+    for r, e in enumerate(exclude):
+        assert not np.isin(ids[r][ids[r] >= 0], np.asarray(e, dtype=np.int64)).any()
+
+
+def test_single_query_and_k_larger_than_n():
+    rng = np.random.default_rng(6)
+    X, Q, b = _data(rng, 30, 5, 1)
+    index = TopK(X, b)
+    ids, scores = index.search(Q[0], 100, exclude=[1, 2])
+    assert ids.shape == (30,) and scores.shape == (30,)
+    rid, rsc = reference_search(X, Q, 100, b, [[1, 2]])
+    np.testing.assert_array_equal(ids, rid[0])
+    assert np.all(ids[-2:] == -1)
+
+
+def test_few_queries_item_split_and_threads():
+    rng = np.random.default_rng(7)
+    X, Q, b = _data(rng, 5000, 24, 3, integer=False)
+    exclude = [rng.integers(0, 5000, 100) for _ in range(3)]
+    for prec in ("fp32", "int8"):
+        index = TopK(X, b, precision=prec, rescore=8)
+        ref = index.search(Q, 50, exclude=exclude, num_threads=1)
+        for t in (2, 3, 4):
+            got = index.search(Q, 50, exclude=exclude, num_threads=t)
+            np.testing.assert_array_equal(got[0], ref[0])
+            np.testing.assert_array_equal(got[1], ref[1])
+    ids, _ = TopK(X, b, prune=True).search(Q, 50, exclude=exclude, num_threads=2)
+    np.testing.assert_array_equal(ids, TopK(X, b).search(Q, 50, exclude=exclude, num_threads=1)[0])
+
+
+# ---------------------------------------------------------------------------------------------
+# compressed paths
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_compressed_recall_lognormal_norms(isa, precision):
+    """Skewed item norms (log-normal) are where per-tensor int8 collapses; per-row scales hold."""
+    rng = np.random.default_rng(8)
+    n, d, m = 4000, 64, 200
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X *= np.exp(1.0 * rng.standard_normal(n)).astype(np.float32)[:, None]
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    b = (0.1 * rng.standard_normal(n)).astype(np.float32)
+    exclude = [rng.integers(0, n, 30) for _ in range(m)]
+    for k in (10, 100):
+        rid, rsc = TopK(X, b).search(Q, k, exclude=exclude)
+        ids, scores = TopK(X, b, precision=precision).search(Q, k, exclude=exclude)
+        assert _recall(ids, rid) >= 0.99
+        # returned scores are fp32 inner products of the returned ids
+        S = np.einsum("ij,ij->i", np.repeat(Q, k, axis=0).astype(np.float64),
+                      X[ids.ravel()].astype(np.float64)) + b[ids.ravel()]
+        np.testing.assert_allclose(scores.ravel(), S, rtol=1e-4, atol=1e-3)
+        assert np.all(np.diff(scores, axis=1) <= 0)
+        for r, e in enumerate(exclude):
+            assert not np.isin(ids[r], e).any()
+
+
+@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_compressed_integer_data_exact(isa, precision, prune):
+    rng = np.random.default_rng(9)
+    X, Q, b = _data(rng, 500, 20, 30)
+    ids, scores = TopK(X, b, precision=precision, rescore=1000, prune=prune).search(Q, 10)
+    rid, rsc = reference_search(X, Q, 10, b)
+    _check_exact(ids, scores, rid, rsc, integer=True)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_compressed_pruning_keeps_candidates(isa, precision):
+    """The bound uses the compressed norms, so pruning returns what the full scan returns."""
+    rng = np.random.default_rng(15)
+    n, d, m = 3000, 40, 60
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X *= np.exp(1.0 * rng.standard_normal(n)).astype(np.float32)[:, None]
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    b = (0.5 * rng.standard_normal(n)).astype(np.float32)
+    exclude = [rng.integers(0, n, 25) for _ in range(m)]
+    for k in (1, 10, 50):
+        a = TopK(X, b, precision=precision, rescore=2).search(Q, k, exclude=exclude)
+        c = TopK(X, b, precision=precision, rescore=2, prune=True).search(Q, k, exclude=exclude)
+        np.testing.assert_array_equal(a[0], c[0])
+        np.testing.assert_array_equal(a[1], c[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input, conversions, persistence
+
+def test_bad_input():
+    rng = np.random.default_rng(10)
+    X, Q, b = _data(rng, 40, 5, 3)
+    index = TopK(X, b)
+    with pytest.raises(ValueError):
+        index.search(Q, 0)
+    with pytest.raises(ValueError):
+        index.search(Q, -3)
+    with pytest.raises(TypeError):
+        index.search(Q, 2.5)
+    with pytest.raises(ValueError):
+        index.search(Q[:, :4], 3)
+    bad = Q.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError):
+        index.search(bad, 3)
+    bad[0, 0] = np.inf
+    with pytest.raises(ValueError):
+        index.search(bad, 3)
+    with pytest.raises(IndexError):
+        index.search(Q, 3, exclude=[[40], [], []])
+    with pytest.raises(IndexError):
+        index.search(Q, 3, exclude=[[-1], [], []])
+    with pytest.raises(TypeError):
+        index.search(Q, 3, exclude=[np.array([1.0]), [], []])
+    with pytest.raises(ValueError):
+        index.search(Q, 3, exclude=[[1], []])
+    with pytest.raises(ValueError):
+        TopK(np.zeros((0, 5), np.float32))
+    Xn = X.copy()
+    Xn[3, 1] = np.nan
+    with pytest.raises(ValueError):
+        TopK(Xn)
+    with pytest.raises(ValueError):
+        TopK(X, b[:-1])
+    with pytest.raises(ValueError):
+        TopK(X, metric="l2")
+    with pytest.raises(ValueError):
+        TopK(X, precision="fp16")
+    with pytest.raises(ValueError):
+        TopK(X, b, metric="cosine")
+    with pytest.raises(TypeError):
+        TopK(np.array([["a"]]))
+    # the compiled class re-checks without the Python layer
+    with pytest.raises(TypeError):
+        core.TopkIndex(X.astype(np.float64))
+    with pytest.raises(ValueError):
+        index._index.search(Q, 0)
+
+
+def test_float64_and_noncontiguous_inputs_are_converted():
+    rng = np.random.default_rng(11)
+    X, Q, b = _data(rng, 60, 9, 5)
+    ref = TopK(X, b).search(Q, 7)
+    Xf = np.asfortranarray(X.astype(np.float64))
+    Qs = np.repeat(Q.astype(np.float64), 2, axis=1)[:, ::2]
+    got = TopK(Xf, b.astype(np.float64)).search(Qs, 7)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("precision,metric,prune", [("fp32", "ip", True), ("int8", "ip", False),
+                                                    ("bf16", "cosine", False), ("fp32", "cosine", False)])
+def test_save_load_roundtrip(tmp_path, precision, metric, prune):
+    rng = np.random.default_rng(12)
+    X, Q, b = _data(rng, 300, 12, 8, integer=False)
+    bias = b if metric == "ip" else None
+    index = TopK(X, bias, metric=metric, precision=precision, prune=prune)
+    path = tmp_path / "index.npz"
+    index.save(path)
+    loaded = TopK.load(path)
+    assert (loaded.metric, loaded.precision, loaded.prune) == (metric, precision, prune)
+    a, c = index.search(Q, 10), loaded.search(Q, 10)
+    np.testing.assert_array_equal(a[0], c[0])
+    np.testing.assert_array_equal(a[1], c[1])
+    assert index.memory_usage() > X.nbytes // 2
+    assert not [p for p in os.listdir(tmp_path) if p != "index.npz"]  # no temp files left
+
+
+def test_load_damaged_files(tmp_path):
+    rng = np.random.default_rng(13)
+    X, Q, b = _data(rng, 100, 8, 2)
+    path = tmp_path / "index.npz"
+    TopK(X, b).save(path)
+    raw = path.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError):
+        TopK.load(tmp_path / "trunc.npz")
+    flipped = bytearray(raw)
+    flipped[len(raw) // 3] ^= 0xFF
+    (tmp_path / "flip.npz").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError):
+        TopK.load(tmp_path / "flip.npz")
+    # a well-formed npz with altered contents fails the checksum
+    with np.load(path) as z:
+        data = {k: z[k] for k in z.files}
+    data["items"] = data["items"] + 1
+    np.savez(tmp_path / "altered.npz", **data)
+    with pytest.raises(ValueError, match="checksum"):
+        TopK.load(tmp_path / "altered.npz")
+    data["version"] = np.array(99)
+    np.savez(tmp_path / "future.npz", **data)
+    with pytest.raises(ValueError, match="version"):
+        TopK.load(tmp_path / "future.npz")
+
+
+def test_numpy_backend_matches():
+    rng = np.random.default_rng(14)
+    X, Q, b = _data(rng, 120, 6, 4)
+    a = TopK(X, b, backend="numpy").search(Q, 9, exclude=[[1], [], [3, 3], [119]])
+    c = TopK(X, b, backend="cpp").search(Q, 9, exclude=[[1], [], [3, 3], [119]])
+    np.testing.assert_array_equal(a[0], c[0])
+    np.testing.assert_array_equal(a[1], c[1])
