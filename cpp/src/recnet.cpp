@@ -181,7 +181,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
     } else {
       sgemm(false, false, B, ncols, hw, 1.f, h, hw, W, ncols, 0.f, dest, ld, Epilogue{bias, act}, 0);
       timings.gemm_flops += 2.0 * B * hw * ncols;
-      timings.dense_fwd += since(t0);
+      timings.gemm += since(t0);
     }
     if (var_layer) {
       const index_t d = spec_.layer_sizes[enc];
@@ -218,7 +218,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
   }
 }
 
-double RecNetwork::loss_and_backward(const Batch& b) {
+double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
   const int L = n_layers();
   const int enc = spec_.encoder_depth;
   const index_t B = b.rows, I = n_items();
@@ -228,9 +228,21 @@ double RecNetwork::loss_and_backward(const Batch& b) {
   float* logits = acts_[L - 1].data();
   const float invB = 1.f / static_cast<float>(B);
   auto t0 = Clock::now();
+  int nthreads = 1;
+#ifdef AEREC_OPENMP
+  nthreads = nt;
+#endif
+  // The output bias gradient (column sums of dZ) is accumulated per thread while each row is hot
+  // in cache, instead of one more pass over the B x I gradient. Static schedule: deterministic.
+  grow(dbpart_, static_cast<std::size_t>(nthreads) * static_cast<std::size_t>(I));
+  std::fill(dbpart_.begin(), dbpart_.begin() + static_cast<std::ptrdiff_t>(nthreads) * I, 0.f);
   if (spec_.loss == RecLoss::multinomial) {
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nt)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t r = 0; r < B; ++r) {
+      int tid = 0;
+#ifdef AEREC_OPENMP
+      tid = omp_get_thread_num();
+#endif
       float* z = logits + r * I;
       const std::int64_t a = b.indptr[r], cnt = b.indptr[r + 1] - a;
       float sx = 0.f, sxz = 0.f;
@@ -245,14 +257,11 @@ double RecNetwork::loss_and_backward(const Batch& b) {
       row_loss_[r] = static_cast<double>(sx) * lse - static_cast<double>(sxz);
       k.scale(I, z, static_cast<float>(static_cast<double>(sx) / (static_cast<double>(B) * se)));
       for (std::int64_t q = 0; q < cnt; ++q) z[b.indices[a + q]] -= b.raw[a + q] * invB;
+      k.axpy(I, 1.f, z, dbpart_.data() + static_cast<std::size_t>(tid) * I);
     }
   } else {
     const std::int64_t ns = spec_.negative_samples;
     const std::uint64_t key = stream_key(spec_.seed, kStreamNeg, static_cast<std::uint64_t>(step));
-    int nthreads = 1;
-#ifdef AEREC_OPENMP
-    nthreads = nt;
-#endif
     if (ns > 0) {
       grow(stamp_, static_cast<std::size_t>(nthreads) * static_cast<std::size_t>(I));
       std::fill(stamp_.begin(), stamp_.end(), -1);
@@ -262,7 +271,7 @@ double RecNetwork::loss_and_backward(const Batch& b) {
     const std::size_t scratch = static_cast<std::size_t>(maxcnt * (ns + 1));
     grow(neg_items_, static_cast<std::size_t>(nthreads) * scratch);
     grow(neg_vals_, static_cast<std::size_t>(nthreads) * scratch);
-#pragma omp parallel for schedule(dynamic, 4) num_threads(nthreads)
+#pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t r = 0; r < B; ++r) {
       int tid = 0;
 #ifdef AEREC_OPENMP
@@ -312,7 +321,13 @@ double RecNetwork::loss_and_backward(const Batch& b) {
         for (std::int64_t q = 0; q < m; ++q) st[items[q]] = -1;
       }
       row_loss_[r] = loss;
+      k.axpy(I, 1.f, z, dbpart_.data() + static_cast<std::size_t>(tid) * I);
     }
+  }
+  {
+    float* db = grads_[2 * (L - 1) + 1].data();
+    std::memcpy(db, dbpart_.data(), sizeof(float) * I);
+    for (int t = 1; t < nthreads; ++t) k.axpy(I, 1.f, dbpart_.data() + static_cast<std::size_t>(t) * I, db);
   }
   double loss = 0.0;
   for (index_t r = 0; r < B; ++r) loss += row_loss_[r];
@@ -353,7 +368,7 @@ double RecNetwork::loss_and_backward(const Batch& b) {
     // bias gradient: column sums, parallel over column blocks (deterministic)
     float* db = grads_[2 * l + 1].data();
     const index_t cb = 512;
-    const index_t nblk = (ncols + cb - 1) / cb;
+    const index_t nblk = l == L - 1 ? 0 : (ncols + cb - 1) / cb;  // the output layer's is done
 #pragma omp parallel for schedule(static) num_threads(nt) if (B * ncols > 32768)
     for (index_t blk = 0; blk < nblk; ++blk) {
       const index_t c0 = blk * cb, cn = std::min(cb, ncols - c0);
@@ -362,8 +377,9 @@ double RecNetwork::loss_and_backward(const Batch& b) {
     }
     if (l == 0) {
       build_unique(b);
-      const index_t nu = static_cast<index_t>(uniq_.size());
-      grow(g0_, static_cast<std::size_t>(nu * ncols));
+      dz0_ = dz;
+      const index_t nu = fuse_w0 ? 0 : static_cast<index_t>(uniq_.size());
+      if (!fuse_w0) grow(g0_, static_cast<std::size_t>(nu * ncols));
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nu > 16)
       for (index_t u = 0; u < nu; ++u) {
         const std::int64_t a = csc_ptr_[u];
@@ -390,10 +406,15 @@ double RecNetwork::loss_and_backward(const Batch& b) {
     const bool from_z = spec_.variational && l - 1 == enc - 1;
     const float* H = from_z ? z_.data() : acts_[l - 1].data();
     const index_t nin = spec_.layer_sizes[l];
+    timings.dense_bwd += since(t0);
+    t0 = Clock::now();
+    // dW = H^T dZ, dH = dZ W^T
     sgemm(true, false, nin, ncols, B, 1.f, H, nin, dz, ncols, 0.f, grads_[2 * l].data(), ncols, Epilogue{}, 0);
     float* dh = (dz == dbuf_a_.data()) ? dbuf_b_.data() : dbuf_a_.data();
     sgemm(false, true, B, nin, ncols, 1.f, dz, ncols, params_[2 * l].data(), ncols, 0.f, dh, nin, Epilogue{}, 0);
     timings.gemm_flops += 4.0 * B * nin * ncols;
+    timings.gemm += since(t0);
+    t0 = Clock::now();
     if (from_z) {
       const index_t d = nin;
       float* nz = (dh == dbuf_a_.data()) ? dbuf_b_.data() : dbuf_a_.data();
@@ -490,7 +511,40 @@ void RecNetwork::apply_update() {
       }
     }
   };
-  sparse_update(0, item_slot_, uniq_, g0_.data());
+  if (fuse_w0_) {
+    // W0: each present row's gradient (gather-sum over the batch's CSC column, in L1) is applied
+    // at once, so the row-sparse gradient never goes through memory; dense mode then sweeps the
+    // absent rows with a zero gradient.
+    const index_t cols = shapes_[0].second, rows = shapes_[0].first;
+    float* w = params_[0].data();
+    float* m = m_[0].data();
+    float* v = adam ? v_[0].data() : nullptr;
+    const index_t nu = static_cast<index_t>(uniq_.size());
+    grow(rowbuf_, static_cast<std::size_t>(resolve_threads(0)) * static_cast<std::size_t>(cols));
+#pragma omp parallel num_threads(nt)
+    {
+      int tid = 0;
+#ifdef AEREC_OPENMP
+      tid = omp_get_thread_num();
+#endif
+      float* g = rowbuf_.data() + static_cast<std::size_t>(tid) * cols;
+#pragma omp for schedule(dynamic, 16)
+      for (index_t u = 0; u < nu; ++u) {
+        const index_t j = uniq_[u];
+        const std::int64_t a = csc_ptr_[u];
+        k.gather_sum(cols, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, cols,
+                     nullptr, g);
+        upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr, g, l2w);
+      }
+      if (!spec_.lazy_adam) {
+#pragma omp for schedule(static, 64)
+        for (index_t j = 0; j < rows; ++j)
+          if (item_slot_[j] < 0) upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr, nullptr, l2w);
+      }
+    }
+  } else {
+    sparse_update(0, item_slot_, uniq_, g0_.data());
+  }
   if (v_index_ >= 0) sparse_update(static_cast<std::size_t>(v_index_), user_slot_, uniq_users_, gv_.data());
   for (std::size_t i = 1; i < params_.size(); ++i) {
     if (static_cast<int>(i) == v_index_) continue;
@@ -552,8 +606,10 @@ double RecNetwork::train_epoch_impl(const CsrView<float>& x, const std::int32_t*
     gather(x, v_index_ >= 0 ? users : nullptr, order ? order + s : nullptr, s, nb, true, batch_);
     timings.gather += since(t0);
     forward_batch(batch_, true, n_layers() - 1, nullptr, 0);
-    const double loss = loss_and_backward(batch_);
+    const double loss = loss_and_backward(batch_, true);
+    fuse_w0_ = true;
     apply_update();
+    fuse_w0_ = false;
     total += loss * static_cast<double>(nb);
     ++timings.batches;
   }
@@ -567,7 +623,7 @@ double RecNetwork::gradients(const CsrView<float>& x, const std::int32_t* users,
   ensure_buffers(x.rows);
   gather(x, v_index_ >= 0 ? users : nullptr, nullptr, 0, x.rows, true, batch_);
   forward_batch(batch_, true, n_layers() - 1, nullptr, 0);
-  const double loss = loss_and_backward(batch_);
+  const double loss = loss_and_backward(batch_, false);
   grads->clear();
   const float l2 = static_cast<float>(spec_.l2);
   for (std::size_t i = 0; i < params_.size(); ++i) {

@@ -93,7 +93,8 @@ namespace avx512 { void fill_rec_kernels(RecKernels* k); }
 
 // ---------------------------------------------------------------- the network
 struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)
-  double gather = 0, spmm = 0, dense_fwd = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
+  double gather = 0, spmm = 0, gemm = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
+  // dense_bwd: bias gradients, activation derivatives and the reparameterisation (GEMMs excluded)
   std::int64_t batches = 0;
   double gemm_flops = 0;
 };
@@ -149,7 +150,7 @@ class RecNetwork {
                           bool shuffle, std::uint64_t shuffle_seed, bool checked);
   void ensure_buffers(index_t rows);
   void forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo);
-  double loss_and_backward(const Batch& b);
+  double loss_and_backward(const Batch& b, bool fuse_w0);
   void build_unique(const Batch& b);
   void apply_update();
 
@@ -175,6 +176,9 @@ class RecNetwork {
   std::vector<float> neg_vals_;
   std::vector<std::int64_t> perm_;
   double beta_ = 0;
+  std::vector<float> dbpart_, rowbuf_;  // per-thread output-bias partials, W0 gradient rows
+  const float* dz0_ = nullptr;  // layer-0 pre-activation gradient of the last backward
+  bool fuse_w0_ = false;
 };
 
 }  // namespace aerec::cpu
