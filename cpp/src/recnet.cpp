@@ -64,6 +64,11 @@ RecNetwork::RecNetwork(RecSpec spec) : spec_(std::move(spec)) {
     const bool row_sparse = (&sh == &shapes_[0]) || (&sh - &shapes_[0] == v_index_);
     grads_.emplace_back(row_sparse ? 0 : n, 0.f);  // W0 / V gradients are compact (g0_, gv_)
   }
+  for (std::size_t i = 1; i < params_.size(); ++i) {  // dense tensors, cut for the update loop
+    if (static_cast<int>(i) == v_index_) continue;
+    const index_t n = static_cast<index_t>(params_[i].size()), chunk = 16384;
+    for (index_t o = 0; o < n; o += chunk) chunks_.push_back({i, o, std::min(chunk, n - o)});
+  }
   item_slot_.assign(static_cast<std::size_t>(n_items()), -1);
   if (v_index_ >= 0) user_slot_.assign(static_cast<std::size_t>(spec_.n_users_embedding), -1);
   acts_.resize(L);
@@ -164,12 +169,13 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
     const float* bias = params_[2 * l + 1].data();
     auto t0 = Clock::now();
     if (l == 0) {
-      CsrView<float> xv{b.indptr.data(), b.indices.data(), b.xin.data(), B, n_items()};
-      spmm_csr(xv, W, ncols, ncols, bias, dest, ld, 0);
+      // gather-sum SpMM fused with the user vector and the activation, row by row (row in L1)
       const float* V = v_index_ >= 0 ? params_[v_index_].data() : nullptr;
-#pragma omp parallel for schedule(static) num_threads(nt) if (B * ncols > 32768)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (B > 8)
       for (index_t r = 0; r < B; ++r) {
         float* row = dest + r * ld;
+        const std::int64_t a = b.indptr[r];
+        k.gather_sum(ncols, b.indptr[r + 1] - a, b.indices.data() + a, b.xin.data() + a, W, ncols, bias, row);
         if (V) k.axpy(ncols, 1.f, V + static_cast<index_t>(b.users[r]) * ncols, row);
         if (act == Activation::tanh) {
           k.tanh_inplace(ncols, row);
@@ -369,7 +375,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
     float* db = grads_[2 * l + 1].data();
     const index_t cb = 512;
     const index_t nblk = l == L - 1 ? 0 : (ncols + cb - 1) / cb;  // the output layer's is done
-#pragma omp parallel for schedule(static) num_threads(nt) if (B * ncols > 32768)
+#pragma omp parallel for schedule(static) num_threads(nt) if (B * ncols > (1 << 20))
     for (index_t blk = 0; blk < nblk; ++blk) {
       const index_t c0 = blk * cb, cn = std::min(cb, ncols - c0);
       std::memset(db + c0, 0, sizeof(float) * cn);
@@ -434,7 +440,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
       const float* y = acts_[l - 1].data();
       const index_t n = B * nin;
       if (act != Activation::identity) {
-#pragma omp parallel for schedule(static) num_threads(nt) if (n > 65536)
+#pragma omp parallel for schedule(static) num_threads(nt) if (n > (1 << 20))
         for (index_t i = 0; i < n; ++i) dh[i] *= activation_grad_from_output(act, y[i]);
       }
       dz = dh;
@@ -472,6 +478,8 @@ void RecNetwork::build_unique(const Batch& b) {
 }
 
 void RecNetwork::apply_update() {
+  // One parallel region for the whole update (a region per tensor costs a barrier each, which
+  // hurts on a loaded machine).
   auto t0 = Clock::now();
   const RecKernels& k = rec_kernels();
   const int nt = resolve_threads(0);
@@ -488,78 +496,66 @@ void RecNetwork::apply_update() {
     if (adam) k.adam(n, w, m, v, g, l2, lr, b1, b2, c1, c2, eps);
     else k.sgd(n, w, m, g, l2, lr, mom);
   };
-  // row-sparse tensors: W0 (items) and V (users)
-  auto sparse_update = [&](std::size_t pi, const std::vector<std::int32_t>& slot,
-                           const std::vector<std::int32_t>& uniq, const float* g) {
-    const index_t rows = shapes_[pi].first, cols = shapes_[pi].second;
-    float* w = params_[pi].data();
-    float* m = m_[pi].data();
-    float* v = adam ? v_[pi].data() : nullptr;
-    if (spec_.lazy_adam) {
-      const index_t nu = static_cast<index_t>(uniq.size());
-#pragma omp parallel for schedule(static) num_threads(nt) if (nu * cols > 65536)
-      for (index_t u = 0; u < nu; ++u) {
-        const index_t j = uniq[u];
-        upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr, g + u * cols, l2w);
-      }
-    } else {
-#pragma omp parallel for schedule(static, 64) num_threads(nt) if (rows * cols > 65536)
-      for (index_t j = 0; j < rows; ++j) {
-        const std::int32_t s = slot[j];
-        upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr,
-            s >= 0 ? g + static_cast<index_t>(s) * cols : nullptr, l2w);
-      }
-    }
-  };
-  if (fuse_w0_) {
-    // W0: each present row's gradient (gather-sum over the batch's CSC column, in L1) is applied
-    // at once, so the row-sparse gradient never goes through memory; dense mode then sweeps the
-    // absent rows with a zero gradient.
-    const index_t cols = shapes_[0].second, rows = shapes_[0].first;
-    float* w = params_[0].data();
-    float* m = m_[0].data();
-    float* v = adam ? v_[0].data() : nullptr;
-    const index_t nu = static_cast<index_t>(uniq_.size());
-    grow(rowbuf_, static_cast<std::size_t>(resolve_threads(0)) * static_cast<std::size_t>(cols));
-#pragma omp parallel num_threads(nt)
-    {
-      int tid = 0;
+  const bool lazy = spec_.lazy_adam;
+  // W0: each present row's gradient (gather-sum over the batch's CSC column, kept in L1) is
+  // applied at once, so the row-sparse gradient never goes through memory; dense mode also sweeps
+  // the absent rows with a zero gradient.
+  const index_t cols0 = shapes_[0].second, rows0 = shapes_[0].first;
+  const index_t nu = static_cast<index_t>(uniq_.size());
+  const index_t nuu = static_cast<index_t>(uniq_users_.size());
+  const index_t colsv = v_index_ >= 0 ? shapes_[v_index_].second : 0;
+  const index_t rowsv = v_index_ >= 0 ? shapes_[v_index_].first : 0;
+  int nthreads = 1;
 #ifdef AEREC_OPENMP
-      tid = omp_get_thread_num();
+  nthreads = nt;
 #endif
-      float* g = rowbuf_.data() + static_cast<std::size_t>(tid) * cols;
-#pragma omp for schedule(dynamic, 16)
-      for (index_t u = 0; u < nu; ++u) {
-        const index_t j = uniq_[u];
-        const std::int64_t a = csc_ptr_[u];
-        k.gather_sum(cols, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, cols,
-                     nullptr, g);
-        upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr, g, l2w);
+  grow(rowbuf_, static_cast<std::size_t>(nthreads) * static_cast<std::size_t>(cols0));
+  float* W0 = params_[0].data();
+  float* M0 = m_[0].data();
+  float* V0 = adam ? v_[0].data() : nullptr;
+#pragma omp parallel num_threads(nthreads)
+  {
+    int tid = 0;
+#ifdef AEREC_OPENMP
+    tid = omp_get_thread_num();
+#endif
+    float* g = rowbuf_.data() + static_cast<std::size_t>(tid) * cols0;
+#pragma omp for schedule(dynamic, 16) nowait
+    for (index_t u = 0; u < nu; ++u) {
+      const index_t j = uniq_[u];
+      const std::int64_t a = csc_ptr_[u];
+      k.gather_sum(cols0, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, cols0,
+                   nullptr, g);
+      upd(cols0, W0 + j * cols0, M0 + j * cols0, V0 ? V0 + j * cols0 : nullptr, g, l2w);
+    }
+    if (!lazy) {
+#pragma omp for schedule(static, 64) nowait
+      for (index_t j = 0; j < rows0; ++j)
+        if (item_slot_[j] < 0) upd(cols0, W0 + j * cols0, M0 + j * cols0, V0 ? V0 + j * cols0 : nullptr, nullptr, l2w);
+    }
+    if (v_index_ >= 0) {
+      float* w = params_[v_index_].data();
+      float* m = m_[v_index_].data();
+      float* v = adam ? v_[v_index_].data() : nullptr;
+#pragma omp for schedule(static) nowait
+      for (index_t u = 0; u < nuu; ++u) {
+        const index_t j = uniq_users_[u];
+        upd(colsv, w + j * colsv, m + j * colsv, v ? v + j * colsv : nullptr, gv_.data() + u * colsv, l2w);
       }
-      if (!spec_.lazy_adam) {
-#pragma omp for schedule(static, 64)
-        for (index_t j = 0; j < rows; ++j)
-          if (item_slot_[j] < 0) upd(cols, w + j * cols, m + j * cols, v ? v + j * cols : nullptr, nullptr, l2w);
+      if (!lazy) {
+#pragma omp for schedule(static, 64) nowait
+        for (index_t j = 0; j < rowsv; ++j)
+          if (user_slot_[j] < 0) upd(colsv, w + j * colsv, m + j * colsv, v ? v + j * colsv : nullptr, nullptr, l2w);
       }
     }
-  } else {
-    sparse_update(0, item_slot_, uniq_, g0_.data());
-  }
-  if (v_index_ >= 0) sparse_update(static_cast<std::size_t>(v_index_), user_slot_, uniq_users_, gv_.data());
-  for (std::size_t i = 1; i < params_.size(); ++i) {
-    if (static_cast<int>(i) == v_index_) continue;
-    const bool weight = (i % 2) == 0;
-    const index_t n = static_cast<index_t>(params_[i].size());
-    const index_t chunk = 16384;
-    const index_t nch = (n + chunk - 1) / chunk;
-    float* w = params_[i].data();
-    float* m = m_[i].data();
-    float* v = adam ? v_[i].data() : nullptr;
-    const float* g = grads_[i].data();
-#pragma omp parallel for schedule(static) num_threads(nt) if (nch > 1)
+    const index_t nch = static_cast<index_t>(chunks_.size());
+#pragma omp for schedule(static)
     for (index_t c = 0; c < nch; ++c) {
-      const index_t o = c * chunk;
-      upd(std::min(chunk, n - o), w + o, m + o, v ? v + o : nullptr, g + o, weight ? l2w : 0.f);
+      const auto& ch = chunks_[c];
+      const std::size_t i = ch.param;
+      const bool weight = (i % 2) == 0;
+      upd(ch.len, params_[i].data() + ch.off, m_[i].data() + ch.off, adam ? v_[i].data() + ch.off : nullptr,
+          grads_[i].data() + ch.off, weight ? l2w : 0.f);
     }
   }
   for (std::int32_t j : uniq_) item_slot_[j] = -1;
@@ -607,9 +603,7 @@ double RecNetwork::train_epoch_impl(const CsrView<float>& x, const std::int32_t*
     timings.gather += since(t0);
     forward_batch(batch_, true, n_layers() - 1, nullptr, 0);
     const double loss = loss_and_backward(batch_, true);
-    fuse_w0_ = true;
     apply_update();
-    fuse_w0_ = false;
     total += loss * static_cast<double>(nb);
     ++timings.batches;
   }

@@ -178,7 +178,8 @@ class RecNetwork {
   double beta_ = 0;
   std::vector<float> dbpart_, rowbuf_;  // per-thread output-bias partials, W0 gradient rows
   const float* dz0_ = nullptr;  // layer-0 pre-activation gradient of the last backward
-  bool fuse_w0_ = false;
+  struct Chunk { std::size_t param; index_t off, len; };
+  std::vector<Chunk> chunks_;
 };
 
 }  // namespace aerec::cpu
