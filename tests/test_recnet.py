@@ -213,7 +213,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @needs_core
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=int(__import__("os").environ.get("AEREC_HYPOTHESIS_EXAMPLES", 25)), deadline=None)
 @given(n_items=st.integers(1, 40), n_rows=st.integers(1, 12), hidden=st.integers(1, 37),
        density=st.floats(0.0, 1.0), batch=st.integers(1, 13), variational=st.booleans(),
        logistic=st.booleans(), seed=st.integers(0, 100))
@@ -314,3 +314,25 @@ def test_spec_validation():
     s = make_rec_spec(layer_sizes=(10, 6, 3, 6, 10), variational=True)
     assert s["activations"] == ("tanh", "identity", "tanh", "identity")
     assert make_rec_spec(**s) == s
+
+
+@needs_core
+def test_cpp_deterministic_for_fixed_threads():
+    import aerec
+    spec = make_rec_spec(layer_sizes=(300, 40, 10, 40, 300), variational=True, seed=1)
+    params = init_rec_params(spec, 0)
+    X = _csr(700, 300, 0.05, 4)
+    old = aerec.get_num_threads()
+    try:
+        for threads in (1, 2):
+            aerec.set_num_threads(threads)
+            runs = []
+            for _ in range(2):
+                net = CppRecNetwork(spec, params)
+                loss = net.train_epoch(*X, 700, batch_size=128, seed=3)
+                runs.append((loss, net.get_params()))
+            assert runs[0][0] == runs[1][0]
+            for a, b in zip(runs[0][1], runs[1][1]):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        aerec.set_num_threads(old)
