@@ -80,6 +80,7 @@ void RecNetwork::check_input(const CsrView<float>& x, const std::int32_t* users)
   AEREC_CHECK_ARG(x.cols == n_items(), "CSR width " + std::to_string(x.cols) + " does not match n_items " +
                                            std::to_string(n_items()));
   if (v_index_ >= 0) AEREC_CHECK_ARG(users != nullptr, "this network has a per-user embedding: pass users");
+  AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   check_csr(x, n_items(), v_index_ >= 0 ? users : nullptr, spec_.n_users_embedding);
 }
 
@@ -289,11 +290,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
       if (ns == 0) {
         double yz = 0.0;
         for (std::int64_t q = 0; q < cnt; ++q) yz += static_cast<double>(b.raw[a + q]) * z[b.indices[a + q]];
-        for (index_t i = 0; i < I; ++i) {
-          loss += softplus(z[i]);
-          z[i] = sigmoidf(z[i]) * invB;
-        }
-        loss -= yz;
+        loss = k.logistic_row(I, z, invB) - yz;
         for (std::int64_t q = 0; q < cnt; ++q) z[b.indices[a + q]] -= b.raw[a + q] * invB;
       } else {
         std::int32_t* st = stamp_.data() + static_cast<std::size_t>(tid) * I;

@@ -74,6 +74,8 @@ static void test_kernels() {
     const double s_ref = rec_kernels().exp_shift_sum(n, zr.data(), mx_ref);
     std::vector<float> tr = z;
     rec_kernels().tanh_inplace(n, tr.data());
+    std::vector<float> lr_ = z;
+    const double lsum_ref = rec_kernels().logistic_row(n, lr_.data(), 0.5f);
     for (Isa isa : levels()) {
       set_isa_cap(isa);
       const RecKernels& k = rec_kernels();
@@ -90,6 +92,11 @@ static void test_kernels() {
       std::vector<float> tt = z;
       k.tanh_inplace(n, tt.data());
       for (index_t i = 0; i < n; ++i) CHECK(std::fabs(tt[i] - tr[i]) < 2e-6f, "tanh %s %g", isa_name(isa), z[i]);
+      std::vector<float> ll = z;
+      const double lsum = k.logistic_row(n, ll.data(), 0.5f);
+      CHECK(std::fabs(lsum - lsum_ref) < 1e-5 * (1.0 + lsum_ref), "logistic sum %s %g vs %g", isa_name(isa), lsum,
+            lsum_ref);
+      for (index_t i = 0; i < n; ++i) CHECK(std::fabs(ll[i] - lr_[i]) < 1e-6f, "sigmoid %s", isa_name(isa));
       // Adam against a double-precision loop
       std::vector<float> w(n), mm(n, 0.1f), vv(n, 0.2f), gg(n);
       for (index_t i = 0; i < n; ++i) {

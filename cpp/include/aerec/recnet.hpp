@@ -84,6 +84,8 @@ struct RecKernels {
   void (*sgd)(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom);
   // y = tanh(y) in place
   void (*tanh_inplace)(index_t n, float* y);
+  // logistic loss row: returns sum_i softplus(z[i]) and sets z[i] = sigmoid(z[i]) * scale
+  double (*logistic_row)(index_t n, float* z, float scale);
 };
 const RecKernels& rec_kernels();  // for the active ISA level (cheap; call per batch)
 

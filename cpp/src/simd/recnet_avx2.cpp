@@ -165,6 +165,33 @@ void tanh_inplace(index_t n, float* y) {
   }
 }
 
+
+double logistic_row(index_t n, float* z, float scale) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 one = _mm256_set1_ps(1.f), two = _mm256_set1_ps(2.f), sc = _mm256_set1_ps(scale);
+  __m256 acc = _mm256_setzero_ps();
+  for (index_t i = 0; i < n; i += 8) {
+    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
+    const __m256 x = _mm256_maskload_ps(z + i, mk);
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(x, absmask)));
+    const __m256 s = _mm256_div_ps(e, _mm256_add_ps(two, e));
+    const __m256 s2 = _mm256_mul_ps(s, s);
+    __m256 p = _mm256_set1_ps(1.f / 13.f);
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 11.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 9.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 7.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 5.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 3.f));
+    p = _mm256_fmadd_ps(p, s2, one);
+    const __m256 sp = _mm256_fmadd_ps(_mm256_mul_ps(two, s), p, _mm256_max_ps(x, _mm256_setzero_ps()));
+    acc = _mm256_add_ps(acc, _mm256_and_ps(sp, _mm256_castsi256_ps(mk)));
+    const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+    _mm256_maskstore_ps(z + i, mk, _mm256_mul_ps(sig, sc));
+  }
+  return static_cast<double>(hsum(acc));
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -176,6 +203,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;
+  k->logistic_row = &logistic_row;
 }
 
 }  // namespace aerec::cpu::avx2

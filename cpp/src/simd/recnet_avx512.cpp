@@ -183,6 +183,36 @@ void tanh_inplace(index_t n, float* y) {
   }
 }
 
+
+// softplus and sigmoid of a row: log1p(e), e = exp(-|x|) in (0, 1], through
+// 2 atanh(s) = 2 (s + s^3/3 + ...), s = e / (2 + e) <= 1/3 (no 1 + e rounding for tiny e).
+double logistic_row(index_t n, float* z, float scale) {
+  const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  const __m512 one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f), sc = _mm512_set1_ps(scale);
+  __m512 acc = _mm512_setzero_ps();
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(mk, z + i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_and_ps(x, absmask)));
+    const __m512 s = _mm512_div_ps(e, _mm512_add_ps(two, e));
+    const __m512 s2 = _mm512_mul_ps(s, s);
+    __m512 p = _mm512_set1_ps(1.f / 13.f);
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 11.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 9.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 7.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 5.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 3.f));
+    p = _mm512_fmadd_ps(p, s2, one);
+    const __m512 sp = _mm512_fmadd_ps(_mm512_mul_ps(two, s), p, _mm512_max_ps(x, _mm512_setzero_ps()));
+    acc = _mm512_mask_add_ps(acc, mk, acc, sp);
+    const __m512 r = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    const __m512 sig = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ),
+                                            _mm512_mul_ps(e, r), r);
+    _mm512_mask_storeu_ps(z + i, mk, _mm512_mul_ps(sig, sc));
+  }
+  return static_cast<double>(_mm512_reduce_add_ps(acc));
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -194,6 +224,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;
+  k->logistic_row = &logistic_row;
 }
 
 }  // namespace aerec::cpu::avx512

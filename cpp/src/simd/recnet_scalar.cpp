@@ -61,6 +61,18 @@ void tanh_inplace(index_t n, float* y) {
   for (index_t i = 0; i < n; ++i) y[i] = std::tanh(y[i]);
 }
 
+
+double logistic_row(index_t n, float* z, float scale) {
+  double acc = 0.0;
+  for (index_t i = 0; i < n; ++i) {
+    const float x = z[i];
+    const float e = std::exp(-std::fabs(x));
+    acc += static_cast<double>((x > 0.f ? x : 0.f) + std::log1p(e));
+    z[i] = (x >= 0.f ? 1.f / (1.f + e) : e / (1.f + e)) * scale;
+  }
+  return acc;
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -72,6 +84,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;
+  k->logistic_row = &logistic_row;
 }
 
 }  // namespace aerec::cpu::scalar

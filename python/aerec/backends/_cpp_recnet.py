@@ -62,6 +62,8 @@ class RecNetwork:
 
     @step.setter
     def step(self, value):
+        if int(value) < 0:
+            raise ValueError("step must be >= 0")
         self._net.step = int(value)
 
     def get_params(self):
