@@ -372,7 +372,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
     float* db = grads_[2 * l + 1].data();
     const index_t cb = 512;
     const index_t nblk = l == L - 1 ? 0 : (ncols + cb - 1) / cb;  // the output layer's is done
-#pragma omp parallel for schedule(static) num_threads(nt) if (B * ncols > (1 << 20))
+#pragma omp parallel for schedule(static) num_threads(nt) if (nblk > 1 && B * ncols > (1 << 20))
     for (index_t blk = 0; blk < nblk; ++blk) {
       const index_t c0 = blk * cb, cn = std::min(cb, ncols - c0);
       std::memset(db + c0, 0, sizeof(float) * cn);
