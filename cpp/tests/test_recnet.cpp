@@ -221,8 +221,29 @@ static void test_gradient_and_training() {
   CHECK(net2.step == 30 * 4, "step count %ld", (long)net2.step);
 }
 
+static void test_spmm() {
+  Csr c = random_csr(9, 13, 0.3, 7);
+  const index_t n = 37;
+  std::vector<float> w(13 * n), init(n), out(9 * n);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 7) % 11) - 5.f;
+  for (index_t j = 0; j < n; ++j) init[j] = static_cast<float>(j % 3);
+  for (std::size_t q = 0; q < c.values.size(); ++q) c.values[q] = static_cast<float>(q % 4) + 1.f;
+  for (Isa isa : levels()) {
+    set_isa_cap(isa);
+    spmm_csr(c.view(), w.data(), n, n, init.data(), out.data(), n, 0);
+    for (index_t r = 0; r < 9; ++r)
+      for (index_t j = 0; j < n; ++j) {
+        float e = init[j];  // integer-valued data: exact
+        for (std::int64_t q = c.indptr[r]; q < c.indptr[r + 1]; ++q) e += c.values[q] * w[c.indices[q] * n + j];
+        CHECK(out[r * n + j] == e, "spmm %s (%ld, %ld)", isa_name(isa), (long)r, (long)j);
+      }
+  }
+  set_isa_cap(Isa::amx);
+}
+
 int main() {
   test_kernels();
+  test_spmm();
   test_bad_input();
   test_gradient_and_training();
   if (failures) {
