@@ -98,11 +98,11 @@ class RecNetwork:
 
     def _prep(self, indptr, indices, data, users, n_rows=None):
         nu = self.spec["n_users_embedding"]
+        if not nu:
+            users = None  # only CDAE-style networks (n_users_embedding > 0) use user ids
         indptr, indices, data, users = check_csr(indptr, indices, data, self.n_items, users, nu, n_rows)
         if nu and users is None:
             raise ValueError("this network has a per-user embedding (n_users_embedding > 0): pass users")
-        if not nu:
-            users = None
         return indptr, indices, data, users
 
     def train_batch(self, indptr, indices, data, users=None):
