@@ -82,5 +82,5 @@ def test_recnet_epoch(benchmark, backend, shape, model):
     if backend == "cpp":
         t = net.timings()
         benchmark.extra_info["phases_s_per_epoch"] = {k: t[k] / 3 for k in
-                                                     ("gather", "spmm", "gemm", "loss", "dense_bwd",
+                                                     ("gather", "spmm", "gemm", "noise", "loss", "dense_bwd",
                                                       "sparse_bwd", "optimizer")}

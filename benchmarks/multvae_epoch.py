@@ -95,7 +95,7 @@ def main():
               f"({dt * scale:.1f} s/epoch extrapolated to {full_batches} batches)")
         print(f"  GEMM: {t['gemm']:.2f} s, {t['gemm_flops'] / 1e12:.3f} TFLOP -> "
               f"{t['gemm_flops'] / max(t['gemm'], 1e-9) / 1e9:.1f} GFLOP/s (sgemm in this build)")
-        phases = {k: t[k] for k in ("gather", "spmm", "loss", "dense_bwd", "sparse_bwd", "optimizer")}
+        phases = {k: t[k] for k in ("gather", "spmm", "noise", "loss", "dense_bwd", "sparse_bwd", "optimizer")}
         print("  non-GEMM per epoch (s): " + ", ".join(f"{k} {v * scale:.2f}" for k, v in phases.items()) +
               f", total non-GEMM {non_gemm * scale:.2f}")
         print(f"  projected epoch with GEMM at {a.gemm_gflops:.0f} GFLOP/s: {proj:.1f} s "

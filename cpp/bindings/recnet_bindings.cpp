@@ -191,7 +191,7 @@ void bind_recnet(py::module_& m) {
       .def("timings", [](cpu::RecNetwork& n) {
         const auto& t = n.timings;
         py::dict d;
-        d["gather"] = t.gather; d["spmm"] = t.spmm; d["gemm"] = t.gemm; d["loss"] = t.loss;
+        d["gather"] = t.gather; d["spmm"] = t.spmm; d["gemm"] = t.gemm; d["noise"] = t.noise; d["loss"] = t.loss;
         d["dense_bwd"] = t.dense_bwd; d["sparse_bwd"] = t.sparse_bwd; d["optimizer"] = t.optimizer;
         d["batches"] = t.batches; d["gemm_flops"] = t.gemm_flops;
         return d;

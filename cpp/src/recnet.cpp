@@ -191,6 +191,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
       timings.gemm += since(t0);
     }
     if (var_layer) {
+      t0 = Clock::now();
       const index_t d = spec_.layer_sizes[enc];
       float* mulv = dest;
       if (train) {
@@ -217,6 +218,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
       }
       h = z_.data();
       hw = d;
+      timings.noise += since(t0);
     } else {
       h = dest;
       hw = ncols;
@@ -262,9 +264,13 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
       const double se = k.exp_shift_sum(I, z, mx);
       const double lse = static_cast<double>(mx) + std::log(se);
       row_loss_[r] = static_cast<double>(sx) * lse - static_cast<double>(sxz);
-      k.scale(I, z, static_cast<float>(static_cast<double>(sx) / (static_cast<double>(B) * se)));
-      for (std::int64_t q = 0; q < cnt; ++q) z[b.indices[a + q]] -= b.raw[a + q] * invB;
-      k.axpy(I, 1.f, z, dbpart_.data() + static_cast<std::size_t>(tid) * I);
+      float* acc = dbpart_.data() + static_cast<std::size_t>(tid) * I;
+      k.scale_accumulate(I, z, static_cast<float>(static_cast<double>(sx) / (static_cast<double>(B) * se)), acc);
+      for (std::int64_t q = 0; q < cnt; ++q) {
+        const float c = b.raw[a + q] * invB;
+        z[b.indices[a + q]] -= c;
+        acc[b.indices[a + q]] -= c;
+      }
     }
   } else {
     const std::int64_t ns = spec_.negative_samples;

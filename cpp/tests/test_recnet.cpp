@@ -92,6 +92,10 @@ static void test_kernels() {
       std::vector<float> tt = z;
       k.tanh_inplace(n, tt.data());
       for (index_t i = 0; i < n; ++i) CHECK(std::fabs(tt[i] - tr[i]) < 2e-6f, "tanh %s %g", isa_name(isa), z[i]);
+      std::vector<float> sa = z, acc(n, 1.f);
+      k.scale_accumulate(n, sa.data(), 0.25f, acc.data());
+      for (index_t i = 0; i < n; ++i)
+        CHECK(sa[i] == z[i] * 0.25f && acc[i] == 1.f + z[i] * 0.25f, "scale_accumulate %s", isa_name(isa));
       std::vector<float> ll = z;
       const double lsum = k.logistic_row(n, ll.data(), 0.5f);
       CHECK(std::fabs(lsum - lsum_ref) < 1e-5 * (1.0 + lsum_ref), "logistic sum %s %g vs %g", isa_name(isa), lsum,

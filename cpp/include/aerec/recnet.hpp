@@ -77,6 +77,8 @@ struct RecKernels {
   double (*exp_shift_sum)(index_t n, float* z, float shift);
   // z[i] *= s
   void (*scale)(index_t n, float* z, float s);
+  // z[i] *= s; acc[i] += z[i]   (softmax scaling fused with the output-bias gradient)
+  void (*scale_accumulate)(index_t n, float* z, float s, float* acc);
   // Adam on a span: g may be null (zero gradient); g_eff = g + l2 * w.
   void (*adam)(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr,
                float b1, float b2, float c1, float c2, float eps);
@@ -95,7 +97,7 @@ namespace avx512 { void fill_rec_kernels(RecKernels* k); }
 
 // ---------------------------------------------------------------- the network
 struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)
-  double gather = 0, spmm = 0, gemm = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
+  double gather = 0, spmm = 0, gemm = 0, noise = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
   // dense_bwd: bias gradients, activation derivatives and the reparameterisation (GEMMs excluded)
   std::int64_t batches = 0;
   double gemm_flops = 0;

@@ -192,6 +192,21 @@ double logistic_row(index_t n, float* z, float scale) {
   return static_cast<double>(hsum(acc));
 }
 
+
+void scale_accumulate(index_t n, float* z, float s, float* acc) {
+  const __m256 sv = _mm256_set1_ps(s);
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(z + i), sv);
+    _mm256_storeu_ps(z + i, v);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), v));
+  }
+  for (; i < n; ++i) {
+    z[i] *= s;
+    acc[i] += z[i];
+  }
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -200,6 +215,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->row_max = &row_max;
   k->exp_shift_sum = &exp_shift_sum;
   k->scale = &scale;
+  k->scale_accumulate = &scale_accumulate;
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;

@@ -213,6 +213,23 @@ double logistic_row(index_t n, float* z, float scale) {
   return static_cast<double>(_mm512_reduce_add_ps(acc));
 }
 
+
+void scale_accumulate(index_t n, float* z, float s, float* acc) {
+  const __m512 sv = _mm512_set1_ps(s);
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(z + i), sv);
+    _mm512_storeu_ps(z + i, v);
+    _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), v));
+  }
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), sv);
+    _mm512_mask_storeu_ps(z + i, mk, v);
+    _mm512_mask_storeu_ps(acc + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, acc + i), v));
+  }
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -221,6 +238,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->row_max = &row_max;
   k->exp_shift_sum = &exp_shift_sum;
   k->scale = &scale;
+  k->scale_accumulate = &scale_accumulate;
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;

@@ -73,6 +73,14 @@ double logistic_row(index_t n, float* z, float scale) {
   return acc;
 }
 
+
+void scale_accumulate(index_t n, float* z, float s, float* acc) {
+  for (index_t i = 0; i < n; ++i) {
+    z[i] *= s;
+    acc[i] += z[i];
+  }
+}
+
 }  // namespace
 
 void fill_rec_kernels(RecKernels* k) {
@@ -81,6 +89,7 @@ void fill_rec_kernels(RecKernels* k) {
   k->row_max = &row_max;
   k->exp_shift_sum = &exp_shift_sum;
   k->scale = &scale;
+  k->scale_accumulate = &scale_accumulate;
   k->adam = &adam;
   k->sgd = &sgd;
   k->tanh_inplace = &tanh_inplace;

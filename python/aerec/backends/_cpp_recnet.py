@@ -89,7 +89,7 @@ class RecNetwork:
         return [(p[2 * l], p[2 * l + 1], self.spec["activations"][l]) for l in range(enc, self.n_layers)]
 
     def timings(self):
-        """Seconds per training phase since :meth:`reset_timings` (gather, spmm, gemm, loss,
+        """Seconds per training phase since :meth:`reset_timings` (gather, spmm, gemm, noise (VAE sampling), loss,
         dense_bwd, sparse_bwd, optimizer), batches and GEMM flops."""
         return self._net.timings()
 
