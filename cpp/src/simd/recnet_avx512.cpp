@@ -1,5 +1,11 @@
 // AVX-512 bodies of the RecNetwork kernels (see recnet.hpp). Everything here is in
 // aerec::cpu::avx512 and static: no inline function is shared with other ISA translation units.
+// gcc 12's AVX-512 headers build some intrinsics on _mm512_undefined_ps(), which -Wuninitialized
+// reports at every use; the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cmath>
