@@ -1,0 +1,86 @@
+"""RecNetwork (MultVAE / MultDAE / CDAE network) training epochs, NumPy reference vs C++.
+
+    pytest benchmarks/bench_recnet.py --benchmark-only
+    python benchmarks/multvae_epoch.py        # the MovieLens-20M-scale epoch (s/epoch, RSS, phases)
+
+extra_info: GFLOP/s of the dense layers (2 * B * n_in * n_out per layer forward, twice that
+backward) and, for the C++ network, the per-phase seconds of the last round.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from aerec.backends._numpy_recnet import RecNetwork as NumpyRecNetwork
+from aerec.models.recspec import init_rec_params, make_rec_spec
+
+try:
+    from aerec.backends._cpp_recnet import RecNetwork as CppRecNetwork
+    from aerec import _core
+    HAS_CORE = hasattr(_core, "RecNetwork")
+except ImportError:  # pragma: no cover
+    HAS_CORE = False
+
+SHAPES = {  # (users, items, hidden, bottleneck, interactions per user)
+    "small": (1000, 2000, 200, 50, 30),
+    "mid": (2000, 6000, 600, 200, 60),
+}
+MODELS = ("multvae", "multdae", "cdae")
+
+
+def _data(users, items, per_user, seed=0):
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, items + 1) ** 0.8
+    pop = rng.permutation(pop / pop.sum())
+    rows = np.repeat(np.arange(users), per_user)
+    cols = rng.choice(items, rows.size, p=pop)
+    X = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(users, items))
+    X.sum_duplicates()
+    X.data[:] = 1
+    X.sort_indices()
+    return X
+
+
+def _spec(model, items, h, d):
+    if model == "multvae":
+        return make_rec_spec(layer_sizes=(items, h, d, h, items), variational=True, input_dropout=0.5)
+    if model == "multdae":
+        return make_rec_spec(layer_sizes=(items, h, d, h, items), input_dropout=0.5, l2=0.01)
+    return make_rec_spec(layer_sizes=(items, h, items), activations="sigmoid", loss="logistic",
+                         negative_samples=4, n_users_embedding=0, input_dropout=0.2, normalize_input=False)
+
+
+def _flops(spec, batch_rows):
+    sizes, enc = spec["layer_sizes"], spec["encoder_depth"]
+    f = 0.0
+    for l in range(1, len(sizes) - 1):
+        n_out = sizes[l + 1] * (2 if spec["variational"] and l == enc - 1 else 1)
+        f += 6.0 * batch_rows * sizes[l] * n_out
+    return f
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("backend", ["numpy", "cpp"])
+def test_recnet_epoch(benchmark, backend, shape, model):
+    if backend == "cpp" and not HAS_CORE:
+        pytest.skip("aerec._core not built")
+    users, items, h, d, per_user = SHAPES[shape]
+    X = _data(users, items, per_user)
+    spec = _spec(model, items, h, d)
+    cls = CppRecNetwork if backend == "cpp" else NumpyRecNetwork
+    net = cls(spec, init_rec_params(spec, 0))
+    args = (X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32), users)
+    benchmark.group = "recnet"
+    if backend == "cpp":
+        net.reset_timings()
+    benchmark.pedantic(net.train_epoch, args=args, kwargs=dict(batch_size=500), rounds=3, iterations=1,
+                       warmup_rounds=0)
+    benchmark.extra_info["GFLOP/s"] = _flops(spec, users) / benchmark.stats.stats.median / 1e9
+    benchmark.extra_info["nnz"] = int(X.nnz)
+    if backend == "cpp":
+        t = net.timings()
+        benchmark.extra_info["phases_s_per_epoch"] = {k: t[k] / 3 for k in
+                                                     ("gather", "spmm", "gemm", "noise", "loss", "dense_bwd",
+                                                      "sparse_bwd", "optimizer")}

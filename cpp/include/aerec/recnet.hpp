@@ -1,0 +1,189 @@
+// RecNetwork: the sparse-input autoencoder behind MultDAE, MultVAE and CDAE (maths in
+// python/aerec/models/recspec.py; the NumPy oracle is python/aerec/backends/_numpy_recnet.py).
+//
+// Layer 0 is a CSR gather-sum SpMM (a batch is never densified) whose weight gradient is
+// row-sparse (only the batch's items); dense layers go through aerec::cpu::sgemm with the fused
+// bias+activation epilogue; the multinomial log-softmax and its gradient are fused per logits row;
+// Adam / SGD are fused per tensor (optionally lazy, row-sparse, for W0 and V). All buffers are
+// owned by the network and grow only when a larger batch arrives, so train_epoch allocates
+// nothing per batch.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "aerec/activation.hpp"
+#include "aerec/view.hpp"
+
+namespace aerec::cpu {
+
+// ---------------------------------------------------------------- counter-based random streams
+// splitmix64 finaliser with the golden-ratio increment; the NumPy reference uses the same.
+inline std::uint64_t mix64(std::uint64_t x) {
+  std::uint64_t z = x + 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+inline std::uint64_t stream_key(std::uint64_t seed, std::uint64_t stream, std::uint64_t step) {
+  return mix64(mix64(mix64(seed) + stream) + step);
+}
+enum RecStream : std::uint64_t { kStreamDropout = 1, kStreamGauss = 2, kStreamNeg = 3, kStreamShuffle = 4 };
+
+// ---------------------------------------------------------------- spec
+enum class RecLoss : int { multinomial = 0, logistic = 1 };
+enum class RecOptimizer : int { adam = 0, sgd = 1 };
+
+struct RecSpec {
+  std::vector<index_t> layer_sizes;  // (I, h1, ..., I)
+  std::vector<Activation> activations;  // one per weight layer
+  int encoder_depth = 1;
+  bool variational = false;
+  double anneal_cap = 0.2;
+  std::int64_t total_anneal_steps = 200000;
+  bool normalize_input = true;
+  double input_dropout = 0.5;
+  RecLoss loss = RecLoss::multinomial;
+  std::int64_t negative_samples = 0;
+  index_t n_users_embedding = 0;
+  double l2 = 0.0;
+  RecOptimizer optimizer = RecOptimizer::adam;
+  double learning_rate = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8, momentum = 0.0;
+  bool lazy_adam = false;
+  std::uint64_t seed = 0;
+};
+
+// ---------------------------------------------------------------- sparse helpers (sparse.cpp)
+// Checks a CSR batch: indptr (rows+1) monotone from 0 to nnz, column ids in [0, n_cols) and
+// strictly increasing within a row, values finite; users (may be null) in [0, n_users).
+// Throws std::invalid_argument / std::out_of_range.
+void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users);
+
+// out (rows x n, row stride ldo) = [init] + X @ W, X CSR over W's rows (W: X.cols x n, ldw).
+// init (length n) may be null. values null means every stored value is 1.
+void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, const float* init,
+              float* out, index_t ldo, int num_threads = 0);
+
+// ---------------------------------------------------------------- ISA kernel table
+// Bodies live in src/simd/recnet_{avx512,avx2,scalar}.cpp, one namespace each.
+struct RecKernels {
+  // out[0:n] = (init ? init : 0) + sum_k val[k] * M[idx[k] * ldm + 0:n]
+  void (*gather_sum)(index_t n, index_t cnt, const std::int32_t* idx, const float* val,
+                     const float* m, index_t ldm, const float* init, float* out);
+  // y[0:n] += a * x[0:n]
+  void (*axpy)(index_t n, float a, const float* x, float* y);
+  // max of z[0:n]  (n >= 1)
+  float (*row_max)(index_t n, const float* z);
+  // z[i] = exp(z[i] - shift); returns sum_i z[i] (accumulated in float lanes, then double)
+  double (*exp_shift_sum)(index_t n, float* z, float shift);
+  // z[i] *= s
+  void (*scale)(index_t n, float* z, float s);
+  // z[i] *= s; acc[i] += z[i]   (softmax scaling fused with the output-bias gradient)
+  void (*scale_accumulate)(index_t n, float* z, float s, float* acc);
+  // Adam on a span: g may be null (zero gradient); g_eff = g + l2 * w.
+  void (*adam)(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr,
+               float b1, float b2, float c1, float c2, float eps);
+  // SGD with momentum on a span (g may be null): m = mom * m + g + l2 * w; w -= lr * m.
+  void (*sgd)(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom);
+  // y = tanh(y) in place
+  void (*tanh_inplace)(index_t n, float* y);
+  // logistic loss row: returns sum_i softplus(z[i]) and sets z[i] = sigmoid(z[i]) * scale
+  double (*logistic_row)(index_t n, float* z, float scale);
+};
+const RecKernels& rec_kernels();  // for the active ISA level (cheap; call per batch)
+
+namespace scalar { void fill_rec_kernels(RecKernels* k); }
+namespace avx2 { void fill_rec_kernels(RecKernels* k); }
+namespace avx512 { void fill_rec_kernels(RecKernels* k); }
+
+// ---------------------------------------------------------------- the network
+struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)
+  double gather = 0, spmm = 0, gemm = 0, noise = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
+  // dense_bwd: bias gradients, activation derivatives and the reparameterisation (GEMMs excluded)
+  std::int64_t batches = 0;
+  double gemm_flops = 0;
+};
+
+class RecNetwork {
+ public:
+  explicit RecNetwork(RecSpec spec);  // params zero-initialised; set them through param()
+
+  const RecSpec& spec() const { return spec_; }
+  int n_layers() const { return static_cast<int>(spec_.layer_sizes.size()) - 1; }
+  index_t n_items() const { return spec_.layer_sizes[0]; }
+  std::size_t n_params() const { return params_.size(); }
+  index_t param_rows(std::size_t i) const { return shapes_[i].first; }
+  index_t param_cols(std::size_t i) const { return shapes_[i].second; }  // 0 for a vector
+  index_t param_size(std::size_t i) const { return static_cast<index_t>(params_[i].size()); }
+  float* param(std::size_t i) { return params_[i].data(); }
+  float* moment1(std::size_t i) { return m_[i].data(); }
+  float* moment2(std::size_t i) { return v_.empty() ? nullptr : v_[i].data(); }
+  std::int64_t step = 0;
+
+  // One update on the given CSR batch (rows = users; users may be null unless the spec has
+  // n_users_embedding). Returns the batch loss (data term + beta*KL + l2 term).
+  double train_batch(const CsrView<float>& x, const std::int32_t* users);
+  // Whole epoch: optional counter-based shuffle (seed), batches of batch_size rows. Returns the
+  // row-weighted mean of the batch losses.
+  double train_epoch(const CsrView<float>& x, const std::int32_t* users, index_t batch_size,
+                     bool shuffle, std::uint64_t shuffle_seed);
+  // Loss and dense gradients (one vector per param) at the current step, no update.
+  double gradients(const CsrView<float>& x, const std::int32_t* users,
+                   std::vector<std::vector<float>>* grads);
+  // Evaluation mode (no dropout, z = mu). `stop` = weight layer whose output is written
+  // (n_layers()-1: logits; encoder_depth-1: bottleneck / mu). out: rows x width(stop), ldo.
+  void evaluate(const CsrView<float>& x, const std::int32_t* users, int stop, index_t batch_size,
+                float* out, index_t ldo);
+  index_t layer_width(int l) const;  // output width seen by the next layer (d for the VAE layer)
+
+  RecTimings timings;
+
+ private:
+  struct Batch {  // gathered batch, owned buffers reused across batches
+    std::vector<std::int64_t> indptr;
+    std::vector<std::int32_t> indices;
+    std::vector<float> raw, xin;
+    std::vector<std::int64_t> row_ids;
+    std::vector<std::int32_t> users;
+    index_t rows = 0;
+  };
+  void check_input(const CsrView<float>& x, const std::int32_t* users) const;
+  // rows: the given CSR's rows to gather (null: row0, row0+1, ...)
+  void gather(const CsrView<float>& x, const std::int32_t* users, const std::int64_t* rows,
+              index_t row0, index_t n, bool train, Batch& b);
+  double train_epoch_impl(const CsrView<float>& x, const std::int32_t* users, index_t batch_size,
+                          bool shuffle, std::uint64_t shuffle_seed, bool checked);
+  void ensure_buffers(index_t rows);
+  void forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo);
+  double loss_and_backward(const Batch& b, bool fuse_w0);
+  void build_unique(const Batch& b);
+  void apply_update();
+
+  RecSpec spec_;
+  std::vector<std::pair<index_t, index_t>> shapes_;
+  std::vector<std::vector<float>> params_, grads_, m_, v_;
+  int v_index_ = -1;  // params index of V, or -1
+  Batch batch_;
+  index_t cap_rows_ = 0;
+  std::vector<std::vector<float>> acts_;  // per weight layer output (rows x n_out)
+  std::vector<float> z_, eps_, dbuf_a_, dbuf_b_;
+  // row-sparse layer-0 gradient: unique batch items, their compact rows, CSC of the batch
+  std::vector<std::int32_t> item_slot_;  // I, -1 when absent
+  std::vector<std::int32_t> uniq_;
+  std::vector<std::int64_t> csc_ptr_, csc_fill_;
+  std::vector<std::int32_t> csc_rows_;
+  std::vector<float> csc_vals_, g0_;
+  std::vector<std::int32_t> user_slot_, uniq_users_;
+  std::vector<float> gv_;
+  std::vector<double> row_loss_;
+  std::vector<std::int32_t> stamp_;  // logistic negatives, per thread x I
+  std::vector<std::int32_t> neg_items_;
+  std::vector<float> neg_vals_;
+  std::vector<std::int64_t> perm_;
+  double beta_ = 0;
+  std::vector<float> dbpart_, rowbuf_;  // per-thread output-bias partials, W0 gradient rows
+  const float* dz0_ = nullptr;  // layer-0 pre-activation gradient of the last backward
+  struct Chunk { std::size_t param; index_t off, len; };
+  std::vector<Chunk> chunks_;
+};
+
+}  // namespace aerec::cpu

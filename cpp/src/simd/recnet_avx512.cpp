@@ -1,0 +1,254 @@
+// AVX-512 bodies of the RecNetwork kernels (see recnet.hpp). Everything here is in
+// aerec::cpu::avx512 and static: no inline function is shared with other ISA translation units.
+// gcc 12's AVX-512 headers build some intrinsics on _mm512_undefined_ps(), which -Wuninitialized
+// reports at every use; the values are never read.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "aerec/recnet.hpp"
+
+namespace aerec::cpu::avx512 {
+namespace {
+
+// exp(x) for float lanes: range reduction by ln2 (hi/lo split), degree-6 polynomial, scalef.
+// Relative error ~2 ulp; x below -103 gives 0 as exp would (underflow).
+__m512 exp_ps(__m512 x) {
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.7f));
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720.f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, n);
+}
+
+__mmask16 tail_mask(index_t rem) { return static_cast<__mmask16>((1u << rem) - 1u); }
+
+void gather_sum(index_t n, index_t cnt, const std::int32_t* idx, const float* val, const float* m,
+                index_t ldm, const float* init, float* out) {
+  index_t j = 0;
+  for (; j + 128 <= n; j += 128) {
+    __m512 a0, a1, a2, a3, a4, a5, a6, a7;
+    if (init) {
+      a0 = _mm512_loadu_ps(init + j); a1 = _mm512_loadu_ps(init + j + 16);
+      a2 = _mm512_loadu_ps(init + j + 32); a3 = _mm512_loadu_ps(init + j + 48);
+      a4 = _mm512_loadu_ps(init + j + 64); a5 = _mm512_loadu_ps(init + j + 80);
+      a6 = _mm512_loadu_ps(init + j + 96); a7 = _mm512_loadu_ps(init + j + 112);
+    } else {
+      a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = _mm512_setzero_ps();
+    }
+    for (index_t k = 0; k < cnt; ++k) {
+      const __m512 s = _mm512_set1_ps(val ? val[k] : 1.f);
+      const float* r = m + static_cast<index_t>(idx[k]) * ldm + j;
+      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r), a0);
+      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 16), a1);
+      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 32), a2);
+      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 48), a3);
+      a4 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 64), a4);
+      a5 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 80), a5);
+      a6 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 96), a6);
+      a7 = _mm512_fmadd_ps(s, _mm512_loadu_ps(r + 112), a7);
+    }
+    _mm512_storeu_ps(out + j, a0); _mm512_storeu_ps(out + j + 16, a1);
+    _mm512_storeu_ps(out + j + 32, a2); _mm512_storeu_ps(out + j + 48, a3);
+    _mm512_storeu_ps(out + j + 64, a4); _mm512_storeu_ps(out + j + 80, a5);
+    _mm512_storeu_ps(out + j + 96, a6); _mm512_storeu_ps(out + j + 112, a7);
+  }
+  for (; j < n; j += 16) {
+    const __mmask16 mk = n - j >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - j);
+    __m512 a = init ? _mm512_maskz_loadu_ps(mk, init + j) : _mm512_setzero_ps();
+    for (index_t k = 0; k < cnt; ++k) {
+      const float* r = m + static_cast<index_t>(idx[k]) * ldm + j;
+      a = _mm512_fmadd_ps(_mm512_set1_ps(val ? val[k] : 1.f), _mm512_maskz_loadu_ps(mk, r), a);
+    }
+    _mm512_mask_storeu_ps(out + j, mk, a);
+  }
+}
+
+void axpy(index_t n, float a, const float* x, float* y) {
+  const __m512 s = _mm512_set1_ps(a);
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(s, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    _mm512_mask_storeu_ps(y + i, mk, _mm512_fmadd_ps(s, _mm512_maskz_loadu_ps(mk, x + i),
+                                                     _mm512_maskz_loadu_ps(mk, y + i)));
+  }
+}
+
+float row_max(index_t n, const float* z) {
+  __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0;
+  index_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_ps(m0, _mm512_loadu_ps(z + i));
+    m1 = _mm512_max_ps(m1, _mm512_loadu_ps(z + i + 16));
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    m0 = _mm512_mask_max_ps(m0, mk, m0, _mm512_maskz_loadu_ps(mk, z + i));
+  }
+  return _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+}
+
+double exp_shift_sum(index_t n, float* z, float shift) {
+  const __m512 sh = _mm512_set1_ps(shift);
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0;
+  index_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 e0 = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(z + i), sh));
+    const __m512 e1 = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(z + i + 16), sh));
+    _mm512_storeu_ps(z + i, e0);
+    _mm512_storeu_ps(z + i + 16, e1);
+    s0 = _mm512_add_ps(s0, e0);
+    s1 = _mm512_add_ps(s1, e1);
+  }
+  for (; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mk, z + i), sh));
+    _mm512_mask_storeu_ps(z + i, mk, e);
+    s0 = _mm512_mask_add_ps(s0, mk, s0, e);
+  }
+  return static_cast<double>(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
+}
+
+void scale(index_t n, float* z, float s) {
+  const __m512 sv = _mm512_set1_ps(s);
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(z + i, _mm512_mul_ps(_mm512_loadu_ps(z + i), sv));
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    _mm512_mask_storeu_ps(z + i, mk, _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), sv));
+  }
+}
+
+void adam(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr, float b1,
+          float b2, float c1, float c2, float eps) {
+  const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
+  const __m512 vb1c = _mm512_set1_ps(1.f - b1), vb2c = _mm512_set1_ps(1.f - b2);
+  const __m512 vl2 = _mm512_set1_ps(l2), vlr = _mm512_set1_ps(lr), vc1 = _mm512_set1_ps(c1);
+  const __m512 vc2 = _mm512_set1_ps(c2), veps = _mm512_set1_ps(eps);
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 wv = _mm512_maskz_loadu_ps(mk, w + i);
+    __m512 gv = g ? _mm512_maskz_loadu_ps(mk, g + i) : _mm512_setzero_ps();
+    if (l2 != 0.f) gv = _mm512_fmadd_ps(vl2, wv, gv);
+    const __m512 mv = _mm512_fmadd_ps(vb1, _mm512_maskz_loadu_ps(mk, m + i), _mm512_mul_ps(vb1c, gv));
+    const __m512 vv = _mm512_fmadd_ps(vb2, _mm512_maskz_loadu_ps(mk, v + i),
+                                      _mm512_mul_ps(vb2c, _mm512_mul_ps(gv, gv)));
+    const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vv, vc2)), veps);
+    const __m512 upd = _mm512_div_ps(_mm512_mul_ps(vlr, _mm512_mul_ps(mv, vc1)), den);
+    _mm512_mask_storeu_ps(m + i, mk, mv);
+    _mm512_mask_storeu_ps(v + i, mk, vv);
+    _mm512_mask_storeu_ps(w + i, mk, _mm512_sub_ps(wv, upd));
+  }
+}
+
+void sgd(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom) {
+  const __m512 vl2 = _mm512_set1_ps(l2), vlr = _mm512_set1_ps(lr), vmom = _mm512_set1_ps(mom);
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 wv = _mm512_maskz_loadu_ps(mk, w + i);
+    __m512 gv = g ? _mm512_maskz_loadu_ps(mk, g + i) : _mm512_setzero_ps();
+    if (l2 != 0.f) gv = _mm512_fmadd_ps(vl2, wv, gv);
+    const __m512 mv = _mm512_fmadd_ps(vmom, _mm512_maskz_loadu_ps(mk, m + i), gv);
+    _mm512_mask_storeu_ps(m + i, mk, mv);
+    _mm512_mask_storeu_ps(w + i, mk, _mm512_fnmadd_ps(vlr, mv, wv));
+  }
+}
+
+// tanh(x) = sign(x) (1 - t) / (1 + t), t = exp(-2|x|); a short odd series below |x| < 1/16 keeps
+// the relative error small near 0.
+void tanh_inplace(index_t n, float* y) {
+  const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(mk, y + i);
+    const __m512 ax = _mm512_and_ps(x, absmask);
+    const __m512 t = exp_ps(_mm512_mul_ps(ax, _mm512_set1_ps(-2.f)));
+    __m512 r = _mm512_div_ps(_mm512_sub_ps(_mm512_set1_ps(1.f), t), _mm512_add_ps(_mm512_set1_ps(1.f), t));
+    const __m512 x2 = _mm512_mul_ps(ax, ax);
+    __m512 s = _mm512_fmadd_ps(x2, _mm512_set1_ps(2.f / 15.f), _mm512_set1_ps(-1.f / 3.f));
+    s = _mm512_fmadd_ps(_mm512_mul_ps(s, x2), ax, ax);
+    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(ax, _mm512_set1_ps(0.0625f), _CMP_LT_OQ), r, s);
+    r = _mm512_or_ps(r, _mm512_andnot_ps(absmask, x));  // copy the sign back
+    _mm512_mask_storeu_ps(y + i, mk, r);
+  }
+}
+
+
+// softplus and sigmoid of a row: log1p(e), e = exp(-|x|) in (0, 1], through
+// 2 atanh(s) = 2 (s + s^3/3 + ...), s = e / (2 + e) <= 1/3 (no 1 + e rounding for tiny e).
+double logistic_row(index_t n, float* z, float scale) {
+  const __m512 absmask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+  const __m512 one = _mm512_set1_ps(1.f), two = _mm512_set1_ps(2.f), sc = _mm512_set1_ps(scale);
+  __m512 acc = _mm512_setzero_ps();
+  for (index_t i = 0; i < n; i += 16) {
+    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(mk, z + i);
+    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_and_ps(x, absmask)));
+    const __m512 s = _mm512_div_ps(e, _mm512_add_ps(two, e));
+    const __m512 s2 = _mm512_mul_ps(s, s);
+    __m512 p = _mm512_set1_ps(1.f / 13.f);
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 11.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 9.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 7.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 5.f));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.f / 3.f));
+    p = _mm512_fmadd_ps(p, s2, one);
+    const __m512 sp = _mm512_fmadd_ps(_mm512_mul_ps(two, s), p, _mm512_max_ps(x, _mm512_setzero_ps()));
+    acc = _mm512_mask_add_ps(acc, mk, acc, sp);
+    const __m512 r = _mm512_div_ps(one, _mm512_add_ps(one, e));
+    const __m512 sig = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ),
+                                            _mm512_mul_ps(e, r), r);
+    _mm512_mask_storeu_ps(z + i, mk, _mm512_mul_ps(sig, sc));
+  }
+  return static_cast<double>(_mm512_reduce_add_ps(acc));
+}
+
+
+void scale_accumulate(index_t n, float* z, float s, float* acc) {
+  const __m512 sv = _mm512_set1_ps(s);
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(z + i), sv);
+    _mm512_storeu_ps(z + i, v);
+    _mm512_storeu_ps(acc + i, _mm512_add_ps(_mm512_loadu_ps(acc + i), v));
+  }
+  if (i < n) {
+    const __mmask16 mk = tail_mask(n - i);
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, z + i), sv);
+    _mm512_mask_storeu_ps(z + i, mk, v);
+    _mm512_mask_storeu_ps(acc + i, mk, _mm512_add_ps(_mm512_maskz_loadu_ps(mk, acc + i), v));
+  }
+}
+
+}  // namespace
+
+void fill_rec_kernels(RecKernels* k) {
+  k->gather_sum = &gather_sum;
+  k->axpy = &axpy;
+  k->row_max = &row_max;
+  k->exp_shift_sum = &exp_shift_sum;
+  k->scale = &scale;
+  k->scale_accumulate = &scale_accumulate;
+  k->adam = &adam;
+  k->sgd = &sgd;
+  k->tanh_inplace = &tanh_inplace;
+  k->logistic_row = &logistic_row;
+}
+
+}  // namespace aerec::cpu::avx512

@@ -1,0 +1,76 @@
+// CSR checks, the gather-sum SpMM of the sparse input layer, and the RecNetwork kernel table.
+#include <cmath>
+#include <string>
+
+#include "aerec/cpu_features.hpp"
+#include "aerec/error.hpp"
+#include "aerec/parallel.hpp"
+#include "aerec/recnet.hpp"
+
+namespace aerec::cpu {
+
+const RecKernels& rec_kernels() {
+  struct Tables {
+    RecKernels t[3];
+    Tables() {
+      scalar::fill_rec_kernels(&t[0]);
+#if defined(AEREC_X86)
+      avx2::fill_rec_kernels(&t[1]);
+      avx512::fill_rec_kernels(&t[2]);
+#else
+      scalar::fill_rec_kernels(&t[1]);
+      scalar::fill_rec_kernels(&t[2]);
+#endif
+    }
+  };
+  static const Tables tab;
+  const RecKernels* tables = tab.t;
+  switch (active_isa()) {
+    case Isa::scalar: return tables[0];
+    case Isa::avx2: return tables[1];
+    default: return tables[2];
+  }
+}
+
+void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users) {
+  AEREC_CHECK_ARG(x.rows >= 0, "CSR: negative row count");
+  AEREC_CHECK_ARG(x.indptr != nullptr, "CSR: indptr is null");
+  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR: indptr[0] must be 0");
+  const std::int64_t nnz = x.indptr[x.rows];
+  for (index_t r = 0; r < x.rows; ++r) {
+    const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+    AEREC_CHECK_ARG(b >= a, "CSR: indptr is not monotone non-decreasing (row " + std::to_string(r) +
+                                "); pass a valid CSR matrix");
+    AEREC_CHECK_ARG(b <= nnz, "CSR: indptr exceeds nnz");
+    for (std::int64_t k = a; k < b; ++k) {
+      const std::int32_t j = x.indices[k];
+      AEREC_CHECK_INDEX(j >= 0 && j < n_cols, "CSR: column id " + std::to_string(j) + " in row " +
+                                                  std::to_string(r) + " is outside [0, " +
+                                                  std::to_string(n_cols) + ") (n_items)");
+      AEREC_CHECK_ARG(k == a || x.indices[k - 1] < j,
+                      "CSR: column ids within a row must be strictly increasing (sorted, no duplicates); "
+                      "call X.sum_duplicates(); X.sort_indices() first (row " + std::to_string(r) + ")");
+      if (x.values) AEREC_CHECK_ARG(std::isfinite(x.values[k]), "CSR: data contains NaN or infinity");
+    }
+  }
+  if (users) {
+    for (index_t r = 0; r < x.rows; ++r)
+      AEREC_CHECK_INDEX(users[r] >= 0 && users[r] < n_users,
+                        "user id " + std::to_string(users[r]) + " outside [0, " + std::to_string(n_users) + ")");
+  }
+}
+
+void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, const float* init,
+              float* out, index_t ldo, int num_threads) {
+  const RecKernels& k = rec_kernels();
+  const int nt = resolve_threads(num_threads);
+  (void)nt;
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (x.rows > 8)
+  for (index_t r = 0; r < x.rows; ++r) {
+    const std::int64_t a = x.indptr[r];
+    k.gather_sum(n, x.indptr[r + 1] - a, x.indices + a, x.values ? x.values + a : nullptr, w, ldw,
+                 init, out + r * ldo);
+  }
+}
+
+}  // namespace aerec::cpu
