@@ -152,3 +152,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
         bias = _np.ascontiguousarray(bias, dtype=_np.float32)
     return _core.gemm(a, b, trans_a, trans_b, bias, activation, alpha, 0.0, None,
                       0 if num_threads is None else num_threads)
+
+
+# --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
+from ._cpp_recnet import RecNetwork  # noqa: E402,F401

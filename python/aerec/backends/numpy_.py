@@ -651,3 +651,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
             raise ValueError(f"gemm: bias must have shape ({opb.shape[1]},), got {bias64.shape}")
         z = z + bias64
     return act(z).astype(np.float32)
+
+
+# --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
+from ._numpy_recnet import RecNetwork  # noqa: E402,F401

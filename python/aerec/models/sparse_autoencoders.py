@@ -47,7 +47,10 @@ class _SparseAutoencoder(Recommender):
         dec = tuple(reversed(hidden)) + (n_items,)
         sizes = enc + dec
         n_layers = len(sizes) - 1
-        acts = (self.activation,) * (n_layers - 1) + ("identity",)
+        acts = [self.activation] * (n_layers - 1) + ["identity"]
+        if self._variational:
+            acts[len(hidden)] = "identity"  # the (mu, logvar) layer is linear
+        acts = tuple(acts)
         kw = dict(layer_sizes=sizes, activations=acts, encoder_depth=len(hidden) + 1,
                   variational=self._variational, normalize_input=self._normalize,
                   input_dropout=float(self.dropout), loss=self._loss, l2=float(self.l2),
@@ -56,7 +59,9 @@ class _SparseAutoencoder(Recommender):
         if self._variational:
             kw.update(anneal_cap=float(self.anneal_cap), total_anneal_steps=int(self.total_anneal_steps))
         if self._user_embedding:
-            kw.update(n_users_embedding=int(n_users), negative_samples=int(self.negative_samples))
+            # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
+            # in from their history, who have no learned vector.
+            kw.update(n_users_embedding=int(n_users) + 1, negative_samples=int(self.negative_samples))
         return make_rec_spec(**kw)
 
     def _init_params(self, spec, rng):
@@ -68,7 +73,9 @@ class _SparseAutoencoder(Recommender):
             params.append(glorot_uniform(rng, fan_in, fan_out))
             params.append(rng.normal(0.0, 1e-3, fan_out).astype(np.float32))  # Liang et al.'s bias init
         if spec.get("n_users_embedding"):
-            params.append((rng.normal(0.0, 1e-2, (spec["n_users_embedding"], sizes[1]))).astype(np.float32))
+            V = rng.normal(0.0, 1e-2, (spec["n_users_embedding"], sizes[1])).astype(np.float32)
+            V[-1] = 0.0  # the fold-in slot
+            params.append(V)
         return params
 
     def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose=0,
@@ -100,6 +107,7 @@ class _SparseAutoencoder(Recommender):
         params = self._init_params(spec, np.random.default_rng(seed))
         self.seed_, self.spec_, self.train_ = seed, spec, X
         self.net_ = self._backend().RecNetwork(spec, params)
+        self._index = None
         self.history_ = {}
         self.stop_training = False
         cbs = as_callbacks(callbacks)
@@ -135,7 +143,7 @@ class _SparseAutoencoder(Recommender):
         finally:
             bar.close()
         if best_params is not None:
-            self.net_.set_params(best_params)
+            self._set_weights(best_params)
             self.best_epoch_ = int(np.argmax(self.history_[f"val_ndcg@{k}"]))
         for cb in cbs:
             cb.on_train_end({})
@@ -144,21 +152,42 @@ class _SparseAutoencoder(Recommender):
     def _get_weights(self):
         return self.net_.get_params()
 
-    def _set_weights(self, p):
-        self.net_.set_params(p)
-
     # -- scoring ----------------------------------------------------------------------------------
     def _users_arg(self, rows):
         if not self._user_embedding:
             return None
-        return np.where(rows >= 0, rows, -1).astype(np.int32)
+        return np.where(rows >= 0, rows, self.train_.shape[0]).astype(np.int32)
 
     def _scores(self, rows, X):
         Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
         return self.net_.forward(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
 
+    def _search_index(self):
+        """TopK over the decoder's output layer: score = h_last @ W_last + b_last (never forms the
+        n_users x n_items logits). Built once per set of weights."""
+        from ..search import TopK
+        key = (id(self.net_), self.net_.step)
+        cached = getattr(self, "_index", None)
+        if cached is None or cached[0] != key:
+            p = self.net_.get_params()
+            n_layers = len(self.spec_["layer_sizes"]) - 1
+            W, b = p[2 * (n_layers - 1)], p[2 * (n_layers - 1) + 1]
+            cached = (key, TopK(np.ascontiguousarray(W.T), bias=b, prune=True,
+                                backend="numpy" if self.backend == "numpy" else "auto"))
+            self._index = cached
+        return cached[1]
+
     def _topk(self, rows, X, k, exclude, candidates):
-        return select_topk(self._scores(rows, X), k, exclude, candidates)
+        if candidates is not None or len(self.spec_["layer_sizes"]) < 3:
+            return select_topk(self._scores(rows, X), k, exclude, candidates)
+        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+        h = self.net_.hidden_last(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+        ids, scores = self._search_index().search(h, k, exclude=exclude)
+        return ids, scores
+
+    def _set_weights(self, p):
+        self.net_.set_params(p)
+        self._index = None
 
     def encode(self, user_items, user_ids=None):
         """Bottleneck representation of users from their histories: (n, latent) float32."""
