@@ -32,11 +32,14 @@ class AutoRec(Recommender):
         per-batch loss here is the mean over rows, so the penalty applied is ``lambda / n_rows``.
     clip : (float, float) or None
         clip predictions to the rating scale (default: the training min and max).
+    dropout : float or (float, float)
+        inverted dropout on the input ratings (denoising) and, with a pair, on the hidden layer.
     """
 
     def __init__(self, kind="item", hidden=500, activation="sigmoid", l2=1.0, learning_rate=1e-3, epochs=200,
-                 batch_size=64, optimizer="adam", clip="auto", random_state=0, backend="auto"):
+                 batch_size=64, optimizer="adam", clip="auto", dropout=0.0, random_state=0, backend="auto"):
         self.kind, self.hidden, self.activation, self.l2 = kind, hidden, activation, l2
+        self.dropout = dropout
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
         self.clip, self.random_state, self.backend = clip, random_state, backend
         if kind not in ("item", "user"):
@@ -62,7 +65,9 @@ class AutoRec(Recommender):
         seed = check_random_state(self.random_state)
         rows = self._rows(R)
         n_in = rows.shape[1]
+        dropout = self.dropout if np.ndim(self.dropout) else (float(self.dropout), 0.0)
         spec = make_spec((n_in, int(self.hidden), n_in), (self.activation, "identity"), encoder_depth=1,
+                         dropout=tuple(float(d) for d in dropout),
                          loss="masked_mse", l2=float(self.l2) / rows.shape[0], optimizer=self.optimizer,
                          learning_rate=self.learning_rate, seed=derive_seed(seed, 0) % (2 ** 31))
         rng = np.random.default_rng(seed)
