@@ -18,7 +18,8 @@ from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import ModelFileError, load
-from . import data, datasets, metrics
+from . import data, datasets, metrics, search
+from .search import TopK
 from .data import Interactions
 from .evaluation import evaluate
 from .models import AutoRec, Autoencoder, CDAE, EASE, MultDAE, MultVAE, Popularity
@@ -33,6 +34,8 @@ __all__ = [
     "MultDAE",
     "MultVAE",
     "Popularity",
+    "TopK",
+    "search",
     "data",
     "datasets",
     "evaluate",

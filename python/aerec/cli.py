@@ -43,8 +43,11 @@ def _split(inter, args):
                                        random_state=args.seed)
 
 
+_SHOWN = ("ndcg@100", "recall@20", "recall@50", "map@100", "coverage@100")
+
+
 def _fmt(res: dict) -> str:
-    return "  ".join(f"{k}={v:.4f}" for k, v in res.items() if isinstance(v, (float, np.floating)))
+    return "  ".join(f"{k}={res[k]:.4f}" for k in _SHOWN if k in res)
 
 
 def cmd_demo(args) -> int:
@@ -57,7 +60,7 @@ def cmd_demo(args) -> int:
     split = _split(inter, args)
     pop = Popularity().fit(split.train)
     t0 = time.perf_counter()
-    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 500, total_anneal_steps=args.anneal_steps,
+    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
                   random_state=args.seed)
     vae.fit(split.train, validation=split.validation, verbose=1)
     fit_s = time.perf_counter() - t0
@@ -67,7 +70,7 @@ def cmd_demo(args) -> int:
     print(f"  MultVAE     {_fmt(evaluate(vae, split.test, ks=ks))}")
     ids, scores = vae.recommend(user_items=split.test.fold_in[:3], k=5)
     for row, (i, s) in enumerate(zip(ids, scores)):
-        print(f"  test user {row}: top-5 items {i.tolist()} (scores {np.round(s, 2).tolist()})")
+        print(f"  test user {row}: top-5 items {i.tolist()} (scores {', '.join(f'{v:.2f}' for v in s)})")
     return 0
 
 

@@ -162,12 +162,7 @@ class EASE(_SavableRecommender):
 
     def _gram_upper(self, X, dt):
         n = X.shape[1]
-        core = None
-        if self.backend != "numpy":
-            try:
-                from .. import _core as core
-            except ImportError:
-                core = None
+        core = self._core()
         if core is None:
             G = np.asarray((X.T @ X).toarray(), dtype=dt)
             return np.ascontiguousarray(G)
@@ -180,7 +175,21 @@ class EASE(_SavableRecommender):
         return G
 
     def _scores(self, rows, X):
-        return np.asarray(X @ self.B_, dtype=np.float32)
+        core = self._core()
+        if core is None:
+            return np.asarray(X @ self.B_, dtype=np.float32)
+        # Gather-sum of B's rows per history (our SpMM; scipy's csr @ dense is single-threaded).
+        return core.spmm_csr(X.indptr.astype(np.int64, copy=False), X.indices.astype(np.int32, copy=False),
+                             X.data.astype(np.float32, copy=False), self.B_, 0)
+
+    def _core(self):
+        if self.backend == "numpy":
+            return None
+        try:
+            from .. import _core
+            return _core
+        except ImportError:
+            return None
 
     def item_vectors(self):
         return self.B_

@@ -177,15 +177,12 @@ class Recommender(Estimator):
         scalar = ids.ndim == 0
         ids = ids.reshape(-1)
         self._check_item_range(ids, "item_ids")
-        V = np.asarray(self.item_vectors(), dtype=np.float32)
-        norms = np.linalg.norm(V, axis=1)
-        norms[norms == 0] = 1.0
-        Vn = V / norms[:, None]
-        sims = Vn[ids] @ Vn.T
-        ex = None
-        if filter_self:
-            ex = sp.csr_matrix((np.ones(len(ids), np.float32), (np.arange(len(ids)), ids)), shape=sims.shape)
-        out_ids, out_s = select_topk(sims, k, ex)
+        from ..search import TopK
+        V = np.ascontiguousarray(self.item_vectors(), dtype=np.float32)
+        backend = "numpy" if getattr(self, "backend", "auto") == "numpy" else "auto"
+        index = TopK(V, metric="cosine", backend=backend)  # packing is O(n d): cheap next to a search
+        exclude = [np.array([i], np.int32) for i in ids] if filter_self else None
+        out_ids, out_s = index.search(V[ids], k, exclude=exclude)
         return (out_ids[0], out_s[0]) if scalar else (out_ids, out_s)
 
     def item_vectors(self):

@@ -1,0 +1,48 @@
+// _core.spmm_csr: dense = X_csr @ W without densifying X (EASE scoring, fold-in encoders).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include "aerec/recnet.hpp"
+#include "arrays.hpp"
+#include "registry.hpp"
+
+namespace py = pybind11;
+
+namespace {
+
+py::array_t<float> spmm_csr(py::array indptr, py::array indices, py::array data, py::array w, int num_threads) {
+  using namespace aerec;
+  bind::require_dtype<std::int64_t>(indptr, "indptr");
+  bind::require_dtype<std::int32_t>(indices, "indices");
+  bind::require_dtype<float>(data, "data");
+  for (auto* a : {&indptr, &indices, &data})
+    if (a->ndim() != 1 || !(a->flags() & py::array::c_style)) throw py::value_error("CSR arrays must be 1-D contiguous");
+  auto W = bind::matrix_in(w, "W");
+  CsrView<float> x;
+  x.indptr = static_cast<const std::int64_t*>(indptr.data());
+  x.indices = static_cast<const std::int32_t*>(indices.data());
+  x.values = static_cast<const float*>(data.data());
+  x.rows = indptr.shape(0) - 1;
+  x.cols = W.rows;
+  if (x.rows < 0) throw py::value_error("indptr must have n_rows + 1 entries");
+  if (indices.shape(0) != data.shape(0) || x.indptr[x.rows] != indices.shape(0))
+    throw py::value_error("indptr, indices and data disagree on the number of entries");
+  py::array_t<float> out({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(W.cols)});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::check_csr(x, W.rows, nullptr, 0);
+    cpu::spmm_csr(x, W.data, W.stride, W.cols, nullptr, o, W.cols, num_threads);
+  }
+  return out;
+}
+
+void bind_sparse(py::module_& m) {
+  m.def("spmm_csr", &spmm_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("W"),
+        py::arg("num_threads") = 0,
+        "X @ W for a CSR X (indptr int64, sorted int32 indices, float32 data) and dense float32 W.");
+}
+
+aerec::bind::Registrar reg("sparse", &bind_sparse);
+
+}  // namespace
