@@ -35,9 +35,10 @@ def tutorial():
           f"final loss {ae.history_['loss'][-1]:.3e}, val_loss {ae.history_['val_loss'][-1]:.3e}")
     new_item = np.arange(1, 11, dtype=np.float32) / 10  # [0.1, 0.2, ..., 1.0]
     code = ae.encode(new_item)
-    print(f"encoding of the new item {new_item.tolist()}: shape {code.shape}, "
+    shown = "[" + ", ".join(f"{v:.1f}" for v in new_item) + "]"
+    print(f"encoding of the new item {shown}: shape {code.shape}, "
           f"{int((code > 0).sum())} active units")
-    print("reconstruction:", np.round(ae.predict(new_item), 3).tolist())
+    print("reconstruction: [" + ", ".join(f"{v:.3f}" for v in ae.predict(new_item)) + "]")
     return ae
 
 
