@@ -160,3 +160,13 @@ def test_autorec_predict_ratings_close():
     assert rmse < 0.9
     with pytest.raises(KeyError):
         m.predict_ratings(np.array([0]), np.array([R.shape[1]]))
+
+
+def test_ease_compiled_paths_match_numpy():
+    """Own Gram kernel + panelled SpMM scoring == scipy/numpy reference (more than one panel)."""
+    pytest.importorskip("aerec._core")
+    X = clustered(n_users=200, n_items=900, seed=4)
+    a = EASE(l2=5.0).fit(X)
+    b = EASE(l2=5.0, backend="numpy").fit(X)
+    np.testing.assert_allclose(a.B_, b.B_, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a.score(np.arange(20)), b.score(np.arange(20)), rtol=1e-4, atol=1e-5)

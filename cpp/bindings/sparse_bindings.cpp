@@ -10,7 +10,8 @@ namespace py = pybind11;
 
 namespace {
 
-py::array_t<float> spmm_csr(py::array indptr, py::array indices, py::array data, py::array w, int num_threads) {
+py::array spmm_csr(py::array indptr, py::array indices, py::array data, py::array w, int num_threads,
+                   py::object out_obj) {
   using namespace aerec;
   bind::require_dtype<std::int64_t>(indptr, "indptr");
   bind::require_dtype<std::int32_t>(indices, "indices");
@@ -27,20 +28,27 @@ py::array_t<float> spmm_csr(py::array indptr, py::array indices, py::array data,
   if (x.rows < 0) throw py::value_error("indptr must have n_rows + 1 entries");
   if (indices.shape(0) != data.shape(0) || x.indptr[x.rows] != indices.shape(0))
     throw py::value_error("indptr, indices and data disagree on the number of entries");
-  py::array_t<float> out({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(W.cols)});
-  float* o = out.mutable_data();
+  py::array out;
+  if (out_obj.is_none()) {
+    out = py::array_t<float>({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(W.cols)});
+  } else {
+    out = out_obj.cast<py::array>();
+  }
+  auto O = bind::matrix_out(out, "out");
+  if (O.rows != x.rows || O.cols != W.cols)
+    throw py::value_error("out must have shape (n_rows, W.shape[1])");
   {
     py::gil_scoped_release release;
     cpu::check_csr(x, W.rows, nullptr, 0);
-    cpu::spmm_csr(x, W.data, W.stride, W.cols, nullptr, o, W.cols, num_threads);
+    cpu::spmm_csr(x, W.data, W.stride, W.cols, nullptr, O.data, O.stride, num_threads);
   }
   return out;
 }
 
 void bind_sparse(py::module_& m) {
   m.def("spmm_csr", &spmm_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("W"),
-        py::arg("num_threads") = 0,
-        "X @ W for a CSR X (indptr int64, sorted int32 indices, float32 data) and dense float32 W.");
+        py::arg("num_threads") = 0, py::arg("out") = py::none(),
+        "X @ W (written into out, which may be a column slice of a larger matrix) for a CSR X (indptr int64, sorted int32 indices, float32 data) and dense float32 W.");
 }
 
 aerec::bind::Registrar reg("sparse", &bind_sparse);
