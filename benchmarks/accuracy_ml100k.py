@@ -25,7 +25,7 @@ import aerec
 HERE = pathlib.Path(__file__).resolve().parent
 DATA = pathlib.Path(os.environ.get("AEREC_DATA", HERE.parents[1] / "shared" / "data")) / "ml-100k"
 
-AUTOREC = dict(hidden=500, l2=200.0, learning_rate=1e-3, epochs=50, batch_size=64)
+AUTOREC = dict(hidden=500, l2=150.0, learning_rate=1e-3, epochs=70, batch_size=256, dropout=(0.0, 0.5))
 
 
 def load_fold(name):
