@@ -42,6 +42,7 @@ namespace {
 
 using gemm_detail::IsaKernels;
 using gemm_detail::MacroArgs;
+using gemm_detail::Problem;
 using gemm_detail::SmallArgs;
 
 // Problems up to this many multiply-adds take the unpacked single-thread path: the autoencoder's
@@ -77,21 +78,6 @@ class Scratch {
 };
 
 thread_local Scratch t_buf_a, t_buf_b, t_buf_small;
-
-struct Problem {
-  bool ta, tb;
-  index_t M, N, K;
-  float alpha;
-  const float* A;
-  index_t lda;
-  const float* B;
-  index_t ldb;
-  float beta;
-  float* C;
-  index_t ldc;
-  const float* bias;
-  Activation act;
-};
 
 inline void split_range(index_t n, int tid, int nth, index_t& b, index_t& e) {
   const index_t q = n / nth, r = n % nth;
@@ -341,21 +327,8 @@ void sgemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, float al
   const double macs = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K);
   if (macs <= kSmallMacs) {
     SmallArgs s;
-    s.ta = trans_a;
-    s.tb = trans_b;
-    s.M = M;
-    s.N = N;
-    s.K = K;
-    s.alpha = alpha;
-    s.A = A;
-    s.lda = lda;
-    s.B = B;
-    s.ldb = ldb;
-    s.beta = beta;
-    s.C = C;
-    s.ldc = ldc;
-    s.bias = ep.bias;
-    s.act = ep.act;
+    static_cast<Problem&>(s) = Problem{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc,
+                                      ep.bias, ep.act};
     s.scratch = trans_b ? t_buf_small.get(K * N) : nullptr;
     kr.small(s);
     return;

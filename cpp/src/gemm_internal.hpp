@@ -24,9 +24,8 @@ struct MacroArgs {
   index_t ir0, ir1, jr0, jr1;
 };
 
-// Unpacked small problem, one thread: everything of sgemm, plus a scratch buffer of at least
-// K * round_up(N, NR) floats used to repack op(B) when trans_b.
-struct SmallArgs {
+// One sgemm call, as passed around between the dispatcher and the parallel drivers.
+struct Problem {
   bool ta, tb;
   index_t M, N, K;
   float alpha;
@@ -39,7 +38,12 @@ struct SmallArgs {
   index_t ldc;
   const float* bias;
   Activation act;
-  float* scratch;
+};
+
+// Unpacked small problem, one thread: the call itself, plus a scratch buffer of at least
+// K * round_up(N, NR) floats used to repack op(B) when trans_b.
+struct SmallArgs : Problem {
+  float* scratch = nullptr;
 };
 
 struct IsaKernels {

@@ -248,10 +248,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
   if (spec_.loss == RecLoss::multinomial) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t r = 0; r < B; ++r) {
-      int tid = 0;
-#ifdef AEREC_OPENMP
-      tid = omp_get_thread_num();
-#endif
+      const int tid = thread_id();
       float* z = logits + r * I;
       const std::int64_t a = b.indptr[r], cnt = b.indptr[r + 1] - a;
       float sx = 0.f, sxz = 0.f;
@@ -286,10 +283,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
     grow(neg_vals_, static_cast<std::size_t>(nthreads) * scratch);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
     for (index_t r = 0; r < B; ++r) {
-      int tid = 0;
-#ifdef AEREC_OPENMP
-      tid = omp_get_thread_num();
-#endif
+      const int tid = thread_id();
       float* z = logits + r * I;
       const std::int64_t a = b.indptr[r], cnt = b.indptr[r + 1] - a;
       double loss = 0.0;
@@ -518,10 +512,7 @@ void RecNetwork::apply_update() {
   float* V0 = adam ? v_[0].data() : nullptr;
 #pragma omp parallel num_threads(nthreads)
   {
-    int tid = 0;
-#ifdef AEREC_OPENMP
-    tid = omp_get_thread_num();
-#endif
+    const int tid = thread_id();
     float* g = rowbuf_.data() + static_cast<std::size_t>(tid) * cols0;
 #pragma omp for schedule(dynamic, 16) nowait
     for (index_t u = 0; u < nu; ++u) {

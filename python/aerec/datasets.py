@@ -171,31 +171,21 @@ def download(url: str, dest, sha256: str, *, opener=None, timeout: float = 60.0,
         raise ValueError("sha256 must be a 64-character hex digest")
     dest = pathlib.Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    try:
+    from .io import atomic_write
+    with atomic_write(dest, suffix=".part") as out:
         h = hashlib.sha256()
-        with os.fdopen(fd, "wb") as out:
-            resp = opener(url) if opener is not None else urllib.request.urlopen(url, timeout=timeout)
-            with resp:
-                while True:
-                    b = resp.read(chunk_size)
-                    if not b:
-                        break
-                    h.update(b)
-                    out.write(b)
-            out.flush()
-            os.fsync(out.fileno())
+        resp = opener(url) if opener is not None else urllib.request.urlopen(url, timeout=timeout)
+        with resp:
+            while True:
+                b = resp.read(chunk_size)
+                if not b:
+                    break
+                h.update(b)
+                out.write(b)
         got = h.hexdigest()
         if got != sha256.lower():
             raise ChecksumError(f"checksum mismatch for {url}: got SHA-256 {got}, expected {sha256}; "
                                 f"the download was discarded")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return dest
 
 

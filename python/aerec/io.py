@@ -6,6 +6,7 @@ and a SHA-256 digest of its contents; a truncated or altered file raises :class:
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -20,7 +21,7 @@ FORMAT_VERSION = 1
 _META_KEY = "__aerec_meta__"
 _MODEL_CLASSES: dict[str, type] = {}
 
-__all__ = ["ModelFileError", "save_arrays", "load_arrays", "register_model", "load"]
+__all__ = ["ModelFileError", "atomic_write", "save_arrays", "load_arrays", "register_model", "load"]
 
 
 class ModelFileError(ValueError):
@@ -66,13 +67,22 @@ def save_arrays(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     meta["format_version"] = FORMAT_VERSION
     meta["sha256"] = _digest(meta, arrays)
     header = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
+    with atomic_write(path) as f:
+        np.savez(f, **{_META_KEY: header}, **arrays)
+
+
+@contextlib.contextmanager
+def atomic_write(path, suffix: str = ".tmp"):
+    """Open a temporary file beside ``path`` for binary writing; on success fsync it and
+    ``os.replace`` it onto ``path``, on any error delete it. ``path`` is never left half-written."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"folder {folder!r} does not exist; create it before saving")
-    fd, tmp = tempfile.mkstemp(prefix=".aerec-", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{_META_KEY: header}, **arrays)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -14,6 +14,15 @@ int get_num_threads();
 void set_num_threads(int n);  // n <= 0 restores the default (cores available to the process)
 int resolve_threads(int num_threads);  // <=0 -> get_num_threads()
 
+// Index of the calling thread in the current OpenMP team (0 outside a region or without OpenMP).
+inline int thread_id() {
+#ifdef AEREC_OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 // Carries the first exception out of an OpenMP region: call `run` inside, `rethrow` after.
 class ExceptionSlot {
  public:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models.recspec import make_rec_spec, rec_param_shapes
-from ._numpy_recnet import check_csr
+from ._numpy_recnet import prepare_batch
 
 __all__ = ["RecNetwork"]
 
@@ -97,13 +97,7 @@ class RecNetwork:
         self._net.reset_timings()
 
     def _prep(self, indptr, indices, data, users, n_rows=None):
-        nu = self.spec["n_users_embedding"]
-        if not nu:
-            users = None  # only CDAE-style networks (n_users_embedding > 0) use user ids
-        indptr, indices, data, users = check_csr(indptr, indices, data, self.n_items, users, nu, n_rows)
-        if nu and users is None:
-            raise ValueError("this network has a per-user embedding (n_users_embedding > 0): pass users")
-        return indptr, indices, data, users
+        return prepare_batch(self.spec, self.n_items, indptr, indices, data, users, n_rows)
 
     def train_batch(self, indptr, indices, data, users=None):
         """One update on a CSR batch; returns the batch loss."""

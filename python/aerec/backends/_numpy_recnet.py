@@ -161,6 +161,18 @@ def _sigmoid(z):
     return np.where(z >= 0, 1 / (1 + np.exp(-np.abs(z))), np.exp(-np.abs(z)) / (1 + np.exp(-np.abs(z))))
 
 
+
+def prepare_batch(spec, n_items, indptr, indices, data, users, n_rows=None):
+    """check_csr for a network built from ``spec``: user ids only when it has a per-user
+    embedding, and then they are required."""
+    nu = spec["n_users_embedding"]
+    if not nu:
+        users = None  # only CDAE-style networks (n_users_embedding > 0) use user ids
+    indptr, indices, data, users = check_csr(indptr, indices, data, n_items, users, nu, n_rows)
+    if nu and users is None:
+        raise ValueError("this network has a per-user embedding (n_users_embedding > 0): pass users")
+    return indptr, indices, data, users
+
 class RecNetwork:
     """Reference sparse-input autoencoder network (see :mod:`aerec.models.recspec`).
 
@@ -413,13 +425,7 @@ class RecNetwork:
 
     # ------------------------------------------------------------------ public API
     def _prep(self, indptr, indices, data, users, n_rows=None):
-        nu = self.spec["n_users_embedding"]
-        if not nu:
-            users = None  # only CDAE-style networks (n_users_embedding > 0) use user ids
-        indptr, indices, data, users = check_csr(indptr, indices, data, self.n_items, users, nu, n_rows)
-        if nu and users is None:
-            raise ValueError("this network has a per-user embedding (n_users_embedding > 0): pass users")
-        return indptr, indices, data, users
+        return prepare_batch(self.spec, self.n_items, indptr, indices, data, users, n_rows)
 
     def gradients(self, indptr, indices, data, users=None):
         """(loss, grads) of one training batch at the current step (dropout/noise drawn as in

@@ -106,7 +106,6 @@ class Network:
 
 # --- GEMM with fused bias + activation ------------------------------------------------------------
 
-import numpy as _np
 
 _F32 = _np.dtype(_np.float32)
 

@@ -8,8 +8,8 @@ import numpy as np
 from .. import _arrays
 from .._progress import Progress
 from ..callbacks import as_callbacks
-from ..io import load_arrays, register_model, save_arrays
-from .base import Estimator, check_random_state, derive_seed, glorot_uniform
+from ..io import ModelFileError, register_model
+from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
 from .spec import make_spec
 
 __all__ = ["Autoencoder"]
@@ -320,33 +320,14 @@ class Autoencoder(Estimator):
         arrays = {f"param_{i}": p for i, p in enumerate(self.net_.get_params())}
         for key, value in self.net_.get_optimizer_state().items():
             arrays[f"opt_{key}"] = np.asarray(value)
-        params = self.get_params()
-        params.pop("backend")
-        meta = {"class": type(self).__name__, "params": params, "spec": self.spec_,
-                "n_features_in": self.n_features_in_, "seed": self.seed_,
-                "epochs_trained": self.epochs_trained_, "history": self.history_}
-        save_arrays(path, meta, arrays)
-
-    @classmethod
-    def load(cls, path, backend="auto"):
-        meta, arrays = load_arrays(path)
-        if meta.get("class") != cls.__name__:
-            from ..io import ModelFileError
-            raise ModelFileError(f"{path!r} holds a {meta.get('class')!r}, not a {cls.__name__}")
-        return cls._from_state(meta, arrays, backend=backend)
+        self._save(path, {"spec": self.spec_, "n_features_in": self.n_features_in_, "seed": self.seed_,
+                          "epochs_trained": self.epochs_trained_, "history": self.history_}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
-        from ..io import ModelFileError
         try:
-            params = dict(meta["params"])
-            for key in ("hidden", "activation", "dropout"):
-                if isinstance(params.get(key), list):
-                    params[key] = tuple(params[key])
-            model = cls(**params, backend=backend)
-            spec = dict(meta["spec"])
-            for key in ("layer_sizes", "activations", "dropout"):
-                spec[key] = tuple(spec[key])
+            model = cls._new_from_meta(meta, backend)
+            spec = _tuples(meta["spec"])
             n = len(spec["layer_sizes"]) - 1
             weights = [arrays[f"param_{i}"] for i in range(2 * n)]
             opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}

@@ -3,13 +3,12 @@ vectors; the loss counts observed ratings only, plus an L2 penalty on the weight
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from .. import _arrays
 from .._progress import Progress
 from .._sparse import UnknownIdError
-from ..io import load_arrays, register_model, save_arrays
-from .base import check_random_state, derive_seed, glorot_uniform
+from ..io import register_model
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 from .spec import make_spec
 
@@ -148,37 +147,23 @@ class AutoRec(Recommender):
 
     def save(self, path):
         self._check_fitted("net_")
-        X = self.train_
-        arrays = {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
-                  "train_shape": np.asarray(X.shape, np.int64)}
+        arrays = self._train_arrays()
         for i, p in enumerate(self.net_.get_params()):
             arrays[f"param_{i}"] = p
-        params = self.get_params()
-        params.pop("backend")
-        save_arrays(path, {"class": "AutoRec", "params": params, "spec": self.spec_, "seed": self.seed_,
-                           "clip": list(self.clip_), "history": self.history_}, arrays)
-
-    @classmethod
-    def load(cls, path, backend="auto"):
-        meta, arrays = load_arrays(path)
-        return cls._from_state(meta, arrays, backend=backend)
+        self._save(path, {"spec": self.spec_, "seed": self.seed_, "clip": list(self.clip_),
+                          "history": self.history_}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
-        kw = dict(meta["params"])
-        if isinstance(kw.get("clip"), list):
-            kw["clip"] = tuple(kw["clip"])
-        model = cls(**kw, backend=backend)
-        spec = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["spec"].items()}
-        shape = tuple(int(s) for s in arrays["train_shape"])
-        R = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]), shape=shape)
-        model.spec_, model.seed_, model.train_ = spec, int(meta["seed"]), R
+        model = cls._new_from_meta(meta, backend)
+        model._restore_train(arrays)
+        R = model.train_
+        model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
         model.rows_ = model._rows(R)
         model.mask_ = np.ascontiguousarray(model.rows_ != 0, dtype=np.float32)
         model.clip_ = tuple(meta["clip"])
         model.global_mean_ = float(R.data.mean())
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
-        model.id_maps_ = None
         model._recon = None
-        model.net_ = model._backend().Network(spec, [arrays[f"param_{i}"] for i in range(4)])
+        model.net_ = model._backend().Network(model.spec_, [arrays[f"param_{i}"] for i in range(4)])
         return model

@@ -6,6 +6,12 @@ import inspect
 import numpy as np
 
 from .. import _backends
+from ..io import ModelFileError, load_arrays, save_arrays
+
+
+def _tuples(d: dict) -> dict:
+    """JSON turns tuples into lists; hyper-parameters and specs use tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
 
 
 class Estimator:
@@ -40,6 +46,29 @@ class Estimator:
 
     def _backend(self):
         return _backends.get(self.backend)
+
+    # -- persistence: one file format for every model (aerec.io) ------------------------------
+    def _save(self, path, meta: dict, arrays: dict) -> None:
+        """Write ``arrays`` with a header holding the class, the hyper-parameters and ``meta``."""
+        params = self.get_params()
+        params.pop("backend", None)
+        save_arrays(path, {"class": type(self).__name__, "params": params, **meta}, arrays)
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        """Read a model written by ``save`` (no pickle; checksummed)."""
+        meta, arrays = load_arrays(path)
+        if meta.get("class") != cls.__name__:
+            raise ModelFileError(f"{path!r} holds a {meta.get('class')!r}, not a {cls.__name__}")
+        return cls._from_state(meta, arrays, backend=backend)
+
+    @classmethod
+    def _new_from_meta(cls, meta: dict, backend):
+        """An unfitted instance with the saved hyper-parameters."""
+        kw = _tuples(meta["params"])
+        if "backend" in cls._param_names():
+            kw["backend"] = backend
+        return cls(**kw)
 
     def _check_fitted(self, attr: str = "net_"):
         if getattr(self, attr, None) is None:

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import scipy.linalg
-import scipy.sparse as sp
 
-from ..io import load_arrays, register_model, save_arrays
+from ..io import register_model
 from .recommender import Recommender
 
 __all__ = ["EASE", "Popularity", "available_memory"]
@@ -31,30 +29,15 @@ class _SavableRecommender(Recommender):
 
     def save(self, path) -> None:
         self._check_fitted("train_")
-        X = self.train_
-        arrays = {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
-                  "train_shape": np.asarray(X.shape, np.int64)}
+        arrays = self._train_arrays()
         for name in self._arrays_to_save:
             arrays[name] = np.asarray(getattr(self, name))
-        params = self.get_params()
-        params.pop("backend", None)
-        save_arrays(path, {"class": type(self).__name__, "params": params}, arrays)
-
-    @classmethod
-    def load(cls, path, backend="auto"):
-        meta, arrays = load_arrays(path)
-        return cls._from_state(meta, arrays, backend=backend)
+        self._save(path, {}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
-        kw = dict(meta["params"])
-        if "backend" in cls._param_names():
-            kw["backend"] = backend
-        model = cls(**kw)
-        shape = tuple(int(s) for s in arrays["train_shape"])
-        model.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
-                                     shape=shape)
-        model.id_maps_ = None
+        model = cls._new_from_meta(meta, backend)
+        model._restore_train(arrays)
         for name in cls._arrays_to_save:
             setattr(model, name, arrays[name])
         return model

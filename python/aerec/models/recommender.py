@@ -38,6 +38,18 @@ class Recommender(Estimator):
     #: whether this model can fold in users never seen in training from their history
     supports_fold_in = True
 
+    # -- the training matrix in model files ------------------------------------------------------
+    def _train_arrays(self) -> dict:
+        X = self.train_
+        return {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
+                "train_shape": np.asarray(X.shape, np.int64)}
+
+    def _restore_train(self, arrays) -> None:
+        shape = tuple(int(s) for s in arrays["train_shape"])
+        self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
+                                    shape=shape)
+        self.id_maps_ = None
+
     # -- inputs ---------------------------------------------------------------------------------
     def _train_matrix(self, train):
         self.id_maps_ = None

@@ -10,8 +10,8 @@ import scipy.sparse as sp
 from .. import _arrays
 from .._progress import Progress
 from .._select import select_topk
-from ..io import load_arrays, register_model, save_arrays
-from .base import check_random_state, derive_seed, glorot_uniform
+from ..io import register_model
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 
 __all__ = ["MultDAE", "MultVAE", "CDAE"]
@@ -210,41 +210,21 @@ class _SparseAutoencoder(Recommender):
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path):
         self._check_fitted("net_")
-        X = self.train_
-        arrays = {"train_indptr": X.indptr, "train_indices": X.indices,
-                  "train_shape": np.asarray(X.shape, np.int64)}
+        arrays = self._train_arrays()
         for i, p in enumerate(self.net_.get_params()):
             arrays[f"param_{i}"] = p
-        params = self.get_params()
-        params.pop("backend")
-        save_arrays(path, {"class": type(self).__name__, "params": params, "spec": self.spec_,
-                           "seed": self.seed_, "history": self.history_}, arrays)
-
-    @classmethod
-    def load(cls, path, backend="auto"):
-        meta, arrays = load_arrays(path)
-        return cls._from_state(meta, arrays, backend=backend)
+        self._save(path, {"spec": self.spec_, "seed": self.seed_, "history": self.history_}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
-        kw = dict(meta["params"])
-        for key in ("hidden",):
-            if isinstance(kw.get(key), list):
-                kw[key] = tuple(kw[key])
-        model = cls(**kw, backend=backend)
-        spec = dict(meta["spec"])
-        for key, v in spec.items():
-            if isinstance(v, list):
-                spec[key] = tuple(v)
-        shape = tuple(int(s) for s in arrays["train_shape"])
-        X = sp.csr_matrix((np.ones(len(arrays["train_indices"]), np.float32), arrays["train_indices"],
-                           arrays["train_indptr"]), shape=shape)
+        model = cls._new_from_meta(meta, backend)
+        model._restore_train(arrays)
         n_params = sum(1 for key in arrays if key.startswith("param_"))
         params = [arrays[f"param_{i}"] for i in range(n_params)]
-        model.spec_, model.seed_, model.train_ = spec, int(meta["seed"]), X
+        model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
-        model.id_maps_ = None
-        model.net_ = model._backend().RecNetwork(spec, params)
+        model.net_ = model._backend().RecNetwork(model.spec_, params)
+        model._index = None
         return model
 
 
