@@ -9,12 +9,19 @@ from . import _backends
 _py_threads = 0
 
 
-def _core():
-    try:
-        from . import _core as core
-        return core
-    except ImportError:
+def _core(load: bool = True):
+    """The compiled module, reached through the cpp backend's probe (the one place that imports
+    it), or None. ``load=False``: only if the cpp backend is loaded already, so that a process
+    running the NumPy backend never imports it just to set or read a thread count."""
+    if not load and "aerec.backends.cpp" not in sys.modules:
         return None
+    mod = _backends._probe("cpp")
+    return None if mod is None else mod._core
+
+
+def _pending_threads() -> int:
+    """Thread count set before the compiled module was loaded (0: its default)."""
+    return _py_threads
 
 
 def set_num_threads(n: int) -> None:
@@ -24,14 +31,14 @@ def set_num_threads(n: int) -> None:
         raise TypeError(f"n must be an integer, got {type(n).__name__}")
     n = int(n)
     _py_threads = max(n, 0)
-    core = _core()
+    core = _core(load=False)  # a later load applies _py_threads (backends/cpp.py)
     if core is not None:
         core.set_num_threads(n)
 
 
 def get_num_threads() -> int:
     """Threads the kernels use now."""
-    core = _core()
+    core = _core(load=False)
     if core is not None:
         return int(core.get_num_threads())
     if _py_threads > 0:

@@ -9,8 +9,37 @@ Interface of a backend module:
 ``gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity", alpha=1.0,
        num_threads=None) -> ndarray``
     ``act(alpha * op(a) @ op(b) + bias)`` in float32.
-``Network(spec)``
+``Network(spec, params)``
     a trainable feed-forward autoencoder built from a spec dict (see ``aerec.models.spec``).
+``RecNetwork(spec, params)``
+    the sparse-input recommender network (MultDAE / MultVAE / CDAE; see ``aerec.models.recspec``).
+``select_topk(scores, k, exclude=None, candidates=None, num_threads=0) -> (ids, scores)``
+    top-min(k, m) of each row of dense ``scores`` (n, m): ``exclude`` a scipy.sparse (n, m) whose
+    stored entries are never returned, ``candidates`` a 1-D id array to rank only those. Rows
+    sorted by descending score, ties by lower id; NaN and -inf never returned; padding id -1 /
+    score -inf. ids int32, scores float32, shape (n, min(k, m)).
+``TopkIndex(items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0)``
+    the index behind :class:`aerec.search.TopK` (which validates, converts and normalises first):
+    items (n, d) float32 C-contiguous and finite, bias (n,) float32 or None, precision
+    "fp32" | "bf16" | "int8". Methods: ``search(queries, k, indptr=None, indices=None,
+    num_threads=0) -> (ids, scores)`` with queries (m, d) float32 and the exclusion CSR as int64
+    indptr (m + 1,) / int32 indices (ids in [0, n), any order, duplicates allowed), results
+    (m, min(k, n)) int32 / float32 sorted by descending ``<q, x> + b``, ties by lower id, padded
+    with -1 / -inf; ``memory_usage()``, ``export_items()`` (n, d), ``export_bias()`` (n,) or
+    None; properties ``n_items``, ``dim``, ``precision``, ``rescore``, ``prune``. bf16 / int8 score
+    every item through the shared quantisation (bf16 round-to-nearest-even; int8 symmetric per-row
+    scales max|x| / 127) and return the best ``k * rescore`` candidates re-scored in fp32. Every
+    backend returns the same ids wherever scores are not tied.
+``gram_upper(X, dtype="float32", num_threads=0) -> G``
+    ``X^T X`` of a CSR X (n_rows, n) as a dense (n, n) C-contiguous float32 / float64 array; only
+    its upper triangle (j >= i) is guaranteed (EASE factorises it in place).
+``spmm(X, W, num_threads=0) -> ndarray``
+    ``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c) (a strided view is fine):
+    (n_rows, c) float32 (EASE scoring).
+
+Models and :class:`aerec.search.TopK` reach kernels only through these names, so a model or
+index with ``backend="numpy"`` (or ``AEREC_BACKEND=numpy``) never imports ``aerec._core``; only
+``backends/cpp.py`` imports it.
 
 Use :func:`aerec.backends.get` to pick one.
 """

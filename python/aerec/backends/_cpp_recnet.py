@@ -11,7 +11,7 @@ __all__ = ["RecNetwork"]
 
 
 def _core():
-    from .. import _core
+    from .cpp import _core  # backends/cpp.py is the one module that imports aerec._core
     return _core
 
 

@@ -15,6 +15,12 @@ def unavailable_reason():
     return _IMPORT_ERROR
 
 
+if _core is not None:  # aerec.set_num_threads called before this backend was first loaded
+    from .._config import _pending_threads
+    if _pending_threads() > 0:
+        _core.set_num_threads(_pending_threads())
+
+
 import numpy as _np
 
 def _operand(a, name):
@@ -155,3 +161,59 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
 
 # --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
 from ._cpp_recnet import RecNetwork  # noqa: E402,F401
+
+
+# --- Top-k selection over dense score rows ---------------------------------------------------------
+
+def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
+    """Top-min(k, m) per row of ``scores`` (n, m), excluding ``exclude`` (scipy.sparse, n x m) and
+    any item outside ``candidates``; same contract as ``backends.numpy_.select_topk`` (descending,
+    ties by lower id, NaN / -inf never returned, padding id -1 / score -inf)."""
+    k_eff = min(k, scores.shape[1])
+    s = _np.ascontiguousarray(scores, dtype=_np.float32)
+    if candidates is not None:
+        keep = _np.zeros(s.shape[1], bool)
+        keep[candidates] = True
+        s = _np.where(keep[None, :], s, _np.float32(-_np.inf))
+    if exclude is not None and exclude.nnz:
+        return _core.select_topk_rows(s, k_eff, exclude.indptr.astype(_np.int64, copy=False),
+                                      exclude.indices.astype(_np.int32, copy=False), num_threads)
+    return _core.select_topk_rows(s, k_eff, None, None, num_threads)
+
+
+# --- TopK index: the compiled class itself (aerec.search.TopK validates and converts) ---------------
+TopkIndex = _core.TopkIndex if _core is not None else None
+
+
+# --- EASE: Gram matrix and panelled SpMM -------------------------------------------------------------
+
+def gram_upper(X, dtype="float32", num_threads=0):
+    """Upper triangle (j >= i) of ``X^T X`` for a CSR X (n_rows, n): (n, n) C-contiguous ``dtype``
+    (float32 / float64); the strict lower triangle is left unset."""
+    dt = _np.dtype(dtype)
+    n = X.shape[1]
+    G = _np.empty((n, n), dtype=dt)
+    csc = X.tocsc()
+    csc.sort_indices()
+    _core.gram_upper(X.indptr.astype(_np.int64, copy=False), X.indices.astype(_np.int32, copy=False),
+                     X.data.astype(_np.float32, copy=False), csc.indptr.astype(_np.int64, copy=False),
+                     csc.indices.astype(_np.int32, copy=False), G, num_threads)
+    return G
+
+
+def spmm(X, W, num_threads=0):
+    """``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c): (n_rows, c) float32.
+
+    Gather-sum of W's rows per CSR row (scipy's csr @ dense is single-threaded), one column panel
+    of W at a time: a 384-column panel of a 20k-row W is ~30 MB and stays in the last-level cache
+    while every row reads it, instead of streaming |row| full rows of W from DRAM per row
+    (measured 1.7x faster for EASE at 20,108 items)."""
+    ip = X.indptr.astype(_np.int64, copy=False)
+    ix = X.indices.astype(_np.int32, copy=False)
+    d = X.data.astype(_np.float32, copy=False)
+    n = W.shape[1]
+    out = _np.empty((X.shape[0], n), _np.float32)
+    step = 384
+    for s in range(0, n, step):
+        _core.spmm_csr(ip, ix, d, W[:, s:s + step], num_threads, out[:, s:s + step])
+    return out

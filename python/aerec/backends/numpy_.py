@@ -655,3 +655,30 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
 
 # --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
 from ._numpy_recnet import RecNetwork  # noqa: E402,F401
+
+
+# --- Top-k selection and the TopK index (reference for backends.cpp) -----------------------------
+from ._numpy_topk import TopkIndex, select_topk  # noqa: E402,F401
+
+
+# --- EASE: Gram matrix and sparse x dense product (reference for backends.cpp) -------------------
+
+def gram_upper(X, dtype="float32", num_threads=0):
+    """``X^T X`` of a CSR matrix X (n_rows, n) as a dense (n, n) C-contiguous array of ``dtype``
+    (float32 or float64). The whole matrix is filled; callers may rely on the upper triangle
+    (j >= i) only, which is all the compiled kernel writes."""
+    import numpy as np
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    X = X.tocsr().astype(dt)
+    return np.ascontiguousarray((X.T @ X).toarray(), dtype=dt)
+
+
+def spmm(X, W, num_threads=0):
+    """``X @ W`` for a CSR matrix X (n_rows, n) and a dense W (n, c): (n_rows, c) float32."""
+    import numpy as np
+    W = np.asarray(W, dtype=np.float32)
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"spmm: X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    return np.ascontiguousarray(X.tocsr().astype(np.float32) @ W, dtype=np.float32)
