@@ -6,6 +6,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import aerec
 from aerec.search import TopK, reference_search
 
 core = pytest.importorskip("aerec._core")
@@ -335,3 +336,136 @@ def test_numpy_backend_matches():
     c = TopK(X, b, backend="cpp").search(Q, 9, exclude=[[1], [], [3, 3], [119]])
     np.testing.assert_array_equal(a[0], c[0])
     np.testing.assert_array_equal(a[1], c[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# backends: every backend owns an index; the NumPy one is the reference for the compiled one
+
+def _both():
+    av = aerec.backends.available()
+    if not (av.get("cpp") and av.get("numpy")):
+        pytest.skip("needs the cpp and numpy backends")
+
+
+def _same_unless_tied(a, c, tol, max_diff=1.0):
+    """ids equal wherever the scores are not tied within ``tol``: both lists are sorted, so where
+    the ids at a position differ, the two items there must score the same (a near-tie)."""
+    (aid, asc), (cid, csc) = a, c
+    assert aid.shape == cid.shape and aid.dtype == cid.dtype == np.int32
+    np.testing.assert_array_equal(aid < 0, cid < 0)
+    np.testing.assert_array_equal(np.isneginf(asc), np.isneginf(csc))
+    fin = np.isfinite(asc)
+    np.testing.assert_allclose(asc[fin], csc[fin], rtol=tol, atol=tol)
+    diff = aid != cid
+    np.testing.assert_allclose(asc[diff], csc[diff], rtol=tol, atol=tol)
+    assert diff.mean() <= max_diff, diff.mean()
+
+
+def test_backend_parameter_and_env(monkeypatch, backend):
+    X = np.eye(4, dtype=np.float32)
+    index = TopK(X, backend=backend.NAME)
+    assert index.backend == backend.NAME and backend.NAME in repr(index)
+    monkeypatch.setenv("AEREC_BACKEND", backend.NAME)
+    assert TopK(X).backend == backend.NAME
+    with pytest.raises(ValueError, match="unknown backend"):
+        TopK(X, backend="tensorflow")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+def test_every_backend_matches_reference_integer(backend, precision, metric):
+    """Integer data, rescore covering every item: exact on every backend, any precision."""
+    rng = np.random.default_rng(16)
+    X, Q, b = _data(rng, 300, 12, 40)
+    bias = b if metric == "ip" else None
+    exclude = [rng.integers(0, 300, rng.integers(0, 40)) for _ in range(40)]
+    for prune in (False, True):
+        index = TopK(X, bias, metric=metric, precision=precision, rescore=1000, prune=prune,
+                     backend=backend.NAME)
+        for k in (1, 10, 300, 400):
+            ids, scores = index.search(Q, k, exclude=exclude)
+            rid, rsc = reference_search(X, Q, k, bias, exclude, metric=metric)
+            if metric == "ip":
+                _check_exact(ids, scores, rid, rsc, integer=True)
+            else:
+                _same_unless_tied((ids, scores), (rid, rsc), 1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+@pytest.mark.parametrize("metric", ["ip", "cosine"])
+@pytest.mark.parametrize("prune", [False, True])
+@pytest.mark.parametrize("excl", ["none", "lists", "csr"])
+def test_cpp_matches_numpy(precision, metric, prune, excl):
+    """Same quantisation, same candidates, same fp32 re-scoring: same ids on non-tied scores."""
+    _both()
+    rng = np.random.default_rng(17)
+    n, d, m = 2500, 24, 70
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X *= np.exp(0.7 * rng.standard_normal(n)).astype(np.float32)[:, None]
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    bias = (0.3 * rng.standard_normal(n)).astype(np.float32) if metric == "ip" else None
+    exclude = None
+    if excl != "none":
+        exclude = [rng.integers(0, n, rng.integers(0, 60)) for _ in range(m)]
+        if excl == "csr":
+            rows = [np.unique(e) for e in exclude]
+            indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])])
+            exclude = sp.csr_matrix((np.ones(indptr[-1]), np.concatenate(rows), indptr), shape=(m, n))
+    kw = dict(metric=metric, precision=precision, rescore=2, prune=prune)
+    a_index, c_index = TopK(X, bias, backend="cpp", **kw), TopK(X, bias, backend="numpy", **kw)
+    for k in (1, 10, 100, n):
+        a = a_index.search(Q, k, exclude=exclude)
+        c = c_index.search(Q, k, exclude=exclude)
+        _same_unless_tied(a, c, 2e-5, max_diff=0.01)
+        if k < 100:  # no near-ties among the top few: bitwise the same ids
+            np.testing.assert_array_equal(a[0], c[0])
+    one = a_index.search(Q[3], 5, exclude=None if exclude is None or excl == "csr" else exclude[3])
+    two = c_index.search(Q[3], 5, exclude=None if exclude is None or excl == "csr" else exclude[3])
+    np.testing.assert_array_equal(one[0], two[0])
+
+
+def test_numpy_index_blocks_give_the_same_answer(monkeypatch):
+    """The NumPy index scores (query block x item block) tiles; any block size, same result."""
+    from aerec.backends import _numpy_topk
+    rng = np.random.default_rng(18)
+    X, Q, b = _data(rng, 700, 10, 90, integer=False)
+    exclude = [rng.integers(0, 700, 30) for _ in range(90)]
+    for precision in ("fp32", "bf16", "int8"):
+        full = TopK(X, b, precision=precision, backend="numpy").search(Q, 20, exclude=exclude)
+        monkeypatch.setattr(_numpy_topk, "_BLOCK_ELEMS", 97)
+        small = TopK(X, b, precision=precision, backend="numpy").search(Q, 20, exclude=exclude)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(full[0], small[0])
+        np.testing.assert_array_equal(full[1], small[1])
+
+
+def test_numpy_index_memory_is_bounded():
+    """1,000 queries x 40,000 items: the float64 score matrix alone would be 320 MB."""
+    import tracemalloc
+    rng = np.random.default_rng(19)
+    X = rng.standard_normal((40_000, 8), dtype=np.float32)
+    Q = rng.standard_normal((1_000, 8), dtype=np.float32)
+    index = TopK(X, backend="numpy")
+    tracemalloc.start()
+    try:
+        ids, _ = index.search(Q, 10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 * 2**20, peak
+    np.testing.assert_array_equal(ids[:5], reference_search(X, Q[:5], 10)[0])
+
+
+def test_numpy_backend_save_load_and_memory(tmp_path):
+    rng = np.random.default_rng(20)
+    X, Q, b = _data(rng, 200, 9, 6, integer=False)
+    for precision in ("fp32", "bf16", "int8"):
+        index = TopK(X, b, precision=precision, backend="numpy")
+        assert index.memory_usage() >= X.nbytes
+        path = tmp_path / f"{precision}.npz"
+        index.save(path)
+        back = TopK.load(path, backend="numpy")
+        assert back.backend == "numpy" and back.precision == precision
+        a, c = index.search(Q, 7), back.search(Q, 7)
+        np.testing.assert_array_equal(a[0], c[0])
+        np.testing.assert_array_equal(a[1], c[1])

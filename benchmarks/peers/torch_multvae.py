@@ -135,7 +135,7 @@ class TorchRecommender:
         return self
 
     def recommend(self, user_ids=None, user_items=None, k=10, filter_seen=True, **kw):
-        from aerec._select import select_topk
+        from aerec.backends import get
         X = sp.csr_matrix(user_items) if user_items is not None else self.train_[np.asarray(user_ids)]
         X = (X > 0).astype(np.float32).tocsr()
-        return select_topk(self.net.scores(X), k, X if filter_seen else None)
+        return get().select_topk(self.net.scores(X), k, X if filter_seen else None)

@@ -195,8 +195,12 @@ class TopK:
         (|q| max|x| + max b, widened by the fp32 rounding error) cannot beat the current k-th
         score. Exact for fp32; for bf16/int8 the bound uses the norms of the compressed vectors,
         so the candidate set is the same as without pruning. Pays off when item norms are skewed.
-    backend : {"auto", "cpp", "numpy"}
-        ``numpy`` uses :func:`reference_search` (slow, for checking).
+    backend : {"auto", "cpp", "numba", "numpy"}
+        Backend that owns the index (see :func:`aerec.backends.get`; ``AEREC_BACKEND`` overrides
+        "auto"). ``numpy`` is the reference: same quantisation, candidates and re-scoring, ids
+        identical to ``cpp`` wherever scores are not tied; it scores item blocks, so its scratch
+        stays bounded however many queries and items there are. With ``numpy`` the compiled
+        module is never imported.
     num_threads : int or None
         Threads for building the index (None: ``aerec.get_num_threads()``).
     """
@@ -230,19 +234,9 @@ class TopK:
         self.rescore = rescore
         self.prune = prune
         self.n_items, self.dim = items.shape
-        if backend not in ("auto", "cpp", "numpy", "numba"):
-            raise ValueError(f"backend must be 'auto', 'cpp' or 'numpy', got {backend!r}")
-        be = _backends.get(backend)
-        self.backend = be.NAME if be.NAME == "cpp" else "numpy"
-        if self.backend == "cpp":
-            self._index = be._core.TopkIndex(items, bias, precision, rescore, prune,
-                                             _threads(num_threads))
-            self._items = None
-            self._bias = None
-        else:
-            self._index = None
-            self._items = items
-            self._bias = bias
+        be = _backends.get(backend)  # validates the name; the backend owns the index kernels
+        self.backend = be.NAME
+        self._index = be.TopkIndex(items, bias, precision, rescore, prune, _threads(num_threads))
 
     def search(self, queries, k, exclude=None, num_threads=None):
         """Best ``k`` items per query.
@@ -283,25 +277,18 @@ class TopK:
         if q.shape[0] == 0:
             kk = min(k, self.n_items)
             ids, scores = np.zeros((0, kk), np.int32), np.zeros((0, kk), np.float32)
-        elif self._index is not None:
-            ids, scores = self._index.search(q, k, indptr, indices, _threads(num_threads))
         else:
-            ex = None if indptr is None else [indices[indptr[i]:indptr[i + 1]] for i in range(q.shape[0])]
-            ids, scores = reference_search(self._items, q, k, self._bias, ex, "ip")
+            ids, scores = self._index.search(q, k, indptr, indices, _threads(num_threads))
         if single:
             return ids[0], scores[0]
         return ids, scores
 
     def memory_usage(self):
         """Bytes held by the index (packed items, scales, fp32 copy for re-scoring)."""
-        if self._index is not None:
-            return int(self._index.memory_usage())
-        return int(self._items.nbytes + (0 if self._bias is None else self._bias.nbytes))
+        return int(self._index.memory_usage())
 
     def _arrays(self):
-        if self._index is not None:
-            return self._index.export_items(), self._index.export_bias()
-        return self._items, self._bias
+        return self._index.export_items(), self._index.export_bias()
 
     # -- persistence -------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._sparse import UnknownIdError, as_csr
-from .._select import select_topk
 from .base import Estimator
 
 __all__ = ["Recommender"]
@@ -159,7 +158,7 @@ class Recommender(Estimator):
             raise UnknownIdError(f"{name} contains item {int(ids[bad][0])}, outside 0..{n_items - 1}")
 
     def _topk(self, rows, X, k, exclude, candidates):
-        return select_topk(self._scores(rows, X), k, exclude, candidates)
+        return self._backend().select_topk(self._scores(rows, X), k, exclude, candidates)
 
     def score(self, user_ids=None, user_items=None):
         """Dense scores (n, n_items) for users (see ``recommend`` for the arguments)."""
@@ -191,8 +190,7 @@ class Recommender(Estimator):
         self._check_item_range(ids, "item_ids")
         from ..search import TopK
         V = np.ascontiguousarray(self.item_vectors(), dtype=np.float32)
-        backend = "numpy" if getattr(self, "backend", "auto") == "numpy" else "auto"
-        index = TopK(V, metric="cosine", backend=backend)  # packing is O(n d): cheap next to a search
+        index = TopK(V, metric="cosine", backend=self.backend)  # packing is O(n d): cheap next to a search
         exclude = [np.array([i], np.int32) for i in ids] if filter_self else None
         out_ids, out_s = index.search(V[ids], k, exclude=exclude)
         return (out_ids[0], out_s[0]) if scalar else (out_ids, out_s)

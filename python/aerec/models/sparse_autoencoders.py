@@ -9,7 +9,6 @@ import scipy.sparse as sp
 
 from .. import _arrays
 from .._progress import Progress
-from .._select import select_topk
 from ..io import register_model
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
@@ -172,14 +171,13 @@ class _SparseAutoencoder(Recommender):
             p = self.net_.get_params()
             n_layers = len(self.spec_["layer_sizes"]) - 1
             W, b = p[2 * (n_layers - 1)], p[2 * (n_layers - 1) + 1]
-            cached = (key, TopK(np.ascontiguousarray(W.T), bias=b, prune=True,
-                                backend="numpy" if self.backend == "numpy" else "auto"))
+            cached = (key, TopK(np.ascontiguousarray(W.T), bias=b, prune=True, backend=self.backend))
             self._index = cached
         return cached[1]
 
     def _topk(self, rows, X, k, exclude, candidates):
         if candidates is not None or len(self.spec_["layer_sizes"]) < 3:
-            return select_topk(self._scores(rows, X), k, exclude, candidates)
+            return self._backend().select_topk(self._scores(rows, X), k, exclude, candidates)
         Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
         h = self.net_.hidden_last(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
         ids, scores = self._search_index().search(h, k, exclude=exclude)
