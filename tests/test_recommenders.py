@@ -31,8 +31,8 @@ def ratings(n_users=80, n_items=50, seed=0):
 
 
 FACTORIES = {
-    "Popularity": lambda be: Popularity(),
-    "EASE": lambda be: EASE(l2=5.0),
+    "Popularity": lambda be: Popularity(backend=be),
+    "EASE": lambda be: EASE(l2=5.0, backend=be),
     "MultDAE": lambda be: MultDAE(hidden=(32,), latent=8, epochs=15, batch_size=32, learning_rate=5e-3, backend=be),
     "MultVAE": lambda be: MultVAE(hidden=(32,), latent=8, epochs=15, batch_size=32, learning_rate=5e-3,
                                   total_anneal_steps=50, backend=be),
@@ -41,16 +41,19 @@ FACTORIES = {
 }
 
 
-def _backend_names():
-    return [n for n, ok in aerec.backends.available().items() if ok]
+_FITTED = {}
 
 
 @pytest.fixture(params=list(FACTORIES))
-def fitted(request):
-    be = _backend_names()[0]
-    X = ratings() if request.param == "AutoRec" else clustered()
-    model = FACTORIES[request.param](be).fit(X)
-    return request.param, model, X
+def fitted(request, backend):
+    """Every recommender on every available backend (fitted once per pair: the tests only read)."""
+    key = (request.param, backend.NAME)
+    if key not in _FITTED:
+        X = ratings() if request.param == "AutoRec" else clustered()
+        model = FACTORIES[request.param](backend.NAME).fit(X)
+        assert model.backend == backend.NAME and model._backend() is backend
+        _FITTED[key] = (request.param, model, X)
+    return _FITTED[key]
 
 
 def test_recommend_shapes_and_filter(fitted):
@@ -118,8 +121,8 @@ def test_save_load_same_recommendations(fitted, tmp_path):
     name, model, X = fitted
     path = tmp_path / "m.npz"
     model.save(path)
-    back = aerec.load(path)
-    assert type(back) is type(model)
+    back = aerec.load(path, backend=model.backend)
+    assert type(back) is type(model) and back.backend == model.backend
     a, sa = model.recommend(np.arange(5), k=5)
     b, sb = back.recommend(np.arange(5), k=5)
     np.testing.assert_array_equal(a, b)
@@ -130,10 +133,26 @@ def test_similar_items(fitted):
     name, model, X = fitted
     ids, sims = model.similar_items(4, k=5)
     assert 4 not in ids.tolist() and ids.shape == (5,)
+    assert np.all(np.diff(sims) <= 0) and np.all(sims <= 1 + 1e-5)
+    ids2, _ = model.similar_items(np.array([4, 5]), k=5)
+    np.testing.assert_array_equal(ids2[0], ids)
+
+
+def test_score_agrees_with_recommend(fitted):
+    name, model, X = fitted
+    s = model.score(3)
+    assert s.shape == (X.shape[1],) and s.dtype == np.float32
+    ids, scores = model.recommend(3, k=5)
+    np.testing.assert_allclose(s[ids], scores, rtol=1e-4, atol=1e-5)
+    masked = s.copy()
+    masked[X[3].indices] = -np.inf
+    assert scores[-1] >= np.sort(masked)[-5] - 1e-5  # nothing better was left out
+    if model.supports_fold_in and name != "CDAE":  # CDAE: a new user has no learned vector
+        np.testing.assert_allclose(model.score(user_items=X[3])[0], s, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["EASE", "MultDAE", "MultVAE", "CDAE"])
-def test_beats_popularity_on_planted_structure(name):
+def test_beats_popularity_on_planted_structure(name, backend):
     X = clustered(n_users=300, n_items=60, seed=1)
     rng = np.random.default_rng(0)
     # hold out one positive per user
@@ -152,8 +171,10 @@ def test_beats_popularity_on_planted_structure(name):
     def hits(model):
         ids, _ = model.recommend(np.array(rows), k=10)
         return np.mean([h in r for h, r in zip(held, ids)])
-    model = FACTORIES[name](_backend_names()[0]).set_params(epochs=40) if name != "EASE" else EASE(l2=5.0)
-    assert hits(model.fit(train)) > hits(Popularity().fit(train)) + 0.1
+    model = FACTORIES[name](backend.NAME)
+    if name != "EASE":
+        model.set_params(epochs=40)
+    assert hits(model.fit(train)) > hits(Popularity(backend=backend.NAME).fit(train)) + 0.1
 
 
 def test_autorec_predict_ratings_close():
@@ -167,11 +188,58 @@ def test_autorec_predict_ratings_close():
         m.predict_ratings(np.array([0]), np.array([R.shape[1]]))
 
 
-def test_ease_compiled_paths_match_numpy():
-    """Own Gram kernel + panelled SpMM scoring == scipy/numpy reference (more than one panel)."""
-    pytest.importorskip("aerec._core")
+def _cpp_and_numpy():
+    av = aerec.backends.available()
+    if not (av.get("cpp") and av.get("numpy")):
+        pytest.skip("needs the cpp and numpy backends")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_ease_cpp_matches_numpy(dtype):
+    """Own Gram kernel + panelled SpMM scoring (more than one 384-column panel) == the NumPy
+    backend's scipy products, within float32 tolerance; same top-k ids on non-tied scores."""
+    _cpp_and_numpy()
     X = clustered(n_users=200, n_items=900, seed=4)
-    a = EASE(l2=5.0).fit(X)
-    b = EASE(l2=5.0, backend="numpy").fit(X)
+    a = EASE(l2=5.0, dtype=dtype, backend="cpp").fit(X)
+    b = EASE(l2=5.0, dtype=dtype, backend="numpy").fit(X)
     np.testing.assert_allclose(a.B_, b.B_, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(a.score(np.arange(20)), b.score(np.arange(20)), rtol=1e-4, atol=1e-5)
+    sa, sb = a.score(np.arange(20)), b.score(np.arange(20))
+    np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)
+    ia, ra = a.recommend(np.arange(20), k=10)
+    ib, rb = b.recommend(np.arange(20), k=10)
+    np.testing.assert_allclose(ra, rb, rtol=1e-4, atol=1e-5)
+    diff = ia != ib
+    np.testing.assert_allclose(ra[diff], rb[diff], rtol=1e-4, atol=1e-5)  # only near-ties may swap
+
+
+def test_backend_kernels_gram_and_spmm(backend):
+    X = clustered(n_users=50, n_items=70, seed=5)
+    X.data[:] = np.arange(1, X.nnz + 1, dtype=np.float32) % 3 + 1
+    G = backend.gram_upper(X, "float64")
+    ref = (X.T @ X).toarray()
+    iu = np.triu_indices(70)
+    np.testing.assert_allclose(G[iu], ref[iu], rtol=1e-12)
+    W = np.random.default_rng(0).standard_normal((70, 500)).astype(np.float32)
+    np.testing.assert_allclose(backend.spmm(X, W), X @ W, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(backend.spmm(X, W[:, 3:400]), X @ W[:, 3:400], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(FACTORIES))
+def test_models_cpp_match_numpy(name, tmp_path):
+    """The same fitted model served by both backends (saved on cpp, loaded on numpy): the same
+    scores and top-k, with TopK, selection and EASE's SpMM owned by the backend."""
+    _cpp_and_numpy()
+    X = ratings() if name == "AutoRec" else clustered()
+    a = FACTORIES[name]("cpp").fit(X)
+    a.save(tmp_path / "m.npz")
+    b = aerec.load(tmp_path / "m.npz", backend="numpy")
+    assert b.backend == "numpy"
+    np.testing.assert_allclose(a.score(np.arange(30)), b.score(np.arange(30)), rtol=1e-4, atol=1e-5)
+    ia, sa = a.recommend(np.arange(30), k=7)
+    ib, sb = b.recommend(np.arange(30), k=7)
+    np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)
+    diff = ia != ib
+    np.testing.assert_allclose(sa[diff], sb[diff], rtol=1e-4, atol=1e-5)  # only near-ties may swap
+    ja, ta = a.similar_items(np.arange(10), k=5)
+    jb, tb = b.similar_items(np.arange(10), k=5)
+    np.testing.assert_allclose(ta, tb, rtol=1e-4, atol=1e-5)
