@@ -288,7 +288,7 @@ class TopkIndex:
             qx = bf16_round(q).astype(np.float64)
         else:
             qx = q.astype(np.float64)
-        nb = max(1, _BLOCK_ELEMS // q.shape[0])
+        nb = max(1, min(_BLOCK_ELEMS // q.shape[0], _BLOCK_ELEMS // self.dim))
         best = np.zeros((q.shape[0], 0), np.uint64)
         for j0 in range(0, n, nb):
             j1 = min(n, j0 + nb)
@@ -307,12 +307,16 @@ class TopkIndex:
         ok = cid >= 0
         safe = np.where(ok, cid, 0)
         out = np.empty(best.shape, np.float32)
-        rows = max(1, _BLOCK_ELEMS // max(1, best.shape[1] * self.dim))
+        kc, d = best.shape[1], self.dim
+        cw = max(1, min(kc, _BLOCK_ELEMS // d))  # gathered rows stay within the scratch budget
+        rows = max(1, _BLOCK_ELEMS // (cw * d))
         for r0 in range(0, q.shape[0], rows):
             r1 = min(q.shape[0], r0 + rows)
-            X = self._items[safe[r0:r1]].astype(np.float64)  # (r, kc, d)
-            dots = np.einsum("rcd,rd->rc", X, q[r0:r1].astype(np.float64))
-            out[r0:r1] = dots.astype(np.float32)
+            q64 = q[r0:r1].astype(np.float64)
+            for c0 in range(0, kc, cw):
+                c1 = min(kc, c0 + cw)
+                X = self._items[safe[r0:r1, c0:c1]].astype(np.float64)  # (r, c, d)
+                out[r0:r1, c0:c1] = np.einsum("rcd,rd->rc", X, q64).astype(np.float32)
         if self._bias is not None:
             out += self._bias[safe]
         return _keys(out, safe, ok)
