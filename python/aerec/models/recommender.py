@@ -41,8 +41,17 @@ class Recommender(Estimator):
     # -- the training matrix in model files ------------------------------------------------------
     def _train_arrays(self) -> dict:
         X = self.train_
-        return {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
+        return {"train_indptr": X.indptr.astype(np.int64, copy=False),
+                "train_indices": X.indices.astype(np.int32, copy=False),
+                "train_data": X.data.astype(np.float32, copy=False),
                 "train_shape": np.asarray(X.shape, np.int64)}
+
+    def _save(self, path, meta: dict, arrays: dict) -> None:
+        # the header declares the training matrix's sizes, so a reader checks every array's size
+        # against them before reading it (aerec.io)
+        n_users, n_items = self.train_.shape
+        dims = {"n_users": int(n_users), "n_items": int(n_items), "nnz": int(self.train_.nnz)}
+        super()._save(path, {**meta, "dims": dims}, arrays)
 
     def _restore_train(self, arrays) -> None:
         shape = tuple(int(s) for s in arrays["train_shape"])
