@@ -535,6 +535,10 @@ SPECIFIC = [
     ("autorec-kind-flipped", ["AutoRec-item", "AutoRec-user"],
      H(lambda n, m: m["params"].update(kind="user" if m["params"]["kind"] == "item" else "item")), ModelFileError,
      "dims.n_"),
+    ("autorec-dense-huge", ["AutoRec-item"],
+     RAW(lambda n, r, m, a: (m["dims"].update(n_items=2 ** 31 - 1),
+                             a.update(train_shape=np.array([a["train_shape"][0], 2 ** 31 - 1], np.int64)),
+                             pack(m, a))[-1]), MemoryError, "rating matrix dense"),
     ("autorec-kind-unknown", ["AutoRec-item"], H(lambda n, m: m["params"].update(kind="both")), ModelFileError,
      "params.kind"),
     ("autorec-clip-reversed", ["AutoRec-item"], H(lambda n, m: m.update(clip=[5.0, 1.0])), ModelFileError, "clip"),
@@ -885,3 +889,19 @@ def test_schemas_declare_every_constructor_parameter():
     for cls in (aerec.Autoencoder, AutoRec, MultDAE, MultVAE, CDAE, EASE, Popularity):
         declared = set(_schemas.schema_for(cls.__name__).header.fields["params"].fields)
         assert declared == set(cls._param_names()) - {"backend"}, cls.__name__
+
+
+def test_save_refuses_what_load_would_refuse(tmp_path):
+    model = Popularity().fit(X)
+    model.item_counts_ = model.item_counts_.copy()
+    model.item_counts_[3] = np.nan
+    with pytest.raises(ValueError, match="refusing to save.*item_counts_.*finite"):
+        model.save(tmp_path / "m.npz")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("dtype", ["f4", np.float64, np.dtype("float32")])
+def test_ease_dtype_spellings_round_trip(tmp_path, dtype):
+    model = EASE(l2=5.0, dtype=dtype).fit(X)
+    model.save(tmp_path / "m.npz")
+    assert_same(outputs("EASE", aerec.load(tmp_path / "m.npz")), outputs("EASE", model))

@@ -199,22 +199,11 @@ def _autorec_arrays(h):
     return _weights(_dense_shapes(_autorec_spec(h)))
 
 
-def _autorec_check(h, a, dims):
-    # AutoRec keeps its training matrix dense (n_users x n_items rows and mask): refuse a file that
-    # cannot fit before allocating it.
-    from .models.baselines import available_memory
-    need = 2 * dims["n_users"] * dims["n_items"] * 4
-    avail = available_memory()
-    if avail is not None and need > avail:
-        raise MemoryError(f"loading this AutoRec densifies its {dims['n_users']} x {dims['n_items']} rating "
-                          f"matrix ({need / 2 ** 30:.2f} GiB), more than the {avail / 2 ** 30:.2f} GiB available")
-
-
 AUTOREC = _recommender(
     _AUTOREC_PARAMS,
     {"spec": Check(_dense_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
      "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history},
-    _autorec_arrays, dims=_autorec_dims, check=_autorec_check, optional=("history",))
+    _autorec_arrays, dims=_autorec_dims, optional=("history",))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -264,8 +253,15 @@ CDAE = _sparse_ae(False, "logistic", False, True, {"negative_samples": Int(0)})
 # ----------------------------------------------------------------------------------------------
 # EASE, Popularity
 
+def _float_dtype(v):
+    import numpy as np
+    if not isinstance(v, str) or np.dtype(v) not in (np.float32, np.float64):
+        raise ValueError(f"got {v!r}")
+    return v
+
+
 EASE = _recommender(
-    {"l2": Float(0.0, lo_open=True), "dtype": Str("float32", "float64"),
+    {"l2": Float(0.0, lo_open=True), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
      "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0))},
     {}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)})
 

@@ -24,6 +24,9 @@ header fields. :func:`read_model_file` checks a file against it in this order, a
    a file cannot make aerec allocate more memory than its own size;
 4. then the arrays are read, the digest is compared, and the values are checked (finite weights,
    ids in range, CSR structure, ...).
+
+:func:`save_arrays` runs the same checks before writing, so aerec never writes a file it would
+refuse to load.
 """
 from __future__ import annotations
 
@@ -49,8 +52,8 @@ _MEMBER_RE = re.compile(r"[A-Za-z0-9_]{1,128}\.npy")
 _MAX_MEMBERS = 4096
 _MODEL_CLASSES: dict[str, type] = {}
 
-__all__ = ["ModelFileError", "atomic_write", "save_arrays", "load_arrays", "read_model_file",
-           "register_model", "load", "Schema", "Array"]
+__all__ = ["ModelFileError", "atomic_write", "clean_stale_temps", "save_arrays", "load_arrays",
+           "read_model_file", "register_model", "load", "Schema", "Array"]
 
 
 class ModelFileError(ValueError):
@@ -365,6 +368,7 @@ def save_arrays(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     meta = json.loads(json.dumps(dict(meta), default=_json_default))
     meta["format"] = FORMAT
     meta["format_version"] = FORMAT_VERSION
+    _check_before_save(path, meta, out)
     meta["sha256"] = _digest(meta, out)
     text = json.dumps(meta, sort_keys=True).encode()
     if len(text) > MAX_HEADER_BYTES:
@@ -626,14 +630,7 @@ def _read(zf, path, file_size, expected_class):
     from . import _schemas
     schema = _schemas.schema_for(name)
 
-    # -- header fields -----------------------------------------------------------------------
-    fields = {k: v for k, v in meta.items() if k not in ("format", "format_version", "class", "sha256")}
-    try:
-        header = schema.header(fields, "")
-        dims = _bind_header_dims(schema, header)
-        specs = schema.arrays(header)
-    except Invalid as exc:
-        raise ModelFileError(f"{path!r} ({name}): header field {exc}") from None
+    header, dims, specs = _declared(schema, meta, path, name)
 
     # -- members against the declared arrays, from the zip directory and .npy headers only ----
     unexpected = sorted(set(members) - set(specs))
@@ -674,6 +671,23 @@ def _read(zf, path, file_size, expected_class):
     meta_wo = {k: v for k, v in meta.items() if k != "sha256"}
     if digest != _digest(meta_wo, arrays):
         raise ModelFileError(f"{path!r} failed its checksum: the file was altered or damaged")
+    _check_values(schema, specs, header, arrays, dims, path, name)
+    return cls, header, arrays
+
+
+def _declared(schema, meta, path, name):
+    """The validated header, the dims it fixes and the arrays it declares."""
+    fields = {k: v for k, v in meta.items() if k not in ("format", "format_version", "class", "sha256")}
+    try:
+        header = schema.header(fields, "")
+        dims = _bind_header_dims(schema, header)
+        specs = schema.arrays(header)
+    except Invalid as exc:
+        raise ModelFileError(f"{path!r} ({name}): header field {exc}") from None
+    return header, dims, specs
+
+
+def _check_values(schema, specs, header, arrays, dims, path, name):
     try:
         for key, a in arrays.items():
             spec = specs[key]
@@ -685,9 +699,27 @@ def _read(zf, path, file_size, expected_class):
             schema.check(header, arrays, dims)
     except Invalid as exc:
         raise ModelFileError(f"{path!r} ({name}): {exc}") from None
-    except MemoryError as exc:
-        raise MemoryError(f"{path!r} ({name}): {exc}") from None
-    return cls, header, arrays
+
+
+def _check_before_save(path, meta, arrays):
+    """Refuse to write a file that :func:`read_model_file` would refuse (same schema, same checks)."""
+    name = meta.get("class")
+    if name not in _MODEL_CLASSES:
+        return
+    from . import _schemas
+    schema = _schemas.schema_for(name)
+    try:
+        header, dims, specs = _declared(schema, meta, path, name)
+        unexpected = sorted(set(arrays) - set(specs))
+        missing = [k for k, s in specs.items() if s.required and k not in arrays]
+        if unexpected or missing:
+            raise ModelFileError(f"{path!r} ({name}): arrays {unexpected} are not declared, {missing} are missing")
+        for key, spec in specs.items():
+            if key in arrays:
+                _match(spec, key, arrays[key].dtype, arrays[key].shape, dims, path, name)
+        _check_values(schema, specs, header, arrays, dims, path, name)
+    except ModelFileError as exc:
+        raise ValueError(f"refusing to save: aerec could not load the file again ({exc})") from None
 
 
 def _bind_header_dims(schema, header):
