@@ -431,7 +431,7 @@ def clean_stale_temps(path) -> list[str]:
 
 def _new_file_mode(path: str) -> int:
     try:
-        return stat.S_IMODE(os.stat(path).st_mode)  # keep the mode of the file being replaced
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777  # keep the mode of the file being replaced
     except OSError:
         pass
     umask = 0o022
