@@ -929,3 +929,58 @@ def test_random_damage_never_crashes_or_changes_results(saved, tmp_path, name):
         except ModelFileError:
             continue
         assert_same(outputs(name, loaded), expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# raw id maps (a model fitted on aerec.data.Interactions)
+
+def _interactions():
+    from aerec.data import Interactions
+    rng = np.random.default_rng(7)
+    users = np.array([f"user-{i}" for i in rng.integers(0, 30, 400)])
+    items = rng.integers(1000, 1030, 400)
+    return Interactions.from_arrays(users, items, on_invalid="drop")
+
+
+@pytest.fixture(scope="module")
+def with_ids(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ids") / "m.npz"
+    model = MultDAE(hidden=(12,), latent=4, epochs=2, batch_size=16).fit(_interactions())
+    model.save(path)
+    return path, model
+
+
+def test_raw_id_maps_survive_save_and_load(with_ids):
+    path, model = with_ids
+    back = aerec.load(path)
+    for a, b in zip(model.recommend_raw(["user-3", "user-11"], k=4), back.recommend_raw(["user-3", "user-11"], k=4)):
+        np.testing.assert_array_equal(a, b)
+    assert back.id_maps_[0] == model.id_maps_[0] and back.id_maps_[1] == model.id_maps_[1]
+
+
+def _ids(key, fn):
+    def craft(meta, arrays):
+        arrays[key] = fn(arrays[key])
+        return pack(meta, arrays)
+    return craft
+
+
+@pytest.mark.parametrize("craft,fragment", [
+    (_ids("user_ids", lambda a: np.concatenate([a[:1], a[:-1]])), "unique"),
+    (_ids("item_ids", lambda a: a[:-1].copy()), "expected dtype kind in 'iufUS' of shape (30,)"),
+    (_ids("item_ids", lambda a: np.where(np.arange(len(a)) == 2, np.nan, a.astype(np.float64))), "finite"),
+    (_ids("item_ids", lambda a: a.astype(">i8")), "got >i8"),
+    (_ids("item_ids", lambda a: np.zeros(len(a), [("x", "<i4")])), "expected dtype kind"),
+    (lambda m, a: _swap_member("", pack(m, a), "user_ids", npy(np.array([_Evil()] * 30, dtype=object),
+                                                            allow_pickle=True)), "got object"),
+], ids=["duplicate-user", "items-short", "item-nan", "big-endian", "structured", "pickled"])
+def test_crafted_id_maps(with_ids, tmp_path, monkeypatch, craft, fragment):
+    monkeypatch.setenv("AEREC_TEST_MARKER_DIR", str(tmp_path))
+    path, _ = with_ids
+    meta, arrays = unpack(path.read_bytes())
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(craft(meta, arrays))
+    with pytest.raises(ModelFileError, match="(user|item)_ids") as info:
+        aerec.load(bad)
+    assert fragment in str(info.value)
+    assert not (tmp_path / "pwned").exists()

@@ -76,6 +76,9 @@ def _train_arrays():
         "train_indptr": Array(("int64", "int32"), ("n_users+1",)),
         "train_indices": Array(("int32", "int64"), ("nnz",)),
         "train_data": Array("float32", ("nnz",), finite=True, nonneg=True),
+        # raw ids of a model fitted on aerec.data.Interactions (integers, floats or strings)
+        "user_ids": Array(None, ("n_users",), kinds="iufUS", required=False),
+        "item_ids": Array(None, ("n_items",), kinds="iufUS", required=False),
     }
 
 
@@ -90,6 +93,13 @@ def _check_train(h, a, dims):
                           "arrays say", v)
     check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
               "array 'train_indptr'", "array 'train_indices'")
+    from .data.idmap import IdMap
+    for key in ("user_ids", "item_ids"):
+        if key in a:
+            try:
+                IdMap(a[key])
+            except (ValueError, TypeError) as exc:
+                raise Invalid(f"array {key!r}", "unique, finite raw ids", got_text=str(exc)) from None
 
 
 def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):

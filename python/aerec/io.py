@@ -251,14 +251,24 @@ class Check:
 
 
 class Array:
-    """A declared array: ``dtype`` (one, or a tuple of accepted ones), ``shape`` (a tuple of ints
+    """A declared array: ``dtype`` (one, or a tuple of accepted ones; or ``kinds``, a string of
+    dtype kinds such as ``"iufUS"``, little-endian or byte-order free), ``shape`` (a tuple of ints
     or dimension names, optionally ``"name+1"``; names are bound by the header or by the first
     array that uses them, and must agree everywhere), value checks (``finite``, ``nonneg``)."""
 
-    def __init__(self, dtype, shape, *, finite=False, nonneg=False, required=True):
-        self.dtypes = tuple(np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,)))
+    def __init__(self, dtype, shape, *, kinds=None, finite=False, nonneg=False, required=True):
+        self.dtypes = () if dtype is None else \
+            tuple(np.dtype(d) for d in (dtype if isinstance(dtype, tuple) else (dtype,)))
+        self.kinds = kinds
         self.shape = tuple(shape)
         self.finite, self.nonneg, self.required = finite, nonneg, required
+
+    def accepts(self, dtype) -> bool:
+        if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+            return False
+        if self.kinds is not None and dtype.kind in self.kinds and dtype.byteorder in "=<|":
+            return True
+        return dtype in self.dtypes
 
     def describe(self, dims) -> str:
         def one(e):
@@ -266,7 +276,7 @@ class Array:
                 return str(e)
             name, off = _dim(e)
             return str(dims[name] + off) if name in dims else e
-        dt = " or ".join(d.name for d in self.dtypes)
+        dt = " or ".join([d.name for d in self.dtypes] + ([f"dtype kind in {self.kinds!r}"] if self.kinds else []))
         return f"{dt} of shape ({', '.join(map(one, self.shape))}{',' if len(self.shape) == 1 else ''})"
 
 
@@ -339,7 +349,7 @@ def _digest(meta_without_digest: dict, arrays: dict[str, np.ndarray]) -> str:
         h.update(key.encode())
         h.update(str(a.dtype).encode())
         h.update(str(a.shape).encode())
-        h.update(memoryview(a).cast("B") if a.size else b"")  # no copy of the data
+        h.update(a.reshape(-1).view(np.uint8))  # the bytes, without a copy
     return h.hexdigest()
 
 
@@ -360,8 +370,8 @@ def save_arrays(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     path = os.fspath(path)
     out = {}
     for k, a in arrays.items():
-        if not isinstance(a, np.ndarray) or a.dtype.kind not in "biuf":
-            raise TypeError(f"array {k!r} must be a numeric ndarray")
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufUS":
+            raise TypeError(f"array {k!r} must be a numeric or string ndarray (no objects)")
         if not _MEMBER_RE.fullmatch(f"{k}.npy") or k == _META_KEY:
             raise ValueError(f"array name {k!r} is not allowed in a model file")
         out[k] = a if a.flags.c_contiguous else np.ascontiguousarray(a)
@@ -736,7 +746,7 @@ def _bind_header_dims(schema, header):
 
 
 def _match(spec, key, dtype, shape, dims, path, name):
-    ok = dtype in spec.dtypes and not dtype.hasobject and len(shape) == len(spec.shape)
+    ok = spec.accepts(dtype) and len(shape) == len(spec.shape)
     if ok:
         bound = {}
         for e, s in zip(spec.shape, shape):
