@@ -984,3 +984,11 @@ def test_crafted_id_maps(with_ids, tmp_path, monkeypatch, craft, fragment):
         aerec.load(bad)
     assert fragment in str(info.value)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_best_epoch_survives_save_and_load(tmp_path):
+    from aerec.data import random_split
+    split = random_split(_interactions(), test_fraction=0.2, validation_fraction=0.2, random_state=0)
+    model = MultDAE(hidden=(12,), latent=4, epochs=3, batch_size=16).fit(split.train, validation=split, k=5)
+    model.save(tmp_path / "m.npz")
+    assert aerec.load(tmp_path / "m.npz").best_epoch_ == model.best_epoch_

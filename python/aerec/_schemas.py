@@ -250,8 +250,8 @@ def _sparse_ae(variational, loss, normalize, user_embedding, extra):
 
     return _recommender({**_REC_COMMON, **extra},
                         {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),
-                         "history": _history},
-                        arrays, dims=dims, optional=("history",))
+                         "history": _history, "best_epoch": Int(0)},
+                        arrays, dims=dims, optional=("history", "best_epoch"))
 
 
 MULTDAE = _sparse_ae(False, "multinomial", True, False, {})
