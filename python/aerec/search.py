@@ -18,7 +18,7 @@ import numbers
 import numpy as np
 
 from . import _backends
-from .io import register_model
+from .io import read_model_file, register_model, save_arrays
 
 __all__ = ["TopK", "reference_search"]
 
@@ -306,7 +306,6 @@ class TopK:
         """Write the index to ``path``: an aerec model file (npz, no pickle, versioned, written
         atomically via :func:`aerec.io.atomic_write`), whose SHA-256 digest covers the items, the
         bias and every header field (metric, precision, rescore, prune, sizes)."""
-        from .io import save_arrays
         items, bias = self._arrays()
         arrays = {"items": np.ascontiguousarray(items, dtype=np.float32)}
         if bias is not None:
@@ -320,7 +319,6 @@ class TopK:
     def load(cls, path, backend="auto", num_threads=None):
         """Read an index written by :meth:`save` (also ``aerec.load(path)``). A damaged, altered or
         inconsistent file raises :class:`aerec.ModelFileError` (a ValueError)."""
-        from .io import read_model_file
         _, header, arrays = read_model_file(path, expected_class="TopK")
         return cls._from_state(header, arrays, backend=backend, num_threads=num_threads)
 
@@ -352,4 +350,3 @@ def _threads(num_threads):
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
         raise TypeError(f"num_threads must be an integer or None, got {type(num_threads).__name__}")
     return max(int(num_threads), 0)
-
