@@ -1,5 +1,8 @@
 """aerec.search.TopK against the NumPy reference (full score matrix + stable sort)."""
+import io
+import json
 import os
+import zipfile
 
 import numpy as np
 import pytest
@@ -316,17 +319,22 @@ def test_load_damaged_files(tmp_path):
     (tmp_path / "flip.npz").write_bytes(bytes(flipped))
     with pytest.raises(ValueError):
         TopK.load(tmp_path / "flip.npz")
-    # a well-formed npz with altered contents fails the checksum
-    with np.load(path) as z:
-        data = {k: z[k] for k in z.files}
-    data["items"] = data["items"] + 1
-    np.savez(tmp_path / "altered.npz", **data)
+    # a well-formed file whose header was edited (metric flipped, as in issue 7) fails the checksum
+    with zipfile.ZipFile(path) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    meta = json.loads(np.load(io.BytesIO(members["__aerec_meta__.npy"])).tobytes())
+
+    def write(name, meta):
+        buf = io.BytesIO()
+        np.save(buf, np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        with zipfile.ZipFile(tmp_path / name, "w") as z:
+            for n, data in members.items():
+                z.writestr(n, buf.getvalue() if n == "__aerec_meta__.npy" else data)
+        return tmp_path / name
     with pytest.raises(ValueError, match="checksum"):
-        TopK.load(tmp_path / "altered.npz")
-    data["version"] = np.array(99)
-    np.savez(tmp_path / "future.npz", **data)
-    with pytest.raises(ValueError, match="version"):
-        TopK.load(tmp_path / "future.npz")
+        TopK.load(write("altered.npz", {**meta, "metric": "cosine"}))
+    with pytest.raises(ValueError, match="format version 99"):
+        TopK.load(write("future.npz", {**meta, "format_version": 99}))
 
 
 def test_numpy_backend_matches():

@@ -13,19 +13,15 @@ Ids are int32: an index holds at most 2**31 - 1 items (more raises ValueError).
 """
 from __future__ import annotations
 
-import hashlib
 import numbers
-import os
-import tempfile
 
 import numpy as np
 
 from . import _backends
+from .io import read_model_file, register_model, save_arrays
 
 __all__ = ["TopK", "reference_search"]
 
-_FORMAT = "aerec.search.TopK"
-_VERSION = 1
 _METRICS = ("ip", "cosine")
 _PRECISIONS = ("fp32", "bf16", "int8")
 
@@ -169,6 +165,7 @@ def reference_search(items, queries, k, bias=None, exclude=None, metric="ip", bl
 
 # ----------------------------------------------------------------------------------------------
 
+@register_model
 class TopK:
     """Top-k search index over fixed item vectors.
 
@@ -293,70 +290,32 @@ class TopK:
     # -- persistence -------------------------------------------------------------------------
 
     def save(self, path):
-        """Write the index to ``path`` (npz, no pickle, versioned; atomic via os.replace)."""
+        """Write the index to ``path``: an aerec model file (npz, no pickle, versioned, written
+        atomically via :func:`aerec.io.atomic_write`), whose SHA-256 digest covers the items, the
+        bias and every header field (metric, precision, rescore, prune, sizes)."""
         items, bias = self._arrays()
-        arrays = {
-            "format": np.array(_FORMAT),
-            "version": np.array(_VERSION, dtype=np.int64),
-            "metric": np.array(self.metric),
-            "precision": np.array(self.precision),
-            "rescore": np.array(self.rescore, dtype=np.int64),
-            "prune": np.array(self.prune),
-            "items": items,
-            "checksum": np.array(_checksum(items, bias)),
-        }
+        arrays = {"items": np.ascontiguousarray(items, dtype=np.float32)}
         if bias is not None:
-            arrays["bias"] = bias
-        path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".topk-", suffix=".npz.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            arrays["bias"] = np.ascontiguousarray(bias, dtype=np.float32)
+        meta = {"class": "TopK", "metric": self.metric, "precision": self.precision,
+                "rescore": int(self.rescore), "prune": bool(self.prune),
+                "n_items": int(self.n_items), "dim": int(self.dim)}
+        save_arrays(path, meta, arrays)
 
     @classmethod
     def load(cls, path, backend="auto", num_threads=None):
-        """Read an index written by :meth:`save`; a damaged file raises ValueError."""
-        path = os.fspath(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {key: z[key] for key in z.files}
-        except FileNotFoundError:
-            raise
-        except Exception as exc:  # zipfile/npy errors: truncated or altered file
-            raise ValueError(f"{path} is not a readable aerec TopK file ({exc})") from exc
-        try:
-            if str(data["format"]) != _FORMAT:
-                raise ValueError(f"not an aerec TopK file (format {str(data['format'])!r})")
-            version = int(data["version"])
-            if version != _VERSION:
-                raise ValueError(f"unsupported TopK file version {version} (this aerec reads {_VERSION})")
-            metric, precision = str(data["metric"]), str(data["precision"])
-            rescore, prune = int(data["rescore"]), bool(data["prune"])
-            items = data["items"]
-            bias = data.get("bias")
-        except KeyError as exc:
-            raise ValueError(f"{path} is missing field {exc} of an aerec TopK file") from exc
-        if items.dtype != np.float32 or items.ndim != 2 or (bias is not None and (
-                bias.dtype != np.float32 or bias.shape != (items.shape[0],))):
-            raise ValueError(f"{path}: item/bias arrays have the wrong dtype or shape")
-        if str(data.get("checksum", "")) != _checksum(items, bias):
-            raise ValueError(f"{path}: checksum mismatch; the file was altered or damaged")
-        if metric not in _METRICS or precision not in _PRECISIONS:
-            raise ValueError(f"{path}: unknown metric/precision {metric!r}/{precision!r}")
+        """Read an index written by :meth:`save` (also ``aerec.load(path)``). A damaged, altered or
+        inconsistent file raises :class:`aerec.ModelFileError` (a ValueError)."""
+        _, header, arrays = read_model_file(path, expected_class="TopK")
+        return cls._from_state(header, arrays, backend=backend, num_threads=num_threads)
+
+    @classmethod
+    def _from_state(cls, meta, arrays, backend="auto", num_threads=None):
+        # checked against the TopK schema (aerec._schemas): items are stored as the kernel sees
+        # them (already normalised for cosine)
         obj = cls.__new__(cls)
-        # Items were stored as the kernel sees them (already normalised for cosine).
-        items = np.ascontiguousarray(items)
-        if items.size and not np.isfinite(items).all():
-            raise ValueError(f"{path}: items contain NaN or inf")
-        obj._init(items, bias, metric, precision, rescore, prune, backend, num_threads)
+        obj._init(arrays["items"], arrays.get("bias"), meta["metric"], meta["precision"], meta["rescore"],
+                  meta["prune"], backend, num_threads)
         return obj
 
     def __repr__(self):
@@ -378,11 +337,3 @@ def _threads(num_threads):
     if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
         raise TypeError(f"num_threads must be an integer or None, got {type(num_threads).__name__}")
     return max(int(num_threads), 0)
-
-
-def _checksum(items, bias):
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(items).tobytes())
-    if bias is not None:
-        h.update(np.ascontiguousarray(bias).tobytes())
-    return h.hexdigest()

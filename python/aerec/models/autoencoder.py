@@ -8,7 +8,7 @@ import numpy as np
 from .. import _arrays
 from .._progress import Progress
 from ..callbacks import as_callbacks
-from ..io import ModelFileError, register_model
+from ..io import register_model
 from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
 from .spec import make_spec
 
@@ -325,14 +325,12 @@ class Autoencoder(Estimator):
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
-        try:
-            model = cls._new_from_meta(meta, backend)
-            spec = _tuples(meta["spec"])
-            n = len(spec["layer_sizes"]) - 1
-            weights = [arrays[f"param_{i}"] for i in range(2 * n)]
-            opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelFileError(f"model file is inconsistent ({exc})") from None
+        # ``meta`` and ``arrays`` were checked against the Autoencoder schema (aerec._schemas)
+        model = cls._new_from_meta(meta, backend)
+        spec = _tuples(meta["spec"])
+        n = len(spec["layer_sizes"]) - 1
+        weights = [arrays[f"param_{i}"] for i in range(2 * n)]
+        opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
         model.spec_ = spec
         model.seed_ = int(meta["seed"])
         model.n_features_in_ = int(meta["n_features_in"])

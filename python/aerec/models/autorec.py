@@ -158,6 +158,7 @@ class AutoRec(Recommender):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
         R = model.train_
+        _check_dense_fits(R.shape)
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
         model.rows_ = model._rows(R)
         model.mask_ = np.ascontiguousarray(model.rows_ != 0, dtype=np.float32)
@@ -167,3 +168,14 @@ class AutoRec(Recommender):
         model._recon = None
         model.net_ = model._backend().Network(model.spec_, [arrays[f"param_{i}"] for i in range(4)])
         return model
+
+
+def _check_dense_fits(shape):
+    """AutoRec keeps its rating matrix dense (rows and mask, 8 bytes an entry): refuse a file whose
+    sizes cannot fit in memory before allocating them."""
+    from .baselines import available_memory
+    need = 8 * int(shape[0]) * int(shape[1])
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise MemoryError(f"this AutoRec keeps its {shape[0]} x {shape[1]} rating matrix dense "
+                          f"({need / 2 ** 30:.2f} GiB), more than the {avail / 2 ** 30:.2f} GiB available")

@@ -6,7 +6,7 @@ import inspect
 import numpy as np
 
 from .. import _backends
-from ..io import ModelFileError, load_arrays, save_arrays
+from ..io import read_model_file, rebuild, save_arrays
 
 
 def _tuples(d: dict) -> dict:
@@ -56,11 +56,10 @@ class Estimator:
 
     @classmethod
     def load(cls, path, backend="auto"):
-        """Read a model written by ``save`` (no pickle; checksummed)."""
-        meta, arrays = load_arrays(path)
-        if meta.get("class") != cls.__name__:
-            raise ModelFileError(f"{path!r} holds a {meta.get('class')!r}, not a {cls.__name__}")
-        return cls._from_state(meta, arrays, backend=backend)
+        """Read a model written by ``save`` (no pickle; checksummed; every field and array checked
+        against the class's schema, see ``aerec.io``). A bad file raises ``aerec.ModelFileError``."""
+        found, header, arrays = read_model_file(path, expected_class=cls.__name__)
+        return rebuild(found, path, header, arrays, backend)
 
     @classmethod
     def _new_from_meta(cls, meta: dict, backend):

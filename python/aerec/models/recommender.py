@@ -40,14 +40,33 @@ class Recommender(Estimator):
     # -- the training matrix in model files ------------------------------------------------------
     def _train_arrays(self) -> dict:
         X = self.train_
-        return {"train_indptr": X.indptr, "train_indices": X.indices, "train_data": X.data,
-                "train_shape": np.asarray(X.shape, np.int64)}
+        return {"train_indptr": X.indptr.astype(np.int64, copy=False),
+                "train_indices": X.indices.astype(np.int32, copy=False),
+                "train_data": X.data.astype(np.float32, copy=False),
+                "train_shape": np.asarray(X.shape, np.int64),
+                **self._id_arrays()}
+
+    def _id_arrays(self) -> dict:
+        """Raw ids of a model fitted on aerec.data.Interactions (kept so recommend_raw survives a
+        save and load)."""
+        maps = getattr(self, "id_maps_", None) or (None, None)
+        return {key: np.asarray(m.raw_ids) for key, m in zip(("user_ids", "item_ids"), maps)
+                if m is not None and hasattr(m, "raw_ids")}
+
+    def _save(self, path, meta: dict, arrays: dict) -> None:
+        # the header declares the training matrix's sizes, so a reader checks every array's size
+        # against them before reading it (aerec.io)
+        n_users, n_items = self.train_.shape
+        dims = {"n_users": int(n_users), "n_items": int(n_items), "nnz": int(self.train_.nnz)}
+        super()._save(path, {**meta, "dims": dims}, arrays)
 
     def _restore_train(self, arrays) -> None:
         shape = tuple(int(s) for s in arrays["train_shape"])
         self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
                                     shape=shape)
-        self.id_maps_ = None
+        from ..data.idmap import IdMap
+        maps = tuple(IdMap(arrays[k]) if k in arrays else None for k in ("user_ids", "item_ids"))
+        self.id_maps_ = maps if any(m is not None for m in maps) else None
 
     # -- inputs ---------------------------------------------------------------------------------
     def _train_matrix(self, train):

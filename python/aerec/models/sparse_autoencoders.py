@@ -211,7 +211,10 @@ class _SparseAutoencoder(Recommender):
         arrays = self._train_arrays()
         for i, p in enumerate(self.net_.get_params()):
             arrays[f"param_{i}"] = p
-        self._save(path, {"spec": self.spec_, "seed": self.seed_, "history": self.history_}, arrays)
+        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_}
+        if getattr(self, "best_epoch_", None) is not None:
+            meta["best_epoch"] = int(self.best_epoch_)
+        self._save(path, meta, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
@@ -221,6 +224,8 @@ class _SparseAutoencoder(Recommender):
         params = [arrays[f"param_{i}"] for i in range(n_params)]
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
+        if "best_epoch" in meta:
+            model.best_epoch_ = meta["best_epoch"]
         model.net_ = model._backend().RecNetwork(model.spec_, params)
         model._index = None
         return model

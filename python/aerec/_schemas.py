@@ -1,0 +1,314 @@
+"""What each saved class's model file holds: one :class:`aerec.io.Schema` per class.
+
+Header fields are declared with their types and ranges; arrays with their dtype and a shape in
+terms of header fields (``spec.layer_sizes``) or named dimensions (``n_users``, ``n_items``,
+``nnz``) that the header's ``dims`` object, the spec or the first array using them fixes.
+:func:`aerec.io.read_model_file` checks every file against its class's schema before reading any
+array data; the values (finite weights, ids in range, CSR structure) are checked after reading.
+
+Hyper-parameters (``params``) are declared one by one, so a file must hold exactly the
+parameters of its class's constructor (``backend`` is not saved).
+"""
+from __future__ import annotations
+
+from .io import (Array, Bool, Check, Either, Float, Int, Invalid, Map, Obj, Opt, Schema, Seq, Str,
+                 check_csr)
+from .models.recspec import REC_OPTIMIZERS, make_rec_spec, rec_param_shapes
+from .models.spec import ACTIVATIONS, LOSSES, OPTIMIZERS, make_spec
+
+__all__ = ["schema_for", "SCHEMAS"]
+
+#: the largest layer width / item or user count a file may declare (ids are int32)
+MAX_DIM = 2 ** 31 - 1
+_MAX_LAYERS = 256
+
+
+class Name:
+    """A string naming one of ``options`` as the spec builders accept it (any case, ``linear`` for
+    ``identity``); returned unchanged."""
+
+    def __init__(self, options):
+        self.options = tuple(options)
+        self.expected = f"one of {', '.join(map(repr, self.options))}"
+
+    def __call__(self, v, where):
+        if not isinstance(v, str) or ("identity" if v.lower() == "linear" else v.lower()) not in self.options:
+            raise Invalid(where, self.expected, v)
+        return v
+
+
+_seed = Opt(Int(0, 2 ** 64 - 1))
+_rate = Float(0.0, 1.0, hi_open=True)
+_history = Map(Seq(Opt(Float(finite=False))))
+_dims = Obj({"n_users": Int(1, MAX_DIM), "n_items": Int(1, MAX_DIM), "nnz": Int(0, 2 ** 62)})
+_width = Int(1, MAX_DIM)
+_widths = Either(_width, Seq(_width, 0, _MAX_LAYERS))
+
+
+def _sizes_ok(spec, what):
+    sizes = spec["layer_sizes"]
+    if len(sizes) > _MAX_LAYERS + 1:
+        raise ValueError(f"{what} has {len(sizes) - 1} layers, more than {_MAX_LAYERS}")
+    big = [s for s in sizes if s > MAX_DIM]
+    if big:
+        raise ValueError(f"layer size {big[0]} exceeds {MAX_DIM}")
+    return spec
+
+
+def _dense_spec(v):
+    if not isinstance(v, dict):
+        raise TypeError(f"a spec object, got {type(v).__name__}")
+    return _sizes_ok(make_spec(**v), "spec")
+
+
+def _rec_spec(v):
+    if not isinstance(v, dict):
+        raise TypeError(f"a spec object, got {type(v).__name__}")
+    return _sizes_ok(make_rec_spec(**v), "spec")
+
+
+# ----------------------------------------------------------------------------------------------
+# the training matrix every recommender keeps (seen items, fold-in, AutoRec's ratings)
+
+def _train_arrays():
+    return {
+        "train_shape": Array("int64", (2,)),
+        "train_indptr": Array(("int64", "int32"), ("n_users+1",)),
+        "train_indices": Array(("int32", "int64"), ("nnz",)),
+        "train_data": Array("float32", ("nnz",), finite=True, nonneg=True),
+        # raw ids of a model fitted on aerec.data.Interactions (integers, floats or strings)
+        "user_ids": Array(None, ("n_users",), kinds="iufUS", required=False),
+        "item_ids": Array(None, ("n_items",), kinds="iufUS", required=False),
+    }
+
+
+def _check_train(h, a, dims):
+    shape = a["train_shape"]
+    for i, dname in enumerate(("n_users", "n_items")):
+        v = int(shape[i])
+        if not 1 <= v <= MAX_DIM:
+            raise Invalid("array 'train_shape'", f"{dname} in [1, {MAX_DIM}]", v)
+        if dims.setdefault(dname, v) != v:
+            raise Invalid("array 'train_shape'", f"{dname} = {dims[dname]}, as the header and the other "
+                          "arrays say", v)
+    check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
+              "array 'train_indptr'", "array 'train_indices'")
+    from .data.idmap import IdMap
+    for key in ("user_ids", "item_ids"):
+        if key in a:
+            try:
+                IdMap(a[key])
+            except (ValueError, TypeError) as exc:
+                raise Invalid(f"array {key!r}", "unique, finite raw ids", got_text=str(exc)) from None
+
+
+def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
+    """A recommender's schema: ``params``, the training matrix and ``dims`` come with every one."""
+    def all_arrays(h):
+        return {**_train_arrays(), **arrays(h)}
+
+    def check_all(h, a, d):
+        _check_train(h, a, d)
+        if check is not None:
+            check(h, a, d)
+    return Schema({"params": Obj(params), "dims": _dims, **fields}, all_arrays,
+                  optional=("dims", *optional), dims=dims, check=check_all)
+
+
+def _weights(shapes):
+    return {f"param_{i}": Array("float32", s, finite=True) for i, s in enumerate(shapes)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Autoencoder (dense)
+
+_AE_PARAMS = {
+    "hidden": _widths, "activation": Either(Name(ACTIVATIONS), Seq(Name(ACTIVATIONS), 1, _MAX_LAYERS)),
+    "output_activation": Name(ACTIVATIONS), "loss": Name(LOSSES), "optimizer": Name(OPTIMIZERS),
+    "learning_rate": Float(0.0, lo_open=True), "random_state": _seed, "bottleneck": Opt(Int(0, _MAX_LAYERS)),
+    "dropout": Either(_rate, Seq(_rate, 1, _MAX_LAYERS + 1)), "l2": Float(0.0), "weight_decay": Float(0.0),
+    "momentum": _rate, "nesterov": Bool(), "beta1": _rate, "beta2": _rate, "epsilon": Float(0.0, lo_open=True),
+}
+
+
+def _dense_shapes(sizes):
+    out = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        out += [(a, b), (b,)]
+    return out
+
+
+def _ae_arrays(h):
+    spec = h["spec"]
+    shapes = _dense_shapes(spec["layer_sizes"])
+    arrays = _weights(shapes)
+    arrays["opt_step"] = Array("int64", ())
+    n = len(spec["layer_sizes"]) - 1
+    names = [f"{t}{i}" for i in range(n) for t in ("W", "b")]
+    if spec["optimizer"] in ("adam", "adamw"):
+        for nm, s in zip(names, shapes):
+            arrays[f"opt_m_{nm}"] = Array("float32", s, finite=True)
+            arrays[f"opt_v_{nm}"] = Array("float32", s, finite=True, nonneg=True)
+    elif spec["momentum"] > 0:
+        for nm, s in zip(names, shapes):
+            arrays[f"opt_velocity_{nm}"] = Array("float32", s, finite=True)
+    return arrays
+
+
+def _ae_check(h, a, dims):
+    sizes = h["spec"]["layer_sizes"]
+    if not h["n_features_in"] == sizes[0] == sizes[-1]:
+        raise Invalid("n_features_in", f"the spec's input and output width {sizes[0]} / {sizes[-1]}",
+                      h["n_features_in"])
+    if int(a["opt_step"]) < 0:
+        raise Invalid("array 'opt_step'", "an update count >= 0", int(a["opt_step"]))
+
+
+AUTOENCODER = Schema(
+    {"params": Obj(_AE_PARAMS), "spec": Check(_dense_spec, "a valid network spec"),
+     "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history},
+    _ae_arrays, check=_ae_check)
+
+
+# ----------------------------------------------------------------------------------------------
+# AutoRec
+
+_AUTOREC_PARAMS = {
+    "kind": Str("item", "user"), "hidden": _width, "activation": Name(ACTIVATIONS), "l2": Float(0.0),
+    "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0), "batch_size": Int(1),
+    "optimizer": Name(OPTIMIZERS), "clip": Opt(Either(Str("auto"), Seq(Float(), 2, 2))),
+    "dropout": Either(_rate, Seq(_rate, 2, 2)), "random_state": _seed,
+}
+
+
+def _clip(v):
+    if not isinstance(v, list) or len(v) != 2:
+        raise TypeError("a [low, high] pair")
+    lo, hi = v
+    if lo is None and hi is None:
+        return (None, None)
+    lo, hi = Float()(lo, "low"), Float()(hi, "high")
+    if lo > hi:
+        raise ValueError(f"low {lo} > high {hi}")
+    return (lo, hi)
+
+
+def _autorec_spec(h):
+    sizes = h["spec"]["layer_sizes"]
+    if len(sizes) != 3 or sizes[0] != sizes[2] or h["spec"]["loss"] != "masked_mse":
+        raise Invalid("spec", "an AutoRec spec: layer_sizes (n, hidden, n), loss masked_mse", has_got=False)
+    return sizes
+
+
+def _autorec_dims(h):
+    n = _autorec_spec(h)[0]
+    return {"n_users": n} if h["params"]["kind"] == "item" else {"n_items": n}
+
+
+def _autorec_arrays(h):
+    return _weights(_dense_shapes(_autorec_spec(h)))
+
+
+AUTOREC = _recommender(
+    _AUTOREC_PARAMS,
+    {"spec": Check(_dense_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
+     "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history},
+    _autorec_arrays, dims=_autorec_dims, optional=("history",))
+
+
+# ----------------------------------------------------------------------------------------------
+# MultDAE, MultVAE, CDAE
+
+_REC_COMMON = {
+    "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
+    "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
+    "batch_size": Int(1), "optimizer": Name(REC_OPTIMIZERS), "lazy_adam": Bool(), "random_state": _seed,
+}
+
+
+def _sparse_ae(variational, loss, normalize, user_embedding, extra):
+    def spec(v):
+        s = _rec_spec(v)
+        want = dict(variational=variational, loss=loss, normalize_input=normalize)
+        for k, x in want.items():
+            if s[k] != x:
+                raise ValueError(f"{k} must be {x!r} for this model, got {s[k]!r}")
+        if bool(s["n_users_embedding"]) != user_embedding:
+            raise ValueError("n_users_embedding must be n_users + 1" if user_embedding
+                             else "n_users_embedding must be 0 for this model")
+        return s
+
+    def dims(h):
+        s = h["spec"]
+        d = {"n_items": s["layer_sizes"][0]}
+        if user_embedding:  # one learned row per training user, plus the fold-in row
+            d["n_users"] = s["n_users_embedding"] - 1
+        return d
+
+    def arrays(h):
+        return _weights(rec_param_shapes(h["spec"]))
+
+    return _recommender({**_REC_COMMON, **extra},
+                        {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),
+                         "history": _history, "best_epoch": Int(0)},
+                        arrays, dims=dims, optional=("history", "best_epoch"))
+
+
+MULTDAE = _sparse_ae(False, "multinomial", True, False, {})
+MULTVAE = _sparse_ae(True, "multinomial", True, False,
+                     {"anneal_cap": Float(0.0), "total_anneal_steps": Int(0)})
+CDAE = _sparse_ae(False, "logistic", False, True, {"negative_samples": Int(0)})
+
+
+# ----------------------------------------------------------------------------------------------
+# EASE, Popularity
+
+def _float_dtype(v):
+    import numpy as np
+    if not isinstance(v, str) or np.dtype(v) not in (np.float32, np.float64):
+        raise ValueError(f"got {v!r}")
+    return v
+
+
+EASE = _recommender(
+    {"l2": Float(0.0, lo_open=True), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
+     "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0))},
+    {}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)})
+
+POPULARITY = _recommender(
+    {}, {}, lambda h: {"item_counts_": Array("float32", ("n_items",), finite=True, nonneg=True)})
+
+
+# ----------------------------------------------------------------------------------------------
+# search.TopK
+
+def _topk_arrays(h):
+    return {"items": Array("float32", ("n_items", "dim"), finite=True),
+            "bias": Array("float32", ("n_items",), finite=True, required=False)}
+
+
+def _topk_check(h, a, dims):
+    import numpy as np
+    if "bias" in a and h["metric"] != "ip":
+        raise Invalid("array 'bias'", "no bias with metric 'cosine'", has_got=False)
+    if h["metric"] == "cosine":  # stored normalised, as the kernel sees them
+        x = a["items"].astype(np.float64)
+        norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+        bad = (norms != 0) & (np.abs(norms - 1.0) > 1e-3)
+        if bad.any():
+            raise Invalid("array 'items'", "unit-norm (or zero) rows for metric 'cosine'",
+                          f"row {int(np.argmax(bad))} of norm {norms[bad][0]:.4g}")
+
+
+TOPK = Schema(
+    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(1, 1 << 20),
+     "prune": Bool(), "n_items": Int(1, MAX_DIM), "dim": Int(1, MAX_DIM)},
+    _topk_arrays, dims=lambda h: {"n_items": h["n_items"], "dim": h["dim"]}, check=_topk_check)
+
+
+SCHEMAS = {"Autoencoder": AUTOENCODER, "AutoRec": AUTOREC, "MultDAE": MULTDAE, "MultVAE": MULTVAE,
+           "CDAE": CDAE, "EASE": EASE, "Popularity": POPULARITY, "TopK": TOPK}
+
+
+def schema_for(name: str) -> Schema:
+    return SCHEMAS[name]
