@@ -72,8 +72,10 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
     if not hasattr(model, "recommend"):
         raise TypeError(f"{type(model).__name__} has no recommend(users, user_items=..., k=..., "
                         f"filter_seen=...) method")
-    if isinstance(ks, (int, np.integer)):
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
         ks = (int(ks),)
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"ks must be a positive int or a sequence of them, got {type(ks).__name__} {ks!r}")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
@@ -82,7 +84,10 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
             raise ValueError(f"every k must be a positive integer, got {k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    kmax = max(ks)
+    if isinstance(on, str) is False:
+        raise TypeError(f"on must be 'test' or 'validation', got {type(on).__name__}")
+    # a list never holds more than n_items ids: a huge k must not allocate n_users x k
+    kmax = max(1, min(max(ks), ev.n_items))
     n = ev.n_users
     ranked = np.full((n, kmax), -1, dtype=np.int64)
     fold_in = ev.fold_in.tocsr()

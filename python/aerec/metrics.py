@@ -59,7 +59,10 @@ def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     if not sp.issparse(held_out):
         raise TypeError(f"held_out must be a scipy.sparse matrix (n_users x n_items), got "
                         f"{type(held_out).__name__}")
-    m = held_out if held_out.format == "csr" else held_out.tocsr()
+    from ._sparse import check_structure
+    m = check_structure(held_out, "held_out")  # a corrupt CSR must never reach scipy's C code
+    if m.dtype.kind not in "fiub":
+        raise TypeError(f"held_out values must be real numbers, got dtype {m.dtype}")
     if n_rows is not None and m.shape[0] != n_rows:
         raise ValueError(f"ranked has {n_rows} rows but held_out has {m.shape[0]}; they must align "
                          f"row by row")
@@ -141,10 +144,12 @@ def _precision(h, n_rel, k):
 
 
 def _ndcg(h, n_rel, k):
-    disc = _discounts(max(k, 1))
+    # discounts are needed up to max(L, min(k, R)) only: a huge k must not allocate k of them
+    n_disc = min(k, max(h.shape[1], int(n_rel.max()) if n_rel.size else 0, 1))
+    disc = _discounts(max(n_disc, 1))
     dcg = h.astype(np.float64) @ disc[:h.shape[1]]
     idcg_table = np.concatenate([[0.0], np.cumsum(disc)])
-    idcg = idcg_table[np.minimum(k, n_rel)]
+    idcg = idcg_table[np.minimum(min(k, n_disc), n_rel)]
     return dcg / np.where(idcg > 0, idcg, 1.0)
 
 
@@ -228,8 +233,10 @@ def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS,
     per-user arrays with ``per_user=True``; coverage is always a scalar) plus ``"n_users"``: the
     number of users with a non-empty held-out row.
     """
-    if isinstance(ks, (int, np.integer)):
-        ks = (ks,)
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
+        ks = (int(ks),)
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"ks must be a positive int or a sequence of them, got {type(ks).__name__} {ks!r}")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
@@ -258,6 +265,8 @@ def _pair(y_true, y_pred):
     if sp.issparse(y_true) or sp.issparse(y_pred):
         if not (sp.issparse(y_true) and sp.issparse(y_pred)):
             raise TypeError("y_true and y_pred must both be sparse (same pattern) or both arrays")
+        from ._sparse import check_structure
+        y_true, y_pred = check_structure(y_true, "y_true"), check_structure(y_pred, "y_pred")
         if y_true.shape != y_pred.shape:
             raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
         a, b = y_true.tocsr(copy=True), y_pred.tocsr(copy=True)
@@ -269,6 +278,9 @@ def _pair(y_true, y_pred):
         t, p = a.data, b.data
     else:
         t, p = np.asarray(y_true), np.asarray(y_pred)
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if np.asarray(a).dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(a).dtype}")
     t = np.asarray(t, dtype=np.float64).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
     if t.shape != p.shape:

@@ -492,6 +492,10 @@ class Interactions:
                             f"use Interactions.from_arrays for columns")
         if matrix.ndim != 2:
             raise ValueError("matrix must be 2-D")
+        from .._sparse import check_structure
+        matrix = check_structure(matrix, "matrix")  # a corrupt CSR must never reach scipy's C code
+        if matrix.dtype.kind not in "fiub":
+            raise TypeError(f"matrix values must be real numbers, got dtype {matrix.dtype}")
         m = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
         if timestamps is not None:
             if not m.has_canonical_format:
@@ -549,7 +553,7 @@ class Interactions:
 
     @classmethod
     def read_csv(cls, path, sep: str = ",", columns=None, *, header="infer", binarize=None,
-                 encoding: str = "utf-8", **kwargs) -> "Interactions":
+                 encoding: str = "utf-8-sig", **kwargs) -> "Interactions":
         """Read a delimited text log (CSV, TSV, MovieLens ``::``).
 
         Parameters
@@ -568,6 +572,8 @@ class Interactions:
             Whether the first line is a header; ``"infer"`` checks whether it parses as numbers.
         binarize : float, optional
             Shortcut for ``.binarize(threshold)`` after reading.
+        encoding : str
+            Text encoding; the default ``utf-8-sig`` reads UTF-8 with or without a byte-order mark.
         **kwargs
             Passed to :meth:`from_arrays` (``duplicates``, ``on_invalid``, ...).
         """

@@ -76,6 +76,9 @@ class EvalSet:
             m = getattr(self, name)
             if not sp.issparse(m):
                 raise TypeError(f"{name} must be a scipy.sparse matrix")
+            from .._sparse import check_structure
+            m = check_structure(m, name)
+            setattr(self, name, m)
             if m.shape[0] != n:
                 raise ValueError(f"{name} has {m.shape[0]} rows for {n} users")
         if self.fold_in.shape[1] != self.held_out.shape[1]:
