@@ -188,10 +188,11 @@ class Autoencoder(Estimator):
         self
         """
         epochs = _arrays.check_nonneg_int(epochs, "epochs")
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
         x, y, mask = self._xy(x, y, mask)
+        batch_size = min(batch_size, x.shape[0])  # one batch holds every sample at most
         if self.net_ is None:
             self._build(x.shape[1])
         val = self._validation(validation_data)
@@ -262,8 +263,9 @@ class Autoencoder(Estimator):
 
     def _infer(self, x, upto, batch_size):
         self._check_fitted()
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True)
+        batch_size = min(batch_size, x.shape[0])
         out = self._forward(x, upto, batch_size)
         return out[0] if was_1d else out
 
