@@ -1,27 +1,126 @@
 """Closed-form and trivial baselines: EASE (Steck 2019) and item popularity."""
 from __future__ import annotations
 
-import numbers
+import os
 
 import numpy as np
 import scipy.linalg
 
+from .. import _arrays
 from ..io import register_model
 from .recommender import Recommender
 
 __all__ = ["EASE", "Popularity", "available_memory"]
 
 
+def _read_int(path) -> int | None:
+    """The first field of a one-line control file as an int; None for "max", absent or unreadable."""
+    try:
+        with open(path) as f:
+            text = f.read().split()
+    except OSError:
+        return None
+    if not text or text[0] == "max":
+        return None
+    try:
+        return int(text[0])
+    except ValueError:
+        return None
+
+
+def _cgroup_dirs(mount: str, controller: str | None):
+    """Folders of this process's cgroup (v2 unified when ``controller`` is None, else v1), from
+    its own folder up to the mount: a parent's limit binds too."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    rel = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if controller is None and parts[0] == "0" and parts[1] == "":
+            rel = parts[2]
+        elif controller is not None and controller in parts[1].split(","):
+            rel = parts[2]
+    if rel is None:
+        return [mount]
+    out, cur = [], rel.strip("/")
+    while True:
+        d = os.path.join(mount, cur) if cur else mount
+        if os.path.isdir(d):
+            out.append(d)
+        if not cur:
+            break
+        cur = os.path.dirname(cur)
+    return out or [mount]
+
+
+def _cgroup_headroom() -> int | None:
+    """Bytes this process may still allocate under its cgroup's memory limit (v2 ``memory.max``
+    minus ``memory.current``, v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``), or
+    None when no limit is set."""
+    best = None
+    for d in _cgroup_dirs("/sys/fs/cgroup", None):
+        limit = _read_int(os.path.join(d, "memory.max"))
+        if limit is not None:
+            used = _read_int(os.path.join(d, "memory.current")) or 0
+            room = max(limit - used, 0)
+            best = room if best is None else min(best, room)
+    for mount in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory,cpuacct"):
+        if not os.path.isdir(mount):
+            continue
+        for d in _cgroup_dirs(mount, "memory"):
+            limit = _read_int(os.path.join(d, "memory.limit_in_bytes"))
+            if limit is not None and limit < 2 ** 60:  # v1 writes ~2**63 for "no limit"
+                used = _read_int(os.path.join(d, "memory.usage_in_bytes")) or 0
+                room = max(limit - used, 0)
+                best = room if best is None else min(best, room)
+    return best
+
+
+def _rlimit_headroom() -> int | None:
+    """Address space left under ``RLIMIT_AS`` (``ulimit -v``), or None when unlimited."""
+    try:
+        import resource
+        soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    except (ImportError, OSError, ValueError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft < 0:
+        return None
+    vm = 0
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    vm = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError):
+        pass
+    return max(int(soft) - vm, 0)
+
+
 def available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux MemAvailable), or None if unknown."""
+    """Bytes of memory this process can still use now, or None if unknown: the least of the
+    machine's ``MemAvailable``, the container's cgroup limit (v2 ``memory.max`` / v1
+    ``memory.limit_in_bytes``, minus what the group uses) and ``RLIMIT_AS`` minus the address space
+    already mapped. The OOM killer of a container acts on the cgroup limit, not on /proc/meminfo."""
+    found = []
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                    found.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError):
         pass
-    return None
+    for probe in (_cgroup_headroom, _rlimit_headroom):
+        v = probe()
+        if v is not None:
+            found.append(v)
+    return min(found) if found else None
 
 
 class _SavableRecommender(Recommender):
@@ -88,12 +187,21 @@ class EASE(_SavableRecommender):
         self.dtype = dtype
         self.max_memory = max_memory
         self.verbose = verbose
+        self._check_params()
+
+    def _check_params(self):
         self._dtype()
-        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 > 0:
-            raise ValueError(f"l2 must be a positive number, got {l2!r}")
+        # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
+        l2 = _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)
+        if self.max_memory is not None:
+            _arrays.check_real(self.max_memory, "max_memory", 0.0, lo_open=True)
+        return l2
 
     def _dtype(self):
-        dt = np.dtype(self.dtype)
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}") from None
         if dt not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         return dt
@@ -106,6 +214,7 @@ class EASE(_SavableRecommender):
         return n_items * n_items * (it + (4 if it == 8 else 0))
 
     def fit(self, train, validation=None, **kw):
+        l2 = self._check_params()
         X = self._train_matrix(train)
         dt = self._dtype()
         n = X.shape[1]
@@ -114,10 +223,14 @@ class EASE(_SavableRecommender):
         if self.verbose:
             print(f"EASE: {n} items -> needs {need / 2**30:.2f} GiB ({dt.name})")
         if limit is not None and need > limit:
+            where = "max_memory allows" if self.max_memory is not None else "is available to this process"
+            fix = "filter rare items (Interactions.filter(min_item_count=...))"
+            if dt != np.float32:
+                fix += " or use dtype='float32' (half the memory)"
             raise MemoryError(f"EASE on {n} items needs {need / 2**30:.2f} GiB in {dt.name} but only "
-                              f"{limit / 2**30:.2f} GiB is available; filter rare items or use dtype='float32'")
+                              f"{limit / 2**30:.2f} GiB {where}; {fix}")
         G = self._gram_upper(X, dt)  # C order, upper triangle valid == lower of the F-order view
-        G[np.diag_indices(n)] += self.l2
+        G[np.diag_indices(n)] += l2
         F = G.T  # F-contiguous view: LAPACK works in place, no copy
         potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))
         c, info = potrf(F, lower=True, overwrite_a=True, clean=False)
@@ -139,7 +252,12 @@ class EASE(_SavableRecommender):
         d = np.diag(P).copy()
         P /= -d[None, :]
         P[np.diag_indices(n)] = 0.0
-        self.B_ = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        B = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        if not np.isfinite(B).all():
+            raise FloatingPointError(f"EASE: the weights are not finite with l2={l2!r} in {dt.name}; use an l2 "
+                                     "nearer the Gram matrix's scale (Steck: 200-1000 on MovieLens) or "
+                                     "dtype='float64'")
+        self.B_ = B
         self.train_ = X
         return self
 
