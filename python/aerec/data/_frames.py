@@ -18,7 +18,8 @@ def require_pandas():
     return pd
 
 
-def pick_column(names, given, candidates, what, required):
+def pick_column(names, given, candidates, what, required, hint=None):
+    """The column for role ``what``; ``hint`` is how the caller names it (default ``<what>_col=``)."""
     if given is False:
         return None
     if given is not None:
@@ -29,8 +30,9 @@ def pick_column(names, given, candidates, what, required):
         if c in names:
             return c
     if required:
+        fix = hint if hint is not None else f"pass {what}_col=..."
         raise KeyError(f"no {what} column found (looked for {list(candidates)}); columns are "
-                       f"{list(names)}; pass {what}_col=...")
+                       f"{list(names)}; {fix}")
     return None
 
 

@@ -25,8 +25,12 @@ def infer_object_ids(values: list, name: str = "ids") -> np.ndarray:
         else:
             kinds.add(type(x).__name__)
     if kinds <= {"int"}:
-        return np.asarray(values, dtype=np.int64)
+        return _int_ids(values, name)
     if kinds <= {"int", "float"}:
+        ints = [int(x) for x in values if isinstance(x, (int, np.integer))]
+        if ints and (min(ints) < -2 ** 53 or max(ints) > 2 ** 53):
+            raise ValueError(f"{name} mix integers beyond 2**53 with floats, which cannot hold them exactly; "
+                             "pass integer ids only (or strings)")
         return np.asarray(values, dtype=np.float64)
     if kinds == {"str"} or kinds == {"bytes"}:
         return np.asarray(values)
@@ -35,9 +39,35 @@ def infer_object_ids(values: list, name: str = "ids") -> np.ndarray:
     raise TypeError(f"{name} must all be integers or all strings, got a mix of {sorted(kinds)}")
 
 
+def asarray_ids(raw) -> np.ndarray:
+    """``np.asarray`` that keeps big Python ints exact: NumPy turns ``[2**64 - 1, 1]`` into
+    float64, which would merge distinct ids; such lists are read as objects instead."""
+    arr = np.asarray(raw)
+    if arr.dtype.kind == "f" and isinstance(raw, (list, tuple)) and any(
+            isinstance(x, (int, np.integer)) and not isinstance(x, bool) and abs(int(x)) >= 2 ** 53
+            for x in raw):
+        arr = np.asarray(raw, dtype=object)
+    return arr
+
+
+def _int_ids(values: list, name: str) -> np.ndarray:
+    """int64, or uint64 when every id is non-negative and some exceed int64; beyond that a
+    ValueError (not an OverflowError) that says to pass such ids as strings."""
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except OverflowError:
+        pass
+    lo, hi = min(int(x) for x in values), max(int(x) for x in values)
+    if lo >= 0 and hi < 2 ** 64:
+        return np.asarray(values, dtype=np.uint64)
+    bad = hi if hi >= 2 ** 63 else lo
+    raise ValueError(f"{name} include {bad}, which does not fit in a 64-bit integer; pass such ids as "
+                     "strings (e.g. [str(i) for i in ids])")
+
+
 def _as_id_array(raw) -> np.ndarray:
     """Raw ids as a 1-D NumPy array of one comparable kind (integers, floats or strings)."""
-    arr = np.asarray(raw)
+    arr = asarray_ids(raw)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:
@@ -72,7 +102,7 @@ class IdMap:
         if raw.dtype.kind == "f":
             if not np.all(np.isfinite(raw)):
                 raise ValueError("ids must be finite (NaN/inf is not an id)")
-            if np.all(raw == np.floor(raw)):
+            if raw.size and np.all(raw == np.floor(raw)) and np.abs(raw).max() < 2.0 ** 63:
                 raw = raw.astype(np.int64)
         if raw.dtype.kind in "iu" and raw.dtype != np.int64 and raw.dtype.kind == "i":
             raw = raw.astype(np.int64)
@@ -131,7 +161,7 @@ class IdMap:
     # -- lookups ---------------------------------------------------------------------------------
     def _lookup(self, raw) -> tuple[np.ndarray, np.ndarray]:
         """(positions, found-mask) for raw ids of any shape."""
-        q = np.asarray(raw)
+        q = asarray_ids(raw)
         if q.dtype == object:
             q = _as_id_array(q.ravel()).reshape(q.shape) if q.size else q.astype(self._raw.dtype)
         n = len(self)
@@ -140,6 +170,19 @@ class IdMap:
         kind_ok = (q.dtype.kind in "iuf") == (self._raw.dtype.kind in "iuf")
         if not kind_ok:
             return np.zeros(q.shape, dtype=np.int64), np.zeros(q.shape, dtype=bool)
+        if self._raw.dtype.kind == "u" and q.dtype.kind == "i":
+            # uint64 ids: negative queries are unknown, the rest compare exactly as uint64
+            neg = q < 0
+            q = np.where(neg, 0, q).astype(np.uint64)
+            pos = np.minimum(np.searchsorted(self._sorted, q), n - 1)
+            found = (self._sorted[pos] == q) & ~neg
+            return self._order[pos], found
+        if self._raw.dtype.kind == "i" and q.dtype == np.uint64:
+            big = q > np.uint64(2 ** 63 - 1)
+            q = np.where(big, 0, q).astype(np.int64)
+            pos = np.minimum(np.searchsorted(self._sorted, q), n - 1)
+            found = (self._sorted[pos] == q) & ~big
+            return self._order[pos], found
         if self._identity and q.dtype.kind in "iu":
             qi = q.astype(np.int64, copy=False)
             found = (qi >= 0) & (qi < n)
@@ -168,7 +211,11 @@ class IdMap:
 
     def to_raw(self, index) -> np.ndarray:
         """Raw ids of indices (any integer array; negative indices are rejected)."""
-        idx = np.asarray(index)
+        idx = asarray_ids(index)
+        if idx.dtype == object and idx.size and all(
+                isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in idx.ravel().tolist()):
+            raise IndexError(f"index {max(idx.ravel().tolist(), key=abs)} is out of range for an IdMap of "
+                             f"{len(self)} ids")
         if idx.dtype.kind not in "iu":
             raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
         n = len(self)

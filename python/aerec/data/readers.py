@@ -29,7 +29,9 @@ def _resolve_columns(columns, header_names, n_fields):
             cands = (USER_NAMES, ITEM_NAMES, VALUE_NAMES, TIME_NAMES)
             out = {}
             for role, cand in zip(_ROLES, cands):
-                name = pick_column(header_names, None, cand, role, role in ("user", "item"))
+                name = pick_column(header_names, None, cand, role, role in ("user", "item"),
+                                   hint=f"name the fields with columns={{'user': ..., 'item': ...}} "
+                                        "(header names or 0-based positions)")
                 out[role] = None if name is None else header_names.index(name)
             return out
         return {role: (i if i < n_fields else None) for i, role in enumerate(_ROLES)}
@@ -66,17 +68,38 @@ def _resolve_columns(columns, header_names, n_fields):
     return out
 
 
-def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", engine="auto") -> dict:
+def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8-sig", engine="auto") -> dict:
     """Read a delimited interaction log into raw columns ``{"users", "items", "values", "timestamps"}``.
 
     ``sep=None`` picks the first of ``"::"``, tab, ``","``, ``";"``, ``"|"`` that splits the first
-    line into at least two fields.
+    line into at least two fields. The default encoding ``utf-8-sig`` reads UTF-8 with or without
+    a byte-order mark (Excel writes one); a file in another encoding raises ValueError naming the
+    file and the ``encoding=`` to pass.
     """
     if engine not in ("auto", "pandas", "numpy"):
         raise ValueError(f"engine must be 'auto', 'pandas' or 'numpy', got {engine!r}")
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a str such as 'utf-8' or 'latin-1', got {type(encoding).__name__}")
+    try:
+        import codecs
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}; use e.g. 'utf-8' or 'latin-1'") from None
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return _read_columns(path, sep, columns, header, encoding, engine)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not valid {encoding} text (byte {exc.object[exc.start:exc.start + 1]!r} "
+                         f"at offset {exc.start}); pass the file's encoding, e.g. encoding='latin-1' "
+                         "(MovieLens 100K/1M) or encoding='cp1252'") from None
+
+
+def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
     if sep is None:
         with open(path, "r", encoding=encoding, newline="") as f:
             line = f.readline()
