@@ -20,9 +20,10 @@ def _core():
 def set_num_threads(n: int) -> None:
     """Threads the kernels use (n <= 0: all cores available to the process)."""
     global _py_threads
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-        raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    n = int(n)
+    from ._arrays import MAX_THREADS, check_int
+    if n is None:
+        raise TypeError("n must be an integer (0 or less: all cores available to the process), got None")
+    n = check_int(n, "n", hi=MAX_THREADS)
     _py_threads = max(n, 0)
     core = _core()
     if core is not None:

@@ -11,6 +11,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -301,7 +302,7 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
     from ``u.item`` / ``movies.dat`` / ``movies.csv``. The MovieLens data are under the GroupLens
     licence (research use, no redistribution): read them from where they are, do not copy them.
     """
-    if name not in _LAYOUTS:
+    if not isinstance(name, str) or name not in _LAYOUTS:
         raise ValueError(f"unknown MovieLens dataset {name!r}; choose from {sorted(_LAYOUTS)}")
     layout = _LAYOUTS[name]
     cache = _cache_path(cache_dir)
@@ -315,7 +316,18 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
         zip_path = cache / f"{name}.zip"
         if not (zip_path.is_file() and _sha256_file(zip_path) == remote.sha256):
             logger.info("downloading %s (%d bytes) from %s", name, remote.size, remote.url)
-            _download_file(remote.url, zip_path, remote.sha256, opener=opener)
+            try:
+                _download_file(remote.url, zip_path, remote.sha256, opener=opener)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:  # offline, DNS, refused
+                reason = getattr(exc, "reason", None) or exc
+                place = (pathlib.Path(path).expanduser() if path is not None else
+                         (_default_data_dir() or cache))
+                raise ConnectionError(
+                    f"could not download {name} from {remote.url} ({reason}). Without network access, "
+                    f"download {remote.url} elsewhere and either put the zip at {zip_path} or extract it so "
+                    f"that {place / name / layout.ratings} exists (or pass path=<folder holding "
+                    f"{layout.ratings}>, or set AEREC_DATA to the folder holding {name}/); looked in {tried}"
+                ) from None
         if path is not None:  # an explicit folder: put the data there
             p = pathlib.Path(path).expanduser()
             target = p.parent if p.name == name else p
