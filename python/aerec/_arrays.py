@@ -15,7 +15,8 @@ import numbers
 
 import numpy as np
 
-__all__ = ["as_matrix", "check_finite", "check_int", "check_positive_int", "check_nonneg_int",
+__all__ = ["as_matrix", "as_rng", "check_choice", "check_verbose", "check_finite", "check_int",
+           "check_positive_int", "check_nonneg_int",
            "check_real", "check_bool", "check_num_threads", "is_sparse", "MAX_THREADS", "INT64_MAX"]
 
 INT64_MAX = 2 ** 63 - 1
@@ -142,7 +143,7 @@ def check_real(value, name: str, lo=None, hi=None, *, lo_open: bool = False, hi_
         raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value}")
     if hi is not None and (v > hi or (hi_open and v == hi)):
         raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value}")
-    return v
+    return v + 0.0  # -0.0 -> 0.0 (NumPy's samplers reject a negative-zero scale)
 
 
 def check_bool(value, name: str) -> bool:
@@ -159,3 +160,27 @@ def check_num_threads(value, name: str = "num_threads") -> int:
     if v > MAX_THREADS:
         raise ValueError(f"{name} must be <= {MAX_THREADS} (0 or None: all available cores), got {v}")
     return max(v, 0)
+
+
+def check_choice(value, name: str, options) -> str:
+    """One of ``options`` (strings); anything else, arrays included, is a ValueError naming them."""
+    if not isinstance(value, str) or value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value
+
+
+def check_verbose(value, name: str = "verbose") -> int:
+    """A verbosity level: a bool or an int >= 0."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    return check_nonneg_int(value, name)
+
+
+def as_rng(random_state, name: str = "random_state") -> np.random.Generator:
+    """A NumPy Generator from a seed (an int >= 0) or a Generator; None is refused (results must be
+    reproducible)."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is None:
+        raise ValueError(f"{name} must be an int or a numpy Generator (splits are always seeded)")
+    return np.random.default_rng(check_nonneg_int(random_state, name))

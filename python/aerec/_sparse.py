@@ -148,6 +148,8 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
         _check_shape(arr.shape, name)
         if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
             raise ValueError(f"{name} contains NaN or infinite values; drop or impute them first")
+        if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
+            arr = arr.astype(np.float32)  # scipy.sparse has no float16
         m = sp.csr_matrix(arr)
     if n_cols is not None and m.shape[1] != n_cols:
         raise ValueError(f"{name} has {m.shape[1]} item columns but the model was trained on {n_cols} items; "

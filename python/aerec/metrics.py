@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._arrays import check_bool
+
 __all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
            "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
 
@@ -74,7 +76,16 @@ def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     return m
 
 
+def _n_ranked_rows(ranked):
+    """Rows of ``ranked`` for aligning with held_out (None when it is not 2-D)."""
+    if sp.issparse(ranked):
+        raise TypeError("ranked must be a dense int array (n_users x k) of item ids, got a scipy.sparse matrix")
+    return np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None
+
+
 def _check_ranked(ranked, n_items, check_duplicates=True) -> np.ndarray:
+    if sp.issparse(ranked):
+        raise TypeError("ranked must be a dense int array (n_users x k) of item ids, got a scipy.sparse matrix")
     r = np.asarray(ranked)
     if r.ndim != 2:
         raise ValueError(f"ranked must be 2-D (n_users x k), got shape {r.shape}; "
@@ -98,7 +109,8 @@ def _check_ranked(ranked, n_items, check_duplicates=True) -> np.ndarray:
 
 def hits_at_k(ranked, held_out, k=None, *, check_duplicates: bool = True) -> np.ndarray:
     """Boolean array (n_users, min(k, L)): is ``ranked[u, j]`` in ``held_out[u]``."""
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    check_duplicates = check_bool(check_duplicates, "check_duplicates")
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     return _hits(r, m, _check_k(k, r.shape[1]))
 
@@ -136,10 +148,11 @@ def _discounts(n):
 # -- per-metric kernels on a hits matrix ---------------------------------------------------------
 
 def _recall(h, n_rel, k):
+    k = min(k, 2 ** 62)  # min(k, R) with R < 2**62: exact, and no int64 overflow for a huge k
     return h.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
 
 
-def _precision(h, n_rel, k):
+def _precision(h, n_rel, k):  # noqa: ARG001
     return h.sum(axis=1) / float(k)
 
 
@@ -154,6 +167,7 @@ def _ndcg(h, n_rel, k):
 
 
 def _map(h, n_rel, k):
+    k = min(k, 2 ** 62)
     cum = np.cumsum(h, axis=1, dtype=np.float64)
     prec = cum / np.arange(1, h.shape[1] + 1, dtype=np.float64)
     return (prec * h).sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
@@ -174,7 +188,8 @@ _KERNELS = {"recall": _recall, "precision": _precision, "ndcg": _ndcg, "map": _m
 
 
 def _metric(name, ranked, held_out, k, per_user, check_duplicates=True):
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    per_user = check_bool(per_user, "per_user")
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     k = _check_k(k, r.shape[1])
     h = _hits(r, m, k)
@@ -222,7 +237,7 @@ def coverage(ranked, n_items: int, k=None) -> float:
     ids = ids[ids >= 0]
     if ids.size == 0:
         return 0.0
-    return float(np.count_nonzero(np.bincount(ids, minlength=int(n_items)))) / float(n_items)
+    return float(np.unique(ids).size) / float(n_items)  # no n_items-long array: n_items may be huge
 
 
 def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS, *,
@@ -240,10 +255,16 @@ def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS,
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
+    per_user = check_bool(per_user, "per_user")
+    check_duplicates = check_bool(check_duplicates, "check_duplicates")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if not hasattr(metrics, "__iter__") or not all(isinstance(x, str) for x in metrics):
+        raise TypeError(f"metrics must be a sequence of names from {RANKING_METRICS}, got {metrics!r}")
     unknown = set(metrics) - set(RANKING_METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {RANKING_METRICS}")
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     ks = tuple(_check_k(k, r.shape[1]) for k in ks)
     h_all = _hits(r, m, max(ks))

@@ -80,10 +80,10 @@ def _exclude_csr(exclude, n_queries, n_items):
         indptr = np.asarray(csr.indptr, dtype=np.int64)
         indices = np.asarray(csr.indices)
     else:
-        if isinstance(exclude, np.ndarray) and exclude.ndim == 2 and exclude.dtype != object:
-            rows = list(exclude)
-        else:
-            rows = list(exclude)
+        if isinstance(exclude, (str, bytes)) or not hasattr(exclude, "__iter__"):
+            raise TypeError(f"exclude must be a scipy.sparse matrix or a sequence of item-id arrays (one per "
+                            f"query), got {type(exclude).__name__}")
+        rows = list(exclude)
         if len(rows) != n_queries:
             raise ValueError(f"exclude has {len(rows)} rows but there are {n_queries} queries; "
                              "pass one id array per query")
@@ -237,7 +237,7 @@ class TopK:
         self.rescore = rescore
         self.prune = prune
         self.n_items, self.dim = items.shape
-        if backend not in ("auto", "cpp", "numpy", "numba"):
+        if not isinstance(backend, str) or backend not in ("auto", "cpp", "numpy", "numba"):
             raise ValueError(f"backend must be 'auto', 'cpp' or 'numpy', got {backend!r}")
         be = _backends.get(backend)
         self.backend = be.NAME if be.NAME == "cpp" else "numpy"

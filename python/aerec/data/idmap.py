@@ -47,6 +47,9 @@ def asarray_ids(raw) -> np.ndarray:
             isinstance(x, (int, np.integer)) and not isinstance(x, bool) and abs(int(x)) >= 2 ** 53
             for x in raw):
         arr = np.asarray(raw, dtype=object)
+    elif arr.dtype.kind in "US" and isinstance(raw, (list, tuple)) and any(
+            not isinstance(x, (str, bytes, np.str_, np.bytes_)) for x in raw):
+        arr = np.asarray(raw, dtype=object)  # NumPy would turn [1, "a"] into ["1", "a"] silently
     return arr
 
 
@@ -127,9 +130,8 @@ class IdMap:
     @classmethod
     def identity(cls, n: int) -> "IdMap":
         """Map whose raw ids are ``0..n-1`` (for data that arrives already indexed)."""
-        n = int(n)
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        from .._arrays import check_nonneg_int
+        n = check_nonneg_int(n, "n", hi=2 ** 40)
         return cls(np.arange(n, dtype=np.int64))
 
     # -- sizes and views ------------------------------------------------------------------------
@@ -198,7 +200,7 @@ class IdMap:
         ``missing="raise"`` raises ``KeyError`` naming the first unknown id; ``missing="ignore"``
         returns -1 for unknown ids.
         """
-        if missing not in ("raise", "ignore"):
+        if not isinstance(missing, str) or missing not in ("raise", "ignore"):
             raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
         idx, found = self._lookup(raw)
         if not np.all(found):
@@ -237,4 +239,4 @@ class IdMap:
 
     def subset(self, index) -> "IdMap":
         """New map holding ``raw_ids[index]`` (in that order)."""
-        return IdMap(self.to_raw(np.asarray(index, dtype=np.int64)))
+        return IdMap(self.to_raw(index))

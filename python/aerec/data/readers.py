@@ -41,6 +41,8 @@ def _resolve_columns(columns, header_names, n_fields):
             raise ValueError(f"columns keys must be among {_ROLES}, got {sorted(unknown)}")
         spec = {role: columns.get(role) for role in _ROLES}
     else:
+        if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+            raise TypeError(f"columns must be a sequence of 2 to 4 names or positions, or a dict, got {columns!r}")
         columns = list(columns)
         if not 2 <= len(columns) <= 4:
             raise ValueError(f"columns must name 2 to 4 fields (user, item[, value[, timestamp]]), "
@@ -119,10 +121,10 @@ def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
         raise ValueError(f"{path}: the first line is empty")
     psep = "\t" if multi else sep
     fields = [x.strip().strip('"') for x in first.split(psep)]
-    if header == "infer":
+    if isinstance(header, str) and header == "infer":
         has_header = not all(_looks_numeric(x) for x in fields[:2])
-    elif isinstance(header, bool):
-        has_header = header
+    elif isinstance(header, (bool, np.bool_)):
+        has_header = bool(header)
     else:
         raise ValueError(f"header must be 'infer', True or False, got {header!r}")
     if len(fields) < 2:

@@ -47,8 +47,7 @@ class AutoRec(Recommender):
         self.dropout = dropout
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
         self.clip, self.random_state, self.backend = clip, random_state, backend
-        if kind not in ("item", "user"):
-            raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
+        _arrays.check_choice(kind, "kind", ("item", "user"))
 
     @property
     def supports_fold_in(self):
@@ -65,6 +64,7 @@ class AutoRec(Recommender):
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
         """
         R = self._train_matrix(train)
+        _arrays.check_verbose(verbose)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
                                                 "batch_size", hi=None)
@@ -76,7 +76,12 @@ class AutoRec(Recommender):
         batch_size = min(batch_size, rows.shape[0])  # one batch holds every row at most
         n_in = rows.shape[1]
         dropout = self.dropout
-        dropout = (dropout, 0.0) if isinstance(dropout, (numbers.Real, str)) or dropout is None else tuple(dropout)
+        if isinstance(dropout, (numbers.Real, str)) or dropout is None:
+            dropout = (dropout, 0.0)
+        elif hasattr(dropout, "__iter__"):
+            dropout = tuple(dropout)
+        else:
+            raise TypeError(f"dropout must be a rate or an (input, hidden) pair of rates, got {dropout!r}")
         spec = make_spec((n_in, hidden, n_in), (self.activation, "identity"), encoder_depth=1,
                          dropout=dropout,
                          loss="masked_mse", l2=l2 / rows.shape[0], optimizer=self.optimizer,
@@ -105,6 +110,9 @@ class AutoRec(Recommender):
                                              seed=derive_seed(seed, 1, epoch) % (2 ** 63))
                 logs = {"loss": float(loss)}
                 self._recon = None
+                if not np.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
+                                             "lower learning_rate")
                 if validation is not None:
                     pred = self.predict_ratings(vu, vi)
                     logs["val_rmse"] = float(np.sqrt(np.mean((pred - vr) ** 2)))

@@ -190,6 +190,9 @@ class EASE(_SavableRecommender):
         self._check_params()
 
     def _check_params(self):
+        from .. import _backends
+        _backends._check_name(self.backend)
+        _arrays.check_verbose(self.verbose)
         self._dtype()
         # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
         l2 = _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)

@@ -34,9 +34,11 @@ def _as_ids(x, name):
     if arr.dtype == object:
         vals = arr.ravel().tolist()
         if vals and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in vals):
-            big = next(v for v in vals if not -2 ** 63 <= v < 2 ** 63)
-            raise UnknownIdError(f"{name} contains {big}, which is not a valid id (ids are row/column "
-                                 "indices of the training matrix)")
+            big = next((v for v in vals if not -2 ** 63 <= v < 2 ** 63), None)
+            if big is not None:
+                raise UnknownIdError(f"{name} contains {big}, which is not a valid id (ids are row/column "
+                                     "indices of the training matrix)")
+            arr = np.asarray(vals, dtype=np.int64).reshape(arr.shape)  # ints stored as objects
     if arr.size == 0 and arr.ndim == 1 and arr.dtype.kind in "fO":
         arr = arr.astype(np.int64)  # [] is an empty batch
     if arr.dtype.kind not in "iu":

@@ -20,10 +20,12 @@ __all__ = ["MultDAE", "MultVAE", "CDAE"]
 def _positive_tuple(name, value):
     if isinstance(value, numbers.Integral):
         value = (value,)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be positive integers, got {value!r}")
     value = tuple(value)
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"{name} must be positive integers, got {value!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or not 0 < v < 2 ** 31:
+            raise ValueError(f"{name} must be positive integers (< 2**31), got {value!r}")
     return tuple(int(v) for v in value)
 
 
@@ -109,6 +111,7 @@ class _SparseAutoencoder(Recommender):
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
         k = _arrays.check_positive_int(k, "k", hi=None)
+        _arrays.check_verbose(verbose)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
                 raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "

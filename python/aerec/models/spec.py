@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "elu", "selu")
 LOSSES = ("mse", "bce", "masked_mse")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -62,12 +64,14 @@ def _float(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
     return v
 
 
-def _int(name, value, lo=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def _int(name, value, lo=None, hi=2 ** 63 - 1):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     v = int(value)
     if lo is not None and v < lo:
         raise ValueError(f"{name} must be >= {lo}, got {value}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{name} must be <= {hi}, got {value}")
     return v
 
 
@@ -76,7 +80,7 @@ def make_spec(layer_sizes, activations, dropout=None, encoder_depth=None, **kw) 
     unknown = set(kw) - set(_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown spec keys {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
-    sizes = tuple(_int("layer size", s, lo=1) for s in layer_sizes)
+    sizes = tuple(_int("layer size", s, lo=1, hi=2 ** 31 - 1) for s in layer_sizes)
     if len(sizes) < 2:
         raise ValueError("layer_sizes needs at least an input and an output size")
     n = len(sizes) - 1
