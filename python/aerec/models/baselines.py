@@ -28,11 +28,11 @@ def _read_int(path) -> int | None:
         return None
 
 
-def _cgroup_dirs(mount: str, controller: str | None):
+def _cgroup_dirs(mount: str, controller: str | None, proc_cgroup: str = "/proc/self/cgroup"):
     """Folders of this process's cgroup (v2 unified when ``controller`` is None, else v1), from
     its own folder up to the mount: a parent's limit binds too."""
     try:
-        with open("/proc/self/cgroup") as f:
+        with open(proc_cgroup) as f:
             lines = f.read().splitlines()
     except OSError:
         return []
@@ -58,21 +58,21 @@ def _cgroup_dirs(mount: str, controller: str | None):
     return out or [mount]
 
 
-def _cgroup_headroom() -> int | None:
+def _cgroup_headroom(root: str = "/sys/fs/cgroup", proc_cgroup: str = "/proc/self/cgroup") -> int | None:
     """Bytes this process may still allocate under its cgroup's memory limit (v2 ``memory.max``
     minus ``memory.current``, v1 ``memory.limit_in_bytes`` minus ``memory.usage_in_bytes``), or
     None when no limit is set."""
     best = None
-    for d in _cgroup_dirs("/sys/fs/cgroup", None):
+    for d in _cgroup_dirs(root, None, proc_cgroup):
         limit = _read_int(os.path.join(d, "memory.max"))
         if limit is not None:
             used = _read_int(os.path.join(d, "memory.current")) or 0
             room = max(limit - used, 0)
             best = room if best is None else min(best, room)
-    for mount in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/memory,cpuacct"):
+    for mount in (os.path.join(root, "memory"), os.path.join(root, "memory,cpuacct")):
         if not os.path.isdir(mount):
             continue
-        for d in _cgroup_dirs(mount, "memory"):
+        for d in _cgroup_dirs(mount, "memory", proc_cgroup):
             limit = _read_int(os.path.join(d, "memory.limit_in_bytes"))
             if limit is not None and limit < 2 ** 60:  # v1 writes ~2**63 for "no limit"
                 used = _read_int(os.path.join(d, "memory.usage_in_bytes")) or 0
