@@ -849,3 +849,26 @@ for entry, code, exc, frag in (
         ("Interactions.from_arrays(ids [1, 'a'])", "Interactions.from_arrays([1, 'a'], [1, 2])", "TypeError", "mix"),
 ):
     case(entry.split("(")[0], entry, code, exc, frag)
+
+# backends' gemm (one check for every backend), config, files
+for be in ("cpp", "numpy"):
+    g = f"aerec.backends.get({be!r}).gemm"
+    for arg, code, exc, frag in (
+            ("num_threads=2**40", f"{g}(xd, xd.T, num_threads=2**40)", "ValueError", "num_threads"),
+            ("alpha=nan", f"{g}(xd, xd.T, alpha=float('nan'))", "ValueError", "finite"),
+            ("alpha='x'", f"{g}(xd, xd.T, alpha='x')", "TypeError", "alpha"),
+            ("trans_a='yes'", f"{g}(xd, xd, trans_a='yes')", "TypeError", "trans_a"),
+            ("a object", f"{g}(np.array([[object()]]), xd)", "TypeError", "dtype"),
+            ("shapes", f"{g}(xd, xd)", "ValueError", "align"),
+            ("activation='swish'", f"{g}(xd, xd.T, activation='swish')", "ValueError", "activation"),
+            ("bias wrong length", f"{g}(xd, xd.T, bias=np.ones(3))", "ValueError", "bias"),
+            ("0 rows (valid)", f"assert {g}(xd[:0], xd.T).shape == (0, 30)", None, ""),
+    ):
+        case(f"backends.{be}.gemm", arg, code, exc, frag)
+case("show_config", "file=3", "aerec.show_config(file=3)", "TypeError", "write")
+case("backends.get", "name='x'", "aerec.backends.get('x')", "ValueError", "unknown backend")
+case("backends.get", "name=None", "aerec.backends.get(None)", "TypeError", "backend")
+case("Interactions.read_csv", "ragged rows (numpy engine)",
+     "aerec.data.readers.read_columns(files['ragged'], engine='numpy')", "ValueError", "same number of fields")
+case("AutoRec.fit", "validation of another shape", "aerec.AutoRec(hidden=4, epochs=1).fit(R, validation=R[:5])",
+     "ValueError", "same users and items")

@@ -265,3 +265,17 @@ def test_offline_movielens_says_where_to_put_the_files(tmp_path):
         aerec.datasets.movielens("ml-100k", path=tmp_path, opener=offline)
     msg = str(e.value)
     assert "ml-100k.zip" in msg and str(tmp_path / "ml-100k" / "u.data") in msg and "AEREC_DATA" in msg
+
+
+def test_from_dataframe_duplicate_column_names():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame([[1, 2, 3]], columns=["user", "user", "item"])
+    with pytest.raises(ValueError, match="appears 2 times"):
+        aerec.data.Interactions.from_dataframe(df)
+
+
+def test_read_csv_ids_beyond_64_bits_stay_text(tmp_path):
+    p = tmp_path / "big.csv"
+    p.write_text(f"{2 ** 70},1,3\n4,2,5\n")
+    d = aerec.data.read_csv(p)
+    assert str(2 ** 70) in [str(x) for x in d.user_map.raw_ids.tolist()]

@@ -162,6 +162,20 @@ def check_num_threads(value, name: str = "num_threads") -> int:
     return max(v, 0)
 
 
+def check_gemm_args(a, b, trans_a, trans_b, alpha, num_threads):
+    """The scalar arguments of a backend ``gemm`` (one check for every backend): bool transposes, a
+    finite alpha, a bounded thread count, real-valued operands. Returns ``(alpha, num_threads)``."""
+    check_bool(trans_a, "trans_a")
+    check_bool(trans_b, "trans_b")
+    alpha = check_real(alpha, "alpha")
+    num_threads = check_num_threads(num_threads)
+    for name, x in (("a", a), ("b", b)):
+        dt = getattr(x, "dtype", None)
+        if dt is not None and getattr(dt, "kind", "f") not in "fiub":
+            raise TypeError(f"gemm: {name} has dtype {dt}; pass a real-valued (float32) array")
+    return alpha, num_threads
+
+
 def check_choice(value, name: str, options) -> str:
     """One of ``options`` (strings); anything else, arrays included, is a ValueError naming them."""
     if not isinstance(value, str) or value not in options:

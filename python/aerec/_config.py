@@ -65,6 +65,9 @@ def config() -> dict:
 
 def show_config(file=None) -> None:
     """Print version, instruction sets found at run time, OpenMP threads and backends."""
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be a text stream with a write() method (or None: stdout), got "
+                        f"{type(file).__name__}")
     info = config()
     out = file or sys.stdout
     p = lambda *a: print(*a, file=out)  # noqa: E731

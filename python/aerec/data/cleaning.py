@@ -146,7 +146,7 @@ def id_column(raw, name: str) -> tuple[np.ndarray, np.ndarray]:
     if arr.dtype.kind == "O":
         missing = np.frompyfunc(_is_missing_obj, 1, 1)(arr).astype(bool) if n else np.zeros(0, bool)
         from .idmap import infer_object_ids
-        inferred = infer_object_ids(arr[~missing].tolist(), f"{name} ids")
+        inferred = infer_object_ids(arr[~missing].tolist(), f"{name[:-1] if name.endswith('s') else name} ids")
         out = np.zeros(n, dtype=inferred.dtype) if inferred.dtype.kind != "U" else \
             np.full(n, "", dtype=inferred.dtype)
         out[~missing] = inferred

@@ -101,6 +101,12 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8-si
                          "(MovieLens 100K/1M) or encoding='cp1252'") from None
 
 
+def _parse_error(path, sep, exc) -> ValueError:
+    # the parsers' own messages ("invalid column index 2 at row 2") name neither the file nor the fix
+    return ValueError(f"{path}: could not parse it as a delimited log ({exc}); check sep= (now {sep!r}), "
+                      "columns= and that every line has the same number of fields")
+
+
 def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
     if sep is None:
         with open(path, "r", encoding=encoding, newline="") as f:
@@ -176,8 +182,14 @@ def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
                              skipinitialspace=True, engine="c", encoding=encoding)
         except pd.errors.EmptyDataError:
             return empty()
+        except pd.errors.ParserError as exc:
+            raise _parse_error(path, sep, exc) from None
         for role, p in use:
-            cols[key[role]] = _series_to_numpy(df[p])
+            arr = _series_to_numpy(df[p])
+            if role in ("user", "item") and arr.dtype == object and any(
+                    isinstance(x, int) and not -2 ** 63 <= x < 2 ** 64 for x in arr.tolist()):
+                arr = arr.astype(str)  # ids beyond 64 bits in a text file: keep them as their text
+            cols[key[role]] = arr
         return cols
     # NumPy path: try typed parsing, fall back to strings (cleaning parses them per entry)
     usecols = [p for _, p in use]
@@ -196,9 +208,9 @@ def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
                                      quotechar='"', skiprows=skip, encoding=encoding)
                     arrs = [np.asarray(rec[f"f{j}"]) for j in range(len(use))]
             break
-        except ValueError:
+        except ValueError as exc:
             if dtypes is None:
-                raise
+                raise _parse_error(path, sep, exc) from None
     if arrs and arrs[0].size == 0:
         return empty()
     for (role, _), a in zip(use, arrs):

@@ -101,6 +101,9 @@ class AutoRec(Recommender):
         if validation is not None:
             from .._sparse import as_csr
             validation = as_csr(validation, "validation", n_cols=R.shape[1])
+            if validation.shape != R.shape:
+                raise ValueError(f"validation has shape {validation.shape} but train has {R.shape}; both must "
+                                 "be users x items matrices over the same users and items")
             vu, vi = validation.nonzero()
             vr = np.asarray(validation[vu, vi]).ravel()
         bar = Progress(epochs, "AutoRec", verbose)
