@@ -114,7 +114,20 @@ def make_env():
         import urllib.error
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    env = dict(np=np, sp=sp, aerec=aerec, Interactions=Interactions, IdMap=IdMap, X=X, R=R, dense=dense,
+    def limited(fn, headroom=256 * 2 ** 20):
+        """Run ``fn`` with RLIMIT_AS at the address space in use + ``headroom`` (then restore it), so
+        a memory guard is tested the same way on every machine, whatever its RAM."""
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+        resource.setrlimit(resource.RLIMIT_AS, (vm + headroom, hard))
+        try:
+            return fn()
+        finally:
+            resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+    env = dict(np=np, sp=sp, aerec=aerec, limited=limited, Interactions=Interactions, IdMap=IdMap, X=X, R=R, dense=dense,
                inter=inter, inter_ts=inter_ts, split=split, pop_raw=pop_raw, xd=xd, ae=ae, items=items,
                index=index, index_int8=index_int8, q=q, tmp=tmp, files=files, corrupt=corrupt,
                bad_indptr_mid=bad_indptr_mid, bad_indptr_start=bad_indptr_start,
@@ -872,3 +885,17 @@ case("Interactions.read_csv", "ragged rows (numpy engine)",
      "aerec.data.readers.read_columns(files['ragged'], engine='numpy')", "ValueError", "same number of fields")
 case("AutoRec.fit", "validation of another shape", "aerec.AutoRec(hidden=4, epochs=1).fit(R, validation=R[:5])",
      "ValueError", "same users and items")
+
+# up-front memory guards (RLIMIT_AS caps the process, so the guard must refuse before allocating)
+for entry, code, frag in (
+        ("Autoencoder.fit", "limited(lambda: aerec.Autoencoder(hidden=(2**26,)).fit(xd, epochs=1))", "hidden"),
+        ("MultDAE.fit", "limited(lambda: aerec.MultDAE(hidden=(2**24,), latent=4, epochs=1).fit(X))", "parameters"),
+        ("CDAE.fit", "limited(lambda: aerec.CDAE(latent=2**24, epochs=1).fit(X))", "parameters"),
+        ("AutoRec.fit", "limited(lambda: aerec.AutoRec(hidden=2**24, epochs=1).fit(R))", "AutoRec"),
+        ("AutoRec.fit", "big = sp.csr_matrix((np.ones(2, np.float32), ([0, 90000], [0, 9000])), shape=(90001, 9001))\n"
+         "limited(lambda: aerec.AutoRec(hidden=4, epochs=1).fit(big))", "held dense"),
+        ("EASE.fit", "big = sp.csr_matrix((np.ones(2, np.float32), ([0, 1], [0, 20000])), shape=(2, 20001))\n"
+         "limited(lambda: aerec.EASE().fit(big))", "filter rare items"),
+        ("datasets.synthetic", "limited(lambda: aerec.datasets.synthetic(n_users=10**8, n_items=2000))", "fewer users"),
+):
+    case(entry, f"memory guard: {code.splitlines()[-1][16:60]}", code, "MemoryError", frag)

@@ -13,7 +13,7 @@ import pytest
 import scipy.sparse as sp
 
 import aerec
-from aerec.models import baselines
+from aerec import _memory
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -153,13 +153,13 @@ def _fake_cgroup(tmp_path, files, proc):
 def test_cgroup_v2_memory_max_is_honoured(tmp_path):
     root, proc = _fake_cgroup(tmp_path, {"box/memory.max": "1000000000\n", "box/memory.current": "400000000\n",
                                          "memory.max": "max\n"}, "0::/box\n")
-    assert baselines._cgroup_headroom(root, proc) == 600_000_000
+    assert _memory._cgroup_headroom(root, proc) == 600_000_000
 
 
 def test_cgroup_v2_parent_limit_binds(tmp_path):
     root, proc = _fake_cgroup(tmp_path, {"a/memory.max": "500\n", "a/memory.current": "100\n",
                                          "a/b/memory.max": "max\n", "a/b/memory.current": "50\n"}, "0::/a/b\n")
-    assert baselines._cgroup_headroom(root, proc) == 400
+    assert _memory._cgroup_headroom(root, proc) == 400
 
 
 def test_cgroup_v1_limit_in_bytes_is_honoured(tmp_path):
@@ -167,21 +167,21 @@ def test_cgroup_v1_limit_in_bytes_is_honoured(tmp_path):
                                          "memory/docker/x/memory.usage_in_bytes": "500\n",
                                          "memory/memory.limit_in_bytes": str(2 ** 63 - 4096) + "\n"},
                               "4:memory:/docker/x\n0::/\n")
-    assert baselines._cgroup_headroom(root, proc) == 1500
+    assert _memory._cgroup_headroom(root, proc) == 1500
 
 
 def test_no_cgroup_limit_means_none(tmp_path):
     root, proc = _fake_cgroup(tmp_path, {"memory.max": "max\n", "memory/memory.limit_in_bytes":
                                          str(2 ** 63 - 4096) + "\n"}, "0::/\n")
-    assert baselines._cgroup_headroom(root, proc) is None
+    assert _memory._cgroup_headroom(root, proc) is None
 
 
 def test_available_memory_takes_the_least_of_meminfo_cgroup_and_rlimit(monkeypatch):
-    monkeypatch.setattr(baselines, "_cgroup_headroom", lambda: 123_456)
-    monkeypatch.setattr(baselines, "_rlimit_headroom", lambda: None)
-    assert baselines.available_memory() == 123_456
-    monkeypatch.setattr(baselines, "_rlimit_headroom", lambda: 1_000)
-    assert baselines.available_memory() == 1_000
+    monkeypatch.setattr(_memory, "_cgroup_headroom", lambda: 123_456)
+    monkeypatch.setattr(_memory, "_rlimit_headroom", lambda: None)
+    assert _memory.available_memory() == 123_456
+    monkeypatch.setattr(_memory, "_rlimit_headroom", lambda: 1_000)
+    assert _memory.available_memory() == 1_000
 
 
 def test_ease_refuses_under_rlimit_as_before_allocating():

@@ -441,6 +441,12 @@ def synthetic(n_users: int = 5000, n_items: int = 2000, density: float = 0.01, n
     popularity_exponent = check_real(popularity_exponent, "popularity_exponent", 0.0)
     activity_sigma = check_real(activity_sigma, "activity_sigma", 0.0, 10.0)
     time_span_days = check_real(time_span_days, "time_span_days", 0.0, 1e6, lo_open=True)
+    from ._memory import check_memory
+    expected_nnz = density * n_users * n_items
+    # per user: ~10 float64/int64 arrays; per interaction: keys, items, timestamps and sort copies
+    check_memory(int(100 * n_users + 48 * expected_nnz + 40 * n_items),
+                 f"synthetic data with {n_users:,} users x {n_items:,} items at density {density}",
+                 "ask for fewer users, items or a lower density")
     max_per_user = max(int(max_user_fraction * n_items), 1)
     if min_user_interactions > max_per_user:
         raise ValueError(f"min_user_interactions={min_user_interactions} exceeds the per-user cap "

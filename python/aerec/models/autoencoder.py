@@ -133,6 +133,10 @@ class Autoencoder(Estimator):
         rng = np.random.default_rng(seed)
         params = []
         sizes = spec["layer_sizes"]
+        from .._memory import check_memory
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        check_memory(6 * 4 * n_params, f"Autoencoder with {n_params:,} parameters",
+                     "use smaller hidden layers")
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             params += [glorot_uniform(rng, fan_in, fan_out), np.zeros(fan_out, dtype=np.float32)]
         self.seed_ = seed

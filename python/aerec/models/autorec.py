@@ -72,6 +72,12 @@ class AutoRec(Recommender):
         l2 = _arrays.check_real(self.l2, "l2", 0.0)
         clip = self._check_clip()
         seed = check_random_state(self.random_state)
+        n_rows, n_in = (R.shape[1], R.shape[0]) if self.kind == "item" else R.shape
+        from .._memory import check_memory
+        # dense rows + mask + the reconstruction, and the weights with Adam's state
+        check_memory(3 * 4 * n_rows * n_in + 6 * 4 * 2 * n_in * hidden,
+                     f"AutoRec(kind={self.kind!r}) on a {R.shape[0]} x {R.shape[1]} matrix (held dense)",
+                     "filter rare users/items first (Interactions.filter) or lower hidden")
         rows = self._rows(R)
         batch_size = min(batch_size, rows.shape[0])  # one batch holds every row at most
         n_in = rows.shape[1]

@@ -127,6 +127,12 @@ class _SparseAutoencoder(Recommender):
         seed = check_random_state(self.random_state)
         spec = self._spec(X.shape[1], X.shape[0])
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
+        from .._memory import check_memory
+        from .recspec import rec_param_shapes
+        n_params = sum(int(np.prod(s)) for s in rec_param_shapes(spec))
+        # weights, gradients and Adam's two moments in float32, plus the float64 draw at init
+        check_memory(6 * 4 * n_params, f"{type(self).__name__} with {n_params:,} parameters",
+                     "use smaller hidden/latent layers or filter rare items")
         params = self._init_params(spec, np.random.default_rng(seed))
         self.seed_, self.spec_, self.train_ = seed, spec, X
         self.net_ = self._backend().RecNetwork(spec, params)
