@@ -899,3 +899,6 @@ for entry, code, frag in (
         ("datasets.synthetic", "limited(lambda: aerec.datasets.synthetic(n_users=10**8, n_items=2000))", "fewer users"),
 ):
     case(entry, f"memory guard: {code.splitlines()[-1][16:60]}", code, "MemoryError", frag)
+case("cli.main", "train --model AutoRec (held-out users)",
+     "from aerec import cli\nrc = cli.main(['train', '--model', 'AutoRec', '--users', '40', '--items', '12', "
+     "'--density', '0.4', '--epochs', '1', '--heldout-users', '2'])\nassert rc == 0, rc", None)

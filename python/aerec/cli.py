@@ -33,6 +33,8 @@ def _make_model(name: str, args):
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
         kw["total_anneal_steps"] = args.anneal_steps
+    if name == "AutoRec":
+        kw["kind"] = "user"  # the CLI evaluates on held-out users; item-based AutoRec cannot fold them in
     return cls(**kw)
 
 
@@ -80,7 +82,8 @@ def cmd_train(args) -> int:
     split = _split(inter, args)
     model = _make_model(args.model, args)
     t0 = time.perf_counter()
-    if args.model in ("EASE", "Popularity"):
+    if args.model in ("EASE", "Popularity", "AutoRec"):
+        # AutoRec monitors a rating matrix, not a held-out-users EvalSet
         model.fit(split.train)
     else:
         model.fit(split.train, validation=split.validation, verbose=1)
