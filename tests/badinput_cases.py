@@ -902,3 +902,9 @@ for entry, code, frag in (
 case("cli.main", "train --model AutoRec (held-out users)",
      "from aerec import cli\nrc = cli.main(['train', '--model', 'AutoRec', '--users', '40', '--items', '12', "
      "'--density', '0.4', '--epochs', '1', '--heldout-users', '2'])\nassert rc == 0, rc", None)
+for m, name in MODELS.items():
+    case(f"{name}.recommend", "filter_items per batch == all at once",
+         f"a = {m}.recommend(np.arange(12), k=6, filter_items=[3, 1, 3, 7], batch_size=5)\n"
+         f"b = {m}.recommend(np.arange(12), k=6, filter_items=[1, 3, 7])\n"
+         "assert (a[0] == b[0]).all() and not np.isin(a[0], [1, 3, 7]).any()", None)
+case("IdMap", "None id", "IdMap([None])", "TypeError", "integers or strings")

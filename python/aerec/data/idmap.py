@@ -36,6 +36,8 @@ def infer_object_ids(values: list, name: str = "ids") -> np.ndarray:
         return np.asarray(values)
     if kinds == {"bool"}:
         raise TypeError(f"{name} must be integers or strings, got booleans")
+    if len(kinds) == 1:
+        raise TypeError(f"{name} must be integers or strings, got {kinds.pop()}")
     raise TypeError(f"{name} must all be integers or all strings, got a mix of {sorted(kinds)}")
 
 

@@ -164,19 +164,23 @@ class Recommender(Estimator):
             cand = _as_ids(items, "items").reshape(-1)
             self._check_item_range(cand, "items")
         exclude = X if filter_seen else None
+        fi = None
         if filter_items is not None:
-            fi = _as_ids(filter_items, "filter_items").reshape(-1)
+            fi = np.unique(_as_ids(filter_items, "filter_items").reshape(-1))
             self._check_item_range(fi, "filter_items")
-            extra = sp.csr_matrix((np.ones(len(fi) * X.shape[0], np.float32),
-                                   (np.repeat(np.arange(X.shape[0]), len(fi)), np.tile(fi, X.shape[0]))),
-                                  shape=X.shape)
-            exclude = extra if exclude is None else ((exclude + extra) > 0).astype(np.float32).tocsr()
         k_out = min(k, n_items)
         ids = np.empty((X.shape[0], k_out), np.int32)
         scores = np.empty((X.shape[0], k_out), np.float32)
         for s in range(0, X.shape[0], batch_size):
             e = min(s + batch_size, X.shape[0])
             ex = exclude[s:e] if exclude is not None else None
+            if fi is not None and fi.size:
+                # per batch: a users x len(filter_items) exclusion matrix for every user at once
+                # could need gigabytes
+                extra = sp.csr_matrix((np.ones(len(fi) * (e - s), np.float32),
+                                       (np.repeat(np.arange(e - s), len(fi)), np.tile(fi, e - s))),
+                                      shape=(e - s, n_items))
+                ex = extra if ex is None else ((ex + extra) > 0).astype(np.float32).tocsr()
             ids[s:e], scores[s:e] = self._topk(rows[s:e], X[s:e], k_out, ex, cand)
         if scalar:
             return ids[0], scores[0]
