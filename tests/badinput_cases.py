@@ -908,3 +908,5 @@ for m, name in MODELS.items():
          f"b = {m}.recommend(np.arange(12), k=6, filter_items=[1, 3, 7])\n"
          "assert (a[0] == b[0]).all() and not np.isin(a[0], [1, 3, 7]).any()", None)
 case("IdMap", "None id", "IdMap([None])", "TypeError", "integers or strings")
+case("Interactions.from_csr", "values beyond float32", "T = sp.csr_matrix(dense.astype(np.float64)); T.data[0] = 1e300\n"
+     "Interactions.from_csr(T)", "ValueError", "overflow float32")

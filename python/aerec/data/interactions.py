@@ -518,6 +518,9 @@ class Interactions:
                              f"matrix shape {m.shape}")
         rep = CleaningReport(n_input=int(m.nnz))
         data = m.data
+        finite = data[np.isfinite(data)]
+        if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
+            raise ValueError("matrix values overflow float32 (Interactions store float32); rescale them")
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(data) | (data < 0)
             zero = ~bad & (data == 0)
