@@ -481,6 +481,8 @@ for meth in ("encode", "predict"):
             ("batch_size=0", f"ae.{meth}(xd, batch_size=0)", "ValueError", "batch_size"),
             ("batch_size=2**70 (valid)", f"assert ae.{meth}(xd, batch_size=2**70).shape[0] == 30", None, ""),
             ("x 1-D (valid)", f"assert ae.{meth}(xd[0]).ndim == 1", None, ""),
+            ("x 0 rows (valid)", f"assert ae.{meth}(xd[:0]).shape[0] == 0", None, ""),
+            ("x 0 cols", f"ae.{meth}(np.ones((3, 0)))", "ValueError", "features"),
             ("before fit", f"aerec.Autoencoder().{meth}(xd)", "RuntimeError", "not fitted"),
     ):
         case(f"Autoencoder.{meth}", arg, code, exc, frag)

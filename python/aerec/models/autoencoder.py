@@ -276,8 +276,8 @@ class Autoencoder(Estimator):
     def _infer(self, x, upto, batch_size):
         self._check_fitted()
         batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
-        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True)
-        batch_size = min(batch_size, x.shape[0])
+        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True, allow_empty=True)
+        batch_size = max(min(batch_size, x.shape[0]), 1)  # 0 samples in, 0 rows out
         out = self._forward(x, upto, batch_size)
         return out[0] if was_1d else out
 
