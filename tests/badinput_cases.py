@@ -282,6 +282,7 @@ case("AutoRec.predict_ratings", "shape mismatch", "ari.predict_ratings([0, 1], [
 case("Popularity.recommend_raw", "unknown raw id", "pop_raw.recommend_raw(['nobody'])", "UnknownIdError",
      "unknown raw id")
 case("Popularity.recommend_raw", "None", "pop_raw.recommend_raw(None)", "TypeError", "None")
+case("Popularity.recommend_raw", "raw id 2**70", "pop_raw.recommend_raw([2**70])", "UnknownIdError", "unknown raw id")
 case("Popularity.recommend_raw", "k=0", "pop_raw.recommend_raw(['u1'], k=0)", "ValueError", "k must be positive")
 case("Popularity.recommend_raw", "valid", "i, s = pop_raw.recommend_raw('u1', k=3)\nassert len(i) == 3", None)
 case("Popularity.recommend", "before fit", "aerec.Popularity().recommend(0)", "RuntimeError", "not fitted")
@@ -649,7 +650,10 @@ for arg, code, exc, frag in (
         ("bool ids", "IdMap([True])", "TypeError", "booleans"),
         ("2**65 ids", "IdMap([2**65])", "ValueError", "as strings"),
         ("to_index unknown", "IdMap([1, 2]).to_index([3])", "KeyError", "unknown raw id"),
-        ("to_index 2**70", "IdMap([1, 2]).to_index([2**70])", "ValueError", "as strings"),
+        ("to_index 2**70", "IdMap([1, 2]).to_index([2**70])", "KeyError", "unknown raw id"),
+        ("to_index [2**70, 2] ignore", "assert IdMap([1, 2]).to_index([2**70, 2], missing='ignore').tolist() == [-1, 1]",
+         None, ""),
+        ("2**70 in map", "assert 2**70 not in IdMap([1, 2])", None, ""),
         ("to_index missing='x'", "IdMap([1]).to_index([1], missing='x')", "ValueError", "missing"),
         ("to_raw(-1)", "IdMap([1, 2]).to_raw([-1])", "IndexError", "out of range"),
         ("to_raw(2**70)", "IdMap([1, 2]).to_raw([2**70])", "IndexError", "out of range"),

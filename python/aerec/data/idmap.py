@@ -166,8 +166,21 @@ class IdMap:
     def _lookup(self, raw) -> tuple[np.ndarray, np.ndarray]:
         """(positions, found-mask) for raw ids of any shape."""
         q = asarray_ids(raw)
-        if q.dtype == object:
-            q = _as_id_array(q.ravel()).reshape(q.shape) if q.size else q.astype(self._raw.dtype)
+        if q.dtype == object and q.size:
+            flat = q.ravel().tolist()
+            # ints beyond 64 bits cannot be ids of any map: they are unknown, not an error
+            huge = np.array([isinstance(x, int) and not isinstance(x, bool) and not -2 ** 63 <= x < 2 ** 64
+                             for x in flat], dtype=bool).reshape(q.shape)
+            if huge.any():
+                if huge.all():
+                    return np.zeros(q.shape, dtype=np.int64), np.zeros(q.shape, dtype=bool)
+                fill = next(x for x, h in zip(flat, huge.ravel()) if not h)
+                pos, found = self._lookup(np.array([fill if h else x for x, h in zip(flat, huge.ravel())],
+                                                   dtype=object).reshape(q.shape))
+                return pos, found & ~huge
+            q = _as_id_array(q.ravel()).reshape(q.shape)
+        elif q.dtype == object:
+            q = q.astype(self._raw.dtype)
         n = len(self)
         if n == 0:
             return np.zeros(q.shape, dtype=np.int64), np.zeros(q.shape, dtype=bool)
