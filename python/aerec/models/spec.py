@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
-
 ACTIVATIONS = ("identity", "relu", "sigmoid", "tanh", "elu", "selu")
 LOSSES = ("mse", "bce", "masked_mse")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -52,27 +50,14 @@ def _choice(name, value, options):
 
 
 def _float(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value}")
-    return v
+    # the one finite-real check of every public entry point (aerec._arrays.check_real)
+    from .._arrays import check_real
+    return check_real(value, name, lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
 def _int(name, value, lo=None, hi=2 ** 63 - 1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    v = int(value)
-    if lo is not None and v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{name} must be <= {hi}, got {value}")
-    return v
+    from .._arrays import check_int
+    return check_int(value, name, lo=lo, hi=hi)
 
 
 def make_spec(layer_sizes, activations, dropout=None, encoder_depth=None, **kw) -> dict:
