@@ -67,6 +67,9 @@ def make_env():
     q = rng.standard_normal((3, 4)).astype(np.float32)
 
     tmp = tempfile.mkdtemp(prefix="aerec-badinput-")
+    import atexit
+    import shutil
+    atexit.register(shutil.rmtree, tmp, True)
 
     def write(name, data: bytes):
         p = os.path.join(tmp, name)
