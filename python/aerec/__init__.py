@@ -18,6 +18,7 @@ from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import ModelFileError, load
+from ._sparse import UnknownIdError
 from . import data, datasets, metrics, search
 from .search import TopK
 from .data import Interactions
@@ -46,6 +47,7 @@ __all__ = [
     "FallbackWarning",
     "LambdaCallback",
     "ModelFileError",
+    "UnknownIdError",
     "backends",
     "callbacks",
     "get_num_threads",

@@ -27,9 +27,10 @@ def _pending_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Threads the kernels use (n <= 0: all cores available to the process)."""
     global _py_threads
-    if isinstance(n, bool) or not isinstance(n, (int,)) and not hasattr(n, "__index__"):
-        raise TypeError(f"n must be an integer, got {type(n).__name__}")
-    n = int(n)
+    from ._arrays import MAX_THREADS, check_int
+    if n is None:
+        raise TypeError("n must be an integer (0 or less: all cores available to the process), got None")
+    n = check_int(n, "n", hi=MAX_THREADS)
     _py_threads = max(n, 0)
     core = _core(load=False)  # a later load applies _py_threads (backends/cpp.py)
     if core is not None:
@@ -71,6 +72,9 @@ def config() -> dict:
 
 def show_config(file=None) -> None:
     """Print version, instruction sets found at run time, OpenMP threads and backends."""
+    if file is not None and not callable(getattr(file, "write", None)):
+        raise TypeError(f"file must be a text stream with a write() method (or None: stdout), got "
+                        f"{type(file).__name__}")
     info = config()
     out = file or sys.stdout
     p = lambda *a: print(*a, file=out)  # noqa: E731

@@ -71,10 +71,14 @@ class EarlyStopping(Callback):
             raise TypeError("monitor must be a string such as 'val_loss'")
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
-        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(float(min_delta))
-        self.restore_best_weights, self.baseline = bool(restore_best_weights), baseline
+        from ._arrays import check_bool, check_choice, check_real
+        check_choice(mode, "mode", ("auto", "min", "max"))
+        min_delta = check_real(min_delta, "min_delta")
+        restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
+        if baseline is not None:
+            baseline = check_real(baseline, "baseline")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(min_delta)
+        self.restore_best_weights, self.baseline = restore_best_weights, baseline
         if mode == "auto":
             up = ("ndcg", "recall", "precision", "map", "mrr", "hit", "auc", "acc", "coverage")
             mode = "max" if any(t in monitor.lower() for t in up) else "min"
@@ -117,6 +121,9 @@ def as_callbacks(callbacks) -> list[Callback]:
         return []
     if isinstance(callbacks, Callback) or callable(callbacks):
         callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a list of Callback objects or callables f(epoch, logs); "
+                        f"got {type(callbacks).__name__}")
     out = []
     for cb in callbacks:
         if isinstance(cb, Callback):

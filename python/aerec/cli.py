@@ -29,10 +29,12 @@ def _make_model(name: str, args):
     kw = {}
     if name in ("MultVAE", "MultDAE", "CDAE", "AutoRec"):
         kw.update(epochs=args.epochs, random_state=args.seed)
-        if args.batch_size:
+        if args.batch_size is not None:
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
         kw["total_anneal_steps"] = args.anneal_steps
+    if name == "AutoRec":
+        kw["kind"] = "user"  # the CLI evaluates on held-out users; item-based AutoRec cannot fold them in
     return cls(**kw)
 
 
@@ -80,7 +82,8 @@ def cmd_train(args) -> int:
     split = _split(inter, args)
     model = _make_model(args.model, args)
     t0 = time.perf_counter()
-    if args.model in ("EASE", "Popularity"):
+    if args.model in ("EASE", "Popularity", "AutoRec"):
+        # AutoRec monitors a rating matrix, not a held-out-users EvalSet
         model.fit(split.train)
     else:
         model.fit(split.train, validation=split.validation, verbose=1)
@@ -117,21 +120,49 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _int_arg(lo):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        if v > 2 ** 63 - 1:
+            raise argparse.ArgumentTypeError(f"too large: {v}")
+        return v
+    parse.__name__ = "int"
+    return parse
+
+
+def _float_arg(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return v
+
+
+_float_arg.__name__ = "float"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aerec", description="autoencoder recommenders with compiled kernels")
     sub = p.add_subparsers(dest="command", required=True)
 
     def data_opts(sp, default_epochs):
-        sp.add_argument("--users", type=int, default=6000, help="synthetic users")
-        sp.add_argument("--items", type=int, default=3000, help="synthetic items")
-        sp.add_argument("--density", type=float, default=0.01, help="synthetic density")
-        sp.add_argument("--threshold", type=float, default=None, help="binarize ratings >= threshold")
+        sp.add_argument("--users", type=_int_arg(1), default=6000, help="synthetic users")
+        sp.add_argument("--items", type=_int_arg(2), default=3000, help="synthetic items")
+        sp.add_argument("--density", type=_float_arg, default=0.01, help="synthetic density")
+        sp.add_argument("--threshold", type=_float_arg, default=None, help="binarize ratings >= threshold")
         sp.add_argument("--sep", default=",", help="CSV separator")
-        sp.add_argument("--heldout-users", type=int, default=500, help="validation and test users each")
-        sp.add_argument("--epochs", type=int, default=default_epochs)
-        sp.add_argument("--batch-size", type=int, default=None)
-        sp.add_argument("--anneal-steps", type=int, default=2000, help="MultVAE KL annealing steps")
-        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--heldout-users", type=_int_arg(1), default=500, help="validation and test users each")
+        sp.add_argument("--epochs", type=_int_arg(0), default=default_epochs)
+        sp.add_argument("--batch-size", type=_int_arg(1), default=None)
+        sp.add_argument("--anneal-steps", type=_int_arg(0), default=2000, help="MultVAE KL annealing steps")
+        sp.add_argument("--seed", type=_int_arg(0), default=0)
 
     d = sub.add_parser("demo", help="train MultVAE on built-in synthetic data and compare with popularity")
     data_opts(d, 20)
@@ -149,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
     r = sub.add_parser("recommend", help="top-k for training users of a saved model")
     r.add_argument("model_path")
-    r.add_argument("--user", type=int, nargs="+", required=True)
-    r.add_argument("--k", type=int, default=10)
+    r.add_argument("--user", type=_int_arg(0), nargs="+", required=True)
+    r.add_argument("--k", type=_int_arg(1), default=10)
     r.set_defaults(func=cmd_recommend)
     i = sub.add_parser("info", help="print the configuration (show_config)")
     i.set_defaults(func=cmd_info)
@@ -161,7 +192,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, KeyError, IndexError, OSError, MemoryError, ArithmeticError) as exc:
         print(f"aerec: error: {exc}", file=sys.stderr)
         return 2
 

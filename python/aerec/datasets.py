@@ -11,6 +11,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import urllib.error
 import urllib.request
 import zipfile
 
@@ -108,6 +109,8 @@ class Dataset:
 def cache_dir(cache_dir=None) -> pathlib.Path:
     """Cache folder: the argument, else ``$AEREC_CACHE``, else ``~/.cache/aerec``."""
     if cache_dir is not None:
+        if not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(f"cache_dir must be a folder path (str or os.PathLike), got {type(cache_dir).__name__}")
         return pathlib.Path(cache_dir).expanduser()
     env = os.environ.get("AEREC_CACHE")
     if env:
@@ -301,9 +304,14 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
     from ``u.item`` / ``movies.dat`` / ``movies.csv``. The MovieLens data are under the GroupLens
     licence (research use, no redistribution): read them from where they are, do not copy them.
     """
-    if name not in _LAYOUTS:
+    if not isinstance(name, str) or name not in _LAYOUTS:
         raise ValueError(f"unknown MovieLens dataset {name!r}; choose from {sorted(_LAYOUTS)}")
     layout = _LAYOUTS[name]
+    from ._arrays import check_bool
+    download = check_bool(download, "download")
+    verify = check_bool(verify, "verify")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a folder path (str or os.PathLike), got {type(path).__name__}")
     cache = _cache_path(cache_dir)
     folder, tried = _find_folder(name, path, cache)
     if folder is None:
@@ -315,7 +323,18 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
         zip_path = cache / f"{name}.zip"
         if not (zip_path.is_file() and _sha256_file(zip_path) == remote.sha256):
             logger.info("downloading %s (%d bytes) from %s", name, remote.size, remote.url)
-            _download_file(remote.url, zip_path, remote.sha256, opener=opener)
+            try:
+                _download_file(remote.url, zip_path, remote.sha256, opener=opener)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:  # offline, DNS, refused
+                reason = getattr(exc, "reason", None) or exc
+                place = (pathlib.Path(path).expanduser() if path is not None else
+                         (_default_data_dir() or cache))
+                raise ConnectionError(
+                    f"could not download {name} from {remote.url} ({reason}). Without network access, "
+                    f"download {remote.url} elsewhere and either put the zip at {zip_path} or extract it so "
+                    f"that {place / name / layout.ratings} exists (or pass path=<folder holding "
+                    f"{layout.ratings}>, or set AEREC_DATA to the folder holding {name}/); looked in {tried}"
+                ) from None
         if path is not None:  # an explicit folder: put the data there
             p = pathlib.Path(path).expanduser()
             target = p.parent if p.name == name else p
@@ -367,9 +386,11 @@ def _sorted_unique(keys: np.ndarray) -> np.ndarray:
     return keys[keep]
 
 
-def _check_pos_int(name, v, minimum=1):
+def _check_pos_int(name, v, minimum=1, maximum=2 ** 31 - 1):
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}")
+    if v > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {v!r}")
     return int(v)
 
 
@@ -408,21 +429,28 @@ def synthetic(n_users: int = 5000, n_items: int = 2000, density: float = 0.01, n
     n_items = _check_pos_int("n_items", n_items, 2)
     n_factors = _check_pos_int("n_factors", n_factors)
     min_user_interactions = _check_pos_int("min_user_interactions", min_user_interactions)
-    chunk_interactions = _check_pos_int("chunk_interactions", chunk_interactions, 1000)
-    density = float(density)
-    if not 0 < density < 1:
-        raise ValueError(f"density must be in (0, 1), got {density}")
-    for nm, v in (("cluster_strength", cluster_strength), ("primary_weight", primary_weight),
-                  ("max_user_fraction", max_user_fraction)):
-        if not 0 <= float(v) <= 1:
-            raise ValueError(f"{nm} must be in [0, 1], got {v}")
-    if popularity_exponent < 0 or activity_sigma < 0 or time_span_days <= 0:
-        raise ValueError("popularity_exponent and activity_sigma must be >= 0, time_span_days > 0")
+    chunk_interactions = _check_pos_int("chunk_interactions", chunk_interactions, 1000, 2 ** 40)
+    from ._arrays import as_rng, check_bool
+    return_truth = check_bool(return_truth, "return_truth")
+    rng = np.random.default_rng() if random_state is None else as_rng(random_state)
+    from ._arrays import check_real
+    density = check_real(density, "density", 0.0, 1.0, lo_open=True, hi_open=True)
+    cluster_strength = check_real(cluster_strength, "cluster_strength", 0.0, 1.0)
+    primary_weight = check_real(primary_weight, "primary_weight", 0.0, 1.0)
+    max_user_fraction = check_real(max_user_fraction, "max_user_fraction", 0.0, 1.0)
+    popularity_exponent = check_real(popularity_exponent, "popularity_exponent", 0.0)
+    activity_sigma = check_real(activity_sigma, "activity_sigma", 0.0, 10.0)
+    time_span_days = check_real(time_span_days, "time_span_days", 0.0, 1e6, lo_open=True)
+    from ._memory import check_memory
+    expected_nnz = density * n_users * n_items
+    # per user: ~10 float64/int64 arrays; per interaction: keys, items, timestamps and sort copies
+    check_memory(int(100 * n_users + 48 * expected_nnz + 40 * n_items),
+                 f"synthetic data with {n_users:,} users x {n_items:,} items at density {density}",
+                 "ask for fewer users, items or a lower density")
     max_per_user = max(int(max_user_fraction * n_items), 1)
     if min_user_interactions > max_per_user:
         raise ValueError(f"min_user_interactions={min_user_interactions} exceeds the per-user cap "
                          f"{max_per_user} (max_user_fraction * n_items)")
-    rng = np.random.default_rng(random_state)
     n_clusters = min(n_factors, n_items)
 
     # items: popularity and clusters

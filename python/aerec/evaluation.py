@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics as _metrics
+from ._arrays import check_bool
 from .data.splits import EvalSet, Split
 
 __all__ = ["evaluate"]
@@ -59,6 +60,13 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
         ``{"recall@20": float, "ndcg@100": float, ..., "n_users": int}``; users whose held-out
         row is empty are excluded from the means (``n_users`` counts the others).
     """
+    if not isinstance(on, str):
+        raise ValueError(f"on must be 'test' or 'validation', got {on!r}")
+    per_user = check_bool(per_user, "per_user")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if not hasattr(metrics, "__iter__") or not all(isinstance(x, str) for x in metrics):
+        raise TypeError(f"metrics must be a sequence of names from {_metrics.RANKING_METRICS}, got {metrics!r}")
     if isinstance(split_or_evalset, Split):
         if on not in ("test", "validation"):
             raise ValueError(f"on must be 'test' or 'validation', got {on!r}")
@@ -72,8 +80,10 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
     if not hasattr(model, "recommend"):
         raise TypeError(f"{type(model).__name__} has no recommend(users, user_items=..., k=..., "
                         f"filter_seen=...) method")
-    if isinstance(ks, (int, np.integer)):
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
         ks = (int(ks),)
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"ks must be a positive int or a sequence of them, got {type(ks).__name__} {ks!r}")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
@@ -82,7 +92,8 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
             raise ValueError(f"every k must be a positive integer, got {k!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    kmax = max(ks)
+    # a list never holds more than n_items ids: a huge k must not allocate n_users x k
+    kmax = max(1, min(max(ks), ev.n_items))
     n = ev.n_users
     ranked = np.full((n, kmax), -1, dtype=np.int64)
     fold_in = ev.fold_in.tocsr()

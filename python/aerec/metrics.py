@@ -37,6 +37,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from ._arrays import check_bool
+
 __all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
            "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
 
@@ -59,7 +61,10 @@ def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     if not sp.issparse(held_out):
         raise TypeError(f"held_out must be a scipy.sparse matrix (n_users x n_items), got "
                         f"{type(held_out).__name__}")
-    m = held_out if held_out.format == "csr" else held_out.tocsr()
+    from ._sparse import check_structure
+    m = check_structure(held_out, "held_out")  # a corrupt CSR must never reach scipy's C code
+    if m.dtype.kind not in "fiub":
+        raise TypeError(f"held_out values must be real numbers, got dtype {m.dtype}")
     if n_rows is not None and m.shape[0] != n_rows:
         raise ValueError(f"ranked has {n_rows} rows but held_out has {m.shape[0]}; they must align "
                          f"row by row")
@@ -71,7 +76,16 @@ def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     return m
 
 
+def _n_ranked_rows(ranked):
+    """Rows of ``ranked`` for aligning with held_out (None when it is not 2-D)."""
+    if sp.issparse(ranked):
+        raise TypeError("ranked must be a dense int array (n_users x k) of item ids, got a scipy.sparse matrix")
+    return np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None
+
+
 def _check_ranked(ranked, n_items, check_duplicates=True) -> np.ndarray:
+    if sp.issparse(ranked):
+        raise TypeError("ranked must be a dense int array (n_users x k) of item ids, got a scipy.sparse matrix")
     r = np.asarray(ranked)
     if r.ndim != 2:
         raise ValueError(f"ranked must be 2-D (n_users x k), got shape {r.shape}; "
@@ -95,7 +109,8 @@ def _check_ranked(ranked, n_items, check_duplicates=True) -> np.ndarray:
 
 def hits_at_k(ranked, held_out, k=None, *, check_duplicates: bool = True) -> np.ndarray:
     """Boolean array (n_users, min(k, L)): is ``ranked[u, j]`` in ``held_out[u]``."""
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    check_duplicates = check_bool(check_duplicates, "check_duplicates")
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     return _hits(r, m, _check_k(k, r.shape[1]))
 
@@ -133,22 +148,26 @@ def _discounts(n):
 # -- per-metric kernels on a hits matrix ---------------------------------------------------------
 
 def _recall(h, n_rel, k):
+    k = min(k, 2 ** 62)  # min(k, R) with R < 2**62: exact, and no int64 overflow for a huge k
     return h.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
 
 
-def _precision(h, n_rel, k):
+def _precision(h, n_rel, k):  # noqa: ARG001
     return h.sum(axis=1) / float(k)
 
 
 def _ndcg(h, n_rel, k):
-    disc = _discounts(max(k, 1))
+    # discounts are needed up to max(L, min(k, R)) only: a huge k must not allocate k of them
+    n_disc = min(k, max(h.shape[1], int(n_rel.max()) if n_rel.size else 0, 1))
+    disc = _discounts(max(n_disc, 1))
     dcg = h.astype(np.float64) @ disc[:h.shape[1]]
     idcg_table = np.concatenate([[0.0], np.cumsum(disc)])
-    idcg = idcg_table[np.minimum(k, n_rel)]
+    idcg = idcg_table[np.minimum(min(k, n_disc), n_rel)]
     return dcg / np.where(idcg > 0, idcg, 1.0)
 
 
 def _map(h, n_rel, k):
+    k = min(k, 2 ** 62)
     cum = np.cumsum(h, axis=1, dtype=np.float64)
     prec = cum / np.arange(1, h.shape[1] + 1, dtype=np.float64)
     return (prec * h).sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
@@ -169,7 +188,8 @@ _KERNELS = {"recall": _recall, "precision": _precision, "ndcg": _ndcg, "map": _m
 
 
 def _metric(name, ranked, held_out, k, per_user, check_duplicates=True):
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    per_user = check_bool(per_user, "per_user")
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     k = _check_k(k, r.shape[1])
     h = _hits(r, m, k)
@@ -217,7 +237,7 @@ def coverage(ranked, n_items: int, k=None) -> float:
     ids = ids[ids >= 0]
     if ids.size == 0:
         return 0.0
-    return float(np.count_nonzero(np.bincount(ids, minlength=int(n_items)))) / float(n_items)
+    return float(np.unique(ids).size) / float(n_items)  # no n_items-long array: n_items may be huge
 
 
 def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS, *,
@@ -228,15 +248,23 @@ def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS,
     per-user arrays with ``per_user=True``; coverage is always a scalar) plus ``"n_users"``: the
     number of users with a non-empty held-out row.
     """
-    if isinstance(ks, (int, np.integer)):
-        ks = (ks,)
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
+        ks = (int(ks),)
+    if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+        raise TypeError(f"ks must be a positive int or a sequence of them, got {type(ks).__name__} {ks!r}")
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
+    per_user = check_bool(per_user, "per_user")
+    check_duplicates = check_bool(check_duplicates, "check_duplicates")
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    if not hasattr(metrics, "__iter__") or not all(isinstance(x, str) for x in metrics):
+        raise TypeError(f"metrics must be a sequence of names from {RANKING_METRICS}, got {metrics!r}")
     unknown = set(metrics) - set(RANKING_METRICS)
     if unknown:
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {RANKING_METRICS}")
-    m = _canonical_csr(held_out, np.asarray(ranked).shape[0] if np.ndim(ranked) == 2 else None)
+    m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     ks = tuple(_check_k(k, r.shape[1]) for k in ks)
     h_all = _hits(r, m, max(ks))
@@ -258,6 +286,8 @@ def _pair(y_true, y_pred):
     if sp.issparse(y_true) or sp.issparse(y_pred):
         if not (sp.issparse(y_true) and sp.issparse(y_pred)):
             raise TypeError("y_true and y_pred must both be sparse (same pattern) or both arrays")
+        from ._sparse import check_structure
+        y_true, y_pred = check_structure(y_true, "y_true"), check_structure(y_pred, "y_pred")
         if y_true.shape != y_pred.shape:
             raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")
         a, b = y_true.tocsr(copy=True), y_pred.tocsr(copy=True)
@@ -269,6 +299,9 @@ def _pair(y_true, y_pred):
         t, p = a.data, b.data
     else:
         t, p = np.asarray(y_true), np.asarray(y_pred)
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if np.asarray(a).dtype.kind not in "fiub":
+            raise TypeError(f"{name} must be real numbers, got dtype {np.asarray(a).dtype}")
     t = np.asarray(t, dtype=np.float64).ravel()
     p = np.asarray(p, dtype=np.float64).ravel()
     if t.shape != p.shape:

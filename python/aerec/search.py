@@ -52,13 +52,12 @@ def _normalize_rows(x):
     return np.ascontiguousarray(x64 / norms[:, None], dtype=np.float32)
 
 
-def _check_k(k):
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral):
-        raise TypeError(f"k must be an integer, got {type(k).__name__}")
-    k = int(k)
-    if k <= 0:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return k
+def _check_k(k, n_items=None):
+    """k >= 1, any size: ``k > n_items`` returns every item, so it is clipped to ``n_items``
+    before it reaches a kernel."""
+    from ._arrays import check_positive_int
+    k = check_positive_int(k, "k", hi=None)
+    return k if n_items is None else min(k, n_items)
 
 
 def _exclude_csr(exclude, n_queries, n_items):
@@ -70,16 +69,17 @@ def _exclude_csr(exclude, n_queries, n_items):
     except ImportError:  # pragma: no cover - scipy is a dependency
         sp = None
     if sp is not None and sp.issparse(exclude):
-        csr = sp.csr_matrix(exclude)
+        from ._sparse import check_structure
+        csr = check_structure(exclude, "exclude")  # a corrupt indptr must never reach the kernel
         if csr.shape[0] != n_queries:
             raise ValueError(f"exclude has {csr.shape[0]} rows but there are {n_queries} queries")
         indptr = np.asarray(csr.indptr, dtype=np.int64)
         indices = np.asarray(csr.indices)
     else:
-        if isinstance(exclude, np.ndarray) and exclude.ndim == 2 and exclude.dtype != object:
-            rows = list(exclude)
-        else:
-            rows = list(exclude)
+        if isinstance(exclude, (str, bytes)) or not hasattr(exclude, "__iter__"):
+            raise TypeError(f"exclude must be a scipy.sparse matrix or a sequence of item-id arrays (one per "
+                            f"query), got {type(exclude).__name__}")
+        rows = list(exclude)
         if len(rows) != n_queries:
             raise ValueError(f"exclude has {len(rows)} rows but there are {n_queries} queries; "
                              "pass one id array per query")
@@ -135,8 +135,8 @@ def reference_search(items, queries, k, bias=None, exclude=None, metric="ip", bl
     """
     items = _as_float32_matrix(items, "items")
     queries = _as_float32_matrix(queries, "queries")
-    k = _check_k(k)
     n = items.shape[0]
+    k = _check_k(k, n)
     if metric == "cosine":
         items, queries = _normalize_rows(items), _normalize_rows(queries)
     indptr, indices = _exclude_csr(exclude, queries.shape[0], n)
@@ -204,13 +204,20 @@ class TopK:
 
     def __init__(self, items, bias=None, metric="ip", precision="fp32", rescore=4, prune=False,
                  backend="auto", num_threads=None):
-        if metric not in _METRICS:
+        if not isinstance(metric, str) or metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
-        if precision not in _PRECISIONS:
+        if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-        if isinstance(rescore, bool) or not isinstance(rescore, numbers.Integral) or rescore < 1:
+        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Integral) or rescore < 1:
             raise ValueError(f"rescore must be an integer >= 1, got {rescore!r}")
+        if not isinstance(prune, (bool, np.bool_)):
+            raise TypeError(f"prune must be True or False, got {type(prune).__name__}")
+        num_threads = _threads(num_threads)
         items = _as_float32_matrix(items, "items")
+        if items.shape[0] > 2 ** 31 - 1:
+            raise ValueError(f"a TopK index holds at most {2 ** 31 - 1} items (int32 ids), got {items.shape[0]}")
+        # more candidates than items cannot help: k * rescore is bounded by the item count
+        rescore = min(int(rescore), max(items.shape[0], 1))
         if items.shape[0] == 0:
             raise ValueError("cannot build a TopK index over zero items")
         if items.shape[1] == 0:
@@ -256,7 +263,10 @@ class TopK:
             Sorted by descending score, ties by lower id. A row with fewer valid items than
             ``min(k, n_items)`` (because of exclusions) is padded with id -1 and score -inf.
         """
-        k = _check_k(k)
+        k = _check_k(k, self.n_items)
+        num_threads = _threads(num_threads)
+        if queries is None:
+            raise TypeError("queries is None; pass a (d,) or (m, d) float array")
         q = np.asarray(queries)
         single = q.ndim == 1
         if single:
@@ -332,8 +342,5 @@ def _is_sparse(x):
 
 
 def _threads(num_threads):
-    if num_threads is None:
-        return 0
-    if isinstance(num_threads, bool) or not isinstance(num_threads, numbers.Integral):
-        raise TypeError(f"num_threads must be an integer or None, got {type(num_threads).__name__}")
-    return max(int(num_threads), 0)
+    from ._arrays import check_num_threads
+    return check_num_threads(num_threads)

@@ -147,6 +147,8 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     -------
     ndarray, shape (M, N), float32
     """
+    from .._arrays import check_gemm_args
+    alpha, num_threads = check_gemm_args(a, b, trans_a, trans_b, alpha, num_threads)
     # Fast path (the training loop's case) inline: already float32, 2-D, C-contiguous.
     if not (type(a) is _np.ndarray and a.dtype is _F32 and a.ndim == 2 and a.flags.c_contiguous):
         a = _gemm_matrix(a, "a")
@@ -155,8 +157,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     if bias is not None and (type(bias) is not _np.ndarray or bias.dtype is not _F32
                              or not bias.flags.c_contiguous):
         bias = _np.ascontiguousarray(bias, dtype=_np.float32)
-    return _core.gemm(a, b, trans_a, trans_b, bias, activation, alpha, 0.0, None,
-                      0 if num_threads is None else num_threads)
+    return _core.gemm(a, b, bool(trans_a), bool(trans_b), bias, activation, alpha, 0.0, None, num_threads)
 
 
 # --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------

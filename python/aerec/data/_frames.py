@@ -18,7 +18,8 @@ def require_pandas():
     return pd
 
 
-def pick_column(names, given, candidates, what, required):
+def pick_column(names, given, candidates, what, required, hint=None):
+    """The column for role ``what``; ``hint`` is how the caller names it (default ``<what>_col=``)."""
     if given is False:
         return None
     if given is not None:
@@ -29,8 +30,9 @@ def pick_column(names, given, candidates, what, required):
         if c in names:
             return c
     if required:
+        fix = hint if hint is not None else f"pass {what}_col=..."
         raise KeyError(f"no {what} column found (looked for {list(candidates)}); columns are "
-                       f"{list(names)}; pass {what}_col=...")
+                       f"{list(names)}; {fix}")
     return None
 
 
@@ -57,6 +59,10 @@ def dataframe_columns(df, user_col=None, item_col=None, value_col=None, timestam
     ic = pick_column(names, item_col, ITEM_NAMES, "item", True)
     vc = pick_column(names, value_col, VALUE_NAMES, "value", False)
     tc = pick_column(names, timestamp_col, TIME_NAMES, "timestamp", False)
+    for c in (uc, ic, vc, tc):
+        if c is not None and names.count(c) > 1:
+            raise ValueError(f"column {c!r} appears {names.count(c)} times in the DataFrame; rename the duplicates "
+                             "or pass user_col=/item_col=/value_col=/timestamp_col= naming unique columns")
     return {"users": _series_to_numpy(df[uc]), "items": _series_to_numpy(df[ic]),
             "values": None if vc is None else _series_to_numpy(df[vc]),
             "timestamps": None if tc is None else _series_to_numpy(df[tc])}

@@ -121,19 +121,22 @@ def _is_missing_obj(x) -> bool:
 
 def id_column(raw, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, missing-mask). ``ids`` has one comparable dtype; entries under the mask are garbage."""
-    arr = np.asarray(raw)
+    from .idmap import asarray_ids
+    arr = asarray_ids(raw)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
     n = arr.shape[0]
     if arr.dtype.kind == "b":
         raise TypeError(f"{name} ids must be integers or strings, got booleans")
     if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and n and int(arr.max()) > 2 ** 63 - 1:
+            return arr.astype(np.uint64, copy=False), np.zeros(n, dtype=bool)  # no wrap-around
         return arr.astype(np.int64, copy=False), np.zeros(n, dtype=bool)
     if arr.dtype.kind == "f":
         missing = ~np.isfinite(arr)
         good = arr[~missing]
-        if good.size and not np.all(good == np.floor(good)):
-            return arr.astype(np.float64), missing
+        if good.size and (not np.all(good == np.floor(good)) or np.abs(good).max() >= 2.0 ** 63):
+            return arr.astype(np.float64), missing  # not integers (or beyond int64): keep as floats
         out = np.where(missing, 0, arr).astype(np.int64)
         return out, missing
     if arr.dtype.kind in "US":
@@ -143,13 +146,13 @@ def id_column(raw, name: str) -> tuple[np.ndarray, np.ndarray]:
     if arr.dtype.kind == "O":
         missing = np.frompyfunc(_is_missing_obj, 1, 1)(arr).astype(bool) if n else np.zeros(0, bool)
         from .idmap import infer_object_ids
-        inferred = infer_object_ids(arr[~missing].tolist(), f"{name} ids")
+        inferred = infer_object_ids(arr[~missing].tolist(), f"{name[:-1] if name.endswith('s') else name} ids")
         out = np.zeros(n, dtype=inferred.dtype) if inferred.dtype.kind != "U" else \
             np.full(n, "", dtype=inferred.dtype)
         out[~missing] = inferred
         if out.dtype.kind == "f":
             return id_column(np.where(missing, np.nan, out), name)
-        if out.dtype.kind in "iu":
+        if out.dtype.kind == "i":
             out = out.astype(np.int64)
         return out, missing
     if arr.dtype.kind == "M":

@@ -15,8 +15,8 @@ _DUPLICATES = ("last", "first", "sum", "raise")
 
 
 def _check_choice(name, value, choices):
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    from .._arrays import check_choice
+    check_choice(value, name, choices)
 
 
 def _csr(data, indices, indptr, shape) -> sp.csr_matrix:
@@ -57,7 +57,7 @@ def _factorize(arr: np.ndarray):
     if arr.dtype.kind in "iu" and arr.size:
         lo, hi = int(arr.min()), int(arr.max())
         span = hi - lo + 1
-        if span <= 4 * arr.size + (1 << 20):
+        if span <= 4 * arr.size + (1 << 20) and hi < 2 ** 62:
             present = np.zeros(span, dtype=bool)
             off = arr - lo
             present[off] = True
@@ -198,6 +198,8 @@ class Interactions:
         ``users``/``items`` are indices, or raw ids with ``raw_ids=True``; ``values`` and
         ``timestamps`` are None when absent.
         """
+        from .._arrays import check_bool
+        raw_ids = check_bool(raw_ids, "raw_ids")
         rows = _rows_of(self._m.indptr)
         cols = self._m.indices.astype(np.int64)
         if raw_ids:
@@ -266,13 +268,13 @@ class Interactions:
         ``threshold=None`` keeps every entry. Users/items left without entries stay in the id maps
         (as empty rows/columns) unless ``drop_empty=True``.
         """
+        from .._arrays import check_bool, check_real
+        drop_empty = check_bool(drop_empty, "drop_empty")
         rep = self.report.copy()
         if threshold is None:
             keep = np.ones(self.nnz, dtype=bool)
         else:
-            t = float(threshold)
-            if not np.isfinite(t):
-                raise ValueError(f"threshold must be finite, got {threshold!r}")
+            t = check_real(threshold, "threshold")
             if not self._explicit:
                 raise ValueError("binarize(threshold) needs ratings, but these interactions are "
                                  "already binary; call binarize() without a threshold")
@@ -295,6 +297,8 @@ class Interactions:
         for name, v in (("min_user_count", min_user_count), ("min_item_count", min_item_count)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        from .._arrays import check_bool
+        iterative = check_bool(iterative, "iterative")
         mu, mi = max(int(min_user_count), 1), max(int(min_item_count), 1)
         rows = _rows_of(self._m.indptr)
         cols = self._m.indices
@@ -487,11 +491,18 @@ class Interactions:
         treats the data as ratings unless every stored value is 1.
         """
         _check_choice("on_invalid", on_invalid, _ON_INVALID)
+        if explicit is not None:
+            from .._arrays import check_bool
+            explicit = check_bool(explicit, "explicit")
         if not sp.issparse(matrix):
             raise TypeError(f"matrix must be a scipy.sparse matrix, got {type(matrix).__name__}; "
                             f"use Interactions.from_arrays for columns")
         if matrix.ndim != 2:
             raise ValueError("matrix must be 2-D")
+        from .._sparse import check_structure
+        matrix = check_structure(matrix, "matrix")  # a corrupt CSR must never reach scipy's C code
+        if matrix.dtype.kind not in "fiub":
+            raise TypeError(f"matrix values must be real numbers, got dtype {matrix.dtype}")
         m = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
         if timestamps is not None:
             if not m.has_canonical_format:
@@ -507,6 +518,9 @@ class Interactions:
                              f"matrix shape {m.shape}")
         rep = CleaningReport(n_input=int(m.nnz))
         data = m.data
+        finite = data[np.isfinite(data)]
+        if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
+            raise ValueError("matrix values overflow float32 (Interactions store float32); rescale them")
         with np.errstate(invalid="ignore"):
             bad = ~np.isfinite(data) | (data < 0)
             zero = ~bad & (data == 0)
@@ -549,7 +563,7 @@ class Interactions:
 
     @classmethod
     def read_csv(cls, path, sep: str = ",", columns=None, *, header="infer", binarize=None,
-                 encoding: str = "utf-8", **kwargs) -> "Interactions":
+                 encoding: str = "utf-8-sig", **kwargs) -> "Interactions":
         """Read a delimited text log (CSV, TSV, MovieLens ``::``).
 
         Parameters
@@ -568,6 +582,8 @@ class Interactions:
             Whether the first line is a header; ``"infer"`` checks whether it parses as numbers.
         binarize : float, optional
             Shortcut for ``.binarize(threshold)`` after reading.
+        encoding : str
+            Text encoding; the default ``utf-8-sig`` reads UTF-8 with or without a byte-order mark.
         **kwargs
             Passed to :meth:`from_arrays` (``duplicates``, ``on_invalid``, ...).
         """

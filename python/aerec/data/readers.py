@@ -29,7 +29,9 @@ def _resolve_columns(columns, header_names, n_fields):
             cands = (USER_NAMES, ITEM_NAMES, VALUE_NAMES, TIME_NAMES)
             out = {}
             for role, cand in zip(_ROLES, cands):
-                name = pick_column(header_names, None, cand, role, role in ("user", "item"))
+                name = pick_column(header_names, None, cand, role, role in ("user", "item"),
+                                   hint=f"name the fields with columns={{'user': ..., 'item': ...}} "
+                                        "(header names or 0-based positions)")
                 out[role] = None if name is None else header_names.index(name)
             return out
         return {role: (i if i < n_fields else None) for i, role in enumerate(_ROLES)}
@@ -39,6 +41,8 @@ def _resolve_columns(columns, header_names, n_fields):
             raise ValueError(f"columns keys must be among {_ROLES}, got {sorted(unknown)}")
         spec = {role: columns.get(role) for role in _ROLES}
     else:
+        if isinstance(columns, (str, bytes)) or not hasattr(columns, "__iter__"):
+            raise TypeError(f"columns must be a sequence of 2 to 4 names or positions, or a dict, got {columns!r}")
         columns = list(columns)
         if not 2 <= len(columns) <= 4:
             raise ValueError(f"columns must name 2 to 4 fields (user, item[, value[, timestamp]]), "
@@ -66,17 +70,44 @@ def _resolve_columns(columns, header_names, n_fields):
     return out
 
 
-def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", engine="auto") -> dict:
+def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8-sig", engine="auto") -> dict:
     """Read a delimited interaction log into raw columns ``{"users", "items", "values", "timestamps"}``.
 
     ``sep=None`` picks the first of ``"::"``, tab, ``","``, ``";"``, ``"|"`` that splits the first
-    line into at least two fields.
+    line into at least two fields. The default encoding ``utf-8-sig`` reads UTF-8 with or without
+    a byte-order mark (Excel writes one); a file in another encoding raises ValueError naming the
+    file and the ``encoding=`` to pass.
     """
     if engine not in ("auto", "pandas", "numpy"):
         raise ValueError(f"engine must be 'auto', 'pandas' or 'numpy', got {engine!r}")
-    path = os.fspath(path)
+    try:
+        path = os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}") from None
+    if not isinstance(encoding, str):
+        raise TypeError(f"encoding must be a str such as 'utf-8' or 'latin-1', got {type(encoding).__name__}")
+    try:
+        import codecs
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r}; use e.g. 'utf-8' or 'latin-1'") from None
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return _read_columns(path, sep, columns, header, encoding, engine)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not valid {encoding} text (byte {exc.object[exc.start:exc.start + 1]!r} "
+                         f"at offset {exc.start}); pass the file's encoding, e.g. encoding='latin-1' "
+                         "(MovieLens 100K/1M) or encoding='cp1252'") from None
+
+
+def _parse_error(path, sep, exc) -> ValueError:
+    # the parsers' own messages ("invalid column index 2 at row 2") name neither the file nor the fix
+    return ValueError(f"{path}: could not parse it as a delimited log ({exc}); check sep= (now {sep!r}), "
+                      "columns= and that every line has the same number of fields")
+
+
+def _read_columns(path, sep, columns, header, encoding, engine) -> dict:
     if sep is None:
         with open(path, "r", encoding=encoding, newline="") as f:
             line = f.readline()
@@ -96,10 +127,10 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
         raise ValueError(f"{path}: the first line is empty")
     psep = "\t" if multi else sep
     fields = [x.strip().strip('"') for x in first.split(psep)]
-    if header == "infer":
+    if isinstance(header, str) and header == "infer":
         has_header = not all(_looks_numeric(x) for x in fields[:2])
-    elif isinstance(header, bool):
-        has_header = header
+    elif isinstance(header, (bool, np.bool_)):
+        has_header = bool(header)
     else:
         raise ValueError(f"header must be 'infer', True or False, got {header!r}")
     if len(fields) < 2:
@@ -151,8 +182,14 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
                              skipinitialspace=True, engine="c", encoding=encoding)
         except pd.errors.EmptyDataError:
             return empty()
+        except pd.errors.ParserError as exc:
+            raise _parse_error(path, sep, exc) from None
         for role, p in use:
-            cols[key[role]] = _series_to_numpy(df[p])
+            arr = _series_to_numpy(df[p])
+            if role in ("user", "item") and arr.dtype == object and any(
+                    isinstance(x, int) and not -2 ** 63 <= x < 2 ** 64 for x in arr.tolist()):
+                arr = arr.astype(str)  # ids beyond 64 bits in a text file: keep them as their text
+            cols[key[role]] = arr
         return cols
     # NumPy path: try typed parsing, fall back to strings (cleaning parses them per entry)
     usecols = [p for _, p in use]
@@ -171,9 +208,9 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8", 
                                      quotechar='"', skiprows=skip, encoding=encoding)
                     arrs = [np.asarray(rec[f"f{j}"]) for j in range(len(use))]
             break
-        except ValueError:
+        except ValueError as exc:
             if dtypes is None:
-                raise
+                raise _parse_error(path, sep, exc) from None
     if arrs and arrs[0].size == 0:
         return empty()
     for (role, _), a in zip(use, arrs):

@@ -76,6 +76,9 @@ class EvalSet:
             m = getattr(self, name)
             if not sp.issparse(m):
                 raise TypeError(f"{name} must be a scipy.sparse matrix")
+            from .._sparse import check_structure
+            m = check_structure(m, name)
+            setattr(self, name, m)
             if m.shape[0] != n:
                 raise ValueError(f"{name} has {m.shape[0]} rows for {n} users")
         if self.fold_in.shape[1] != self.held_out.shape[1]:
@@ -111,11 +114,8 @@ class Split:
 # -- helpers --------------------------------------------------------------------------------------
 
 def _rng(random_state):
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if random_state is None:
-        raise ValueError("random_state must be an int or a numpy Generator (splits are always seeded)")
-    return np.random.default_rng(random_state)
+    from .._arrays import as_rng
+    return as_rng(random_state)
 
 
 def _check_data(data):
@@ -124,7 +124,8 @@ def _check_data(data):
 
 
 def _check_fraction(name, f, allow_zero):
-    f = float(f)
+    from .._arrays import check_real
+    f = check_real(f, name)
     lo_ok = f >= 0 if allow_zero else f > 0
     if not (lo_ok and f < 1):
         raise ValueError(f"{name} must be in {'[0' if allow_zero else '(0'}, 1), got {f}")
@@ -238,6 +239,7 @@ def temporal_split(data: Interactions, n_test: int = 1, n_validation: int = 0) -
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
     if n_test < 1:
         raise ValueError(f"n_test must be >= 1, got {n_test}")
+    n_test, n_validation = min(int(n_test), 2 ** 62), min(int(n_validation), 2 ** 62)  # > any count
     m = data.to_csr()
     counts = data.user_counts()
     nt = np.minimum(n_test, np.maximum(counts - 1, 0))
@@ -287,12 +289,15 @@ def strong_generalization_split(data: Interactions, n_validation_users: int, n_t
     for name, v in (("n_validation_users", n_validation_users), ("n_test_users", n_test_users)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+    # Python ints from here on: NumPy unsigned arithmetic would wrap (uint64 max + 2 == 1)
+    n_validation_users, n_test_users = int(n_validation_users), int(n_test_users)
     if n_test_users < 1:
         raise ValueError("n_test_users must be >= 1")
     if n_validation_users + n_test_users >= data.n_users:
         raise ValueError(f"n_validation_users + n_test_users ({n_validation_users + n_test_users}) "
                          f"must leave training users (data has {data.n_users})")
-    fi = float(fold_in_fraction)
+    from .._arrays import check_real
+    fi = check_real(fold_in_fraction, "fold_in_fraction")
     if not 0 < fi < 1:
         raise ValueError(f"fold_in_fraction must be in (0, 1), got {fold_in_fraction}")
     rng = _rng(random_state)

@@ -84,11 +84,14 @@ class Autoencoder(Estimator):
 
     # -- spec ---------------------------------------------------------------------------------
     def _hidden(self):
+        if isinstance(self.hidden, (str, bytes)) or not (isinstance(self.hidden, numbers.Integral)
+                                                          or hasattr(self.hidden, "__iter__")):
+            raise ValueError(f"hidden must be a tuple of positive layer widths such as (64,), got {self.hidden!r}")
         hidden = (self.hidden,) if isinstance(self.hidden, numbers.Integral) else tuple(self.hidden)
         if len(hidden) == 0:
             raise ValueError("hidden must name at least one hidden layer width, e.g. (64,)")
         for h in hidden:
-            if isinstance(h, bool) or not isinstance(h, numbers.Integral) or h <= 0:
+            if isinstance(h, (bool, np.bool_)) or not isinstance(h, numbers.Integral) or not 0 < h < 2 ** 31:
                 raise ValueError(f"hidden layer widths must be positive integers, got {self.hidden!r}")
         return tuple(int(h) for h in hidden)
 
@@ -97,6 +100,8 @@ class Autoencoder(Estimator):
         acts = self.activation
         if isinstance(acts, str):
             acts = (acts,) * len(hidden)
+        if not hasattr(acts, "__iter__"):
+            raise TypeError(f"activation must be a name such as 'relu' or one name per hidden layer, got {acts!r}")
         acts = tuple(acts)
         if len(acts) != len(hidden):
             raise ValueError(f"activation needs one name per hidden layer ({len(hidden)}), got {len(acts)}")
@@ -110,6 +115,8 @@ class Autoencoder(Estimator):
         n_layers = len(hidden) + 1
         dropout = self.dropout
         if not isinstance(dropout, numbers.Real):
+            if isinstance(dropout, (str, bytes)) or not hasattr(dropout, "__iter__"):
+                raise TypeError(f"dropout must be a rate in [0, 1) or one rate per weight layer, got {dropout!r}")
             dropout = tuple(dropout)
             if len(dropout) != n_layers:
                 raise ValueError(f"dropout needs one rate per weight layer ({n_layers}), got {len(dropout)}")
@@ -126,6 +133,10 @@ class Autoencoder(Estimator):
         rng = np.random.default_rng(seed)
         params = []
         sizes = spec["layer_sizes"]
+        from .._memory import check_memory
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+        check_memory(6 * 4 * n_params, f"Autoencoder with {n_params:,} parameters",
+                     "use smaller hidden layers")
         for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
             params += [glorot_uniform(rng, fan_in, fan_out), np.zeros(fan_out, dtype=np.float32)]
         self.seed_ = seed
@@ -188,10 +199,12 @@ class Autoencoder(Estimator):
         self
         """
         epochs = _arrays.check_nonneg_int(epochs, "epochs")
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
+        _arrays.check_verbose(verbose)
         x, y, mask = self._xy(x, y, mask)
+        batch_size = min(batch_size, x.shape[0])  # one batch holds every sample at most
         if self.net_ is None:
             self._build(x.shape[1])
         val = self._validation(validation_data)
@@ -262,8 +275,9 @@ class Autoencoder(Estimator):
 
     def _infer(self, x, upto, batch_size):
         self._check_fitted()
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size")
-        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True)
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
+        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True, allow_empty=True)
+        batch_size = max(min(batch_size, x.shape[0]), 1)  # 0 samples in, 0 rows out
         out = self._forward(x, upto, batch_size)
         return out[0] if was_1d else out
 

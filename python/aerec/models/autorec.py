@@ -2,6 +2,8 @@
 vectors; the loss counts observed ratings only, plus an L2 penalty on the weights."""
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .. import _arrays
@@ -45,8 +47,7 @@ class AutoRec(Recommender):
         self.dropout = dropout
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
         self.clip, self.random_state, self.backend = clip, random_state, backend
-        if kind not in ("item", "user"):
-            raise ValueError(f"kind must be 'item' or 'user', got {kind!r}")
+        _arrays.check_choice(kind, "kind", ("item", "user"))
 
     @property
     def supports_fold_in(self):
@@ -63,23 +64,41 @@ class AutoRec(Recommender):
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
         """
         R = self._train_matrix(train)
+        _arrays.check_verbose(verbose)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
-        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size, "batch_size")
+        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
+                                                "batch_size", hi=None)
+        hidden = _arrays.check_positive_int(self.hidden, "hidden", hi=2 ** 31 - 1)
+        l2 = _arrays.check_real(self.l2, "l2", 0.0)
+        clip = self._check_clip()
         seed = check_random_state(self.random_state)
+        n_rows, n_in = (R.shape[1], R.shape[0]) if self.kind == "item" else R.shape
+        from .._memory import check_memory
+        # dense rows + mask + the reconstruction, and the weights with Adam's state
+        check_memory(3 * 4 * n_rows * n_in + 6 * 4 * 2 * n_in * hidden,
+                     f"AutoRec(kind={self.kind!r}) on a {R.shape[0]} x {R.shape[1]} matrix (held dense)",
+                     "filter rare users/items first (Interactions.filter) or lower hidden")
         rows = self._rows(R)
+        batch_size = min(batch_size, rows.shape[0])  # one batch holds every row at most
         n_in = rows.shape[1]
-        dropout = self.dropout if np.ndim(self.dropout) else (float(self.dropout), 0.0)
-        spec = make_spec((n_in, int(self.hidden), n_in), (self.activation, "identity"), encoder_depth=1,
-                         dropout=tuple(float(d) for d in dropout),
-                         loss="masked_mse", l2=float(self.l2) / rows.shape[0], optimizer=self.optimizer,
+        dropout = self.dropout
+        if isinstance(dropout, (numbers.Real, str)) or dropout is None:
+            dropout = (dropout, 0.0)
+        elif hasattr(dropout, "__iter__"):
+            dropout = tuple(dropout)
+        else:
+            raise TypeError(f"dropout must be a rate or an (input, hidden) pair of rates, got {dropout!r}")
+        spec = make_spec((n_in, hidden, n_in), (self.activation, "identity"), encoder_depth=1,
+                         dropout=dropout,
+                         loss="masked_mse", l2=l2 / rows.shape[0], optimizer=self.optimizer,
                          learning_rate=self.learning_rate, seed=derive_seed(seed, 0) % (2 ** 31))
         rng = np.random.default_rng(seed)
-        params = [glorot_uniform(rng, n_in, int(self.hidden)), np.zeros(int(self.hidden), np.float32),
-                  glorot_uniform(rng, int(self.hidden), n_in), np.full(n_in, R.data.mean(), np.float32)]
+        params = [glorot_uniform(rng, n_in, hidden), np.zeros(hidden, np.float32),
+                  glorot_uniform(rng, hidden, n_in), np.full(n_in, R.data.mean(), np.float32)]
         self.spec_, self.seed_, self.train_ = spec, seed, R
         self.rows_ = rows
         self.mask_ = np.ascontiguousarray(rows != 0, dtype=np.float32)
-        lo, hi = (float(R.data.min()), float(R.data.max())) if self.clip == "auto" else (self.clip or (None, None))
+        lo, hi = (float(R.data.min()), float(R.data.max())) if clip == "auto" else clip
         self.clip_ = (lo, hi)
         self.global_mean_ = float(R.data.mean())
         self.net_ = self._backend().Network(spec, params)
@@ -88,6 +107,9 @@ class AutoRec(Recommender):
         if validation is not None:
             from .._sparse import as_csr
             validation = as_csr(validation, "validation", n_cols=R.shape[1])
+            if validation.shape != R.shape:
+                raise ValueError(f"validation has shape {validation.shape} but train has {R.shape}; both must "
+                                 "be users x items matrices over the same users and items")
             vu, vi = validation.nonzero()
             vr = np.asarray(validation[vu, vi]).ravel()
         bar = Progress(epochs, "AutoRec", verbose)
@@ -97,6 +119,9 @@ class AutoRec(Recommender):
                                              seed=derive_seed(seed, 1, epoch) % (2 ** 63))
                 logs = {"loss": float(loss)}
                 self._recon = None
+                if not np.isfinite(logs["loss"]):
+                    raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
+                                             "lower learning_rate")
                 if validation is not None:
                     pred = self.predict_ratings(vu, vi)
                     logs["val_rmse"] = float(np.sqrt(np.mean((pred - vr) ** 2)))
@@ -107,6 +132,23 @@ class AutoRec(Recommender):
             bar.close()
         return self
 
+    def _check_clip(self):
+        clip = self.clip
+        if isinstance(clip, str):
+            if clip != "auto":
+                raise ValueError(f"clip must be 'auto', None or a (low, high) pair, got {clip!r}")
+            return clip
+        if clip is None:
+            return (None, None)
+        try:
+            lo, hi = clip
+        except (TypeError, ValueError):
+            raise TypeError(f"clip must be 'auto', None or a (low, high) pair, got {clip!r}") from None
+        lo, hi = _arrays.check_real(lo, "clip low"), _arrays.check_real(hi, "clip high")
+        if lo > hi:
+            raise ValueError(f"clip low must be <= high, got {clip!r}")
+        return (lo, hi)
+
     def _reconstruction(self):
         if self._recon is None:
             self._recon = self.net_.forward(self.rows_)
@@ -115,10 +157,9 @@ class AutoRec(Recommender):
     def predict_ratings(self, users, items):
         """Predicted ratings for (user, item) pairs (equal-length int arrays, training indices)."""
         self._check_fitted("net_")
-        users = np.asarray(users)
-        items = np.asarray(items)
-        if users.dtype.kind not in "iu" or items.dtype.kind not in "iu":
-            raise TypeError("users and items must be integer index arrays")
+        from .recommender import _as_ids
+        users = _as_ids(users, "users")
+        items = _as_ids(items, "items")
         if users.shape != items.shape:
             raise ValueError(f"users and items must have the same shape, got {users.shape} and {items.shape}")
         n_users, n_items = self.train_.shape
@@ -143,7 +184,9 @@ class AutoRec(Recommender):
 
     def item_vectors(self):
         p = self.net_.get_params()
-        return p[0].T if self.kind == "user" else self.net_.hidden(self.rows_, 0)
+        # user-based: the decoder's output weights W1 (hidden, n_items) hold one column per item
+        # (rows of W1.T), as in the sparse autoencoders; item-based: each item's encoding
+        return np.ascontiguousarray(p[2].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
 
     def save(self, path):
         self._check_fitted("net_")

@@ -1,27 +1,15 @@
 """Closed-form and trivial baselines: EASE (Steck 2019) and item popularity."""
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.linalg
 
+from .. import _arrays
+from .._memory import available_memory
 from ..io import register_model
 from .recommender import Recommender
 
 __all__ = ["EASE", "Popularity", "available_memory"]
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 class _SavableRecommender(Recommender):
@@ -97,12 +85,24 @@ class EASE(_SavableRecommender):
         self.dtype = dtype
         self.max_memory = max_memory
         self.verbose = verbose
+        self._check_params()
+
+    def _check_params(self):
+        from .. import _backends
+        _backends._check_name(self.backend)
+        _arrays.check_verbose(self.verbose)
         self._dtype()
-        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 > 0:
-            raise ValueError(f"l2 must be a positive number, got {l2!r}")
+        # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
+        l2 = _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)
+        if self.max_memory is not None:
+            _arrays.check_real(self.max_memory, "max_memory", 0.0, lo_open=True)
+        return l2
 
     def _dtype(self):
-        dt = np.dtype(self.dtype)
+        try:
+            dt = np.dtype(self.dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}") from None
         if dt not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         return dt
@@ -115,6 +115,7 @@ class EASE(_SavableRecommender):
         return n_items * n_items * (it + (4 if it == 8 else 0))
 
     def fit(self, train, validation=None, **kw):
+        l2 = self._check_params()
         X = self._train_matrix(train)
         dt = self._dtype()
         n = X.shape[1]
@@ -123,10 +124,14 @@ class EASE(_SavableRecommender):
         if self.verbose:
             print(f"EASE: {n} items -> needs {need / 2**30:.2f} GiB ({dt.name})")
         if limit is not None and need > limit:
+            where = "max_memory allows" if self.max_memory is not None else "is available to this process"
+            fix = "filter rare items (Interactions.filter(min_item_count=...))"
+            if dt != np.float32:
+                fix += " or use dtype='float32' (half the memory)"
             raise MemoryError(f"EASE on {n} items needs {need / 2**30:.2f} GiB in {dt.name} but only "
-                              f"{limit / 2**30:.2f} GiB is available; filter rare items or use dtype='float32'")
+                              f"{limit / 2**30:.2f} GiB {where}; {fix}")
         G = self._gram_upper(X, dt)  # C order, upper triangle valid == lower of the F-order view
-        G[np.diag_indices(n)] += self.l2
+        G[np.diag_indices(n)] += l2
         F = G.T  # F-contiguous view: LAPACK works in place, no copy
         potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))
         c, info = potrf(F, lower=True, overwrite_a=True, clean=False)
@@ -148,7 +153,12 @@ class EASE(_SavableRecommender):
         d = np.diag(P).copy()
         P /= -d[None, :]
         P[np.diag_indices(n)] = 0.0
-        self.B_ = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        B = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        if not np.isfinite(B).all():
+            raise FloatingPointError(f"EASE: the weights are not finite with l2={l2!r} in {dt.name}; use an l2 "
+                                     "nearer the Gram matrix's scale (Steck: 200-1000 on MovieLens) or "
+                                     "dtype='float64'")
+        self.B_ = B
         self.train_ = X
         return self
 

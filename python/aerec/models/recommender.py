@@ -12,6 +12,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
+from .. import _arrays
 from .._sparse import UnknownIdError, as_csr
 from .base import Estimator
 
@@ -19,13 +20,35 @@ __all__ = ["Recommender"]
 
 
 def _as_ids(x, name):
-    arr = np.asarray(x)
+    """Integer ids as int64 (scalar or 1-D). Ids that cannot index the model (beyond 64 bits) are
+    unknown ids, not overflow errors; an empty list is an empty batch."""
+    if x is None:
+        raise TypeError(f"{name} is None; pass an int or a 1-D array of ints")
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{name} must be integer ids, got a bool")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be read as integer ids ({exc})") from None
+    if arr.dtype == object:
+        vals = arr.ravel().tolist()
+        if vals and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in vals):
+            big = next((v for v in vals if not -2 ** 63 <= v < 2 ** 63), None)
+            if big is not None:
+                raise UnknownIdError(f"{name} contains {big}, which is not a valid id (ids are row/column "
+                                     "indices of the training matrix)")
+            arr = np.asarray(vals, dtype=np.int64).reshape(arr.shape)  # ints stored as objects
+    if arr.size == 0 and arr.ndim == 1 and arr.dtype.kind in "fO":
+        arr = arr.astype(np.int64)  # [] is an empty batch
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
             raise TypeError(f"{name} must be integers (got floats); pass np.asarray({name}, dtype=np.int64)")
         raise TypeError(f"{name} must be integer ids, got dtype {arr.dtype}")
     if arr.ndim > 1:
         raise ValueError(f"{name} must be a scalar or 1-D, got shape {arr.shape}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > 2 ** 63 - 1:
+        raise UnknownIdError(f"{name} contains {int(arr.max())}, which is not a valid id (ids are row/column "
+                             "indices of the training matrix)")
     return arr.astype(np.int64, copy=False)
 
 
@@ -80,11 +103,8 @@ class Recommender(Estimator):
         return X
 
     def _check_k(self, k):
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"k must be an integer, got {type(k).__name__}")
-        if k <= 0:
-            raise ValueError(f"k must be positive, got {k}")
-        return int(k)
+        # any positive int: k > n_items returns every item (the kernels get min(k, n_items))
+        return _arrays.check_positive_int(k, "k", hi=None)
 
     def _histories(self, user_ids, user_items):
         """Resolve (rows, X): rows = training user index or -1; X = history CSR per query."""
@@ -101,7 +121,15 @@ class Recommender(Estimator):
                     raise ValueError(f"{type(self).__name__} cannot fold in new users; pass user_ids of training users")
                 return np.full(X.shape[0], -1, np.int64), X, False
             if X.shape[0] == n_users and len(ids) != n_users:
-                X = X[ids.clip(0, n_users - 1)]  # implicit-style: user_items is the full matrix
+                # implicit-style: user_items is the full training-shaped matrix, so its rows are
+                # training users and an id outside them has no history in it
+                bad = (ids < 0) | (ids >= n_users)
+                if bad.any():
+                    raise UnknownIdError(f"user {int(ids[bad][0])} is unknown (the model has users "
+                                         f"0..{n_users - 1}) and user_items has one row per training user, "
+                                         "so it holds no history for them; to fold new users in, pass one "
+                                         "history row per user id")
+                X = X[ids]
             if X.shape[0] != len(ids):
                 raise ValueError(f"user_items has {X.shape[0]} rows for {len(ids)} user_ids; pass one history "
                                  "row per user (or the full training-shaped matrix)")
@@ -145,6 +173,8 @@ class Recommender(Estimator):
         """
         self._check_fitted("train_")
         k = self._check_k(k)
+        filter_seen = _arrays.check_bool(filter_seen, "filter_seen")
+        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         rows, X, scalar = self._histories(user_ids, user_items)
         n_items = self.train_.shape[1]
         cand = None
@@ -152,19 +182,23 @@ class Recommender(Estimator):
             cand = _as_ids(items, "items").reshape(-1)
             self._check_item_range(cand, "items")
         exclude = X if filter_seen else None
+        fi = None
         if filter_items is not None:
-            fi = _as_ids(filter_items, "filter_items").reshape(-1)
+            fi = np.unique(_as_ids(filter_items, "filter_items").reshape(-1))
             self._check_item_range(fi, "filter_items")
-            extra = sp.csr_matrix((np.ones(len(fi) * X.shape[0], np.float32),
-                                   (np.repeat(np.arange(X.shape[0]), len(fi)), np.tile(fi, X.shape[0]))),
-                                  shape=X.shape)
-            exclude = extra if exclude is None else ((exclude + extra) > 0).astype(np.float32).tocsr()
         k_out = min(k, n_items)
         ids = np.empty((X.shape[0], k_out), np.int32)
         scores = np.empty((X.shape[0], k_out), np.float32)
         for s in range(0, X.shape[0], batch_size):
             e = min(s + batch_size, X.shape[0])
             ex = exclude[s:e] if exclude is not None else None
+            if fi is not None and fi.size:
+                # per batch: a users x len(filter_items) exclusion matrix for every user at once
+                # could need gigabytes
+                extra = sp.csr_matrix((np.ones(len(fi) * (e - s), np.float32),
+                                       (np.repeat(np.arange(e - s), len(fi)), np.tile(fi, e - s))),
+                                      shape=(e - s, n_items))
+                ex = extra if ex is None else ((ex + extra) > 0).astype(np.float32).tocsr()
             ids[s:e], scores[s:e] = self._topk(rows[s:e], X[s:e], k_out, ex, cand)
         if scalar:
             return ids[0], scores[0]
@@ -188,12 +222,21 @@ class Recommender(Estimator):
 
     def recommend_raw(self, raw_user_ids, k=10, **kw):
         """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions)."""
-        if self.id_maps_ is None or self.id_maps_[0] is None:
+        self._check_fitted("train_")
+        if getattr(self, "id_maps_", None) is None or self.id_maps_[0] is None:
             raise ValueError("this model was fitted on a plain matrix, so it has no raw id maps")
         umap, imap = self.id_maps_
+        if raw_user_ids is None:
+            raise TypeError("raw_user_ids is None; pass a raw user id or a list of them")
         scalar = np.ndim(raw_user_ids) == 0
         raw = [raw_user_ids] if scalar else list(raw_user_ids)
-        rows = np.asarray(umap.to_index(raw))
+        try:
+            rows = np.asarray(umap.to_index(raw), dtype=np.int64).reshape(-1)
+        except UnknownIdError:
+            raise
+        except KeyError as exc:
+            raise UnknownIdError(f"{exc.args[0] if exc.args else exc}; the model knows the raw user ids of its "
+                                 "training data (fold new users in with recommend(user_items=...))") from None
         ids, scores = self.recommend(rows, k=k, **kw)
         raw_items = np.asarray(imap.to_raw(np.where(ids >= 0, ids, 0)), dtype=object)
         raw_items[ids < 0] = None
@@ -202,7 +245,8 @@ class Recommender(Estimator):
     def similar_items(self, item_ids, k=10, filter_self=True):
         """Items most similar to ``item_ids`` by cosine over the model's item vectors."""
         self._check_fitted("train_")
-        k = self._check_k(k)
+        k = min(self._check_k(k), self.train_.shape[1])
+        filter_self = _arrays.check_bool(filter_self, "filter_self")
         ids = _as_ids(item_ids, "item_ids")
         scalar = ids.ndim == 0
         ids = ids.reshape(-1)

@@ -83,7 +83,7 @@ def make_rec_spec(layer_sizes, activations=None, **kw) -> dict:
         raise TypeError(f"unknown spec keys {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
     if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__iter__"):
         raise TypeError("layer_sizes must be a sequence of ints (n_items, h_1, ..., n_items)")
-    sizes = tuple(_int("layer size", s, lo=1) for s in layer_sizes)
+    sizes = tuple(_int("layer size", s, lo=1, hi=2 ** 31 - 1) for s in layer_sizes)
     if len(sizes) < 2:
         raise ValueError("layer_sizes needs at least an input and an output size")
     if sizes[0] != sizes[-1]:

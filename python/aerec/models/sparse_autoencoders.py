@@ -19,10 +19,12 @@ __all__ = ["MultDAE", "MultVAE", "CDAE"]
 def _positive_tuple(name, value):
     if isinstance(value, numbers.Integral):
         value = (value,)
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise ValueError(f"{name} must be positive integers, got {value!r}")
     value = tuple(value)
     for v in value:
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"{name} must be positive integers, got {value!r}")
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral) or not 0 < v < 2 ** 31:
+            raise ValueError(f"{name} must be positive integers (< 2**31), got {value!r}")
     return tuple(int(v) for v in value)
 
 
@@ -50,17 +52,24 @@ class _SparseAutoencoder(Recommender):
         if self._variational:
             acts[len(hidden)] = "identity"  # the (mu, logvar) layer is linear
         acts = tuple(acts)
+        # make_rec_spec validates every value (types, finiteness, ranges): no coercion here, so
+        # that a string, a NaN or a truncated float never slips through
         kw = dict(layer_sizes=sizes, activations=acts, encoder_depth=len(hidden) + 1,
                   variational=self._variational, normalize_input=self._normalize,
-                  input_dropout=float(self.dropout), loss=self._loss, l2=float(self.l2),
-                  optimizer=self.optimizer, learning_rate=float(self.learning_rate),
-                  lazy_adam=bool(self.lazy_adam), seed=0)
+                  input_dropout=_arrays.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
+                  loss=self._loss, l2=_arrays.check_real(self.l2, "l2", 0.0),
+                  optimizer=self.optimizer,
+                  learning_rate=_arrays.check_real(self.learning_rate, "learning_rate", 0.0, lo_open=True),
+                  lazy_adam=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
-            kw.update(anneal_cap=float(self.anneal_cap), total_anneal_steps=int(self.total_anneal_steps))
+            kw.update(anneal_cap=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
+                      total_anneal_steps=_arrays.check_nonneg_int(self.total_anneal_steps, "total_anneal_steps"))
         if self._user_embedding:
             # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
             # in from their history, who have no learned vector.
-            kw.update(n_users_embedding=int(n_users) + 1, negative_samples=int(self.negative_samples))
+            kw.update(n_users_embedding=int(n_users) + 1,
+                      negative_samples=_arrays.check_nonneg_int(self.negative_samples, "negative_samples",
+                                                                hi=2 ** 31 - 1))
         return make_rec_spec(**kw)
 
     def _init_params(self, spec, rng):
@@ -95,14 +104,34 @@ class _SparseAutoencoder(Recommender):
         X = self._train_matrix(train)
         X = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
-        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size, "batch_size")
+        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
+                                                "batch_size", hi=None)
+        batch_size = min(batch_size, X.shape[0])  # one batch holds every user at most
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
+        k = _arrays.check_positive_int(k, "k", hi=None)
+        _arrays.check_verbose(verbose)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
+            if validation.validation is None:
+                raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "
+                                 "when splitting, or validation=None")
             validation = validation.validation
+        if validation is not None:
+            from ..data.splits import EvalSet
+            if not isinstance(validation, EvalSet):
+                raise TypeError(f"validation must be an aerec.data EvalSet or Split, got {type(validation).__name__}")
+            if validation.n_items != X.shape[1]:
+                raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
+                                 "make both from one split")
         seed = check_random_state(self.random_state)
         spec = self._spec(X.shape[1], X.shape[0])
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
+        from .._memory import check_memory
+        from .recspec import rec_param_shapes
+        n_params = sum(int(np.prod(s)) for s in rec_param_shapes(spec))
+        # weights, gradients and Adam's two moments in float32, plus the float64 draw at init
+        check_memory(6 * 4 * n_params, f"{type(self).__name__} with {n_params:,} parameters",
+                     "use smaller hidden/latent layers or filter rare items")
         params = self._init_params(spec, np.random.default_rng(seed))
         self.seed_, self.spec_, self.train_ = seed, spec, X
         self.net_ = self._backend().RecNetwork(spec, params)
@@ -190,11 +219,12 @@ class _SparseAutoencoder(Recommender):
     def encode(self, user_items, user_ids=None):
         """Bottleneck representation of users from their histories: (n, latent) float32."""
         self._check_fitted("net_")
-        rows, X, scalar = self._histories(user_ids, user_items) if user_ids is not None else \
-            (np.full(sp.csr_matrix(user_items).shape[0], -1), None, False)
-        if X is None:
+        if user_ids is not None:
+            rows, X, scalar = self._histories(user_ids, user_items)
+        else:
             from .._sparse import as_csr
             X = as_csr(user_items, "user_items", n_cols=self.train_.shape[1])
+            rows, scalar = np.full(X.shape[0], -1, np.int64), False
         Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
         z = self.net_.encode(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
         return z[0] if scalar else z

@@ -50,25 +50,14 @@ def _choice(name, value, options):
 
 
 def _float(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    if v != v or v in (float("inf"), float("-inf")):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if lo is not None and (v < lo or (lo_open and v == lo)):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value}")
-    if hi is not None and (v > hi or (hi_open and v == hi)):
-        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value}")
-    return v
+    # the one finite-real check of every public entry point (aerec._arrays.check_real)
+    from .._arrays import check_real
+    return check_real(value, name, lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
-def _int(name, value, lo=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    v = int(value)
-    if lo is not None and v < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return v
+def _int(name, value, lo=None, hi=2 ** 63 - 1):
+    from .._arrays import check_int
+    return check_int(value, name, lo=lo, hi=hi)
 
 
 def make_spec(layer_sizes, activations, dropout=None, encoder_depth=None, **kw) -> dict:
@@ -76,7 +65,7 @@ def make_spec(layer_sizes, activations, dropout=None, encoder_depth=None, **kw) 
     unknown = set(kw) - set(_DEFAULTS)
     if unknown:
         raise TypeError(f"unknown spec keys {sorted(unknown)}; valid: {sorted(_DEFAULTS)}")
-    sizes = tuple(_int("layer size", s, lo=1) for s in layer_sizes)
+    sizes = tuple(_int("layer size", s, lo=1, hi=2 ** 31 - 1) for s in layer_sizes)
     if len(sizes) < 2:
         raise ValueError("layer_sizes needs at least an input and an output size")
     n = len(sizes) - 1
