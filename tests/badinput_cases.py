@@ -554,7 +554,7 @@ for ix in ("index", "index_int8"):
         case(f"TopK.search[{ix}]", arg, code, exc, frag)
 case("search.reference_search", "k=2**64", "i, s = aerec.search.reference_search(items, q, 2**64)\n"
      "assert i.shape == (3, 20)", None)
-case("TopK.load", "not a TopK file", "aerec.TopK.load(files['text'])", "ValueError", "not a readable")
+case("TopK.load", "not a TopK file", "aerec.TopK.load(files['text'])", "ValueError", "not an aerec model file")
 case("TopK.load", "missing file", "aerec.TopK.load(os.path.join(tmp, 'nope.npz'))", "FileNotFoundError", "")
 
 # ---------------------------------------------------------------------------------------------
@@ -811,7 +811,7 @@ for entry, code, exc, frag in (
         ("Autoencoder.fit(verbose=array)", f"aerec.Autoencoder(hidden=(4,)).fit(xd, verbose={ARR})", 'TypeError', "verbose"),
         ("AutoRec(kind=array)", f"aerec.AutoRec(kind={ARR})", 'ValueError', "kind"),
         ("EASE(backend=array)", f"aerec.EASE(backend={ARR})", 'TypeError', "backend"),
-        ("TopK(backend=array)", f"aerec.TopK(items, backend={ARR})", 'ValueError', "backend"),
+        ("TopK(backend=array)", f"aerec.TopK(items, backend={ARR})", 'TypeError', "backend"),
         ("EarlyStopping(mode=array)", f"aerec.EarlyStopping(mode={ARR})", 'ValueError', "mode"),
         ("IdMap.to_index(missing=array)", f"IdMap([1]).to_index([1], missing={ARR})", 'ValueError', "missing"),
         ("Interactions.from_arrays(duplicates=array)", f"Interactions.from_arrays([1], [1], duplicates={ARR})", 'ValueError', "duplicates"),

@@ -507,7 +507,7 @@ SPECIFIC = [
     ("spec-layer-size-string", _NET, H(lambda n, m: m["spec"]["layer_sizes"].__setitem__(1, "12")), ModelFileError,
      "layer size"),
     ("spec-layer-size-huge", _NET, H(lambda n, m: m["spec"]["layer_sizes"].__setitem__(1, 10 ** 12)), ModelFileError,
-     "exceeds"),
+     "layer size must be"),
     ("spec-layer-size-big", _NET, H(lambda n, m: m["spec"]["layer_sizes"].__setitem__(1, 10 ** 6)), ModelFileError,
      "expected float32 of shape"),
     ("spec-activation-unknown", _NET, H(lambda n, m: m["spec"]["activations"].__setitem__(0, "os.system")),
