@@ -10,26 +10,8 @@
 namespace aerec::cpu {
 
 const RecKernels& rec_kernels() {
-  struct Tables {
-    RecKernels t[3];
-    Tables() {
-      scalar::fill_rec_kernels(&t[0]);
-#if defined(AEREC_X86)
-      avx2::fill_rec_kernels(&t[1]);
-      avx512::fill_rec_kernels(&t[2]);
-#else
-      scalar::fill_rec_kernels(&t[1]);
-      scalar::fill_rec_kernels(&t[2]);
-#endif
-    }
-  };
-  static const Tables tab;
-  const RecKernels* tables = tab.t;
-  switch (active_isa()) {
-    case Isa::scalar: return tables[0];
-    case Isa::avx2: return tables[1];
-    default: return tables[2];
-  }
+  return *dispatch(&scalar::kRecKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kRecKernels},
+                                                            {Target::avx512, &avx512::kRecKernels}));
 }
 
 void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users) {
