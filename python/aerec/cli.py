@@ -33,7 +33,18 @@ def _make_model(name: str, args):
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
         kw["total_anneal_steps"] = args.anneal_steps
+    kw.update(_size_kw(name, args))
     return cls(**kw)
+
+
+def _size_kw(name: str, args) -> dict:
+    """--hidden / --latent for the models that have them (None keeps the model's default)."""
+    kw = {}
+    if args.hidden is not None and name in ("MultVAE", "MultDAE", "AutoRec"):
+        kw["hidden"] = args.hidden if name == "AutoRec" else (args.hidden,)
+    if args.latent is not None and name in ("MultVAE", "MultDAE", "CDAE"):
+        kw["latent"] = args.latent
+    return kw
 
 
 def _split(inter, args):
@@ -61,7 +72,7 @@ def cmd_demo(args) -> int:
     pop = Popularity().fit(split.train)
     t0 = time.perf_counter()
     vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
-                  random_state=args.seed)
+                  random_state=args.seed, **_size_kw("MultVAE", args))
     vae.fit(split.train, validation=split.validation, verbose=1)
     fit_s = time.perf_counter() - t0
     ks = (20, 50, 100)
@@ -131,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--epochs", type=int, default=default_epochs)
         sp.add_argument("--batch-size", type=int, default=None)
         sp.add_argument("--anneal-steps", type=int, default=2000, help="MultVAE KL annealing steps")
+        sp.add_argument("--hidden", type=int, default=None,
+                        help="hidden layer width (MultVAE/MultDAE/AutoRec; default: the model's)")
+        sp.add_argument("--latent", type=int, default=None,
+                        help="bottleneck width (MultVAE/MultDAE/CDAE; default: the model's)")
         sp.add_argument("--seed", type=int, default=0)
 
     d = sub.add_parser("demo", help="train MultVAE on built-in synthetic data and compare with popularity")
