@@ -20,6 +20,8 @@
 namespace aerec::cpu {
 namespace gemm_detail {
 
+// Re-read on every call (a relaxed atomic load), so set_isa_cap acts at once; the tables are
+// constant data in the ISA units, so choosing one runs none of their code.
 const IsaKernels& active_kernels() {
   return *dispatch(&scalar::kGemmKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kGemmKernels},
                                                              {Target::avx512, &avx512::kGemmKernels}));

@@ -9,6 +9,10 @@
 
 namespace aerec::cpu {
 
+// Picked per call through dispatch(): the tables are constant data of the ISA units, so nothing
+// compiled with AVX2/AVX-512 flags runs to choose one. (This used to be a static Tables object
+// filled by all three units' fill_rec_kernels(), which are compiled with their ISA flags and store
+// the pointers with ymm/zmm moves: SIGILL on every CPU without AVX-512, then without AVX.)
 const RecKernels& rec_kernels() {
   return *dispatch(&scalar::kRecKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kRecKernels},
                                                             {Target::avx512, &avx512::kRecKernels}));
