@@ -14,6 +14,8 @@ that behind dispatch()'s back, and both are visible in the object files:
    -fvisibility-inlines-hidden does not help: hidden symbols are still merged inside one .so.
 2. A static initialiser in an ISA object (.init_array / .ctors): it runs at load time, before
    any CPU check.
+3. An AVX/AVX-512/AMX instruction in a portable object (the base units and *_scalar units), e.g.
+   from a target attribute, inline asm or a stray flag: portable code must run on any x86-64.
 
 Usage: check_isa_symbols.py [--self-test --cxx CXX] LIB.a|OBJ.o ...
 Exit status 0 when clean, 1 on a violation (each one printed), 2 on a usage/tool error.
@@ -101,6 +103,32 @@ def _static_init_sections(path: str) -> dict[str, list[str]]:
     return found
 
 
+# VEX/EVEX/AMX instructions in AT&T syntax: ymm/zmm/mask registers, v-prefixed mnemonics (verr/verw
+# are legacy), tile instructions. SSE (xmm without a v prefix) is x86-64 baseline and fine.
+_ISA_INSN = re.compile(r"%[yz]mm\d|%k[0-7]\b|^\s*(?!verr|verw)v[a-z0-9]+\s|"
+                       r"^\s*(?:tile[a-z]+|tdp[a-z0-9]+|ldtilecfg|sttilecfg)\b")
+
+
+def _isa_instructions(path: str) -> dict[str, list[str]]:
+    """{object: [AVX/AVX-512/AMX instructions, with their function]} over an archive or object."""
+    out = _run([_tool("OBJDUMP", "objdump"), "-d", "--no-show-raw-insn", path])
+    found: dict[str, list[str]] = {}
+    obj, func = path, "?"
+    for line in out.splitlines():
+        m = re.match(r"^In archive .*|^(\S+):\s+file format", line)
+        if m and m.group(1):
+            obj = re.sub(r"^.*\((.*)\)$", r"\1", m.group(1))
+            continue
+        m = re.match(r"^[0-9a-f]+ <(.*)>:$", line)
+        if m:
+            func = m.group(1)
+            continue
+        insn = re.sub(r"^\s*[0-9a-f]+:\s*", "", line)
+        if insn != line and _ISA_INSN.search(insn):
+            found.setdefault(obj, []).append(f"{insn.strip()}   in {func}")
+    return found
+
+
 def check(paths: list[str], verbose: bool = True) -> list[str]:
     """Returns the violations (empty when clean)."""
     problems: list[str] = []
@@ -152,6 +180,15 @@ def check(paths: list[str], verbose: bool = True) -> list[str]:
                 f"may run the {target} one before any CPU check; a global one they call directly. Fix: "
                 "keep the code in the unit's namespace (anonymous inside it), and use no shared inline/"
                 "template code there (include declaration-only headers).")
+    for p in paths:
+        for obj, insns in sorted(_isa_instructions(p).items()):
+            target = _ISA_FILE.search(os.path.basename(obj))
+            if target is None or target.group(1) == "scalar":
+                names = sorted({i.split("   in ")[-1] for i in insns})
+                problems.append(f"{os.path.basename(obj)} (portable) contains {len(insns)} AVX/AVX-512/AMX "
+                                f"instruction(s), e.g. {insns[0]}; functions: "
+                                f"{', '.join(_demangle(names).get(n, n) for n in names[:5])}. Portable "
+                                "code must run on any x86-64: move it to a src/simd/ unit behind dispatch()")
     for obj, secs in sorted(inits.items()):
         if obj in isa_objects:
             problems.append(f"{os.path.basename(obj)} (compiled for {isa_objects[obj]}) has a static "
@@ -178,6 +215,8 @@ _SELF_TEST = {
                            "float kernel(float x) { std::vector<float> v(8, x); return shared_helper(v[3]); }\n"
                            "struct T { float (*f)(float); };\nT make() { return T{&kernel}; }\n"
                            "extern const T kTable;\nconst T kTable = make();\n}\n",
+    "fast.cpp": '__attribute__((target("avx2"))) void doubled(float* a) '
+                "{ for (int i = 0; i < 64; ++i) a[i] *= 2.f; }\n",
     "simd/clean_avx512.cpp": "namespace aerec::cpu::avx512 {\nnamespace {\n"
                              "float k(float x) { return x + 1.f; }\n}\n"
                              "struct T { float (*f)(float); };\nextern const T kTable;\n"
@@ -192,7 +231,7 @@ def self_test(cxx: str) -> int:
             with open(os.path.join(d, name), "w") as f:
                 f.write(text)
         objs = []
-        for src, flags in (("base.cpp", []), ("simd/leaky_avx2.cpp", ["-mavx2", "-mfma"]),
+        for src, flags in (("base.cpp", []), ("fast.cpp", ["-O2"]), ("simd/leaky_avx2.cpp", ["-mavx2", "-mfma"]),
                            ("simd/clean_avx512.cpp", ["-mavx512f"])):
             obj = os.path.join(d, src.replace(".cpp", ".cpp.o"))
             subprocess.run([cxx, "-std=c++17", "-O0", "-fPIC", *flags, "-c", os.path.join(d, src),
@@ -204,7 +243,8 @@ def self_test(cxx: str) -> int:
             "weak std::vector<float> internals": "std::allocator<float>" in text,
             "weak shared_helper copy": "shared_helper(float)" in text and "also defined in base.cpp.o" in text,
             "static initialiser": "static initialiser" in text and "leaky_avx2" in text,
-            "clean unit passes": "clean_avx512" not in text,
+            "AVX code in a portable unit": "fast.cpp.o (portable)" in text and "doubled" in text,
+            "clean unit passes": "clean_avx512" not in text and "base.cpp.o (portable)" not in text,
         }
         for what, ok in expect.items():
             print(f"self-test: {what}: {'caught' if ok else 'MISSED'}")
