@@ -33,18 +33,7 @@ def _make_model(name: str, args):
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
         kw["total_anneal_steps"] = args.anneal_steps
-    kw.update(_size_kw(name, args))
     return cls(**kw)
-
-
-def _size_kw(name: str, args) -> dict:
-    """--hidden / --latent for the models that have them (None keeps the model's default)."""
-    kw = {}
-    if args.hidden is not None and name in ("MultVAE", "MultDAE", "AutoRec"):
-        kw["hidden"] = args.hidden if name == "AutoRec" else (args.hidden,)
-    if args.latent is not None and name in ("MultVAE", "MultDAE", "CDAE"):
-        kw["latent"] = args.latent
-    return kw
 
 
 def _split(inter, args):
@@ -61,6 +50,16 @@ def _fmt(res: dict) -> str:
     return "  ".join(f"{k}={res[k]:.4f}" for k in _SHOWN if k in res)
 
 
+def _demo_sizes(args) -> dict:
+    """MultVAE layer sizes from --hidden / --latent (None keeps the model's defaults)."""
+    kw = {}
+    if args.hidden is not None:
+        kw["hidden"] = (args.hidden,)
+    if args.latent is not None:
+        kw["latent"] = args.latent
+    return kw
+
+
 def cmd_demo(args) -> int:
     from . import evaluate, show_config
     from .models import MultVAE, Popularity
@@ -72,7 +71,7 @@ def cmd_demo(args) -> int:
     pop = Popularity().fit(split.train)
     t0 = time.perf_counter()
     vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
-                  random_state=args.seed, **_size_kw("MultVAE", args))
+                  random_state=args.seed, **_demo_sizes(args))
     vae.fit(split.train, validation=split.validation, verbose=1)
     fit_s = time.perf_counter() - t0
     ks = (20, 50, 100)
@@ -142,14 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--epochs", type=int, default=default_epochs)
         sp.add_argument("--batch-size", type=int, default=None)
         sp.add_argument("--anneal-steps", type=int, default=2000, help="MultVAE KL annealing steps")
-        sp.add_argument("--hidden", type=int, default=None,
-                        help="hidden layer width (MultVAE/MultDAE/AutoRec; default: the model's)")
-        sp.add_argument("--latent", type=int, default=None,
-                        help="bottleneck width (MultVAE/MultDAE/CDAE; default: the model's)")
         sp.add_argument("--seed", type=int, default=0)
 
     d = sub.add_parser("demo", help="train MultVAE on built-in synthetic data and compare with popularity")
     data_opts(d, 20)
+    # Small networks for quick runs (the CPU-emulation smoke test); defaults: MultVAE's 600 / 200.
+    d.add_argument("--hidden", type=int, default=None, help="MultVAE hidden layer width (default 600)")
+    d.add_argument("--latent", type=int, default=None, help="MultVAE bottleneck width (default 200)")
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser("train", help="train a model and report test metrics")
     t.add_argument("--model", choices=MODELS, default="MultVAE")
