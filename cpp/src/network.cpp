@@ -573,9 +573,8 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
     partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
   double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
-  const LossRowFn row_fn = multinomial
-      ? dispatch<LossRowFn>(multinomial_row_portable, AEREC_X86_VARIANTS({Target::avx512, avx512::multinomial_row}))
-      : dispatch<LossRowFn>(bce_row_portable, AEREC_X86_VARIANTS({Target::avx512, avx512::bce_row}));
+  LossRowFn row_fn = multinomial ? multinomial_row_portable : bce_row_portable;
+  row_fn = dispatch(row_fn, AEREC_X86_VARIANTS({Target::avx512, multinomial ? avx512::multinomial_row : avx512::bce_row}));
   with_activation(spec_.activations.back(), [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
     // Sum of the loss over rows [lo, hi) of this batch; writes dL/dz there when dz.
