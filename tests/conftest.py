@@ -41,6 +41,11 @@ def ml100k_dir():
 
 def pytest_collection_modifyitems(config, items):
     has_gpu = aerec.backends.available().get("cuda", False)
+    # CPU emulation (qemu) is slow: only when asked for with -m emulation (CI runs the smoke
+    # script itself, tests/emulation/smoke.py, so the default run does not repeat it).
+    want_emulation = "emulation" in (config.getoption("markexpr", "") or "")
     for item in items:
         if "gpu" in item.keywords and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="no CUDA GPU available"))
+        if "emulation" in item.keywords and not want_emulation:
+            item.add_marker(pytest.mark.skip(reason="CPU emulation under qemu: run with -m emulation"))

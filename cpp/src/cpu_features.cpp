@@ -16,10 +16,12 @@ namespace {
 CpuFeatures detect() {
   CpuFeatures f;
 #if defined(AEREC_X86) && (defined(__GNUC__) || defined(__clang__))
+  // libgcc's __builtin_cpu_supports also checks XCR0, so the AVX / AVX-512 bits below are set only
+  // when the OS saves that register state.
   __builtin_cpu_init();
   f.avx2 = __builtin_cpu_supports("avx2");
   f.fma = __builtin_cpu_supports("fma");
-  f.f16c = true;  // every AVX2 CPU we dispatch to has F16C; only used under avx2+
+  f.f16c = __builtin_cpu_supports("f16c");
   f.avx512f = __builtin_cpu_supports("avx512f");
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
@@ -28,22 +30,47 @@ CpuFeatures detect() {
   f.avx512_vnni = __builtin_cpu_supports("avx512vnni");
   f.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
   // AMX bits (CPUID.(EAX=7,ECX=0):EDX[22,24,25]); gcc 12's __builtin_cpu_supports knows them
-  // only partly, so read CPUID directly.
+  // only partly, so read CPUID directly. Leaf 7 only where the CPU has it: asking for a leaf
+  // above the maximum returns the highest leaf's data, whose bits mean something else.
   unsigned a = 0, b = 0, c = 0, d = 0;
-  __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-  f.amx_bf16 = (d >> 22) & 1u;
-  f.amx_tile = (d >> 24) & 1u;
-  f.amx_int8 = (d >> 25) & 1u;
+  __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+  if (a >= 7) {
+    __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    f.amx_bf16 = (d >> 22) & 1u;
+    f.amx_tile = (d >> 24) & 1u;
+    f.amx_int8 = (d >> 25) & 1u;
+  }
 #endif
   return f;
 }
 
+// Each level requires every feature its compile flags enable (cpu_features.hpp, Target).
 Isa hardware_level(const CpuFeatures& f) {
-  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma) {
-    return (f.amx_tile && f.amx_bf16 && f.amx_int8) ? Isa::amx : Isa::avx512;
+  const bool avx2 = f.avx2 && f.fma && f.f16c;
+  if (avx2 && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512cd) {
+    const bool amx = f.amx_tile && f.amx_bf16 && f.amx_int8 && f.avx512_vnni && f.avx512_bf16;
+    return amx ? Isa::amx : Isa::avx512;
   }
-  if (f.avx2 && f.fma) return Isa::avx2;
+  if (avx2) return Isa::avx2;
   return Isa::scalar;
+}
+
+// enabled_targets() for each level in force, computed once from the hardware features. A level
+// never exceeds hardware_level(), so avx2 / avx512 / amx need no further feature test here.
+struct TargetMasks {
+  unsigned by_level[4];
+};
+
+TargetMasks make_target_masks(const CpuFeatures& f) {
+  auto bit = [](Target t) { return 1u << static_cast<int>(t); };
+  TargetMasks m{};
+  m.by_level[0] = bit(Target::scalar);
+  m.by_level[1] = m.by_level[0] | bit(Target::avx2);
+  m.by_level[2] = m.by_level[1] | bit(Target::avx512) |
+                  (f.avx512_vnni ? bit(Target::avx512vnni) : 0u) |
+                  (f.avx512_bf16 ? bit(Target::avx512bf16) : 0u);
+  m.by_level[3] = m.by_level[2] | bit(Target::amx);
+  return m;
 }
 
 std::atomic<int> g_cap{-1};
@@ -100,11 +127,9 @@ bool request_amx() {
   return granted;
 }
 
-bool has_vnni() {
-  return active_isa() >= Isa::avx512 && cpu_features().avx512_vnni;
-}
-bool has_avx512_bf16() {
-  return active_isa() >= Isa::avx512 && cpu_features().avx512_bf16;
+unsigned enabled_targets() {
+  static const TargetMasks masks = make_target_masks(cpu_features());
+  return masks.by_level[static_cast<int>(active_isa())];
 }
 
 const char* isa_name(Isa isa) {

@@ -20,21 +20,12 @@
 namespace aerec::cpu {
 namespace gemm_detail {
 
-const IsaKernels& kernels_for(Isa isa) {
-#ifdef AEREC_X86
-  switch (isa) {
-    case Isa::amx:
-    case Isa::avx512: return avx512::gemm_kernels();
-    case Isa::avx2: return avx2::gemm_kernels();
-    case Isa::scalar: break;
-  }
-#else
-  (void)isa;
-#endif
-  return scalar::gemm_kernels();
+// Re-read on every call (a relaxed atomic load), so set_isa_cap acts at once; the tables are
+// constant data in the ISA units, so choosing one runs none of their code.
+const IsaKernels& active_kernels() {
+  return *dispatch(&scalar::kGemmKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kGemmKernels},
+                                                             {Target::avx512, &avx512::kGemmKernels}));
 }
-
-const IsaKernels& active_kernels() { return kernels_for(active_isa()); }
 
 }  // namespace gemm_detail
 

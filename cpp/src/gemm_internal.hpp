@@ -1,9 +1,9 @@
-// Internal to the GEMM family: the per-ISA kernel table each src/simd/gemm_<isa>.cpp fills in and
+// Internal to the GEMM family: the per-ISA kernel table each src/simd/gemm_<isa>.cpp defines and
 // the portable driver (gemm.cpp, vmath.cpp) calls through. Declarations only: no inline or template
 // code here, so no ISA-compiled copy of a shared function can leak into the portable path (ODR).
+// (activation.hpp's inline helpers are not used by the ISA units; check_isa_symbols.py verifies.)
 #pragma once
 #include "aerec/activation.hpp"
-#include "aerec/cpu_features.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu::gemm_detail {
@@ -70,15 +70,13 @@ struct IsaKernels {
 // per-ISA defaults. Not for production use (global, racy with concurrent calls by design).
 void set_blocking_override(index_t kc, index_t mc, index_t nc);
 
-// The table for the level in force now (re-read on every call; cheap).
+// The table for the level in force now (re-read on every call; cheap; gemm.cpp dispatches).
 const IsaKernels& active_kernels();
-const IsaKernels& kernels_for(Isa isa);
 
 }  // namespace aerec::cpu::gemm_detail
 
-// Defined by the per-ISA units, each in its own namespace.
-namespace aerec::cpu::scalar { const gemm_detail::IsaKernels& gemm_kernels(); }
-#ifdef AEREC_X86
-namespace aerec::cpu::avx2 { const gemm_detail::IsaKernels& gemm_kernels(); }
-namespace aerec::cpu::avx512 { const gemm_detail::IsaKernels& gemm_kernels(); }
-#endif
+// Defined by the per-ISA units, each in its own namespace: constant-initialised data, so picking
+// a table runs none of its code.
+namespace aerec::cpu::scalar { extern const gemm_detail::IsaKernels kGemmKernels; }
+namespace aerec::cpu::avx2 { extern const gemm_detail::IsaKernels kGemmKernels; }
+namespace aerec::cpu::avx512 { extern const gemm_detail::IsaKernels kGemmKernels; }

@@ -11,6 +11,7 @@
 #include "aerec/parallel.hpp"
 #include "aerec/gemm.hpp"
 #include "aerec/rng.hpp"
+#include "network_kernels.hpp"
 
 namespace aerec::cpu {
 
@@ -167,15 +168,6 @@ void Network::check_batch(const Batch& b, bool need_y) const {
   }
 }
 
-#ifdef AEREC_X86
-namespace avx512 {
-void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
-                     float* mult, std::uint64_t key, float p);
-double bce_row(const float* z, const float* y, float* d, index_t cols, float iscale);
-double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale);
-}  // namespace avx512
-#endif
-
 namespace {
 
 constexpr index_t kParallelWork = index_t(1) << 16;  // elements; below this one thread is faster
@@ -274,10 +266,7 @@ void column_sums_range(index_t rows, index_t cols, index_t c0, index_t c1, const
 // vectorising) draws the same mask.
 void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
                      float* mult, std::uint64_t key, float p) {
-  auto body = dropout_portable;
-#ifdef AEREC_X86
-  if (active_isa() >= Isa::avx512) body = avx512::dropout_forward;
-#endif
+  const auto body = dispatch(&dropout_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::dropout_forward}));
   const int nt = rows * cols >= (index_t(1) << 16) && rows > 1 ? resolve_threads(0) : 1;
 #ifdef AEREC_OPENMP
   if (nt > 1) {
@@ -585,9 +574,7 @@ double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_
   double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
   LossRowFn row_fn = multinomial ? multinomial_row_portable : bce_row_portable;
-#ifdef AEREC_X86
-  if (active_isa() >= Isa::avx512) row_fn = multinomial ? avx512::multinomial_row : avx512::bce_row;
-#endif
+  row_fn = dispatch(row_fn, AEREC_X86_VARIANTS({Target::avx512, multinomial ? avx512::multinomial_row : avx512::bce_row}));
   with_activation(spec_.activations.back(), [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
     // Sum of the loss over rows [lo, hi) of this batch; writes dL/dz there when dz.

@@ -4,15 +4,9 @@
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/parallel.hpp"
+#include "network_kernels.hpp"
 
 namespace aerec::cpu {
-
-#ifdef AEREC_X86
-namespace avx512 {
-void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c);
-void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c);
-}  // namespace avx512
-#endif
 
 namespace {
 
@@ -82,25 +76,13 @@ void chunked(index_t n, F&& f) {
 }  // namespace
 
 void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
-#ifdef AEREC_X86
-  if (active_isa() >= Isa::avx512) {
-    chunked(n, [&](index_t o, index_t k) { avx512::adam_update(k, w + o, g + o, m + o, v + o, c); });
-    return;
-  }
-#endif
-  chunked(n, [&](index_t o, index_t k) { adam_portable(k, w + o, g + o, m + o, v + o, c); });
+  const auto body = dispatch(&adam_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::adam_update}));
+  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, m + o, v + o, c); });
 }
 
 void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c) {
-#ifdef AEREC_X86
-  if (active_isa() >= Isa::avx512) {
-    chunked(n, [&](index_t o, index_t k) {
-      avx512::sgd_update(k, w + o, g + o, buf ? buf + o : nullptr, c);
-    });
-    return;
-  }
-#endif
-  chunked(n, [&](index_t o, index_t k) { sgd_portable(k, w + o, g + o, buf ? buf + o : nullptr, c); });
+  const auto body = dispatch(&sgd_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::sgd_update}));
+  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, buf ? buf + o : nullptr, c); });
 }
 
 }  // namespace aerec::cpu

@@ -9,27 +9,13 @@
 
 namespace aerec::cpu {
 
+// Picked per call through dispatch(): the tables are constant data of the ISA units, so nothing
+// compiled with AVX2/AVX-512 flags runs to choose one. (This used to be a static Tables object
+// filled by all three units' fill_rec_kernels(), which are compiled with their ISA flags and store
+// the pointers with ymm/zmm moves: SIGILL on every CPU without AVX-512, then without AVX.)
 const RecKernels& rec_kernels() {
-  struct Tables {
-    RecKernels t[3];
-    Tables() {
-      scalar::fill_rec_kernels(&t[0]);
-#if defined(AEREC_X86)
-      avx2::fill_rec_kernels(&t[1]);
-      avx512::fill_rec_kernels(&t[2]);
-#else
-      scalar::fill_rec_kernels(&t[1]);
-      scalar::fill_rec_kernels(&t[2]);
-#endif
-    }
-  };
-  static const Tables tab;
-  const RecKernels* tables = tab.t;
-  switch (active_isa()) {
-    case Isa::scalar: return tables[0];
-    case Isa::avx2: return tables[1];
-    default: return tables[2];
-  }
+  return *dispatch(&scalar::kRecKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kRecKernels},
+                                                            {Target::avx512, &avx512::kRecKernels}));
 }
 
 void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users) {

@@ -16,26 +16,13 @@
 namespace aerec::cpu {
 
 TopkKernels topk_kernels() {
-  TopkKernels k{scalar::kTopkMr, scalar::topk_fp32_tile, scalar::topk_bf16_tile,
-                scalar::topk_i8_tile, scalar::topk_dot, nullptr, nullptr};
-#ifdef AEREC_X86
-  const Isa isa = active_isa();
-  if (isa >= Isa::avx512) {
-    k.mr = avx512::kTopkMr;
-    k.fp32_tile = avx512::topk_fp32_tile;
-    k.dot = avx512::topk_dot;
-    k.select = avx512::topk_select;
-    k.append = avx512::topk_append;
-    // The compressed kernels without their instructions fall back to the portable loops,
-    // which take the panel height as an argument.
-    if (cpu_features().avx512_vnni) k.i8_tile = avx512vnni::topk_i8_tile;
-    if (cpu_features().avx512_bf16) k.bf16_tile = avx512vnni::topk_bf16_tile;
-  } else if (isa == Isa::avx2) {
-    k.mr = avx2::kTopkMr;
-    k.fp32_tile = avx2::topk_fp32_tile;
-    k.dot = avx2::topk_dot;
-  }
-#endif
+  TopkKernels k = *dispatch(&scalar::kTopkKernels,
+                            AEREC_X86_VARIANTS({Target::avx2, &avx2::kTopkKernels},
+                                               {Target::avx512, &avx512::kTopkKernels}));
+  // The compressed tiles need instructions beyond the level (their own targets, which imply the
+  // avx512 level and so its panel height); without them the table's portable tiles stay.
+  k.i8_tile = dispatch(k.i8_tile, AEREC_X86_VARIANTS({Target::avx512vnni, &avx512vnni::topk_i8_tile}));
+  k.bf16_tile = dispatch(k.bf16_tile, AEREC_X86_VARIANTS({Target::avx512bf16, &avx512bf16::topk_bf16_tile}));
   return k;
 }
 

@@ -52,6 +52,16 @@ def _fmt(res: dict) -> str:
     return "  ".join(f"{k}={res[k]:.4f}" for k in _SHOWN if k in res)
 
 
+def _demo_sizes(args) -> dict:
+    """MultVAE layer sizes from --hidden / --latent (None keeps the model's defaults)."""
+    kw = {}
+    if args.hidden is not None:
+        kw["hidden"] = (args.hidden,)
+    if args.latent is not None:
+        kw["latent"] = args.latent
+    return kw
+
+
 def cmd_demo(args) -> int:
     from . import evaluate, show_config
     from .models import MultVAE, Popularity
@@ -63,7 +73,7 @@ def cmd_demo(args) -> int:
     pop = Popularity().fit(split.train)
     t0 = time.perf_counter()
     vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
-                  random_state=args.seed)
+                  random_state=args.seed, **_demo_sizes(args))
     vae.fit(split.train, validation=split.validation, verbose=1)
     fit_s = time.perf_counter() - t0
     ks = (20, 50, 100)
@@ -166,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="train MultVAE on built-in synthetic data and compare with popularity")
     data_opts(d, 20)
+    # Small networks for quick runs (the CPU-emulation smoke test); defaults: MultVAE's 600 / 200.
+    d.add_argument("--hidden", type=int, default=None, help="MultVAE hidden layer width (default 600)")
+    d.add_argument("--latent", type=int, default=None, help="MultVAE bottleneck width (default 200)")
     d.set_defaults(func=cmd_demo)
     t = sub.add_parser("train", help="train a model and report test metrics")
     t.add_argument("--model", choices=MODELS, default="MultVAE")

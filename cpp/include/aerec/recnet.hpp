@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "aerec/activation.hpp"
+#include "aerec/recnet_kernels.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu {
@@ -64,36 +65,7 @@ void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, c
               float* out, index_t ldo, int num_threads = 0);
 
 // ---------------------------------------------------------------- ISA kernel table
-// Bodies live in src/simd/recnet_{avx512,avx2,scalar}.cpp, one namespace each.
-struct RecKernels {
-  // out[0:n] = (init ? init : 0) + sum_k val[k] * M[idx[k] * ldm + 0:n]
-  void (*gather_sum)(index_t n, index_t cnt, const std::int32_t* idx, const float* val,
-                     const float* m, index_t ldm, const float* init, float* out);
-  // y[0:n] += a * x[0:n]
-  void (*axpy)(index_t n, float a, const float* x, float* y);
-  // max of z[0:n]  (n >= 1)
-  float (*row_max)(index_t n, const float* z);
-  // z[i] = exp(z[i] - shift); returns sum_i z[i] (accumulated in float lanes, then double)
-  double (*exp_shift_sum)(index_t n, float* z, float shift);
-  // z[i] *= s
-  void (*scale)(index_t n, float* z, float s);
-  // z[i] *= s; acc[i] += z[i]   (softmax scaling fused with the output-bias gradient)
-  void (*scale_accumulate)(index_t n, float* z, float s, float* acc);
-  // Adam on a span: g may be null (zero gradient); g_eff = g + l2 * w.
-  void (*adam)(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr,
-               float b1, float b2, float c1, float c2, float eps);
-  // SGD with momentum on a span (g may be null): m = mom * m + g + l2 * w; w -= lr * m.
-  void (*sgd)(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom);
-  // y = tanh(y) in place
-  void (*tanh_inplace)(index_t n, float* y);
-  // logistic loss row: returns sum_i softplus(z[i]) and sets z[i] = sigmoid(z[i]) * scale
-  double (*logistic_row)(index_t n, float* z, float scale);
-};
-const RecKernels& rec_kernels();  // for the active ISA level (cheap; call per batch)
-
-namespace scalar { void fill_rec_kernels(RecKernels* k); }
-namespace avx2 { void fill_rec_kernels(RecKernels* k); }
-namespace avx512 { void fill_rec_kernels(RecKernels* k); }
+// RecKernels and rec_kernels(): recnet_kernels.hpp (declarations only; the ISA units include it).
 
 // ---------------------------------------------------------------- the network
 struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)

@@ -98,6 +98,6 @@ constexpr index_t NC = 4096;
 
 }  // namespace
 
-const gemm_detail::IsaKernels& gemm_kernels() { return kTable; }
+const gemm_detail::IsaKernels kGemmKernels = kTable;
 
 }  // namespace aerec::cpu::avx2

@@ -113,6 +113,6 @@ constexpr index_t NC = 4096; // B block KC x NC = 4 MiB of L3
 
 }  // namespace
 
-const gemm_detail::IsaKernels& gemm_kernels() { return kTable; }
+const gemm_detail::IsaKernels kGemmKernels = kTable;
 
 }  // namespace aerec::cpu::avx512

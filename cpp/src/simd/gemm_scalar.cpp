@@ -81,6 +81,6 @@ constexpr index_t NC = 2048;
 
 }  // namespace
 
-const gemm_detail::IsaKernels& gemm_kernels() { return kTable; }
+const gemm_detail::IsaKernels kGemmKernels = kTable;
 
 }  // namespace aerec::cpu::scalar

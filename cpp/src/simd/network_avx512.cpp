@@ -10,7 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "aerec/optim.hpp"
+#include "../network_kernels.hpp"
 
 namespace aerec::cpu::avx512 {
 

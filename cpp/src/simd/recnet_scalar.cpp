@@ -1,8 +1,8 @@
-// Portable scalar bodies of the RecNetwork kernels (see recnet.hpp), in aerec::cpu::scalar.
+// Portable scalar bodies of the RecNetwork kernels (see recnet_kernels.hpp), in aerec::cpu::scalar.
 #include <cmath>
 #include <cstdint>
 
-#include "aerec/recnet.hpp"
+#include "aerec/recnet_kernels.hpp"
 
 namespace aerec::cpu::scalar {
 namespace {
@@ -83,17 +83,11 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 
 }  // namespace
 
-void fill_rec_kernels(RecKernels* k) {
-  k->gather_sum = &gather_sum;
-  k->axpy = &axpy;
-  k->row_max = &row_max;
-  k->exp_shift_sum = &exp_shift_sum;
-  k->scale = &scale;
-  k->scale_accumulate = &scale_accumulate;
-  k->adam = &adam;
-  k->sgd = &sgd;
-  k->tanh_inplace = &tanh_inplace;
-  k->logistic_row = &logistic_row;
-}
+// Constant data (function addresses are constant expressions): no initialiser compiled with this
+// unit's flags runs at load time or when a portable caller picks a table.
+const RecKernels kRecKernels = {
+    &gather_sum, &axpy, &row_max, &exp_shift_sum, &scale, &scale_accumulate,
+    &adam, &sgd, &tanh_inplace, &logistic_row,
+};
 
 }  // namespace aerec::cpu::scalar

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "aerec/topk.hpp"
+#include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::avx2 {
 
@@ -77,5 +77,9 @@ float topk_dot(const float* q, const float* x, index_t d) {
   for (; p < d; ++p) t += q[p] * x[p];
   return t;
 }
+
+// Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
+const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
+                                   &scalar::topk_i8_tile, &topk_dot, nullptr, nullptr};
 
 }  // namespace aerec::cpu::avx2

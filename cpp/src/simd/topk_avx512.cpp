@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "aerec/topk.hpp"
+#include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::avx512 {
 
@@ -150,5 +150,9 @@ void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, st
   }
   *n += o - out;
 }
+
+// Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
+const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
+                                   &scalar::topk_i8_tile, &topk_dot, &topk_select, &topk_append};
 
 }  // namespace aerec::cpu::avx512

@@ -1,12 +1,13 @@
-// Top-k compressed tile kernels: int8 with AVX-512 VNNI (vpdpbusd: uint8 query bytes = q + 128
-// times int8 item bytes, the +128 removed afterwards with 128 x item row sum) and bf16 with
-// AVX512-BF16 (vdpbf16ps). 12 queries x 32 items = 24 zmm accumulators, as in fp32.
+// Top-k compressed tile kernel: int8 with AVX-512 VNNI (vpdpbusd: uint8 query bytes = q + 128
+// times int8 item bytes, the +128 removed afterwards with 128 x item row sum). 12 queries x 32
+// items = 24 zmm accumulators, as in fp32. Compiled with the VNNI flags only (the bf16 tile is in
+// topk_avx512bf16.cpp): a CPU may have one without the other (Ice Lake: VNNI, no BF16).
 #include <immintrin.h>
 
 #include <cstdint>
 #include <cstring>
 
-#include "aerec/topk.hpp"
+#include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::avx512vnni {
 namespace {
@@ -67,40 +68,6 @@ void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int3
 #undef AEREC_STEP
 #undef AEREC_DECL
 #undef AEREC_ROWS
-}
-
-void topk_bf16_tile(const std::uint16_t* qp, const std::uint16_t* ip, const float* bias,
-                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
-  (void)mr;
-  const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
-  __m512 c[MR][2];
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    c[i][0] = b0;
-    c[i][1] = b1;
-  }
-  for (index_t p = 0; p < d2; ++p) {
-    const __m512bh x0 = (__m512bh)_mm512_loadu_si512(ip + p * 64);
-    const __m512bh x1 = (__m512bh)_mm512_loadu_si512(ip + p * 64 + 32);
-    const std::uint16_t* q = qp + p * MR * 2;
-#pragma GCC unroll 12
-    for (int i = 0; i < MR; ++i) {
-      std::int32_t v;
-      std::memcpy(&v, q + 2 * i, 4);
-      const __m512bh qi = (__m512bh)_mm512_set1_epi32(v);
-      c[i][0] = _mm512_dpbf16_ps(c[i][0], qi, x0);
-      c[i][1] = _mm512_dpbf16_ps(c[i][1], qi, x1);
-    }
-  }
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; ++i) {
-    const __m512 t = _mm512_set1_ps(thr[i]);
-    const std::uint32_t m0 = _mm512_cmp_ps_mask(c[i][0], t, _CMP_GE_OQ);
-    const std::uint32_t m1 = _mm512_cmp_ps_mask(c[i][1], t, _CMP_GE_OQ);
-    mask[i] = m0 | (m1 << 16);
-    _mm512_storeu_ps(tile + i * 32, c[i][0]);
-    _mm512_storeu_ps(tile + i * 32 + 16, c[i][1]);
-  }
 }
 
 }  // namespace aerec::cpu::avx512vnni

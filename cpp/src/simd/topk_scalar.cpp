@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "aerec/topk.hpp"
+#include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::scalar {
 namespace {
@@ -89,5 +89,9 @@ float topk_dot(const float* q, const float* x, index_t d) {
   for (; p < d; ++p) t += q[p] * x[p];
   return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7])) + t;
 }
+
+// Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
+const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &topk_bf16_tile, &topk_i8_tile,
+                                   &topk_dot, nullptr, nullptr};
 
 }  // namespace aerec::cpu::scalar

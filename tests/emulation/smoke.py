@@ -1,0 +1,235 @@
+"""CPU-emulation smoke suite: every public path of aerec once, on tiny data, in one process.
+
+CI runs it under ``qemu-x86_64 -cpu Haswell`` (AVX2, no AVX-512) and ``-cpu Nehalem`` (SSE4.2, no
+AVX) with the installed package, so a kernel compiled for an instruction set the CPU lacks dies
+here with SIGILL (exit 132 / "uncaught target signal 4") instead of on a user's machine::
+
+    qemu-x86_64 -cpu Haswell  "$(python -c 'import sys; print(sys.executable)')" tests/emulation/smoke.py --expect-isa avx2
+    qemu-x86_64 -cpu Nehalem  ... tests/emulation/smoke.py --expect-isa scalar
+
+It also runs natively (any AEREC_ISA cap): tests/test_emulation.py does both. A plain script, no
+pytest: it prints one line per check, then "N passed, N failed", and exits 1 on any failure.
+Results are checked against the NumPy oracles (search.reference_search) and the model's own
+save/load round trip, not against the host's bits, so they hold at every ISA level. Sized to take
+well under a minute natively per process and a few minutes under emulation.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+import numpy as np
+import scipy.sparse as sp
+
+import aerec
+from aerec import _core
+from aerec.search import TopK, reference_search
+
+RESULTS: list[tuple[str, bool, str]] = []
+
+
+def check(name):
+    """Decorator: run the check now, record pass/fail (an exception is a failure), print a line."""
+    def run(fn):
+        t0 = time.perf_counter()
+        try:
+            fn()
+            ok, why = True, ""
+        except Exception as exc:  # noqa: BLE001 - every failure is reported and counted
+            ok, why = False, f"{type(exc).__name__}: {exc}"
+            traceback.print_exc(file=sys.stdout)
+        RESULTS.append((name, ok, why))
+        print(f"{'PASS' if ok else 'FAIL'} {name} ({time.perf_counter() - t0:.1f} s){'' if ok else ': ' + why}",
+              flush=True)
+        return fn
+    return run
+
+
+def clustered(n_users=90, n_items=48, n_clusters=3, seed=0):
+    rng = np.random.default_rng(seed)
+    uc = rng.integers(0, n_clusters, n_users)
+    ic = np.arange(n_items) % n_clusters
+    dense = (rng.random((n_users, n_items)) < np.where(uc[:, None] == ic[None, :], 0.35, 0.03))
+    dense[dense.sum(1) == 0, 0] = True
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def ratings(n_users=60, n_items=40, seed=0):
+    rng = np.random.default_rng(seed)
+    full = np.clip(np.round(3 + rng.normal(size=(n_users, 3)) @ rng.normal(size=(n_items, 3)).T * 0.7), 1, 5)
+    return sp.csr_matrix(np.where(rng.random((n_users, n_items)) < 0.3, full, 0).astype(np.float32))
+
+
+def check_topk_output(ids, scores, k, n_items, seen=None):
+    assert ids.shape == scores.shape and ids.shape[-1] == min(k, n_items), (ids.shape, scores.shape)
+    assert ids.dtype == np.int32 and scores.dtype == np.float32
+    ids2 = ids.reshape(-1, ids.shape[-1])
+    sc2 = scores.reshape(-1, scores.shape[-1])
+    for r in range(ids2.shape[0]):
+        valid = ids2[r] >= 0
+        row = ids2[r][valid]
+        assert np.all(row < n_items) and len(set(row.tolist())) == row.size, f"bad ids {ids2[r]}"
+        assert np.all(np.isfinite(sc2[r][valid])), f"non-finite scores {sc2[r]}"
+        assert np.all(np.diff(sc2[r][valid]) <= 0), f"scores not descending {sc2[r]}"
+        if seen is not None:
+            assert not set(row.tolist()) & set(seen[r].indices.tolist()), "a seen item was recommended"
+
+
+def run_model(name, make, X, fold_in=True, tmp="."):
+    model = make()
+
+    @check(f"{name}: fit")
+    def _():
+        model.fit(X)
+
+    @check(f"{name}: recommend")
+    def _():
+        users = np.array([0, 1, 2, 5])
+        ids, scores = model.recommend(users, k=5)
+        check_topk_output(ids, scores, 5, X.shape[1], X[users])
+        i1, s1 = model.recommend(3, k=4)
+        assert i1.shape == (4,), i1.shape
+
+    @check(f"{name}: fold-in recommend(user_items=...)")
+    def _():
+        hist = X[[4, 7, 9]]
+        if not fold_in:  # item-based AutoRec cannot fold in new users: a clear error
+            try:
+                model.recommend(user_items=hist, k=5)
+            except ValueError:
+                return
+            raise AssertionError("fold-in should raise for this model")
+        ids, scores = model.recommend(user_items=hist, k=5)
+        check_topk_output(ids, scores, 5, X.shape[1], hist)
+
+    @check(f"{name}: save / load round trip")
+    def _():
+        path = os.path.join(tmp, f"{name}.npz")
+        model.save(path)
+        loaded = aerec.load(path)
+        users = np.array([0, 1, 2])
+        a_ids, a_sc = model.recommend(users, k=6)
+        b_ids, b_sc = loaded.recommend(users, k=6)
+        np.testing.assert_array_equal(a_ids, b_ids)
+        np.testing.assert_allclose(a_sc, b_sc, rtol=1e-6, atol=1e-6)
+
+
+def run_all(tmp):
+    X = clustered()
+    R = ratings()
+    fast = dict(epochs=3, batch_size=32, learning_rate=5e-3, random_state=0)
+    run_model("Popularity", lambda: aerec.Popularity(), X, tmp=tmp)
+    run_model("EASE", lambda: aerec.EASE(l2=5.0), X, tmp=tmp)
+    run_model("MultDAE", lambda: aerec.MultDAE(hidden=(24,), latent=8, **fast), X, tmp=tmp)
+    run_model("MultVAE", lambda: aerec.MultVAE(hidden=(24,), latent=8, total_anneal_steps=20, **fast), X, tmp=tmp)
+    run_model("CDAE", lambda: aerec.CDAE(latent=8, **fast), X, tmp=tmp)
+    run_model("AutoRec-item", lambda: aerec.AutoRec(kind="item", hidden=12, epochs=3, batch_size=16), R,
+              fold_in=False, tmp=tmp)
+    run_model("AutoRec-user", lambda: aerec.AutoRec(kind="user", hidden=12, epochs=3, batch_size=16), R, tmp=tmp)
+
+    @check("datasets.synthetic Interactions -> MultVAE fit + recommend")
+    def _():
+        inter = aerec.datasets.synthetic(n_users=120, n_items=60, density=0.05, n_factors=4, random_state=0)
+        m = aerec.MultVAE(hidden=(16,), latent=4, epochs=2, batch_size=32, random_state=0).fit(inter)
+        ids, scores = m.recommend(np.arange(3), k=5)
+        check_topk_output(ids, scores, 5, inter.n_items)
+
+    @check("Autoencoder (dense): fit, predict, encode, save / load")
+    def _():
+        rng = np.random.default_rng(0)
+        x = rng.random((64, 12), dtype=np.float32)
+        ae = aerec.Autoencoder(hidden=(8, 4), activation="tanh").fit(x, epochs=3, batch_size=16)
+        y, z = ae.predict(x), ae.encode(x)
+        assert y.shape == x.shape and z.shape == (64, 4) and np.all(np.isfinite(y))
+        path = os.path.join(tmp, "ae.npz")
+        ae.save(path)
+        np.testing.assert_array_equal(aerec.load(path).predict(x), y)
+
+    @check("TopK: fp32/bf16/int8 x prune x ip(+bias)/cosine vs reference_search, save / load")
+    def _():
+        rng = np.random.default_rng(1)
+        n, d, m, k = 150, 24, 7, 6
+        items = rng.integers(-4, 5, (n, d)).astype(np.float32)  # integer-valued: exact fp32 scores
+        queries = rng.integers(-4, 5, (m, d)).astype(np.float32)
+        bias = rng.integers(-3, 4, n).astype(np.float32)
+        exclude = [rng.choice(n, 5, replace=False) for _ in range(m)]
+        for metric, b in (("ip", bias), ("cosine", None)):
+            ref_ids, ref_sc = reference_search(items, queries, k, bias=b, exclude=exclude, metric=metric)
+            for precision in ("fp32", "bf16", "int8"):
+                for prune in (False, True):
+                    # rescore * k >= n: every item is re-scored in fp32, so the answer is exact.
+                    idx = TopK(items, bias=b, metric=metric, precision=precision, prune=prune,
+                               rescore=n // k + 1)
+                    ids, sc = idx.search(queries, k, exclude=exclude)
+                    where = f"{metric} {precision} prune={prune}"
+                    if metric == "ip":
+                        np.testing.assert_array_equal(ids, ref_ids, err_msg=where)
+                    else:  # cosine: normalised vectors, scores equal to rounding; compare score sets
+                        np.testing.assert_allclose(sc, ref_sc, rtol=1e-5, atol=1e-5, err_msg=where)
+                    np.testing.assert_allclose(sc, ref_sc, rtol=1e-5, atol=1e-5, err_msg=where)
+        idx = TopK(items, bias=bias, precision="int8", prune=True, rescore=n // k + 1)
+        path = os.path.join(tmp, "topk.npz")
+        idx.save(path)
+        ids_a, _ = idx.search(queries, k)
+        ids_b, _ = TopK.load(path).search(queries, k)
+        np.testing.assert_array_equal(ids_a, ids_b)
+
+    @check("EASE.similar_items and score")
+    def _():
+        m = aerec.EASE(l2=5.0).fit(X)
+        s = m.score(np.array([0, 1]))
+        assert s.shape == (2, X.shape[1]) and np.all(np.isfinite(s))
+        ids, sc = m.similar_items(0, k=5)
+        assert ids.shape[-1] == 5 and 0 not in ids.tolist()
+
+    @check("CLI: aerec demo on tiny synthetic data")
+    def _():
+        from aerec import cli
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = cli.main(["demo", "--users", "200", "--items", "80", "--density", "0.05",
+                           "--epochs", "2", "--heldout-users", "20", "--batch-size", "50",
+                           "--anneal-steps", "10", "--hidden", "32", "--latent", "8"])
+        text = out.getvalue()
+        assert rc == 0, f"aerec demo exited {rc}:\n{text}"
+        assert "MultVAE" in text and "top-5 items" in text, text[-2000:]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--expect-isa", choices=("scalar", "avx2", "avx512", "amx"),
+                    help="fail unless aerec._core.active_isa() reports this level")
+    args = ap.parse_args(argv)
+    aerec.set_num_threads(2)
+    t0 = time.perf_counter()
+    print(f"aerec {aerec.__version__}: detected {_core.detected_isa()}, active {_core.active_isa()}, "
+          f"AEREC_ISA={os.environ.get('AEREC_ISA', '')!r}", flush=True)
+
+    @check(f"dispatch level is {args.expect_isa}" if args.expect_isa else "dispatch level reported")
+    def _():
+        text = io.StringIO()
+        aerec.show_config(file=text)
+        level = _core.active_isa()
+        assert level in ("scalar", "avx2", "avx512", "amx"), level
+        assert f"dispatch level: {level}" in text.getvalue(), text.getvalue()
+        if args.expect_isa:
+            assert level == args.expect_isa, f"active_isa() is {level!r}, expected {args.expect_isa!r}"
+
+    with tempfile.TemporaryDirectory(prefix="aerec-smoke-") as tmp:
+        run_all(tmp)
+    failed = [r for r in RESULTS if not r[1]]
+    print(f"{len(RESULTS) - len(failed)} passed, {len(failed)} failed "
+          f"(active ISA {_core.active_isa()}, {time.perf_counter() - t0:.1f} s)", flush=True)
+    for name, _, why in failed:
+        print(f"  FAILED {name}: {why}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
