@@ -77,30 +77,30 @@ Network::Network(NetworkSpec spec) : spec_((spec.validate(), std::move(spec))), 
 
 void Network::set_step(std::int64_t s) {
   AEREC_CHECK_ARG(s >= 0, "optimizer step must be >= 0");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   step_ = s;
 }
 
 void Network::read_params(float* const* dst) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t) std::memcpy(dst[t], cparam(t), sizeof(float) * tensor_size(t));
 }
 
 void Network::write_params(const float* const* src) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t) std::memcpy(param(t), src[t], sizeof(float) * tensor_size(t));
 }
 
 void Network::read_state(int slot, float* const* dst) const {
   AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t)
     std::memcpy(dst[t], state_[slot].data() + offset(t), sizeof(float) * tensor_size(t));
 }
 
 void Network::write_state(int slot, const float* const* src) {
   AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t)
     std::memcpy(state_[slot].data() + offset(t), src[t], sizeof(float) * tensor_size(t));
 }
@@ -797,7 +797,7 @@ void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t b
                   "out has the wrong shape");
   if (n == 0) return;
   Workspace w(n_layers());  // per call: concurrent callers share nothing mutable
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   for (index_t r0 = 0; r0 < n; r0 += batch_size) {
     const index_t rows = std::min(batch_size, n - r0);
     const Batch mb = minibatch(w, b, r0, rows, nullptr);
@@ -813,7 +813,7 @@ double Network::loss(const Batch& b, index_t batch_size) const {
   const index_t bs = std::min(batch_size, n);
   double total = 0.0, count = 0.0, kl = 0.0;
   Workspace w(L);  // per call: concurrent callers share nothing mutable
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
     const Batch mb = minibatch(w, b, r0, rows, nullptr);
@@ -834,14 +834,14 @@ double Network::gradients_locked(const Batch& b, bool training) {
 }
 
 double Network::gradients(const Batch& b, bool training, float* grads_out) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   const double loss = gradients_locked(b, training);
   if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
   return loss;
 }
 
 double Network::train_batch(const Batch& b) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   const double loss = gradients_locked(b, true);
   apply_optimizer();
   return loss;
@@ -850,7 +850,7 @@ double Network::train_batch(const Batch& b) {
 double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, std::uint64_t seed) {
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
   check_batch(b, true);
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
   if (shuffle) {

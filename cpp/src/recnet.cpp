@@ -573,7 +573,7 @@ void RecNetwork::apply_update() {
 double RecNetwork::train_batch(const CsrView<float>& x, const std::int32_t* users) {
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "train_batch needs at least one row");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   return train_epoch_impl(x, users, x.rows, false, 0, /*checked=*/true);
 }
@@ -583,7 +583,7 @@ double RecNetwork::train_epoch(const CsrView<float>& x, const std::int32_t* user
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "train_epoch needs at least one row");
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   return train_epoch_impl(x, users, batch_size, shuffle, shuffle_seed, true);
 }
@@ -623,7 +623,7 @@ double RecNetwork::gradients(const CsrView<float>& x, const std::int32_t* users,
                              std::vector<std::vector<float>>* grads) {
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "gradients needs at least one row");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   ensure_buffers(x.rows);
   gather(x, v_index_ >= 0 ? users : nullptr, nullptr, 0, x.rows, true, batch_);
@@ -679,7 +679,7 @@ void RecNetwork::evaluate(const CsrView<float>& x, const std::int32_t* users, in
     z.reset(new float[static_cast<std::size_t>(bs) * static_cast<std::size_t>(spec_.layer_sizes[enc])]);
   const Acts acts{ptrs.data(), z.get(), nullptr};
   Batch b;
-  std::shared_lock<std::shared_mutex> lock(mu_);  // waits only for a running training call
+  std::shared_lock<SharedMutex> lock(mu_);  // waits only for a running training call
   for (index_t s = 0; s < n; s += bs) {
     const index_t nb = std::min(bs, n - s);
     gather(x, v_index_ >= 0 ? users : nullptr, nullptr, s, nb, false, b);
@@ -690,7 +690,7 @@ void RecNetwork::evaluate(const CsrView<float>& x, const std::int32_t* users, in
 void RecNetwork::read_tensors(int which, float* const* dst) const {
   AEREC_CHECK_ARG(which >= 0 && which <= 2, "read_tensors: which must be 0, 1 or 2");
   AEREC_CHECK_ARG(which < 2 || !v_.empty(), "read_tensors: sgd has no second moments");
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  std::shared_lock<SharedMutex> lock(mu_);
   const auto& src = which == 0 ? params_ : which == 1 ? m_ : v_;
   for (std::size_t i = 0; i < src.size(); ++i) std::copy(src[i].begin(), src[i].end(), dst[i]);
 }
@@ -698,7 +698,7 @@ void RecNetwork::read_tensors(int which, float* const* dst) const {
 void RecNetwork::write_tensors(int which, const float* const* src) {
   AEREC_CHECK_ARG(which >= 0 && which <= 2, "write_tensors: which must be 0, 1 or 2");
   AEREC_CHECK_ARG(which < 2 || !v_.empty(), "write_tensors: sgd has no second moments");
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  std::unique_lock<SharedMutex> lock(mu_);
   auto& dst = which == 0 ? params_ : which == 1 ? m_ : v_;
   for (std::size_t i = 0; i < dst.size(); ++i) std::copy(src[i], src[i] + dst[i].size(), dst[i].begin());
 }

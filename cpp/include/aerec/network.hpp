@@ -26,6 +26,8 @@
 #include <atomic>
 #include <cstdint>
 #include <shared_mutex>
+
+#include "aerec/rwlock.hpp"
 #include <string>
 #include <vector>
 
@@ -181,7 +183,7 @@ class Network {
   void apply_optimizer();
 
   NetworkSpec spec_;
-  mutable std::shared_mutex mu_;  // shared: hidden, loss, read_*; exclusive: training, write_*
+  mutable SharedMutex mu_;  // shared: hidden, loss, read_*; exclusive: training, write_*
   std::atomic<std::int64_t> step_{0};  // atomic: step() and beta() read it without the lock
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;

@@ -17,6 +17,8 @@
 #pragma once
 #include <cstdint>
 #include <shared_mutex>
+
+#include "aerec/rwlock.hpp"
 #include <vector>
 
 #include "aerec/activation.hpp"
@@ -185,7 +187,7 @@ class RecNetwork {
   void apply_update();
 
   RecSpec spec_;
-  mutable std::shared_mutex mu_;  // shared: evaluate, read_tensors; exclusive: training, writes
+  mutable SharedMutex mu_;  // shared: evaluate, read_tensors; exclusive: training, writes
   std::vector<std::pair<index_t, index_t>> shapes_;
   std::vector<std::vector<float>> params_, grads_, m_, v_;
   int v_index_ = -1;  // params index of V, or -1
