@@ -7,6 +7,7 @@ import numpy as np
 import scipy.linalg
 
 from ..io import register_model
+from ._serving import atomic_fit, reads
 from .recommender import Recommender
 
 __all__ = ["EASE", "Popularity", "available_memory"]
@@ -27,6 +28,7 @@ def available_memory() -> int | None:
 class _SavableRecommender(Recommender):
     _arrays_to_save: tuple[str, ...] = ()
 
+    @reads
     def save(self, path) -> None:
         self._check_fitted("train_")
         arrays = self._train_arrays()
@@ -52,6 +54,7 @@ class Popularity(_SavableRecommender):
     def __init__(self):
         pass
 
+    @atomic_fit
     def fit(self, train, validation=None, **kw):
         X = self._train_matrix(train)
         self.train_ = X
@@ -61,6 +64,7 @@ class Popularity(_SavableRecommender):
     def _scores(self, rows, X):
         return np.broadcast_to(self.item_counts_, (X.shape[0], len(self.item_counts_)))
 
+    @reads
     def item_vectors(self):
         return self.item_counts_[:, None]
 
@@ -105,6 +109,7 @@ class EASE(_SavableRecommender):
         it = np.dtype(dtype).itemsize
         return n_items * n_items * (it + (4 if it == 8 else 0))
 
+    @atomic_fit
     def fit(self, train, validation=None, **kw):
         X = self._train_matrix(train)
         dt = self._dtype()
@@ -184,5 +189,6 @@ class EASE(_SavableRecommender):
         except ImportError:
             return None
 
+    @reads
     def item_vectors(self):
         return self.B_
