@@ -1,12 +1,13 @@
 // aerec._core.Network: the C++ training core. Arrays are checked here (dtype -> TypeError, shape /
-// stride -> ValueError); every kernel call runs with the GIL released. One Python thread at a time
-// may use a given Network (a second concurrent call raises RuntimeError instead of racing).
+// stride -> ValueError); every kernel call runs with the GIL released. Any number of threads may
+// call hidden / loss / get_params at once (per-call workspaces, a shared lock); training calls and
+// the setters take the network exclusively (cpu::Network locks; see network.hpp). The GIL is
+// released before any of those locks is taken, so a lock holder never waits for the GIL.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <cstring>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,15 +61,6 @@ cpu::NetworkSpec spec_from_dict(const py::dict& d) {
 struct PyNetwork {
   explicit PyNetwork(cpu::NetworkSpec s) : net(std::move(s)) {}
   cpu::Network net;
-  std::mutex mu;
-};
-
-struct Guard {
-  explicit Guard(PyNetwork& p) : lock(p.mu, std::try_to_lock) {
-    if (!lock.owns_lock())
-      throw std::runtime_error("aerec: this Network is being used by another thread");
-  }
-  std::unique_lock<std::mutex> lock;
 };
 
 void copy_in(cpu::Network& net, int t, const py::array& a, const std::string& name) {
@@ -101,14 +93,31 @@ void set_params(cpu::Network& net, const py::sequence& params) {
     throw py::value_error("expected " + std::to_string(T) + " parameter arrays [W0, b0, W1, b1, ...(, U)], got " +
                           std::to_string(py::len(params)));
   std::vector<py::array> arrs;
+  std::vector<const float*> src;
   for (int t = 0; t < T; ++t) {
     py::object o = params[t];
     if (!py::isinstance<py::array>(o)) throw py::type_error(tensor_name(net, t) + " must be a numpy.ndarray");
     py::array a = o.cast<py::array>();
     copy_in(net, t, a, tensor_name(net, t));
+    src.push_back(static_cast<const float*>(a.data()));
     arrs.push_back(a);
   }
-  for (int t = 0; t < T; ++t) std::memcpy(net.param(t), arrs[t].data(), sizeof(float) * net.tensor_size(t));
+  py::gil_scoped_release release;
+  net.write_params(src.data());
+}
+
+// New arrays W0, b0, ... (shapes as the tensors) and their data pointers, to be filled.
+py::list new_tensors(const cpu::Network& net, std::vector<float*>& ptrs) {
+  py::list out;
+  for (int t = 0; t < net.n_tensors(); ++t) {
+    const bool is_bias = t % 2 == 1 && t < 2 * net.n_layers();
+    const index_t rows = net.tensor_rows(t), cols = net.tensor_cols(t);
+    py::array_t<float> a = is_bias ? py::array_t<float>({static_cast<py::ssize_t>(cols)})
+                                   : py::array_t<float>({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(cols)});
+    ptrs.push_back(a.mutable_data());
+    out.append(a);
+  }
+  return out;
 }
 
 // A CSR matrix handed to the Network (aerec.backends.cpp wraps scipy.sparse into it): keeps its
@@ -211,36 +220,40 @@ Use it through aerec.backends.cpp.Network.)doc")
       .def_property_readonly("n_layers", [](PyNetwork& p) { return p.net.n_layers(); })
       .def_property_readonly("step", [](PyNetwork& p) { return p.net.step(); })
       .def_property_readonly("beta", [](PyNetwork& p) { return p.net.beta(); })
-      .def("get_params", [](PyNetwork& p) {
-        Guard g(p);
-        py::list out;
-        for (int t = 0; t < p.net.n_tensors(); ++t)
-          out.append(copy_out(p.net.param(t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+      .def("get_params", [](const PyNetwork& p) {
+        std::vector<float*> dst;
+        py::list out = new_tensors(p.net, dst);
+        py::gil_scoped_release release;
+        p.net.read_params(dst.data());
         return out;
       })
       .def("set_params", [](PyNetwork& p, const py::sequence& params) {
-        Guard g(p);
         set_params(p.net, params);
       }, py::arg("params"))
-      .def("get_optimizer_state", [](PyNetwork& p) {
-        Guard g(p);
+      .def("get_optimizer_state", [](const PyNetwork& p) {
         py::dict d;
         py::array_t<std::int64_t> st{std::vector<py::ssize_t>{}};
         *st.mutable_data() = p.net.step();
         d["step"] = st;
-        for (int t = 0; t < p.net.n_tensors(); ++t)
-          for (int s = 0; s < p.net.n_state_slots(); ++s)
-            d[py::str(std::string(p.net.state_slot_name(s)) + "_" + tensor_name(p.net, t))] =
-                copy_out(p.net.state(s, t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1);
+        for (int s = 0; s < p.net.n_state_slots(); ++s) {
+          std::vector<float*> dst;
+          py::list arrs = new_tensors(p.net, dst);
+          {
+            py::gil_scoped_release release;
+            p.net.read_state(s, dst.data());
+          }
+          for (int t = 0; t < p.net.n_tensors(); ++t)
+            d[py::str(std::string(p.net.state_slot_name(s)) + "_" + tensor_name(p.net, t))] = arrs[t];
+        }
         return d;
       })
       .def("set_optimizer_state", [](PyNetwork& p, const py::dict& d) {
-        Guard g(p);
         cpu::Network& net = p.net;
         if (!d.contains("step")) throw py::value_error("optimizer state lacks 'step'");
         const std::int64_t step = py::int_(py::array(d["step"]).attr("item")()).cast<std::int64_t>();
         if (step < 0) throw py::value_error("optimizer step must be >= 0");
-        std::vector<std::pair<float*, py::array>> todo;
+        std::vector<py::array> keep;  // every array checked before any is written
+        std::vector<std::vector<const float*>> src(net.n_state_slots());
         for (int t = 0; t < net.n_tensors(); ++t)
           for (int s = 0; s < net.n_state_slots(); ++s) {
             std::string key = std::string(net.state_slot_name(s)) + "_" + tensor_name(net, t);
@@ -249,13 +262,14 @@ Use it through aerec.backends.cpp.Network.)doc")
             if (!py::isinstance<py::array>(o)) throw py::type_error(key + " must be a numpy.ndarray");
             py::array a = o.cast<py::array>();
             copy_in(net, t, a, key);
-            todo.emplace_back(net.state(s, t), a);
+            src[s].push_back(static_cast<const float*>(a.data()));
+            keep.push_back(a);
           }
-        for (auto& [dst, a] : todo) std::memcpy(dst, a.data(), sizeof(float) * a.size());
+        py::gil_scoped_release release;
+        for (int s = 0; s < net.n_state_slots(); ++s) net.write_state(s, src[s].data());
         net.set_step(step);
       }, py::arg("state"))
-      .def("hidden", [](PyNetwork& p, const py::object& x, int layer, index_t batch_size, const py::object& users) {
-        Guard g(p);
+      .def("hidden", [](const PyNetwork& p, const py::object& x, int layer, index_t batch_size, const py::object& users) {
         if (layer < 0 || layer >= p.net.n_layers())
           throw py::index_error("layer must be in [0, " + std::to_string(p.net.n_layers()) + "), got " + std::to_string(layer));
         check_bs(batch_size);
@@ -273,9 +287,8 @@ Use it through aerec.backends.cpp.Network.)doc")
         }
         return out;
       }, py::arg("x"), py::arg("layer"), py::arg("batch_size") = 4096, py::arg("users") = py::none())
-      .def("loss", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, index_t batch_size,
+      .def("loss", [](const PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, index_t batch_size,
                       const py::object& users) {
-        Guard g(p);
         check_bs(batch_size);
         cpu::Batch b = make_batch(x, y, mask, users);
         py::gil_scoped_release release;
@@ -284,29 +297,32 @@ Use it through aerec.backends.cpp.Network.)doc")
          py::arg("users") = py::none())
       .def("gradients", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, bool training,
                            const py::object& users) {
-        Guard g(p);
         cpu::Batch b = make_batch(x, y, mask, users);
+        std::size_t total = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        std::vector<float> g(total);
         double loss;
         {
           py::gil_scoped_release release;
-          loss = p.net.gradients(b, training);
+          loss = p.net.gradients(b, training, g.data());  // copied under the network's lock
         }
         py::list grads;
-        for (int t = 0; t < p.net.n_tensors(); ++t)
-          grads.append(copy_out(p.net.grad(t), p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+        std::size_t off = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) {
+          grads.append(copy_out(g.data() + off, p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+          off += static_cast<std::size_t>(p.net.tensor_size(t));
+        }
         return py::make_tuple(loss, grads);
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
       .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              const py::object& users) {
-        Guard g(p);
         cpu::Batch b = make_batch(x, y, mask, users);
         py::gil_scoped_release release;
         return p.net.train_batch(b);
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("users") = py::none())
       .def("train_epoch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              index_t batch_size, bool shuffle, const py::int_& seed, const py::object& users) {
-        Guard g(p);
         check_bs(batch_size);
         cpu::Batch b = make_batch(x, y, mask, users);
         const std::uint64_t s = as_u64_mask(seed);

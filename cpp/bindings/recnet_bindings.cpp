@@ -1,6 +1,8 @@
 // pybind11 glue for aerec::cpu::RecNetwork (_core.RecNetwork). Arrays were validated and converted
 // once in python/aerec/backends/_cpp_recnet.py; here the dtypes and the cheap CSR invariants are
 // re-checked (the kernel re-checks the rest), then the GIL is released around every call.
+// evaluate runs concurrently from any number of threads (per-call workspaces, shared lock);
+// training calls and set_params take the network exclusively (see recnet.hpp).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -89,16 +91,24 @@ Csr csr_in(const py::array& indptr, const py::array& indices, const py::array& d
   return c;
 }
 
-py::list tensors_out(cpu::RecNetwork& net, const std::vector<std::vector<float>>* src, int which) {
+// Every tensor of one kind (0 params, 1 first moments, 2 second moments), or the given vectors,
+// as new arrays. The network's own tensors are copied in one consistent snapshot under its lock,
+// with the GIL released (a training call holding the lock never waits for the GIL).
+py::list tensors_out(const cpu::RecNetwork& net, const std::vector<std::vector<float>>* src, int which) {
   py::list out;
+  std::vector<float*> dst;
   for (std::size_t i = 0; i < net.n_params(); ++i) {
     std::vector<py::ssize_t> shape;
     shape.push_back(net.param_rows(i));
     if (net.param_cols(i)) shape.push_back(net.param_cols(i));
     py::array_t<float> a(shape);
-    const float* s = src ? (*src)[i].data() : which == 0 ? net.param(i) : which == 1 ? net.moment1(i) : net.moment2(i);
-    std::copy(s, s + net.param_size(i), a.mutable_data());
+    if (src) std::copy((*src)[i].begin(), (*src)[i].end(), a.mutable_data());
+    dst.push_back(a.mutable_data());
     out.append(a);
+  }
+  if (!src) {
+    py::gil_scoped_release nogil;
+    net.read_tensors(which, dst.data());
   }
   return out;
 }
@@ -106,7 +116,9 @@ py::list tensors_out(cpu::RecNetwork& net, const std::vector<std::vector<float>>
 void tensors_in(cpu::RecNetwork& net, const py::list& arrays, int which) {
   if (arrays.size() != net.n_params())
     throw py::value_error("expected " + std::to_string(net.n_params()) + " arrays, got " + std::to_string(arrays.size()));
-  for (std::size_t i = 0; i < net.n_params(); ++i) {  // check all before writing any
+  std::vector<py::array> keep;  // check all before writing any
+  std::vector<const float*> src;
+  for (std::size_t i = 0; i < net.n_params(); ++i) {
     py::array a = arrays[i].cast<py::array>();
     require_dtype<float>(a, "param");
     const bool vec = net.param_cols(i) == 0;
@@ -114,13 +126,11 @@ void tensors_in(cpu::RecNetwork& net, const py::list& arrays, int which) {
       throw py::value_error("array " + std::to_string(i) + " has the wrong shape; expected (" +
                             std::to_string(net.param_rows(i)) + (vec ? "" : ", " + std::to_string(net.param_cols(i))) + ")");
     if (!(a.flags() & py::array::c_style)) throw py::value_error("param arrays must be C-contiguous");
+    src.push_back(static_cast<const float*>(a.data()));
+    keep.push_back(std::move(a));
   }
-  for (std::size_t i = 0; i < net.n_params(); ++i) {
-    py::array a = arrays[i].cast<py::array>();
-    float* d = which == 0 ? net.param(i) : which == 1 ? net.moment1(i) : net.moment2(i);
-    const float* s = static_cast<const float*>(a.data());
-    std::copy(s, s + net.param_size(i), d);
-  }
+  py::gil_scoped_release nogil;
+  net.write_tensors(which, src.data());
 }
 
 void bind_recnet(py::module_& m) {
@@ -132,20 +142,21 @@ void bind_recnet(py::module_& m) {
            }),
            py::arg("spec"), py::arg("params"))
       .def_readwrite("step", &cpu::RecNetwork::step)
-      .def("get_params", [](cpu::RecNetwork& n) { return tensors_out(n, nullptr, 0); })
+      .def("get_params", [](const cpu::RecNetwork& n) { return tensors_out(n, nullptr, 0); })
       .def("set_params", [](cpu::RecNetwork& n, const py::list& p) { tensors_in(n, p, 0); })
       .def("get_optimizer_state", [](cpu::RecNetwork& n) {
         py::dict d;
         d["step"] = n.step;
         d["m"] = tensors_out(n, nullptr, 1);
-        d["v"] = n.moment2(0) ? tensors_out(n, nullptr, 2) : py::list();
+        d["v"] = n.spec().optimizer == cpu::RecOptimizer::adam ? tensors_out(n, nullptr, 2) : py::list();
         return d;
       })
       .def("set_optimizer_state", [](cpu::RecNetwork& n, const py::dict& d) {
         const py::list mm = d["m"].cast<py::list>(), vv = d["v"].cast<py::list>();
-        if (!n.moment2(0) && vv.size() != 0) throw py::value_error("sgd has no second moments ('v' must be empty)");
+        const bool adam = n.spec().optimizer == cpu::RecOptimizer::adam;
+        if (!adam && vv.size() != 0) throw py::value_error("sgd has no second moments ('v' must be empty)");
         tensors_in(n, mm, 1);
-        if (n.moment2(0)) tensors_in(n, vv, 2);
+        if (adam) tensors_in(n, vv, 2);
         n.step = d["step"].cast<std::int64_t>();
       })
       .def("train_batch", [](cpu::RecNetwork& n, const py::array& ip, const py::array& ix, const py::array& dt,
@@ -174,7 +185,7 @@ void bind_recnet(py::module_& m) {
         }
         return py::make_tuple(loss, tensors_out(n, &g, 0));
       }, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("users") = py::none())
-      .def("evaluate", [](cpu::RecNetwork& n, const py::array& ip, const py::array& ix, const py::array& dt,
+      .def("evaluate", [](const cpu::RecNetwork& n, const py::array& ip, const py::array& ix, const py::array& dt,
                           const py::object& users, int stop, index_t batch_size) {
         Csr c = csr_in(ip, ix, dt, users, n.n_items());
         if (stop < 0 || stop >= n.n_layers()) throw py::value_error("layer index out of range");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <numeric>
 #include <type_traits>
 
@@ -63,25 +64,46 @@ void NetworkSpec::validate() const {
   }
 }
 
-Network::Network(NetworkSpec spec) : spec_(std::move(spec)) {
-  spec_.validate();
-  const int L = n_layers();
+Network::Workspace::Workspace(int n_layers)
+    : act(n_layers + 1), dropped(n_layers), mult(n_layers), in_ptr(n_layers, nullptr), in_ld(n_layers, 0),
+      drop_on(n_layers, 0) {}
+
+Network::Network(NetworkSpec spec) : spec_((spec.validate(), std::move(spec))), ws_(n_layers()) {
   offsets_.assign(n_tensors() + 1, 0);
   for (int t = 0; t < n_tensors(); ++t) offsets_[t + 1] = offsets_[t] + tensor_size(t);
   params_.assign(offsets_.back(), 0.f);
   grads_.assign(offsets_.back(), 0.f);
   state_.assign(n_state_slots(), std::vector<float>(offsets_.back(), 0.f));
-  act_.resize(L + 1);
-  dropped_.resize(L);
-  mult_.resize(L);
-  in_ptr_.assign(L, nullptr);
-  in_ld_.assign(L, 0);
-  drop_on_.assign(L, 0);
 }
 
 void Network::set_step(std::int64_t s) {
   AEREC_CHECK_ARG(s >= 0, "optimizer step must be >= 0");
+  std::unique_lock<SharedMutex> lock(mu_);
   step_ = s;
+}
+
+void Network::read_params(float* const* dst) const {
+  std::shared_lock<SharedMutex> lock(mu_);
+  for (int t = 0; t < n_tensors(); ++t) std::memcpy(dst[t], cparam(t), sizeof(float) * tensor_size(t));
+}
+
+void Network::write_params(const float* const* src) {
+  std::unique_lock<SharedMutex> lock(mu_);
+  for (int t = 0; t < n_tensors(); ++t) std::memcpy(param(t), src[t], sizeof(float) * tensor_size(t));
+}
+
+void Network::read_state(int slot, float* const* dst) const {
+  AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
+  std::shared_lock<SharedMutex> lock(mu_);
+  for (int t = 0; t < n_tensors(); ++t)
+    std::memcpy(dst[t], state_[slot].data() + offset(t), sizeof(float) * tensor_size(t));
+}
+
+void Network::write_state(int slot, const float* const* src) {
+  AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
+  std::unique_lock<SharedMutex> lock(mu_);
+  for (int t = 0; t < n_tensors(); ++t)
+    std::memcpy(state_[slot].data() + offset(t), src[t], sizeof(float) * tensor_size(t));
 }
 
 index_t Network::tensor_rows(int t) const {
@@ -109,6 +131,10 @@ const char* Network::state_slot_name(int slot) const {
 // nothing allocated that a call does not touch (eval never allocates backward buffers).
 float* Network::grow(std::vector<float>& v, index_t n) {
   if (static_cast<index_t>(v.size()) < n) v.assign(static_cast<size_t>(n), 0.f);
+  return v.data();
+}
+double* Network::grow(std::vector<double>& v, index_t n) {
+  if (static_cast<index_t>(v.size()) < n) v.assign(static_cast<size_t>(n), 0.0);
   return v.data();
 }
 
@@ -303,8 +329,8 @@ void parallel_blocks(index_t n_blocks, index_t work, F&& f) {
 
 }  // namespace
 
-void Network::run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits,
-                          float* out, index_t ldo) {
+void Network::run_forward(Workspace& w, const Batch& sb, index_t rows, int last, bool training, bool logits,
+                          float* out, index_t ldo) const {
   const auto& s = spec_.layer_sizes;
   const int L = n_layers();
   const float* a = sb.x.data;
@@ -317,38 +343,38 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
       c = out;
       ldc = ldo;
     } else {
-      c = grow(act_[i + 1], rows * nz);
+      c = grow(w.act[i + 1], rows * nz);
     }
     const Activation act = (logits && i == L - 1) ? Activation::identity : spec_.activations[i];
-    // The variational layer's GEMM writes [mu, logvar] (2 nz wide) to stats_, then z goes to c.
+    // The variational layer's GEMM writes [mu, logvar] (2 nz wide) to w.stats, then z goes to c.
     const bool vae = spec_.variational && i == spec_.encoder_depth - 1;
     float* const c_layer = c;
     const index_t ldc_layer = ldc;
     const index_t nout = vae ? 2 * nz : nz;
     if (vae) {
-      c = grow(stats_, rows * nout);
+      c = grow(w.stats, rows * nout);
       ldc = nout;
     }
     if (i == 0 && sb.x_csr.indptr != nullptr) {
-      drop_on_[0] = training && spec_.dropout[0] > 0.0;
-      in_ptr_[0] = nullptr;
+      w.drop_on[0] = training && spec_.dropout[0] > 0.0;
+      w.in_ptr[0] = nullptr;
       sparse_first_layer(sb, rows, training, act, c, ldc);
     } else {
-      drop_on_[i] = training && spec_.dropout[i] > 0.0;
-      if (drop_on_[i]) {
-        dropout_forward(rows, nin, a, lda, grow(dropped_[i], rows * nin), grow(mult_[i], rows * nin),
+      w.drop_on[i] = training && spec_.dropout[i] > 0.0;
+      if (w.drop_on[i]) {
+        dropout_forward(rows, nin, a, lda, grow(w.dropped[i], rows * nin), grow(w.mult[i], rows * nin),
                         rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), i),
                         static_cast<float>(spec_.dropout[i]));
-        a = dropped_[i].data();
+        a = w.dropped[i].data();
         lda = nin;
       }
-      in_ptr_[i] = a;
-      in_ld_[i] = lda;
+      w.in_ptr[i] = a;
+      w.in_ld[i] = lda;
       Epilogue ep;
-      ep.bias = param(2 * i + 1);
+      ep.bias = cparam(2 * i + 1);
       const bool users = i == 0 && sb.users != nullptr;
       ep.act = users ? Activation::identity : act;
-      sgemm(false, false, rows, nout, nin, 1.f, a, lda, param(2 * i), nout, 0.f, c, ldc, ep);
+      sgemm(false, false, rows, nout, nin, 1.f, a, lda, cparam(2 * i), nout, 0.f, c, ldc, ep);
       if (users) {  // act((x W + b) + U[user])
         add_user_rows(sb, rows, c, ldc);
         Epilogue ea;
@@ -357,7 +383,7 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
       }
     }
     if (vae) {
-      reparameterise(rows, nz, training, i, c_layer, ldc_layer);
+      reparameterise(w, rows, nz, training, i, c_layer, ldc_layer);
       c = c_layer;
       ldc = ldc_layer;
     }
@@ -366,11 +392,12 @@ void Network::run_forward(const Batch& sb, index_t rows, int last, bool training
   }
 }
 
-void Network::reparameterise(index_t rows, index_t d, bool training, int layer, float* z, index_t ldz) {
-  const float* st = stats_.data();
-  float* ev = grow(vae_ev_, rows * d);
-  float* sd = grow(vae_std_, rows * d);
-  float* eps = grow(vae_eps_, rows * d);
+void Network::reparameterise(Workspace& w, index_t rows, index_t d, bool training, int layer, float* z,
+                             index_t ldz) const {
+  const float* st = w.stats.data();
+  float* ev = grow(w.vae_ev, rows * d);
+  float* sd = grow(w.vae_std, rows * d);
+  float* eps = grow(w.vae_eps, rows * d);
   const std::uint64_t key = rng::noise_key(spec_.seed, static_cast<std::uint64_t>(step_), layer);
   parallel_blocks((rows + 7) / 8, rows * d * 8, [&](index_t blk) {
     for (index_t r = blk * 8; r < std::min(rows, (blk + 1) * 8); ++r) {
@@ -384,16 +411,16 @@ void Network::reparameterise(index_t rows, index_t d, bool training, int layer, 
       }
     }
   });
-  vae_rows_ = rows;
+  w.vae_rows = rows;
 }
 
-double Network::kl_sum() const {
+double Network::kl_sum(const Workspace& w) const {
   if (!spec_.variational) return 0.0;
   const index_t d = spec_.layer_sizes[spec_.encoder_depth];
-  const float* st = stats_.data();
-  const float* ev = vae_ev_.data();
+  const float* st = w.stats.data();
+  const float* ev = w.vae_ev.data();
   double sum = 0.0;
-  for (index_t r = 0; r < vae_rows_; ++r)
+  for (index_t r = 0; r < w.vae_rows; ++r)
     for (index_t j = 0; j < d; ++j) {
       const float mu = st[r * 2 * d + j], lv = st[r * 2 * d + d + j];
       const float k = 0.5f * (((ev[r * d + j] - lv) + mu * mu) - 1.f);
@@ -425,9 +452,9 @@ inline std::int64_t csr_row(const Batch& sb, index_t r) {
 }  // namespace
 
 void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
-                                 index_t ldc) {
+                                 index_t ldc) const {
   const index_t nin = n_in(), nout = tensor_cols(0);
-  const float* W = param(0);
+  const float* W = cparam(0);
   const CsrView<float>& x = sb.x_csr;
   const bool drop = training && spec_.dropout[0] > 0.0;
   const float p = static_cast<float>(spec_.dropout[0]);
@@ -452,10 +479,10 @@ void Network::sparse_first_layer(const Batch& sb, index_t rows, bool training, A
     }
   });
   Epilogue ep;
-  ep.bias = param(1);
+  ep.bias = cparam(1);
   ep.act = act;
   if (sb.users != nullptr) {  // act((x W + b) + U[user])
-    const float* b = param(1);
+    const float* b = cparam(1);
     for (index_t r = 0; r < rows; ++r)
       for (index_t j = 0; j < nout; ++j) c[r * ldc + j] += b[j];
     add_user_rows(sb, rows, c, ldc);
@@ -486,7 +513,7 @@ void Network::sparse_weight_grad(const Batch& sb, index_t rows, const float* dz,
   } else {
     std::fill(dW, dW + n, 0.f);
   }
-  const bool drop = drop_on_[0] != 0;
+  const bool drop = ws_.drop_on[0] != 0;
   const float p = static_cast<float>(spec_.dropout[0]);
   const float scale = 1.f / (1.f - p);
   const std::uint64_t key = rng::dropout_key(spec_.seed, static_cast<std::uint64_t>(step_), 0);
@@ -505,7 +532,7 @@ void Network::sparse_weight_grad(const Batch& sb, index_t rows, const float* dz,
   }
 }
 
-Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::int64_t* ids) {
+Batch Network::minibatch(Workspace& w, const Batch& b, index_t r0, index_t rows, const std::int64_t* ids) const {
   const index_t nin = n_in(), nout = n_out();
   Batch mb;
   mb.x.rows = rows;
@@ -515,7 +542,7 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
     mb.row_ids = ids ? ids + r0 : nullptr;
     mb.row0 = b.row0 + r0;
   } else if (ids) {
-    float* xb = grow(xb_, rows * nin);
+    float* xb = grow(w.xb, rows * nin);
     for (index_t r = 0; r < rows; ++r) std::memcpy(xb + r * nin, b.x.row(ids[r0 + r]), sizeof(float) * nin);
     mb.x = {xb, rows, nin, nin};
   } else {
@@ -523,7 +550,7 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
   }
   if (b.y_csr.indptr != nullptr) {
     const CsrView<float>& y = b.y_csr;
-    float* yb = grow(yb_, rows * nout);
+    float* yb = grow(w.yb, rows * nout);
     for (index_t r = 0; r < rows; ++r) {
       float* dst = yb + r * nout;
       std::fill(dst, dst + nout, 0.f);
@@ -533,9 +560,9 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
     }
     mb.y = {yb, rows, nout, nout};
   } else if (ids && b.x.data != nullptr && b.y.data == b.x.data && b.y.stride == b.x.stride && nin == nout) {
-    mb.y = {xb_.data(), rows, nout, nout};  // autoencoder, y = x: gathered once
+    mb.y = {w.xb.data(), rows, nout, nout};  // autoencoder, y = x: gathered once
   } else if (ids) {
-    float* yb = grow(yb_, rows * nout);
+    float* yb = grow(w.yb, rows * nout);
     for (index_t r = 0; r < rows; ++r) std::memcpy(yb + r * nout, b.y.row(ids[r0 + r]), sizeof(float) * nout);
     mb.y = {yb, rows, nout, nout};
   } else if (b.y.data != nullptr) {
@@ -543,16 +570,16 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
   }
   if (b.users != nullptr) {
     if (ids) {
-      if (static_cast<index_t>(ub_.size()) < rows) ub_.assign(rows, 0);
-      for (index_t r = 0; r < rows; ++r) ub_[r] = b.users[ids[r0 + r]];
-      mb.users = ub_.data();
+      if (static_cast<index_t>(w.ub.size()) < rows) w.ub.assign(rows, 0);
+      for (index_t r = 0; r < rows; ++r) w.ub[r] = b.users[ids[r0 + r]];
+      mb.users = w.ub.data();
     } else {
       mb.users = b.users + r0;
     }
   }
   if (b.mask.data != nullptr) {
     if (ids) {
-      float* m = grow(mb_, rows * nout);
+      float* m = grow(w.mb, rows * nout);
       for (index_t r = 0; r < rows; ++r) std::memcpy(m + r * nout, b.mask.row(ids[r0 + r]), sizeof(float) * nout);
       mb.mask = {m, rows, nout, nout};
     } else {
@@ -562,17 +589,15 @@ Batch Network::minibatch(const Batch& b, index_t r0, index_t rows, const std::in
   return mb;
 }
 
-double Network::loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
+double Network::loss_rows(Workspace& w, const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                           double* count) const {
   const index_t cols = n_out();
   const bool bce = spec_.loss == LossKind::bce, masked = spec_.loss == LossKind::masked_mse;
   const bool multinomial = spec_.loss == LossKind::multinomial;
   *count = (masked || multinomial) ? static_cast<double>(rows) : static_cast<double>(rows) * static_cast<double>(cols);
   const float iscale = static_cast<float>(1.0 / *count), gscale = static_cast<float>(2.0 / *count);
-  if (static_cast<index_t>(partials_.size()) < (rows + kLossBlockRows - 1) / kLossBlockRows)
-    partials_.assign((rows + kLossBlockRows - 1) / kLossBlockRows, 0.0);
-  double* partial = partials_.data();
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
+  double* partial = grow(w.partials, n_blocks);
   LossRowFn row_fn = multinomial ? multinomial_row_portable : bce_row_portable;
   row_fn = dispatch(row_fn, AEREC_X86_VARIANTS({Target::avx512, multinomial ? avx512::multinomial_row : avx512::bce_row}));
   with_activation(spec_.activations.back(), [&](auto tag) {
@@ -628,16 +653,16 @@ double Network::loss_and_grads(const Batch& b, bool training) {
   const int L = n_layers();
   const index_t rows = b.x.rows;
   const bool logits = spec_.loss == LossKind::bce;
-  run_forward(b, rows, L - 1, training, logits, nullptr, 0);
+  run_forward(ws_, b, rows, L - 1, training, logits, nullptr, 0);
   double count = 1.0;
   index_t widest = *std::max_element(s.begin(), s.end());
   for (int t = 0; t < n_tensors(); t += 2) widest = std::max(widest, tensor_cols(t));
   float* dz = grow(dz_, rows * widest);
   float* da = grow(da_, rows * widest);
-  const double sum = loss_rows(act_[L].data(), rows, b, 0, dz, &count);
+  const double sum = loss_rows(ws_, ws_.act[L].data(), rows, b, 0, dz, &count);
   const double beta_t = beta();
   double loss = sum / count + l2_term();
-  if (spec_.variational) loss += beta_t * kl_sum() / static_cast<double>(rows);
+  if (spec_.variational) loss += beta_t * kl_sum(ws_) / static_cast<double>(rows);
   const float l2 = static_cast<float>(spec_.l2);
   for (int i = L - 1; i >= 0; --i) {
     const index_t nin = s[i], nout = tensor_cols(2 * i);
@@ -665,7 +690,7 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     } else {
       // dW = A^T dZ (+ l2 W, through beta: C preloaded with W).
       if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
-      sgemm(true, false, nin, nout, rows, 1.f, in_ptr_[i], in_ld_[i], dz, nout, l2, dW, nout);
+      sgemm(true, false, nin, nout, rows, 1.f, ws_.in_ptr[i], ws_.in_ld[i], dz, nout, l2, dW, nout);
     }
     {
       constexpr index_t kCols = 256;  // column blocks: each sum keeps its row order
@@ -678,9 +703,9 @@ double Network::loss_and_grads(const Batch& b, bool training) {
     // dA = dZ W^T, then through dropout and the previous layer's activation.
     sgemm(false, true, rows, nin, nout, 1.f, dz, nout, W, nout, 0.f, da, nin);
     const Activation act = spec_.activations[i - 1];
-    const float* y = act_[i].data();
+    const float* y = ws_.act[i].data();
     const index_t n = rows * nin;
-    const float* m = drop_on_[i] ? mult_[i].data() : nullptr;
+    const float* m = ws_.drop_on[i] ? ws_.mult[i].data() : nullptr;
     with_activation(act, [&](auto tag) {
       constexpr Activation A = decltype(tag)::value;
       if (m == nullptr && A == Activation::identity) return;
@@ -700,10 +725,10 @@ double Network::loss_and_grads(const Batch& b, bool training) {
       // whose contents are consumed).
       const index_t d = nin;
       const float cb = static_cast<float>(beta_t / static_cast<double>(rows));
-      const float* st = stats_.data();
-      const float* ev = vae_ev_.data();
-      const float* sd = vae_std_.data();
-      const float* eps = vae_eps_.data();
+      const float* st = ws_.stats.data();
+      const float* ev = ws_.vae_ev.data();
+      const float* sd = ws_.vae_std.data();
+      const float* eps = ws_.vae_eps.data();
       for (index_t r = 0; r < rows; ++r)
         for (index_t j = 0; j < d; ++j) {
           const index_t e = r * d + j;
@@ -750,7 +775,7 @@ void Network::apply_optimizer() {
   ++step_;
 }
 
-void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size) {
+void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size) const {
   AEREC_CHECK_INDEX(layer >= 0 && layer < n_layers(), "layer out of range");
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
   check_batch(b, false);
@@ -758,41 +783,53 @@ void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t b
   AEREC_CHECK_ARG(out.rows == n && out.cols == spec_.layer_sizes[layer + 1] && out.stride >= out.cols,
                   "out has the wrong shape");
   if (n == 0) return;
+  Workspace w(n_layers());  // per call: concurrent callers share nothing mutable
+  std::shared_lock<SharedMutex> lock(mu_);
   for (index_t r0 = 0; r0 < n; r0 += batch_size) {
     const index_t rows = std::min(batch_size, n - r0);
-    const Batch mb = minibatch(b, r0, rows, nullptr);
-    run_forward(mb, rows, layer, false, false, out.row(r0), out.stride);
+    const Batch mb = minibatch(w, b, r0, rows, nullptr);
+    run_forward(w, mb, rows, layer, false, false, out.row(r0), out.stride);
   }
 }
 
-double Network::loss(const Batch& b, index_t batch_size) {
+double Network::loss(const Batch& b, index_t batch_size) const {
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
   check_batch(b, true);
   const int L = n_layers();
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
   double total = 0.0, count = 0.0, kl = 0.0;
+  Workspace w(L);  // per call: concurrent callers share nothing mutable
+  std::shared_lock<SharedMutex> lock(mu_);
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
-    const Batch mb = minibatch(b, r0, rows, nullptr);
-    run_forward(mb, rows, L - 1, false, spec_.loss == LossKind::bce, nullptr, 0);
+    const Batch mb = minibatch(w, b, r0, rows, nullptr);
+    run_forward(w, mb, rows, L - 1, false, spec_.loss == LossKind::bce, nullptr, 0);
     double c = 0.0;
-    total += loss_rows(act_[L].data(), rows, mb, 0, nullptr, &c);
+    total += loss_rows(w, w.act[L].data(), rows, mb, 0, nullptr, &c);
     count += c;
-    kl += kl_sum();
+    kl += kl_sum(w);
   }
   double loss = total / count + l2_term();
   if (spec_.variational) loss += beta() * kl / static_cast<double>(n);
   return loss;
 }
 
-double Network::gradients(const Batch& b, bool training) {
+double Network::gradients_locked(const Batch& b, bool training) {
   check_batch(b, true);
-  return loss_and_grads(minibatch(b, 0, b.x.rows, nullptr), training);
+  return loss_and_grads(minibatch(ws_, b, 0, b.x.rows, nullptr), training);
+}
+
+double Network::gradients(const Batch& b, bool training, float* grads_out) {
+  std::unique_lock<SharedMutex> lock(mu_);
+  const double loss = gradients_locked(b, training);
+  if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
+  return loss;
 }
 
 double Network::train_batch(const Batch& b) {
-  const double loss = gradients(b, true);
+  std::unique_lock<SharedMutex> lock(mu_);
+  const double loss = gradients_locked(b, true);
   apply_optimizer();
   return loss;
 }
@@ -800,6 +837,7 @@ double Network::train_batch(const Batch& b) {
 double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, std::uint64_t seed) {
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
   check_batch(b, true);
+  std::unique_lock<SharedMutex> lock(mu_);
   const index_t n = b.x.rows;
   const index_t bs = std::min(batch_size, n);
   if (shuffle) {
@@ -816,7 +854,7 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
   double total = 0.0;
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
-    const Batch mb = minibatch(b, r0, rows, shuffle ? order_.data() : nullptr);
+    const Batch mb = minibatch(ws_, b, r0, rows, shuffle ? order_.data() : nullptr);
     total += loss_and_grads(mb, true) * static_cast<double>(rows);
     apply_optimizer();
   }

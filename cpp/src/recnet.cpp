@@ -5,6 +5,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -80,7 +82,6 @@ void RecNetwork::check_input(const CsrView<float>& x, const std::int32_t* users)
   AEREC_CHECK_ARG(x.cols == n_items(), "CSR width " + std::to_string(x.cols) + " does not match n_items " +
                                            std::to_string(n_items()));
   if (v_index_ >= 0) AEREC_CHECK_ARG(users != nullptr, "this network has a per-user embedding: pass users");
-  AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   check_csr(x, n_items(), v_index_ >= 0 ? users : nullptr, spec_.n_users_embedding);
 }
 
@@ -104,8 +105,14 @@ void RecNetwork::ensure_buffers(index_t rows) {
   cap_rows_ = rows;
 }
 
+RecNetwork::Acts RecNetwork::train_acts() {
+  act_ptrs_.resize(acts_.size());
+  for (std::size_t l = 0; l < acts_.size(); ++l) act_ptrs_[l] = acts_[l].data();
+  return Acts{act_ptrs_.data(), z_.data(), eps_.data()};
+}
+
 void RecNetwork::gather(const CsrView<float>& x, const std::int32_t* users, const std::int64_t* rows,
-                        index_t row0, index_t n, bool train, Batch& b) {
+                        index_t row0, index_t n, bool train, Batch& b) const {
   b.rows = n;
   grow(b.indptr, static_cast<std::size_t>(n + 1));
   grow(b.row_ids, static_cast<std::size_t>(n));
@@ -149,7 +156,8 @@ void RecNetwork::gather(const CsrView<float>& x, const std::int32_t* users, cons
   }
 }
 
-void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo) {
+void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo, const Acts& ws,
+                               RecTimings* tm) const {
   const int L = n_layers();
   const int enc = spec_.encoder_depth;
   const index_t B = b.rows;
@@ -162,7 +170,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
     const index_t ncols = shapes_[2 * l].second;
     const bool var_layer = spec_.variational && l == enc - 1;
     const bool to_out = out != nullptr && l == stop && !var_layer;
-    float* dest = to_out ? out : acts_[l].data();
+    float* dest = to_out ? out : ws.acts[l];
     const index_t ld = to_out ? ldo : ncols;
     Activation act = spec_.activations[l];
     if (l == L - 1 && spec_.loss == RecLoss::logistic) act = Activation::identity;  // logits
@@ -184,11 +192,13 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
           for (index_t j = 0; j < ncols; ++j) row[j] = activate(act, row[j]);
         }
       }
-      timings.spmm += since(t0);
+      if (tm) tm->spmm += since(t0);
     } else {
       sgemm(false, false, B, ncols, hw, 1.f, h, hw, W, ncols, 0.f, dest, ld, Epilogue{bias, act}, 0);
-      timings.gemm_flops += 2.0 * B * hw * ncols;
-      timings.gemm += since(t0);
+      if (tm) {
+        tm->gemm_flops += 2.0 * B * hw * ncols;
+        tm->gemm += since(t0);
+      }
     }
     if (var_layer) {
       t0 = Clock::now();
@@ -205,20 +215,20 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
             const double u1 = (static_cast<double>(h1 >> 11) + 1.0) * 0x1.0p-53;
             const double u2 = static_cast<double>(h2 >> 11) * 0x1.0p-53;
             const float e = static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2));
-            eps_[r * d + j] = e;
+            ws.eps[r * d + j] = e;
             const float mu = mulv[r * 2 * d + j], lv = mulv[r * 2 * d + d + j];
-            z_[r * d + j] = mu + e * std::exp(0.5f * lv);
+            ws.z[r * d + j] = mu + e * std::exp(0.5f * lv);
           }
         }
       } else {
-        for (index_t r = 0; r < B; ++r) std::memcpy(&z_[r * d], mulv + r * 2 * d, sizeof(float) * d);
+        for (index_t r = 0; r < B; ++r) std::memcpy(ws.z + r * d, mulv + r * 2 * d, sizeof(float) * d);
       }
       if (out != nullptr && l == stop) {
         for (index_t r = 0; r < B; ++r) std::memcpy(out + r * ldo, mulv + r * 2 * d, sizeof(float) * d);
       }
-      h = z_.data();
+      h = ws.z;
       hw = d;
-      timings.noise += since(t0);
+      if (tm) tm->noise += since(t0);
     } else {
       h = dest;
       hw = ncols;
@@ -563,6 +573,8 @@ void RecNetwork::apply_update() {
 double RecNetwork::train_batch(const CsrView<float>& x, const std::int32_t* users) {
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "train_batch needs at least one row");
+  std::unique_lock<SharedMutex> lock(mu_);
+  AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   return train_epoch_impl(x, users, x.rows, false, 0, /*checked=*/true);
 }
 
@@ -571,6 +583,8 @@ double RecNetwork::train_epoch(const CsrView<float>& x, const std::int32_t* user
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "train_epoch needs at least one row");
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
+  std::unique_lock<SharedMutex> lock(mu_);
+  AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   return train_epoch_impl(x, users, batch_size, shuffle, shuffle_seed, true);
 }
 
@@ -589,13 +603,14 @@ double RecNetwork::train_epoch_impl(const CsrView<float>& x, const std::int32_t*
   }
   const index_t bs = std::min(batch_size, n);
   ensure_buffers(bs);
+  const Acts acts = train_acts();
   double total = 0.0;
   for (index_t s = 0; s < n; s += bs) {
     const index_t nb = std::min(bs, n - s);
     auto t0 = Clock::now();
     gather(x, v_index_ >= 0 ? users : nullptr, order ? order + s : nullptr, s, nb, true, batch_);
     timings.gather += since(t0);
-    forward_batch(batch_, true, n_layers() - 1, nullptr, 0);
+    forward_batch(batch_, true, n_layers() - 1, nullptr, 0, acts, &timings);
     const double loss = loss_and_backward(batch_, true);
     apply_update();
     total += loss * static_cast<double>(nb);
@@ -608,9 +623,11 @@ double RecNetwork::gradients(const CsrView<float>& x, const std::int32_t* users,
                              std::vector<std::vector<float>>* grads) {
   check_input(x, users);
   AEREC_CHECK_ARG(x.rows >= 1, "gradients needs at least one row");
+  std::unique_lock<SharedMutex> lock(mu_);
+  AEREC_CHECK_ARG(step >= 0, "step must be >= 0");
   ensure_buffers(x.rows);
   gather(x, v_index_ >= 0 ? users : nullptr, nullptr, 0, x.rows, true, batch_);
-  forward_batch(batch_, true, n_layers() - 1, nullptr, 0);
+  forward_batch(batch_, true, n_layers() - 1, nullptr, 0, train_acts(), &timings);
   const double loss = loss_and_backward(batch_, false);
   grads->clear();
   const float l2 = static_cast<float>(spec_.l2);
@@ -638,19 +655,52 @@ double RecNetwork::gradients(const CsrView<float>& x, const std::int32_t* users,
 }
 
 void RecNetwork::evaluate(const CsrView<float>& x, const std::int32_t* users, int stop, index_t batch_size,
-                          float* out, index_t ldo) {
+                          float* out, index_t ldo) const {
   check_input(x, users);
   AEREC_CHECK_ARG(stop >= 0 && stop < n_layers(), "evaluate: layer out of range");
   AEREC_CHECK_ARG(batch_size >= 1, "batch_size must be >= 1");
   const index_t n = x.rows;
   if (n == 0) return;
   const index_t bs = std::min(batch_size, n);
-  ensure_buffers(bs);
+  // Everything this call writes besides `out` lives here, so concurrent callers share nothing
+  // mutable (a shared workspace raced and was reallocated under other callers: wrong scores and
+  // use-after-free). Uninitialised on purpose: forward_batch writes every element it reads.
+  const int L = n_layers(), enc = spec_.encoder_depth;
+  std::vector<std::unique_ptr<float[]>> bufs(static_cast<std::size_t>(L));
+  std::vector<float*> ptrs(static_cast<std::size_t>(L), nullptr);
+  for (int l = 0; l <= stop; ++l) {
+    const bool var_layer = spec_.variational && l == enc - 1;
+    if (l == stop && !var_layer) continue;  // written straight to out
+    bufs[l].reset(new float[static_cast<std::size_t>(bs) * static_cast<std::size_t>(shapes_[2 * l].second)]);
+    ptrs[l] = bufs[l].get();
+  }
+  std::unique_ptr<float[]> z;
+  if (spec_.variational && stop >= enc - 1)
+    z.reset(new float[static_cast<std::size_t>(bs) * static_cast<std::size_t>(spec_.layer_sizes[enc])]);
+  const Acts acts{ptrs.data(), z.get(), nullptr};
+  Batch b;
+  std::shared_lock<SharedMutex> lock(mu_);  // waits only for a running training call
   for (index_t s = 0; s < n; s += bs) {
     const index_t nb = std::min(bs, n - s);
-    gather(x, v_index_ >= 0 ? users : nullptr, nullptr, s, nb, false, batch_);
-    forward_batch(batch_, false, stop, out + s * ldo, ldo);
+    gather(x, v_index_ >= 0 ? users : nullptr, nullptr, s, nb, false, b);
+    forward_batch(b, false, stop, out + s * ldo, ldo, acts, nullptr);
   }
+}
+
+void RecNetwork::read_tensors(int which, float* const* dst) const {
+  AEREC_CHECK_ARG(which >= 0 && which <= 2, "read_tensors: which must be 0, 1 or 2");
+  AEREC_CHECK_ARG(which < 2 || !v_.empty(), "read_tensors: sgd has no second moments");
+  std::shared_lock<SharedMutex> lock(mu_);
+  const auto& src = which == 0 ? params_ : which == 1 ? m_ : v_;
+  for (std::size_t i = 0; i < src.size(); ++i) std::copy(src[i].begin(), src[i].end(), dst[i]);
+}
+
+void RecNetwork::write_tensors(int which, const float* const* src) {
+  AEREC_CHECK_ARG(which >= 0 && which <= 2, "write_tensors: which must be 0, 1 or 2");
+  AEREC_CHECK_ARG(which < 2 || !v_.empty(), "write_tensors: sgd has no second moments");
+  std::unique_lock<SharedMutex> lock(mu_);
+  auto& dst = which == 0 ? params_ : which == 1 ? m_ : v_;
+  for (std::size_t i = 0; i < dst.size(); ++i) std::copy(src[i], src[i] + dst[i].size(), dst[i].begin());
 }
 
 }  // namespace aerec::cpu

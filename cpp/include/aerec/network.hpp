@@ -15,8 +15,19 @@
 // first layer and the user table (their updates are dense, as the dense semantics require). The
 // layer loop touches the input kind only in run_forward (layer 0) and the first layer's weight
 // gradient, and the loss only in loss_rows, so new input kinds / losses slot in there.
+//
+// Thread safety: hidden and loss are const and build their workspace per call, so any number of
+// threads may run them on one network at once, each getting the bits a lone caller gets.
+// Training (gradients, train_batch, train_epoch) and the write_* / set_step calls take the
+// network exclusively; hidden, loss and read_* wait for them (and they for running readers), so a
+// reader sees the weights between two updates. param(), state() and grad() are raw,
+// unsynchronised access for single-threaded setup and tests.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <shared_mutex>
+
+#include "aerec/rwlock.hpp"
 #include <string>
 #include <vector>
 
@@ -104,11 +115,21 @@ class Network {
   float* state(int slot, int t) { return state_[slot].data() + offset(t); }
 
   // Eval mode (no dropout). out: rows x sizes[layer + 1] (the activation output of `layer`).
-  void hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size);
-  // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2.
-  double loss(const Batch& b, index_t batch_size);
+  // Re-entrant: workspace per call, O(min(batch_size, rows) x the widest layer up to `layer`).
+  void hidden(const Batch& b, int layer, MatrixView<float> out, index_t batch_size) const;
+  // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2. Re-entrant.
+  double loss(const Batch& b, index_t batch_size) const;
   // Loss and gradients of the whole batch into grad(t), no step. training: dropout of stream step().
-  double gradients(const Batch& b, bool training);
+  // grads_out (optional): a copy of every gradient, tensor after tensor (offsets as the params),
+  // taken before the lock is released.
+  double gradients(const Batch& b, bool training, float* grads_out = nullptr);
+
+  // Consistent copies under the network's lock: dst[t] / src[t] hold tensor_size(t) floats, for
+  // the parameters or optimizer slot `slot`.
+  void read_params(float* const* dst) const;
+  void write_params(const float* const* src);
+  void read_state(int slot, float* const* dst) const;
+  void write_state(int slot, const float* const* src);
   // Training step: dropout, loss, backward, optimizer update, ++step. Returns the loss before it.
   double train_batch(const Batch& b);
   // One epoch in minibatches (last one partial), order from rng::shuffle_key when shuffle.
@@ -119,47 +140,58 @@ class Network {
   void check_batch(const Batch& b, bool need_y) const;
   // Minibatch rows [r0, r0 + rows) of b (through `ids` when not null): dense rows are gathered
   // (ids) or viewed, CSR x is addressed in place, CSR y is densified into yb_.
-  Batch minibatch(const Batch& b, index_t r0, index_t rows, const std::int64_t* ids);
+  // Everything one forward pass writes (grown to the largest use, reused): training owns one
+  // (ws_); hidden and loss make their own per call, which is what lets them run concurrently.
+  struct Workspace {
+    explicit Workspace(int n_layers);
+    std::vector<std::vector<float>> act;      // act[i] (i >= 1): output of layer i-1
+    std::vector<std::vector<float>> dropped;  // dropped[i]: input of layer i after dropout
+    std::vector<std::vector<float>> mult;     // mult[i]: its dropout multipliers
+    std::vector<const float*> in_ptr;         // input of layer i in the last forward
+    std::vector<index_t> in_ld;
+    std::vector<char> drop_on;                // dropout applied to layer i in the last forward
+    std::vector<double> partials;             // loss partial sums per block of kLossBlockRows rows
+    std::vector<float> xb, yb, mb;            // gathered minibatch (shuffle)
+    std::vector<std::int32_t> ub;             // gathered user ids (shuffle)
+    std::vector<float> stats, vae_ev, vae_std, vae_eps;  // variational layer
+    index_t vae_rows = 0;
+  };
+  double gradients_locked(const Batch& b, bool training);
+  Batch minibatch(Workspace& w, const Batch& b, index_t r0, index_t rows, const std::int64_t* ids) const;
   void sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
-                          index_t ldc);
+                          index_t ldc) const;
   void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
   void add_user_rows(const Batch& sb, index_t rows, float* c, index_t ldc) const;  // c[r] += U[user r]
   index_t offset(int t) const { return offsets_[t]; }
+  const float* cparam(int t) const { return params_.data() + offset(t); }
   static float* grow(std::vector<float>& v, index_t n);  // capacity >= n, returns data()
+  static double* grow(std::vector<double>& v, index_t n);
   // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
   // logits: the output layer keeps z (bce). Records layer inputs for backward.
-  void run_forward(const Batch& sb, index_t rows, int last, bool training, bool logits, float* out,
-                   index_t ldo);
+  void run_forward(Workspace& w, const Batch& sb, index_t rows, int last, bool training, bool logits,
+                   float* out, index_t ldo) const;
   // Sum of the loss over rows and the divisor; writes dL/dz (for the mean over `rows`) when dz.
-  double loss_rows(const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
+  double loss_rows(Workspace& w, const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
                    double* count) const;
   double l2_term() const;
   // Variational layer: z from stats_ ([mu, logvar] rows x 2d) into (z, ldz); keeps exp(logvar),
   // std and eps for backward and the KL term.
-  void reparameterise(index_t rows, index_t d, bool training, int layer, float* z, index_t ldz);
-  double kl_sum() const;  // sum over the rows of the last forward of KL(q || N(0, I))
+  void reparameterise(Workspace& w, index_t rows, index_t d, bool training, int layer, float* z,
+                      index_t ldz) const;
+  double kl_sum(const Workspace& w) const;  // sum over the rows of w's last forward of KL(q || N(0, I))
   double loss_and_grads(const Batch& b, bool training);  // forward + loss + backward
   void apply_optimizer();
 
   NetworkSpec spec_;
-  std::int64_t step_ = 0;
+  mutable SharedMutex mu_;  // shared: hidden, loss, read_*; exclusive: training, write_*
+  std::atomic<std::int64_t> step_{0};  // atomic: step() and beta() read it without the lock
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
   std::vector<std::vector<float>> state_;
-  // Workspaces (grown on first use to the largest batch seen).
-  std::vector<std::vector<float>> act_;       // act_[i] (i >= 1): output of layer i-1
-  std::vector<std::vector<float>> dropped_;   // dropped_[i]: input of layer i after dropout
-  std::vector<std::vector<float>> mult_;      // mult_[i]: its dropout multipliers
-  std::vector<const float*> in_ptr_;          // input of layer i in the last forward
-  std::vector<index_t> in_ld_;
-  std::vector<char> drop_on_;                 // dropout applied to layer i in the last forward
+  // Training workspaces (grown on first use to the largest batch seen; no allocation per step).
+  Workspace ws_;
   std::vector<float> dz_, da_;                // backward ping-pong, rows x max width
-  mutable std::vector<double> partials_;      // loss partial sums per block of kLossBlockRows rows
   static constexpr index_t kLossBlockRows = 32;
-  std::vector<float> xb_, yb_, mb_;           // gathered minibatch (shuffle)
-  std::vector<float> stats_, vae_ev_, vae_std_, vae_eps_;  // variational layer
-  std::vector<std::int32_t> ub_;              // gathered user ids (shuffle)
-  index_t vae_rows_ = 0;
   std::vector<std::uint64_t> keys_;
   std::vector<std::int64_t> order_;
 };

@@ -4,11 +4,21 @@
 // Layer 0 is a CSR gather-sum SpMM (a batch is never densified) whose weight gradient is
 // row-sparse (only the batch's items); dense layers go through aerec::cpu::sgemm with the fused
 // bias+activation epilogue; the multinomial log-softmax and its gradient are fused per logits row;
-// Adam / SGD are fused per tensor (optionally lazy, row-sparse, for W0 and V). All buffers are
-// owned by the network and grow only when a larger batch arrives, so train_epoch allocates
+// Adam / SGD are fused per tensor (optionally lazy, row-sparse, for W0 and V). Training buffers
+// are owned by the network and grow only when a larger batch arrives, so train_epoch allocates
 // nothing per batch.
+//
+// Thread safety: evaluate is const and allocates its workspace per call, so any number of threads
+// may evaluate one network at once (each gets the bits a lone caller gets). Training
+// (train_batch, train_epoch, gradients) and write_tensors take the network exclusively: evaluate
+// and read_tensors wait for them (and they for running evaluations), so a concurrent reader sees
+// the weights between two updates, never a half-written update. param(), moment1/2() and `step`
+// are raw, unsynchronised access for single-threaded setup and tests.
 #pragma once
 #include <cstdint>
+#include <shared_mutex>
+
+#include "aerec/rwlock.hpp"
 #include <vector>
 
 #include "aerec/activation.hpp"
@@ -103,9 +113,16 @@ class RecNetwork {
                    std::vector<std::vector<float>>* grads);
   // Evaluation mode (no dropout, z = mu). `stop` = weight layer whose output is written
   // (n_layers()-1: logits; encoder_depth-1: bottleneck / mu). out: rows x width(stop), ldo.
+  // const and re-entrant: its workspace (gathered batch, hidden layers) is allocated per call,
+  // O(min(batch_size, rows) x widest hidden layer); the output layer is written straight to out.
   void evaluate(const CsrView<float>& x, const std::int32_t* users, int stop, index_t batch_size,
-                float* out, index_t ldo);
+                float* out, index_t ldo) const;
   index_t layer_width(int l) const;  // output width seen by the next layer (d for the VAE layer)
+
+  // Consistent copies of every tensor of one kind (0: parameters, 1: first moments, 2: second
+  // moments (adam)) under the network's lock: dst[i] / src[i] hold param_size(i) floats.
+  void read_tensors(int which, float* const* dst) const;
+  void write_tensors(int which, const float* const* src);
 
   RecTimings timings;
 
@@ -118,25 +135,38 @@ class RecNetwork {
     std::vector<std::int32_t> users;
     index_t rows = 0;
   };
+  // Where one forward pass writes: acts[l] = output of weight layer l (rows x its width; unused
+  // for a layer written straight to out), z / eps = the VAE sample and its noise (rows x d; eps
+  // only in training). Training points these at the owned buffers, evaluate at per-call ones.
+  struct Acts {
+    float* const* acts;
+    float* z;
+    float* eps;
+  };
   void check_input(const CsrView<float>& x, const std::int32_t* users) const;
   // rows: the given CSR's rows to gather (null: row0, row0+1, ...)
   void gather(const CsrView<float>& x, const std::int32_t* users, const std::int64_t* rows,
-              index_t row0, index_t n, bool train, Batch& b);
+              index_t row0, index_t n, bool train, Batch& b) const;
   double train_epoch_impl(const CsrView<float>& x, const std::int32_t* users, index_t batch_size,
                           bool shuffle, std::uint64_t shuffle_seed, bool checked);
   void ensure_buffers(index_t rows);
-  void forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo);
+  Acts train_acts();  // the owned training buffers (after ensure_buffers)
+  // timings: accumulated when not null (training); evaluate passes null and writes no member.
+  void forward_batch(const Batch& b, bool train, int stop, float* out, index_t ldo, const Acts& ws,
+                     RecTimings* timings) const;
   double loss_and_backward(const Batch& b, bool fuse_w0);
   void build_unique(const Batch& b);
   void apply_update();
 
   RecSpec spec_;
+  mutable SharedMutex mu_;  // shared: evaluate, read_tensors; exclusive: training, writes
   std::vector<std::pair<index_t, index_t>> shapes_;
   std::vector<std::vector<float>> params_, grads_, m_, v_;
   int v_index_ = -1;  // params index of V, or -1
   Batch batch_;
   index_t cap_rows_ = 0;
   std::vector<std::vector<float>> acts_;  // per weight layer output (rows x n_out)
+  std::vector<float*> act_ptrs_;          // acts_[l].data(), refreshed by ensure_buffers
   std::vector<float> z_, eps_, dbuf_a_, dbuf_b_;
   // row-sparse layer-0 gradient: unique batch items, their compact rows, CSC of the batch
   std::vector<std::int32_t> item_slot_;  // I, -1 when absent

@@ -274,12 +274,13 @@ class RecNetwork:
         X = sp.csr_matrix((xin, indices, indptr), shape=(B, I))
         c = dict(x=x, rows=rows, X=X, hs=[], B=B)
         h = None
+        params = self.params  # read once per pass (set_params rebinds the list)
         for l in range(self.n_layers):
-            W, b = self.params[2 * l], self.params[2 * l + 1]
+            W, b = params[2 * l], params[2 * l + 1]
             if l == 0:
                 a = np.asarray(X @ W).astype(dt) + b
                 if s["n_users_embedding"]:
-                    a = a + self.params[-1][users]
+                    a = a + params[-1][users]
             else:
                 a = h @ W + b
             if l < self.n_layers - 1 or s["loss"] != "logistic":

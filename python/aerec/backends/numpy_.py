@@ -344,14 +344,17 @@ class Network:
             _check_matrix(mask, "mask", self._sizes[-1], self.dtype, rows=x.shape[0])
 
     def _forward(self, x, training, last_layer=None, logits=False, users=None):
-        """Run layers 0..last_layer. Returns (inputs, outputs, multipliers) per layer; the output
-        of the final layer is the logits when `logits` (bce), else act(z)."""
+        """Run layers 0..last_layer. Returns (inputs, outputs, multipliers) per layer and the
+        variational layer's (mu, logvar, exp(logvar), std, eps) or None; the output of the final
+        layer is the logits when `logits` (bce), else act(z). Writes nothing to self, and reads
+        the parameter list once, so concurrent eval calls are safe."""
         last = self.n_layers - 1 if last_layer is None else last_layer
         inputs, outputs, mults = [], [], []
-        self._vae_cache = None
+        vae_cache = None
+        params = self._params
         h = x
         for i in range(last + 1):
-            W, b = self._params[2 * i], self._params[2 * i + 1]
+            W, b = params[2 * i], params[2 * i + 1]
             p = self._drop[i]
             if training and p > 0:
                 m = dropout_multiplier(self._seed, self.step, i, h.shape[0], h.shape[1], p).astype(self.dtype)
@@ -360,7 +363,7 @@ class Network:
                 m, a = None, h
             z = a @ W + b
             if i == 0 and users is not None:
-                z = z + self._params[-1][users]
+                z = z + params[-1][users]
             if self._vae and i == self._vl:
                 d = self._sizes[i + 1]
                 mu, lv = z[:, :d], z[:, d:]
@@ -372,13 +375,13 @@ class Network:
                 else:
                     eps = _np.zeros_like(mu)
                     h = mu
-                self._vae_cache = (mu, lv, ev, std, eps)
+                vae_cache = (mu, lv, ev, std, eps)
             else:
                 h = z if (logits and i == self.n_layers - 1) else _activate(self._acts[i], z)
             inputs.append(a)
             outputs.append(h)
             mults.append(m)
-        return inputs, outputs, mults
+        return inputs, outputs, mults, vae_cache
 
     def _loss_sum(self, out, y, mask, want_grad):
         """(sum of the loss over the rows, its divisor for this batch, dL/dz of the last layer
@@ -430,22 +433,22 @@ class Network:
         s = sum(float((W * W).sum(dtype=_np.float64)) for W in self._params[0::2])
         return 0.5 * l2 * s
 
-    def _kl_sum(self):
+    def _kl_sum(self, vae_cache):
         """Sum over rows of KL(q(z|x) || N(0, I)) = 0.5 * sum_j (exp(lv) - lv + mu^2 - 1)."""
-        if self._vae_cache is None:
+        if vae_cache is None:
             return 0.0
-        mu, lv, ev, _, _ = self._vae_cache
+        mu, lv, ev, _, _ = vae_cache
         t = self.dtype.type
         return float((t(0.5) * (((ev - lv) + mu * mu) - t(1))).sum(dtype=_np.float64))
 
     def _batch_loss_grads(self, x, y, mask, training, users=None):
-        inputs, outputs, mults = self._forward(x, training, logits=self._loss == "bce", users=users)
+        inputs, outputs, mults, vae_cache = self._forward(x, training, logits=self._loss == "bce", users=users)
         s, count, dz = self._loss_sum(outputs[-1], y, mask, True)
         rows = x.shape[0]
         beta = self.beta
         loss = s / count + self._l2_term()
         if self._vae:
-            loss += beta * self._kl_sum() / rows
+            loss += beta * self._kl_sum(vae_cache) / rows
         t = self.dtype.type
         l2 = t(self.spec["l2"])
         grads = [None] * len(self._params)
@@ -467,7 +470,7 @@ class Network:
                     da = da * mults[i]
                 if self._vae and i - 1 == self._vl:
                     # through z = mu + eps * std, plus beta * KL / rows
-                    mu, lv, ev, std, eps = self._vae_cache
+                    mu, lv, ev, std, eps = vae_cache
                     cb = t(beta / rows)
                     dmu = da + cb * mu
                     dlv = (da * eps) * (t(0.5) * std) + (cb * t(0.5)) * (ev - t(1))
@@ -506,12 +509,13 @@ class Network:
         total, count, kl = 0.0, 0, 0.0
         for s in range(0, x.shape[0], bs):
             sl = slice(s, s + bs)
-            out = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce",
-                                users=None if users is None else users[sl])[1][-1]
+            fwd = self._forward(_dense_rows(x, sl, self.dtype), False, logits=self._loss == "bce",
+                                users=None if users is None else users[sl])
+            out = fwd[1][-1]
             ls, c, _ = self._loss_sum(out, _dense_rows(y, sl, self.dtype), None if mask is None else mask[sl], False)
             total += ls
             count += c
-            kl += self._kl_sum()
+            kl += self._kl_sum(fwd[3])
         loss = total / count + self._l2_term()
         if self._vae:
             loss += self.beta * kl / x.shape[0]

@@ -9,6 +9,7 @@ from .. import _arrays
 from .._progress import Progress
 from ..callbacks import as_callbacks
 from ..io import register_model
+from ._serving import atomic_fit, guard_of, reads
 from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
 from .spec import make_spec
 
@@ -172,6 +173,17 @@ class Autoencoder(Estimator):
             raise ValueError("loss='bce' needs targets in [0, 1]; scale the data or use loss='mse'")
         return x, y, self._mask_for(y, mask, names[2])
 
+    def _prepare_trainee(self):
+        # fit continues from the current weights: train a copy of the network (weights and
+        # optimizer state), so the served one stays as it is until the new one is installed
+        if self.net_ is not None:
+            net = self._backend().Network(self.spec_, self.net_.get_params())
+            net.set_optimizer_state(self.net_.get_optimizer_state())
+            self.net_ = net
+        self.history_ = {k: list(v) for k, v in self.history_.items()}
+        self._cache = None
+
+    @atomic_fit
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
             verbose=0, mask=None):
         """Train for ``epochs`` epochs (continuing from the current weights if already fitted).
@@ -197,6 +209,9 @@ class Autoencoder(Estimator):
         Returns
         -------
         self
+
+        Other threads may keep calling ``encode`` / ``predict`` meanwhile: they get the model as it
+        was until ``fit`` returns (training runs on a copy; callbacks receive that copy).
         """
         epochs = _arrays.check_nonneg_int(epochs, "epochs")
         batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
@@ -265,13 +280,21 @@ class Autoencoder(Estimator):
         return out
 
     def _params_cache(self):
-        # Weights are read once per fit generation; inference never touches training buffers.
-        step = (self.epochs_trained_, self.net_.step, id(self.net_))
+        # Weights are read once per set of weights (one thread reads them, the others wait for
+        # it); inference never touches training buffers. The key holds the network itself, so a
+        # new network at a reused id() cannot match.
+        net = self.net_
+
+        def fresh(c):
+            return c is not None and c[0] is net and c[1] == (self.epochs_trained_, net.step)
         cache = getattr(self, "_cache", None)
-        if cache is None or cache[0] != step:
-            cache = (step, self.net_.get_params())
-            self._cache = cache
-        return cache[1]
+        if not fresh(cache):
+            with guard_of(self).build():
+                cache = getattr(self, "_cache", None)
+                if not fresh(cache):
+                    cache = (net, (self.epochs_trained_, net.step), net.get_params())
+                    self._cache = cache
+        return cache[2]
 
     def _infer(self, x, upto, batch_size):
         self._check_fitted()
@@ -281,16 +304,19 @@ class Autoencoder(Estimator):
         out = self._forward(x, upto, batch_size)
         return out[0] if was_1d else out
 
+    @reads
     def encode(self, x, batch_size=4096):
         """Bottleneck features: (n_samples, bottleneck width) float32 (1-D in, 1-D out)."""
         self._check_fitted()
         return self._infer(x, self.spec_["encoder_depth"], batch_size)
 
+    @reads
     def predict(self, x, batch_size=4096):
         """Reconstruction: (n_samples, n_features) float32 (1-D in, 1-D out)."""
         self._check_fitted()
         return self._infer(x, len(self.spec_["activations"]), batch_size)
 
+    @reads
     def evaluate(self, x, y=None, mask=None):
         """The training loss (without dropout) on ``(x, y)``."""
         self._check_fitted()
@@ -305,6 +331,7 @@ class Autoencoder(Estimator):
         self.net_.set_params(params)
         self._cache = None
 
+    @reads
     def get_weights(self):
         """[W0, b0, W1, b1, ...] (copies); W_i has shape (n_in, n_out)."""
         self._check_fitted()
@@ -326,8 +353,9 @@ class Autoencoder(Estimator):
                 raise ValueError(f"weight {i} must have shape {shape}, got {a.shape}")
             _arrays.check_finite(a, f"weight {i}")
             arrs.append(a)
-        self._set_weights(arrs)
+        guard_of(self).write(lambda: self._set_weights(arrs))  # no inference call in flight
 
+    @reads
     def save(self, path) -> None:
         """Write the model (hyper-parameters, weights, optimizer state, history) atomically."""
         self._check_fitted()

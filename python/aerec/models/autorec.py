@@ -10,6 +10,7 @@ from .. import _arrays
 from .._progress import Progress
 from .._sparse import UnknownIdError
 from ..io import register_model
+from ._serving import atomic_fit, guard_of, reads
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 from .spec import make_spec
@@ -58,6 +59,7 @@ class AutoRec(Recommender):
         M = R.T.tocsr() if self.kind == "item" else R
         return np.ascontiguousarray(M.toarray(), dtype=np.float32)
 
+    @atomic_fit
     def fit(self, train, validation=None, epochs=None, batch_size=None, verbose=0, callbacks=None):
         """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
 
@@ -150,10 +152,15 @@ class AutoRec(Recommender):
         return (lo, hi)
 
     def _reconstruction(self):
-        if self._recon is None:
-            self._recon = self.net_.forward(self.rows_)
-        return self._recon
+        recon = self._recon
+        if recon is None:
+            with guard_of(self).build():  # one thread computes it; the others wait and share it
+                recon = self._recon
+                if recon is None:
+                    recon = self._recon = self.net_.forward(self.rows_)
+        return recon
 
+    @reads
     def predict_ratings(self, users, items):
         """Predicted ratings for (user, item) pairs (equal-length int arrays, training indices)."""
         self._check_fitted("net_")
@@ -182,12 +189,14 @@ class AutoRec(Recommender):
         dense = np.ascontiguousarray(X.toarray(), dtype=np.float32)
         return self.net_.forward(dense)
 
+    @reads
     def item_vectors(self):
         p = self.net_.get_params()
         # user-based: the decoder's output weights W1 (hidden, n_items) hold one column per item
         # (rows of W1.T), as in the sparse autoencoders; item-based: each item's encoding
         return np.ascontiguousarray(p[2].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
 
+    @reads
     def save(self, path):
         self._check_fitted("net_")
         arrays = self._train_arrays()

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _backends
 from ..io import read_model_file, rebuild, save_arrays
+from ._serving import GUARD_ATTR
 
 
 def _tuples(d: dict) -> dict:
@@ -15,7 +16,21 @@ def _tuples(d: dict) -> dict:
 
 
 class Estimator:
-    """sklearn contract: ``__init__`` only stores hyper-parameters; learned state ends in ``_``."""
+    """sklearn contract: ``__init__`` only stores hyper-parameters; learned state ends in ``_``.
+
+    Thread safety (``aerec.models._serving``): inference methods may run in any number of threads
+    at once; ``fit`` trains a private copy and installs it in one step when done.
+    """
+
+    def __getstate__(self):
+        # copies (copy.copy, pickle) get their own serving guard, created on first use
+        state = dict(self.__dict__)
+        state.pop(GUARD_ATTR, None)
+        return state
+
+    def _prepare_trainee(self) -> None:
+        """Called on the private copy ``fit`` trains (see ``_serving.atomic_fit``): replace any
+        attribute that ``fit`` would modify in place rather than rebind. Default: nothing."""
 
     @classmethod
     def _param_names(cls):

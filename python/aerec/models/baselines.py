@@ -7,6 +7,7 @@ import scipy.linalg
 from .. import _arrays
 from .._memory import available_memory
 from ..io import register_model
+from ._serving import atomic_fit, reads
 from .recommender import Recommender
 
 __all__ = ["EASE", "Popularity", "available_memory"]
@@ -15,6 +16,7 @@ __all__ = ["EASE", "Popularity", "available_memory"]
 class _SavableRecommender(Recommender):
     _arrays_to_save: tuple[str, ...] = ()
 
+    @reads
     def save(self, path) -> None:
         self._check_fitted("train_")
         arrays = self._train_arrays()
@@ -46,6 +48,7 @@ class Popularity(_SavableRecommender):
     def __init__(self, backend="auto"):
         self.backend = backend
 
+    @atomic_fit
     def fit(self, train, validation=None, **kw):
         X = self._train_matrix(train)
         self.train_ = X
@@ -55,6 +58,7 @@ class Popularity(_SavableRecommender):
     def _scores(self, rows, X):
         return np.broadcast_to(self.item_counts_, (X.shape[0], len(self.item_counts_)))
 
+    @reads
     def item_vectors(self):
         return self.item_counts_[:, None]
 
@@ -114,6 +118,7 @@ class EASE(_SavableRecommender):
         it = np.dtype(dtype).itemsize
         return n_items * n_items * (it + (4 if it == 8 else 0))
 
+    @atomic_fit
     def fit(self, train, validation=None, **kw):
         l2 = self._check_params()
         X = self._train_matrix(train)
@@ -169,5 +174,6 @@ class EASE(_SavableRecommender):
     def _scores(self, rows, X):
         return self._backend().spmm(X, self.B_)
 
+    @reads
     def item_vectors(self):
         return self.B_

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 
 from .. import _arrays
 from .._sparse import UnknownIdError, as_csr
+from ._serving import reads
 from .base import Estimator
 
 __all__ = ["Recommender"]
@@ -146,7 +147,8 @@ class Recommender(Estimator):
                                  "pass user_items=<their history> to fold them in")
         return ids, self.train_[ids], scalar
 
-    # -- public API -----------------------------------------------------------------------------
+    # -- public API (inference: safe from any number of threads, see _serving) -----------------
+    @reads
     def recommend(self, user_ids=None, user_items=None, k=10, filter_seen=True, items=None,
                   filter_items=None, batch_size=4096):
         """Top-k items for users.
@@ -213,6 +215,7 @@ class Recommender(Estimator):
     def _topk(self, rows, X, k, exclude, candidates):
         return self._backend().select_topk(self._scores(rows, X), k, exclude, candidates)
 
+    @reads
     def score(self, user_ids=None, user_items=None):
         """Dense scores (n, n_items) for users (see ``recommend`` for the arguments)."""
         self._check_fitted("train_")
@@ -220,6 +223,7 @@ class Recommender(Estimator):
         s = self._scores(rows, X)
         return s[0] if scalar else s
 
+    @reads
     def recommend_raw(self, raw_user_ids, k=10, **kw):
         """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions)."""
         self._check_fitted("train_")
@@ -242,6 +246,7 @@ class Recommender(Estimator):
         raw_items[ids < 0] = None
         return (raw_items[0], scores[0]) if scalar else (raw_items, scores)
 
+    @reads
     def similar_items(self, item_ids, k=10, filter_self=True):
         """Items most similar to ``item_ids`` by cosine over the model's item vectors."""
         self._check_fitted("train_")

@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from .. import _arrays
 from .._progress import Progress
 from ..io import register_model
+from ._serving import atomic_fit, guard_of, reads
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 
@@ -86,6 +87,7 @@ class _SparseAutoencoder(Recommender):
             params.append(V)
         return params
 
+    @atomic_fit
     def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose=0,
             callbacks=None, k=100):
         """Train on a users x items matrix (aerec.data.Interactions or scipy.sparse; binarised).
@@ -192,17 +194,25 @@ class _SparseAutoencoder(Recommender):
 
     def _search_index(self):
         """TopK over the decoder's output layer: score = h_last @ W_last + b_last (never forms the
-        n_users x n_items logits). Built once per set of weights."""
+        n_users x n_items logits). Built once per set of weights, by one thread (the others wait
+        for it instead of each building its own)."""
         from ..search import TopK
-        key = (id(self.net_), self.net_.step)
+        net = self.net_
+
+        def fresh(c):  # the cache holds the network itself, so a reused id() cannot match
+            return c is not None and c[0] is net and c[1] == net.step
         cached = getattr(self, "_index", None)
-        if cached is None or cached[0] != key:
-            p = self.net_.get_params()
-            n_layers = len(self.spec_["layer_sizes"]) - 1
-            W, b = p[2 * (n_layers - 1)], p[2 * (n_layers - 1) + 1]
-            cached = (key, TopK(np.ascontiguousarray(W.T), bias=b, prune=True, backend=self.backend))
-            self._index = cached
-        return cached[1]
+        if not fresh(cached):
+            with guard_of(self).build():
+                cached = getattr(self, "_index", None)
+                if not fresh(cached):
+                    p = net.get_params()
+                    n_layers = len(self.spec_["layer_sizes"]) - 1
+                    W, b = p[2 * (n_layers - 1)], p[2 * (n_layers - 1) + 1]
+                    cached = (net, net.step, TopK(np.ascontiguousarray(W.T), bias=b, prune=True,
+                                                  backend=self.backend))
+                    self._index = cached
+        return cached[2]
 
     def _topk(self, rows, X, k, exclude, candidates):
         if candidates is not None or len(self.spec_["layer_sizes"]) < 3:
@@ -216,6 +226,7 @@ class _SparseAutoencoder(Recommender):
         self.net_.set_params(p)
         self._index = None
 
+    @reads
     def encode(self, user_items, user_ids=None):
         """Bottleneck representation of users from their histories: (n, latent) float32."""
         self._check_fitted("net_")
@@ -229,6 +240,7 @@ class _SparseAutoencoder(Recommender):
         z = self.net_.encode(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
         return z[0] if scalar else z
 
+    @reads
     def item_vectors(self):
         """Decoder output weights, one row per item: (n_items, h_last)."""
         p = self.net_.get_params()
@@ -236,6 +248,7 @@ class _SparseAutoencoder(Recommender):
         return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
 
     # -- persistence ------------------------------------------------------------------------------
+    @reads
     def save(self, path):
         self._check_fitted("net_")
         arrays = self._train_arrays()
