@@ -919,3 +919,47 @@ for m, name in MODELS.items():
 case("IdMap", "None id", "IdMap([None])", "TypeError", "integers or strings")
 case("Interactions.from_csr", "values beyond float32", "T = sp.csr_matrix(dense.astype(np.float64)); T.data[0] = 1e300\n"
      "Interactions.from_csr(T)", "ValueError", "overflow float32")
+
+# ---------------------------------------------------------------------------------------------
+# found by the independent sweep (tests/sweep_independent.py)
+
+# explicit zeros are no interactions (they were: binarised training, seen-item filters and fold-in
+# histories counted a stored 0 as a 1); COO duplicates are refused like CSR ones (they were summed)
+ZERO_AT = "j0 = [c for c in range(n_items) if c not in X[2].indices][0]\n"
+for m, name in MODELS.items():
+    hist = "R" if m in ("ari", "aru") else "X"
+    if m in FOLD_IN:
+        rec = f"{name}.recommend"
+        case(rec, "user_items explicit zero is no interaction",
+             ZERO_AT + f"h = {hist}[[2]].tocoo()\n"
+             "z = sp.csr_matrix((np.r_[h.data, 0.0], (np.r_[h.row, 0], np.r_[h.col, j0])), shape=(1, n_items))\n"
+             f"assert z.nnz == h.nnz + 1\na = {m}.recommend(user_items=z, k=n_items)\n"
+             f"b = {m}.recommend(user_items={hist}[[2]], k=n_items)\n"
+             "assert (a[0] == b[0]).all() and np.array_equal(a[1], b[1]) and j0 in a[0]", None)
+        case(rec, "user_items bsr (blocks store zeros)",
+             f"a = {m}.recommend(user_items={hist}[:3].tobsr(blocksize=(1, 5)), k=6)[0]\n"
+             f"b = {m}.recommend(user_items={hist}[:3], k=6)[0]\nassert (a == b).all()", None)
+        case(rec, "user_items coo duplicates",
+             f"h = {hist}[[0]].tocoo()\n"
+             "D = sp.coo_matrix((np.r_[h.data, h.data[:1]], (np.r_[h.row, h.row[:1]], np.r_[h.col, h.col[:1]])), "
+             f"shape=h.shape)\n{m}.recommend(user_items=D, k=3)", "ValueError", "duplicate")
+    fit = f"{MODELS[m]}.fit"
+    make = {"pop": "aerec.Popularity()", "ease": "aerec.EASE(l2=10.0)",
+            "dae": "aerec.MultDAE(hidden=(8,), latent=4, epochs=1, random_state=0)",
+            "vae": "aerec.MultVAE(hidden=(8,), latent=4, epochs=1, random_state=0)",
+            "cdae": "aerec.CDAE(latent=4, epochs=1, random_state=0)",
+            "ari": "aerec.AutoRec(hidden=6, epochs=1, random_state=0)",
+            "aru": "aerec.AutoRec(kind='user', hidden=6, epochs=1, random_state=0)"}[m]
+    case(fit, "train explicit zeros are no interactions",
+         ZERO_AT + f"T = {hist}.tocoo()\n"
+         f"Z = sp.csr_matrix((np.r_[T.data, 0.0], (np.r_[T.row, 2], np.r_[T.col, j0])), shape={hist}.shape)\n"
+         f"assert Z.nnz == {hist}.nnz + 1\na = {make}.fit(Z); b = {make}.fit({hist})\n"
+         "assert np.allclose(a.score(np.arange(n_users)), b.score(np.arange(n_users)), atol=1e-6)\n"
+         "assert a.train_.nnz == b.train_.nnz", None)
+    case(fit, "train coo duplicates",
+         f"T = {hist}.tocoo()\n"
+         "D = sp.coo_matrix((np.r_[T.data, T.data[:1]], (np.r_[T.row, T.row[:1]], np.r_[T.col, T.col[:1]])), "
+         f"shape=T.shape)\n{make}.fit(D)", "ValueError", "duplicate")
+    case(fit, "train all explicit zeros",
+         f"{make}.fit(sp.csr_matrix((np.zeros(3, np.float32), (np.arange(3), np.arange(3))), shape=(4, 4)))",
+         "ValueError", "need at least one")

@@ -108,7 +108,12 @@ def check_structure(x, name: str = "user_items") -> sp.csr_matrix:
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
                 bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
                 raise ValueError(f"{name} has {what} index {bad}, outside 0..{n - 1} for its shape")
-        return sp.csr_matrix(sp.coo_matrix((data, (row, col)), shape=(n_rows, n_cols)))
+        # built here rather than by scipy's coo -> csr, which sums duplicate (row, col) entries:
+        # each caller decides what a duplicate means (as_csr refuses it, metrics sum it)
+        order = np.lexsort((col, row))
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(row.astype(np.int64, copy=False), minlength=n_rows), out=indptr[1:])
+        return sp.csr_matrix((data[order], col[order], indptr), shape=(n_rows, n_cols))
     elif fmt == "bsr":
         R, C = x.blocksize
         ip, ix, data = _check_compressed(x.indptr, x.indices, np.zeros(len(np.asarray(x.indices))),
@@ -128,8 +133,9 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
     duplicate entries, finite non-negative values. Accepts scipy.sparse, dense arrays and objects
     with ``to_csr()`` (aerec.data.Interactions).
 
-    Duplicate (row, col) entries are an error, not summed, so that a duplicated log line never
-    silently doubles a rating; unsorted indices are sorted (a copy).
+    Duplicate (row, col) entries are an error, not summed (in every format, COO included), so that a
+    duplicated log line never silently doubles a rating; unsorted indices are sorted (a copy);
+    explicit zeros are dropped (a stored 0 is no interaction, as in scipy).
     """
     if hasattr(x, "to_csr") and not sp.issparse(x):
         x = x.to_csr()
@@ -175,6 +181,14 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
             r = int(row_of[1:][same][0])
             raise ValueError(f"{name} has duplicate entries (first in row {r}, column {int(indices[1:][same][0])}); "
                              "deduplicate with aerec.data or m.sum_duplicates()")
+    if m.nnz and not m.data.all():
+        # a stored zero is no interaction (scipy's meaning of an explicit zero): drop it, or the
+        # models that read only the structure (binarised training, seen-item filters) count it
+        keep = m.data != 0
+        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        indptr = np.zeros(m.shape[0] + 1, np.int64)
+        np.cumsum(np.bincount(row_of[keep], minlength=m.shape[0]), out=indptr[1:])
+        m = sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
     data = np.ones(m.nnz, np.float32) if binary else m.data.astype(np.float32, copy=False)
     out = sp.csr_matrix((data, m.indices.astype(np.int32, copy=False), m.indptr.astype(np.int64, copy=False)),
                         shape=m.shape)
