@@ -963,3 +963,21 @@ for m, name in MODELS.items():
     case(fit, "train all explicit zeros",
          f"{make}.fit(sp.csr_matrix((np.zeros(3, np.float32), (np.arange(3), np.arange(3))), shape=(4, 4)))",
          "ValueError", "need at least one")
+
+# ids: sets and iterators where order does not matter, a hint for boolean masks
+for m, name in MODELS.items():
+    rec = f"{name}.recommend"
+    case(rec, "filter_items set",
+         f"i, s = {m}.recommend(0, k=n_items, filter_items={{1, 2, 3}})\nassert not set(i.tolist()) & {{1, 2, 3}}",
+         None)
+    case(rec, "items generator",
+         f"a = {m}.recommend([0, 1], k=3, items=(j for j in range(5)))[0]\n"
+         f"assert (a == {m}.recommend([0, 1], k=3, items=[0, 1, 2, 3, 4])[0]).all()", None)
+    case(rec, "filter_items dict keys",
+         f"i, s = {m}.recommend(0, k=n_items, filter_items={{4: 'a', 6: 'b'}}.keys())\n"
+         "assert not set(i.tolist()) & {4, 6}", None)
+    case(rec, "user_ids set (no order)", f"{m}.recommend({{1, 2}}, k=3)", "TypeError", "sorted(user_ids)")
+    case(rec, "items boolean mask", f"{m}.recommend(0, k=3, items=np.ones(n_items, bool))", "TypeError",
+         "np.flatnonzero(mask)")
+case("Popularity.similar_items", "item_ids set (no order)", "pop.similar_items({1, 2})", "TypeError",
+     "sorted(item_ids)")

@@ -7,6 +7,7 @@ Ids are row/column indices of the training matrix (the ``implicit`` convention).
 """
 from __future__ import annotations
 
+import collections.abc
 import numbers
 
 import numpy as np
@@ -19,11 +20,20 @@ from .base import Estimator
 __all__ = ["Recommender"]
 
 
-def _as_ids(x, name):
+def _as_ids(x, name, unordered=False):
     """Integer ids as int64 (scalar or 1-D). Ids that cannot index the model (beyond 64 bits) are
-    unknown ids, not overflow errors; an empty list is an empty batch."""
+    unknown ids, not overflow errors; an empty list is an empty batch. Iterators (generators, dict
+    views) are read once; sets only where order does not matter (``unordered``: candidate and
+    filter lists)."""
     if x is None:
         raise TypeError(f"{name} is None; pass an int or a 1-D array of ints")
+    if isinstance(x, (set, frozenset)):
+        if not unordered:
+            raise TypeError(f"{name} is a {type(x).__name__}, which has no order (results come back one row "
+                            f"per id, in the order given); pass a list, e.g. sorted({name})")
+        x = list(x)
+    elif isinstance(x, (collections.abc.Iterator, collections.abc.KeysView, collections.abc.ValuesView)):
+        x = list(x)  # np.asarray would make a 0-d object array of a generator
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be integer ids, got a bool")
     try:
@@ -41,6 +51,8 @@ def _as_ids(x, name):
     if arr.size == 0 and arr.ndim == 1 and arr.dtype.kind in "fO":
         arr = arr.astype(np.int64)  # [] is an empty batch
     if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must be integer ids, got booleans; for a mask pass np.flatnonzero(mask)")
         if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
             raise TypeError(f"{name} must be integers (got floats); pass np.asarray({name}, dtype=np.int64)")
         raise TypeError(f"{name} must be integer ids, got dtype {arr.dtype}")
@@ -179,12 +191,12 @@ class Recommender(Estimator):
         n_items = self.train_.shape[1]
         cand = None
         if items is not None:
-            cand = _as_ids(items, "items").reshape(-1)
+            cand = _as_ids(items, "items", unordered=True).reshape(-1)
             self._check_item_range(cand, "items")
         exclude = X if filter_seen else None
         fi = None
         if filter_items is not None:
-            fi = np.unique(_as_ids(filter_items, "filter_items").reshape(-1))
+            fi = np.unique(_as_ids(filter_items, "filter_items", unordered=True).reshape(-1))
             self._check_item_range(fi, "filter_items")
         k_out = min(k, n_items)
         ids = np.empty((X.shape[0], k_out), np.int32)
