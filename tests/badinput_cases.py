@@ -981,3 +981,13 @@ for m, name in MODELS.items():
          "np.flatnonzero(mask)")
 case("Popularity.similar_items", "item_ids set (no order)", "pop.similar_items({1, 2})", "TypeError",
      "sorted(item_ids)")
+
+# bytes paths (os.fspath keeps bytes; the writer then failed deep inside on str.startswith)
+for m, name in MODELS.items():
+    case(f"{name}.save", "bytes path",
+         f"p = os.path.join(tmp, 'bytes_{m}.npz').encode()\n{m}.save(p)\nl = aerec.load(p)\n"
+         f"assert (l.recommend([0, 1], k=3)[0] == {m}.recommend([0, 1], k=3)[0]).all()", None)
+case("TopK.save", "bytes path", "p = os.path.join(tmp, 'bytes_topk.npz').encode()\nindex.save(p)\n"
+     "assert (aerec.TopK.load(p).search(q, 3)[0] == index.search(q, 3)[0]).all()", None)
+case("Autoencoder.save", "bytes path", "p = os.path.join(tmp, 'bytes_ae.npz').encode()\nae.save(p)\n"
+     "assert np.allclose(aerec.load(p).predict(xd), ae.predict(xd))", None)
