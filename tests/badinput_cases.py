@@ -991,3 +991,12 @@ case("TopK.save", "bytes path", "p = os.path.join(tmp, 'bytes_topk.npz').encode(
      "assert (aerec.TopK.load(p).search(q, 3)[0] == index.search(q, 3)[0]).all()", None)
 case("Autoencoder.save", "bytes path", "p = os.path.join(tmp, 'bytes_ae.npz').encode()\nae.save(p)\n"
      "assert np.allclose(aerec.load(p).predict(xd), ae.predict(xd))", None)
+
+# messages that now say what to do
+case("Interactions.from_arrays", "users None", "Interactions.from_arrays(None, [1])", "TypeError", "users is None")
+case("datasets.synthetic", "min_user_interactions over the cap", "aerec.datasets.synthetic(n_users=1, n_items=2)",
+     "ValueError", "pass min_user_interactions <= 1")
+case("datasets.synthetic", "1 user x 2 items (valid)",
+     "d = aerec.datasets.synthetic(n_users=1, n_items=2, min_user_interactions=1)\nassert d.nnz >= 1", None)
+case("Autoencoder.fit", "refit on another width", "a = aerec.Autoencoder(hidden=(4,), random_state=0)\n"
+     "a.fit(xd, epochs=1)\na.fit(xd[:, :3], epochs=1)", "ValueError", "create a new Autoencoder")
