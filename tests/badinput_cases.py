@@ -1000,3 +1000,13 @@ case("datasets.synthetic", "1 user x 2 items (valid)",
      "d = aerec.datasets.synthetic(n_users=1, n_items=2, min_user_interactions=1)\nassert d.nnz >= 1", None)
 case("Autoencoder.fit", "refit on another width", "a = aerec.Autoencoder(hidden=(4,), random_state=0)\n"
      "a.fit(xd, epochs=1)\na.fit(xd[:, :3], epochs=1)", "ValueError", "create a new Autoencoder")
+
+# round 2 of the sweep: EvalSet ids, subset_users duplicates, recommend_raw's item lists
+case("EvalSet", "users floats (were truncated)", "aerec.data.EvalSet(np.array([0.5, 1.5]), X[:2], X[2:4], True)",
+     "TypeError", "integer user ids")
+case("EvalSet", "users 0-d", "aerec.data.EvalSet(np.int64(0), X[:1], X[:1], True)", "ValueError", "1-D")
+case("EvalSet", "users [] (valid)", "assert aerec.data.EvalSet([], X[:0], X[:0], True).n_users == 0", None)
+case("EvalSet", "fold_in coo duplicates reach evaluate",
+     "c = X[:2].tocoo()\n"
+     "F = sp.coo_matrix((np.r_[c.data, 1.0], (np.r_[c.row, c.row[0]], np.r_[c.col, c.col[0]])), shape=c.shape)\n"
+     "aerec.evaluate(pop, aerec.data.EvalSet(np.array([0, 1]), F, X[2:4], True), ks=(3,))", "ValueError", "duplicate")
