@@ -1010,3 +1010,4 @@ case("EvalSet", "fold_in coo duplicates reach evaluate",
      "c = X[:2].tocoo()\n"
      "F = sp.coo_matrix((np.r_[c.data, 1.0], (np.r_[c.row, c.row[0]], np.r_[c.col, c.col[0]])), shape=c.shape)\n"
      "aerec.evaluate(pop, aerec.data.EvalSet(np.array([0, 1]), F, X[2:4], True), ks=(3,))", "ValueError", "duplicate")
+case("Interactions.subset_users", "duplicate users", "inter.subset_users([3, 1, 3])", "ValueError", "np.unique")
