@@ -1011,3 +1011,12 @@ case("EvalSet", "fold_in coo duplicates reach evaluate",
      "F = sp.coo_matrix((np.r_[c.data, 1.0], (np.r_[c.row, c.row[0]], np.r_[c.col, c.col[0]])), shape=c.shape)\n"
      "aerec.evaluate(pop, aerec.data.EvalSet(np.array([0, 1]), F, X[2:4], True), ks=(3,))", "ValueError", "duplicate")
 case("Interactions.subset_users", "duplicate users", "inter.subset_users([3, 1, 3])", "ValueError", "np.unique")
+case("Popularity.recommend_raw", "items as raw ids",
+     "i, s = pop_raw.recommend_raw('u1', k=3, items=['i3', 'i5', 'i6'])\n"
+     "w = pop_raw.recommend(1, k=3, items=[3, 5, 6])[0]\n"
+     "assert [x for x in i if x is not None] == [f'i{j}' for j in w if j >= 0]", None)
+case("Popularity.recommend_raw", "filter_items raw set",
+     "i, s = pop_raw.recommend_raw('u1', k=n_items, filter_items={'i3', 'i5'})\nassert not {'i3', 'i5'} & set(i.tolist())",
+     None)
+case("Popularity.recommend_raw", "items unknown raw id", "pop_raw.recommend_raw('u1', k=3, items=['nope'])",
+     "UnknownIdError", "raw item ids")

@@ -233,11 +233,25 @@ class Recommender(Estimator):
         return s[0] if scalar else s
 
     def recommend_raw(self, raw_user_ids, k=10, **kw):
-        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions)."""
+        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions):
+        ``raw_user_ids`` and the ``items`` / ``filter_items`` lists are raw ids too."""
         self._check_fitted("train_")
         if getattr(self, "id_maps_", None) is None or self.id_maps_[0] is None:
             raise ValueError("this model was fitted on a plain matrix, so it has no raw id maps")
         umap, imap = self.id_maps_
+        for key in ("items", "filter_items"):
+            if kw.get(key) is not None:
+                raw = kw[key]
+                if isinstance(raw, (set, frozenset)) or isinstance(raw, collections.abc.Iterator):
+                    raw = list(raw)
+                raw = [raw] if np.ndim(raw) == 0 else list(raw)
+                try:
+                    kw[key] = np.asarray(imap.to_index(raw), dtype=np.int64).reshape(-1)
+                except UnknownIdError:
+                    raise
+                except KeyError as exc:
+                    raise UnknownIdError(f"{key}: {exc.args[0] if exc.args else exc} (recommend_raw takes raw "
+                                         "item ids; use recommend() for item indices)") from None
         if raw_user_ids is None:
             raise TypeError("raw_user_ids is None; pass a raw user id or a list of them")
         scalar = np.ndim(raw_user_ids) == 0
