@@ -1020,3 +1020,12 @@ case("Popularity.recommend_raw", "filter_items raw set",
      None)
 case("Popularity.recommend_raw", "items unknown raw id", "pop_raw.recommend_raw('u1', k=3, items=['nope'])",
      "UnknownIdError", "raw item ids")
+
+# round 3: item_vectors before fit (was a bare AttributeError), Popularity scores (were a read-only
+# broadcast view whose rows share memory)
+for m, name in MODELS.items():
+    make = FIT[m]
+    case(f"{name}.item_vectors", "before fit", f"{make}.item_vectors()", "RuntimeError", "not fitted")
+case("Popularity.score", "writable, rows independent",
+     "s = pop.score([0, 1])\ns[0, 0] = -np.inf\nassert s[1, 0] != -np.inf and not np.shares_memory(s, pop.item_counts_)\n"
+     "assert np.array_equal(pop.score([1]), s[1:])", None)

@@ -53,9 +53,12 @@ class Popularity(_SavableRecommender):
         return self
 
     def _scores(self, rows, X):
-        return np.broadcast_to(self.item_counts_, (X.shape[0], len(self.item_counts_)))
+        # a real (writable, row-independent) array like every other model's scores, not a
+        # read-only broadcast view whose rows share memory
+        return np.repeat(self.item_counts_[None, :], X.shape[0], axis=0)
 
     def item_vectors(self):
+        self._check_fitted("train_")
         return self.item_counts_[:, None]
 
 
@@ -170,4 +173,5 @@ class EASE(_SavableRecommender):
         return self._backend().spmm(X, self.B_)
 
     def item_vectors(self):
+        self._check_fitted("train_")
         return self.B_
