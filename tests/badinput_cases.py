@@ -1029,3 +1029,24 @@ for m, name in MODELS.items():
 case("Popularity.score", "writable, rows independent",
      "s = pop.score([0, 1])\ns[0, 0] = -np.inf\nassert s[1, 0] != -np.inf and not np.shares_memory(s, pop.item_counts_)\n"
      "assert np.array_equal(pop.score([1]), s[1:])", None)
+
+# round 4: sparse components that are strided, big-endian or of a non-canonical float32 dtype reach
+# the kernels as contiguous native arrays (EASE's SpMM refused strided ones with "CSR arrays must be
+# 1-D contiguous", scipy refused big-endian ones in from_csr)
+LAYOUTS = {
+    "strided data": "c = H.copy(); c.data = np.repeat(c.data, 2)[::2]",
+    "strided indices": "c = H.copy(); c.indices = np.repeat(c.indices, 2)[::2]",
+    "big-endian data and indices": "c = H.copy(); c.data = c.data.astype('>f4'); c.indices = c.indices.astype('>i4')",
+    "non-canonical float32 dtype": "c = H.copy(); c.data = c.data.view(np.dtype('>f4').newbyteorder('='))",
+    "coo big-endian strided": "c = H.tocoo(); c.row = np.repeat(c.row, 2)[::2].astype('>i8'); c.data = c.data.astype('>f4')",
+}
+for lay, build in LAYOUTS.items():
+    case("EASE.recommend", f"user_items {lay}",
+         f"H = X[[0, 5, 9]].astype(np.float32)\n{build}\n"
+         "a = ease.recommend(user_items=c, k=6); b = ease.recommend(user_items=H, k=6)\n"
+         "assert (a[0] == b[0]).all() and np.allclose(a[1], b[1])", None)
+    case("Interactions.from_csr", lay, f"H = X.copy()\n{build}\n"
+         "assert (Interactions.from_csr(c).to_csr() != Interactions.from_csr(X).to_csr()).nnz == 0", None)
+case("EASE.fit", "dense non-canonical float32 dtype",
+     "a = aerec.EASE(l2=10.0).fit(dense.view(np.dtype('>f4').newbyteorder('=')))\n"
+     "assert np.allclose(a.B_, ease.B_)", None)
