@@ -1050,3 +1050,14 @@ for lay, build in LAYOUTS.items():
 case("EASE.fit", "dense non-canonical float32 dtype",
      "a = aerec.EASE(l2=10.0).fit(dense.view(np.dtype('>f4').newbyteorder('=')))\n"
      "assert np.allclose(a.B_, ease.B_)", None)
+
+# the full training matrix with every user id in another order: the matrix's rows are training
+# users (each user was filtered and scored with another user's history)
+for m, name in MODELS.items():
+    hist = "R" if m in ("ari", "aru") else "X"
+    case(f"{name}.recommend", "training matrix + all user ids permuted",
+         f"ids = np.arange(n_users)[::-1].copy()\na = {m}.recommend(ids, user_items={hist}, k=4)\n"
+         f"b = {m}.recommend(ids, k=4)\nassert (a[0] == b[0]).all() and np.allclose(a[1], b[1])", None)
+case("Popularity.recommend", "one history row per id, all ids permuted",
+     "ids = np.arange(n_users)[::-1].copy()\nH = X[ids]\na = pop.recommend(ids, user_items=H, k=4)[0]\n"
+     "assert (a == pop.recommend(ids, k=4)[0]).all()", None)

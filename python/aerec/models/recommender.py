@@ -132,7 +132,14 @@ class Recommender(Estimator):
                 if not self.supports_fold_in:
                     raise ValueError(f"{type(self).__name__} cannot fold in new users; pass user_ids of training users")
                 return np.full(X.shape[0], -1, np.int64), X, False
-            if X.shape[0] == n_users and len(ids) != n_users:
+            if X.shape[0] == n_users and len(ids) == n_users and not np.array_equal(ids, np.arange(n_users)):
+                # ambiguous: one row per id, or the training-shaped matrix in another order? Passing
+                # the training matrix itself means the latter (reading row i as user ids[i]'s history
+                # would give each user another user's seen items)
+                T = self.train_
+                if X.nnz == T.nnz and np.array_equal(X.indptr, T.indptr) and np.array_equal(X.indices, T.indices):
+                    X = X[ids]
+            elif X.shape[0] == n_users and len(ids) != n_users:
                 # implicit-style: user_items is the full training-shaped matrix, so its rows are
                 # training users and an id outside them has no history in it
                 bad = (ids < 0) | (ids >= n_users)
