@@ -1061,3 +1061,6 @@ for m, name in MODELS.items():
 case("Popularity.recommend", "one history row per id, all ids permuted",
      "ids = np.arange(n_users)[::-1].copy()\nH = X[ids]\na = pop.recommend(ids, user_items=H, k=4)[0]\n"
      "assert (a == pop.recommend(ids, k=4)[0]).all()", None)
+case("Interactions.read_csv", "a directory", "Interactions.read_csv(tmp)", "IsADirectoryError", "is a directory")
+case("Popularity.recommend", "user ids with NaN (missing)", "pop.recommend(np.array([1.0, np.nan]), k=3)", "TypeError",
+     "missing id")

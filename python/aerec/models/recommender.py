@@ -53,6 +53,9 @@ def _as_ids(x, name, unordered=False):
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "b":
             raise TypeError(f"{name} must be integer ids, got booleans; for a mask pass np.flatnonzero(mask)")
+        if arr.dtype.kind == "f" and arr.size and np.isnan(arr).any():
+            raise TypeError(f"{name} contains NaN (a missing id, e.g. pandas NA); drop the missing entries "
+                            "and pass integer ids")
         if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
             raise TypeError(f"{name} must be integers (got floats); pass np.asarray({name}, dtype=np.int64)")
         raise TypeError(f"{name} must be integer ids, got dtype {arr.dtype}")
