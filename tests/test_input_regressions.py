@@ -338,3 +338,13 @@ def test_coo_duplicates_refused_for_models_but_summed_by_metrics_and_from_csr():
     assert inter.nnz == X.nnz and inter.to_csr()[int(c.row[0]), int(c.col[0])] == 2
     ranked = np.tile(np.arange(3), (X.shape[0], 1))
     assert aerec.metrics.recall_at_k(ranked, D, 3) == aerec.metrics.recall_at_k(ranked, X, 3)
+
+
+def test_sweep_script_cases_are_well_formed():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sweep_independent as S
+    ids = [c[0] for c in S.CASES]
+    assert len(ids) == len(set(ids)) and len(ids) > 900
+    for _, code, expect in S.CASES:
+        compile(code, "<case>", "exec")
+        assert expect is None or (isinstance(expect, tuple) and len(expect) == 2)
