@@ -919,3 +919,148 @@ for m, name in MODELS.items():
 case("IdMap", "None id", "IdMap([None])", "TypeError", "integers or strings")
 case("Interactions.from_csr", "values beyond float32", "T = sp.csr_matrix(dense.astype(np.float64)); T.data[0] = 1e300\n"
      "Interactions.from_csr(T)", "ValueError", "overflow float32")
+
+# ---------------------------------------------------------------------------------------------
+# found by the independent sweep (tests/sweep_independent.py)
+
+# explicit zeros are no interactions (they were: binarised training, seen-item filters and fold-in
+# histories counted a stored 0 as a 1); COO duplicates are refused like CSR ones (they were summed)
+ZERO_AT = "j0 = [c for c in range(n_items) if c not in X[2].indices][0]\n"
+for m, name in MODELS.items():
+    hist = "R" if m in ("ari", "aru") else "X"
+    if m in FOLD_IN:
+        rec = f"{name}.recommend"
+        case(rec, "user_items explicit zero is no interaction",
+             ZERO_AT + f"h = {hist}[[2]].tocoo()\n"
+             "z = sp.csr_matrix((np.r_[h.data, 0.0], (np.r_[h.row, 0], np.r_[h.col, j0])), shape=(1, n_items))\n"
+             f"assert z.nnz == h.nnz + 1\na = {m}.recommend(user_items=z, k=n_items)\n"
+             f"b = {m}.recommend(user_items={hist}[[2]], k=n_items)\n"
+             "assert (a[0] == b[0]).all() and np.array_equal(a[1], b[1]) and j0 in a[0]", None)
+        case(rec, "user_items bsr (blocks store zeros)",
+             f"a = {m}.recommend(user_items={hist}[:3].tobsr(blocksize=(1, 5)), k=6)[0]\n"
+             f"b = {m}.recommend(user_items={hist}[:3], k=6)[0]\nassert (a == b).all()", None)
+        case(rec, "user_items coo duplicates",
+             f"h = {hist}[[0]].tocoo()\n"
+             "D = sp.coo_matrix((np.r_[h.data, h.data[:1]], (np.r_[h.row, h.row[:1]], np.r_[h.col, h.col[:1]])), "
+             f"shape=h.shape)\n{m}.recommend(user_items=D, k=3)", "ValueError", "duplicate")
+    fit = f"{MODELS[m]}.fit"
+    make = {"pop": "aerec.Popularity()", "ease": "aerec.EASE(l2=10.0)",
+            "dae": "aerec.MultDAE(hidden=(8,), latent=4, epochs=1, random_state=0)",
+            "vae": "aerec.MultVAE(hidden=(8,), latent=4, epochs=1, random_state=0)",
+            "cdae": "aerec.CDAE(latent=4, epochs=1, random_state=0)",
+            "ari": "aerec.AutoRec(hidden=6, epochs=1, random_state=0)",
+            "aru": "aerec.AutoRec(kind='user', hidden=6, epochs=1, random_state=0)"}[m]
+    case(fit, "train explicit zeros are no interactions",
+         ZERO_AT + f"T = {hist}.tocoo()\n"
+         f"Z = sp.csr_matrix((np.r_[T.data, 0.0], (np.r_[T.row, 2], np.r_[T.col, j0])), shape={hist}.shape)\n"
+         f"assert Z.nnz == {hist}.nnz + 1\na = {make}.fit(Z); b = {make}.fit({hist})\n"
+         "assert np.allclose(a.score(np.arange(n_users)), b.score(np.arange(n_users)), atol=1e-6)\n"
+         "assert a.train_.nnz == b.train_.nnz", None)
+    case(fit, "train coo duplicates",
+         f"T = {hist}.tocoo()\n"
+         "D = sp.coo_matrix((np.r_[T.data, T.data[:1]], (np.r_[T.row, T.row[:1]], np.r_[T.col, T.col[:1]])), "
+         f"shape=T.shape)\n{make}.fit(D)", "ValueError", "duplicate")
+    case(fit, "train all explicit zeros",
+         f"{make}.fit(sp.csr_matrix((np.zeros(3, np.float32), (np.arange(3), np.arange(3))), shape=(4, 4)))",
+         "ValueError", "need at least one")
+
+# ids: sets and iterators where order does not matter, a hint for boolean masks
+for m, name in MODELS.items():
+    rec = f"{name}.recommend"
+    case(rec, "filter_items set",
+         f"i, s = {m}.recommend(0, k=n_items, filter_items={{1, 2, 3}})\nassert not set(i.tolist()) & {{1, 2, 3}}",
+         None)
+    case(rec, "items generator",
+         f"a = {m}.recommend([0, 1], k=3, items=(j for j in range(5)))[0]\n"
+         f"assert (a == {m}.recommend([0, 1], k=3, items=[0, 1, 2, 3, 4])[0]).all()", None)
+    case(rec, "filter_items dict keys",
+         f"i, s = {m}.recommend(0, k=n_items, filter_items={{4: 'a', 6: 'b'}}.keys())\n"
+         "assert not set(i.tolist()) & {4, 6}", None)
+    case(rec, "user_ids set (no order)", f"{m}.recommend({{1, 2}}, k=3)", "TypeError", "sorted(user_ids)")
+    case(rec, "items boolean mask", f"{m}.recommend(0, k=3, items=np.ones(n_items, bool))", "TypeError",
+         "np.flatnonzero(mask)")
+case("Popularity.similar_items", "item_ids set (no order)", "pop.similar_items({1, 2})", "TypeError",
+     "sorted(item_ids)")
+
+# bytes paths (os.fspath keeps bytes; the writer then failed deep inside on str.startswith)
+for m, name in MODELS.items():
+    case(f"{name}.save", "bytes path",
+         f"p = os.path.join(tmp, 'bytes_{m}.npz').encode()\n{m}.save(p)\nl = aerec.load(p)\n"
+         f"assert (l.recommend([0, 1], k=3)[0] == {m}.recommend([0, 1], k=3)[0]).all()", None)
+case("TopK.save", "bytes path", "p = os.path.join(tmp, 'bytes_topk.npz').encode()\nindex.save(p)\n"
+     "assert (aerec.TopK.load(p).search(q, 3)[0] == index.search(q, 3)[0]).all()", None)
+case("Autoencoder.save", "bytes path", "p = os.path.join(tmp, 'bytes_ae.npz').encode()\nae.save(p)\n"
+     "assert np.allclose(aerec.load(p).predict(xd), ae.predict(xd))", None)
+
+# messages that now say what to do
+case("Interactions.from_arrays", "users None", "Interactions.from_arrays(None, [1])", "TypeError", "users is None")
+case("datasets.synthetic", "min_user_interactions over the cap", "aerec.datasets.synthetic(n_users=1, n_items=2)",
+     "ValueError", "pass min_user_interactions <= 1")
+case("datasets.synthetic", "1 user x 2 items (valid)",
+     "d = aerec.datasets.synthetic(n_users=1, n_items=2, min_user_interactions=1)\nassert d.nnz >= 1", None)
+case("Autoencoder.fit", "refit on another width", "a = aerec.Autoencoder(hidden=(4,), random_state=0)\n"
+     "a.fit(xd, epochs=1)\na.fit(xd[:, :3], epochs=1)", "ValueError", "create a new Autoencoder")
+
+# round 2 of the sweep: EvalSet ids, subset_users duplicates, recommend_raw's item lists
+case("EvalSet", "users floats (were truncated)", "aerec.data.EvalSet(np.array([0.5, 1.5]), X[:2], X[2:4], True)",
+     "TypeError", "integer user ids")
+case("EvalSet", "users 0-d", "aerec.data.EvalSet(np.int64(0), X[:1], X[:1], True)", "ValueError", "1-D")
+case("EvalSet", "users [] (valid)", "assert aerec.data.EvalSet([], X[:0], X[:0], True).n_users == 0", None)
+case("EvalSet", "fold_in coo duplicates reach evaluate",
+     "c = X[:2].tocoo()\n"
+     "F = sp.coo_matrix((np.r_[c.data, 1.0], (np.r_[c.row, c.row[0]], np.r_[c.col, c.col[0]])), shape=c.shape)\n"
+     "aerec.evaluate(pop, aerec.data.EvalSet(np.array([0, 1]), F, X[2:4], True), ks=(3,))", "ValueError", "duplicate")
+case("Interactions.subset_users", "duplicate users", "inter.subset_users([3, 1, 3])", "ValueError", "np.unique")
+case("Popularity.recommend_raw", "items as raw ids",
+     "i, s = pop_raw.recommend_raw('u1', k=3, items=['i3', 'i5', 'i6'])\n"
+     "w = pop_raw.recommend(1, k=3, items=[3, 5, 6])[0]\n"
+     "assert [x for x in i if x is not None] == [f'i{j}' for j in w if j >= 0]", None)
+case("Popularity.recommend_raw", "filter_items raw set",
+     "i, s = pop_raw.recommend_raw('u1', k=n_items, filter_items={'i3', 'i5'})\nassert not {'i3', 'i5'} & set(i.tolist())",
+     None)
+case("Popularity.recommend_raw", "items unknown raw id", "pop_raw.recommend_raw('u1', k=3, items=['nope'])",
+     "UnknownIdError", "raw item ids")
+
+# round 3: item_vectors before fit (was a bare AttributeError), Popularity scores (were a read-only
+# broadcast view whose rows share memory)
+for m, name in MODELS.items():
+    make = FIT[m]
+    case(f"{name}.item_vectors", "before fit", f"{make}.item_vectors()", "RuntimeError", "not fitted")
+case("Popularity.score", "writable, rows independent",
+     "s = pop.score([0, 1])\ns[0, 0] = -np.inf\nassert s[1, 0] != -np.inf and not np.shares_memory(s, pop.item_counts_)\n"
+     "assert np.array_equal(pop.score([1]), s[1:])", None)
+
+# round 4: sparse components that are strided, big-endian or of a non-canonical float32 dtype reach
+# the kernels as contiguous native arrays (EASE's SpMM refused strided ones with "CSR arrays must be
+# 1-D contiguous", scipy refused big-endian ones in from_csr)
+LAYOUTS = {
+    "strided data": "c = H.copy(); c.data = np.repeat(c.data, 2)[::2]",
+    "strided indices": "c = H.copy(); c.indices = np.repeat(c.indices, 2)[::2]",
+    "big-endian data and indices": "c = H.copy(); c.data = c.data.astype('>f4'); c.indices = c.indices.astype('>i4')",
+    "non-canonical float32 dtype": "c = H.copy(); c.data = c.data.view(np.dtype('>f4').newbyteorder('='))",
+    "coo big-endian strided": "c = H.tocoo(); c.row = np.repeat(c.row, 2)[::2].astype('>i8'); c.data = c.data.astype('>f4')",
+}
+for lay, build in LAYOUTS.items():
+    case("EASE.recommend", f"user_items {lay}",
+         f"H = X[[0, 5, 9]].astype(np.float32)\n{build}\n"
+         "a = ease.recommend(user_items=c, k=6); b = ease.recommend(user_items=H, k=6)\n"
+         "assert (a[0] == b[0]).all() and np.allclose(a[1], b[1])", None)
+    case("Interactions.from_csr", lay, f"H = X.copy()\n{build}\n"
+         "assert (Interactions.from_csr(c).to_csr() != Interactions.from_csr(X).to_csr()).nnz == 0", None)
+case("EASE.fit", "dense non-canonical float32 dtype",
+     "a = aerec.EASE(l2=10.0).fit(dense.view(np.dtype('>f4').newbyteorder('=')))\n"
+     "assert np.allclose(a.B_, ease.B_)", None)
+
+# the full training matrix with every user id in another order: the matrix's rows are training
+# users (each user was filtered and scored with another user's history)
+for m, name in MODELS.items():
+    hist = "R" if m in ("ari", "aru") else "X"
+    case(f"{name}.recommend", "training matrix + all user ids permuted",
+         f"ids = np.arange(n_users)[::-1].copy()\na = {m}.recommend(ids, user_items={hist}, k=4)\n"
+         f"b = {m}.recommend(ids, k=4)\nassert (a[0] == b[0]).all() and np.allclose(a[1], b[1])", None)
+case("Popularity.recommend", "one history row per id, all ids permuted",
+     "ids = np.arange(n_users)[::-1].copy()\nH = X[ids]\na = pop.recommend(ids, user_items=H, k=4)[0]\n"
+     "assert (a == pop.recommend(ids, k=4)[0]).all()", None)
+case("Interactions.read_csv", "a directory", "Interactions.read_csv(tmp)", "IsADirectoryError", "is a directory")
+case("Popularity.recommend", "user ids with NaN (missing)", "pop.recommend(np.array([1.0, np.nan]), k=3)", "TypeError",
+     "missing id")

@@ -279,3 +279,72 @@ def test_read_csv_ids_beyond_64_bits_stay_text(tmp_path):
     p.write_text(f"{2 ** 70},1,3\n4,2,5\n")
     d = aerec.data.read_csv(p)
     assert str(2 ** 70) in [str(x) for x in d.user_map.raw_ids.tolist()]
+
+
+# -- found by the independent sweep (tests/sweep_independent.py) ----------------------------------
+
+def _with_zeros(m, where):
+    """``m`` plus explicit zeros at ``where`` [(row, col), ...] (cells that are empty in ``m``)."""
+    c = m.tocoo()
+    r, k = zip(*where)
+    z = sp.csr_matrix((np.r_[c.data, np.zeros(len(where))].astype(np.float32), (np.r_[c.row, r], np.r_[c.col, k])),
+                      shape=m.shape)
+    assert z.nnz == m.nnz + len(where)
+    return z
+
+
+def test_as_csr_drops_explicit_zeros_without_touching_the_callers_arrays():
+    from aerec._sparse import as_csr
+    m = sp.csr_matrix(np.array([[0, 1, 0], [0, 0, 0], [2, 0, 3], [0, 0, 0]], np.float32))
+    z = _with_zeros(m, [(0, 0), (1, 2), (3, 1)])  # a zero in a row with entries, and rows of only zeros
+    before = [a.copy() for a in (z.data, z.indices, z.indptr)]
+    out = as_csr(z)
+    assert out.nnz == 3 and out.indptr.tolist() == [0, 1, 1, 3, 3] and out.indices.tolist() == [1, 0, 2]
+    assert out.data.tolist() == [1.0, 2.0, 3.0]
+    assert all(np.array_equal(a, b) for a, b in zip(before, (z.data, z.indices, z.indptr)))
+    assert as_csr(z, binary=True).data.tolist() == [1.0, 1.0, 1.0]  # a binarised zero is not a 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda: aerec.MultDAE(hidden=(8,), latent=4, epochs=2, random_state=0),
+    lambda: aerec.MultVAE(hidden=(8,), latent=4, epochs=2, random_state=0),
+    lambda: aerec.CDAE(latent=4, epochs=2, random_state=0),
+    lambda: aerec.AutoRec(hidden=6, epochs=2, random_state=0),
+    lambda: aerec.AutoRec(kind="user", hidden=6, epochs=2, random_state=0),
+])
+def test_explicit_zeros_are_not_interactions_in_fit_or_fold_in(make):
+    X = _data()
+    empty = [(u, j) for u in range(5) for j in range(X.shape[1]) if X[u, j] == 0][:20]
+    Z = _with_zeros(X, empty)
+    a, b = make().fit(Z), make().fit(X)
+    assert np.allclose(a.score(np.arange(10)), b.score(np.arange(10)), atol=1e-6)
+    if b.supports_fold_in:
+        ids, _ = b.recommend(user_items=Z[:5], k=X.shape[1])
+        ref, _ = b.recommend(user_items=X[:5], k=X.shape[1])
+        assert (ids == ref).all()  # the zero cells are recommendable, not filtered as seen
+
+
+def test_coo_duplicates_refused_for_models_but_summed_by_metrics_and_from_csr():
+    X = _data()
+    c = X.tocoo()
+    D = sp.coo_matrix((np.r_[c.data, c.data[:2]], (np.r_[c.row, c.row[:2]], np.r_[c.col, c.col[:2]])),
+                      shape=X.shape)
+    with pytest.raises(ValueError, match="duplicate entries"):
+        aerec.Popularity().fit(D)
+    with pytest.raises(ValueError, match="duplicate entries"):
+        aerec.EASE(l2=10.0).fit(X).recommend(user_items=D, k=3)
+    # scipy's convention where it is documented: metrics and Interactions.from_csr sum duplicates
+    inter = aerec.data.Interactions.from_csr(D)
+    assert inter.nnz == X.nnz and inter.to_csr()[int(c.row[0]), int(c.col[0])] == 2
+    ranked = np.tile(np.arange(3), (X.shape[0], 1))
+    assert aerec.metrics.recall_at_k(ranked, D, 3) == aerec.metrics.recall_at_k(ranked, X, 3)
+
+
+def test_sweep_script_cases_are_well_formed():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import sweep_independent as S
+    ids = [c[0] for c in S.CASES]
+    assert len(ids) == len(set(ids)) and len(ids) > 900
+    for _, code, expect in S.CASES:
+        compile(code, "<case>", "exec")
+        assert expect is None or (isinstance(expect, tuple) and len(expect) == 2)

@@ -22,8 +22,17 @@ class UnknownIdError(KeyError, IndexError):
         return str(self.args[0]) if self.args else ""
 
 
-def _index_array(a, what: str, name: str) -> np.ndarray:
+def _native(a) -> np.ndarray:
+    """Native byte order, C-contiguous: what scipy's and aerec's compiled code read (scipy refuses a
+    big-endian dtype, and a strided component reached a kernel that requires contiguous arrays)."""
     a = np.asarray(a)
+    if not a.dtype.isnative:
+        a = a.astype(np.dtype(a.dtype.type))  # the canonical native dtype (the kernels compare dtypes exactly)
+    return np.ascontiguousarray(a)
+
+
+def _index_array(a, what: str, name: str) -> np.ndarray:
+    a = _native(a)
     if a.ndim != 1:
         raise ValueError(f"{name}.{what} must be 1-D, got shape {a.shape}; rebuild the matrix with "
                          "scipy.sparse.csr_matrix((data, indices, indptr), shape=...)")
@@ -50,7 +59,7 @@ def _check_compressed(indptr, indices, data, n_major: int, n_minor: int, name: s
     """Validate (indptr, indices, data) of a CSR (or CSC) with ``n_major`` compressed rows."""
     indptr = _index_array(indptr, "indptr", name)
     indices = _index_array(indices, "indices", name)
-    data = np.asarray(data)
+    data = _native(data)
     if data.ndim != 1:
         raise ValueError(f"{name}.data must be 1-D, got shape {data.shape}")
     if indptr.shape[0] != n_major + 1:
@@ -100,7 +109,7 @@ def check_structure(x, name: str = "user_items") -> sp.csr_matrix:
         return sp.csr_matrix(m.tocsr())
     elif fmt == "coo":
         row, col = (_index_array(getattr(x, a), a, name) for a in ("row", "col"))
-        data = np.asarray(x.data)
+        data = _native(x.data)
         if not (row.shape == col.shape == data.shape):
             raise ValueError(f"{name}: row, col and data must have the same length, got "
                              f"{row.shape[0]}, {col.shape[0]} and {data.shape[0]}")
@@ -108,14 +117,19 @@ def check_structure(x, name: str = "user_items") -> sp.csr_matrix:
             if arr.size and (int(arr.min()) < 0 or int(arr.max()) >= n):
                 bad = int(arr.min()) if int(arr.min()) < 0 else int(arr.max())
                 raise ValueError(f"{name} has {what} index {bad}, outside 0..{n - 1} for its shape")
-        return sp.csr_matrix(sp.coo_matrix((data, (row, col)), shape=(n_rows, n_cols)))
+        # built here rather than by scipy's coo -> csr, which sums duplicate (row, col) entries:
+        # each caller decides what a duplicate means (as_csr refuses it, metrics sum it)
+        order = np.lexsort((col, row))
+        indptr = np.zeros(n_rows + 1, np.int64)
+        np.cumsum(np.bincount(row.astype(np.int64, copy=False), minlength=n_rows), out=indptr[1:])
+        return sp.csr_matrix((data[order], col[order], indptr), shape=(n_rows, n_cols))
     elif fmt == "bsr":
         R, C = x.blocksize
         ip, ix, data = _check_compressed(x.indptr, x.indices, np.zeros(len(np.asarray(x.indices))),
                                          n_rows // max(R, 1), n_cols // max(C, 1), name)
         if np.asarray(x.data).shape != (ix.shape[0], R, C):
             raise ValueError(f"{name}.data has shape {np.asarray(x.data).shape}, expected {(ix.shape[0], R, C)}")
-        return sp.csr_matrix(x.tocsr())
+        return sp.bsr_matrix((_native(x.data), ix, ip), shape=(n_rows, n_cols), blocksize=(R, C)).tocsr()
     else:  # dia, dok, lil: built by Python code, convert through COO and check that
         return check_structure(sp.coo_matrix(x.tocoo()), name)
     m = sp.csr_matrix((data, ix, ip), shape=(n_rows, n_cols))
@@ -128,8 +142,9 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
     duplicate entries, finite non-negative values. Accepts scipy.sparse, dense arrays and objects
     with ``to_csr()`` (aerec.data.Interactions).
 
-    Duplicate (row, col) entries are an error, not summed, so that a duplicated log line never
-    silently doubles a rating; unsorted indices are sorted (a copy).
+    Duplicate (row, col) entries are an error, not summed (in every format, COO included), so that a
+    duplicated log line never silently doubles a rating; unsorted indices are sorted (a copy);
+    explicit zeros are dropped (a stored 0 is no interaction, as in scipy).
     """
     if hasattr(x, "to_csr") and not sp.issparse(x):
         x = x.to_csr()
@@ -175,8 +190,19 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
             r = int(row_of[1:][same][0])
             raise ValueError(f"{name} has duplicate entries (first in row {r}, column {int(indices[1:][same][0])}); "
                              "deduplicate with aerec.data or m.sum_duplicates()")
-    data = np.ones(m.nnz, np.float32) if binary else m.data.astype(np.float32, copy=False)
-    out = sp.csr_matrix((data, m.indices.astype(np.int32, copy=False), m.indptr.astype(np.int64, copy=False)),
-                        shape=m.shape)
+    if m.nnz and not m.data.all():
+        # a stored zero is no interaction (scipy's meaning of an explicit zero): drop it, or the
+        # models that read only the structure (binarised training, seen-item filters) count it
+        keep = m.data != 0
+        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        indptr = np.zeros(m.shape[0] + 1, np.int64)
+        np.cumsum(np.bincount(row_of[keep], minlength=m.shape[0]), out=indptr[1:])
+        m = sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+    # contiguous, native, and the canonical dtype objects (.view): the kernels compare dtypes exactly,
+    # and an equal but distinct float32 (e.g. from newbyteorder('=')) was refused there as
+    # "data must have dtype float32, got float32"
+    data = np.ones(m.nnz, np.float32) if binary else np.ascontiguousarray(m.data, dtype=np.float32).view(np.float32)
+    out = sp.csr_matrix((data, np.ascontiguousarray(m.indices, dtype=np.int32).view(np.int32),
+                         np.ascontiguousarray(m.indptr, dtype=np.int64).view(np.int64)), shape=m.shape)
     out.has_sorted_indices = True
     return out

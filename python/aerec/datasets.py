@@ -450,7 +450,9 @@ def synthetic(n_users: int = 5000, n_items: int = 2000, density: float = 0.01, n
     max_per_user = max(int(max_user_fraction * n_items), 1)
     if min_user_interactions > max_per_user:
         raise ValueError(f"min_user_interactions={min_user_interactions} exceeds the per-user cap "
-                         f"{max_per_user} (max_user_fraction * n_items)")
+                         f"{max_per_user} (max_user_fraction * n_items = {max_user_fraction} * {n_items}); "
+                         f"pass min_user_interactions <= {max_per_user}, a larger max_user_fraction or more "
+                         "items")
     n_clusters = min(n_factors, n_items)
 
     # items: popularity and clusters

@@ -367,7 +367,7 @@ def _json_default(o):
 
 def save_arrays(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
     """Atomically write ``meta`` (JSON-able) and ``arrays`` to ``path`` (.npz, stored members)."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, PathLike or bytes -> str
     out = {}
     for k, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufUS":
@@ -413,7 +413,7 @@ def clean_stale_temps(path) -> list[str]:
     """Delete temporary files that an earlier, killed save to ``path`` left beside it: regular
     files named by :func:`atomic_write` for this target, written on this host by a process that no
     longer exists. Returns the names deleted."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, PathLike or bytes -> str
     folder = os.path.dirname(os.path.abspath(path))
     prefix = _temp_prefix(path)
     pattern = re.compile(re.escape(prefix) + r"(?P<host>[A-Za-z0-9-]+)-(?P<pid>[0-9]{1,10})-[a-z0-9_]{8}\.(tmp|part)")
@@ -466,7 +466,7 @@ def atomic_write(path, suffix: str = ".tmp"):
     ``suffix`` is ``.tmp`` or ``.part``."""
     if suffix not in (".tmp", ".part"):
         raise ValueError(f"suffix must be '.tmp' or '.part', got {suffix!r}")
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, PathLike or bytes -> str
     if os.path.islink(path):
         path = os.path.realpath(path)
     if os.path.isdir(path):
@@ -588,7 +588,7 @@ def read_model_file(path, expected_class: str | None = None):
     ``header`` holds the validated, normalised fields (lists of the schema become tuples);
     ``arrays`` are C-contiguous, of the declared dtypes and shapes, with checked values. With
     ``expected_class`` a file holding another class raises before any array is read."""
-    path = os.fspath(path)
+    path = os.fsdecode(path)  # str, PathLike or bytes -> str
     f, file_size = _open_regular(path)
     with f:
         try:

@@ -122,6 +122,8 @@ def _is_missing_obj(x) -> bool:
 def id_column(raw, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(ids, missing-mask). ``ids`` has one comparable dtype; entries under the mask are garbage."""
     from .idmap import asarray_ids
+    if raw is None:
+        raise TypeError(f"{name} is None; pass a 1-D sequence of ids (one per interaction)")
     arr = asarray_ids(raw)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")

@@ -246,6 +246,12 @@ class Interactions:
         The item space (``n_items``, ``item_map``) is unchanged.
         """
         rows = self._user_rows(users)
+        if rows.size > 1:
+            u, c = np.unique(rows, return_counts=True)
+            if (c > 1).any():
+                raise ValueError(f"subset_users got user {int(u[c > 1][0])} more than once; each user's raw id "
+                                 "must stay unique: pass each user once (e.g. np.unique(users)), or use "
+                                 "user_items(users) for a matrix with repeated rows")
         m = self._m[rows]
         m.sort_indices()
         ts = None

@@ -91,6 +91,8 @@ def read_columns(path, sep=",", columns=None, header="infer", encoding="utf-8-si
         codecs.lookup(encoding)
     except LookupError:
         raise ValueError(f"unknown encoding {encoding!r}; use e.g. 'utf-8' or 'latin-1'") from None
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a directory; pass the path of the interaction log file in it")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file: {path}")
     try:

@@ -68,10 +68,17 @@ class EvalSet:
     raw_users: np.ndarray | None = None
 
     def __post_init__(self):
-        self.users = np.asarray(self.users, dtype=np.int64)
+        users = np.asarray(self.users)
+        if users.ndim != 1:
+            raise ValueError(f"users must be 1-D (one id per row of fold_in / held_out), got shape {users.shape}")
+        if users.dtype.kind not in "iu" and not (users.size == 0 and users.dtype.kind in "fO"):
+            # np.asarray(..., dtype=int64) would truncate 0.5 to user 0 without a word
+            raise TypeError(f"users must be integer user ids, got dtype {users.dtype}; pass "
+                            "np.asarray(users, dtype=np.int64) if they are whole numbers")
+        if users.dtype.kind == "u" and users.size and int(users.max()) > 2 ** 63 - 1:
+            raise ValueError(f"users contains {int(users.max())}, beyond int64")
+        self.users = users.astype(np.int64, copy=False)
         n = self.users.shape[0]
-        if self.users.ndim != 1:
-            raise ValueError("users must be 1-D")
         for name in ("fold_in", "held_out"):
             m = getattr(self, name)
             if not sp.issparse(m):

@@ -218,7 +218,13 @@ class Autoencoder(Estimator):
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
         _arrays.check_verbose(verbose)
-        x, y, mask = self._xy(x, y, mask)
+        try:
+            x, y, mask = self._xy(x, y, mask)
+        except ValueError as exc:
+            if self.net_ is not None and "built for" in str(exc):
+                raise ValueError(f"{exc}; fit continues training this model, so the data must keep its "
+                                 "width: create a new Autoencoder for data of another width") from None
+            raise
         batch_size = min(batch_size, x.shape[0])  # one batch holds every sample at most
         if self.net_ is None:
             self._build(x.shape[1])

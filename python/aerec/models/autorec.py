@@ -191,6 +191,7 @@ class AutoRec(Recommender):
 
     @reads
     def item_vectors(self):
+        self._check_fitted("train_")
         p = self.net_.get_params()
         # user-based: the decoder's output weights W1 (hidden, n_items) hold one column per item
         # (rows of W1.T), as in the sparse autoencoders; item-based: each item's encoding

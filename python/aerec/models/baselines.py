@@ -56,10 +56,13 @@ class Popularity(_SavableRecommender):
         return self
 
     def _scores(self, rows, X):
-        return np.broadcast_to(self.item_counts_, (X.shape[0], len(self.item_counts_)))
+        # a real (writable, row-independent) array like every other model's scores, not a
+        # read-only broadcast view whose rows share memory
+        return np.repeat(self.item_counts_[None, :], X.shape[0], axis=0)
 
     @reads
     def item_vectors(self):
+        self._check_fitted("train_")
         return self.item_counts_[:, None]
 
 
@@ -176,4 +179,5 @@ class EASE(_SavableRecommender):
 
     @reads
     def item_vectors(self):
+        self._check_fitted("train_")
         return self.B_

@@ -7,6 +7,7 @@ Ids are row/column indices of the training matrix (the ``implicit`` convention).
 """
 from __future__ import annotations
 
+import collections.abc
 import numbers
 
 import numpy as np
@@ -20,11 +21,20 @@ from .base import Estimator
 __all__ = ["Recommender"]
 
 
-def _as_ids(x, name):
+def _as_ids(x, name, unordered=False):
     """Integer ids as int64 (scalar or 1-D). Ids that cannot index the model (beyond 64 bits) are
-    unknown ids, not overflow errors; an empty list is an empty batch."""
+    unknown ids, not overflow errors; an empty list is an empty batch. Iterators (generators, dict
+    views) are read once; sets only where order does not matter (``unordered``: candidate and
+    filter lists)."""
     if x is None:
         raise TypeError(f"{name} is None; pass an int or a 1-D array of ints")
+    if isinstance(x, (set, frozenset)):
+        if not unordered:
+            raise TypeError(f"{name} is a {type(x).__name__}, which has no order (results come back one row "
+                            f"per id, in the order given); pass a list, e.g. sorted({name})")
+        x = list(x)
+    elif isinstance(x, (collections.abc.Iterator, collections.abc.KeysView, collections.abc.ValuesView)):
+        x = list(x)  # np.asarray would make a 0-d object array of a generator
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{name} must be integer ids, got a bool")
     try:
@@ -42,6 +52,11 @@ def _as_ids(x, name):
     if arr.size == 0 and arr.ndim == 1 and arr.dtype.kind in "fO":
         arr = arr.astype(np.int64)  # [] is an empty batch
     if arr.dtype.kind not in "iu":
+        if arr.dtype.kind == "b":
+            raise TypeError(f"{name} must be integer ids, got booleans; for a mask pass np.flatnonzero(mask)")
+        if arr.dtype.kind == "f" and arr.size and np.isnan(arr).any():
+            raise TypeError(f"{name} contains NaN (a missing id, e.g. pandas NA); drop the missing entries "
+                            "and pass integer ids")
         if arr.dtype.kind == "f" and arr.size and np.all(arr == np.round(arr)):
             raise TypeError(f"{name} must be integers (got floats); pass np.asarray({name}, dtype=np.int64)")
         raise TypeError(f"{name} must be integer ids, got dtype {arr.dtype}")
@@ -121,7 +136,14 @@ class Recommender(Estimator):
                 if not self.supports_fold_in:
                     raise ValueError(f"{type(self).__name__} cannot fold in new users; pass user_ids of training users")
                 return np.full(X.shape[0], -1, np.int64), X, False
-            if X.shape[0] == n_users and len(ids) != n_users:
+            if X.shape[0] == n_users and len(ids) == n_users and not np.array_equal(ids, np.arange(n_users)):
+                # ambiguous: one row per id, or the training-shaped matrix in another order? Passing
+                # the training matrix itself means the latter (reading row i as user ids[i]'s history
+                # would give each user another user's seen items)
+                T = self.train_
+                if X.nnz == T.nnz and np.array_equal(X.indptr, T.indptr) and np.array_equal(X.indices, T.indices):
+                    X = X[ids]
+            elif X.shape[0] == n_users and len(ids) != n_users:
                 # implicit-style: user_items is the full training-shaped matrix, so its rows are
                 # training users and an id outside them has no history in it
                 bad = (ids < 0) | (ids >= n_users)
@@ -181,12 +203,12 @@ class Recommender(Estimator):
         n_items = self.train_.shape[1]
         cand = None
         if items is not None:
-            cand = _as_ids(items, "items").reshape(-1)
+            cand = _as_ids(items, "items", unordered=True).reshape(-1)
             self._check_item_range(cand, "items")
         exclude = X if filter_seen else None
         fi = None
         if filter_items is not None:
-            fi = np.unique(_as_ids(filter_items, "filter_items").reshape(-1))
+            fi = np.unique(_as_ids(filter_items, "filter_items", unordered=True).reshape(-1))
             self._check_item_range(fi, "filter_items")
         k_out = min(k, n_items)
         ids = np.empty((X.shape[0], k_out), np.int32)
@@ -225,11 +247,25 @@ class Recommender(Estimator):
 
     @reads
     def recommend_raw(self, raw_user_ids, k=10, **kw):
-        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions)."""
+        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions):
+        ``raw_user_ids`` and the ``items`` / ``filter_items`` lists are raw ids too."""
         self._check_fitted("train_")
         if getattr(self, "id_maps_", None) is None or self.id_maps_[0] is None:
             raise ValueError("this model was fitted on a plain matrix, so it has no raw id maps")
         umap, imap = self.id_maps_
+        for key in ("items", "filter_items"):
+            if kw.get(key) is not None:
+                raw = kw[key]
+                if isinstance(raw, (set, frozenset)) or isinstance(raw, collections.abc.Iterator):
+                    raw = list(raw)
+                raw = [raw] if np.ndim(raw) == 0 else list(raw)
+                try:
+                    kw[key] = np.asarray(imap.to_index(raw), dtype=np.int64).reshape(-1)
+                except UnknownIdError:
+                    raise
+                except KeyError as exc:
+                    raise UnknownIdError(f"{key}: {exc.args[0] if exc.args else exc} (recommend_raw takes raw "
+                                         "item ids; use recommend() for item indices)") from None
         if raw_user_ids is None:
             raise TypeError("raw_user_ids is None; pass a raw user id or a list of them")
         scalar = np.ndim(raw_user_ids) == 0

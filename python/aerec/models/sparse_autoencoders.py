@@ -243,6 +243,7 @@ class _SparseAutoencoder(Recommender):
     @reads
     def item_vectors(self):
         """Decoder output weights, one row per item: (n_items, h_last)."""
+        self._check_fitted("train_")
         p = self.net_.get_params()
         n_layers = len(self.spec_["layer_sizes"]) - 1
         return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
