@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+import aerec
+
 PIPELINE = r'''
 import os, sys, tempfile
 import numpy as np
@@ -65,6 +67,8 @@ loaded = sorted(m for m in sys.modules if m == "aerec._core" or m.startswith("ae
 assert not loaded, loaded
 assert "aerec.backends.cpp" not in sys.modules
 print("NO_CORE_OK")
+# not vacuous: the compiled module is there to be avoided (the parent compares)
+print("CPP_AVAILABLE", aerec.backends.available()["cpp"])
 '''
 
 
@@ -74,8 +78,9 @@ def _run(mode, env_backend):
     env.pop("AEREC_BACKEND", None)
     if env_backend:
         env["AEREC_BACKEND"] = env_backend
-    root = pathlib.Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = os.pathsep.join([str(root / "python"), env.get("PYTHONPATH", "")])
+    # the aerec this pytest imports (source checkout or installed wheel, compiled module included)
+    env["PYTHONPATH"] = os.pathsep.join([str(pathlib.Path(aerec.__file__).resolve().parents[1]),
+                                         env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-c", PIPELINE, mode], capture_output=True, text=True,
                           timeout=600, env=env)
 
@@ -85,6 +90,7 @@ def test_numpy_pipeline_never_imports_core(mode, env_backend):
     out = _run(mode, env_backend)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "NO_CORE_OK" in out.stdout
+    assert f"CPP_AVAILABLE {aerec.backends.available()['cpp']}" in out.stdout
 
 
 def test_only_the_cpp_backend_imports_core():

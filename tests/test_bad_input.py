@@ -19,6 +19,8 @@ import sys
 
 import pytest
 
+import aerec
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
@@ -32,7 +34,9 @@ EXITS: list = []  # (returncode, stderr tail) of every runner that answered all 
 
 def _env():
     env = dict(os.environ)
-    py = os.path.join(os.path.dirname(HERE), "python")
+    # the aerec this pytest imports (a source checkout on PYTHONPATH or the installed wheel), so the
+    # runners test the same build, compiled module included
+    py = os.path.dirname(os.path.dirname(os.path.abspath(aerec.__file__)))
     env["PYTHONPATH"] = py + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
@@ -175,3 +179,14 @@ if __name__ == "__main__":
         print(f"FAIL {c.id}: {why.splitlines()[0] if why else ''}")
     print(summary(res))
     sys.exit(1 if failed else 0)
+
+
+def test_runners_import_the_same_build():
+    """The runners must test the aerec this pytest imports (in CI: the installed wheel with its
+    compiled module), not a source tree without one, where every case would run on NumPy."""
+    code = "import aerec; print(aerec.__file__); print(aerec.backends.available()['cpp'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=120)
+    assert out.returncode == 0, out.stderr
+    path, has_cpp = out.stdout.split()
+    assert os.path.samefile(path, aerec.__file__)
+    assert has_cpp == str(aerec.backends.available()["cpp"])

@@ -26,7 +26,7 @@ def _data(n_users=60, n_items=30, seed=0):
 
 
 def _run(code, **env):
-    e = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), OMP_NUM_THREADS="1", **env)
+    e = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(aerec.__file__))), OMP_NUM_THREADS="1", **env)
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=e, timeout=300)
 

@@ -29,7 +29,8 @@ from aerec.search import TopK
 
 ModelFileError = aerec.ModelFileError
 HERE = os.path.dirname(os.path.abspath(__file__))
-PYTHON_DIR = os.path.join(os.path.dirname(HERE), "python")
+# the aerec this pytest imports (source checkout or installed wheel), for subprocesses
+PYTHON_DIR = os.path.dirname(os.path.dirname(os.path.abspath(aerec.__file__)))
 
 
 # ----------------------------------------------------------------------------------------------
