@@ -292,7 +292,8 @@ void column_sums_range(index_t rows, index_t cols, index_t c0, index_t c1, const
 // vectorising) draws the same mask.
 void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
                      float* mult, std::uint64_t key, float p) {
-  const auto body = dispatch(&dropout_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::dropout_forward}));
+  const auto body = dispatch(&dropout_portable, AEREC_X86_VARIANTS({Target::avx2, &avx2::dropout_forward},
+                                                                      {Target::avx512, &avx512::dropout_forward}));
   const int nt = rows * cols >= (index_t(1) << 16) && rows > 1 ? resolve_threads(0) : 1;
 #ifdef AEREC_OPENMP
   if (nt > 1) {
@@ -599,7 +600,8 @@ double Network::loss_rows(Workspace& w, const float* out, index_t rows, const Ba
   const index_t n_blocks = (rows + kLossBlockRows - 1) / kLossBlockRows;
   double* partial = grow(w.partials, n_blocks);
   LossRowFn row_fn = multinomial ? multinomial_row_portable : bce_row_portable;
-  row_fn = dispatch(row_fn, AEREC_X86_VARIANTS({Target::avx512, multinomial ? avx512::multinomial_row : avx512::bce_row}));
+  row_fn = dispatch(row_fn, AEREC_X86_VARIANTS({Target::avx2, multinomial ? avx2::multinomial_row : avx2::bce_row},
+                                               {Target::avx512, multinomial ? avx512::multinomial_row : avx512::bce_row}));
   with_activation(spec_.activations.back(), [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
     // Sum of the loss over rows [lo, hi) of this batch; writes dL/dz there when dz.

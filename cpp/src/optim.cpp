@@ -76,12 +76,14 @@ void chunked(index_t n, F&& f) {
 }  // namespace
 
 void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
-  const auto body = dispatch(&adam_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::adam_update}));
+  const auto body = dispatch(&adam_portable, AEREC_X86_VARIANTS({Target::avx2, &avx2::adam_update},
+                                                                   {Target::avx512, &avx512::adam_update}));
   chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, m + o, v + o, c); });
 }
 
 void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c) {
-  const auto body = dispatch(&sgd_portable, AEREC_X86_VARIANTS({Target::avx512, &avx512::sgd_update}));
+  const auto body = dispatch(&sgd_portable, AEREC_X86_VARIANTS({Target::avx2, &avx2::sgd_update},
+                                                                 {Target::avx512, &avx512::sgd_update}));
   chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, buf ? buf + o : nullptr, c); });
 }
 
