@@ -1,11 +1,27 @@
-// Top-k fp32 tile kernel, AVX2 + FMA: 3 queries x 32 items = 12 ymm accumulators.
+// Top-k tile kernels, AVX2 + FMA: 3 queries x 32 items = 12 ymm accumulators (fp32, bf16,
+// int8).
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::avx2 {
+namespace {
+// mask[i] bit b = tile[i][b] >= thr[i], for the kTopkMr x 32 tile.
+void make_mask(const float* tile, const float* thr, std::uint32_t* mask) {
+  for (int i = 0; i < kTopkMr; ++i) {
+    const __m256 t = _mm256_set1_ps(thr[i]);
+    std::uint32_t m = 0;
+    for (int v = 0; v < 4; ++v) {
+      const __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(tile + i * 32 + v * 8), t, _CMP_GE_OQ);
+      m |= static_cast<std::uint32_t>(_mm256_movemask_ps(c)) << (8 * v);
+    }
+    mask[i] = m;
+  }
+}
+}  // namespace
 
 void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t d,
                     const float* thr, float* tile, std::uint32_t* mask) {
@@ -50,16 +66,204 @@ void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t
   _mm256_storeu_ps(tile + 72, c21);
   _mm256_storeu_ps(tile + 80, c22);
   _mm256_storeu_ps(tile + 88, c23);
-  for (int i = 0; i < MR; ++i) {
-    const __m256 t = _mm256_set1_ps(thr[i]);
-    std::uint32_t m = 0;
-    for (int v = 0; v < 4; ++v) {
-      const __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(tile + i * 32 + v * 8), t, _CMP_GE_OQ);
-      m |= static_cast<std::uint32_t>(_mm256_movemask_ps(c)) << (8 * v);
-    }
-    mask[i] = m;
-  }
+  make_mask(tile, thr, mask);
 }
+
+// ---- Compressed tiles (same 3 x 32 register tile as fp32; panel height kTopkMr) ----
+//
+// Both unpack the query panel once per call into a small stack buffer (kQChunk steps at a time)
+// so that the inner loop broadcasts each query operand with a plain load (vpbroadcastd m32): 12
+// accumulators + the two widened item halves leave no room for 6 query registers.
+namespace {
+// A broadcast load that gcc may not merge with the same load in the next column: merged, the 6
+// query broadcasts of a step stay in registers and 6 of the 12 accumulators spill to the stack
+// (gcc 12, seen in objdump). Volatile asm is neither merged nor hoisted.
+__m256i bcast_i32(const std::int32_t* a) {
+  __m256i r;
+  __asm__ volatile("vpbroadcastd %1, %0" : "=x"(r) : "m"(*a));
+  return r;
+}
+__m256 bcast_f32(const float* a) {
+  __m256 r;
+  __asm__ volatile("vbroadcastss %1, %0" : "=x"(r) : "m"(*a));
+  return r;
+}
+constexpr index_t kQChunk = 64;  // query steps unpacked per chunk (1.5 KiB of stack)
+// One 3-row group of a tile; query row i of the group at qp[(p * mr + i) * 4] (int8) or
+// qp[(p * mr + i) * 2] (bf16).
+void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
+              const float* iscale, const float* bias, const float* qscale, index_t d4,
+              const float* thr, float* tile, std::uint32_t* mask);
+void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const float* bias,
+                index_t d2, const float* thr, float* tile, std::uint32_t* mask);
+}  // namespace
+
+// int8: score = (sum_r q[r] * x[r] - corr) * iscale * qscale + bias, q = uint8 (query + 128),
+// x = int8. No vpmaddubsw: its u8 x s8 pair sums saturate at int16 (2 x 255 x 127 > 32767).
+// Instead each 32-bit item lane (bytes r0 r1 r2 r3) is split into two int16 pairs with shifts:
+//   E = srai16(slli16(x, 8), 8) = (x_r0, x_r2),  O = srai16(x, 8) = (x_r1, x_r3)   (sign-extended)
+// and the query into QE = (q0, q2), QO = (q1, q3) (zero-extended, 0..255). vpmaddwd(E, QE) +
+// vpmaddwd(O, QO) is then exactly sum_r q_r x_r in that lane: every product is an int16 x int16
+// product in [-32640, 32385] and each vpmaddwd pair sum in [-65280, 64770] (vpmaddwd wraps only
+// for -32768 x -32768 twice, impossible with |x| <= 128, q <= 255). The int32 accumulation is the
+// scalar tile's, term for term (|step| <= 130560, so no overflow below d4 = 16,000 steps), and the
+// epilogue is the scalar one (mul, mul, add; no FMA contraction): bit-identical tiles.
+void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int32_t* corr,
+                  const float* iscale, const float* bias, const float* qscale, index_t d4,
+                  const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  constexpr int MR = kTopkMr;
+  static_assert(MR == 3, "register tile is written for 3 rows");
+  // mr is a multiple of 3 (3 at the avx2 level; 12 at avx512 on CPUs without VNNI): 3 rows at a
+  // time, the item panel re-read from L1.
+  for (int g = 0; g < mr; g += MR)
+    i8_rows3(qp + 4 * g, mr, ip, corr, iscale, bias, qscale + g, d4, thr + g, tile + 32 * g, mask + g);
+}
+
+namespace {
+void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
+              const float* iscale, const float* bias, const float* qscale, index_t d4,
+              const float* thr, float* tile, std::uint32_t* mask) {
+  constexpr int MR = kTopkMr;
+  // Start from -corr (removes the +128 query offset, as the VNNI tile does).
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i k0 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr)));
+  const __m256i k1 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 8)));
+  const __m256i k2 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 16)));
+  const __m256i k3 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 24)));
+  __m256i c00 = k0, c01 = k1, c02 = k2, c03 = k3;
+  __m256i c10 = k0, c11 = k1, c12 = k2, c13 = k3;
+  __m256i c20 = k0, c21 = k1, c22 = k2, c23 = k3;
+  alignas(32) std::int32_t qb[kQChunk * MR * 2];  // per step: QE0 QE1 QE2 QO0 QO1 QO2
+  for (index_t p0 = 0; p0 < d4; p0 += kQChunk) {
+    const index_t np = d4 - p0 < kQChunk ? d4 - p0 : kQChunk;
+    const std::uint8_t* qc = qp + p0 * mr * 4;
+    for (index_t p = 0; p < np; ++p) {
+      for (int i = 0; i < MR; ++i) {
+        std::uint32_t v;
+        std::memcpy(&v, qc + (p * mr + i) * 4, 4);
+        qb[p * 6 + i] = static_cast<std::int32_t>(v & 0x00FF00FFu);
+        qb[p * 6 + 3 + i] = static_cast<std::int32_t>((v >> 8) & 0x00FF00FFu);
+      }
+    }
+    const std::int8_t* xc = ip + p0 * 128;
+    for (index_t p = 0; p < np; ++p) {
+      const std::int32_t* q = qb + p * 6;
+#define AEREC_I8_COL(v)                                                                       \
+  {                                                                                           \
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + p * 128 + 32 * (v))); \
+    const __m256i e = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 8);                         \
+    const __m256i o = _mm256_srai_epi16(x, 8);                                                \
+    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(e, bcast_i32(q + 0)));                 \
+    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(o, bcast_i32(q + 3)));                 \
+    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(e, bcast_i32(q + 1)));                 \
+    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(o, bcast_i32(q + 4)));                 \
+    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(e, bcast_i32(q + 2)));                 \
+    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(o, bcast_i32(q + 5)));                 \
+  }
+      AEREC_I8_COL(0)
+      AEREC_I8_COL(1)
+      AEREC_I8_COL(2)
+      AEREC_I8_COL(3)
+#undef AEREC_I8_COL
+      // Pin the 12 accumulators to registers (as the VNNI tile does).
+      __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
+      __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
+    }
+  }
+  // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
+  // operation rounded on its own (the asm barrier keeps gcc from contracting mul + add to FMA).
+#define AEREC_I8_OUT(i, v)                                                                    \
+  {                                                                                           \
+    __m256 s = _mm256_mul_ps(_mm256_loadu_ps(iscale + 8 * (v)), _mm256_set1_ps(qscale[i]));  \
+    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(c##i##v), s);                                 \
+    __asm__("" : "+x"(t));                                                                    \
+    t = _mm256_add_ps(t, _mm256_loadu_ps(bias + 8 * (v)));                                    \
+    _mm256_storeu_ps(tile + (i) * 32 + 8 * (v), t);                                           \
+  }
+  AEREC_I8_OUT(0, 0) AEREC_I8_OUT(0, 1) AEREC_I8_OUT(0, 2) AEREC_I8_OUT(0, 3)
+  AEREC_I8_OUT(1, 0) AEREC_I8_OUT(1, 1) AEREC_I8_OUT(1, 2) AEREC_I8_OUT(1, 3)
+  AEREC_I8_OUT(2, 0) AEREC_I8_OUT(2, 1) AEREC_I8_OUT(2, 2) AEREC_I8_OUT(2, 3)
+#undef AEREC_I8_OUT
+  make_mask(tile, thr, mask);
+}
+}  // namespace
+
+// bf16: item lane j holds (x_j0 | x_j1 << 16); bf16 -> fp32 is "bits << 16", so
+//   lo = slli32(x, 16) = float(x_j0),  hi = and(x, 0xFFFF0000) = float(x_j1)
+// and the query pair likewise; then two FMAs per lane. bf16 x bf16 products are exact in fp32
+// (8 + 8 significant bits); the sums round in a different order from the scalar tile (which adds
+// the pair first), so scores agree to float rounding, not bitwise.
+void topk_bf16_tile(const std::uint16_t* qp, const std::uint16_t* ip, const float* bias,
+                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  constexpr int MR = kTopkMr;
+  static_assert(MR == 3, "register tile is written for 3 rows");
+  for (int g = 0; g < mr; g += MR)  // as the int8 tile: mr is 3 or 12
+    bf16_rows3(qp + 2 * g, mr, ip, bias, d2, thr + g, tile + 32 * g, mask + g);
+}
+
+namespace {
+void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const float* bias,
+                index_t d2, const float* thr, float* tile, std::uint32_t* mask) {
+  constexpr int MR = kTopkMr;
+  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+  const __m256 b2 = _mm256_loadu_ps(bias + 16), b3 = _mm256_loadu_ps(bias + 24);
+  __m256 c00 = b0, c01 = b1, c02 = b2, c03 = b3;
+  __m256 c10 = b0, c11 = b1, c12 = b2, c13 = b3;
+  __m256 c20 = b0, c21 = b1, c22 = b2, c23 = b3;
+  alignas(32) float qb[kQChunk * MR * 2];  // per step: q0 of rows 0..2, then q1 of rows 0..2
+  const __m256i himask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (index_t p0 = 0; p0 < d2; p0 += kQChunk) {
+    const index_t np = d2 - p0 < kQChunk ? d2 - p0 : kQChunk;
+    const std::uint16_t* qc = qp + p0 * mr * 2;
+    for (index_t p = 0; p < np; ++p) {
+      for (int i = 0; i < MR; ++i) {
+        std::uint32_t v;
+        std::memcpy(&v, qc + (p * mr + i) * 2, 4);
+        const std::uint32_t a = v << 16, b = v & 0xFFFF0000u;
+        std::memcpy(&qb[p * 6 + i], &a, 4);
+        std::memcpy(&qb[p * 6 + 3 + i], &b, 4);
+      }
+    }
+    const std::uint16_t* xc = ip + p0 * 64;
+    for (index_t p = 0; p < np; ++p) {
+      const float* q = qb + p * 6;
+#define AEREC_BF_COL(v)                                                                       \
+  {                                                                                           \
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + p * 64 + 16 * (v))); \
+    const __m256 l = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));                          \
+    const __m256 h = _mm256_castsi256_ps(_mm256_and_si256(x, himask));                       \
+    c0##v = _mm256_fmadd_ps(bcast_f32(q + 0), l, c0##v);                           \
+    c0##v = _mm256_fmadd_ps(bcast_f32(q + 3), h, c0##v);                           \
+    c1##v = _mm256_fmadd_ps(bcast_f32(q + 1), l, c1##v);                           \
+    c1##v = _mm256_fmadd_ps(bcast_f32(q + 4), h, c1##v);                           \
+    c2##v = _mm256_fmadd_ps(bcast_f32(q + 2), l, c2##v);                           \
+    c2##v = _mm256_fmadd_ps(bcast_f32(q + 5), h, c2##v);                           \
+  }
+      AEREC_BF_COL(0)
+      AEREC_BF_COL(1)
+      AEREC_BF_COL(2)
+      AEREC_BF_COL(3)
+#undef AEREC_BF_COL
+      // Pin the 12 accumulators to registers (as the VNNI tile does).
+      __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
+      __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
+    }
+  }
+  _mm256_storeu_ps(tile + 0, c00);
+  _mm256_storeu_ps(tile + 8, c01);
+  _mm256_storeu_ps(tile + 16, c02);
+  _mm256_storeu_ps(tile + 24, c03);
+  _mm256_storeu_ps(tile + 32, c10);
+  _mm256_storeu_ps(tile + 40, c11);
+  _mm256_storeu_ps(tile + 48, c12);
+  _mm256_storeu_ps(tile + 56, c13);
+  _mm256_storeu_ps(tile + 64, c20);
+  _mm256_storeu_ps(tile + 72, c21);
+  _mm256_storeu_ps(tile + 80, c22);
+  _mm256_storeu_ps(tile + 88, c23);
+  make_mask(tile, thr, mask);
+}
+}  // namespace
 
 float topk_dot(const float* q, const float* x, index_t d) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
