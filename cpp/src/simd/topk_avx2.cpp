@@ -308,8 +308,105 @@ float topk_dot(const float* q, const float* x, index_t d) {
   return t;
 }
 
+// ---- Candidate selection and append (the avx512 ones with 4-lane compress tables) ----
+namespace {
+// kCompress[m]: vpermd indices that move the 64-bit lanes set in the 4-bit mask m to the front.
+// Constant data (no initialiser code runs).
+alignas(32) constexpr std::int32_t kCompress[16][8] = {
+    {0, 1, 0, 1, 0, 1, 0, 1}, {0, 1, 0, 1, 0, 1, 0, 1}, {2, 3, 0, 1, 0, 1, 0, 1},
+    {0, 1, 2, 3, 0, 1, 0, 1}, {4, 5, 0, 1, 0, 1, 0, 1}, {0, 1, 4, 5, 0, 1, 0, 1},
+    {2, 3, 4, 5, 0, 1, 0, 1}, {0, 1, 2, 3, 4, 5, 0, 1}, {6, 7, 0, 1, 0, 1, 0, 1},
+    {0, 1, 6, 7, 0, 1, 0, 1}, {2, 3, 6, 7, 0, 1, 0, 1}, {0, 1, 2, 3, 6, 7, 0, 1},
+    {4, 5, 6, 7, 0, 1, 0, 1}, {0, 1, 4, 5, 6, 7, 0, 1}, {2, 3, 4, 5, 6, 7, 0, 1},
+    {0, 1, 2, 3, 4, 5, 6, 7}};
+__m256i compress4(__m256i v, int m) {
+  return _mm256_permutevar8x32_epi32(
+      v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress[m])));
+}
+}  // namespace
+
+// Quickselect as avx512::topk_select: partition around a median-of-3 pivot into tmp (greater,
+// then less; keys are unique), copy back, recurse into the side holding position kc.
+void topk_select(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp) {
+  index_t lo = 0, hi = n;
+  std::uint64_t* g = tmp;
+  std::uint64_t* l = tmp + n + 8;
+  // Unsigned 64-bit compare = signed compare after flipping the top bit.
+  const __m256i top = _mm256_set1_epi64x(static_cast<long long>(0x8000000000000000ull));
+  while (hi - lo > 16) {
+    std::uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+    if (x > y) { std::uint64_t t = x; x = y; y = t; }
+    if (y > z) { y = z; }
+    const std::uint64_t pivot = x > y ? x : y;
+    const __m256i pv = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<long long>(pivot)), top);
+    index_t ng = 0, nl = 0;
+    index_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+      const __m256i vs = _mm256_xor_si256(v, top);
+      const int mg = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(vs, pv)));
+      const int ml = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(pv, vs)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(g + ng), compress4(v, mg));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(l + nl), compress4(v, ml));
+      ng += __builtin_popcount(mg);
+      nl += __builtin_popcount(ml);
+    }
+    for (; i < hi; ++i) {
+      if (a[i] > pivot) g[ng++] = a[i];
+      else if (a[i] < pivot) l[nl++] = a[i];
+    }
+    for (index_t t = 0; t < ng; ++t) a[lo + t] = g[t];
+    const index_t p = lo + ng;
+    a[p] = pivot;
+    for (index_t t = 0; t < nl; ++t) a[p + 1 + t] = l[t];
+    if (p + 1 == kc || p == kc) return;
+    if (p + 1 < kc) {
+      lo = p + 1;
+    } else {
+      hi = p;
+    }
+  }
+  for (index_t i = lo; i < hi && i < kc; ++i) {
+    index_t best = i;
+    for (index_t j = i + 1; j < hi; ++j)
+      if (a[j] > a[best]) best = j;
+    const std::uint64_t t = a[i];
+    a[i] = a[best];
+    a[best] = t;
+  }
+}
+
+// Keys as topk_detail::make_entry: score + 0 (so -0 ties +0), order-preserving bits above, ~id
+// below; 4 keys per compress, at most 4 written past the last one.
+void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
+                 index_t* n) {
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i ones = _mm256_set1_epi32(-1);
+  std::uint64_t* o = out;
+  for (int h = 0; h < 4; ++h) {
+    const std::uint32_t m8 = (mask >> (8 * h)) & 0xFFu;
+    if (m8 == 0) continue;
+    const __m256 sc = _mm256_add_ps(_mm256_loadu_ps(t + 8 * h), _mm256_setzero_ps());
+    const __m256i u = _mm256_castps_si256(sc);
+    const __m256i key = _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31), sign));
+    const __m256i nid = _mm256_xor_si256(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + 8 * h)), ones);
+    for (int q = 0; q < 2; ++q) {
+      const int m4 = static_cast<int>((m8 >> (4 * q)) & 0xFu);
+      if (m4 == 0) continue;
+      const __m128i k4 = q == 0 ? _mm256_castsi256_si128(key) : _mm256_extracti128_si256(key, 1);
+      const __m128i i4 = q == 0 ? _mm256_castsi256_si128(nid) : _mm256_extracti128_si256(nid, 1);
+      const __m256i v = _mm256_or_si256(_mm256_slli_epi64(_mm256_cvtepu32_epi64(k4), 32),
+                                        _mm256_cvtepu32_epi64(i4));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), compress4(v, m4));
+      o += __builtin_popcount(m4);
+    }
+  }
+  *n += o - out;
+}
+
 // Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
 const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
-                                   &scalar::topk_i8_tile, &topk_dot, nullptr, nullptr};
+                                   &scalar::topk_i8_tile, &topk_dot, &topk_select, &topk_append};
 
 }  // namespace aerec::cpu::avx2
