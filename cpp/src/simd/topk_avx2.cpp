@@ -73,7 +73,8 @@ void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t
 //
 // Both unpack the query panel once per call into a small stack buffer (kQChunk steps at a time)
 // so that the inner loop broadcasts each query operand with a plain load (vpbroadcastd m32): 12
-// accumulators + the two widened item halves leave no room for 6 query registers.
+// accumulators + the two widened item vectors (E / O, lo / hi) leave no room for 6 query
+// registers.
 namespace {
 // A broadcast load that gcc may not merge with the same load in the next column: merged, the 6
 // query broadcasts of a step stay in registers and 6 of the 12 accumulators spill to the stack
@@ -91,8 +92,8 @@ __m256 bcast_f32(const float* a) {
 constexpr index_t kQChunk = 64;  // query steps unpacked per chunk (1.5 KiB of stack)
 // The query operands of np steps of one 3-row group (row i of step p at qc[(p * mr + i) * 4] /
 // [.. * 2]) into dst[p * 3 + i]: vectorised where the group is the whole panel (mr == 3, the
-// steps contiguous), since this runs once per tile call (a scalar loop here cost the bf16 tile a
-// third of its time at d = 200).
+// steps contiguous), since this runs once per tile call (with a scalar loop here W1 searched
+// ~13% (bf16) / ~19% (int8) slower at the avx2 level, one noisy A/B run).
 void unpack_i8(const std::uint8_t* qc, int mr, index_t np, std::int32_t* qe, std::int32_t* qo) {
   index_t t = 0;
   if (mr == kTopkMr) {
