@@ -497,3 +497,38 @@ def test_cpp_matches_numpy_every_isa(isa, precision):
         c = TopK(X, b, backend="numpy", **kw).search(Q, 20, exclude=exclude)
         np.testing.assert_array_equal(a[0], c[0])
         np.testing.assert_allclose(a[1], c[1], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_compressed_extreme_values_every_isa(isa, precision):
+    """Values that quantise to the ends of the int8 range (items all +127 / all -127, queries
+    all 255 after the +128 offset: the u8 x s8 pair sums that saturate vpmaddubsw) and long
+    dot products, at each level against the portable (scalar) tiles with re-scoring off:
+    the same candidates, so the same ids (scores are fp32 re-scored, whose summation order is
+    per level). Bitwise tile equality is checked in cpp/tests/test_topk.cpp."""
+    rng = np.random.default_rng(22)
+    n, d, m = 600, 200, 24
+    mag = (1.0 + np.arange(n) / n).astype(np.float32)[:, None]  # distinct magnitudes: no ties
+    X = np.ones((n, d), dtype=np.float32)
+    X[1::3] = -1.0                               # all -127
+    X[2::3] = np.where(np.arange(d) % 2, 1.0, -1.0)  # alternating +-127
+    X *= mag
+    X[5::7, ::5] *= 0.25                          # some rows also hold small values
+    Q = np.abs(rng.standard_normal((m, d), dtype=np.float32)) + 3.0
+    Q[:8] = 2.0                                   # all 255
+    Q[8:12] = -2.0                                # all 1
+    Q[12:16, 1::2] *= -1.0                        # +-, 255 and 1 interleaved
+    exclude = [rng.integers(0, n, 20) for _ in range(m)]
+    for prune in (False, True):
+        kw = dict(precision=precision, rescore=1, prune=prune)
+        a = TopK(X, backend="cpp", **kw).search(Q, 25, exclude=exclude)
+        core.set_isa("scalar")
+        try:
+            c = TopK(X, backend="cpp", **kw).search(Q, 25, exclude=exclude)
+        finally:
+            core.set_isa(isa)
+        np.testing.assert_array_equal(a[0], c[0])
+        np.testing.assert_allclose(a[1], c[1], rtol=1e-5, atol=1e-3)  # sums of +-800 terms
+    # And re-scoring every candidate gives the exact answer.
+    a = TopK(X, backend="cpp", precision=precision, rescore=n).search(Q, 25, exclude=exclude)
+    _same_unless_tied(a, reference_search(X, Q, 25, exclude=exclude), 1e-3, max_diff=0.0)

@@ -104,6 +104,13 @@ void test_level(Isa cap) {
         isa_name(lvl));
   CHECK((tk.bf16_tile == &avx512bf16::topk_bf16_tile) == bit(on, Target::avx512bf16), "bf16 tile at %s",
         isa_name(lvl));
+  // AVX2 compressed tiles from the avx2 level up (also under an avx512 table without VNNI / BF16).
+  CHECK((tk.i8_tile == &avx2::topk_i8_tile) == (bit(on, Target::avx2) && !bit(on, Target::avx512vnni)),
+        "int8 avx2 tile at %s", isa_name(lvl));
+  CHECK((tk.bf16_tile == &avx2::topk_bf16_tile) == (bit(on, Target::avx2) && !bit(on, Target::avx512bf16)),
+        "bf16 avx2 tile at %s", isa_name(lvl));
+  CHECK((tk.i8_tile == &scalar::topk_i8_tile) == !bit(on, Target::avx2), "int8 portable tile at %s",
+        isa_name(lvl));
 #endif
 }
 

@@ -1,8 +1,10 @@
 // Plain C++ test of cpu::TopkIndex (no Python): every precision and ISA level against a
 // brute-force reference on integer-valued data, so scores are exact.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -11,6 +13,7 @@
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/topk.hpp"
+#include "aerec/topk_kernels.hpp"
 
 using namespace aerec;
 
@@ -50,6 +53,86 @@ void reference(const std::vector<float>& X, const std::vector<float>& Q, const s
     }
   }
 }
+
+#ifdef AEREC_X86
+// The AVX2 compressed tiles against the portable ones, called directly on packed panels: int8
+// bit-identical (exact integer sums, same epilogue), bf16 to float rounding with the same masks
+// away from the threshold. Random bytes plus the extremes that break vpmaddubsw (items all 127 /
+// all -128, queries all 255 / all 0), for panel heights 3 (avx2 level) and 12 (avx512 level
+// without VNNI / AVX512-BF16).
+void check_avx2_compressed_tiles(std::mt19937& gen) {
+  if (!cpu::cpu_features().avx2 || !cpu::cpu_features().fma) return;
+  std::uniform_int_distribution<int> byte(0, 255);
+  const index_t depths[] = {1, 2, 63, 64, 65, 200};  // steps: around the query-unpack chunk (64)
+  for (int mr : {3, 12}) {
+    for (index_t d4 : depths) {
+      for (int fill = 0; fill < 6; ++fill) {
+        // fill 0: random; 1: items 127 / queries 255; 2: items -128 / queries 255;
+        // 3: items -128 / queries 0; 4: items alternating 127, -128 / queries 255; 5: random
+        // items / queries 255.
+        std::vector<std::uint8_t> q(d4 * mr * 4);
+        std::vector<std::int8_t> x(d4 * 32 * 4);
+        for (std::size_t t = 0; t < q.size(); ++t)
+          q[t] = fill == 0 ? std::uint8_t(byte(gen)) : fill == 3 ? 0 : 255;
+        for (std::size_t t = 0; t < x.size(); ++t)
+          x[t] = fill == 0 || fill == 5 ? std::int8_t(byte(gen) - 128)
+                 : fill == 1            ? 127
+                 : fill == 4            ? std::int8_t(t % 3 == 0 ? 127 : -128)
+                                        : -128;
+        std::vector<std::int32_t> corr(32);
+        std::vector<float> iscale(32), bias(32), qscale(mr), thr(mr);
+        for (int j = 0; j < 32; ++j) {
+          std::int32_t rs = 0;
+          for (index_t p = 0; p < d4; ++p)
+            for (int r = 0; r < 4; ++r) rs += x[(p * 32 + j) * 4 + r];
+          corr[j] = 128 * rs;
+          iscale[j] = 0.01f + 0.001f * float(byte(gen));
+          bias[j] = 0.1f * float(byte(gen) - 128);
+        }
+        for (int i = 0; i < mr; ++i) {
+          qscale[i] = 0.003f + 0.0001f * float(byte(gen));
+          thr[i] = i % 3 == 0 ? -1e30f : 0.01f * float(byte(gen) - 128);
+        }
+        std::vector<float> t0(mr * 32), t1(mr * 32, -7.0f);
+        std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+        cpu::scalar::topk_i8_tile(q.data(), x.data(), corr.data(), iscale.data(), bias.data(),
+                                  qscale.data(), d4, thr.data(), t0.data(), m0.data(), mr);
+        cpu::avx2::topk_i8_tile(q.data(), x.data(), corr.data(), iscale.data(), bias.data(),
+                                qscale.data(), d4, thr.data(), t1.data(), m1.data(), mr);
+        CHECK(std::memcmp(t0.data(), t1.data(), t0.size() * sizeof(float)) == 0);
+        CHECK(m0 == m1);
+
+        // bf16: the same random / extreme pattern as bf16 bits (finite values only).
+        const index_t d2 = d4;
+        std::vector<std::uint16_t> qb(d2 * mr * 2), xb(d2 * 32 * 2);
+        auto bf = [&](int kind) -> std::uint16_t {
+          if (kind == 0) {  // random finite bf16 of moderate magnitude
+            const int e = 120 + byte(gen) % 14;
+            return std::uint16_t(((byte(gen) & 1) << 15) | (e << 7) | (byte(gen) & 0x7f));
+          }
+          return kind == 1 ? 0x7f7f /* largest finite / 1e38: scaled below */ : 0xbf80 /* -1 */;
+        };
+        for (auto& v : qb) v = fill == 0 ? bf(0) : fill == 3 ? 0x8000 : 0x3f80;  // -0 or 1
+        for (auto& v : xb) v = fill == 0 || fill == 5 ? bf(0) : fill == 2 ? bf(2) : 0x4300;  // 128
+        std::vector<float> b0(mr * 32), b1(mr * 32, -7.0f);
+        cpu::scalar::topk_bf16_tile(qb.data(), xb.data(), bias.data(), d2, thr.data(), b0.data(),
+                                    m0.data(), mr);
+        cpu::avx2::topk_bf16_tile(qb.data(), xb.data(), bias.data(), d2, thr.data(), b1.data(),
+                                  m1.data(), mr);
+        double scale = 1.0;
+        for (int t = 0; t < mr * 32; ++t) scale = std::max(scale, double(std::fabs(b0[t])));
+        for (int i = 0; i < mr; ++i)
+          for (int j = 0; j < 32; ++j) {
+            const float a = b0[i * 32 + j], c = b1[i * 32 + j];
+            CHECK(std::fabs(double(a) - double(c)) <= 1e-5 * scale * double(d2));
+            if (std::fabs(double(a) - double(thr[i])) > 1e-5 * scale * double(d2))
+              CHECK(((m0[i] >> j) & 1u) == ((m1[i] >> j) & 1u));
+          }
+      }
+    }
+  }
+}
+#endif
 }  // namespace
 
 int main() {
@@ -99,6 +182,9 @@ int main() {
     }
   }
   cpu::set_isa_cap(cpu::Isa::amx);
+#ifdef AEREC_X86
+  check_avx2_compressed_tiles(gen);
+#endif
   // Bad input: empty index, k < 1, excluded id out of range.
   std::vector<float> X(8, 1.0f), Q(4, 1.0f);
   bool threw = false;

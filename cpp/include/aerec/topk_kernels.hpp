@@ -36,7 +36,8 @@ struct TopkKernels {
 
 // One constant-initialised table per level (data: selecting one runs none of its code). The
 // avx2 and avx512 tables carry the portable bf16 / int8 tiles (which take the panel height as an
-// argument); the compressed tiles below replace them where the CPU has VNNI / AVX512-BF16.
+// argument); topk_kernels() replaces them with the avx2 tiles below where the CPU has AVX2, and
+// with the VNNI / AVX512-BF16 ones where it has those.
 namespace scalar {
 constexpr int kTopkMr = 4;
 extern const TopkKernels kTopkKernels;
@@ -49,6 +50,12 @@ void topk_i8_tile(const std::uint8_t*, const std::int8_t*, const std::int32_t*, 
 namespace avx2 {
 constexpr int kTopkMr = 3;
 extern const TopkKernels kTopkKernels;
+// AVX2 + FMA compressed tiles for any panel height that is a multiple of kTopkMr (3 rows at a
+// time): the avx2 level, and the avx512 level on CPUs without VNNI / AVX512-BF16.
+void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, index_t,
+                    const float*, float*, std::uint32_t*, int);
+void topk_i8_tile(const std::uint8_t*, const std::int8_t*, const std::int32_t*, const float*,
+                  const float*, const float*, index_t, const float*, float*, std::uint32_t*, int);
 }  // namespace avx2
 namespace avx512 {
 constexpr int kTopkMr = 12;

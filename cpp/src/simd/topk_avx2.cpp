@@ -1,11 +1,27 @@
-// Top-k fp32 tile kernel, AVX2 + FMA: 3 queries x 32 items = 12 ymm accumulators.
+// Top-k tile kernels, AVX2 + FMA: 3 queries x 32 items = 12 ymm accumulators (fp32, bf16,
+// int8).
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "aerec/topk_kernels.hpp"
 
 namespace aerec::cpu::avx2 {
+namespace {
+// mask[i] bit b = tile[i][b] >= thr[i], for the kTopkMr x 32 tile.
+void make_mask(const float* tile, const float* thr, std::uint32_t* mask) {
+  for (int i = 0; i < kTopkMr; ++i) {
+    const __m256 t = _mm256_set1_ps(thr[i]);
+    std::uint32_t m = 0;
+    for (int v = 0; v < 4; ++v) {
+      const __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(tile + i * 32 + v * 8), t, _CMP_GE_OQ);
+      m |= static_cast<std::uint32_t>(_mm256_movemask_ps(c)) << (8 * v);
+    }
+    mask[i] = m;
+  }
+}
+}  // namespace
 
 void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t d,
                     const float* thr, float* tile, std::uint32_t* mask) {
@@ -50,16 +66,231 @@ void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t
   _mm256_storeu_ps(tile + 72, c21);
   _mm256_storeu_ps(tile + 80, c22);
   _mm256_storeu_ps(tile + 88, c23);
-  for (int i = 0; i < MR; ++i) {
-    const __m256 t = _mm256_set1_ps(thr[i]);
-    std::uint32_t m = 0;
-    for (int v = 0; v < 4; ++v) {
-      const __m256 c = _mm256_cmp_ps(_mm256_loadu_ps(tile + i * 32 + v * 8), t, _CMP_GE_OQ);
-      m |= static_cast<std::uint32_t>(_mm256_movemask_ps(c)) << (8 * v);
+  make_mask(tile, thr, mask);
+}
+
+// ---- Compressed tiles (same 3 x 32 register tile as fp32; panel height kTopkMr) ----
+//
+// Both unpack the query panel once per call into a small stack buffer (kQChunk steps at a time)
+// so that the inner loop broadcasts each query operand with a plain load (vpbroadcastd m32): 12
+// accumulators + the two widened item vectors (E / O, lo / hi) leave no room for 6 query
+// registers.
+namespace {
+// A broadcast load that gcc may not merge with the same load in the next column: merged, the 6
+// query broadcasts of a step stay in registers and 6 of the 12 accumulators spill to the stack
+// (gcc 12, seen in objdump). Volatile asm is neither merged nor hoisted.
+__m256i bcast_i32(const std::int32_t* a) {
+  __m256i r;
+  __asm__ volatile("vpbroadcastd %1, %0" : "=x"(r) : "m"(*a));
+  return r;
+}
+__m256 bcast_f32(const float* a) {
+  __m256 r;
+  __asm__ volatile("vbroadcastss %1, %0" : "=x"(r) : "m"(*a));
+  return r;
+}
+constexpr index_t kQChunk = 64;  // query steps unpacked per chunk (1.5 KiB of stack)
+// The query operands of np steps of one 3-row group (row i of step p at qc[(p * mr + i) * 4] /
+// [.. * 2]) into dst[p * 3 + i]: vectorised where the group is the whole panel (mr == 3, the
+// steps contiguous), since this runs once per tile call (with a scalar loop here W1 searched
+// ~13% (bf16) / ~19% (int8) slower at the avx2 level, one noisy A/B run).
+void unpack_i8(const std::uint8_t* qc, int mr, index_t np, std::int32_t* qe, std::int32_t* qo) {
+  index_t t = 0;
+  if (mr == kTopkMr) {
+    const __m256i m = _mm256_set1_epi32(0x00FF00FF);
+    for (; t + 8 <= np * kTopkMr; t += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qc + 4 * t));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(qe + t), _mm256_and_si256(v, m));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(qo + t), _mm256_srli_epi16(v, 8));
     }
-    mask[i] = m;
+  }
+  for (; t < np * kTopkMr; ++t) {
+    const index_t p = t / kTopkMr, i = t % kTopkMr;
+    std::uint32_t v;
+    std::memcpy(&v, qc + (p * mr + i) * 4, 4);
+    qe[t] = static_cast<std::int32_t>(v & 0x00FF00FFu);
+    qo[t] = static_cast<std::int32_t>((v >> 8) & 0x00FF00FFu);
   }
 }
+void unpack_bf16(const std::uint16_t* qc, int mr, index_t np, float* ql, float* qh) {
+  index_t t = 0;
+  if (mr == kTopkMr) {
+    const __m256i m = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+    for (; t + 8 <= np * kTopkMr; t += 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qc + 2 * t));
+      _mm256_store_ps(ql + t, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+      _mm256_store_ps(qh + t, _mm256_castsi256_ps(_mm256_and_si256(v, m)));
+    }
+  }
+  for (; t < np * kTopkMr; ++t) {
+    const index_t p = t / kTopkMr, i = t % kTopkMr;
+    std::uint32_t v;
+    std::memcpy(&v, qc + (p * mr + i) * 2, 4);
+    const std::uint32_t a = v << 16, b = v & 0xFFFF0000u;
+    std::memcpy(ql + t, &a, 4);
+    std::memcpy(qh + t, &b, 4);
+  }
+}
+// One 3-row group of a tile; query row i of the group at qp[(p * mr + i) * 4] (int8) or
+// qp[(p * mr + i) * 2] (bf16).
+void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
+              const float* iscale, const float* bias, const float* qscale, index_t d4,
+              const float* thr, float* tile, std::uint32_t* mask);
+void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const float* bias,
+                index_t d2, const float* thr, float* tile, std::uint32_t* mask);
+}  // namespace
+
+// int8: score = (sum_r q[r] * x[r] - corr) * iscale * qscale + bias, q = uint8 (query + 128),
+// x = int8. No vpmaddubsw: its u8 x s8 pair sums saturate at int16 (2 x 255 x 127 > 32767).
+// Instead each 32-bit item lane (bytes r0 r1 r2 r3) is split into two int16 pairs with shifts:
+//   E = srai16(slli16(x, 8), 8) = (x_r0, x_r2),  O = srai16(x, 8) = (x_r1, x_r3)   (sign-extended)
+// and the query into QE = (q0, q2), QO = (q1, q3) (zero-extended, 0..255). vpmaddwd(E, QE) +
+// vpmaddwd(O, QO) is then exactly sum_r q_r x_r in that lane: every product is an int16 x int16
+// product in [-32640, 32385] and each vpmaddwd pair sum in [-65280, 64770] (vpmaddwd wraps only
+// for -32768 x -32768 twice, impossible with |x| <= 128, q <= 255). The int32 accumulation is the
+// scalar tile's, term for term (|step| <= 130560, so no overflow below d4 = 16,000 steps), and the
+// epilogue is the scalar one (mul, mul, add; no FMA contraction): bit-identical tiles.
+void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int32_t* corr,
+                  const float* iscale, const float* bias, const float* qscale, index_t d4,
+                  const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  constexpr int MR = kTopkMr;
+  static_assert(MR == 3, "register tile is written for 3 rows");
+  // mr is a multiple of 3 (3 at the avx2 level; 12 at avx512 on CPUs without VNNI): 3 rows at a
+  // time, the item panel re-read from L1.
+  for (int g = 0; g < mr; g += MR)
+    i8_rows3(qp + 4 * g, mr, ip, corr, iscale, bias, qscale + g, d4, thr + g, tile + 32 * g, mask + g);
+}
+
+namespace {
+void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
+              const float* iscale, const float* bias, const float* qscale, index_t d4,
+              const float* thr, float* tile, std::uint32_t* mask) {
+  constexpr int MR = kTopkMr;
+  // Start from -corr (removes the +128 query offset, as the VNNI tile does).
+  const __m256i z = _mm256_setzero_si256();
+  const __m256i k0 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr)));
+  const __m256i k1 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 8)));
+  const __m256i k2 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 16)));
+  const __m256i k3 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 24)));
+  __m256i c00 = k0, c01 = k1, c02 = k2, c03 = k3;
+  __m256i c10 = k0, c11 = k1, c12 = k2, c13 = k3;
+  __m256i c20 = k0, c21 = k1, c22 = k2, c23 = k3;
+  alignas(32) std::int32_t qe[kQChunk * MR], qo[kQChunk * MR];  // (q0, q2), (q1, q3) per row
+  for (index_t p0 = 0; p0 < d4; p0 += kQChunk) {
+    const index_t np = d4 - p0 < kQChunk ? d4 - p0 : kQChunk;
+    unpack_i8(qp + p0 * mr * 4, mr, np, qe, qo);
+    const std::int8_t* xc = ip + p0 * 128;
+    for (index_t p = 0; p < np; ++p) {
+      const std::int32_t* q0 = qe + p * MR;
+      const std::int32_t* q1 = qo + p * MR;
+#define AEREC_I8_COL(v)                                                                       \
+  {                                                                                           \
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + p * 128 + 32 * (v))); \
+    const __m256i e = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 8);                         \
+    const __m256i o = _mm256_srai_epi16(x, 8);                                                \
+    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(e, bcast_i32(q0 + 0)));                 \
+    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(o, bcast_i32(q1 + 0)));                 \
+    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(e, bcast_i32(q0 + 1)));                 \
+    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(o, bcast_i32(q1 + 1)));                 \
+    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(e, bcast_i32(q0 + 2)));                 \
+    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(o, bcast_i32(q1 + 2)));                 \
+  }
+      AEREC_I8_COL(0)
+      AEREC_I8_COL(1)
+      AEREC_I8_COL(2)
+      AEREC_I8_COL(3)
+#undef AEREC_I8_COL
+      // Pin the 12 accumulators to registers (as the VNNI tile does).
+      __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
+      __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
+    }
+  }
+  // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
+  // operation rounded on its own (the asm barrier keeps gcc from contracting mul + add to FMA).
+#define AEREC_I8_OUT(i, v)                                                                    \
+  {                                                                                           \
+    __m256 s = _mm256_mul_ps(_mm256_loadu_ps(iscale + 8 * (v)), _mm256_set1_ps(qscale[i]));  \
+    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(c##i##v), s);                                 \
+    __asm__("" : "+x"(t));                                                                    \
+    t = _mm256_add_ps(t, _mm256_loadu_ps(bias + 8 * (v)));                                    \
+    _mm256_storeu_ps(tile + (i) * 32 + 8 * (v), t);                                           \
+  }
+  AEREC_I8_OUT(0, 0) AEREC_I8_OUT(0, 1) AEREC_I8_OUT(0, 2) AEREC_I8_OUT(0, 3)
+  AEREC_I8_OUT(1, 0) AEREC_I8_OUT(1, 1) AEREC_I8_OUT(1, 2) AEREC_I8_OUT(1, 3)
+  AEREC_I8_OUT(2, 0) AEREC_I8_OUT(2, 1) AEREC_I8_OUT(2, 2) AEREC_I8_OUT(2, 3)
+#undef AEREC_I8_OUT
+  make_mask(tile, thr, mask);
+}
+}  // namespace
+
+// bf16: item lane j holds (x_j0 | x_j1 << 16); bf16 -> fp32 is "bits << 16", so
+//   lo = slli32(x, 16) = float(x_j0),  hi = and(x, 0xFFFF0000) = float(x_j1)
+// and the query pair likewise; then two FMAs per lane. bf16 x bf16 products are exact in fp32
+// (8 + 8 significant bits); the sums round in a different order from the scalar tile (which adds
+// the pair first), so scores agree to float rounding, not bitwise.
+void topk_bf16_tile(const std::uint16_t* qp, const std::uint16_t* ip, const float* bias,
+                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  constexpr int MR = kTopkMr;
+  static_assert(MR == 3, "register tile is written for 3 rows");
+  for (int g = 0; g < mr; g += MR)  // as the int8 tile: mr is 3 or 12
+    bf16_rows3(qp + 2 * g, mr, ip, bias, d2, thr + g, tile + 32 * g, mask + g);
+}
+
+namespace {
+void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const float* bias,
+                index_t d2, const float* thr, float* tile, std::uint32_t* mask) {
+  constexpr int MR = kTopkMr;
+  const __m256 b0 = _mm256_loadu_ps(bias), b1 = _mm256_loadu_ps(bias + 8);
+  const __m256 b2 = _mm256_loadu_ps(bias + 16), b3 = _mm256_loadu_ps(bias + 24);
+  __m256 c00 = b0, c01 = b1, c02 = b2, c03 = b3;
+  __m256 c10 = b0, c11 = b1, c12 = b2, c13 = b3;
+  __m256 c20 = b0, c21 = b1, c22 = b2, c23 = b3;
+  alignas(32) float ql[kQChunk * MR], qh[kQChunk * MR];  // the pair's two values per row
+  const __m256i himask = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (index_t p0 = 0; p0 < d2; p0 += kQChunk) {
+    const index_t np = d2 - p0 < kQChunk ? d2 - p0 : kQChunk;
+    unpack_bf16(qp + p0 * mr * 2, mr, np, ql, qh);
+    const std::uint16_t* xc = ip + p0 * 64;
+    for (index_t p = 0; p < np; ++p) {
+      const float* q0 = ql + p * MR;
+      const float* q1 = qh + p * MR;
+#define AEREC_BF_COL(v)                                                                       \
+  {                                                                                           \
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + p * 64 + 16 * (v))); \
+    const __m256 l = _mm256_castsi256_ps(_mm256_slli_epi32(x, 16));                          \
+    const __m256 h = _mm256_castsi256_ps(_mm256_and_si256(x, himask));                       \
+    c0##v = _mm256_fmadd_ps(bcast_f32(q0 + 0), l, c0##v);                           \
+    c0##v = _mm256_fmadd_ps(bcast_f32(q1 + 0), h, c0##v);                           \
+    c1##v = _mm256_fmadd_ps(bcast_f32(q0 + 1), l, c1##v);                           \
+    c1##v = _mm256_fmadd_ps(bcast_f32(q1 + 1), h, c1##v);                           \
+    c2##v = _mm256_fmadd_ps(bcast_f32(q0 + 2), l, c2##v);                           \
+    c2##v = _mm256_fmadd_ps(bcast_f32(q1 + 2), h, c2##v);                           \
+  }
+      AEREC_BF_COL(0)
+      AEREC_BF_COL(1)
+      AEREC_BF_COL(2)
+      AEREC_BF_COL(3)
+#undef AEREC_BF_COL
+      // Pin the 12 accumulators to registers (as the VNNI tile does).
+      __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
+      __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
+    }
+  }
+  _mm256_storeu_ps(tile + 0, c00);
+  _mm256_storeu_ps(tile + 8, c01);
+  _mm256_storeu_ps(tile + 16, c02);
+  _mm256_storeu_ps(tile + 24, c03);
+  _mm256_storeu_ps(tile + 32, c10);
+  _mm256_storeu_ps(tile + 40, c11);
+  _mm256_storeu_ps(tile + 48, c12);
+  _mm256_storeu_ps(tile + 56, c13);
+  _mm256_storeu_ps(tile + 64, c20);
+  _mm256_storeu_ps(tile + 72, c21);
+  _mm256_storeu_ps(tile + 80, c22);
+  _mm256_storeu_ps(tile + 88, c23);
+  make_mask(tile, thr, mask);
+}
+}  // namespace
 
 float topk_dot(const float* q, const float* x, index_t d) {
   __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -78,8 +309,105 @@ float topk_dot(const float* q, const float* x, index_t d) {
   return t;
 }
 
+// ---- Candidate selection and append (the avx512 ones with 4-lane compress tables) ----
+namespace {
+// kCompress[m]: vpermd indices that move the 64-bit lanes set in the 4-bit mask m to the front.
+// Constant data (no initialiser code runs).
+alignas(32) constexpr std::int32_t kCompress[16][8] = {
+    {0, 1, 0, 1, 0, 1, 0, 1}, {0, 1, 0, 1, 0, 1, 0, 1}, {2, 3, 0, 1, 0, 1, 0, 1},
+    {0, 1, 2, 3, 0, 1, 0, 1}, {4, 5, 0, 1, 0, 1, 0, 1}, {0, 1, 4, 5, 0, 1, 0, 1},
+    {2, 3, 4, 5, 0, 1, 0, 1}, {0, 1, 2, 3, 4, 5, 0, 1}, {6, 7, 0, 1, 0, 1, 0, 1},
+    {0, 1, 6, 7, 0, 1, 0, 1}, {2, 3, 6, 7, 0, 1, 0, 1}, {0, 1, 2, 3, 6, 7, 0, 1},
+    {4, 5, 6, 7, 0, 1, 0, 1}, {0, 1, 4, 5, 6, 7, 0, 1}, {2, 3, 4, 5, 6, 7, 0, 1},
+    {0, 1, 2, 3, 4, 5, 6, 7}};
+__m256i compress4(__m256i v, int m) {
+  return _mm256_permutevar8x32_epi32(
+      v, _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress[m])));
+}
+}  // namespace
+
+// Quickselect as avx512::topk_select: partition around a median-of-3 pivot into tmp (greater,
+// then less; keys are unique), copy back, recurse into the side holding position kc.
+void topk_select(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp) {
+  index_t lo = 0, hi = n;
+  std::uint64_t* g = tmp;
+  std::uint64_t* l = tmp + n + 8;
+  // Unsigned 64-bit compare = signed compare after flipping the top bit.
+  const __m256i top = _mm256_set1_epi64x(static_cast<long long>(0x8000000000000000ull));
+  while (hi - lo > 16) {
+    std::uint64_t x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+    if (x > y) { std::uint64_t t = x; x = y; y = t; }
+    if (y > z) { y = z; }
+    const std::uint64_t pivot = x > y ? x : y;
+    const __m256i pv = _mm256_xor_si256(_mm256_set1_epi64x(static_cast<long long>(pivot)), top);
+    index_t ng = 0, nl = 0;
+    index_t i = lo;
+    for (; i + 4 <= hi; i += 4) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i));
+      const __m256i vs = _mm256_xor_si256(v, top);
+      const int mg = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(vs, pv)));
+      const int ml = _mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(pv, vs)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(g + ng), compress4(v, mg));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(l + nl), compress4(v, ml));
+      ng += __builtin_popcount(mg);
+      nl += __builtin_popcount(ml);
+    }
+    for (; i < hi; ++i) {
+      if (a[i] > pivot) g[ng++] = a[i];
+      else if (a[i] < pivot) l[nl++] = a[i];
+    }
+    for (index_t t = 0; t < ng; ++t) a[lo + t] = g[t];
+    const index_t p = lo + ng;
+    a[p] = pivot;
+    for (index_t t = 0; t < nl; ++t) a[p + 1 + t] = l[t];
+    if (p + 1 == kc || p == kc) return;
+    if (p + 1 < kc) {
+      lo = p + 1;
+    } else {
+      hi = p;
+    }
+  }
+  for (index_t i = lo; i < hi && i < kc; ++i) {
+    index_t best = i;
+    for (index_t j = i + 1; j < hi; ++j)
+      if (a[j] > a[best]) best = j;
+    const std::uint64_t t = a[i];
+    a[i] = a[best];
+    a[best] = t;
+  }
+}
+
+// Keys as topk_detail::make_entry: score + 0 (so -0 ties +0), order-preserving bits above, ~id
+// below; 4 keys per compress, at most 4 written past the last one.
+void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
+                 index_t* n) {
+  const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i ones = _mm256_set1_epi32(-1);
+  std::uint64_t* o = out;
+  for (int h = 0; h < 4; ++h) {
+    const std::uint32_t m8 = (mask >> (8 * h)) & 0xFFu;
+    if (m8 == 0) continue;
+    const __m256 sc = _mm256_add_ps(_mm256_loadu_ps(t + 8 * h), _mm256_setzero_ps());
+    const __m256i u = _mm256_castps_si256(sc);
+    const __m256i key = _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31), sign));
+    const __m256i nid = _mm256_xor_si256(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + 8 * h)), ones);
+    for (int q = 0; q < 2; ++q) {
+      const int m4 = static_cast<int>((m8 >> (4 * q)) & 0xFu);
+      if (m4 == 0) continue;
+      const __m128i k4 = q == 0 ? _mm256_castsi256_si128(key) : _mm256_extracti128_si256(key, 1);
+      const __m128i i4 = q == 0 ? _mm256_castsi256_si128(nid) : _mm256_extracti128_si256(nid, 1);
+      const __m256i v = _mm256_or_si256(_mm256_slli_epi64(_mm256_cvtepu32_epi64(k4), 32),
+                                        _mm256_cvtepu32_epi64(i4));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), compress4(v, m4));
+      o += __builtin_popcount(m4);
+    }
+  }
+  *n += o - out;
+}
+
 // Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
 const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
-                                   &scalar::topk_i8_tile, &topk_dot, nullptr, nullptr};
+                                   &scalar::topk_i8_tile, &topk_dot, &topk_select, &topk_append};
 
 }  // namespace aerec::cpu::avx2
