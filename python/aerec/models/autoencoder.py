@@ -6,10 +6,9 @@ import numbers
 import numpy as np
 
 from .. import _arrays
-from .._progress import Progress
-from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
+from ._training import run_epochs
 from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
 from .spec import make_spec
 
@@ -229,36 +228,18 @@ class Autoencoder(Estimator):
         if self.net_ is None:
             self._build(x.shape[1])
         val = self._validation(validation_data)
-        cbs = as_callbacks(callbacks)
-        for cb in cbs:
-            cb.set_model(self)
-        self.stop_training = False
-        for cb in cbs:
-            cb.on_train_begin({})
-        bar = Progress(epochs, type(self).__name__, verbose)
-        try:
-            for _ in range(epochs):
-                epoch = self.epochs_trained_
-                seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)
-                logs = {"loss": float(self.net_.train_epoch(x, y, mask=mask, batch_size=batch_size,
-                                                            shuffle=bool(shuffle), seed=seed))}
-                if not np.isfinite(logs["loss"]):
-                    raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
-                                             "lower learning_rate or check the inputs' scale")
-                if val is not None:
-                    logs["val_loss"] = float(self.net_.loss(*val))
-                self.epochs_trained_ += 1
-                for key, value in logs.items():
-                    self.history_.setdefault(key, []).append(value)
-                bar.update(logs)
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                if self.stop_training:
-                    break
-        finally:
-            bar.close()
-        for cb in cbs:
-            cb.on_train_end({})
+
+        def train_epoch(epoch):
+            seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)
+            return self.net_.train_epoch(x, y, mask=mask, batch_size=batch_size, shuffle=bool(shuffle), seed=seed)
+
+        def end_epoch(epoch, logs):
+            self.epochs_trained_ += 1
+
+        run_epochs(self, epochs, train_epoch,
+                   validate=None if val is None else (lambda: {"val_loss": float(self.net_.loss(*val))}),
+                   callbacks=callbacks, verbose=verbose, first_epoch=self.epochs_trained_, end_epoch=end_epoch,
+                   diverged_hint="lower learning_rate or check the inputs' scale")
         return self
 
     def _validation(self, validation_data):

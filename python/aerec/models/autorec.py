@@ -7,10 +7,11 @@ import numbers
 import numpy as np
 
 from .. import _arrays
-from .._progress import Progress
 from .._sparse import UnknownIdError
+from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
+from ._training import run_epochs
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 from .spec import make_spec
@@ -67,6 +68,7 @@ class AutoRec(Recommender):
         """
         R = self._train_matrix(train)
         _arrays.check_verbose(verbose)
+        callbacks = as_callbacks(callbacks)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
                                                 "batch_size", hi=None)
@@ -114,24 +116,19 @@ class AutoRec(Recommender):
                                  "be users x items matrices over the same users and items")
             vu, vi = validation.nonzero()
             vr = np.asarray(validation[vu, vi]).ravel()
-        bar = Progress(epochs, "AutoRec", verbose)
-        try:
-            for epoch in range(epochs):
-                loss = self.net_.train_epoch(rows, rows, mask=self.mask_, batch_size=batch_size, shuffle=True,
-                                             seed=derive_seed(seed, 1, epoch) % (2 ** 63))
-                logs = {"loss": float(loss)}
-                self._recon = None
-                if not np.isfinite(logs["loss"]):
-                    raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
-                                             "lower learning_rate")
-                if validation is not None:
-                    pred = self.predict_ratings(vu, vi)
-                    logs["val_rmse"] = float(np.sqrt(np.mean((pred - vr) ** 2)))
-                for key, v in logs.items():
-                    self.history_.setdefault(key, []).append(v)
-                bar.update(logs)
-        finally:
-            bar.close()
+
+        def train_epoch(epoch):
+            loss = self.net_.train_epoch(rows, rows, mask=self.mask_, batch_size=batch_size, shuffle=True,
+                                         seed=derive_seed(seed, 1, epoch) % (2 ** 63))
+            self._recon = None
+            return loss
+
+        def validate():
+            pred = self.predict_ratings(vu, vi)
+            return {"val_rmse": float(np.sqrt(np.mean((pred - vr) ** 2)))}
+
+        run_epochs(self, epochs, train_epoch, validate=None if validation is None else validate,
+                   callbacks=callbacks, verbose=verbose, name="AutoRec")
         return self
 
     def _check_clip(self):
@@ -150,6 +147,13 @@ class AutoRec(Recommender):
         if lo > hi:
             raise ValueError(f"clip low must be <= high, got {clip!r}")
         return (lo, hi)
+
+    def _get_weights(self):
+        return self.net_.get_params()
+
+    def _set_weights(self, params):
+        self.net_.set_params(params)
+        self._recon = None
 
     def _reconstruction(self):
         recon = self._recon

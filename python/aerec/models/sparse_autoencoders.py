@@ -8,9 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from .. import _arrays
-from .._progress import Progress
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
+from ._training import run_epochs
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
 
@@ -104,6 +104,7 @@ class _SparseAutoencoder(Recommender):
         """
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
+        callbacks = as_callbacks(callbacks)
         X = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
@@ -139,44 +140,21 @@ class _SparseAutoencoder(Recommender):
         self.net_ = self._backend().RecNetwork(spec, params)
         self._index = None
         self.history_ = {}
-        self.stop_training = False
-        cbs = as_callbacks(callbacks)
-        for cb in cbs:
-            cb.set_model(self)
-            cb.on_train_begin({})
         users = np.arange(X.shape[0], dtype=np.int32)
-        best, best_params, wait = -np.inf, None, 0
-        bar = Progress(epochs, type(self).__name__, verbose)
-        try:
-            for epoch in range(epochs):
-                loss = self.net_.train_epoch(X.indptr, X.indices, X.data, X.shape[0], batch_size=batch_size,
-                                             shuffle=True, seed=derive_seed(seed, 1, epoch) % (2 ** 63),
-                                             users=users if self._user_embedding else None)
-                logs = {"loss": float(loss)}
-                if not np.isfinite(logs["loss"]):
-                    raise FloatingPointError(f"training diverged at epoch {epoch}; lower learning_rate")
-                if validation is not None:
-                    from ..evaluation import evaluate
-                    res = evaluate(self, validation, ks=(k,))
-                    logs[f"val_ndcg@{k}"] = float(res[f"ndcg@{k}"])
-                    if logs[f"val_ndcg@{k}"] > best:
-                        best, best_params, wait = logs[f"val_ndcg@{k}"], self.net_.get_params(), 0
-                    else:
-                        wait += 1
-                for key, v in logs.items():
-                    self.history_.setdefault(key, []).append(v)
-                bar.update(logs)
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, logs)
-                if self.stop_training or (early_stopping is not None and wait >= early_stopping):
-                    break
-        finally:
-            bar.close()
-        if best_params is not None:
-            self._set_weights(best_params)
-            self.best_epoch_ = int(np.argmax(self.history_[f"val_ndcg@{k}"]))
-        for cb in cbs:
-            cb.on_train_end({})
+
+        def train_epoch(epoch):
+            return self.net_.train_epoch(X.indptr, X.indices, X.data, X.shape[0], batch_size=batch_size,
+                                         shuffle=True, seed=derive_seed(seed, 1, epoch) % (2 ** 63),
+                                         users=users if self._user_embedding else None)
+
+        def validate():
+            from ..evaluation import evaluate
+            res = evaluate(self, validation, ks=(k,))
+            return {f"val_ndcg@{k}": float(res[f"ndcg@{k}"])}
+
+        run_epochs(self, epochs, train_epoch, validate=None if validation is None else validate,
+                   monitor=f"val_ndcg@{k}", mode="max", keep_best=True, early_stopping=early_stopping,
+                   callbacks=callbacks, verbose=verbose)
         return self
 
     def _get_weights(self):
