@@ -65,6 +65,9 @@ class AutoRec(Recommender):
         """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
 
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
+        callbacks : list of Callback or callables ``f(epoch, logs)``, optional
+            called after every epoch with ``logs`` = {"loss", "val_rmse" (with validation)}; e.g.
+            ``EarlyStopping("val_rmse", restore_best_weights=True)``.
         """
         R = self._train_matrix(train)
         _arrays.check_verbose(verbose)
