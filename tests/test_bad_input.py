@@ -148,6 +148,8 @@ def test_table_is_well_formed():
 
 @pytest.mark.parametrize("case", bc.CASES, ids=[c.id for c in bc.CASES])
 def test_bad_input(case, results):
+    if case.entry.startswith("backends.cpp") and not aerec.backends.available()["cpp"]:
+        pytest.skip("the compiled backend is not built here")
     ok, why = verdict(case, results[case.id])
     assert ok, why
 
