@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import math
 
-from .._progress import Progress
-from ..callbacks import as_callbacks
+from ..callbacks import Progress, as_callbacks
 
 __all__ = ["run_epochs"]
 
