@@ -41,6 +41,13 @@ def _index_array(a, what: str, name: str) -> np.ndarray:
     return a
 
 
+def _indptr_of_rows(rows, n_rows: int) -> np.ndarray:
+    """CSR indptr (int64, n_rows + 1) of entries whose row ids, in row order, are ``rows``."""
+    indptr = np.zeros(n_rows + 1, np.int64)
+    np.cumsum(np.bincount(rows.astype(np.int64, copy=False), minlength=n_rows), out=indptr[1:])
+    return indptr
+
+
 def _check_shape(shape, name: str) -> tuple[int, int]:
     try:
         n_rows, n_cols = (int(s) for s in shape)
@@ -103,11 +110,12 @@ def check_structure(x, name: str = "user_items") -> sp.csr_matrix:
     n_rows, n_cols = _check_shape(x.shape, name)
     if fmt == "csr":
         ip, ix, data = _check_compressed(x.indptr, x.indices, x.data, n_rows, n_cols, name)
-    elif fmt == "csc":
+        return sp.csr_matrix((data, ix, ip), shape=(n_rows, n_cols))
+    if fmt == "csc":
         ip, ix, data = _check_compressed(x.indptr, x.indices, x.data, n_cols, n_rows, name, "column", "row")
         m = sp.csc_matrix((data, ix, ip), shape=(n_rows, n_cols))
         return sp.csr_matrix(m.tocsr())
-    elif fmt == "coo":
+    if fmt == "coo":
         row, col = (_index_array(getattr(x, a), a, name) for a in ("row", "col"))
         data = _native(x.data)
         if not (row.shape == col.shape == data.shape):
@@ -120,20 +128,16 @@ def check_structure(x, name: str = "user_items") -> sp.csr_matrix:
         # built here rather than by scipy's coo -> csr, which sums duplicate (row, col) entries:
         # each caller decides what a duplicate means (as_csr refuses it, metrics sum it)
         order = np.lexsort((col, row))
-        indptr = np.zeros(n_rows + 1, np.int64)
-        np.cumsum(np.bincount(row.astype(np.int64, copy=False), minlength=n_rows), out=indptr[1:])
-        return sp.csr_matrix((data[order], col[order], indptr), shape=(n_rows, n_cols))
-    elif fmt == "bsr":
+        return sp.csr_matrix((data[order], col[order], _indptr_of_rows(row, n_rows)), shape=(n_rows, n_cols))
+    if fmt == "bsr":
         R, C = x.blocksize
         ip, ix, data = _check_compressed(x.indptr, x.indices, np.zeros(len(np.asarray(x.indices))),
                                          n_rows // max(R, 1), n_cols // max(C, 1), name)
         if np.asarray(x.data).shape != (ix.shape[0], R, C):
             raise ValueError(f"{name}.data has shape {np.asarray(x.data).shape}, expected {(ix.shape[0], R, C)}")
         return sp.bsr_matrix((_native(x.data), ix, ip), shape=(n_rows, n_cols), blocksize=(R, C)).tocsr()
-    else:  # dia, dok, lil: built by Python code, convert through COO and check that
-        return check_structure(sp.coo_matrix(x.tocoo()), name)
-    m = sp.csr_matrix((data, ix, ip), shape=(n_rows, n_cols))
-    return m
+    # dia, dok, lil: built by Python code, convert through COO and check that
+    return check_structure(sp.coo_matrix(x.tocoo()), name)
 
 
 def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empty_rows: bool = True,
@@ -160,9 +164,7 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
         if arr.dtype.kind not in "fiub" or arr.ndim != 2:
             raise TypeError(f"{name} must be a scipy.sparse matrix (users x items) or a 2-D numeric array, "
                             f"got {type(x).__name__} with dtype {getattr(arr, 'dtype', None)} and ndim {arr.ndim}")
-        _check_shape(arr.shape, name)
-        if arr.dtype.kind == "f" and arr.size and not np.isfinite(arr).all():
-            raise ValueError(f"{name} contains NaN or infinite values; drop or impute them first")
+        _check_shape(arr.shape, name)  # NaN / inf are nonzero, so the check of m.data below sees them
         if arr.dtype.kind == "f" and arr.dtype.itemsize < 4:
             arr = arr.astype(np.float32)  # scipy.sparse has no float16
         m = sp.csr_matrix(arr)
@@ -184,7 +186,7 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
             m = m.copy()  # never sort the caller's arrays in place
             m.sort_indices()
         indices = m.indices
-        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))  # also used for explicit zeros
         same = (indices[1:] == indices[:-1]) & (row_of[1:] == row_of[:-1])
         if same.any():
             r = int(row_of[1:][same][0])
@@ -194,10 +196,8 @@ def as_csr(x, name: str = "user_items", *, n_cols: int | None = None, allow_empt
         # a stored zero is no interaction (scipy's meaning of an explicit zero): drop it, or the
         # models that read only the structure (binarised training, seen-item filters) count it
         keep = m.data != 0
-        row_of = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-        indptr = np.zeros(m.shape[0] + 1, np.int64)
-        np.cumsum(np.bincount(row_of[keep], minlength=m.shape[0]), out=indptr[1:])
-        m = sp.csr_matrix((m.data[keep], m.indices[keep], indptr), shape=m.shape)
+        m = sp.csr_matrix((m.data[keep], m.indices[keep], _indptr_of_rows(row_of[keep], m.shape[0])),
+                          shape=m.shape)
     # contiguous, native, and the canonical dtype objects (.view): the kernels compare dtypes exactly,
     # and an equal but distinct float32 (e.g. from newbyteorder('=')) was refused there as
     # "data must have dtype float32, got float32"

@@ -233,9 +233,7 @@ class AutoRec(Recommender):
 def _check_dense_fits(shape):
     """AutoRec keeps its rating matrix dense (rows and mask, 8 bytes an entry): refuse a file whose
     sizes cannot fit in memory before allocating them."""
-    from .baselines import available_memory
-    need = 8 * int(shape[0]) * int(shape[1])
-    avail = available_memory()
-    if avail is not None and need > avail:
-        raise MemoryError(f"this AutoRec keeps its {shape[0]} x {shape[1]} rating matrix dense "
-                          f"({need / 2 ** 30:.2f} GiB), more than the {avail / 2 ** 30:.2f} GiB available")
+    from .._memory import check_memory
+    check_memory(8 * int(shape[0]) * int(shape[1]),
+                 f"this AutoRec keeps its {shape[0]} x {shape[1]} rating matrix dense, which",
+                 "load it on a machine with more memory")

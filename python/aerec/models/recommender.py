@@ -68,6 +68,17 @@ def _as_ids(x, name, unordered=False):
     return arr.astype(np.int64, copy=False)
 
 
+def _raw_to_index(id_map, raw, message):
+    """Indices (int64, 1-D) of the raw ids ``raw`` in ``id_map``; an id it lacks raises
+    UnknownIdError with ``message(what the map said)``."""
+    try:
+        return np.asarray(id_map.to_index(raw), dtype=np.int64).reshape(-1)
+    except UnknownIdError:
+        raise
+    except KeyError as exc:
+        raise UnknownIdError(message(exc.args[0] if exc.args else exc)) from None
+
+
 class Recommender(Estimator):
     """Base class. Subclasses implement ``_fit(X, validation, **kw)`` and ``_scores(rows, X)``
     (dense scores of the given history rows; ``rows`` are training user ids or -1 for fold-in
@@ -259,24 +270,15 @@ class Recommender(Estimator):
                 if isinstance(raw, (set, frozenset)) or isinstance(raw, collections.abc.Iterator):
                     raw = list(raw)
                 raw = [raw] if np.ndim(raw) == 0 else list(raw)
-                try:
-                    kw[key] = np.asarray(imap.to_index(raw), dtype=np.int64).reshape(-1)
-                except UnknownIdError:
-                    raise
-                except KeyError as exc:
-                    raise UnknownIdError(f"{key}: {exc.args[0] if exc.args else exc} (recommend_raw takes raw "
-                                         "item ids; use recommend() for item indices)") from None
+                kw[key] = _raw_to_index(imap, raw, lambda msg, key=key: (
+                    f"{key}: {msg} (recommend_raw takes raw item ids; use recommend() for item indices)"))
         if raw_user_ids is None:
             raise TypeError("raw_user_ids is None; pass a raw user id or a list of them")
         scalar = np.ndim(raw_user_ids) == 0
         raw = [raw_user_ids] if scalar else list(raw_user_ids)
-        try:
-            rows = np.asarray(umap.to_index(raw), dtype=np.int64).reshape(-1)
-        except UnknownIdError:
-            raise
-        except KeyError as exc:
-            raise UnknownIdError(f"{exc.args[0] if exc.args else exc}; the model knows the raw user ids of its "
-                                 "training data (fold new users in with recommend(user_items=...))") from None
+        rows = _raw_to_index(umap, raw, lambda msg: (
+            f"{msg}; the model knows the raw user ids of its training data (fold new users in with "
+            "recommend(user_items=...))"))
         ids, scores = self.recommend(rows, k=k, **kw)
         raw_items = np.asarray(imap.to_raw(np.where(ids >= 0, ids, 0)), dtype=object)
         raw_items[ids < 0] = None
