@@ -1,5 +1,5 @@
 // Array checks shared by the bindings: matrix_in / matrix_out for dense float32 matrices, csr_in for
-// CSR matrices. Python (_arrays.py) already validated and converted; these re-check the cheap
+// CSR matrices. Python (aerec._validation) already validated and converted; these re-check the cheap
 // invariants so a direct call into _core can never read out of bounds.
 #pragma once
 #include <pybind11/numpy.h>

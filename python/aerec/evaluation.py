@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics as _metrics
-from ._arrays import check_bool
+from ._validation import check_bool
 from .data.splits import EvalSet, Split
 
 __all__ = ["evaluate"]

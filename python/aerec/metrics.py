@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._arrays import check_bool
+from ._validation import check_bool
 
 __all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
            "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
@@ -61,7 +61,7 @@ def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     if not sp.issparse(held_out):
         raise TypeError(f"held_out must be a scipy.sparse matrix (n_users x n_items), got "
                         f"{type(held_out).__name__}")
-    from ._sparse import check_structure
+    from ._validation import check_structure
     m = check_structure(held_out, "held_out")  # a corrupt CSR must never reach scipy's C code
     if m.dtype.kind not in "fiub":
         raise TypeError(f"held_out values must be real numbers, got dtype {m.dtype}")
@@ -286,7 +286,7 @@ def _pair(y_true, y_pred):
     if sp.issparse(y_true) or sp.issparse(y_pred):
         if not (sp.issparse(y_true) and sp.issparse(y_pred)):
             raise TypeError("y_true and y_pred must both be sparse (same pattern) or both arrays")
-        from ._sparse import check_structure
+        from ._validation import check_structure
         y_true, y_pred = check_structure(y_true, "y_true"), check_structure(y_pred, "y_pred")
         if y_true.shape != y_pred.shape:
             raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")

@@ -55,7 +55,7 @@ def _normalize_rows(x):
 def _check_k(k, n_items=None):
     """k >= 1, any size: ``k > n_items`` returns every item, so it is clipped to ``n_items``
     before it reaches a kernel."""
-    from ._arrays import check_positive_int
+    from ._validation import check_positive_int
     k = check_positive_int(k, "k", hi=None)
     return k if n_items is None else min(k, n_items)
 
@@ -69,7 +69,7 @@ def _exclude_csr(exclude, n_queries, n_items):
     except ImportError:  # pragma: no cover - scipy is a dependency
         sp = None
     if sp is not None and sp.issparse(exclude):
-        from ._sparse import check_structure
+        from ._validation import check_structure
         csr = check_structure(exclude, "exclude")  # a corrupt indptr must never reach the kernel
         if csr.shape[0] != n_queries:
             raise ValueError(f"exclude has {csr.shape[0]} rows but there are {n_queries} queries")
@@ -342,5 +342,5 @@ def _is_sparse(x):
 
 
 def _threads(num_threads):
-    from ._arrays import check_num_threads
+    from ._validation import check_num_threads
     return check_num_threads(num_threads)

@@ -13,8 +13,8 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _arrays
-from .._sparse import UnknownIdError, as_csr
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .._validation import UnknownIdError, as_csr
 from ._serving import reads
 from .base import Estimator
 
