@@ -1,10 +1,10 @@
 """The one place arguments are validated and converted (once, explicitly) before reaching a kernel.
 
 Scalars. Every public entry point checks its scalar arguments with the helpers here
-(``check_int``, ``check_positive_int``, ``check_nonneg_int``, ``check_real``, ``check_bool``,
-``check_num_threads``, ``check_choice``): bools are not integers, integers are not silently
-truncated from floats, floats are finite, and integers are bounded so that nothing a kernel cannot
-hold reaches it.
+(``check_int``, ``check_positive_int``, ``check_nonneg_int``, ``check_k``, ``check_real``,
+``check_bool``, ``check_num_threads``, ``check_choice``): bools are not integers, integers are not
+silently truncated from floats, floats are finite, and integers are bounded so that nothing a kernel
+cannot hold reaches it. ``k`` (top-k) is checked by ``check_k`` only.
 
 Dense arrays. Real-valued inputs (float16/32/64, integers, bool) are converted to C-contiguous
 float32 (``as_matrix``); anything else (object, strings, complex, datetimes) is a TypeError that says
@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 __all__ = [
     # scalars
-    "check_int", "check_positive_int", "check_nonneg_int", "check_real", "check_bool",
+    "check_int", "check_positive_int", "check_nonneg_int", "check_k", "check_real", "check_bool",
     "check_num_threads", "check_choice", "check_verbose", "check_gemm_args", "as_rng",
     "MAX_THREADS", "INT64_MAX",
     # dense arrays
@@ -140,6 +140,15 @@ def check_nonneg_int(value, name: str, *, hi: int | None = INT64_MAX) -> int:
     if hi is not None and v > hi:
         raise ValueError(f"{name} must be <= {hi}, got {v}")
     return v
+
+
+def check_k(k, n_items: int | None = None) -> int:
+    """The ``k`` of every top-k entry point (recommenders, ``TopK``, metrics): an int >= 1 of any
+    size; bools, floats, strings and None are TypeErrors. ``k > n_items`` asks for every item, so
+    with ``n_items`` given the result is clipped to it, the most a kernel can return (the metrics
+    pass none: there a ``k`` beyond the list width still enters the ideal DCG)."""
+    k = check_positive_int(k, "k", hi=None)
+    return k if n_items is None else min(k, n_items)
 
 
 def check_real(value, name: str, lo=None, hi=None, *, lo_open: bool = False, hi_open: bool = False) -> float:

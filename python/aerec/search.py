@@ -18,6 +18,7 @@ import numbers
 import numpy as np
 
 from . import _backends
+from ._validation import check_k
 from .io import read_model_file, register_model, save_arrays
 
 __all__ = ["TopK", "reference_search"]
@@ -50,14 +51,6 @@ def _normalize_rows(x):
     norms = np.sqrt(np.einsum("ij,ij->i", x64, x64))
     norms[norms == 0] = 1.0
     return np.ascontiguousarray(x64 / norms[:, None], dtype=np.float32)
-
-
-def _check_k(k, n_items=None):
-    """k >= 1, any size: ``k > n_items`` returns every item, so it is clipped to ``n_items``
-    before it reaches a kernel."""
-    from ._validation import check_positive_int
-    k = check_positive_int(k, "k", hi=None)
-    return k if n_items is None else min(k, n_items)
 
 
 def _exclude_csr(exclude, n_queries, n_items):
@@ -136,7 +129,7 @@ def reference_search(items, queries, k, bias=None, exclude=None, metric="ip", bl
     items = _as_float32_matrix(items, "items")
     queries = _as_float32_matrix(queries, "queries")
     n = items.shape[0]
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if metric == "cosine":
         items, queries = _normalize_rows(items), _normalize_rows(queries)
     indptr, indices = _exclude_csr(exclude, queries.shape[0], n)
@@ -263,7 +256,7 @@ class TopK:
             Sorted by descending score, ties by lower id. A row with fewer valid items than
             ``min(k, n_items)`` (because of exclusions) is padded with id -1 and score -inf.
         """
-        k = _check_k(k, self.n_items)
+        k = check_k(k, self.n_items)
         num_threads = _threads(num_threads)
         if queries is None:
             raise TypeError("queries is None; pass a (d,) or (m, d) float array")

@@ -112,7 +112,7 @@ class _SparseAutoencoder(Recommender):
         batch_size = min(batch_size, X.shape[0])  # one batch holds every user at most
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
-        k = _arrays.check_positive_int(k, "k", hi=None)
+        k = _arrays.check_k(k)
         _arrays.check_verbose(verbose)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
