@@ -9,7 +9,7 @@ aerec.set_num_threads(2)
 data = aerec.datasets.synthetic(136_677, 20_108, density=10_000_000 / (136_677 * 20_108), random_state=0)
 X = data.to_csr()
 m = aerec.EASE()
-t=time.perf_counter(); G = m._gram_upper(aerec._sparse.as_csr(X), np.dtype(np.float32)); print("gram", time.perf_counter()-t, flush=True)
+t=time.perf_counter(); G = m._gram_upper(aerec._validation.as_csr(X), np.dtype(np.float32)); print("gram", time.perf_counter()-t, flush=True)
 G[np.diag_indices(G.shape[0])] += 500
 F=G.T
 potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))

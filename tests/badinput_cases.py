@@ -737,7 +737,7 @@ for arg, code, exc, frag in (
          "ValueError", "indptr"),
         ("held_out column 10**8", f"{MT}.precision_at_k(np.zeros((6, 2), int) - 1, bad_index(X[:6], 10**8), 2)",
          "ValueError", "column index"),
-        ("k=0", f"{MT}.recall_at_k(np.array([[0, 1]] * 3), {HO}, 0)", "ValueError", "k must be >= 1"),
+        ("k=0", f"{MT}.recall_at_k(np.array([[0, 1]] * 3), {HO}, 0)", "ValueError", "k must be positive (an integer >= 1)"),
         ("k=1.5", f"{MT}.recall_at_k(np.array([[0, 1]] * 3), {HO}, 1.5)", "TypeError", "k"),
         ("k=2**64 each metric (valid)",
          f"for f in ({MT}.recall_at_k, {MT}.precision_at_k, {MT}.map_at_k, {MT}.mrr, {MT}.hit_rate_at_k):\n"

@@ -294,7 +294,7 @@ def _with_zeros(m, where):
 
 
 def test_as_csr_drops_explicit_zeros_without_touching_the_callers_arrays():
-    from aerec._sparse import as_csr
+    from aerec._validation import as_csr
     m = sp.csr_matrix(np.array([[0, 1, 0], [0, 0, 0], [2, 0, 3], [0, 0, 0]], np.float32))
     z = _with_zeros(m, [(0, 0), (1, 2), (3, 1)])  # a zero in a row with entries, and rows of only zeros
     before = [a.copy() for a in (z.data, z.indices, z.indptr)]

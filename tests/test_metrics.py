@@ -141,9 +141,9 @@ def test_unsorted_duplicate_and_coo_held_out():
 def test_bad_input_errors():
     held = sp.csr_matrix(np.eye(3, dtype=np.float32))
     good = np.array([[0, 1], [1, 2], [2, 0]])
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match=r"k must be positive \(an integer >= 1\)"):
         metrics.recall_at_k(good, held, 0)
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match=r"k must be positive \(an integer >= 1\)"):
         metrics.ndcg_at_k(good, held, -3)
     with pytest.raises(TypeError, match="k must be"):
         metrics.ndcg_at_k(good, held, 2.5)

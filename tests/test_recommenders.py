@@ -4,7 +4,7 @@ import pytest
 import scipy.sparse as sp
 
 import aerec
-from aerec._sparse import UnknownIdError
+from aerec._validation import UnknownIdError
 from aerec.models.autorec import AutoRec
 from aerec.models.baselines import EASE, Popularity
 from aerec.models.sparse_autoencoders import CDAE, MultDAE, MultVAE

@@ -17,19 +17,15 @@ py::tuple select_topk_rows(py::array scores, long long k, py::object ex_indptr, 
   if (k <= 0) throw py::value_error("k must be positive");
   const std::int64_t* ip = nullptr;
   const std::int32_t* ix = nullptr;
-  py::array indptr, indices;
-  if (!ex_indptr.is_none()) {
+  py::array indptr, indices;  // own any conversion while the kernel reads it
+  if (!ex_indptr.is_none() || !ex_indices.is_none()) {
+    if (ex_indptr.is_none() || ex_indices.is_none())
+      throw py::type_error("exclude_indptr and exclude_indices go together: pass both or neither");
     indptr = ex_indptr.cast<py::array>();
     indices = ex_indices.cast<py::array>();
-    bind::require_dtype<std::int64_t>(indptr, "exclude indptr");
-    bind::require_dtype<std::int32_t>(indices, "exclude indices");
-    if (indptr.ndim() != 1 || indptr.shape(0) != s.rows + 1 || !(indptr.flags() & py::array::c_style))
-      throw py::value_error("exclude must have one row per score row (indptr of length n+1, contiguous)");
-    if (indices.ndim() != 1 || !(indices.flags() & py::array::c_style))
-      throw py::value_error("exclude indices must be 1-D contiguous int32");
-    ip = static_cast<const std::int64_t*>(indptr.data());
-    ix = static_cast<const std::int32_t*>(indices.data());
-    if (ip[s.rows] > indices.shape(0)) throw py::value_error("exclude indptr points past its indices");
+    const CsrView<float> ex = bind::csr_in(indptr, indices, py::none(), s.rows, s.cols, "exclude");
+    ip = ex.indptr;
+    ix = ex.indices;
   }
   py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(s.rows), static_cast<py::ssize_t>(k)});
   py::array_t<float> out({static_cast<py::ssize_t>(s.rows), static_cast<py::ssize_t>(k)});

@@ -13,21 +13,8 @@ namespace {
 py::array spmm_csr(py::array indptr, py::array indices, py::array data, py::array w, int num_threads,
                    py::object out_obj) {
   using namespace aerec;
-  bind::require_dtype<std::int64_t>(indptr, "indptr");
-  bind::require_dtype<std::int32_t>(indices, "indices");
-  bind::require_dtype<float>(data, "data");
-  for (auto* a : {&indptr, &indices, &data})
-    if (a->ndim() != 1 || !(a->flags() & py::array::c_style)) throw py::value_error("CSR arrays must be 1-D contiguous");
   auto W = bind::matrix_in(w, "W");
-  CsrView<float> x;
-  x.indptr = static_cast<const std::int64_t*>(indptr.data());
-  x.indices = static_cast<const std::int32_t*>(indices.data());
-  x.values = static_cast<const float*>(data.data());
-  x.rows = indptr.shape(0) - 1;
-  x.cols = W.rows;
-  if (x.rows < 0) throw py::value_error("indptr must have n_rows + 1 entries");
-  if (indices.shape(0) != data.shape(0) || x.indptr[x.rows] != indices.shape(0))
-    throw py::value_error("indptr, indices and data disagree on the number of entries");
+  const CsrView<float> x = bind::csr_in(indptr, indices, data, -1, W.rows, "X");
   py::array out;
   if (out_obj.is_none()) {
     out = py::array_t<float>({static_cast<py::ssize_t>(x.rows), static_cast<py::ssize_t>(W.cols)});

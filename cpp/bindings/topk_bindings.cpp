@@ -62,24 +62,13 @@ py::tuple search(const cpu::TopkIndex& ix, const py::array& queries, std::int64_
                           std::to_string(ix.dim()));
   CsrView<float> ex;
   bool has_ex = false;
-  py::array ip, ind;
-  if (!indptr.is_none()) {
-    ip = py::reinterpret_borrow<py::array>(indptr);
-    ind = py::reinterpret_borrow<py::array>(indices);
-    bind::require_dtype<std::int64_t>(ip, "exclude indptr");
-    bind::require_dtype<std::int32_t>(ind, "exclude indices");
-    if (ip.ndim() != 1 || ind.ndim() != 1 || !(ip.flags() & py::array::c_style) ||
-        !(ind.flags() & py::array::c_style))
-      throw py::value_error("exclude indptr/indices must be contiguous 1-D arrays");
-    if (ip.shape(0) != qv.rows + 1)
-      throw py::value_error("exclude must have one row per query");
-    const auto* p = static_cast<const std::int64_t*>(ip.data());
-    if (qv.rows > 0 && (p[0] < 0 || p[qv.rows] > ind.shape(0)))
-      throw py::value_error("exclude indptr does not match its indices");
-    ex.indptr = p;
-    ex.indices = static_cast<const std::int32_t*>(ind.data());
-    ex.rows = qv.rows;
-    ex.cols = ix.size();
+  py::array ip, ind;  // own any conversion while the search reads it
+  if (!indptr.is_none() || !indices.is_none()) {
+    if (indptr.is_none() || indices.is_none())
+      throw py::type_error("exclude indptr and indices go together: pass both or neither");
+    ip = indptr.cast<py::array>();
+    ind = indices.cast<py::array>();
+    ex = bind::csr_in(ip, ind, py::none(), qv.rows, ix.size(), "exclude");
     has_ex = true;
   }
   const std::int64_t kk = std::min<std::int64_t>(k, ix.size());

@@ -20,19 +20,10 @@
 #include "aerec/recnet.hpp"
 #include "aerec/topk.hpp"
 
+#include "check.hpp"
+
 using namespace aerec;
 using namespace aerec::cpu;
-
-static std::atomic<int> failures{0};
-#define CHECK(cond, ...)                                         \
-  do {                                                           \
-    if (!(cond)) {                                               \
-      std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);  \
-      std::fprintf(stderr, __VA_ARGS__);                         \
-      std::fprintf(stderr, "\n");                                \
-      ++failures;                                                \
-    }                                                            \
-  } while (0)
 
 constexpr int kThreads = 8;
 constexpr int kRounds = 12;  // requests per thread and object (each thread cycles through all sizes)
@@ -328,10 +319,5 @@ int main() {
   test_topk_concurrent(TopkPrecision::fp32, false);
   test_topk_concurrent(TopkPrecision::fp32, true);
   test_topk_concurrent(TopkPrecision::int8, true);
-  if (failures) {
-    std::printf("test_concurrency: %d failure(s)\n", failures.load());
-    return 1;
-  }
-  std::printf("test_concurrency: ok\n");
-  return 0;
+  return aerec_test::finish("test_concurrency");
 }

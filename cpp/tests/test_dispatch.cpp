@@ -19,21 +19,12 @@
 #include "aerec/topk.hpp"
 #include "aerec/vmath.hpp"
 
+#include "check.hpp"
+
 using namespace aerec;
 using namespace aerec::cpu;
 
 namespace {
-int failures = 0;
-#define CHECK(cond, ...)                               \
-  do {                                                 \
-    if (!(cond)) {                                     \
-      std::printf("FAIL %s:%d: ", __FILE__, __LINE__); \
-      std::printf(__VA_ARGS__);                        \
-      std::printf("\n");                               \
-      ++failures;                                      \
-    }                                                  \
-  } while (0)
-
 bool bit(unsigned mask, Target t) { return (mask >> static_cast<int>(t)) & 1u; }
 
 // The hardware side of each target, restated from the compile flags (cpu_features.hpp).
@@ -214,10 +205,5 @@ int main() {
   for (Isa cap : {Isa::scalar, Isa::avx2, Isa::avx512, Isa::amx}) test_level(cap);
   test_same_results();
   set_isa_cap(Isa::amx);
-  if (failures) {
-    std::printf("test_dispatch: %d failure(s)\n", failures);
-    return 1;
-  }
-  std::printf("test_dispatch: all passed\n");
-  return 0;
+  return aerec_test::finish("test_dispatch");
 }

@@ -12,21 +12,10 @@
 #include "aerec/gemm.hpp"
 #include "aerec/vmath.hpp"
 
+#include "check.hpp"
+
 using namespace aerec;
 using namespace aerec::cpu;
-
-static int g_fail = 0;
-#define CHECK(cond, ...)                                \
-  do {                                                  \
-    if (!(cond)) {                                      \
-      if (g_fail < 20) {                                \
-        std::fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-        std::fprintf(stderr, __VA_ARGS__);              \
-        std::fprintf(stderr, "\n");                     \
-      }                                                 \
-      ++g_fail;                                         \
-    }                                                   \
-  } while (0)
 
 struct Case {
   bool ta, tb;
@@ -176,10 +165,5 @@ int main() {
     test_vmath();
   }
   set_isa_cap(Isa::amx);
-  if (g_fail) {
-    std::printf("%d failures\n", g_fail);
-    return 1;
-  }
-  std::printf("test_gemm: all passed\n");
-  return 0;
+  return aerec_test::finish("test_gemm");
 }

@@ -15,18 +15,11 @@
 #include "aerec/topk.hpp"
 #include "aerec/topk_kernels.hpp"
 
+#include "check.hpp"
+
 using namespace aerec;
 
 namespace {
-int failures = 0;
-#define CHECK(c)                                                   \
-  do {                                                             \
-    if (!(c)) {                                                    \
-      std::printf("FAILED %s:%d: %s\n", __FILE__, __LINE__, #c);   \
-      ++failures;                                                  \
-    }                                                              \
-  } while (0)
-
 void reference(const std::vector<float>& X, const std::vector<float>& Q, const std::vector<float>& b,
                index_t n, index_t d, index_t m, index_t k, const std::vector<std::int64_t>& indptr,
                const std::vector<std::int32_t>& ind, std::vector<std::int32_t>& ids,
@@ -204,6 +197,5 @@ int main() {
   threw = false;
   try { ix.search({Q.data(), 1, 4, 4}, 1, &ex, id, sc, 1); } catch (const std::out_of_range&) { threw = true; }
   CHECK(threw);
-  if (failures == 0) std::printf("test_topk: all passed\n");
-  return failures == 0 ? 0 : 1;
+  return aerec_test::finish("test_topk");
 }

@@ -18,7 +18,7 @@ from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
 from .callbacks import Callback, EarlyStopping, LambdaCallback
 from .io import ModelFileError, load
-from ._sparse import UnknownIdError
+from ._validation import UnknownIdError
 from . import data, datasets, metrics, search
 from .search import TopK
 from .data import Interactions

@@ -27,7 +27,7 @@ def _pending_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Threads the kernels use (n <= 0: all cores available to the process)."""
     global _py_threads
-    from ._arrays import MAX_THREADS, check_int
+    from ._validation import MAX_THREADS, check_int
     if n is None:
         raise TypeError("n must be an integer (0 or less: all cores available to the process), got None")
     n = check_int(n, "n", hi=MAX_THREADS)

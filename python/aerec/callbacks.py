@@ -74,7 +74,7 @@ class EarlyStopping(Callback):
             raise TypeError("monitor must be a string such as 'val_loss'")
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        from ._arrays import check_bool, check_choice, check_real
+        from ._validation import check_bool, check_choice, check_real
         check_choice(mode, "mode", ("auto", "min", "max"))
         min_delta = check_real(min_delta, "min_delta")
         restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")

@@ -307,7 +307,7 @@ def movielens(name: str = "ml-100k", path=None, cache_dir=None, download: bool =
     if not isinstance(name, str) or name not in _LAYOUTS:
         raise ValueError(f"unknown MovieLens dataset {name!r}; choose from {sorted(_LAYOUTS)}")
     layout = _LAYOUTS[name]
-    from ._arrays import check_bool
+    from ._validation import check_bool
     download = check_bool(download, "download")
     verify = check_bool(verify, "verify")
     if path is not None and not isinstance(path, (str, os.PathLike)):
@@ -430,10 +430,10 @@ def synthetic(n_users: int = 5000, n_items: int = 2000, density: float = 0.01, n
     n_factors = _check_pos_int("n_factors", n_factors)
     min_user_interactions = _check_pos_int("min_user_interactions", min_user_interactions)
     chunk_interactions = _check_pos_int("chunk_interactions", chunk_interactions, 1000, 2 ** 40)
-    from ._arrays import as_rng, check_bool
+    from ._validation import as_rng, check_bool
     return_truth = check_bool(return_truth, "return_truth")
     rng = np.random.default_rng() if random_state is None else as_rng(random_state)
-    from ._arrays import check_real
+    from ._validation import check_real
     density = check_real(density, "density", 0.0, 1.0, lo_open=True, hi_open=True)
     cluster_strength = check_real(cluster_strength, "cluster_strength", 0.0, 1.0)
     primary_weight = check_real(primary_weight, "primary_weight", 0.0, 1.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import metrics as _metrics
-from ._arrays import check_bool
+from ._validation import check_bool, check_k
 from .data.splits import EvalSet, Split
 
 __all__ = ["evaluate"]
@@ -87,9 +87,10 @@ def evaluate(model, split_or_evalset, ks=(20, 50, 100), *, batch_size: int = 204
     ks = tuple(ks)
     if not ks:
         raise ValueError("ks must name at least one cut-off")
-    for k in ks:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k <= 0:
-            raise ValueError(f"every k must be a positive integer, got {k!r}")
+    try:
+        ks = tuple(check_k(k) for k in ks)
+    except (TypeError, ValueError) as exc:  # one ValueError for any bad cut-off, as before
+        raise ValueError(f"every k in ks must be a positive integer: {exc}") from None
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     # a list never holds more than n_items ids: a huge k must not allocate n_users x k

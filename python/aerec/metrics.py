@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from ._arrays import check_bool
+from ._validation import check_bool, check_k
 
 __all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
            "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
@@ -47,21 +47,17 @@ RANKING_METRICS = ("recall", "ndcg", "precision", "map", "hit_rate", "mrr", "cov
 
 # -- validation -------------------------------------------------------------------------------------
 
-def _check_k(k, width):
-    if k is None:
-        return max(int(width), 1)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be a positive integer, got {k!r}")
-    if k <= 0:
-        raise ValueError(f"k must be >= 1, got {k}")
-    return int(k)
+def _k_or_width(k, width):
+    """k for a metric: None means the whole ranked list; otherwise check_k (not clipped to the
+    width: the ideal DCG and the recall denominator still see k)."""
+    return max(int(width), 1) if k is None else check_k(k)
 
 
 def _canonical_csr(held_out, n_rows=None) -> sp.csr_matrix:
     if not sp.issparse(held_out):
         raise TypeError(f"held_out must be a scipy.sparse matrix (n_users x n_items), got "
                         f"{type(held_out).__name__}")
-    from ._sparse import check_structure
+    from ._validation import check_structure
     m = check_structure(held_out, "held_out")  # a corrupt CSR must never reach scipy's C code
     if m.dtype.kind not in "fiub":
         raise TypeError(f"held_out values must be real numbers, got dtype {m.dtype}")
@@ -112,7 +108,7 @@ def hits_at_k(ranked, held_out, k=None, *, check_duplicates: bool = True) -> np.
     check_duplicates = check_bool(check_duplicates, "check_duplicates")
     m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
-    return _hits(r, m, _check_k(k, r.shape[1]))
+    return _hits(r, m, _k_or_width(k, r.shape[1]))
 
 
 def _hits(r: np.ndarray, m: sp.csr_matrix, k: int) -> np.ndarray:
@@ -191,7 +187,7 @@ def _metric(name, ranked, held_out, k, per_user, check_duplicates=True):
     per_user = check_bool(per_user, "per_user")
     m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
-    k = _check_k(k, r.shape[1])
+    k = _k_or_width(k, r.shape[1])
     h = _hits(r, m, k)
     n_rel = _n_relevant(m)
     return _finish(_KERNELS[name](h, n_rel, k), n_rel, per_user)
@@ -232,7 +228,7 @@ def coverage(ranked, n_items: int, k=None) -> float:
     if isinstance(n_items, bool) or not isinstance(n_items, (int, np.integer)) or n_items <= 0:
         raise ValueError(f"n_items must be a positive integer, got {n_items!r}")
     r = _check_ranked(ranked, int(n_items), check_duplicates=False)
-    k = _check_k(k, r.shape[1])
+    k = _k_or_width(k, r.shape[1])
     ids = r[:, :k].ravel()
     ids = ids[ids >= 0]
     if ids.size == 0:
@@ -266,7 +262,7 @@ def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS,
         raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from {RANKING_METRICS}")
     m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
-    ks = tuple(_check_k(k, r.shape[1]) for k in ks)
+    ks = tuple(_k_or_width(k, r.shape[1]) for k in ks)
     h_all = _hits(r, m, max(ks))
     n_rel = _n_relevant(m)
     out = {}
@@ -286,7 +282,7 @@ def _pair(y_true, y_pred):
     if sp.issparse(y_true) or sp.issparse(y_pred):
         if not (sp.issparse(y_true) and sp.issparse(y_pred)):
             raise TypeError("y_true and y_pred must both be sparse (same pattern) or both arrays")
-        from ._sparse import check_structure
+        from ._validation import check_structure
         y_true, y_pred = check_structure(y_true, "y_true"), check_structure(y_pred, "y_pred")
         if y_true.shape != y_pred.shape:
             raise ValueError(f"shape mismatch: {y_true.shape} vs {y_pred.shape}")

@@ -18,6 +18,7 @@ import numbers
 import numpy as np
 
 from . import _backends
+from ._validation import check_k
 from .io import read_model_file, register_model, save_arrays
 
 __all__ = ["TopK", "reference_search"]
@@ -52,14 +53,6 @@ def _normalize_rows(x):
     return np.ascontiguousarray(x64 / norms[:, None], dtype=np.float32)
 
 
-def _check_k(k, n_items=None):
-    """k >= 1, any size: ``k > n_items`` returns every item, so it is clipped to ``n_items``
-    before it reaches a kernel."""
-    from ._arrays import check_positive_int
-    k = check_positive_int(k, "k", hi=None)
-    return k if n_items is None else min(k, n_items)
-
-
 def _exclude_csr(exclude, n_queries, n_items):
     """(indptr int64, indices int32) from a scipy.sparse matrix or a list of id arrays."""
     if exclude is None:
@@ -69,7 +62,7 @@ def _exclude_csr(exclude, n_queries, n_items):
     except ImportError:  # pragma: no cover - scipy is a dependency
         sp = None
     if sp is not None and sp.issparse(exclude):
-        from ._sparse import check_structure
+        from ._validation import check_structure
         csr = check_structure(exclude, "exclude")  # a corrupt indptr must never reach the kernel
         if csr.shape[0] != n_queries:
             raise ValueError(f"exclude has {csr.shape[0]} rows but there are {n_queries} queries")
@@ -136,7 +129,7 @@ def reference_search(items, queries, k, bias=None, exclude=None, metric="ip", bl
     items = _as_float32_matrix(items, "items")
     queries = _as_float32_matrix(queries, "queries")
     n = items.shape[0]
-    k = _check_k(k, n)
+    k = check_k(k, n)
     if metric == "cosine":
         items, queries = _normalize_rows(items), _normalize_rows(queries)
     indptr, indices = _exclude_csr(exclude, queries.shape[0], n)
@@ -263,7 +256,7 @@ class TopK:
             Sorted by descending score, ties by lower id. A row with fewer valid items than
             ``min(k, n_items)`` (because of exclusions) is padded with id -1 and score -inf.
         """
-        k = _check_k(k, self.n_items)
+        k = check_k(k, self.n_items)
         num_threads = _threads(num_threads)
         if queries is None:
             raise TypeError("queries is None; pass a (d,) or (m, d) float array")
@@ -342,5 +335,5 @@ def _is_sparse(x):
 
 
 def _threads(num_threads):
-    from ._arrays import check_num_threads
+    from ._validation import check_num_threads
     return check_num_threads(num_threads)

@@ -147,7 +147,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     -------
     ndarray, shape (M, N), float32
     """
-    from .._arrays import check_gemm_args
+    from .._validation import check_gemm_args
     alpha, num_threads = check_gemm_args(a, b, trans_a, trans_b, alpha, num_threads)
     # Fast path (the training loop's case) inline: already float32, 2-D, C-contiguous.
     if not (type(a) is _np.ndarray and a.dtype is _F32 and a.ndim == 2 and a.flags.c_contiguous):

@@ -638,7 +638,7 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     """
     import numpy as np
 
-    from .._arrays import check_gemm_args
+    from .._validation import check_gemm_args
     alpha, _ = check_gemm_args(a, b, trans_a, trans_b, alpha, num_threads)
     act = _gemm_activation(activation)
     a64 = np.asarray(a, dtype=np.float64)

@@ -132,7 +132,7 @@ class IdMap:
     @classmethod
     def identity(cls, n: int) -> "IdMap":
         """Map whose raw ids are ``0..n-1`` (for data that arrives already indexed)."""
-        from .._arrays import check_nonneg_int
+        from .._validation import check_nonneg_int
         n = check_nonneg_int(n, "n", hi=2 ** 40)
         return cls(np.arange(n, dtype=np.int64))
 

@@ -15,7 +15,7 @@ _DUPLICATES = ("last", "first", "sum", "raise")
 
 
 def _check_choice(name, value, choices):
-    from .._arrays import check_choice
+    from .._validation import check_choice
     check_choice(value, name, choices)
 
 
@@ -198,7 +198,7 @@ class Interactions:
         ``users``/``items`` are indices, or raw ids with ``raw_ids=True``; ``values`` and
         ``timestamps`` are None when absent.
         """
-        from .._arrays import check_bool
+        from .._validation import check_bool
         raw_ids = check_bool(raw_ids, "raw_ids")
         rows = _rows_of(self._m.indptr)
         cols = self._m.indices.astype(np.int64)
@@ -274,7 +274,7 @@ class Interactions:
         ``threshold=None`` keeps every entry. Users/items left without entries stay in the id maps
         (as empty rows/columns) unless ``drop_empty=True``.
         """
-        from .._arrays import check_bool, check_real
+        from .._validation import check_bool, check_real
         drop_empty = check_bool(drop_empty, "drop_empty")
         rep = self.report.copy()
         if threshold is None:
@@ -303,7 +303,7 @@ class Interactions:
         for name, v in (("min_user_count", min_user_count), ("min_item_count", min_item_count)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        from .._arrays import check_bool
+        from .._validation import check_bool
         iterative = check_bool(iterative, "iterative")
         mu, mi = max(int(min_user_count), 1), max(int(min_item_count), 1)
         rows = _rows_of(self._m.indptr)
@@ -498,14 +498,14 @@ class Interactions:
         """
         _check_choice("on_invalid", on_invalid, _ON_INVALID)
         if explicit is not None:
-            from .._arrays import check_bool
+            from .._validation import check_bool
             explicit = check_bool(explicit, "explicit")
         if not sp.issparse(matrix):
             raise TypeError(f"matrix must be a scipy.sparse matrix, got {type(matrix).__name__}; "
                             f"use Interactions.from_arrays for columns")
         if matrix.ndim != 2:
             raise ValueError("matrix must be 2-D")
-        from .._sparse import check_structure
+        from .._validation import check_structure
         matrix = check_structure(matrix, "matrix")  # a corrupt CSR must never reach scipy's C code
         if matrix.dtype.kind not in "fiub":
             raise TypeError(f"matrix values must be real numbers, got dtype {matrix.dtype}")

@@ -83,7 +83,7 @@ class EvalSet:
             m = getattr(self, name)
             if not sp.issparse(m):
                 raise TypeError(f"{name} must be a scipy.sparse matrix")
-            from .._sparse import check_structure
+            from .._validation import check_structure
             m = check_structure(m, name)
             setattr(self, name, m)
             if m.shape[0] != n:
@@ -121,7 +121,7 @@ class Split:
 # -- helpers --------------------------------------------------------------------------------------
 
 def _rng(random_state):
-    from .._arrays import as_rng
+    from .._validation import as_rng
     return as_rng(random_state)
 
 
@@ -131,7 +131,7 @@ def _check_data(data):
 
 
 def _check_fraction(name, f, allow_zero):
-    from .._arrays import check_real
+    from .._validation import check_real
     f = check_real(f, name)
     lo_ok = f >= 0 if allow_zero else f > 0
     if not (lo_ok and f < 1):
@@ -303,7 +303,7 @@ def strong_generalization_split(data: Interactions, n_validation_users: int, n_t
     if n_validation_users + n_test_users >= data.n_users:
         raise ValueError(f"n_validation_users + n_test_users ({n_validation_users + n_test_users}) "
                          f"must leave training users (data has {data.n_users})")
-    from .._arrays import check_real
+    from .._validation import check_real
     fi = check_real(fold_in_fraction, "fold_in_fraction")
     if not 0 < fi < 1:
         raise ValueError(f"fold_in_fraction must be in (0, 1), got {fold_in_fraction}")

@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .. import _arrays
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs

@@ -6,8 +6,8 @@ import numbers
 
 import numpy as np
 
-from .. import _arrays
-from .._sparse import UnknownIdError
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .._validation import UnknownIdError
 from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
@@ -112,7 +112,7 @@ class AutoRec(Recommender):
         self.history_ = {}
         self._recon = None
         if validation is not None:
-            from .._sparse import as_csr
+            from .._validation import as_csr
             validation = as_csr(validation, "validation", n_cols=R.shape[1])
             if validation.shape != R.shape:
                 raise ValueError(f"validation has shape {validation.shape} but train has {R.shape}; both must "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from .. import _arrays
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
 from .._memory import available_memory
 from ..io import register_model
 from ._serving import atomic_fit, reads

@@ -13,8 +13,8 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _arrays
-from .._sparse import UnknownIdError, as_csr
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .._validation import UnknownIdError, as_csr
 from ._serving import reads
 from .base import Estimator
 
@@ -129,10 +129,6 @@ class Recommender(Estimator):
             raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")
         return X
 
-    def _check_k(self, k):
-        # any positive int: k > n_items returns every item (the kernels get min(k, n_items))
-        return _arrays.check_positive_int(k, "k", hi=None)
-
     def _histories(self, user_ids, user_items):
         """Resolve (rows, X): rows = training user index or -1; X = history CSR per query."""
         n_users, n_items = self.train_.shape
@@ -207,7 +203,7 @@ class Recommender(Estimator):
         ids : int32 (k,) or (n, k);  scores : float32, same shape, descending, ties by lower id.
         """
         self._check_fitted("train_")
-        k = self._check_k(k)
+        k = _arrays.check_k(k)  # any size: the kernels get min(k, n_items)
         filter_seen = _arrays.check_bool(filter_seen, "filter_seen")
         batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         rows, X, scalar = self._histories(user_ids, user_items)
@@ -288,7 +284,7 @@ class Recommender(Estimator):
     def similar_items(self, item_ids, k=10, filter_self=True):
         """Items most similar to ``item_ids`` by cosine over the model's item vectors."""
         self._check_fitted("train_")
-        k = min(self._check_k(k), self.train_.shape[1])
+        k = _arrays.check_k(k, self.train_.shape[1])
         filter_self = _arrays.check_bool(filter_self, "filter_self")
         ids = _as_ids(item_ids, "item_ids")
         scalar = ids.ndim == 0

@@ -7,7 +7,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _arrays
+from .. import _validation as _arrays  # the validation module (was aerec._arrays)
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
@@ -112,7 +112,7 @@ class _SparseAutoencoder(Recommender):
         batch_size = min(batch_size, X.shape[0])  # one batch holds every user at most
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
-        k = _arrays.check_positive_int(k, "k", hi=None)
+        k = _arrays.check_k(k)
         _arrays.check_verbose(verbose)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
@@ -211,7 +211,7 @@ class _SparseAutoencoder(Recommender):
         if user_ids is not None:
             rows, X, scalar = self._histories(user_ids, user_items)
         else:
-            from .._sparse import as_csr
+            from .._validation import as_csr
             X = as_csr(user_items, "user_items", n_cols=self.train_.shape[1])
             rows, scalar = np.full(X.shape[0], -1, np.int64), False
         Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)

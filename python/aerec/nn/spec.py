@@ -136,12 +136,12 @@ def _choice(name, value, options):
 
 
 def _float(name, value, lo=None, hi=None, lo_open=False, hi_open=False):
-    from .._arrays import check_real  # the one finite-real check of every public entry point
+    from .._validation import check_real  # the one finite-real check of every public entry point
     return check_real(value, name, lo, hi, lo_open=lo_open, hi_open=hi_open)
 
 
 def _int(name, value, lo=None, hi=2 ** 63 - 1):
-    from .._arrays import check_int
+    from .._validation import check_int
     return check_int(value, name, lo=lo, hi=hi)
 
 
