@@ -22,7 +22,7 @@ from ._validation import UnknownIdError
 from . import data, datasets, metrics, search
 from .search import TopK
 from .data import Interactions
-from .evaluation import evaluate
+from .evaluation import evaluate, compare
 from .models import AutoRec, Autoencoder, CDAE, EASE, MultDAE, MultVAE, Popularity
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "data",
     "datasets",
     "evaluate",
+    "compare",
     "metrics",
     "BackendUnavailableError",
     "Callback",

@@ -19,7 +19,11 @@ from every mean; the mean of no users is NaN).
 Definitions (``h_j`` = 1 if the item at rank ``j`` (0-based) is relevant, ``R`` = number of
 relevant items):
 
-- ``recall_at_k``    = sum_{j<k} h_j / min(k, R)                       (Liang et al. 2018)
+- ``recall_at_k``    = sum_{j<k} h_j / min(k, R)                       (Liang et al. 2018; the default)
+  or, with ``denominator="n_relevant"`` (``recall_denominator=`` in :func:`ranking_metrics` and
+  ``aerec.evaluate``), sum_{j<k} h_j / R: the textbook recall that RecBole and Cornac report. The
+  two agree when R <= k; for users with more than k relevant items the textbook recall cannot
+  reach 1 and is the smaller.
 - ``precision_at_k`` = sum_{j<k} h_j / k
 - ``ndcg_at_k``      = DCG / IDCG, DCG = sum_{j<k} h_j / log2(j + 2),
   IDCG = sum_{j<min(k, R)} 1 / log2(j + 2)
@@ -40,9 +44,22 @@ import scipy.sparse as sp
 from ._validation import check_bool, check_k
 
 __all__ = ["hits_at_k", "recall_at_k", "precision_at_k", "ndcg_at_k", "map_at_k", "mrr",
-           "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS"]
+           "hit_rate_at_k", "coverage", "rmse", "mae", "ranking_metrics", "RANKING_METRICS",
+           "RECALL_DENOMINATORS"]
 
 RANKING_METRICS = ("recall", "ndcg", "precision", "map", "hit_rate", "mrr", "coverage")
+#: the denominators recall can use: ``"min_k"`` = min(k, R) (Liang et al. 2018, aerec's default),
+#: ``"n_relevant"`` = R (RecBole, Cornac, the textbook definition)
+RECALL_DENOMINATORS = ("min_k", "n_relevant")
+
+
+def _check_recall_denominator(value, name="recall_denominator") -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {RECALL_DENOMINATORS}, got {type(value).__name__} {value!r}")
+    if value not in RECALL_DENOMINATORS:
+        raise ValueError(f"{name} must be 'min_k' (hits / min(k, |held-out|), Liang et al.) or "
+                         f"'n_relevant' (hits / |held-out|, as RecBole and Cornac), got {value!r}")
+    return value
 
 
 # -- validation -------------------------------------------------------------------------------------
@@ -143,7 +160,9 @@ def _discounts(n):
 
 # -- per-metric kernels on a hits matrix ---------------------------------------------------------
 
-def _recall(h, n_rel, k):
+def _recall(h, n_rel, k, denominator="min_k"):
+    if denominator == "n_relevant":
+        return h.sum(axis=1) / np.maximum(n_rel, 1)
     k = min(k, 2 ** 62)  # min(k, R) with R < 2**62: exact, and no int64 overflow for a huge k
     return h.sum(axis=1) / np.maximum(np.minimum(k, n_rel), 1)
 
@@ -183,19 +202,22 @@ _KERNELS = {"recall": _recall, "precision": _precision, "ndcg": _ndcg, "map": _m
             "mrr": _mrr, "hit_rate": _hit_rate}
 
 
-def _metric(name, ranked, held_out, k, per_user, check_duplicates=True):
+def _metric(name, ranked, held_out, k, per_user, check_duplicates=True, **kw):
     per_user = check_bool(per_user, "per_user")
     m = _canonical_csr(held_out, _n_ranked_rows(ranked))
     r = _check_ranked(ranked, m.shape[1], check_duplicates)
     k = _k_or_width(k, r.shape[1])
     h = _hits(r, m, k)
     n_rel = _n_relevant(m)
-    return _finish(_KERNELS[name](h, n_rel, k), n_rel, per_user)
+    return _finish(_KERNELS[name](h, n_rel, k, **kw), n_rel, per_user)
 
 
-def recall_at_k(ranked, held_out, k=None, *, per_user: bool = False):
-    """Recall@k normalised by ``min(k, |held-out|)`` (Liang et al. 2018). See the module notes."""
-    return _metric("recall", ranked, held_out, k, per_user)
+def recall_at_k(ranked, held_out, k=None, *, per_user: bool = False, denominator: str = "min_k"):
+    """Recall@k: hits in the top k over ``min(k, |held-out|)`` (``denominator="min_k"``, Liang et
+    al. 2018, the default) or over ``|held-out|`` (``denominator="n_relevant"``, the textbook
+    recall of RecBole and Cornac). See the module notes."""
+    denominator = _check_recall_denominator(denominator, "denominator")
+    return _metric("recall", ranked, held_out, k, per_user, denominator=denominator)
 
 
 def precision_at_k(ranked, held_out, k=None, *, per_user: bool = False):
@@ -237,13 +259,17 @@ def coverage(ranked, n_items: int, k=None) -> float:
 
 
 def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS, *,
-                    per_user: bool = False, check_duplicates: bool = True) -> dict:
+                    per_user: bool = False, check_duplicates: bool = True,
+                    recall_denominator: str = "min_k") -> dict:
     """Several ranking metrics at several cut-offs from one membership lookup.
 
     Returns ``{"recall@20": ..., "ndcg@100": ..., "coverage@20": ..., "mrr@100": ...}`` (means, or
     per-user arrays with ``per_user=True``; coverage is always a scalar) plus ``"n_users"``: the
-    number of users with a non-empty held-out row.
+    number of users with a non-empty held-out row. ``recall_denominator``: ``"min_k"`` (hits /
+    min(k, |held-out|), the default) or ``"n_relevant"`` (hits / |held-out|); see
+    :func:`recall_at_k`.
     """
+    recall_denominator = _check_recall_denominator(recall_denominator)
     if isinstance(ks, (int, np.integer)) and not isinstance(ks, (bool, np.bool_)):
         ks = (int(ks),)
     if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
@@ -271,7 +297,8 @@ def ranking_metrics(ranked, held_out, ks=(20, 50, 100), metrics=RANKING_METRICS,
             if name == "coverage":
                 out[f"coverage@{k}"] = coverage(r, m.shape[1], k)
                 continue
-            out[f"{name}@{k}"] = _finish(_KERNELS[name](h_all[:, :k], n_rel, k), n_rel, per_user)
+            kw = {"denominator": recall_denominator} if name == "recall" else {}
+            out[f"{name}@{k}"] = _finish(_KERNELS[name](h_all[:, :k], n_rel, k, **kw), n_rel, per_user)
     out["n_users"] = int((n_rel > 0).sum())
     return out
 
