@@ -16,13 +16,14 @@ from ._backends import FallbackWarning, BackendUnavailableError
 from . import backends
 from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
-from .callbacks import Callback, EarlyStopping, LambdaCallback
+from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint
 from .io import ModelFileError, load
 from ._validation import UnknownIdError
 from . import data, datasets, metrics, search
 from .search import TopK
 from .data import Interactions
 from .evaluation import evaluate, compare
+from .plotting import plot_history
 from .models import AutoRec, Autoencoder, CDAE, EASE, MultDAE, MultVAE, Popularity
 
 __all__ = [
@@ -44,15 +45,18 @@ __all__ = [
     "metrics",
     "BackendUnavailableError",
     "Callback",
+    "CSVLogger",
     "EarlyStopping",
     "FallbackWarning",
     "LambdaCallback",
+    "ModelCheckpoint",
     "ModelFileError",
     "UnknownIdError",
     "backends",
     "callbacks",
     "get_num_threads",
     "load",
+    "plot_history",
     "set_num_threads",
     "show_config",
 ]

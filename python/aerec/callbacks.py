@@ -3,12 +3,26 @@ progress display every training loop shows."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["Callback", "EarlyStopping", "LambdaCallback", "Progress", "as_callbacks"]
+__all__ = ["Callback", "CSVLogger", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "Progress",
+           "as_callbacks"]
+
+_HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "map", "mrr", "hit", "auc", "acc", "coverage")
+
+
+def _auto_mode(monitor: str) -> str:
+    """"max" for accuracy-like names (ndcg, recall, precision, map, mrr, hit, auc, ...), else "min"."""
+    return "max" if any(t in monitor.lower() for t in _HIGHER_IS_BETTER) else "min"
+
+
+def _missing_monitor(who: str, monitor: str, logs: dict) -> ValueError:
+    return ValueError(f"{who} monitors {monitor!r}, but the epoch logs only have {sorted(logs)}; pass "
+                      f"validation data or monitor one of those")
 
 
 class Callback:
@@ -82,10 +96,7 @@ class EarlyStopping(Callback):
             baseline = check_real(baseline, "baseline")
         self.monitor, self.patience, self.min_delta = monitor, int(patience), abs(min_delta)
         self.restore_best_weights, self.baseline = restore_best_weights, baseline
-        if mode == "auto":
-            up = ("ndcg", "recall", "precision", "map", "mrr", "hit", "auc", "acc", "coverage")
-            mode = "max" if any(t in monitor.lower() for t in up) else "min"
-        self.mode = mode
+        self.mode = _auto_mode(monitor) if mode == "auto" else mode
 
     def _better(self, value, best):
         if self.mode == "min":
@@ -101,8 +112,7 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs):
         if self.monitor not in logs:
-            raise ValueError(f"EarlyStopping monitors {self.monitor!r}, but the epoch logs only have "
-                             f"{sorted(logs)}; pass validation data or monitor one of those")
+            raise _missing_monitor("EarlyStopping", self.monitor, logs)
         value = float(logs[self.monitor])
         if self._better(value, self.best):
             self.best, self.best_epoch, self.wait = value, epoch, 0
@@ -117,6 +127,151 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best_weights and self.best_weights is not None:
             self.model._set_weights(self.best_weights)
+
+
+def _check_path(path, who: str) -> str:
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{who} path must be a file path (str or os.PathLike), got {type(path).__name__}")
+    path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{who} path is empty; pass a file path such as 'history.csv'")
+    return path
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs to a CSV file (Keras' ``CSVLogger``): a header ``epoch,loss,...``
+    (the keys of the first epoch's logs, in their order), then one row per epoch.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        the CSV file; its folder must exist.
+    separator : str
+        one character between fields.
+    append : bool
+        False (default): start the file anew at each ``fit``. True: add rows to an existing file
+        (the header is written only when the file is new or empty), e.g. across warm-started fits.
+
+    Each row is written and flushed as its epoch ends, so the file holds every finished epoch
+    even if training is interrupted. Keys that appear only after the first epoch are left out;
+    a key missing from a later epoch is written as an empty field.
+    """
+
+    def __init__(self, path, separator: str = ",", append: bool = False):
+        from ._validation import check_bool
+        self.path = _check_path(path, "CSVLogger")
+        if not isinstance(separator, str) or len(separator) != 1 or separator in "\r\n\"":
+            raise ValueError(f"separator must be one character (not a quote or a newline), got {separator!r}")
+        self.separator = separator
+        self.append = check_bool(append, "append")
+        self.keys = None
+
+    def on_train_begin(self, logs=None):
+        self.keys = None
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"CSVLogger: folder {folder!r} does not exist; create it before fit")
+        if not self.append:
+            with open(self.path, "w", newline="", encoding="utf-8"):
+                pass  # start anew
+
+    def on_epoch_end(self, epoch, logs):
+        import csv
+        logs = logs or {}
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        if self.keys is None:
+            self.keys = list(logs)
+            if not new:  # appending: keep the columns the file already has, when it names them
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    first = next(csv.reader(f, delimiter=self.separator), None)
+                if first and first[0] == "epoch":
+                    self.keys = first[1:]
+        with open(self.path, "a", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, delimiter=self.separator, lineterminator="\n")
+            if new:
+                w.writerow(["epoch", *self.keys])
+            w.writerow([epoch, *(_csv_value(logs[k]) if k in logs else "" for k in self.keys)])
+            f.flush()
+
+
+def _csv_value(v):
+    if isinstance(v, (float, np.floating)):
+        return repr(float(v))  # round-trips exactly
+    return v
+
+
+class ModelCheckpoint(Callback):
+    """Save the model during training (Keras' ``ModelCheckpoint``), through ``model.save``: the
+    write is atomic, so the file at ``path`` is always a complete model (``aerec.load(path)``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        where to save; may hold ``{epoch}`` and any log key as format fields, e.g.
+        ``"ckpt/m-{epoch:03d}-{val_ndcg@100:.4f}.npz"``.
+    monitor : str
+        the logs key that decides what is best, e.g. ``"val_loss"`` (Autoencoder),
+        ``"val_ndcg@100"`` (MultVAE / MultDAE / CDAE with ``validation=``), ``"val_rmse"`` (AutoRec).
+    save_best_only : bool
+        True (default): save only when ``monitor`` improves on the best so far (one file holds the
+        best epoch). False: save after every epoch.
+    mode : {"auto", "min", "max"}
+        "auto": max for accuracy-like names (ndcg, recall, precision, map, mrr, hit, auc), else min.
+    min_delta : float >= 0
+        the improvement that counts.
+    verbose : int
+        1 prints a line on each save.
+
+    After training: ``best`` (the best value seen), ``best_epoch``, ``last_saved`` (the path of the
+    latest file written, or None).
+    """
+
+    def __init__(self, path, monitor: str = "val_loss", save_best_only: bool = True, mode: str = "auto",
+                 min_delta: float = 0.0, verbose: int = 0):
+        from ._validation import check_bool, check_choice, check_real
+        self.path = _check_path(path, "ModelCheckpoint")
+        if not isinstance(monitor, str):
+            raise TypeError("monitor must be a string such as 'val_loss' or 'val_ndcg@100'")
+        self.monitor = monitor
+        self.save_best_only = check_bool(save_best_only, "save_best_only")
+        check_choice(mode, "mode", ("auto", "min", "max"))
+        self.mode = _auto_mode(monitor) if mode == "auto" else mode
+        self.min_delta = abs(check_real(min_delta, "min_delta"))
+        if isinstance(verbose, bool) or verbose not in (0, 1):
+            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        self.verbose = int(verbose)
+        self.best = self.best_epoch = self.last_saved = None
+
+    def on_train_begin(self, logs=None):
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+
+    def _target(self, epoch, logs) -> str:
+        if "{" not in self.path:
+            return self.path
+        try:
+            return self.path.format(epoch=epoch, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint path {self.path!r} could not be filled from epoch={epoch} and "
+                             f"the logs {sorted(logs)}: {exc!r}") from None
+
+    def on_epoch_end(self, epoch, logs):
+        logs = logs or {}
+        if self.monitor not in logs:
+            raise _missing_monitor("ModelCheckpoint", self.monitor, logs)
+        value = float(logs[self.monitor])
+        better = (value < self.best - self.min_delta) if self.mode == "min" else (value > self.best + self.min_delta)
+        if better:
+            self.best, self.best_epoch = value, epoch
+        if self.save_best_only and not better:
+            return
+        target = self._target(epoch, logs)
+        self.model.save(target)
+        self.last_saved = target
+        if self.verbose:
+            print(f"epoch {epoch}: {self.monitor}={value:.6g}, saved to {target}", file=sys.stderr, flush=True)
 
 
 def as_callbacks(callbacks) -> list[Callback]:
