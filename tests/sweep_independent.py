@@ -438,7 +438,9 @@ case("synthetic same seed same data", "a = aerec.datasets.synthetic(100, 30, ran
 CLI = "from aerec import cli\nimport contextlib\nbuf = io.StringIO()\nwith contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):\n    rc = cli.main({argv})\n"
 case("cli no arguments", CLI.format(argv="[]"), ("SystemExit", "2"))
 case("cli info", CLI.format(argv="['info']") + "assert rc in (0, None), buf.getvalue()")
-case("cli info extra argument", CLI.format(argv="['info', 'm.npz']"), ("SystemExit", "2"))
+case("cli info missing model file", CLI.format(argv="['info', os.path.join(tmp, 'absent.npz')]")
+     + "assert rc == 2 and 'No such file' in buf.getvalue(), buf.getvalue()")
+case("cli info two files", CLI.format(argv="['info', 'a.npz', 'b.npz']"), ("SystemExit", "2"))
 case("cli recommend k huge", "p = os.path.join(tmp, 'cli_pop2.npz'); pop.save(p)\n" + CLI.format(argv="['recommend', p, '--user', '1', '--k', '100000']")
      + "assert rc == 0, buf.getvalue()")
 case("cli recommend user == n_users", "p = os.path.join(tmp, 'cli_pop3.npz'); pop.save(p)\n" + CLI.format(argv="['recommend', p, '--user', str(n_users)]")

@@ -377,8 +377,9 @@ def _names(models) -> tuple[list, list]:
     return names, objs
 
 
-def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit="auto", on: str = "test",
-            batch_size: int = 2048, recall_denominator: str = "min_k", verbose: bool = True) -> Comparison:
+def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit="auto", fit_kwargs=None,
+            on: str = "test", batch_size: int = 2048, recall_denominator: str = "min_k",
+            verbose: bool = True) -> Comparison:
     """Fit (where needed) and evaluate several models on one split; one row per model (Cornac's
     ``Experiment`` habit).
 
@@ -398,6 +399,8 @@ def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit=
     fit : {"auto", True, False}
         "auto" fits the models that are not fitted yet (no ``train_``) and uses the others as they
         are; True refits every model; False fits none (their fit time shows as "-").
+    fit_kwargs : dict, optional
+        more keyword arguments for every ``fit`` call, e.g. ``{"verbose": 1}`` for progress bars.
     on, batch_size, recall_denominator
         as in :func:`evaluate`.
     verbose : bool
@@ -417,6 +420,10 @@ def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit=
     if fit not in ("auto", True, False) or isinstance(fit, (int, float)) and not isinstance(fit, bool):
         raise ValueError(f"fit must be 'auto', True or False, got {fit!r}")
     verbose = check_bool(verbose, "verbose")
+    if fit_kwargs is None:
+        fit_kwargs = {}
+    if not isinstance(fit_kwargs, dict) or not all(isinstance(k, str) for k in fit_kwargs):
+        raise TypeError(f"fit_kwargs must be a dict of keyword arguments for fit, got {type(fit_kwargs).__name__}")
     if isinstance(metrics, str):
         metrics = (metrics,)
     if not hasattr(metrics, "__iter__") or not all(isinstance(x, str) for x in metrics):
@@ -431,8 +438,8 @@ def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit=
         if fit is True or (fit == "auto" and not _is_fitted(model)):
             if not callable(getattr(model, "fit", None)):
                 raise TypeError(f"{name}: {type(model).__name__} has no fit method; pass it fitted with fit='auto'")
-            kw = {}
-            if split.validation is not None and _takes_evalset_validation(model):
+            kw = dict(fit_kwargs)
+            if "validation" not in kw and split.validation is not None and _takes_evalset_validation(model):
                 kw["validation"] = split.validation
             t0 = time.perf_counter()
             model.fit(split.train, **kw)

@@ -1,0 +1,188 @@
+"""The command line, run as a user runs it: ``python -m aerec ...`` in a subprocess."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import aerec
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SMALL = ["--users", "120", "--items", "40", "--density", "0.15"]
+
+
+def run(*argv, env=None, umask=None, timeout=300, cwd=None):
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    e.update(env or {})
+    pre = (lambda: os.umask(umask)) if umask is not None else None
+    return subprocess.run([sys.executable, "-m", "aerec", *map(str, argv)], capture_output=True, text=True,
+                          timeout=timeout, env=e, preexec_fn=pre, cwd=cwd)
+
+
+def _fake_ml100k(folder: pathlib.Path, n_users=80, n_items=30, seed=0):
+    """A u.data in MovieLens-100K's layout (user \\t item \\t rating \\t timestamp), 1-based ids."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    lines = []
+    for u in range(1, n_users + 1):
+        for i in rng.choice(n_items, size=6, replace=False) + 1:
+            lines.append(f"{u}\t{i}\t{rng.integers(1, 6)}\t{880000000 + len(lines)}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_version():
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"aerec {aerec.__version__}"
+
+
+@pytest.mark.parametrize("command, shown", [
+    ("train", ["(default: 50)", "(default: MultVAE)", "(default: synthetic)", "(default: 6000)",
+               "(default: auto)", "--threads", "min(500, users // 10)"]),
+    ("demo", ["(default: 20)", "(default: 600)", "--backend"]),
+    ("evaluate", ["(default: synthetic)", "--backend", "--threads"]),
+    ("recommend", ["(default: 10)", "--backend"]),
+])
+def test_help_shows_defaults(command, shown):
+    out = run(command, "--help")
+    assert out.returncode == 0
+    text = " ".join(out.stdout.split())  # argparse wraps lines
+    for s in shown:
+        assert s in text, (s, out.stdout)
+    assert "(default: None)" not in text
+    if command == "evaluate":  # training options are not offered
+        assert "--epochs" not in text and "--batch-size" not in text
+
+
+def test_evaluate_rejects_training_only_flags(tmp_path):
+    path = tmp_path / "m.npz"
+    assert run("train", "--model", "Popularity", *SMALL, "-o", path).returncode == 0
+    for flag in (["--epochs", "5"], ["--batch-size", "8"], ["--anneal-steps", "10"], ["--model", "EASE"]):
+        out = run("evaluate", path, *SMALL, *flag)
+        assert out.returncode == 2 and "is a training option" in out.stderr and flag[0] in out.stderr, out.stderr
+    out = run("evaluate", path, *SMALL)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^ndcg\s+\d\.\d{4}\s+\d\.\d{4}\s+\d\.\d{4}$", out.stdout, re.M), out.stdout
+
+
+def test_heldout_users_beyond_the_data_is_an_error():
+    out = run("train", "--model", "Popularity", *SMALL, "--heldout-users", "60")
+    assert out.returncode == 2
+    assert "--heldout-users 60" in out.stderr and "120 users" in out.stderr and "59 or fewer" in out.stderr
+    assert "Traceback" not in out.stderr
+    ok = run("train", "--model", "Popularity", *SMALL, "--heldout-users", "59")
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_data_accepts_a_movielens_folder(tmp_path):
+    parent = tmp_path / "data"
+    _fake_ml100k(parent / "ml-100k")
+    for data in (parent / "ml-100k", parent):  # the folder itself, or the folder holding ml-100k/
+        out = run("train", "--model", "Popularity", "--data", data, "--heldout-users", "10", "--threshold", "1")
+        assert out.returncode == 0, out.stderr
+        assert "Popularity fitted" in out.stdout and "recall" in out.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = run("train", "--model", "Popularity", "--data", empty)
+    assert out.returncode == 2 and "u.data" in out.stderr and "PATH.csv" in out.stderr, out.stderr
+
+
+def test_data_real_movielens_folder(ml100k_dir):
+    out = run("train", "--model", "Popularity", "--data", ml100k_dir, "--threshold", "4", "--heldout-users", "50")
+    assert out.returncode == 0, out.stderr
+    assert "Popularity fitted" in out.stdout
+
+
+def test_offline_movielens_says_where_to_put_the_files(tmp_path):
+    env = {"AEREC_DATA": str(tmp_path / "data"), "AEREC_CACHE": str(tmp_path / "cache"),
+           # no network: every download goes to a closed local port and is refused at once
+           "https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}
+    out = run("train", "--data", "ml-100k", env=env, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "URLError" not in out.stderr
+    assert "could not download ml-100k" in out.stderr and "AEREC_DATA" in out.stderr
+    assert str(tmp_path / "data" / "ml-100k" / "u.data") in out.stderr  # the exact place to put it
+
+
+def test_backend_and_threads(tmp_path):
+    from aerec import cli
+    args = cli.build_parser().parse_args(["train", "--model", "EASE", "--backend", "numpy", "--threads", "1"])
+    assert cli._make_model("EASE", args).backend == "numpy" and args.threads == 1
+    code = ("import aerec, sys\nfrom aerec import cli\n"
+            "rc = cli.main(['train', '--model', 'EASE', '--users', '120', '--items', '40', '--density', '0.15', "
+            "'--backend', 'numpy', '--threads', '1'])\n"
+            "assert rc == 0 and aerec.get_num_threads() == 1, rc\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    path = tmp_path / "m.npz"
+    assert run("train", "--model", "Popularity", *SMALL, "-o", path, "--backend", "numpy").returncode == 0
+    out = run("recommend", path, "--user", "0", "1", "--k", "3", "--backend", "numpy", "--threads", "1")
+    assert out.returncode == 0 and out.stdout.count("user ") == 2, out.stderr
+    bad = run("train", "--backend", "gpu")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+    bad = run("train", "--threads", "-1")
+    assert bad.returncode == 2 and ">= 0" in bad.stderr
+
+
+def test_info_describes_a_model_file(tmp_path):
+    path = tmp_path / "vae.npz"
+    out = run("train", "--model", "MultVAE", *SMALL, "--epochs", "2", "--heldout-users", "10", "-o", path)
+    assert out.returncode == 0, out.stderr
+    info = run("info", path)
+    assert info.returncode == 0, info.stderr
+    text = info.stdout
+    header = aerec.io.read_model_file(path)[1]
+    n_users, n_items = header["dims"]["n_users"], header["dims"]["n_items"]
+    assert re.search(r"^class\s+MultVAE$", text, re.M)
+    assert re.search(r"^aerec version\s+", text, re.M)
+    assert f"{n_users:,} users x {n_items:,} items" in text
+    assert re.search(r"^\s+epochs\s+2$", text, re.M) and re.search(r"^\s+total_anneal_steps\s+2000$", text, re.M)
+    assert re.search(r"^training\s+2 epochs; last: loss=", text, re.M) and "val_ndcg@100=" in text
+    assert re.search(rf"^\s+param_0\s+float32\s+\({n_items}, 600\)", text, re.M)
+    from aerec.cli import _size
+    assert "checksum OK" in text and f"model file, {_size(os.path.getsize(path))}," in text
+    # not a model file: a clear error, no traceback
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    bad = run("info", other)
+    assert bad.returncode == 2 and "not an aerec model file" in bad.stderr and "Traceback" not in bad.stderr
+    missing = run("info", tmp_path / "none.npz")
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    # without a file: the configuration, as before
+    cfg = run("info")
+    assert cfg.returncode == 0 and "backends" in cfg.stdout
+
+
+def test_info_reads_the_file_without_building_the_model(tmp_path, monkeypatch, capsys):
+    from aerec import cli
+    path = tmp_path / "p.npz"
+    aerec.Popularity().fit(aerec.datasets.synthetic(n_users=50, n_items=20, density=0.2, random_state=0)).save(path)
+
+    def boom(*a, **k):
+        raise AssertionError("info must not rebuild the model")
+    monkeypatch.setattr(aerec.Popularity, "_from_state", classmethod(boom))
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "class          Popularity" in out and "hyper-parameters: none" in out and "item_counts_" in out
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o027, 0o640)])
+def test_model_files_follow_the_umask(tmp_path, umask, mode):
+    path = tmp_path / "m.npz"
+    out = run("train", "--model", "Popularity", *SMALL, "-o", path, umask=umask)
+    assert out.returncode == 0, out.stderr
+    assert os.stat(path).st_mode & 0o777 == mode
+    assert os.listdir(tmp_path) == ["m.npz"]  # no temporary file left
+
+
+def test_python_dash_m_aerec_and_cli_module_agree():
+    a = run("--version")
+    b = subprocess.run([sys.executable, "-m", "aerec.cli", "--version"], capture_output=True, text=True,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT / "python")), timeout=120)
+    assert a.stdout == b.stdout and a.returncode == b.returncode == 0
