@@ -229,6 +229,8 @@ def test_compare_names_frame_and_options(split, capsys):
     (lambda s: aerec.compare([object()], s), TypeError, "recommend"),
     (lambda s: aerec.compare([aerec.Popularity()], s.test), TypeError, "Split"),
     (lambda s: aerec.compare([aerec.Popularity()], s, fit="yes"), ValueError, "fit must be"),
+    (lambda s: aerec.compare([aerec.Popularity()], s, fit=1), ValueError, "fit must be"),
+    (lambda s: aerec.compare([aerec.Popularity()], s, fit_kwargs=[("verbose", 1)]), TypeError, "fit_kwargs"),
     (lambda s: aerec.compare([aerec.Popularity()], s, metrics=("auc",)), ValueError, "unknown metric"),
     (lambda s: aerec.compare({1: aerec.Popularity()}, s), TypeError, "names"),
 ])

@@ -417,7 +417,9 @@ def compare(models, split, ks=(20, 50, 100), *, metrics=("recall", "ndcg"), fit=
     if not isinstance(split, Split):
         raise TypeError(f"split must be an aerec.data Split (train + test users), got {type(split).__name__}; "
                         "make one with aerec.data.strong_generalization_split(...) or random_split(...)")
-    if fit not in ("auto", True, False) or isinstance(fit, (int, float)) and not isinstance(fit, bool):
+    if isinstance(fit, (bool, np.bool_)):
+        fit = bool(fit)
+    elif not (isinstance(fit, str) and fit == "auto"):
         raise ValueError(f"fit must be 'auto', True or False, got {fit!r}")
     verbose = check_bool(verbose, "verbose")
     if fit_kwargs is None:
