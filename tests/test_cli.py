@@ -186,3 +186,28 @@ def test_python_dash_m_aerec_and_cli_module_agree():
     b = subprocess.run([sys.executable, "-m", "aerec.cli", "--version"], capture_output=True, text=True,
                        env=dict(os.environ, PYTHONPATH=str(ROOT / "python")), timeout=120)
     assert a.stdout == b.stdout and a.returncode == b.returncode == 0
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_atomic_write_mode_without_proc(tmp_path, monkeypatch, umask):
+    """Where /proc/self/status cannot be read, the umask still decides (it used to fall back to 022,
+    which made files world-readable for a user whose umask is 077)."""
+    import builtins
+    from aerec import io as aio
+    real_open = builtins.open
+
+    def no_proc(file, *a, **kw):
+        if str(file).startswith("/proc/"):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *a, **kw)
+    old = os.umask(umask)
+    try:
+        monkeypatch.setattr(builtins, "open", no_proc)
+        assert aio._current_umask() == umask
+        path = tmp_path / "m.npz"
+        aerec.Popularity().fit(aerec.datasets.synthetic(n_users=30, n_items=10, density=0.3,
+                                                        random_state=0)).save(path)
+        assert os.umask(umask) == umask  # put back as it was
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask

@@ -439,21 +439,30 @@ def clean_stale_temps(path) -> list[str]:
     return removed
 
 
-def _new_file_mode(path: str) -> int:
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode) & 0o777  # keep the mode of the file being replaced
-    except OSError:
-        pass
-    umask = 0o022
+def _current_umask() -> int:
+    """The process umask, read without changing it (``/proc/self/status`` on Linux). Where that
+    cannot be read, ``os.umask`` is set and put back; for that instant it is 0o077, so a file another
+    thread creates meanwhile is at worst more private than asked, never less."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
                 if line.startswith("Umask:"):
-                    umask = int(line.split()[1], 8)
-                    break
+                    return int(line.split()[1], 8) & 0o777
     except (OSError, ValueError, IndexError):
         pass
-    return 0o666 & ~umask
+    old = os.umask(0o077)
+    os.umask(old)
+    return old & 0o777
+
+
+def _new_file_mode(path: str) -> int:
+    """The mode a saved file gets: that of the file it replaces, else ``0o666 & ~umask`` (0644
+    under the usual umask 022), as ``open()`` would give a new file; not mkstemp's 0600."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode) & 0o777  # keep the mode of the file being replaced
+    except OSError:
+        pass
+    return 0o666 & ~_current_umask()
 
 
 @contextlib.contextmanager
