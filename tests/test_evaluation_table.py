@@ -53,6 +53,7 @@ def test_evaluation_result_to_frame(split):
     assert isinstance(f, pd.DataFrame) and f.shape == (split.test.n_users, 1)
     np.testing.assert_array_equal(f.index.to_numpy(), split.test.users)
     assert "means shown" in str(per)
+    assert "<table" in res._repr_html_()                      # notebooks show the DataFrame
     assert f"{np.nanmean(per['ndcg@10']):.4f}" in str(per)
 
 
@@ -69,6 +70,7 @@ def test_to_frame_without_pandas_names_the_fix(split, monkeypatch):
     with pytest.raises(ImportError, match=r"pip install pandas"):
         res.to_frame()
     assert res.to_dict()["n_users"] == res["n_users"]
+    assert res._repr_html_() is None                           # notebooks fall back to the text table
 
 
 # -- recall's denominator --------------------------------------------------------------------------
@@ -214,6 +216,7 @@ def test_compare_names_frame_and_options(split, capsys):
     frame = table.to_frame()
     assert isinstance(frame, pd.DataFrame) and list(frame.index) == ["EASE", "EASE (2)"]
     assert frame.index.name == "model" and "ndcg@5" in frame.columns and "fit_s" in frame.columns
+    assert "<table" in table._repr_html_()
     again = aerec.compare({"low": a, "high": b}, split, ks=5, metrics=("ndcg",), verbose=False)
     assert list(again) == ["low", "high"] and again["low"]["fit_s"] is None       # already fitted
     refit = aerec.compare({"low": a}, split, ks=5, metrics=("ndcg",), verbose=False, fit=True)

@@ -52,6 +52,14 @@ def _pandas(what: str):
     return pandas
 
 
+def _html(table):
+    """Jupyter's rich display: the DataFrame's HTML when pandas is installed, else None (plain text)."""
+    try:
+        return table.to_frame()._repr_html_()
+    except ImportError:
+        return None
+
+
 _RECALL_TEXT = {"min_k": "recall = hits / min(k, |held-out|) (Liang et al.)",
                 "n_relevant": "recall = hits / |held-out| (as RecBole, Cornac)"}
 
@@ -133,6 +141,7 @@ class EvaluationResult(dict):
         return "\n".join(lines)
 
     __repr__ = __str__
+    _repr_html_ = _html
 
     def __reduce__(self):  # pickle / copy keep the attributes
         return (type(self), (dict(self),), {"ks": self.ks, "metrics": self.metrics,
@@ -209,6 +218,7 @@ class Comparison:
         return "\n".join(lines)
 
     __repr__ = __str__
+    _repr_html_ = _html
 
 
 # -- evaluate --------------------------------------------------------------------------------------
