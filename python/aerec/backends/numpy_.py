@@ -691,10 +691,6 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
     return act(z).astype(np.float32)
 
 
-# --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
-from ._numpy_recnet import RecNetwork  # noqa: E402,F401
-
-
 # --- Top-k selection and the TopK index (reference for backends.cpp) -----------------------------
 from ._numpy_topk import TopkIndex, select_topk  # noqa: E402,F401
 

@@ -10,7 +10,7 @@ from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
 from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
-from .spec import make_spec
+from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
 
