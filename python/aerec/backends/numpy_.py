@@ -545,8 +545,9 @@ class Network:
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
         draws the dropout / noise of the current step (what train_batch would use)."""
         users = self._check(x, y, mask, users, need_rows=True)
-        return self._batch_loss_grads(_Rows(x, slice(None), self.dtype), _Rows(y, slice(None), self.dtype),
-                                      mask, _np.arange(x.shape[0]), bool(training), users)
+        xr = _Rows(x, slice(None), self.dtype)
+        return self._batch_loss_grads(xr, xr if y is x else _Rows(y, slice(None), self.dtype), mask,
+                                      _np.arange(x.shape[0]), bool(training), users)
 
     # ---- training -------------------------------------------------------------------------------
     def _apply(self, grads, touched):
@@ -595,7 +596,8 @@ class Network:
     def _train(self, x, y, mask, users, rows):
         """One update on the rows ``rows`` (index array) of x / y; returns the batch loss."""
         t0 = _time.perf_counter()
-        xr, yr = _Rows(x, rows, self.dtype), _Rows(y, rows, self.dtype)
+        xr = _Rows(x, rows, self.dtype)
+        yr = xr if y is x else _Rows(y, rows, self.dtype)  # Mult-* / CDAE: one gather
         ub = None if users is None else users[rows]
         self._tick("gather", t0)
         loss, grads = self._batch_loss_grads(xr, yr, None if mask is None else mask[rows], rows, True, ub)
