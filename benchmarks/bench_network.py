@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import aerec
-from aerec.models.spec import make_spec
+from aerec.nn.spec import make_spec
 
 BACKENDS = [n for n, ok in aerec.backends.available().items() if ok and n in ("cpp", "numpy")]
 
@@ -97,8 +97,8 @@ def test_multvae_ml20m_shape_steps(benchmark, backend):
     n_items = 20108
     sizes = (n_items, 600, 200, 600, n_items)
     spec = make_spec(sizes, ("tanh", "identity", "tanh", "identity"), dropout=(0.5, 0.0, 0.0, 0.0),
-                     encoder_depth=2, loss="mse", optimizer="adam")
-    spec = dict(spec, loss="multinomial", variational=True, beta=0.2, anneal_steps=200000)
+                     encoder_depth=2, loss="multinomial", optimizer="adam", variational=True, beta=0.2,
+                     anneal_steps=200000)
     params = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         b = 2 * b if i == 1 else b

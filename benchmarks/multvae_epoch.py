@@ -58,8 +58,8 @@ def main():
     a = ap.parse_args()
 
     import aerec
-    from aerec.backends._cpp_recnet import RecNetwork
-    from aerec.models.recspec import init_rec_params, make_rec_spec
+    from aerec.backends.cpp import Network
+    from aerec.nn.spec import init_params, make_spec
     if a.threads:
         aerec.set_num_threads(a.threads)
 
@@ -72,17 +72,17 @@ def main():
     print(f"data: {X.shape[0]} x {I}, nnz {X.nnz:,} (generated in {time.perf_counter() - t0:.1f} s), "
           f"RSS peak so far {vm_hwm_mib():.0f} MiB")
     if a.dae:
-        spec = make_rec_spec(layer_sizes=(I, 600, 200, 600, I), input_dropout=0.5, l2=0.0, lazy_adam=a.lazy)
+        spec = make_spec((I, 600, 200, 600, I), dropout=0.5, loss="multinomial", normalize_input=True,
+                         lazy=a.lazy)
     else:
-        spec = make_rec_spec(layer_sizes=(I, 600, 200, 600, I), variational=True, input_dropout=0.5,
-                             anneal_cap=0.2, total_anneal_steps=200000, lazy_adam=a.lazy)
-    net = RecNetwork(spec, init_rec_params(spec, 0))
+        spec = make_spec((I, 600, 200, 600, I), variational=True, dropout=0.5, loss="multinomial",
+                         normalize_input=True, beta=0.2, anneal_steps=200000, lazy=a.lazy)
+    net = Network(spec, init_params(spec, 0))
     n_params = sum(p.size for p in net.get_params())
-    indptr, indices, data = X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data.astype(np.float32)
     for epoch in range(a.epochs):
         net.reset_timings()
         t0 = time.perf_counter()
-        loss = net.train_epoch(indptr, indices, data, X.shape[0], batch_size=a.batch_size, shuffle=True, seed=epoch)
+        loss = net.train_epoch(X, X, batch_size=a.batch_size, shuffle=True, seed=epoch)
         dt = time.perf_counter() - t0
         t = net.timings()
         nb = t["batches"]

@@ -15,7 +15,7 @@ import numpy as np
 
 import aerec
 from aerec import _core
-from aerec.models.spec import make_spec
+from aerec.nn.spec import make_spec
 
 
 def case(loss):
@@ -27,9 +27,8 @@ def case(loss):
     for a, b in zip(sizes[:-1], sizes[1:]):
         params += [rng.normal(0, 0.05, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
     if loss == "multinomial":
-        # the C++ Network takes loss="multinomial" (make_spec's public list stops at masked_mse)
-        spec = dict(make_spec(sizes, ("tanh", "identity"), dropout=0.5, loss="mse", optimizer="adam",
-                              learning_rate=1e-3), loss="multinomial")
+        spec = make_spec(sizes, ("tanh", "identity"), dropout=0.5, loss="multinomial", optimizer="adam",
+                         learning_rate=1e-3)
     else:
         spec = make_spec(sizes, ("tanh", "sigmoid"), loss="bce", optimizer="sgd", learning_rate=0.1,
                          momentum=0.9)

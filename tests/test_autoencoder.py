@@ -1,6 +1,8 @@
 """aerec.Autoencoder end to end, on every available backend."""
 import os
+import struct
 import threading
+import zipfile
 
 import numpy as np
 import pytest
@@ -119,7 +121,9 @@ def test_truncated_or_altered_file(small, tmp_path):
     with pytest.raises(aerec.ModelFileError):
         aerec.load(tmp_path / "t.npz")
     altered = bytearray(raw)
-    altered[len(raw) // 3] ^= 0xFF
+    info = zipfile.ZipFile(path).getinfo("param_0.npy")  # flip the last byte of a weight
+    name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
+    altered[info.header_offset + 30 + name_len + extra_len + info.compress_size - 1] ^= 0xFF
     (tmp_path / "a.npz").write_bytes(bytes(altered))
     with pytest.raises(aerec.ModelFileError):
         aerec.load(tmp_path / "a.npz")

@@ -66,6 +66,8 @@ assert ae.predict(x).shape == (40, 5)
 aerec.show_config()
 print("OK")
 '''
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    import os
+    env = {k: v for k, v in os.environ.items() if k != "AEREC_BACKEND"}  # the fallback is what is tested
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert "OK" in out.stdout and "unavailable" in out.stdout

@@ -552,11 +552,11 @@ SPECIFIC = [
     # sparse autoencoders
     ("vae-not-variational", ["MultVAE"], _spec_set("variational", False), ModelFileError, "variational"),
     ("dae-made-variational", ["MultDAE"], _spec_set("variational", True), ModelFileError, "variational"),
-    ("cdae-embedding-rows", ["CDAE"], H(lambda n, m: m["spec"].update(n_users_embedding=m["dims"]["n_users"])),
+    ("cdae-embedding-rows", ["CDAE"], H(lambda n, m: m["spec"].update(n_users=m["dims"]["n_users"])),
      ModelFileError, "dims.n_users"),
-    ("cdae-embedding-none", ["CDAE"], _spec_set("n_users_embedding", 0), ModelFileError, "n_users_embedding"),
+    ("cdae-embedding-none", ["CDAE"], _spec_set("n_users", 0), ModelFileError, "n_users"),
     ("cdae-embedding-rows-no-dims", ["CDAE"],
-     H(lambda n, m: (m["spec"].update(n_users_embedding=m["dims"]["n_users"]), m.pop("dims"))), ModelFileError,
+     H(lambda n, m: (m["spec"].update(n_users=m["dims"]["n_users"]), m.pop("dims"))), ModelFileError,
      "train_indptr"),
     ("rec-items-in-spec", ["MultDAE", "MultVAE", "CDAE"],
      H(lambda n, m: (m["spec"]["layer_sizes"].__setitem__(0, m["spec"]["layer_sizes"][0] + 1),
@@ -636,6 +636,45 @@ def test_round_trip_identical(saved, tmp_path, name):
     assert a1.keys() == a2.keys()
     for k in a1:
         np.testing.assert_array_equal(a1[k], a2[k])
+
+
+#: the spec keys files of aerec <= 0.1 held: the dense Network's (Autoencoder, AutoRec) and the
+#: RecNetwork's (MultDAE, MultVAE, CDAE), written out by hand
+_OLD_DENSE_KEYS = ("layer_sizes", "activations", "dropout", "encoder_depth", "loss", "l2", "optimizer",
+                   "learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "momentum", "nesterov", "seed")
+
+
+def _old_rec_spec(s):
+    return {"layer_sizes": s["layer_sizes"], "activations": s["activations"], "encoder_depth": s["encoder_depth"],
+            "variational": s["variational"],
+            "anneal_cap": s["beta"] if s["variational"] else 0.2,
+            "total_anneal_steps": s["anneal_steps"] if s["variational"] else 200000,
+            "normalize_input": s["normalize_input"], "input_dropout": s["dropout"][0], "loss": s["loss"],
+            "negative_samples": s["negative_samples"], "n_users_embedding": s["n_users"], "l2": s["l2"],
+            "optimizer": s["optimizer"], "learning_rate": s["learning_rate"], "beta1": s["beta1"],
+            "beta2": s["beta2"], "epsilon": s["epsilon"], "momentum": s["momentum"], "lazy_adam": s["lazy"],
+            "seed": s["seed"]}
+
+
+@pytest.mark.parametrize("name", [m for m in MODELS if m != "Popularity" and not m.startswith(("TopK", "EASE"))])
+def test_old_spec_keys_load(saved, tmp_path, name):
+    """Files written before the two network engines were merged (old spec keys) load, through
+    aerec.nn.spec.from_legacy, and give the same outputs."""
+    path, raw, expected = saved[name]
+    meta, arrays = unpack(raw)
+    new = meta["spec"]
+    if name in ("MultDAE", "MultVAE", "CDAE"):
+        meta["spec"] = _old_rec_spec(new)
+        assert "n_users" not in meta["spec"] and "lazy" not in meta["spec"]
+    else:
+        meta["spec"] = {k: new[k] for k in _OLD_DENSE_KEYS}
+    p = tmp_path / "old.npz"
+    p.write_bytes(pack(meta, arrays))
+    loaded = aerec.load(p)
+    assert_same(outputs(name, loaded), expected)
+    for k, v in new.items():  # the one spec again (the old unused anneal defaults aside)
+        if new["variational"] or k not in ("beta", "anneal_steps"):
+            assert loaded.spec_[k] == (tuple(v) if isinstance(v, list) else v), k
 
 
 def _fortran(name, meta, arrays):

@@ -7,14 +7,15 @@ terms of header fields (``spec.layer_sizes``) or named dimensions (``n_users``, 
 array data; the values (finite weights, ids in range, CSR structure) are checked after reading.
 
 Hyper-parameters (``params``) are declared one by one, so a file must hold exactly the
-parameters of its class's constructor (``backend`` is not saved).
+parameters of its class's constructor (``backend`` is not saved). Network specs are read through
+:func:`aerec.nn.spec.from_legacy`, so files of aerec <= 0.1 (the dense ``Network`` and the
+``RecNetwork`` spec keys) load as the one spec.
 """
 from __future__ import annotations
 
 from .io import (Array, Bool, Check, Either, Float, Int, Invalid, Map, Obj, Opt, Schema, Seq, Str,
                  check_csr)
-from .models.recspec import REC_OPTIMIZERS, make_rec_spec, rec_param_shapes
-from .models.spec import ACTIVATIONS, LOSSES, OPTIMIZERS, make_spec
+from .nn.spec import ACTIVATIONS, LOSSES, OPTIMIZERS, from_legacy, make_spec, param_shapes, tensor_names
 
 __all__ = ["schema_for", "SCHEMAS"]
 
@@ -55,16 +56,10 @@ def _sizes_ok(spec, what):
     return spec
 
 
-def _dense_spec(v):
+def _net_spec(v):
     if not isinstance(v, dict):
         raise TypeError(f"a spec object, got {type(v).__name__}")
-    return _sizes_ok(make_spec(**v), "spec")
-
-
-def _rec_spec(v):
-    if not isinstance(v, dict):
-        raise TypeError(f"a spec object, got {type(v).__name__}")
-    return _sizes_ok(make_rec_spec(**v), "spec")
+    return _sizes_ok(make_spec(**from_legacy(v)), "spec")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,20 +126,11 @@ _AE_PARAMS = {
 }
 
 
-def _dense_shapes(sizes):
-    out = []
-    for a, b in zip(sizes[:-1], sizes[1:]):
-        out += [(a, b), (b,)]
-    return out
-
-
 def _ae_arrays(h):
     spec = h["spec"]
-    shapes = _dense_shapes(spec["layer_sizes"])
+    shapes, names = param_shapes(spec), tensor_names(spec)
     arrays = _weights(shapes)
     arrays["opt_step"] = Array("int64", ())
-    n = len(spec["layer_sizes"]) - 1
-    names = [f"{t}{i}" for i in range(n) for t in ("W", "b")]
     if spec["optimizer"] in ("adam", "adamw"):
         for nm, s in zip(names, shapes):
             arrays[f"opt_m_{nm}"] = Array("float32", s, finite=True)
@@ -156,6 +142,7 @@ def _ae_arrays(h):
 
 
 def _ae_check(h, a, dims):
+    _plain(h["spec"], "an Autoencoder spec")
     sizes = h["spec"]["layer_sizes"]
     if not h["n_features_in"] == sizes[0] == sizes[-1]:
         raise Invalid("n_features_in", f"the spec's input and output width {sizes[0]} / {sizes[-1]}",
@@ -165,9 +152,16 @@ def _ae_check(h, a, dims):
 
 
 AUTOENCODER = Schema(
-    {"params": Obj(_AE_PARAMS), "spec": Check(_dense_spec, "a valid network spec"),
+    {"params": Obj(_AE_PARAMS), "spec": Check(_net_spec, "a valid network spec"),
      "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history},
     _ae_arrays, check=_ae_check)
+
+
+def _plain(spec, what):
+    """Autoencoder / AutoRec: no stage of the sparse models."""
+    for k in ("variational", "normalize_input", "n_users", "negative_samples", "lazy"):
+        if spec[k]:
+            raise Invalid("spec", f"{what}: {k} off", spec[k])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -197,6 +191,7 @@ def _autorec_spec(h):
     sizes = h["spec"]["layer_sizes"]
     if len(sizes) != 3 or sizes[0] != sizes[2] or h["spec"]["loss"] != "masked_mse":
         raise Invalid("spec", "an AutoRec spec: layer_sizes (n, hidden, n), loss masked_mse", has_got=False)
+    _plain(h["spec"], "an AutoRec spec")
     return sizes
 
 
@@ -206,12 +201,13 @@ def _autorec_dims(h):
 
 
 def _autorec_arrays(h):
-    return _weights(_dense_shapes(_autorec_spec(h)))
+    _autorec_spec(h)
+    return _weights(param_shapes(h["spec"]))
 
 
 AUTOREC = _recommender(
     _AUTOREC_PARAMS,
-    {"spec": Check(_dense_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
+    {"spec": Check(_net_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
      "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history},
     _autorec_arrays, dims=_autorec_dims, optional=("history",))
 
@@ -222,31 +218,33 @@ AUTOREC = _recommender(
 _REC_COMMON = {
     "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
     "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
-    "batch_size": Int(1), "optimizer": Name(REC_OPTIMIZERS), "lazy_adam": Bool(), "random_state": _seed,
+    "batch_size": Int(1), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(), "random_state": _seed,
 }
 
 
 def _sparse_ae(variational, loss, normalize, user_embedding, extra):
     def spec(v):
-        s = _rec_spec(v)
+        s = _net_spec(v)
         want = dict(variational=variational, loss=loss, normalize_input=normalize)
         for k, x in want.items():
             if s[k] != x:
                 raise ValueError(f"{k} must be {x!r} for this model, got {s[k]!r}")
-        if bool(s["n_users_embedding"]) != user_embedding:
-            raise ValueError("n_users_embedding must be n_users + 1" if user_embedding
-                             else "n_users_embedding must be 0 for this model")
+        if s["layer_sizes"][0] != s["layer_sizes"][-1]:
+            raise ValueError("layer_sizes must start and end with n_items")
+        if bool(s["n_users"]) != user_embedding:
+            raise ValueError("n_users must be the training users + 1" if user_embedding
+                             else "n_users must be 0 for this model")
         return s
 
     def dims(h):
         s = h["spec"]
         d = {"n_items": s["layer_sizes"][0]}
         if user_embedding:  # one learned row per training user, plus the fold-in row
-            d["n_users"] = s["n_users_embedding"] - 1
+            d["n_users"] = s["n_users"] - 1
         return d
 
     def arrays(h):
-        return _weights(rec_param_shapes(h["spec"]))
+        return _weights(param_shapes(h["spec"]))
 
     return _recommender({**_REC_COMMON, **extra},
                         {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),

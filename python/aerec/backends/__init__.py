@@ -10,9 +10,15 @@ Interface of a backend module:
        num_threads=None) -> ndarray``
     ``act(alpha * op(a) @ op(b) + bias)`` in float32.
 ``Network(spec, params)``
-    a trainable feed-forward autoencoder built from a spec dict (see ``aerec.models.spec``).
-``RecNetwork(spec, params)``
-    the sparse-input recommender network (MultDAE / MultVAE / CDAE; see ``aerec.models.recspec``).
+    the one trainable autoencoder network (every model's), built from a spec dict of
+    :func:`aerec.nn.spec.make_spec` (the maths and random streams are stated there). Interface:
+    ``spec``, ``n_layers``, ``step`` (get and set), ``beta``, ``get_params`` / ``set_params``,
+    ``get_optimizer_state`` / ``set_optimizer_state`` (keys ``step``, ``m_W0``, ``v_W0``, ... or
+    ``velocity_W0``, ...), ``forward(x, batch_size=4096, users=None)``, ``hidden(x, layer, ...)``,
+    ``encode(x, ...)``, ``loss(x, y, mask=None, batch_size=4096, users=None)``,
+    ``gradients(x, y, mask=None, training=False, users=None)``, ``train_batch(x, y, mask=None,
+    users=None)``, ``train_epoch(x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None)``,
+    ``timings()`` / ``reset_timings()``. x, y: dense float32 arrays or scipy.sparse CSR float32.
 ``select_topk(scores, k, exclude=None, candidates=None, num_threads=0) -> (ids, scores)``
     top-min(k, m) of each row of dense ``scores`` (n, m): ``exclude`` a scipy.sparse (n, m) whose
     stored entries are never returned, ``candidates`` a 1-D id array to rank only those. Rows

@@ -50,26 +50,37 @@ def _as_f32(a):
 
 
 class Network:
-    """Trainable feed-forward network running in C++ (``aerec._core.Network``).
+    """The network engine in C++ (``aerec._core.Network``), built from an :mod:`aerec.nn.spec` spec.
 
-    Same interface and numbers (to float32 rounding) as ``aerec.backends.numpy_.Network``; the
-    random streams (dropout, shuffle) are identical. x, y, mask must be 2-D float32 with a
-    contiguous last dimension (TypeError for another dtype, ValueError for a bad shape); x and y may
-    also be scipy.sparse float32 matrices (CSR rows: the first layer is a gather-sum, y is
-    densified per minibatch).
-    ``train_epoch`` runs the whole epoch in C++ with the GIL released.
+    Same interface and numbers (to float32 rounding) as ``aerec.backends.numpy_.Network``, the
+    same random streams. x, y, mask must be 2-D float32 with a contiguous last dimension
+    (TypeError for another dtype, ValueError for a bad shape); x and y may also be scipy.sparse
+    float32 CSR matrices (the same CSR as x and y for Mult-* / CDAE). ``train_epoch`` runs the
+    whole epoch in C++ with the GIL released.
     """
 
     def __init__(self, spec, params):
         if _core is None:
             raise RuntimeError(_IMPORT_ERROR)
-        self.spec = dict(spec)
+        from ..nn.spec import make_spec
+        self.spec = make_spec(**spec)
         self._net = _core.Network(self.spec, [_as_f32(p) for p in params])
         self.n_layers = self._net.n_layers
 
     @property
     def step(self):
         return self._net.step
+
+    @step.setter
+    def step(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, _np.integer)):
+            raise TypeError(f"step must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"step must be >= 0, got {value}")
+        if type(self._net).step.fset is not None:
+            self._net.step = int(value)
+        else:  # a binding with a read-only step: through the optimizer state
+            self._net.set_optimizer_state(dict(self._net.get_optimizer_state(), step=_np.int64(value)))
 
     @property
     def beta(self):
@@ -89,13 +100,24 @@ class Network:
         d = {k: (v if k == "step" else _as_f32(v)) for k, v in dict(state).items()}
         self._net.set_optimizer_state(d)
 
-    def forward(self, x, batch_size=4096, users=None):
-        return self._net.hidden(_operand(x, "x"), self.n_layers - 1, batch_size, users)
+    def timings(self):
+        """Seconds per training phase since :meth:`reset_timings`, batches and GEMM flops."""
+        return dict(self._net.timings()) if hasattr(self._net, "timings") else {}
+
+    def reset_timings(self):
+        if hasattr(self._net, "reset_timings"):
+            self._net.reset_timings()
 
     def hidden(self, x, layer, batch_size=4096, users=None):
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):
             raise TypeError(f"layer must be an int, got {type(layer).__name__}")
         return self._net.hidden(_operand(x, "x"), int(layer), batch_size, users)
+
+    def forward(self, x, batch_size=4096, users=None):
+        return self.hidden(x, self.n_layers - 1, batch_size, users)
+
+    def encode(self, x, batch_size=4096, users=None):
+        return self.hidden(x, self.spec["encoder_depth"] - 1, batch_size, users)
 
     def loss(self, x, y, mask=None, batch_size=4096, users=None):
         return self._net.loss(*_operands(x, y), mask, batch_size, users)
@@ -158,10 +180,6 @@ def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity"
                              or not bias.flags.c_contiguous):
         bias = _np.ascontiguousarray(bias, dtype=_np.float32)
     return _core.gemm(a, b, bool(trans_a), bool(trans_b), bias, activation, alpha, 0.0, None, num_threads)
-
-
-# --- Sparse-input recommender network (MultDAE / MultVAE / CDAE) ------------------------------
-from ._cpp_recnet import RecNetwork  # noqa: E402,F401
 
 
 # --- Top-k selection over dense score rows ---------------------------------------------------------

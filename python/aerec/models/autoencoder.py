@@ -10,7 +10,7 @@ from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
 from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
-from .spec import make_spec
+from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
 
@@ -30,9 +30,9 @@ class Autoencoder(Estimator):
         hidden activations: identity, relu, sigmoid, tanh, elu, selu (one, or one per hidden layer).
     output_activation : str
         activation of the reconstruction layer (``sigmoid`` for data in [0, 1]).
-    loss : {"mse", "bce", "masked_mse"}
+    loss : {"mse", "bce", "masked_mse", "multinomial", "logistic"}
         ``bce`` needs a sigmoid output; ``masked_mse`` counts only entries where the mask is non-zero
-        (default mask: ``y != 0``).
+        (default mask: ``y != 0``); see :mod:`aerec.nn.spec` for every loss.
     optimizer : {"adam", "adamw", "sgd"}
     learning_rate : float
     bottleneck : int or None

@@ -14,7 +14,7 @@ from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
 from .base import _tuples, check_random_state, derive_seed, glorot_uniform
 from .recommender import Recommender
-from .spec import make_spec
+from ..nn.spec import make_spec
 
 __all__ = ["AutoRec"]
 
@@ -98,7 +98,7 @@ class AutoRec(Recommender):
         spec = make_spec((n_in, hidden, n_in), (self.activation, "identity"), encoder_depth=1,
                          dropout=dropout,
                          loss="masked_mse", l2=l2 / rows.shape[0], optimizer=self.optimizer,
-                         learning_rate=self.learning_rate, seed=derive_seed(seed, 0) % (2 ** 31))
+                         learning_rate=self.learning_rate, epsilon=1e-7, seed=derive_seed(seed, 0) % (2 ** 31))
         rng = np.random.default_rng(seed)
         params = [glorot_uniform(rng, n_in, hidden), np.zeros(hidden, np.float32),
                   glorot_uniform(rng, hidden, n_in), np.full(n_in, R.data.mean(), np.float32)]

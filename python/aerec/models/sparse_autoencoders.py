@@ -1,5 +1,6 @@
 """Sparse-input autoencoder recommenders: MultDAE, MultVAE (Liang et al. 2018) and CDAE (Wu et al.
-2016), trained by a backend ``RecNetwork`` (CSR input, fused multinomial / logistic losses)."""
+2016), trained by the backend's one ``Network`` (CSR input, the same CSR as the target; spec:
+:mod:`aerec.nn.spec`)."""
 from __future__ import annotations
 
 import numbers
@@ -30,7 +31,7 @@ def _positive_tuple(name, value):
 
 
 class _SparseAutoencoder(Recommender):
-    """Shared fit / recommend / save for the RecNetwork-based models."""
+    """Shared fit / recommend / save of the sparse-input autoencoders."""
 
     _variational = False
     _loss = "multinomial"
@@ -40,51 +41,46 @@ class _SparseAutoencoder(Recommender):
     # subclasses define __init__ storing hyper-parameters
 
     def _spec(self, n_items, n_users):
-        from .recspec import make_rec_spec
+        from ..nn.spec import make_spec
         hidden = _positive_tuple("hidden", self.hidden)
         latent = _positive_tuple("latent", self.latent)
         if len(latent) != 1:
             raise ValueError("latent must be one integer (the bottleneck width)")
-        enc = (n_items,) + hidden + latent
-        dec = tuple(reversed(hidden)) + (n_items,)
-        sizes = enc + dec
-        n_layers = len(sizes) - 1
-        acts = [self.activation] * (n_layers - 1) + ["identity"]
+        sizes = (n_items,) + hidden + latent + tuple(reversed(hidden)) + (n_items,)
+        acts = [self.activation] * (len(sizes) - 2) + ["identity"]
         if self._variational:
             acts[len(hidden)] = "identity"  # the (mu, logvar) layer is linear
-        acts = tuple(acts)
-        # make_rec_spec validates every value (types, finiteness, ranges): no coercion here, so
-        # that a string, a NaN or a truncated float never slips through
-        kw = dict(layer_sizes=sizes, activations=acts, encoder_depth=len(hidden) + 1,
-                  variational=self._variational, normalize_input=self._normalize,
-                  input_dropout=_arrays.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
-                  loss=self._loss, l2=_arrays.check_real(self.l2, "l2", 0.0),
-                  optimizer=self.optimizer,
+        # make_spec validates every value (types, finiteness, ranges): no coercion here, so that a
+        # string, a NaN or a truncated float never slips through
+        kw = dict(activations=tuple(acts), encoder_depth=len(hidden) + 1, variational=self._variational,
+                  normalize_input=self._normalize,
+                  dropout=_arrays.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
+                  loss=self._loss, l2=_arrays.check_real(self.l2, "l2", 0.0), optimizer=self.optimizer,
                   learning_rate=_arrays.check_real(self.learning_rate, "learning_rate", 0.0, lo_open=True),
-                  lazy_adam=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
+                  lazy=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
-            kw.update(anneal_cap=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
-                      total_anneal_steps=_arrays.check_nonneg_int(self.total_anneal_steps, "total_anneal_steps"))
+            kw.update(beta=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
+                      anneal_steps=_arrays.check_nonneg_int(self.total_anneal_steps, "total_anneal_steps"))
         if self._user_embedding:
             # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
             # in from their history, who have no learned vector.
-            kw.update(n_users_embedding=int(n_users) + 1,
+            kw.update(n_users=int(n_users) + 1,
                       negative_samples=_arrays.check_nonneg_int(self.negative_samples, "negative_samples",
                                                                 hi=2 ** 31 - 1))
-        return make_rec_spec(**kw)
+        return make_spec(sizes, **kw)
 
     def _init_params(self, spec, rng):
-        sizes = spec["layer_sizes"]
+        from ..nn.spec import param_shapes
         params = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            if spec.get("variational") and i == spec["encoder_depth"] - 1:
-                fan_out = 2 * fan_out
-            params.append(glorot_uniform(rng, fan_in, fan_out))
-            params.append(rng.normal(0.0, 1e-3, fan_out).astype(np.float32))  # Liang et al.'s bias init
-        if spec.get("n_users_embedding"):
-            V = rng.normal(0.0, 1e-2, (spec["n_users_embedding"], sizes[1])).astype(np.float32)
-            V[-1] = 0.0  # the fold-in slot
-            params.append(V)
+        for shape in param_shapes(spec)[:2 * (len(spec["layer_sizes"]) - 1)]:
+            if len(shape) == 2:
+                params.append(glorot_uniform(rng, *shape))
+            else:
+                params.append(rng.normal(0.0, 1e-3, shape).astype(np.float32))  # Liang et al.'s bias init
+        if spec["n_users"]:
+            U = rng.normal(0.0, 1e-2, (spec["n_users"], spec["layer_sizes"][1])).astype(np.float32)
+            U[-1] = 0.0  # the fold-in slot
+            params.append(U)
         return params
 
     @atomic_fit
@@ -105,7 +101,7 @@ class _SparseAutoencoder(Recommender):
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
         callbacks = as_callbacks(callbacks)
-        X = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+        X = self._binary(X)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
                                                 "batch_size", hi=None)
@@ -130,21 +126,21 @@ class _SparseAutoencoder(Recommender):
         spec = self._spec(X.shape[1], X.shape[0])
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
         from .._memory import check_memory
-        from .recspec import rec_param_shapes
-        n_params = sum(int(np.prod(s)) for s in rec_param_shapes(spec))
+        from ..nn.spec import param_shapes
+        n_params = sum(int(np.prod(s)) for s in param_shapes(spec))
         # weights, gradients and Adam's two moments in float32, plus the float64 draw at init
         check_memory(6 * 4 * n_params, f"{type(self).__name__} with {n_params:,} parameters",
                      "use smaller hidden/latent layers or filter rare items")
         params = self._init_params(spec, np.random.default_rng(seed))
         self.seed_, self.spec_, self.train_ = seed, spec, X
-        self.net_ = self._backend().RecNetwork(spec, params)
+        self.net_ = self._backend().Network(spec, params)
         self._index = None
         self.history_ = {}
         users = np.arange(X.shape[0], dtype=np.int32)
 
         def train_epoch(epoch):
-            return self.net_.train_epoch(X.indptr, X.indices, X.data, X.shape[0], batch_size=batch_size,
-                                         shuffle=True, seed=derive_seed(seed, 1, epoch) % (2 ** 63),
+            return self.net_.train_epoch(X, X, batch_size=batch_size, shuffle=True,
+                                         seed=derive_seed(seed, 1, epoch) % (2 ** 63),
                                          users=users if self._user_embedding else None)
 
         def validate():
@@ -166,9 +162,12 @@ class _SparseAutoencoder(Recommender):
             return None
         return np.where(rows >= 0, rows, self.train_.shape[0]).astype(np.int32)
 
+    @staticmethod
+    def _binary(X):
+        return sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
+
     def _scores(self, rows, X):
-        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
-        return self.net_.forward(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+        return self.net_.forward(self._binary(X), users=self._users_arg(rows))
 
     def _search_index(self):
         """TopK over the decoder's output layer: score = h_last @ W_last + b_last (never forms the
@@ -195,8 +194,7 @@ class _SparseAutoencoder(Recommender):
     def _topk(self, rows, X, k, exclude, candidates):
         if candidates is not None or len(self.spec_["layer_sizes"]) < 3:
             return self._backend().select_topk(self._scores(rows, X), k, exclude, candidates)
-        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
-        h = self.net_.hidden_last(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+        h = self.net_.hidden(self._binary(X), len(self.spec_["layer_sizes"]) - 3, users=self._users_arg(rows))
         ids, scores = self._search_index().search(h, k, exclude=exclude)
         return ids, scores
 
@@ -214,8 +212,7 @@ class _SparseAutoencoder(Recommender):
             from .._validation import as_csr
             X = as_csr(user_items, "user_items", n_cols=self.train_.shape[1])
             rows, scalar = np.full(X.shape[0], -1, np.int64), False
-        Xb = sp.csr_matrix((np.ones(X.nnz, np.float32), X.indices, X.indptr), shape=X.shape)
-        z = self.net_.encode(Xb.indptr, Xb.indices, Xb.data, users=self._users_arg(rows))
+        z = self.net_.encode(self._binary(X), users=self._users_arg(rows))
         return z[0] if scalar else z
 
     @reads
@@ -248,7 +245,7 @@ class _SparseAutoencoder(Recommender):
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         if "best_epoch" in meta:
             model.best_epoch_ = meta["best_epoch"]
-        model.net_ = model._backend().RecNetwork(model.spec_, params)
+        model.net_ = model._backend().Network(model.spec_, params)
         model._index = None
         return model
 
