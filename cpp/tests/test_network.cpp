@@ -43,7 +43,9 @@ static void fill(Network& net, unsigned seed) {
 
 static void test_rng() {
   CHECK(rng::mix64(rng::kGolden) == 0xE220A8397B1DCDAFull);  // splitmix64(0), first output
-  CHECK(rng::dropout_key(1, 2, 3) != rng::dropout_key(1, 2, 4));
+  CHECK(rng::key(1, rng::kDropout, 2, 3) != rng::key(1, rng::kDropout, 2, 4));
+  CHECK(rng::h(5, 7) == rng::mix64(5 + 8 * rng::kGolden));
+  for (std::uint64_t t = 0; t < 100; ++t) CHECK(rng::negative_item(9, 3, t, 17) < 17);
 }
 
 static void test_gradients(LossKind loss, Activation hidden, Activation out) {

@@ -56,70 +56,6 @@ static std::vector<Isa> levels() {
   return v;
 }
 
-static void test_kernels() {
-  std::mt19937 g(1);
-  std::normal_distribution<float> n01(0.f, 1.f);
-  for (index_t n : {1, 7, 16, 33, 129, 600, 1001}) {
-    std::vector<float> m(5 * n), init(n), z(n);
-    for (auto& x : m) x = n01(g);
-    for (auto& x : init) x = n01(g);
-    for (auto& x : z) x = 3.f * n01(g);
-    std::vector<std::int32_t> idx{4, 0, 2};
-    std::vector<float> val{0.5f, -1.f, 2.f};
-    std::vector<float> ref(n), out(n);
-    set_isa_cap(Isa::scalar);
-    rec_kernels().gather_sum(n, 3, idx.data(), val.data(), m.data(), n, init.data(), ref.data());
-    std::vector<float> zr = z;
-    const float mx_ref = rec_kernels().row_max(n, zr.data());
-    const double s_ref = rec_kernels().exp_shift_sum(n, zr.data(), mx_ref);
-    std::vector<float> tr = z;
-    rec_kernels().tanh_inplace(n, tr.data());
-    std::vector<float> lr_ = z;
-    const double lsum_ref = rec_kernels().logistic_row(n, lr_.data(), 0.5f);
-    for (Isa isa : levels()) {
-      set_isa_cap(isa);
-      const RecKernels& k = rec_kernels();
-      k.gather_sum(n, 3, idx.data(), val.data(), m.data(), n, init.data(), out.data());
-      for (index_t i = 0; i < n; ++i)
-        CHECK(std::fabs(out[i] - ref[i]) < 1e-5f, "gather_sum isa %s n %ld", isa_name(isa), (long)n);
-      std::vector<float> zz = z;
-      const float mx = k.row_max(n, zz.data());
-      CHECK(mx == mx_ref, "row_max %s", isa_name(isa));
-      const double s = k.exp_shift_sum(n, zz.data(), mx);
-      CHECK(std::fabs(s - s_ref) < 1e-5 * s_ref, "exp sum %s n %ld: %g vs %g", isa_name(isa), (long)n, s, s_ref);
-      for (index_t i = 0; i < n; ++i)
-        CHECK(std::fabs(zz[i] - zr[i]) <= 1e-6f * (1.f + zr[i]), "exp %s", isa_name(isa));
-      std::vector<float> tt = z;
-      k.tanh_inplace(n, tt.data());
-      for (index_t i = 0; i < n; ++i) CHECK(std::fabs(tt[i] - tr[i]) < 2e-6f, "tanh %s %g", isa_name(isa), z[i]);
-      std::vector<float> sa = z, acc(n, 1.f);
-      k.scale_accumulate(n, sa.data(), 0.25f, acc.data());
-      for (index_t i = 0; i < n; ++i)
-        CHECK(sa[i] == z[i] * 0.25f && acc[i] == 1.f + z[i] * 0.25f, "scale_accumulate %s", isa_name(isa));
-      std::vector<float> ll = z;
-      const double lsum = k.logistic_row(n, ll.data(), 0.5f);
-      CHECK(std::fabs(lsum - lsum_ref) < 1e-5 * (1.0 + lsum_ref), "logistic sum %s %g vs %g", isa_name(isa), lsum,
-            lsum_ref);
-      for (index_t i = 0; i < n; ++i) CHECK(std::fabs(ll[i] - lr_[i]) < 1e-6f, "sigmoid %s", isa_name(isa));
-      // Adam against a double-precision loop
-      std::vector<float> w(n), mm(n, 0.1f), vv(n, 0.2f), gg(n);
-      for (index_t i = 0; i < n; ++i) {
-        w[i] = n01(g);
-        gg[i] = n01(g);
-      }
-      std::vector<float> w0 = w;
-      k.adam(n, w.data(), mm.data(), vv.data(), gg.data(), 0.01f, 1e-2f, 0.9f, 0.999f, 10.f, 1000.f, 1e-8f);
-      for (index_t i = 0; i < n; ++i) {
-        const double gi = gg[i] + 0.01 * w0[i];
-        const double m1 = 0.9 * 0.1 + 0.1 * gi, v1 = 0.999 * 0.2 + 0.001 * gi * gi;
-        const double we = w0[i] - 1e-2 * (m1 * 10.0) / (std::sqrt(v1 * 1000.0) + 1e-8);
-        CHECK(std::fabs(w[i] - we) < 1e-5, "adam %s", isa_name(isa));
-      }
-    }
-  }
-  set_isa_cap(Isa::amx);
-}
-
 static RecSpec vae_spec(index_t I) {
   RecSpec s;
   s.layer_sizes = {I, 9, 4, 9, I};
@@ -246,7 +182,6 @@ static void test_spmm() {
 }
 
 int main() {
-  test_kernels();
   test_spmm();
   test_bad_input();
   test_gradient_and_training();
