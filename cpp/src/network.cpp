@@ -208,6 +208,9 @@ T* grow(std::vector<T>& v, index_t n) {  // capacity >= n, returns data(); never
 }
 
 constexpr index_t kParallelWork = index_t(1) << 16;  // elements; below this one thread is faster
+// Streaming passes (one multiply-add per element) pay for a parallel region only when larger: on a
+// loaded machine a region's barrier can cost more than the pass.
+constexpr index_t kParallelStream = index_t(1) << 20;
 
 int n_threads() {
 #ifdef AEREC_OPENMP
@@ -277,7 +280,7 @@ void sparse_input_forward(float* out, index_t ldo, const SparseRows& x, index_t 
                           const float* b, index_t c, const float* U, const std::int32_t* users,
                           Activation act) {
   const NnKernels& k = nn_kernels();
-  const int nt = B > 8 ? n_threads() : 1;
+  const int nt = B > 8 && x.indptr[B] * c >= kParallelWork ? n_threads() : 1;
   (void)nt;
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
   for (index_t r = 0; r < B; ++r) {
@@ -298,7 +301,7 @@ void sparse_input_forward(float* out, index_t ldo, const SparseRows& x, index_t 
 void bias_backward(float* db, const float* dz, index_t B, index_t c) {
   const NnKernels& k = nn_kernels();
   constexpr index_t kCols = 512;
-  parallel_blocks((c + kCols - 1) / kCols, B * c * 4, [&](index_t blk) {
+  parallel_blocks((c + kCols - 1) / kCols, B * c >= kParallelStream ? B * c : 0, [&](index_t blk) {
     const index_t c0 = blk * kCols, cn = std::min(kCols, c - c0);
     std::fill(db + c0, db + c0 + cn, 0.f);
     for (index_t r = 0; r < B; ++r) k.axpy(cn, 1.f, dz + r * c + c0, db + c0);
@@ -342,7 +345,7 @@ void activation_backward(float* da, const float* mult, const float* y, index_t B
     if (mult == nullptr && A == Activation::identity) return;
     const index_t total = B * n;
     constexpr index_t kChunk = index_t(1) << 14;
-    parallel_blocks((total + kChunk - 1) / kChunk, total, [&](index_t blk) {
+    parallel_blocks((total + kChunk - 1) / kChunk, total >= kParallelStream ? total : 0, [&](index_t blk) {
       const index_t lo = blk * kChunk, hi = std::min(total, lo + kChunk);
       float* __restrict d = da;
       if (mult != nullptr) {
@@ -409,7 +412,7 @@ double sparse_target_loss(float* z, float* db, const SparseRows& y, index_t B, i
                           index_t ns, std::uint64_t neg_key, const std::int64_t* rid, bool grad,
                           std::vector<float>& dbpart, std::vector<double>& row_loss, LogisticScratch& ls) {
   const NnKernels& k = nn_kernels();
-  const int nt = n_threads();
+  const int nt = B > 1 && B * O >= kParallelWork ? n_threads() : 1;
   const float invB = 1.f / static_cast<float>(B);
   float* part = grad ? grow(dbpart, static_cast<index_t>(nt) * O) : nullptr;
   if (grad) std::fill(part, part + static_cast<index_t>(nt) * O, 0.f);
@@ -999,54 +1002,74 @@ void Network::apply_optimizer() {
       k.adam(n, params_.data() + o, g, m, state_[1].data() + o, ac);
   };
   const float l2 = static_cast<float>(spec_.l2);
-  const int L = n_layers(), nt = n_threads();
+  const int L = n_layers();
   const index_t c0 = tensor_cols(0);
-  const bool rows0 = w0_rows_ || spec_.lazy;  // W0 goes row by row
-  const bool users = spec_.n_users > 0;
-  const index_t nu = rows0 ? static_cast<index_t>(uniq_.size()) : 0;
-  const index_t nuu = static_cast<index_t>(uniq_users_.size());
-  const index_t absent0 = rows0 && w0_rows_ && !spec_.lazy ? n_in() : 0;  // dense semantics, CSR x
-  const index_t absent_u = users && !spec_.lazy ? spec_.n_users : 0;
-  const index_t flat_lo = rows0 ? offsets_[1] : 0, flat_hi = offsets_[2 * L];  // U goes row by row
+  const bool lazy = spec_.lazy, users = spec_.n_users > 0;
+  // W0 is row-sparse with a CSR x (dW0 rows from the CSC) or lazy; U always (dU rows in gu_).
+  // Lazy: the present rows only. Otherwise every row moves: chunks of rows whose gradient is
+  // l2 w plus, for the present rows, the data part (one kernel call per chunk, not per row).
+  const bool rows0 = w0_rows_ || lazy;
+  const index_t nu = lazy ? static_cast<index_t>(uniq_.size()) : 0;
+  const index_t nuu = lazy ? static_cast<index_t>(uniq_users_.size()) : 0;
+  const index_t rows_per = std::max<index_t>(1, 16384 / c0);  // rows of a chunk
+  const index_t nch0 = w0_rows_ && !lazy ? (n_in() + rows_per - 1) / rows_per : 0;
+  const index_t nchu = users && !lazy ? (spec_.n_users + rows_per - 1) / rows_per : 0;
+  const index_t flat_lo = rows0 ? offsets_[1] : 0, flat_hi = offsets_[2 * L];  // U goes by rows
   constexpr index_t kChunk = 16384;
   const index_t n_chunks = (flat_hi - flat_lo + kChunk - 1) / kChunk;
-  float* rowbuf = grow(rowbuf_, static_cast<index_t>(nt) * c0);
+  // Threads only for work that pays for a parallel region (a tiny network's step would wait on a
+  // barrier, long on a loaded machine).
+  const index_t work = (nu + nuu) * c0 + (nch0 + nchu) * rows_per * c0 + (flat_hi - flat_lo);
+  const int nt = work >= (index_t(1) << 17) ? n_threads() : 1;
+  float* gbuf = grow(rowbuf_, static_cast<index_t>(nt) * rows_per * c0);
   const index_t ou = users ? offsets_[2 * L] : 0;
+  // Data gradient of W0's present row u (compact index) into g: a gather-sum over its CSC column.
+  auto w0_row = [&](index_t u, float* g) {
+    const std::int64_t a = csc_ptr_[u];
+    k.gather_sum(c0, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, c0, nullptr, g);
+  };
+  auto add_l2 = [&](float* g, const float* w, index_t n) {
+    if (l2 != 0.f) k.axpy(n, l2, w, g);
+  };
+  // Rows [j0, j1) of a row-sparse tensor at flat offset o; slot[j] >= 0 marks a present row, whose
+  // data gradient data(slot, g_row) writes.
+  auto row_chunk = [&](index_t o, index_t j0, index_t j1, const std::int32_t* slot, auto&& data, float* g) {
+    const index_t n = (j1 - j0) * c0;
+    std::fill(g, g + n, 0.f);
+    for (index_t j = j0; j < j1; ++j)
+      if (slot[j] >= 0) data(slot[j], g + (j - j0) * c0);
+    add_l2(g, params_.data() + o + j0 * c0, n);
+    update(o + j0 * c0, n, g);
+  };
+  auto u_row = [&](index_t u, float* g) { std::memcpy(g, gu_.data() + u * c0, sizeof(float) * c0); };
   // One parallel region for the whole update (a region per tensor costs a barrier each).
 #pragma omp parallel num_threads(nt)
   {
-    float* g = rowbuf + static_cast<index_t>(thread_id()) * c0;
-    // A W0 / U row's gradient: its data part (null: none) + l2 w.
-    auto row_update = [&](index_t o, const float* data) {
-      const float* w = params_.data() + o;
-      if (data == nullptr) {
-        for (index_t j = 0; j < c0; ++j) g[j] = l2 * w[j];
-      } else if (data != g) {
-        for (index_t j = 0; j < c0; ++j) g[j] = data[j] + l2 * w[j];
-      } else if (l2 != 0.f) {
-        for (index_t j = 0; j < c0; ++j) g[j] += l2 * w[j];
-      }
-      update(o, c0, g);
-    };
+    float* g = gbuf + static_cast<index_t>(thread_id()) * rows_per * c0;
 #pragma omp for schedule(dynamic, 16) nowait
-    for (index_t u = 0; u < nu; ++u) {
-      const index_t j = uniq_[u];
-      if (w0_rows_) {  // dW0 row from the CSC, kept in L1
-        const std::int64_t a = csc_ptr_[u];
-        k.gather_sum(c0, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, c0, nullptr, g);
-        row_update(j * c0, g);
-      } else {  // lazy, dense x: the row of the dense gradient (l2 W already in it)
-        update(j * c0, c0, grads_.data() + j * c0);
+    for (index_t u = 0; u < nu; ++u) {  // lazy W0
+      const index_t o = static_cast<index_t>(uniq_[u]) * c0;
+      if (w0_rows_) {
+        w0_row(u, g);
+        add_l2(g, params_.data() + o, c0);
+        update(o, c0, g);
+      } else {  // dense x: the row of the dense gradient (l2 W already in it)
+        update(o, c0, grads_.data() + o);
       }
     }
-#pragma omp for schedule(static, 64) nowait
-    for (index_t j = 0; j < absent0; ++j)
-      if (item_slot_[j] < 0) row_update(j * c0, nullptr);
+#pragma omp for schedule(dynamic, 4) nowait
+    for (index_t ch = 0; ch < nch0; ++ch)
+      row_chunk(0, ch * rows_per, std::min(n_in(), (ch + 1) * rows_per), item_slot_.data(), w0_row, g);
 #pragma omp for schedule(static) nowait
-    for (index_t u = 0; u < nuu; ++u) row_update(ou + static_cast<index_t>(uniq_users_[u]) * c0, gu_.data() + u * c0);
-#pragma omp for schedule(static, 64) nowait
-    for (index_t j = 0; j < absent_u; ++j)
-      if (user_slot_[j] < 0) row_update(ou + j * c0, nullptr);
+    for (index_t u = 0; u < nuu; ++u) {  // lazy U
+      const index_t o = ou + static_cast<index_t>(uniq_users_[u]) * c0;
+      u_row(u, g);
+      add_l2(g, params_.data() + o, c0);
+      update(o, c0, g);
+    }
+#pragma omp for schedule(static) nowait
+    for (index_t ch = 0; ch < nchu; ++ch)
+      row_chunk(ou, ch * rows_per, std::min(spec_.n_users, (ch + 1) * rows_per), user_slot_.data(), u_row, g);
 #pragma omp for schedule(static)
     for (index_t ch = 0; ch < n_chunks; ++ch) {
       const index_t o = flat_lo + ch * kChunk;
