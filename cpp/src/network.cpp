@@ -199,7 +199,6 @@ void Network::check_batch(const Batch& b, bool need_y) const {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 template <class T>
 T* grow(std::vector<T>& v, index_t n) {  // capacity >= n, returns data(); never shrinks
@@ -282,7 +281,7 @@ void sparse_input_forward(float* out, index_t ldo, const SparseRows& x, index_t 
   const NnKernels& k = nn_kernels();
   const int nt = B > 8 && x.indptr[B] * c >= kParallelWork ? n_threads() : 1;
   (void)nt;
-#pragma omp parallel for schedule(dynamic, 8) num_threads(nt)
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nt > 1)
   for (index_t r = 0; r < B; ++r) {
     float* row = out + r * ldo;
     const std::int64_t a = x.indptr[r];
@@ -299,12 +298,13 @@ void sparse_input_forward(float* out, index_t ldo, const SparseRows& x, index_t 
 
 // db (c) = column sums of dz (B x c), rows in order per column block (deterministic).
 void bias_backward(float* db, const float* dz, index_t B, index_t c) {
-  const NnKernels& k = nn_kernels();
   constexpr index_t kCols = 512;
   parallel_blocks((c + kCols - 1) / kCols, B * c >= kParallelStream ? B * c : 0, [&](index_t blk) {
-    const index_t c0 = blk * kCols, cn = std::min(kCols, c - c0);
-    std::fill(db + c0, db + c0 + cn, 0.f);
-    for (index_t r = 0; r < B; ++r) k.axpy(cn, 1.f, dz + r * c + c0, db + c0);
+    const index_t c0 = blk * kCols, c1 = std::min(c, c0 + kCols);
+    float* __restrict d = db;
+    std::fill(d + c0, d + c1, 0.f);
+    for (index_t r = 0; r < B; ++r)
+      for (index_t j = c0; j < c1; ++j) d[j] += dz[r * c + j];
   });
 }
 
@@ -426,7 +426,7 @@ double sparse_target_loss(float* z, float* db, const SparseRows& y, index_t B, i
     grow(ls.items, nt * scratch);
     grow(ls.vals, nt * scratch);
   }
-#pragma omp parallel for schedule(static) num_threads(nt)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
   for (index_t r = 0; r < B; ++r) {
     const int tid = thread_id();
     float* zr = z + r * O;
@@ -540,6 +540,26 @@ struct Network::Minibatch {
   MatrixView<const float> y, mask;  // dense targets (mse, bce, masked_mse)
   SparseRows ys;              // sparse targets (multinomial, logistic)
   const std::int32_t* users = nullptr;
+};
+
+// Phase timer of a training call: each call charges the time since the previous one to a phase,
+// one clock read per phase boundary; without timings (inference, gradients()) it reads no clock.
+class Network::Lap {
+ public:
+  explicit Lap(Timings* t) : t_(t), last_(t ? Clock::now() : Clock::time_point{}) {}
+  void operator()(double Timings::*phase) {
+    if (!t_) return;
+    const auto now = Clock::now();
+    t_->*phase += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  void flops(double f) {
+    if (t_) t_->gemm_flops += f;
+  }
+
+ private:
+  Timings* t_;
+  Clock::time_point last_;
 };
 
 Network::Network(NetworkSpec spec)
@@ -698,14 +718,13 @@ Network::Minibatch Network::minibatch(Workspace& w, const Batch& b, index_t r0, 
 }
 
 void Network::forward(Workspace& w, const Minibatch& mb, int last, bool training, bool logits, float* out,
-                      index_t ldo, Timings* tm) const {
+                      index_t ldo, Lap& lap) const {
   const auto& s = spec_.layer_sizes;
   const int L = n_layers();
   const index_t B = mb.rows;
   const float* a = mb.x.data;
   index_t lda = mb.x.stride;
   for (int l = 0; l <= last; ++l) {
-    auto t0 = Clock::now();
     const index_t nin = s[l], nz = s[l + 1];
     float* c;  // the layer's output (z for the variational layer)
     index_t ldc = nz;
@@ -729,7 +748,7 @@ void Network::forward(Workspace& w, const Minibatch& mb, int last, bool training
       w.drop_on[0] = 0;  // applied to the stored entries in minibatch()
       w.in_ptr[0] = nullptr;
       sparse_input_forward(c, ldc, mb.xs, B, cparam(0), cparam(1), nout, U, mb.users, act);
-      if (tm) tm->spmm += since(t0);
+      lap(&Timings::spmm);
     } else {
       w.drop_on[l] = training && spec_.dropout[l] > 0.0;
       if (w.drop_on[l]) {
@@ -753,20 +772,17 @@ void Network::forward(Workspace& w, const Minibatch& mb, int last, bool training
         ea.act = act;
         if (act != Activation::identity) bias_activation(B, nout, c, ldc, ea);
       }
-      if (tm) {
-        tm->gemm += since(t0);
-        tm->gemm_flops += 2.0 * static_cast<double>(B * nin * nout);
-      }
+      lap(&Timings::gemm);
+      lap.flops(2.0 * static_cast<double>(B * nin * nout));
     }
     if (vae) {
-      t0 = Clock::now();
       vae_forward(c_layer, ldc_layer, grow(w.vae_ev, B * nz), grow(w.vae_std, B * nz), grow(w.vae_eps, B * nz),
                   w.stats.data(), B, nz, training,
                   rng::key(spec_.seed, rng::kNoise, static_cast<std::uint64_t>(step_), l), mb.rid);
       w.vae_rows = B;
       c = c_layer;
       ldc = ldc_layer;
-      if (tm) tm->noise += since(t0);
+      lap(&Timings::noise);
     }
     a = c;
     lda = ldc;
@@ -816,22 +832,21 @@ double Network::l2_term() const {
   return 0.5 * spec_.l2 * s;
 }
 
-double Network::loss_and_grads(const Minibatch& mb) {
+double Network::loss_and_grads(const Minibatch& mb, bool training, Lap& lap) {
   Workspace& w = *ws_;
   const int L = n_layers();
   const bool logits = spec_.loss == LossKind::bce || spec_.loss == LossKind::logistic;
-  forward(w, mb, L - 1, true, logits, nullptr, 0, &timings_);
-  auto t0 = Clock::now();
+  forward(w, mb, L - 1, training, logits, nullptr, 0, lap);
   double count = 1.0;
   const double sum = loss_rows(w, mb, true, grads_.data() + offsets_[2 * L - 1], &count);
   double loss = sum / count + l2_term();
   if (spec_.variational) loss += beta() * kl_sum(w) / static_cast<double>(mb.rows);
-  timings_.loss += since(t0);
-  backward(mb);
+  lap(&Timings::loss);
+  backward(mb, lap);
   return loss;
 }
 
-void Network::backward(const Minibatch& mb) {
+void Network::backward(const Minibatch& mb, Lap& lap) {
   Workspace& w = *ws_;
   const auto& s = spec_.layer_sizes;
   const int L = n_layers();
@@ -843,7 +858,6 @@ void Network::backward(const Minibatch& mb) {
   const float l2 = static_cast<float>(spec_.l2);
   const bool out_bias_done = spec_.loss == LossKind::multinomial || spec_.loss == LossKind::logistic;
   for (int l = L - 1; l >= 0; --l) {
-    auto t0 = Clock::now();
     const index_t nin = s[l], nout = tensor_cols(2 * l);
     float* dW = grads_.data() + offsets_[2 * l];
     const float* W = cparam(2 * l);
@@ -852,28 +866,24 @@ void Network::backward(const Minibatch& mb) {
       if (mb.users) user_grad(mb, dz);
       w0_rows_ = mb.x.data == nullptr;
       if (!w0_rows_) {
-        timings_.dense_bwd += since(t0);
-        t0 = Clock::now();
+        lap(&Timings::dense_bwd);
         if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);  // dW = A^T dZ + l2 W
         sgemm(true, false, nin, nout, B, 1.f, w.in_ptr[0], w.in_ld[0], dz, nout, l2, dW, nout);
-        timings_.gemm_flops += 2.0 * static_cast<double>(B * nin * nout);
-        timings_.gemm += since(t0);
-        t0 = Clock::now();
+        lap.flops(2.0 * static_cast<double>(B * nin * nout));
+        lap(&Timings::gemm);
       }
       if (w0_rows_ || spec_.lazy) input_rows(mb, dz);
-      timings_.sparse_bwd += since(t0);
+      lap(&Timings::sparse_bwd);
       return;
     }
-    timings_.dense_bwd += since(t0);
-    t0 = Clock::now();
+    lap(&Timings::dense_bwd);
     // dW = A^T dZ (+ l2 W, through beta: C preloaded with W); dA = dZ W^T
     if (l2 != 0.f) std::memcpy(dW, W, sizeof(float) * nin * nout);
     sgemm(true, false, nin, nout, B, 1.f, w.in_ptr[l], w.in_ld[l], dz, nout, l2, dW, nout);
     float* da = dz == buf[0] ? buf[1] : buf[0];
     sgemm(false, true, B, nin, nout, 1.f, dz, nout, W, nout, 0.f, da, nin);
-    timings_.gemm_flops += 4.0 * static_cast<double>(B * nin * nout);
-    timings_.gemm += since(t0);
-    t0 = Clock::now();
+    lap.flops(4.0 * static_cast<double>(B * nin * nout));
+    lap(&Timings::gemm);
     // through the dropout of layer l's input and layer l-1's activation
     activation_backward(da, w.drop_on[l] ? w.mult[l].data() : nullptr, w.act[l].data(), B, nin, spec_.activations[l - 1]);
     if (spec_.variational && l - 1 == spec_.encoder_depth - 1) {
@@ -884,7 +894,7 @@ void Network::backward(const Minibatch& mb) {
     } else {
       dz = da;
     }
-    timings_.dense_bwd += since(t0);
+    lap(&Timings::dense_bwd);
   }
 }
 
@@ -966,8 +976,7 @@ void Network::dense_sparse_grads() {
   }
 }
 
-void Network::apply_optimizer() {
-  auto t0 = Clock::now();
+void Network::apply_optimizer(Lap& lap) {
   const NnKernels& k = nn_kernels();
   const double t = static_cast<double>(step_) + 1.0;
   const bool sgd = spec_.optimizer == OptimizerKind::sgd;
@@ -1042,12 +1051,11 @@ void Network::apply_optimizer() {
     update(o + j0 * c0, n, g);
   };
   auto u_row = [&](index_t u, float* g) { std::memcpy(g, gu_.data() + u * c0, sizeof(float) * c0); };
-  // One parallel region for the whole update (a region per tensor costs a barrier each).
-#pragma omp parallel num_threads(nt)
-  {
-    float* g = gbuf + static_cast<index_t>(thread_id()) * rows_per * c0;
-#pragma omp for schedule(dynamic, 16) nowait
-    for (index_t u = 0; u < nu; ++u) {  // lazy W0
+  // One parallel region for the whole update (a region per tensor costs a barrier each), the
+  // loops split over its threads by hand; a small network's step opens none.
+  auto run = [&](index_t tid, index_t nth) {
+    float* g = gbuf + tid * rows_per * c0;
+    for (index_t u = tid; u < nu; u += nth) {  // lazy W0
       const index_t o = static_cast<index_t>(uniq_[u]) * c0;
       if (w0_rows_) {
         w0_row(u, g);
@@ -1057,27 +1065,30 @@ void Network::apply_optimizer() {
         update(o, c0, grads_.data() + o);
       }
     }
-#pragma omp for schedule(dynamic, 4) nowait
-    for (index_t ch = 0; ch < nch0; ++ch)
+    for (index_t ch = tid; ch < nch0; ch += nth)
       row_chunk(0, ch * rows_per, std::min(n_in(), (ch + 1) * rows_per), item_slot_.data(), w0_row, g);
-#pragma omp for schedule(static) nowait
-    for (index_t u = 0; u < nuu; ++u) {  // lazy U
+    for (index_t u = tid; u < nuu; u += nth) {  // lazy U
       const index_t o = ou + static_cast<index_t>(uniq_users_[u]) * c0;
       u_row(u, g);
       add_l2(g, params_.data() + o, c0);
       update(o, c0, g);
     }
-#pragma omp for schedule(static) nowait
-    for (index_t ch = 0; ch < nchu; ++ch)
+    for (index_t ch = tid; ch < nchu; ch += nth)
       row_chunk(ou, ch * rows_per, std::min(spec_.n_users, (ch + 1) * rows_per), user_slot_.data(), u_row, g);
-#pragma omp for schedule(static)
-    for (index_t ch = 0; ch < n_chunks; ++ch) {
+    const index_t per = (n_chunks + nth - 1) / nth;  // contiguous chunks per thread
+    for (index_t ch = tid * per; ch < std::min(n_chunks, (tid + 1) * per); ++ch) {
       const index_t o = flat_lo + ch * kChunk;
       update(o, std::min(kChunk, flat_hi - o), grads_.data() + o);
     }
+  };
+  if (nt == 1) {
+    run(0, 1);
+  } else {
+#pragma omp parallel num_threads(nt)
+    run(thread_id(), nt);
   }
   ++step_;
-  timings_.optimizer += since(t0);
+  lap(&Timings::optimizer);
 }
 
 void Network::end_step() {
@@ -1100,7 +1111,8 @@ void Network::hidden(const Batch& b, int layer, MatrixView<float> out, index_t b
   std::shared_lock<SharedMutex> lock(mu_);
   for (index_t r0 = 0; r0 < n; r0 += batch_size) {
     const index_t rows = std::min(batch_size, n - r0);
-    forward(w, minibatch(w, b, r0, rows, nullptr, false), layer, false, false, out.row(r0), out.stride, nullptr);
+    Lap none(nullptr);
+    forward(w, minibatch(w, b, r0, rows, nullptr, false), layer, false, false, out.row(r0), out.stride, none);
   }
 }
 
@@ -1117,7 +1129,8 @@ double Network::loss(const Batch& b, index_t batch_size) const {
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
     const Minibatch mb = minibatch(w, b, r0, rows, nullptr, false);
-    forward(w, mb, L - 1, false, logits, nullptr, 0, nullptr);
+    Lap none(nullptr);
+    forward(w, mb, L - 1, false, logits, nullptr, 0, none);
     double c = 0.0;
     total += loss_rows(w, mb, false, nullptr, &c);
     count += c;
@@ -1131,15 +1144,8 @@ double Network::loss(const Batch& b, index_t batch_size) const {
 double Network::gradients(const Batch& b, bool training, float* grads_out) {
   check_batch(b, true);
   std::unique_lock<SharedMutex> lock(mu_);
-  Workspace& w = *ws_;
-  const Minibatch mb = minibatch(w, b, 0, b.x.rows, nullptr, training);
-  const int L = n_layers();
-  const bool logits = spec_.loss == LossKind::bce || spec_.loss == LossKind::logistic;
-  forward(w, mb, L - 1, training, logits, nullptr, 0, nullptr);
-  double count = 1.0;
-  double loss = loss_rows(w, mb, true, grads_.data() + offsets_[2 * L - 1], &count) / count + l2_term();
-  if (spec_.variational) loss += beta() * kl_sum(w) / static_cast<double>(mb.rows);
-  backward(mb);
+  Lap none(nullptr);
+  const double loss = loss_and_grads(minibatch(*ws_, b, 0, b.x.rows, nullptr, training), training, none);
   dense_sparse_grads();
   end_step();
   if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
@@ -1172,13 +1178,13 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
 double Network::train_epoch_locked(const Batch& b, index_t batch_size, const std::int64_t* order) {
   const index_t n = b.x.rows, bs = std::min(batch_size, n);
   double total = 0.0;
+  Lap lap(&timings_);
   for (index_t r0 = 0; r0 < n; r0 += bs) {
     const index_t rows = std::min(bs, n - r0);
-    auto t0 = Clock::now();
     const Minibatch mb = minibatch(*ws_, b, r0, rows, order, true);
-    timings_.gather += since(t0);
-    total += loss_and_grads(mb) * static_cast<double>(rows);
-    apply_optimizer();
+    lap(&Timings::gather);
+    total += loss_and_grads(mb, true, lap) * static_cast<double>(rows);
+    apply_optimizer(lap);
     end_step();
     ++timings_.batches;
   }

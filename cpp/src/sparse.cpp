@@ -6,7 +6,7 @@
 #include "aerec/error.hpp"
 #include "aerec/parallel.hpp"
 #include "aerec/nn_kernels.hpp"
-#include "aerec/recnet.hpp"
+#include "aerec/sparse.hpp"
 
 namespace aerec::cpu {
 

@@ -151,26 +151,27 @@ class Network {
  private:
   struct Workspace;  // everything one forward pass writes (network.cpp)
   struct Minibatch;
+  class Lap;         // phase timer
   void check_batch(const Batch& b, bool need_y) const;
   // Rows [r0, r0 + rows) of b (through `ids` when not null) as the forward pass reads them.
   Minibatch minibatch(Workspace& w, const Batch& b, index_t r0, index_t rows, const std::int64_t* ids,
                       bool training) const;
   // Layers 0..last; the final layer writes to (out, ldo) when out != nullptr. logits: the output
-  // layer keeps z (bce, logistic). tm: phase timings (training) or null.
+  // layer keeps z (bce, logistic).
   void forward(Workspace& w, const Minibatch& mb, int last, bool training, bool logits, float* out,
-               index_t ldo, Timings* tm) const;
+               index_t ldo, Lap& lap) const;
   // Sum of the loss over the rows of w's last forward and its divisor. grad: the output layer's
   // buffer is overwritten with dL/dz, and multinomial / logistic also write the output bias
   // gradient to db (fused per thread). Without grad the output buffer is clobbered.
   double loss_rows(Workspace& w, const Minibatch& mb, bool grad, float* db, double* count) const;
   double l2_term() const;
   double kl_sum(const Workspace& w) const;  // sum over the rows of w's last forward of KL(q || N(0, I))
-  double loss_and_grads(const Minibatch& mb);  // forward + loss + backward (training)
-  void backward(const Minibatch& mb);
+  double loss_and_grads(const Minibatch& mb, bool training, Lap& lap);  // forward + loss + backward
+  void backward(const Minibatch& mb, Lap& lap);
   void user_grad(const Minibatch& mb, const float* dz);  // compact rows of dU (uniq_users_)
   void input_rows(const Minibatch& mb, const float* dz);  // W0's present rows (uniq_), CSC of a CSR x
   void dense_sparse_grads();  // W0 (CSR x) and U gradients into grads_ (gradients())
-  void apply_optimizer();
+  void apply_optimizer(Lap& lap);
   void end_step();  // forgets the batch's rows
   double train_epoch_locked(const Batch& b, index_t batch_size, const std::int64_t* order);
   index_t offset(int t) const { return offsets_[t]; }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "aerec/activation.hpp"
+#include "aerec/sparse.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu {
@@ -48,17 +49,6 @@ struct RecSpec {
   bool lazy_adam = false;
   std::uint64_t seed = 0;
 };
-
-// ---------------------------------------------------------------- sparse helpers (sparse.cpp)
-// Checks a CSR batch: indptr (rows+1) monotone from 0 to nnz, column ids in [0, n_cols) and
-// strictly increasing within a row, values finite; users (may be null) in [0, n_users).
-// Throws std::invalid_argument / std::out_of_range.
-void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users);
-
-// out (rows x n, row stride ldo) = [init] + X @ W, X CSR over W's rows (W: X.cols x n, ldw).
-// init (length n) may be null. values null means every stored value is 1.
-void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, const float* init,
-              float* out, index_t ldo, int num_threads = 0);
 
 // ---------------------------------------------------------------- the network
 struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)

@@ -1,6 +1,12 @@
-// AVX2 bodies of the network kernel table (aerec/nn_kernels.hpp), in aerec::cpu::avx2: the
-// RecNetwork-era row kernels (namespace rec) and the Network's elementwise bodies (namespace net).
-
+// AVX2+FMA bodies of the network kernel table (aerec/nn_kernels.hpp), in aerec::cpu::avx2: the row
+// kernels of the sparse paths (namespace rows) and the elementwise bodies (namespace elem), the
+// siblings of nn_avx512.cpp with the same operation order, random stream and loss formulas.
+//   - adam / sgd: no FMA anywhere (this unit is built with -ffp-contract=off, cpp/CMakeLists.txt),
+//     so they equal the scalar bodies bit for bit.
+//   - dropout: the counter-based stream of rng.hpp, 8 columns a step; AVX2 has no 64-bit multiply,
+//     so mix64's two constant multiplies are built from 32x32->64 products.
+//   - bce_row: 16 columns a step as two halves, summed in double into the same lanes and reduced in
+//     the same order as the AVX-512 row (_mm512_reduce_add_pd).
 #include <immintrin.h>
 
 #include <cmath>
@@ -9,7 +15,7 @@
 #include "aerec/nn_kernels.hpp"
 
 namespace aerec::cpu::avx2 {
-namespace rec {
+namespace rows {
 namespace {
 
 __m256 exp_ps(__m256 x) {
@@ -205,9 +211,9 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 
 }  // namespace
 
-}  // namespace rec
+}  // namespace rows
 
-namespace net {
+namespace elem {
 namespace {
 
 // Lanes [0, left) of 8 (left clamped to [0, 8]).
@@ -359,7 +365,7 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
 // ---- loss rows (BCE from logits): vectorised exp / log ------------------------------
 namespace {
 
-// exp(x), the Cephes expf polynomial of network_avx512.cpp (~1 ulp). 2^n goes through the exponent
+// exp(x), the Cephes expf polynomial of the AVX-512 BCE row (~1 ulp). 2^n goes through the exponent
 // field, so x is clamped to [-87.33654, 88.37626] (n in [-126, 127]); the rows here only take
 // x <= 0, where this equals the AVX-512 exp_ps (2^n exact, y * 2^n rounded once either way).
 inline __m256 exp_ps(__m256 x) {
@@ -481,14 +487,14 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return acc.sum();
 }
 
-}  // namespace net
+}  // namespace elem
 
 // Constant data (function addresses are constant expressions): no initialiser compiled with this
 // unit's flags runs at load time or when a portable caller picks a table.
 const NnKernels kNnKernels = {
-    &net::adam_update, &net::sgd_update, &net::dropout_forward, &net::bce_row,
-    &rec::gather_sum, &rec::axpy, &rec::row_max, &rec::exp_shift_sum, &rec::scale_accumulate,
-    &rec::tanh_inplace, &rec::logistic_row, &rec::adam, &rec::sgd,
+    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row,
+    &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
+    &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
 };
 
 }  // namespace aerec::cpu::avx2

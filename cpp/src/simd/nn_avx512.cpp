@@ -1,5 +1,6 @@
-// AVX512 bodies of the network kernel table (aerec/nn_kernels.hpp), in aerec::cpu::avx512: the
-// RecNetwork-era row kernels (namespace rec) and the Network's elementwise bodies (namespace net).
+// AVX-512 bodies of the network kernel table (aerec/nn_kernels.hpp), in aerec::cpu::avx512: the row
+// kernels of the sparse paths (namespace rows) and the elementwise bodies (namespace elem; adam /
+// sgd without FMA, so they equal the scalar bodies bit for bit).
 // gcc 12's AVX-512 headers build some intrinsics on _mm512_undefined_ps(), which -Wuninitialized
 // reports at every use; the values are never read.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -14,7 +15,7 @@
 #include "aerec/nn_kernels.hpp"
 
 namespace aerec::cpu::avx512 {
-namespace rec {
+namespace rows {
 namespace {
 
 // exp(x) for float lanes: range reduction by ln2 (hi/lo split), degree-6 polynomial, scalef.
@@ -229,9 +230,9 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 
 }  // namespace
 
-}  // namespace rec
+}  // namespace rows
 
-namespace net {
+namespace elem {
 
 void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
   const __m512 lr = _mm512_set1_ps(c.lr), b1 = _mm512_set1_ps(c.beta1),
@@ -271,9 +272,7 @@ void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs
   }
 }
 
-}  // namespace net
 
-namespace net {
 namespace {
 
 constexpr std::uint64_t kGolden = 0x9E3779B97F4A7C15ull;  // = rng::kGolden (rng.hpp)
@@ -286,7 +285,7 @@ inline __m512i mix64(__m512i z) {
 
 }  // namespace
 
-// Same stream as the portable body in network.cpp: u = (mix64(key + (e + 1) * G) >> 40) * 2^-24.
+// Same stream as the scalar body (rng.hpp): u = (mix64(key + (e + 1) * G) >> 40) * 2^-24.
 void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
                      float* mult, std::uint64_t key, float p, const std::int64_t* row_ids) {
   const float scale = 1.f / (1.f - p);
@@ -314,10 +313,8 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   }
 }
 
-}  // namespace net
 
 // ---- loss rows (BCE from logits): vectorised exp / log ------------------------------
-namespace net {
 namespace {
 
 // exp(x) (Cephes expf polynomial, ~1 ulp; x clamped to the finite float range).
@@ -400,14 +397,14 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
 }
 
-}  // namespace net
+}  // namespace elem
 
 // Constant data (function addresses are constant expressions): no initialiser compiled with this
 // unit's flags runs at load time or when a portable caller picks a table.
 const NnKernels kNnKernels = {
-    &net::adam_update, &net::sgd_update, &net::dropout_forward, &net::bce_row,
-    &rec::gather_sum, &rec::axpy, &rec::row_max, &rec::exp_shift_sum, &rec::scale_accumulate,
-    &rec::tanh_inplace, &rec::logistic_row, &rec::adam, &rec::sgd,
+    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row,
+    &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
+    &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
 };
 
 }  // namespace aerec::cpu::avx512
