@@ -22,7 +22,6 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
-#include <numeric>
 #include <type_traits>
 #if defined(AEREC_X86)
 #include <x86intrin.h>
@@ -1196,14 +1195,14 @@ double Network::train_epoch(const Batch& b, index_t batch_size, bool shuffle, st
   std::unique_lock<SharedMutex> lock(mu_);
   const index_t n = b.x.rows;
   if (!shuffle) return train_epoch_locked(b, batch_size, nullptr);
+  // (key, row) pairs sorted in place: the order of spec.py's (h(k, i), i), without the indirect
+  // comparisons of sorting row ids by a key table (half the epoch's sort time).
   keys_.resize(n);
   order_.resize(n);
   const std::uint64_t k = rng::shuffle_key(spec_.seed, seed);
-  for (index_t i = 0; i < n; ++i) keys_[i] = rng::h(k, static_cast<std::uint64_t>(i));
-  std::iota(order_.begin(), order_.end(), std::int64_t(0));
-  std::sort(order_.begin(), order_.end(), [&](std::int64_t a, std::int64_t c) {
-    return keys_[a] < keys_[c] || (keys_[a] == keys_[c] && a < c);
-  });
+  for (index_t i = 0; i < n; ++i) keys_[i] = {rng::h(k, static_cast<std::uint64_t>(i)), i};
+  std::sort(keys_.begin(), keys_.end());
+  for (index_t i = 0; i < n; ++i) order_[i] = keys_[i].second;
   return train_epoch_locked(b, batch_size, order_.data());
 }
 

@@ -32,6 +32,7 @@
 #include <memory>
 #include <shared_mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "aerec/rwlock.hpp"
@@ -193,7 +194,7 @@ class Network {
   std::vector<float> csc_vals_, gu_;  // gu_: dU rows of uniq_users_
   const float* dz0_ = nullptr;        // layer 0's dL/dz of the last backward
   std::vector<float> rowbuf_;         // per-thread gradient rows of the optimizer
-  std::vector<std::uint64_t> keys_;
+  std::vector<std::pair<std::uint64_t, std::int64_t>> keys_;  // shuffle
   std::vector<std::int64_t> order_;
 };
 
