@@ -538,3 +538,78 @@ def test_cpp_gil_released_and_deterministic_for_fixed_threads():
                 np.testing.assert_array_equal(a, b)
     finally:
         aerec.set_num_threads(old)
+
+
+# ---- the stages of the one engine (aerec.nn.spec): C++ against the NumPy reference ----------------
+NEW_STAGES = {
+    "normalize": dict(normalize_input=True, dropout=(0.5, 0.0, 0.2, 0.0)),
+    "lazy": dict(lazy=True, normalize_input=True, dropout=(0.3, 0.0, 0.0, 0.0), l2=0.01, weight_decay=0.01),
+    "lazy_sgd": dict(lazy=True, optimizer="sgd", learning_rate=0.05, momentum=0.9, n_users=9, l2=0.01),
+    "dense_rows": dict(optimizer="sgd", learning_rate=0.05, momentum=0.5, n_users=9, l2=0.01, dropout=0.4),
+    "all": dict(normalize_input=True, variational=True, encoder_depth=2, beta=0.3, anneal_steps=5,
+                n_users=9, lazy=True, dropout=(0.5, 0.0, 0.2, 0.0), l2=0.01),
+}
+
+
+@needs_cpp
+@pytest.mark.parametrize("case", ["mse", "multinomial", "logistic", "logistic_neg"])
+@pytest.mark.parametrize("stage", list(NEW_STAGES))
+@pytest.mark.parametrize("sparse_input", [False, True], ids=["dense", "csr"])
+def test_cpp_matches_numpy_stages(isa, case, stage, sparse_input):
+    # shuffled minibatches: the streams are keyed by the row of the epoch matrix, so every row
+    # draws the same dropout mask, noise and negatives in both engines wherever the shuffle puts it
+    from aerec.nn.spec import make_spec as nn_spec, init_params
+    rng = np.random.default_rng(zlib.crc32(f"{case}/{stage}".encode()))
+    n, items = 37, 23
+    loss = "logistic" if case.startswith("logistic") else case
+    kw = dict(NEW_STAGES[stage])
+    acts = ["tanh", "tanh", "tanh", "sigmoid" if loss == "logistic" else "identity"]
+    if kw.get("variational"):
+        acts[1] = "identity"
+    spec = nn_spec((items, 8, 4, 8, items), tuple(acts), loss=loss, seed=11,
+                   negative_samples=2 if case == "logistic_neg" else 0, **kw)
+    params = init_params(spec, 3)
+    x = ((rng.random((n, items)) < 0.25) * rng.integers(1, 4, (n, items))).astype(np.float32)
+    x[4] = 0.0  # an empty row
+    y = x if loss != "mse" else rng.random((n, items), dtype=np.float32)
+    users = rng.integers(0, 9, n).astype(np.int32) if spec["n_users"] else None
+    xin = sp.csr_matrix(x) if sparse_input else x
+    yin = xin if y is x else y
+    ref, net = numpy_.Network(spec, params), cpp.Network(spec, params)
+    for e in range(3):
+        l_ref = ref.train_epoch(x, y, batch_size=8, shuffle=True, seed=e, users=users)
+        l_net = net.train_epoch(xin, yin, batch_size=8, shuffle=True, seed=e, users=users)
+        assert l_net == pytest.approx(l_ref, rel=1e-4, abs=1e-6)
+    assert_close_params(ref, net, rtol=1e-4, atol=2e-5)
+    sr, sn = ref.get_optimizer_state(), net.get_optimizer_state()
+    assert sorted(sr) == sorted(sn) and int(sn["step"]) == int(sr["step"]) == 15
+    for k in sr:
+        np.testing.assert_allclose(sn[k], sr[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    assert net.loss(xin, yin, users=users, batch_size=10) == pytest.approx(ref.loss(x, y, users=users), rel=1e-4)
+    np.testing.assert_allclose(net.forward(xin, users=users), ref.forward(x, users=users), rtol=1e-4, atol=2e-5)
+    lc, gc = net.gradients(xin, yin, training=True, users=users)
+    lr, gr = ref.gradients(x, y, training=True, users=users)
+    assert lc == pytest.approx(lr, rel=1e-4)
+    for a, b in zip(gc, gr):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+@needs_cpp
+def test_cpp_step_and_timings():
+    from aerec.nn.spec import make_spec as nn_spec, init_params
+    spec = nn_spec((30, 6, 30), ("tanh", "identity"), loss="multinomial", normalize_input=True, dropout=0.5)
+    net = cpp.Network(spec, init_params(spec))._net
+    x = sp.csr_matrix((np.random.default_rng(0).random((20, 30)) < 0.2).astype(np.float32))
+    xc = cpp._operand(x, "x")
+    net.train_epoch(xc, xc, batch_size=6)
+    t = net.timings()
+    assert t["batches"] == 4 and t["gemm_flops"] > 0
+    assert set(t) == {"gather", "spmm", "gemm", "noise", "loss", "dense_bwd", "sparse_bwd", "optimizer", "batches",
+                      "gemm_flops"}
+    assert net.step == 4
+    net.step = 10
+    assert net.step == 10
+    with pytest.raises(ValueError):
+        net.step = -1
+    net.reset_timings()
+    assert net.timings()["batches"] == 0

@@ -22,8 +22,14 @@ using namespace aerec;
 namespace {
 
 py::object spec_get(const py::dict& d, const char* key) {
-  if (!d.contains(key)) throw py::value_error(std::string("spec lacks '") + key + "'; build it with aerec.models.spec.make_spec");
+  if (!d.contains(key)) throw py::value_error(std::string("spec lacks '") + key + "'; build it with aerec.nn.spec.make_spec");
   return d[key];
+}
+
+// An optional key (the defaults are aerec.nn.spec.DEFAULTS).
+template <class T>
+T spec_opt(const py::dict& d, const char* key, T dflt) {
+  return d.contains(key) ? d[key].cast<T>() : dflt;
 }
 
 std::uint64_t as_u64_mask(const py::handle& h) {
@@ -33,12 +39,21 @@ std::uint64_t as_u64_mask(const py::handle& h) {
   return static_cast<std::uint64_t>(r);
 }
 
+// A spec dict of aerec.nn.spec.make_spec. The keys the dense spec of aerec <= 0.1
+// (aerec.models.spec) also has are required; the newer stages' keys default as in nn.spec.
 cpu::NetworkSpec spec_from_dict(const py::dict& d) {
   cpu::NetworkSpec s;
   for (auto h : spec_get(d, "layer_sizes")) s.layer_sizes.push_back(h.cast<index_t>());
   for (auto h : spec_get(d, "activations")) s.activations.push_back(cpu::activation_from_name(h.cast<std::string>()));
   for (auto h : spec_get(d, "dropout")) s.dropout.push_back(h.cast<double>());
+  s.encoder_depth = spec_get(d, "encoder_depth").cast<int>();
+  s.normalize_input = spec_opt(d, "normalize_input", s.normalize_input);
+  s.variational = spec_opt(d, "variational", s.variational);
+  s.beta = spec_opt(d, "beta", s.beta);
+  s.anneal_steps = spec_opt(d, "anneal_steps", s.anneal_steps);
+  s.n_users = spec_opt(d, "n_users", s.n_users);
   s.loss = cpu::loss_from_name(spec_get(d, "loss").cast<std::string>());
+  s.negative_samples = spec_opt(d, "negative_samples", s.negative_samples);
   s.l2 = spec_get(d, "l2").cast<double>();
   s.optimizer = cpu::optimizer_from_name(spec_get(d, "optimizer").cast<std::string>());
   s.learning_rate = spec_get(d, "learning_rate").cast<double>();
@@ -48,13 +63,8 @@ cpu::NetworkSpec spec_from_dict(const py::dict& d) {
   s.weight_decay = spec_get(d, "weight_decay").cast<double>();
   s.momentum = spec_get(d, "momentum").cast<double>();
   s.nesterov = spec_get(d, "nesterov").cast<bool>();
-  s.encoder_depth = spec_get(d, "encoder_depth").cast<int>();
+  s.lazy = spec_opt(d, "lazy", s.lazy);
   s.seed = as_u64_mask(spec_get(d, "seed"));
-  // optional (variational bottleneck)
-  if (d.contains("variational")) s.variational = d["variational"].cast<bool>();
-  if (d.contains("beta")) s.beta = d["beta"].cast<double>();
-  if (d.contains("anneal_steps")) s.anneal_steps = d["anneal_steps"].cast<std::int64_t>();
-  if (d.contains("n_users")) s.n_users = d["n_users"].cast<index_t>();
   return s;
 }
 
@@ -218,7 +228,28 @@ Use it through aerec.backends.cpp.Network.)doc")
            }),
            py::arg("spec"), py::arg("params"))
       .def_property_readonly("n_layers", [](PyNetwork& p) { return p.net.n_layers(); })
-      .def_property_readonly("step", [](PyNetwork& p) { return p.net.step(); })
+      .def_property("step", [](PyNetwork& p) { return p.net.step(); },
+                    [](PyNetwork& p, std::int64_t s) {
+                      if (s < 0) throw py::value_error("step must be >= 0");
+                      py::gil_scoped_release release;
+                      p.net.set_step(s);
+                    })
+      .def("timings", [](const PyNetwork& p) {
+        const cpu::Timings& t = p.net.timings();
+        py::dict d;
+        d["gather"] = t.gather;
+        d["spmm"] = t.spmm;
+        d["gemm"] = t.gemm;
+        d["noise"] = t.noise;
+        d["loss"] = t.loss;
+        d["dense_bwd"] = t.dense_bwd;
+        d["sparse_bwd"] = t.sparse_bwd;
+        d["optimizer"] = t.optimizer;
+        d["batches"] = t.batches;
+        d["gemm_flops"] = t.gemm_flops;
+        return d;
+      }, "Seconds per training phase since reset_timings(), batches trained, GEMM flops.")
+      .def("reset_timings", [](PyNetwork& p) { p.net.reset_timings(); })
       .def_property_readonly("beta", [](PyNetwork& p) { return p.net.beta(); })
       .def("get_params", [](const PyNetwork& p) {
         std::vector<float*> dst;

@@ -12,7 +12,9 @@
 
 #include "aerec/error.hpp"
 #include "aerec/gemm.hpp"
+#include "aerec/nn_kernels.hpp"
 #include "aerec/parallel.hpp"
+#include "aerec/rng.hpp"
 
 namespace aerec::cpu {
 namespace {
@@ -30,6 +32,14 @@ float sigmoidf(float z) {
   const float e = std::exp(-std::fabs(z));
   return z >= 0.f ? 1.f / (1.f + e) : e / (1.f + e);
 }
+// RecNetwork's own streams (python/aerec/models/recspec.py; they go with it): its mix64 is
+// rng::mix64 after a golden-ratio increment.
+std::uint64_t mix64(std::uint64_t x) { return rng::mix64(x + rng::kGolden); }
+std::uint64_t stream_key(std::uint64_t seed, std::uint64_t stream, std::uint64_t step) {
+  return mix64(mix64(mix64(seed) + stream) + step);
+}
+enum RecStream : std::uint64_t { kStreamDropout = 1, kStreamGauss = 2, kStreamNeg = 3, kStreamShuffle = 4 };
+
 double softplus(double z) { return std::max(z, 0.0) + std::log1p(std::exp(-std::fabs(z))); }
 
 }  // namespace
@@ -163,7 +173,7 @@ void RecNetwork::forward_batch(const Batch& b, bool train, int stop, float* out,
   const index_t B = b.rows;
   const int nt = resolve_threads(0);
   (void)nt;
-  const RecKernels& k = rec_kernels();
+  const NnKernels& k = nn_kernels();
   const float* h = nullptr;
   index_t hw = 0;
   for (int l = 0; l < L; ++l) {
@@ -243,7 +253,7 @@ double RecNetwork::loss_and_backward(const Batch& b, bool fuse_w0) {
   const index_t B = b.rows, I = n_items();
   const int nt = resolve_threads(0);
   (void)nt;
-  const RecKernels& k = rec_kernels();
+  const NnKernels& k = nn_kernels();
   float* logits = acts_[L - 1].data();
   const float invB = 1.f / static_cast<float>(B);
   auto t0 = Clock::now();
@@ -488,7 +498,7 @@ void RecNetwork::apply_update() {
   // One parallel region for the whole update (a region per tensor costs a barrier each, which
   // hurts on a loaded machine).
   auto t0 = Clock::now();
-  const RecKernels& k = rec_kernels();
+  const NnKernels& k = nn_kernels();
   const int nt = resolve_threads(0);
   (void)nt;
   const double t = static_cast<double>(step + 1);
@@ -500,8 +510,8 @@ void RecNetwork::apply_update() {
   const float eps = static_cast<float>(spec_.epsilon), mom = static_cast<float>(spec_.momentum);
   const float l2w = static_cast<float>(spec_.l2);
   auto upd = [&](index_t n, float* w, float* m, float* v, const float* g, float l2) {
-    if (adam) k.adam(n, w, m, v, g, l2, lr, b1, b2, c1, c2, eps);
-    else k.sgd(n, w, m, g, l2, lr, mom);
+    if (adam) k.rec_adam(n, w, m, v, g, l2, lr, b1, b2, c1, c2, eps);
+    else k.rec_sgd(n, w, m, g, l2, lr, mom);
   };
   const bool lazy = spec_.lazy_adam;
   // W0: each present row's gradient (gather-sum over the batch's CSC column, kept in L1) is

@@ -1,11 +1,12 @@
-// CSR checks, the gather-sum SpMM of the sparse input layer, and the RecNetwork kernel table.
+// CSR checks, the gather-sum SpMM of the sparse input layer, and the network kernel table.
 #include <cmath>
 #include <string>
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
 #include "aerec/parallel.hpp"
-#include "aerec/recnet.hpp"
+#include "aerec/nn_kernels.hpp"
+#include "aerec/sparse.hpp"
 
 namespace aerec::cpu {
 
@@ -13,9 +14,9 @@ namespace aerec::cpu {
 // compiled with AVX2/AVX-512 flags runs to choose one. (This used to be a static Tables object
 // filled by all three units' fill_rec_kernels(), which are compiled with their ISA flags and store
 // the pointers with ymm/zmm moves: SIGILL on every CPU without AVX-512, then without AVX.)
-const RecKernels& rec_kernels() {
-  return *dispatch(&scalar::kRecKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kRecKernels},
-                                                            {Target::avx512, &avx512::kRecKernels}));
+const NnKernels& nn_kernels() {
+  return *dispatch(&scalar::kNnKernels, AEREC_X86_VARIANTS({Target::avx2, &avx2::kNnKernels},
+                                                           {Target::avx512, &avx512::kNnKernels}));
 }
 
 void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users) {
@@ -48,7 +49,7 @@ void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* user
 
 void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, const float* init,
               float* out, index_t ldo, int num_threads) {
-  const RecKernels& k = rec_kernels();
+  const NnKernels& k = nn_kernels();
   const int nt = resolve_threads(num_threads);
   (void)nt;
 #pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (x.rows > 8)

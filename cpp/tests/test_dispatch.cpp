@@ -15,6 +15,7 @@
 #include "aerec/cpu_features.hpp"
 #include "aerec/gemm.hpp"
 #include "aerec/optim.hpp"
+#include "aerec/nn_kernels.hpp"
 #include "aerec/recnet.hpp"
 #include "aerec/topk.hpp"
 #include "aerec/vmath.hpp"
@@ -75,17 +76,17 @@ void test_level(Isa cap) {
     CHECK(!bit(on, Target::avx512vnni) && !bit(on, Target::avx512bf16), "vnni/bf16 below avx512");
 
 #ifdef AEREC_X86
-  const auto* want_rec = lvl >= Isa::avx512 ? &avx512::kRecKernels
-                         : lvl >= Isa::avx2 ? &avx2::kRecKernels : &scalar::kRecKernels;
+  const auto* want_nn = lvl >= Isa::avx512 ? &avx512::kNnKernels
+                         : lvl >= Isa::avx2 ? &avx2::kNnKernels : &scalar::kNnKernels;
   const auto* want_gemm = lvl >= Isa::avx512 ? &avx512::kGemmKernels
                           : lvl >= Isa::avx2 ? &avx2::kGemmKernels : &scalar::kGemmKernels;
   const int want_mr = lvl >= Isa::avx512 ? avx512::kTopkMr : lvl >= Isa::avx2 ? avx2::kTopkMr : scalar::kTopkMr;
 #else
-  const auto* want_rec = &scalar::kRecKernels;
+  const auto* want_nn = &scalar::kNnKernels;
   const auto* want_gemm = &scalar::kGemmKernels;
   const int want_mr = scalar::kTopkMr;
 #endif
-  CHECK(&rec_kernels() == want_rec, "rec_kernels() table at level %s", isa_name(lvl));
+  CHECK(&nn_kernels() == want_nn, "nn_kernels() table at level %s", isa_name(lvl));
   CHECK(&gemm_detail::active_kernels() == want_gemm, "gemm table at level %s (got %s)", isa_name(lvl),
         gemm_detail::active_kernels().name);
   const TopkKernels tk = topk_kernels();

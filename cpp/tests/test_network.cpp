@@ -1,5 +1,7 @@
 // Plain C++ checks of aerec::cpu::Network (no Python): random streams, gradients against finite
-// differences, determinism, ISA variants of the optimizer agree bit for bit, bad input throws.
+// differences (dense stages, and the sparse ones: CSR input, normalisation, VAE, per-user rows,
+// multinomial, logistic with negatives, lazy updates), determinism, ISA levels agree, training
+// lowers the loss, the CSR SpMM, bad input throws.
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -10,6 +12,7 @@
 #include "aerec/cpu_features.hpp"
 #include "aerec/network.hpp"
 #include "aerec/rng.hpp"
+#include "aerec/sparse.hpp"
 
 using namespace aerec;
 using namespace aerec::cpu;
@@ -43,7 +46,9 @@ static void fill(Network& net, unsigned seed) {
 
 static void test_rng() {
   CHECK(rng::mix64(rng::kGolden) == 0xE220A8397B1DCDAFull);  // splitmix64(0), first output
-  CHECK(rng::dropout_key(1, 2, 3) != rng::dropout_key(1, 2, 4));
+  CHECK(rng::key(1, rng::kDropout, 2, 3) != rng::key(1, rng::kDropout, 2, 4));
+  CHECK(rng::h(5, 7) == rng::mix64(5 + 8 * rng::kGolden));
+  for (std::uint64_t t = 0; t < 100; ++t) CHECK(rng::negative_item(9, 3, t, 17) < 17);
 }
 
 static void test_gradients(LossKind loss, Activation hidden, Activation out) {
@@ -206,6 +211,149 @@ static void test_csr_matches_dense() {
   CHECK(threw);
 }
 
+struct Csr {
+  std::vector<std::int64_t> indptr{0};
+  std::vector<std::int32_t> indices;
+  std::vector<float> values;
+  index_t rows = 0, cols = 0;
+  CsrView<float> view() const { return {indptr.data(), indices.data(), values.data(), rows, cols}; }
+};
+
+static Csr random_csr(index_t rows, index_t cols, double density, unsigned seed) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  Csr c;
+  c.rows = rows;
+  c.cols = cols;
+  for (index_t r = 0; r < rows; ++r) {
+    for (index_t j = 0; j < cols; ++j)
+      if (r != 1 && u(g) < density) {  // row 1 stays empty (a user with no items)
+        c.indices.push_back(static_cast<std::int32_t>(j));
+        c.values.push_back(1.f + static_cast<float>((r + j) % 3));
+      }
+    c.indptr.push_back(static_cast<std::int64_t>(c.indices.size()));
+  }
+  return c;
+}
+
+static std::vector<Isa> levels() {
+  std::vector<Isa> v{Isa::scalar};
+  const Isa top = detected_isa();
+  if (top >= Isa::avx2) v.push_back(Isa::avx2);
+  if (top >= Isa::avx512) v.push_back(Isa::avx512);
+  return v;
+}
+
+// Mult-VAE (CSR, normalised, dropout, Gaussian bottleneck, multinomial) and CDAE (CSR, per-user
+// rows, logistic with negatives, lazy): float32 central differences of the training-mode loss (the
+// step fixes the dropout masks, noise and negatives; the float64 check is tests/test_gradients.py),
+// every ISA level to float rounding, and training lowers the loss.
+static NetworkSpec sparse_spec(bool cdae, index_t I) {
+  NetworkSpec s;
+  if (cdae) {
+    s.layer_sizes = {I, 6, I};
+    s.activations = {Activation::sigmoid, Activation::identity};
+    s.dropout = {0.3, 0.0};
+    s.loss = LossKind::logistic;
+    s.negative_samples = 2;
+    s.n_users = 8;
+    s.lazy = true;
+    s.l2 = 0.01;
+  } else {
+    s.layer_sizes = {I, 9, 4, 9, I};
+    s.activations = {Activation::tanh, Activation::identity, Activation::tanh, Activation::identity};
+    s.dropout = {0.3, 0.0, 0.2, 0.0};
+    s.encoder_depth = 2;
+    s.variational = true;
+    s.anneal_steps = 10;
+    s.normalize_input = true;
+    s.loss = LossKind::multinomial;
+  }
+  s.seed = 5;
+  return s;
+}
+
+static void test_sparse_stages(bool cdae) {
+  const index_t I = 17, n = 6;
+  Network net(sparse_spec(cdae, I));
+  fill(net, 3);
+  net.set_step(4);
+  Csr c = random_csr(n, I, 0.3, 9);
+  std::vector<std::int32_t> users{3, 0, 3, 7, 1, 0};
+  Batch b;
+  b.x = {nullptr, n, I, I};
+  b.x_csr = c.view();
+  b.y_csr = c.view();
+  b.users = cdae ? users.data() : nullptr;
+  index_t total = 0;
+  for (int t = 0; t < net.n_tensors(); ++t) total += net.tensor_size(t);
+  std::vector<float> grads(total), tmp(total);
+  net.gradients(b, true, grads.data());
+  index_t off = 0;
+  for (int t = 0; t < net.n_tensors(); ++t) {
+    for (index_t e = 0; e < net.tensor_size(t); e += 1 + net.tensor_size(t) / 7) {
+      float* p = net.param(t) + e;
+      const float old = *p, h = 1e-2f;
+      *p = old + h;
+      const double lp = net.gradients(b, true, tmp.data());
+      *p = old - h;
+      const double lm = net.gradients(b, true, tmp.data());
+      *p = old;
+      const double num = (lp - lm) / (2 * h);
+      CHECK(std::fabs(num - grads[off + e]) < 2e-2 * (1.0 + std::fabs(num)));
+    }
+    off += net.tensor_size(t);
+  }
+  const Isa before = active_isa();
+  for (Isa isa : levels()) {
+    set_isa_cap(isa);
+    net.gradients(b, true, tmp.data());
+    double md = 0;
+    for (index_t i = 0; i < total; ++i) md = std::fmax(md, std::fabs(tmp[i] - grads[i]) / (1.0 + std::fabs(grads[i])));
+    CHECK(md < 1e-4);
+  }
+  set_isa_cap(before);
+  NetworkSpec s = sparse_spec(cdae, I);
+  s.dropout.assign(s.dropout.size(), 0.0);
+  s.learning_rate = 1e-2;
+  Network train(s);
+  fill(train, 4);
+  Csr big = random_csr(60, I, 0.2, 11);
+  std::vector<std::int32_t> bu(60);
+  for (index_t r = 0; r < 60; ++r) bu[r] = static_cast<std::int32_t>(r % 8);
+  Batch bb;
+  bb.x = {nullptr, 60, I, I};
+  bb.x_csr = big.view();
+  bb.y_csr = big.view();
+  bb.users = cdae ? bu.data() : nullptr;
+  const double first = train.train_epoch(bb, 16, true, 0);
+  double last = first;
+  for (int ep = 1; ep < 30; ++ep) last = train.train_epoch(bb, 16, true, ep);
+  CHECK(last < first);
+  CHECK(train.step() == 30 * 4);
+  CHECK(train.timings().batches == 30 * 4);
+}
+
+static void test_spmm() {
+  Csr c = random_csr(9, 13, 0.3, 7);
+  const index_t n = 37;
+  std::vector<float> w(13 * n), init(n), out(9 * n);
+  for (std::size_t i = 0; i < w.size(); ++i) w[i] = static_cast<float>((i * 7) % 11) - 5.f;
+  for (index_t j = 0; j < n; ++j) init[j] = static_cast<float>(j % 3);
+  const Isa before = active_isa();
+  for (Isa isa : levels()) {
+    set_isa_cap(isa);
+    spmm_csr(c.view(), w.data(), n, n, init.data(), out.data(), n, 0);
+    for (index_t r = 0; r < 9; ++r)
+      for (index_t j = 0; j < n; ++j) {
+        float e = init[j];  // integer-valued data: exact
+        for (std::int64_t q = c.indptr[r]; q < c.indptr[r + 1]; ++q) e += c.values[q] * w[c.indices[q] * n + j];
+        CHECK(out[r * n + j] == e);
+      }
+  }
+  set_isa_cap(before);
+}
+
 int main() {
   test_rng();
   const Activation acts[] = {Activation::identity, Activation::relu, Activation::sigmoid,
@@ -218,6 +366,9 @@ int main() {
   test_determinism_and_isa();
   test_bad_input();
   test_csr_matches_dense();
+  test_sparse_stages(false);
+  test_sparse_stages(true);
+  test_spmm();
   if (failures) {
     std::fprintf(stderr, "test_network: %d failure(s)\n", failures);
     return 1;

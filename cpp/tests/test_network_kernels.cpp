@@ -1,8 +1,9 @@
-// The Network's elementwise ISA bodies (src/network_kernels.hpp) called directly, for every target
-// this CPU has, on lengths around every vector width (tails): optimizer updates equal the portable
-// bodies bit for bit (no FMA), dropout draws the rng.hpp stream bit for bit, the loss rows match a
-// float64 reference on logits from -120 to 120 and the AVX2 and AVX-512 rows agree bit for bit
-// (same operations, same double-sum lanes and reduction order).
+// Every ISA sibling of the network kernel table (aerec/nn_kernels.hpp) against the scalar one, for
+// every target this CPU has, on lengths around every vector width (tails): optimizer updates equal
+// the scalar bodies bit for bit (no FMA), dropout draws the rng.hpp stream bit for bit, the BCE
+// row matches a float64 reference on logits from -120 to 120 and the AVX2 and AVX-512 rows agree
+// bit for bit (same operations, same double-sum lanes and reduction order); the row kernels of the
+// sparse paths (gather-sum, softmax pieces, tanh, logistic) match the scalar ones to rounding.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -10,9 +11,8 @@
 #include <random>
 #include <vector>
 
-#include "../src/network_kernels.hpp"
 #include "aerec/cpu_features.hpp"
-#include "aerec/optim.hpp"
+#include "aerec/nn_kernels.hpp"
 #include "aerec/rng.hpp"
 
 using namespace aerec;
@@ -35,19 +35,11 @@ static const index_t kLens[] = {1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 33, 64, 100, 
 struct Body {
   const char* name;
   Target target;
-  decltype(&avx2::adam_update) adam;
-  decltype(&avx2::sgd_update) sgd;
-  decltype(&avx2::dropout_forward) dropout;
-  decltype(&avx2::bce_row) bce;
-  decltype(&avx2::multinomial_row) multinomial;
+  const NnKernels& k;
 };
 
-static const Body kBodies[] = {
-    {"avx2", Target::avx2, &avx2::adam_update, &avx2::sgd_update, &avx2::dropout_forward, &avx2::bce_row,
-     &avx2::multinomial_row},
-    {"avx512", Target::avx512, &avx512::adam_update, &avx512::sgd_update, &avx512::dropout_forward,
-     &avx512::bce_row, &avx512::multinomial_row},
-};
+static const Body kBodies[] = {{"avx2", Target::avx2, avx2::kNnKernels}, {"avx512", Target::avx512, avx512::kNnKernels}};
+static const NnKernels& ref = scalar::kNnKernels;
 
 static bool same(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0;
@@ -69,27 +61,23 @@ static void test_optim(const Body& b) {
     AdamCoeffs ac;
     ac.lr = 3e-3f; ac.bc1 = 0.19f; ac.bc2 = 0.002f; ac.weight_decay = 0.013f; ac.lr_wd = 1e-4f;
     auto w = w0, m = m0, v = v0, w2 = w0, m2 = m0, v2 = v0;
-    const Isa before = active_isa();
-    set_isa_cap(Isa::scalar);
-    adam_update(n, w.data(), g.data(), m.data(), v.data(), ac);
-    set_isa_cap(before);
-    b.adam(n, w2.data(), g.data(), m2.data(), v2.data(), ac);
+    ref.adam(n, w.data(), g.data(), m.data(), v.data(), ac);
+    b.k.adam(n, w2.data(), g.data(), m2.data(), v2.data(), ac);
     CHECK(same(w, w2) && same(m, m2) && same(v, v2), "%s adam n=%ld", b.name, long(n));
     for (int mode = 0; mode < 3; ++mode) {  // no buffer, momentum, Nesterov
       SgdCoeffs sc;
       sc.lr = 0.07f; sc.weight_decay = 0.011f; sc.momentum = mode ? 0.9f : 0.f; sc.nesterov = mode == 2;
       auto ws = w0, bs = m0, ws2 = w0, bs2 = m0;
-      set_isa_cap(Isa::scalar);
-      sgd_update(n, ws.data(), g.data(), mode ? bs.data() : nullptr, sc);
-      set_isa_cap(before);
-      b.sgd(n, ws2.data(), g.data(), mode ? bs2.data() : nullptr, sc);
+      ref.sgd(n, ws.data(), g.data(), mode ? bs.data() : nullptr, sc);
+      b.k.sgd(n, ws2.data(), g.data(), mode ? bs2.data() : nullptr, sc);
       CHECK(same(ws, ws2) && same(bs, bs2), "%s sgd mode %d n=%ld", b.name, mode, long(n));
     }
   }
 }
 
 static void test_dropout(const Body& b) {
-  const std::uint64_t key = rng::dropout_key(11, 5, 2);
+  const std::uint64_t key = rng::key(11, rng::kDropout, 5, 2);
+  const std::int64_t rid[3] = {5, 0, 17};  // the rows' indices in the caller's x
   for (index_t cols : kLens) {
     for (float p : {0.f, 0.3f, 0.5f, 0.9f}) {
       const index_t rows = 3, lds = cols + 5;
@@ -98,12 +86,11 @@ static void test_dropout(const Body& b) {
       const float scale = 1.f / (1.f - p);
       for (index_t r = 0; r < rows; ++r)
         for (index_t c = 0; c < cols; ++c) {
-          const std::uint64_t e = static_cast<std::uint64_t>(r * cols + c);
-          const float u = static_cast<float>(rng::mix64(key + (e + 1) * rng::kGolden) >> 40) * 0x1p-24f;
+          const float u = rng::uniform(key, static_cast<std::uint64_t>(rid[r] * cols + c));
           mref[r * cols + c] = u >= p ? scale : 0.f;
           dref[r * cols + c] = src[r * lds + c] * mref[r * cols + c];
         }
-      b.dropout(rows, cols, src.data(), lds, dst.data(), mult.data(), key, p);
+      b.k.dropout(rows, cols, src.data(), lds, dst.data(), mult.data(), key, p, rid);
       CHECK(same(mult, mref) && same(dst, dref), "%s dropout cols=%ld p=%g", b.name, long(cols), p);
     }
   }
@@ -131,36 +118,76 @@ static void test_loss_rows(const Body& b) {
     make_row(cols, 100 + static_cast<unsigned>(cols), z, y);
     const float iscale = 0.25f;
     // float64 references
-    double bce = 0, mx = -INFINITY, se = 0, ysum = 0, yz = 0;
-    std::vector<double> dbce(cols), dmul(cols);
+    double bce = 0;
+    std::vector<double> dbce(cols);
     for (index_t c = 0; c < cols; ++c) {
       const double zc = z[c], yc = y[c];
       bce += std::fmax(zc, 0.0) + std::log1p(std::exp(-std::fabs(zc))) - yc * zc;
       dbce[c] = (1.0 / (1.0 + std::exp(-zc)) - yc) * iscale;
-      mx = std::fmax(mx, zc);
     }
-    for (index_t c = 0; c < cols; ++c) { se += std::exp(z[c] - mx); ysum += y[c]; yz += double(y[c]) * z[c]; }
-    for (index_t c = 0; c < cols; ++c) dmul[c] = (std::exp(z[c] - mx) / se * ysum - y[c]) * iscale;
-    const double mul = ysum * (mx + std::log(se)) - yz;
     std::vector<float> d(cols + 16, 9.f);  // guard lanes past cols must stay untouched
-    const double lb = b.bce(z.data(), y.data(), d.data(), cols, iscale);
+    const double lb = b.k.bce_row(z.data(), y.data(), d.data(), cols, iscale);
     CHECK(std::fabs(lb - bce) <= 2e-6 * std::fabs(bce) + 1e-6, "%s bce cols=%ld: %.9g vs %.9g", b.name, long(cols), lb, bce);
     double err = 0;  // beside a relative 1e-5: float rounding of sigmoid - y near 1, times iscale
     for (index_t c = 0; c < cols; ++c) err = std::fmax(err, std::fabs(d[c] - dbce[c]) - 1e-5 * std::fabs(dbce[c]));
     CHECK(err <= 4e-8, "%s bce grad cols=%ld: %g", b.name, long(cols), err);
     for (index_t c = cols; c < cols + 16; ++c) CHECK(d[c] == 9.f, "%s bce wrote past cols=%ld", b.name, long(cols));
-    CHECK(b.bce(z.data(), y.data(), nullptr, cols, iscale) == lb, "%s bce without d, cols=%ld", b.name, long(cols));
+    CHECK(b.k.bce_row(z.data(), y.data(), nullptr, cols, iscale) == lb, "%s bce without d, cols=%ld", b.name, long(cols));
 
-    std::fill(d.begin(), d.end(), 9.f);
-    const double lm = b.multinomial(z.data(), y.data(), d.data(), cols, iscale);
-    CHECK(std::fabs(lm - mul) <= 2e-6 * std::fabs(mul) + 1e-5, "%s multinomial cols=%ld: %.9g vs %.9g", b.name,
-          long(cols), lm, mul);
-    err = 0;
-    for (index_t c = 0; c < cols; ++c) err = std::fmax(err, std::fabs(d[c] - dmul[c]) - 1e-5 * std::fabs(dmul[c]));
-    CHECK(err <= 4e-8, "%s multinomial grad cols=%ld: %g", b.name, long(cols), err);
-    for (index_t c = cols; c < cols + 16; ++c) CHECK(d[c] == 9.f, "%s multinomial wrote past cols=%ld", b.name, long(cols));
-    CHECK(b.multinomial(z.data(), y.data(), nullptr, cols, iscale) == lm, "%s multinomial without d, cols=%ld", b.name,
-          long(cols));
+  }
+}
+
+// The sparse paths' row kernels against the scalar table (to rounding; tanh / exp / logistic are
+// polynomial approximations in the ISA bodies); RecNetwork's Adam against a float64 loop.
+static void test_rows(const Body& b) {
+  const NnKernels& k = b.k;
+  std::mt19937 g(1);
+  std::normal_distribution<float> n01(0.f, 1.f);
+  for (index_t n : kLens) {
+    std::vector<float> m(5 * n), init(n), z(n);
+    for (auto& x : m) x = n01(g);
+    for (auto& x : init) x = n01(g);
+    for (auto& x : z) x = 3.f * n01(g);
+    const std::int32_t idx[3] = {4, 0, 2};
+    const float val[3] = {0.5f, -1.f, 2.f};
+    std::vector<float> want(n), out(n);
+    ref.gather_sum(n, 3, idx, val, m.data(), n, init.data(), want.data());
+    k.gather_sum(n, 3, idx, val, m.data(), n, init.data(), out.data());
+    for (index_t i = 0; i < n; ++i) CHECK(std::fabs(out[i] - want[i]) < 1e-5f, "%s gather_sum n=%ld", b.name, long(n));
+    std::vector<float> zr = z, zz = z;
+    const float mx_ref = ref.row_max(n, zr.data()), mx = k.row_max(n, zz.data());
+    CHECK(mx == mx_ref, "%s row_max n=%ld", b.name, long(n));
+    const double s_ref = ref.exp_shift_sum(n, zr.data(), mx_ref), s = k.exp_shift_sum(n, zz.data(), mx);
+    CHECK(std::fabs(s - s_ref) < 1e-5 * s_ref, "%s exp sum n=%ld: %g vs %g", b.name, long(n), s, s_ref);
+    for (index_t i = 0; i < n; ++i) CHECK(std::fabs(zz[i] - zr[i]) <= 1e-6f * (1.f + zr[i]), "%s exp", b.name);
+    std::vector<float> tr = z, tt = z;
+    ref.tanh_inplace(n, tr.data());
+    k.tanh_inplace(n, tt.data());
+    for (index_t i = 0; i < n; ++i) CHECK(std::fabs(tt[i] - tr[i]) < 2e-6f, "%s tanh %g", b.name, z[i]);
+    std::vector<float> sa = z, acc(n, 1.f);
+    k.scale_accumulate(n, sa.data(), 0.25f, acc.data());
+    for (index_t i = 0; i < n; ++i)
+      CHECK(sa[i] == z[i] * 0.25f && acc[i] == 1.f + z[i] * 0.25f, "%s scale_accumulate", b.name);
+    std::vector<float> ya(n, 1.f);
+    k.axpy(n, -0.5f, z.data(), ya.data());
+    for (index_t i = 0; i < n; ++i) CHECK(std::fabs(ya[i] - (1.f - 0.5f * z[i])) < 1e-6f, "%s axpy", b.name);
+    std::vector<float> lr = z, ll = z;
+    const double lsum_ref = ref.logistic_row(n, lr.data(), 0.5f), lsum = k.logistic_row(n, ll.data(), 0.5f);
+    CHECK(std::fabs(lsum - lsum_ref) < 1e-5 * (1.0 + lsum_ref), "%s logistic sum %g vs %g", b.name, lsum, lsum_ref);
+    for (index_t i = 0; i < n; ++i) CHECK(std::fabs(ll[i] - lr[i]) < 1e-6f, "%s sigmoid", b.name);
+    std::vector<float> w(n), mm(n, 0.1f), vv(n, 0.2f), gg(n);
+    for (index_t i = 0; i < n; ++i) {
+      w[i] = n01(g);
+      gg[i] = n01(g);
+    }
+    const std::vector<float> w0 = w;
+    k.rec_adam(n, w.data(), mm.data(), vv.data(), gg.data(), 0.01f, 1e-2f, 0.9f, 0.999f, 10.f, 1000.f, 1e-8f);
+    for (index_t i = 0; i < n; ++i) {
+      const double gi = gg[i] + 0.01 * w0[i];
+      const double m1 = 0.9 * 0.1 + 0.1 * gi, v1 = 0.999 * 0.2 + 0.001 * gi * gi;
+      const double we = w0[i] - 1e-2 * (m1 * 10.0) / (std::sqrt(v1 * 1000.0) + 1e-8);
+      CHECK(std::fabs(w[i] - we) < 1e-5, "%s rec_adam", b.name);
+    }
   }
 }
 
@@ -170,12 +197,9 @@ static void test_avx2_equals_avx512() {
     std::vector<float> z, y;
     make_row(cols, 300 + static_cast<unsigned>(cols), z, y);
     std::vector<float> d2(cols), d5(cols);
-    const double b2 = avx2::bce_row(z.data(), y.data(), d2.data(), cols, 0.5f);
-    const double b5 = avx512::bce_row(z.data(), y.data(), d5.data(), cols, 0.5f);
+    const double b2 = avx2::kNnKernels.bce_row(z.data(), y.data(), d2.data(), cols, 0.5f);
+    const double b5 = avx512::kNnKernels.bce_row(z.data(), y.data(), d5.data(), cols, 0.5f);
     CHECK(b2 == b5 && same(d2, d5), "bce avx2 != avx512 at cols=%ld (%.17g vs %.17g)", long(cols), b2, b5);
-    const double m2 = avx2::multinomial_row(z.data(), y.data(), d2.data(), cols, 0.5f);
-    const double m5 = avx512::multinomial_row(z.data(), y.data(), d5.data(), cols, 0.5f);
-    CHECK(m2 == m5 && same(d2, d5), "multinomial avx2 != avx512 at cols=%ld (%.17g vs %.17g)", long(cols), m2, m5);
   }
 }
 #endif  // AEREC_X86
@@ -189,6 +213,7 @@ int main() {
     test_optim(b);
     test_dropout(b);
     test_loss_rows(b);
+    test_rows(b);
   }
   if (target_enabled(Target::avx2) && target_enabled(Target::avx512)) test_avx2_equals_avx512();
 #endif

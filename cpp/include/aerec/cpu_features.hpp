@@ -10,7 +10,7 @@
 // compiled with ISA flags runs before the CPU has been checked for that ISA. Hence:
 //   - an ISA unit exports only constant-initialised tables / entry points in its own namespace
 //     (reading a table runs no code; a fill function or a static initialiser would);
-//   - it includes declaration-only headers (recnet_kernels.hpp, topk_kernels.hpp, ...), so no
+//   - it includes declaration-only headers (nn_kernels.hpp, topk_kernels.hpp, ...), so no
 //     inline function or template of a shared header gets an ISA-compiled weak (COMDAT) copy that
 //     the linker could keep and hand to portable callers;
 //   - tools/check_isa_symbols.py (a ctest) fails on any global/weak symbol an ISA object defines
@@ -74,8 +74,8 @@ struct IsaVariant {
 // enabled variant wins, so list them from the lowest target to the highest. T is a pointer to a
 // per-target kernel table (constant data) or a function pointer. Nothing compiled for a target is
 // called before this has checked it, and nothing else in aerec picks ISA code. Example:
-//   const RecKernels& k = *dispatch(&scalar::kRecKernels,
-//       AEREC_X86_VARIANTS({Target::avx2, &avx2::kRecKernels}, {Target::avx512, &avx512::kRecKernels}));
+//   const NnKernels& k = *dispatch(&scalar::kNnKernels,
+//       AEREC_X86_VARIANTS({Target::avx2, &avx2::kNnKernels}, {Target::avx512, &avx512::kNnKernels}));
 template <class T>
 T dispatch(T base, std::initializer_list<IsaVariant<T>> variants) {
   const unsigned on = enabled_targets();

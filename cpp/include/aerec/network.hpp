@@ -1,35 +1,41 @@
-// Trainable feed-forward network (the C++ twin of aerec.backends.numpy_.Network). It owns the
-// parameters, their gradients, the optimizer state and preallocated workspaces (grown once to the
-// largest batch seen; no allocation per step), and runs forward, backward, the optimizer step and
-// whole epochs without Python. The maths is in python/aerec/models/spec.py; the random streams
-// (dropout masks, shuffle order) in aerec/rng.hpp.
+// Trainable autoencoder network (the C++ engine of python/aerec/nn/spec.py, the C++ twin of
+// aerec.backends.numpy_.Network). It owns the parameters, their gradients, the optimizer state and
+// the training workspaces (grown once to the largest batch seen; no allocation per step), and runs
+// forward, backward, the optimizer step and whole epochs without Python. The maths and the random
+// streams (dropout, Gaussian noise, negatives, shuffle; keyed by the row's index in the x given to
+// the call) are in spec.py and aerec/rng.hpp.
 //
-// Layout: weight layer i maps sizes[i] -> sizes[i+1]; W_i is sizes[i] x sizes[i+1] row-major
-// (x @ W), b_i has sizes[i+1] entries. Tensors are numbered W0, b0, W1, b1, ... (tensor 2i is W_i,
-// 2i+1 is b_i); parameters, gradients and each optimizer slot are one flat buffer each with the
-// same offsets.
+// The pipeline: input (dense | CSR; L2 row normalisation; dropout) -> dense stack -> bottleneck
+// (plain | Gaussian + KL anneal) [+ per-user embedding on layer 0] -> dense stack -> loss (mse |
+// bce | masked_mse | multinomial | logistic with sampled negatives); adam | adamw | sgd, lazy
+// (row-sparse) on W0 and U optionally.
 //
-// Beyond the dense autoencoder: CSR input (Batch::x_csr), the multinomial loss, a Gaussian
-// variational bottleneck (NetworkSpec::variational) and the CDAE per-user input vector
-// (NetworkSpec::n_users, Batch::users). Not implemented yet: lazy (row-sparse) Adam for a CSR-fed
-// first layer and the user table (their updates are dense, as the dense semantics require). The
-// layer loop touches the input kind only in run_forward (layer 0) and the first layer's weight
-// gradient, and the loss only in loss_rows, so new input kinds / losses slot in there.
+// Layout: weight layer i maps sizes[i] -> sizes[i+1]; W_i is sizes[i] x cols_i row-major (x @ W),
+// b_i has cols_i entries (cols_i = sizes[i+1], doubled for the variational layer). Tensors are
+// W0, b0, W1, b1, ... (then U); parameters, gradients and each optimizer slot are one flat buffer
+// each with the same offsets.
+//
+// A CSR x feeds layer 0 as a gather-sum (the batch is never densified); its weight gradient is
+// row-sparse (a CSC of the batch), computed row by row inside the optimizer step. Multinomial and
+// logistic losses read their targets as sparse rows (a CSR y, or the non-zeros of a dense one)
+// and fuse the output-bias gradient per thread.
 //
 // Thread safety: hidden and loss are const and build their workspace per call, so any number of
 // threads may run them on one network at once, each getting the bits a lone caller gets.
 // Training (gradients, train_batch, train_epoch) and the write_* / set_step calls take the
 // network exclusively; hidden, loss and read_* wait for them (and they for running readers), so a
-// reader sees the weights between two updates. param(), state() and grad() are raw,
-// unsynchronised access for single-threaded setup and tests.
+// reader sees the weights between two updates. param(), state(), grad() and timings() are raw,
+// unsynchronised access for single-threaded setup, tests and profiling.
 #pragma once
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <shared_mutex>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "aerec/rwlock.hpp"
-#include <string>
-#include <vector>
 
 #include "aerec/activation.hpp"
 #include "aerec/optim.hpp"
@@ -37,10 +43,7 @@
 
 namespace aerec::cpu {
 
-// Input kind is per call (Batch: dense or CSR x, optional users); the enum is kept for specs.
-enum class InputKind : int { dense = 0 };
-// multinomial: -sum_c y_c log_softmax(z)_c per row, mean over rows (Mult-DAE/VAE); identity output.
-enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3 };
+enum class LossKind : int { mse = 0, bce = 1, masked_mse = 2, multinomial = 3, logistic = 4 };
 enum class OptimizerKind : int { adam = 0, adamw = 1, sgd = 2 };
 
 LossKind loss_from_name(const std::string& s);            // throws std::invalid_argument
@@ -50,11 +53,12 @@ struct NetworkSpec {
   std::vector<index_t> layer_sizes;     // L + 1 entries, each >= 1
   std::vector<Activation> activations;  // L
   std::vector<double> dropout;          // L, each in [0, 1): on the input of weight layer i
-  InputKind input = InputKind::dense;
+  bool normalize_input = false;         // x rows / their L2 norm, before dropout
   LossKind loss = LossKind::mse;
+  index_t negative_samples = 0;         // logistic: draws per positive (0: every item)
   double l2 = 0.0;
   OptimizerKind optimizer = OptimizerKind::adam;
-  double learning_rate = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-7;
+  double learning_rate = 1e-3, beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
   double weight_decay = 0.0, momentum = 0.0;
   bool nesterov = false;
   int encoder_depth = 1;
@@ -70,29 +74,35 @@ struct NetworkSpec {
   // Per-user input vector (CDAE): n_users > 0 adds U[user] (U: n_users x cols of layer 0) to the
   // first layer's pre-activation; U is tensor 2L (after the layers) and counts as a weight for l2.
   index_t n_users = 0;
+  bool lazy = false;  // row-sparse updates of W0 and U (rows present in the batch only)
 
   void validate() const;  // throws std::invalid_argument naming the bad field
 };
 
 // A batch. x: rows x n_in, dense (x.data) or CSR (x_csr.indptr != nullptr; then x.data is null and
 // x.rows / x.cols still give the shape). y: rows x n_out, dense (y.data) or CSR (y_csr.indptr),
-// densified per minibatch. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with
-// no mask uses mask = (y != 0). A CSR x feeds the first layer as a gather-sum (z_r = b + sum over
-// the row's entries of v * W[col, :]) with a row-sparse weight gradient; dropout on it is the
-// dense stream evaluated at the stored entries, so results equal the dense input's.
+// densified per minibatch for mse / bce / masked_mse, read as sparse rows by multinomial /
+// logistic. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with no mask uses
+// mask = (y != 0). Dropout on a CSR x is the dense stream evaluated at the stored entries, so
+// results equal the dense input's.
 struct Batch {
   MatrixView<const float> x, y, mask;
   CsrView<float> x_csr, y_csr;
-  // Internal (minibatches of a CSR x): batch row r is CSR row row_ids[r], else row0 + r.
-  const std::int64_t* row_ids = nullptr;
-  index_t row0 = 0;
   // One user id per row of x (networks with n_users > 0, else null).
   const std::int32_t* users = nullptr;
 };
 
+// Seconds per training phase accumulated since the last reset_timings(), and the GEMM work.
+struct Timings {
+  double gather = 0, spmm = 0, gemm = 0, noise = 0, loss = 0, dense_bwd = 0, sparse_bwd = 0, optimizer = 0;
+  std::int64_t batches = 0;
+  double gemm_flops = 0;
+};
+
 class Network {
  public:
-  explicit Network(NetworkSpec spec);  // parameters start at zero: set them with tensor()/set
+  explicit Network(NetworkSpec spec);  // parameters start at zero: set them with param() / write_params
+  ~Network();
 
   const NetworkSpec& spec() const { return spec_; }
   int n_layers() const { return static_cast<int>(spec_.layer_sizes.size()) - 1; }
@@ -136,51 +146,37 @@ class Network {
   // Returns the row-weighted mean of the batch losses.
   double train_epoch(const Batch& b, index_t batch_size, bool shuffle, std::uint64_t seed);
 
+  const Timings& timings() const { return timings_; }
+  void reset_timings() { timings_ = Timings{}; }
+
  private:
+  struct Workspace;  // everything one forward pass writes (network.cpp)
+  struct Minibatch;
+  class Lap;         // phase timer
   void check_batch(const Batch& b, bool need_y) const;
-  // Minibatch rows [r0, r0 + rows) of b (through `ids` when not null): dense rows are gathered
-  // (ids) or viewed, CSR x is addressed in place, CSR y is densified into yb_.
-  // Everything one forward pass writes (grown to the largest use, reused): training owns one
-  // (ws_); hidden and loss make their own per call, which is what lets them run concurrently.
-  struct Workspace {
-    explicit Workspace(int n_layers);
-    std::vector<std::vector<float>> act;      // act[i] (i >= 1): output of layer i-1
-    std::vector<std::vector<float>> dropped;  // dropped[i]: input of layer i after dropout
-    std::vector<std::vector<float>> mult;     // mult[i]: its dropout multipliers
-    std::vector<const float*> in_ptr;         // input of layer i in the last forward
-    std::vector<index_t> in_ld;
-    std::vector<char> drop_on;                // dropout applied to layer i in the last forward
-    std::vector<double> partials;             // loss partial sums per block of kLossBlockRows rows
-    std::vector<float> xb, yb, mb;            // gathered minibatch (shuffle)
-    std::vector<std::int32_t> ub;             // gathered user ids (shuffle)
-    std::vector<float> stats, vae_ev, vae_std, vae_eps;  // variational layer
-    index_t vae_rows = 0;
-  };
-  double gradients_locked(const Batch& b, bool training);
-  Batch minibatch(Workspace& w, const Batch& b, index_t r0, index_t rows, const std::int64_t* ids) const;
-  void sparse_first_layer(const Batch& sb, index_t rows, bool training, Activation act, float* c,
-                          index_t ldc) const;
-  void sparse_weight_grad(const Batch& sb, index_t rows, const float* dz, float* dW, float l2);
-  void add_user_rows(const Batch& sb, index_t rows, float* c, index_t ldc) const;  // c[r] += U[user r]
+  // Rows [r0, r0 + rows) of b (through `ids` when not null) as the forward pass reads them.
+  Minibatch minibatch(Workspace& w, const Batch& b, index_t r0, index_t rows, const std::int64_t* ids,
+                      bool training) const;
+  // Layers 0..last; the final layer writes to (out, ldo) when out != nullptr. logits: the output
+  // layer keeps z (bce, logistic).
+  void forward(Workspace& w, const Minibatch& mb, int last, bool training, bool logits, float* out,
+               index_t ldo, Lap& lap) const;
+  // Sum of the loss over the rows of w's last forward and its divisor. grad: the output layer's
+  // buffer is overwritten with dL/dz, and multinomial / logistic also write the output bias
+  // gradient to db (fused per thread). Without grad the output buffer is clobbered.
+  double loss_rows(Workspace& w, const Minibatch& mb, bool grad, float* db, double* count) const;
+  double l2_term() const;
+  double kl_sum(const Workspace& w) const;  // sum over the rows of w's last forward of KL(q || N(0, I))
+  double loss_and_grads(const Minibatch& mb, bool training, Lap& lap);  // forward + loss + backward
+  void backward(const Minibatch& mb, Lap& lap);
+  void user_grad(const Minibatch& mb, const float* dz);  // compact rows of dU (uniq_users_)
+  void input_rows(const Minibatch& mb, const float* dz);  // W0's present rows (uniq_), CSC of a CSR x
+  void dense_sparse_grads();  // W0 (CSR x) and U gradients into grads_ (gradients())
+  void apply_optimizer(Lap& lap);
+  void end_step();  // forgets the batch's rows
+  double train_epoch_locked(const Batch& b, index_t batch_size, const std::int64_t* order);
   index_t offset(int t) const { return offsets_[t]; }
   const float* cparam(int t) const { return params_.data() + offset(t); }
-  static float* grow(std::vector<float>& v, index_t n);  // capacity >= n, returns data()
-  static double* grow(std::vector<double>& v, index_t n);
-  // Runs layers 0..last on rows of x; the final layer writes to (out, ldo) when out != nullptr.
-  // logits: the output layer keeps z (bce). Records layer inputs for backward.
-  void run_forward(Workspace& w, const Batch& sb, index_t rows, int last, bool training, bool logits,
-                   float* out, index_t ldo) const;
-  // Sum of the loss over rows and the divisor; writes dL/dz (for the mean over `rows`) when dz.
-  double loss_rows(Workspace& w, const float* out, index_t rows, const Batch& b, index_t r0, float* dz,
-                   double* count) const;
-  double l2_term() const;
-  // Variational layer: z from stats_ ([mu, logvar] rows x 2d) into (z, ldz); keeps exp(logvar),
-  // std and eps for backward and the KL term.
-  void reparameterise(Workspace& w, index_t rows, index_t d, bool training, int layer, float* z,
-                      index_t ldz) const;
-  double kl_sum(const Workspace& w) const;  // sum over the rows of w's last forward of KL(q || N(0, I))
-  double loss_and_grads(const Batch& b, bool training);  // forward + loss + backward
-  void apply_optimizer();
 
   NetworkSpec spec_;
   mutable SharedMutex mu_;  // shared: hidden, loss, read_*; exclusive: training, write_*
@@ -188,11 +184,17 @@ class Network {
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
   std::vector<std::vector<float>> state_;
-  // Training workspaces (grown on first use to the largest batch seen; no allocation per step).
-  Workspace ws_;
-  std::vector<float> dz_, da_;                // backward ping-pong, rows x max width
-  static constexpr index_t kLossBlockRows = 32;
-  std::vector<std::uint64_t> keys_;
+  std::unique_ptr<Workspace> ws_;  // training (grown on first use to the largest batch seen)
+  Timings timings_;
+  bool w0_rows_ = false;  // the last backward left W0's gradient row-sparse (CSR x): uniq_ / csc_*
+  // Rows present in the batch: W0's (input features) and U's (users), slot = compact row or -1.
+  std::vector<std::int32_t> item_slot_, uniq_, user_slot_, uniq_users_;
+  std::vector<std::int64_t> csc_ptr_, csc_fill_;  // CSC of a CSR batch over uniq_
+  std::vector<std::int32_t> csc_rows_;
+  std::vector<float> csc_vals_, gu_;  // gu_: dU rows of uniq_users_
+  const float* dz0_ = nullptr;        // layer 0's dL/dz of the last backward
+  std::vector<float> rowbuf_;         // per-thread gradient rows of the optimizer
+  std::vector<std::pair<std::uint64_t, std::int64_t>> keys_;  // shuffle
   std::vector<std::int64_t> order_;
 };
 

@@ -22,23 +22,10 @@
 #include <vector>
 
 #include "aerec/activation.hpp"
-#include "aerec/recnet_kernels.hpp"
+#include "aerec/sparse.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu {
-
-// ---------------------------------------------------------------- counter-based random streams
-// splitmix64 finaliser with the golden-ratio increment; the NumPy reference uses the same.
-inline std::uint64_t mix64(std::uint64_t x) {
-  std::uint64_t z = x + 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-inline std::uint64_t stream_key(std::uint64_t seed, std::uint64_t stream, std::uint64_t step) {
-  return mix64(mix64(mix64(seed) + stream) + step);
-}
-enum RecStream : std::uint64_t { kStreamDropout = 1, kStreamGauss = 2, kStreamNeg = 3, kStreamShuffle = 4 };
 
 // ---------------------------------------------------------------- spec
 enum class RecLoss : int { multinomial = 0, logistic = 1 };
@@ -62,20 +49,6 @@ struct RecSpec {
   bool lazy_adam = false;
   std::uint64_t seed = 0;
 };
-
-// ---------------------------------------------------------------- sparse helpers (sparse.cpp)
-// Checks a CSR batch: indptr (rows+1) monotone from 0 to nnz, column ids in [0, n_cols) and
-// strictly increasing within a row, values finite; users (may be null) in [0, n_users).
-// Throws std::invalid_argument / std::out_of_range.
-void check_csr(const CsrView<float>& x, index_t n_cols, const std::int32_t* users, index_t n_users);
-
-// out (rows x n, row stride ldo) = [init] + X @ W, X CSR over W's rows (W: X.cols x n, ldw).
-// init (length n) may be null. values null means every stored value is 1.
-void spmm_csr(const CsrView<float>& x, const float* w, index_t ldw, index_t n, const float* init,
-              float* out, index_t ldo, int num_threads = 0);
-
-// ---------------------------------------------------------------- ISA kernel table
-// RecKernels and rec_kernels(): recnet_kernels.hpp (declarations only; the ISA units include it).
 
 // ---------------------------------------------------------------- the network
 struct RecTimings {  // seconds accumulated since the last reset (phase profile of training)

@@ -1,20 +1,219 @@
-// AVX2+FMA bodies of the Network's elementwise loops: the siblings of network_avx512.cpp, with the
-// same operation order, the same random stream and the same loss formulas (see that file and the
-// portable bodies in network.cpp / optim.cpp).
-//   - adam_update / sgd_update: no FMA anywhere (this unit is built with -ffp-contract=off,
-//     cpp/CMakeLists.txt), so they equal the portable bodies bit for bit.
-//   - dropout_forward: the counter-based stream of rng.hpp, 8 columns a step; AVX2 has no 64-bit
-//     multiply, so mix64's two constant multiplies are built from 32x32->64 products.
-//   - bce_row / multinomial_row: 16 columns a step as two halves, summed in double into the same
-//     lanes and reduced in the same order as the AVX-512 rows (_mm512_reduce_add_pd).
+// AVX2+FMA bodies of the network kernel table (aerec/nn_kernels.hpp), in aerec::cpu::avx2: the row
+// kernels of the sparse paths (namespace rows) and the elementwise bodies (namespace elem), the
+// siblings of nn_avx512.cpp with the same operation order, random stream and loss formulas.
+//   - adam / sgd: no FMA anywhere (this unit is built with -ffp-contract=off, cpp/CMakeLists.txt),
+//     so they equal the scalar bodies bit for bit.
+//   - dropout: the counter-based stream of rng.hpp, 8 columns a step; AVX2 has no 64-bit multiply,
+//     so mix64's two constant multiplies are built from 32x32->64 products.
+//   - bce_row: 16 columns a step as two halves, summed in double into the same lanes and reduced in
+//     the same order as the AVX-512 row (_mm512_reduce_add_pd).
 #include <immintrin.h>
 
 #include <cmath>
 #include <cstdint>
 
-#include "../network_kernels.hpp"
+#include "aerec/nn_kernels.hpp"
 
 namespace aerec::cpu::avx2 {
+namespace rows {
+namespace {
+
+__m256 exp_ps(__m256 x) {
+  x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));  // 2^n through the exponent field: n >= -126
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 720.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+__m256i tail_mask(index_t rem) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(rem)), lane);
+}
+
+void gather_sum(index_t n, index_t cnt, const std::int32_t* idx, const float* val, const float* m,
+                index_t ldm, const float* init, float* out) {
+  index_t j = 0;
+  for (; j + 64 <= n; j += 64) {
+    __m256 a[8];
+    for (int q = 0; q < 8; ++q) a[q] = init ? _mm256_loadu_ps(init + j + 8 * q) : _mm256_setzero_ps();
+    for (index_t k = 0; k < cnt; ++k) {
+      const __m256 s = _mm256_set1_ps(val ? val[k] : 1.f);
+      const float* r = m + static_cast<index_t>(idx[k]) * ldm + j;
+      for (int q = 0; q < 8; ++q) a[q] = _mm256_fmadd_ps(s, _mm256_loadu_ps(r + 8 * q), a[q]);
+    }
+    for (int q = 0; q < 8; ++q) _mm256_storeu_ps(out + j + 8 * q, a[q]);
+  }
+  for (; j < n; j += 8) {
+    const __m256i mk = tail_mask(n - j >= 8 ? 8 : n - j);
+    __m256 a = init ? _mm256_maskload_ps(init + j, mk) : _mm256_setzero_ps();
+    for (index_t k = 0; k < cnt; ++k) {
+      const float* r = m + static_cast<index_t>(idx[k]) * ldm + j;
+      a = _mm256_fmadd_ps(_mm256_set1_ps(val ? val[k] : 1.f), _mm256_maskload_ps(r, mk), a);
+    }
+    _mm256_maskstore_ps(out + j, mk, a);
+  }
+}
+
+void axpy(index_t n, float a, const float* x, float* y) {
+  const __m256 s = _mm256_set1_ps(a);
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(s, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+float hsum(__m256 v) {
+  __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_add_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+float row_max(index_t n, const float* z) {
+  __m256 m0 = _mm256_set1_ps(-INFINITY);
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8) m0 = _mm256_max_ps(m0, _mm256_loadu_ps(z + i));
+  float r = hmax(m0);
+  for (; i < n; ++i) r = z[i] > r ? z[i] : r;
+  return r;
+}
+
+double exp_shift_sum(index_t n, float* z, float shift) {
+  const __m256 sh = _mm256_set1_ps(shift);
+  __m256 s0 = _mm256_setzero_ps();
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(z + i), sh));
+    _mm256_storeu_ps(z + i, e);
+    s0 = _mm256_add_ps(s0, e);
+  }
+  if (i < n) {
+    const __m256i mk = tail_mask(n - i);
+    const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_maskload_ps(z + i, mk), sh)),
+                                   _mm256_castsi256_ps(mk));
+    _mm256_maskstore_ps(z + i, mk, e);
+    s0 = _mm256_add_ps(s0, e);
+  }
+  return static_cast<double>(hsum(s0));
+}
+
+void adam(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr, float b1,
+          float b2, float c1, float c2, float eps) {
+  const __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2);
+  const __m256 vb1c = _mm256_set1_ps(1.f - b1), vb2c = _mm256_set1_ps(1.f - b2);
+  const __m256 vl2 = _mm256_set1_ps(l2), vlr = _mm256_set1_ps(lr), vc1 = _mm256_set1_ps(c1);
+  const __m256 vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
+  for (index_t i = 0; i < n; i += 8) {
+    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
+    const __m256 wv = _mm256_maskload_ps(w + i, mk);
+    __m256 gv = g ? _mm256_maskload_ps(g + i, mk) : _mm256_setzero_ps();
+    if (l2 != 0.f) gv = _mm256_fmadd_ps(vl2, wv, gv);
+    const __m256 mv = _mm256_fmadd_ps(vb1, _mm256_maskload_ps(m + i, mk), _mm256_mul_ps(vb1c, gv));
+    const __m256 vv = _mm256_fmadd_ps(vb2, _mm256_maskload_ps(v + i, mk),
+                                      _mm256_mul_ps(vb2c, _mm256_mul_ps(gv, gv)));
+    const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vv, vc2)), veps);
+    const __m256 upd = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_mul_ps(mv, vc1)), den);
+    _mm256_maskstore_ps(m + i, mk, mv);
+    _mm256_maskstore_ps(v + i, mk, vv);
+    _mm256_maskstore_ps(w + i, mk, _mm256_sub_ps(wv, upd));
+  }
+}
+
+void sgd(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom) {
+  const __m256 vl2 = _mm256_set1_ps(l2), vlr = _mm256_set1_ps(lr), vmom = _mm256_set1_ps(mom);
+  for (index_t i = 0; i < n; i += 8) {
+    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
+    const __m256 wv = _mm256_maskload_ps(w + i, mk);
+    __m256 gv = g ? _mm256_maskload_ps(g + i, mk) : _mm256_setzero_ps();
+    if (l2 != 0.f) gv = _mm256_fmadd_ps(vl2, wv, gv);
+    const __m256 mv = _mm256_fmadd_ps(vmom, _mm256_maskload_ps(m + i, mk), gv);
+    _mm256_maskstore_ps(m + i, mk, mv);
+    _mm256_maskstore_ps(w + i, mk, _mm256_fnmadd_ps(vlr, mv, wv));
+  }
+}
+
+void tanh_inplace(index_t n, float* y) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (index_t i = 0; i < n; i += 8) {
+    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
+    const __m256 x = _mm256_maskload_ps(y + i, mk);
+    const __m256 ax = _mm256_and_ps(x, absmask);
+    const __m256 t = exp_ps(_mm256_mul_ps(ax, _mm256_set1_ps(-2.f)));
+    __m256 r = _mm256_div_ps(_mm256_sub_ps(_mm256_set1_ps(1.f), t), _mm256_add_ps(_mm256_set1_ps(1.f), t));
+    const __m256 x2 = _mm256_mul_ps(ax, ax);
+    __m256 s = _mm256_fmadd_ps(x2, _mm256_set1_ps(2.f / 15.f), _mm256_set1_ps(-1.f / 3.f));
+    s = _mm256_fmadd_ps(_mm256_mul_ps(s, x2), ax, ax);
+    r = _mm256_blendv_ps(r, s, _mm256_cmp_ps(ax, _mm256_set1_ps(0.0625f), _CMP_LT_OQ));
+    r = _mm256_or_ps(r, _mm256_andnot_ps(absmask, x));
+    _mm256_maskstore_ps(y + i, mk, r);
+  }
+}
+
+
+double logistic_row(index_t n, float* z, float scale) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 one = _mm256_set1_ps(1.f), two = _mm256_set1_ps(2.f), sc = _mm256_set1_ps(scale);
+  __m256 acc = _mm256_setzero_ps();
+  for (index_t i = 0; i < n; i += 8) {
+    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
+    const __m256 x = _mm256_maskload_ps(z + i, mk);
+    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_and_ps(x, absmask)));
+    const __m256 s = _mm256_div_ps(e, _mm256_add_ps(two, e));
+    const __m256 s2 = _mm256_mul_ps(s, s);
+    __m256 p = _mm256_set1_ps(1.f / 13.f);
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 11.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 9.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 7.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 5.f));
+    p = _mm256_fmadd_ps(p, s2, _mm256_set1_ps(1.f / 3.f));
+    p = _mm256_fmadd_ps(p, s2, one);
+    const __m256 sp = _mm256_fmadd_ps(_mm256_mul_ps(two, s), p, _mm256_max_ps(x, _mm256_setzero_ps()));
+    acc = _mm256_add_ps(acc, _mm256_and_ps(sp, _mm256_castsi256_ps(mk)));
+    const __m256 r = _mm256_div_ps(one, _mm256_add_ps(one, e));
+    const __m256 sig = _mm256_blendv_ps(_mm256_mul_ps(e, r), r, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+    _mm256_maskstore_ps(z + i, mk, _mm256_mul_ps(sig, sc));
+  }
+  return static_cast<double>(hsum(acc));
+}
+
+
+void scale_accumulate(index_t n, float* z, float s, float* acc) {
+  const __m256 sv = _mm256_set1_ps(s);
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_mul_ps(_mm256_loadu_ps(z + i), sv);
+    _mm256_storeu_ps(z + i, v);
+    _mm256_storeu_ps(acc + i, _mm256_add_ps(_mm256_loadu_ps(acc + i), v));
+  }
+  for (; i < n; ++i) {
+    z[i] *= s;
+    acc[i] += z[i];
+  }
+}
+
+}  // namespace
+
+}  // namespace rows
+
+namespace elem {
 namespace {
 
 // Lanes [0, left) of 8 (left clamped to [0, 8]).
@@ -129,7 +328,7 @@ inline __m256i set1_u64(std::uint64_t x) { return _mm256_set1_epi64x(static_cast
 // of a step of 8 ride in one vector, the odd ones in another, so the two 24-bit results interleave
 // into 32-bit lanes in column order with one blend.
 void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, float* dst,
-                     float* mult, std::uint64_t key, float p) {
+                     float* mult, std::uint64_t key, float p, const std::int64_t* row_ids) {
   const float scale = 1.f / (1.f - p);
   const __m256 vp = _mm256_set1_ps(p), vscale = _mm256_set1_ps(scale), two24 = _mm256_set1_ps(0x1p-24f);
   const MixK mk{set1_u64(kMix1 & 0xFFFFFFFFu), set1_u64(kMix1 >> 32), set1_u64(kMix2 & 0xFFFFFFFFu),
@@ -139,7 +338,7 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   const __m256i odd = _mm256_add_epi64(even, set1_u64(kGolden));
   const __m256i step8 = set1_u64(8 * kGolden);
   for (index_t r = 0; r < rows; ++r) {
-    const std::uint64_t base = key + static_cast<std::uint64_t>(r * cols + 1) * kGolden;
+    const std::uint64_t base = key + (static_cast<std::uint64_t>(row_ids[r]) * cols + 1) * kGolden;
     __m256i ze = _mm256_add_epi64(set1_u64(base), even), zo = _mm256_add_epi64(set1_u64(base), odd);
     const float* s = src + r * lds;
     float* d = dst + r * cols;
@@ -163,10 +362,10 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   }
 }
 
-// ---- loss rows (BCE from logits, multinomial): vectorised exp / log ------------------------------
+// ---- loss rows (BCE from logits): vectorised exp / log ------------------------------
 namespace {
 
-// exp(x), the Cephes expf polynomial of network_avx512.cpp (~1 ulp). 2^n goes through the exponent
+// exp(x), the Cephes expf polynomial of the AVX-512 BCE row (~1 ulp). 2^n goes through the exponent
 // field, so x is clamped to [-87.33654, 88.37626] (n in [-126, 127]); the rows here only take
 // x <= 0, where this equals the AVX-512 exp_ps (2^n exact, y * 2^n rounded once either way).
 inline __m256 exp_ps(__m256 x) {
@@ -288,78 +487,14 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return acc.sum();
 }
 
-namespace {
+}  // namespace elem
 
-// exp(o - max) of 8 columns (zero outside t), stored into d when d; adds to the three sums.
-template <bool Tail>
-inline void softmax8(const float* o, const float* y, float* d, __m256i t, __m256 vmx, __m256& e_out,
-                     __m256& y_out, __m256& yo_out) {
-  const __m256 ov = load8<Tail>(o, t), yv = load8<Tail>(y, t);
-  const __m256 e = keep8<Tail>(exp_ps(_mm256_sub_ps(ov, vmx)), t);
-  if (d) store8<Tail>(d, t, e);
-  e_out = e;
-  y_out = yv;
-  yo_out = _mm256_mul_ps(yv, ov);
-}
-
-template <bool Tail>
-inline void softmax16(const float* o, const float* y, float* d, index_t left, __m256 vmx, Acc& se, Acc& ys, Acc& yz) {
-  const __m256i all = _mm256_set1_epi32(-1);
-  const __m256i t0 = Tail ? tail_mask(left) : all, t1 = Tail ? tail_mask(left - 8) : all;
-  __m256 e, yv, yo;
-  softmax8<Tail>(o, y, d, t0, vmx, e, yv, yo);
-  se.add_lo(e);
-  ys.add_lo(yv);
-  yz.add_lo(yo);
-  softmax8<Tail>(o + 8, y + 8, d ? d + 8 : nullptr, t1, vmx, e, yv, yo);
-  se.add_hi(e);
-  ys.add_hi(yv);
-  yz.add_hi(yo);
-}
-
-template <bool Tail>
-inline void scale8(float* d, const float* y, __m256i t, __m256 inv, __m256 ys, __m256 vs) {
-  const __m256 dv = load8<Tail>(d, t), yv = load8<Tail>(y, t);
-  store8<Tail>(d, t, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dv, inv), ys), yv), vs));
-}
-
-}  // namespace
-
-// One row of the multinomial log-likelihood from logits o: returns ysum * lse - sum_c y_c o_c;
-// writes d_c = (softmax_c * ysum - y_c) * iscale when d.
-double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale) {
-  // Column max in the AVX-512 row's 16 lanes (a: columns 16j..16j+7, b: the next 8) and its
-  // _mm512_reduce_max_ps order.
-  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
-  __m256 ma = ninf, mb = ninf;
-  index_t c = 0;
-  for (; c + 16 <= cols; c += 16) {
-    ma = _mm256_max_ps(ma, _mm256_loadu_ps(o + c));
-    mb = _mm256_max_ps(mb, _mm256_loadu_ps(o + c + 8));
-  }
-  if (c < cols) {
-    const __m256i ta = tail_mask(cols - c), tb = tail_mask(cols - c - 8);
-    ma = _mm256_blendv_ps(ma, _mm256_max_ps(ma, _mm256_maskload_ps(o + c, ta)), _mm256_castsi256_ps(ta));
-    mb = _mm256_blendv_ps(mb, _mm256_max_ps(mb, _mm256_maskload_ps(o + c + 8, tb)), _mm256_castsi256_ps(tb));
-  }
-  const __m256 t3 = _mm256_max_ps(mb, ma);
-  __m128 t6 = _mm_max_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
-  t6 = _mm_max_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(1, 0, 3, 2)));
-  t6 = _mm_max_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(0, 1, 0, 1)));
-  const float mx = _mm_cvtss_f32(t6);
-  const __m256 vmx = _mm256_set1_ps(mx);
-  Acc se, ys, yz;
-  for (c = 0; c + 16 <= cols; c += 16) softmax16<false>(o + c, y + c, d ? d + c : nullptr, 16, vmx, se, ys, yz);
-  if (c < cols) softmax16<true>(o + c, y + c, d ? d + c : nullptr, cols - c, vmx, se, ys, yz);
-  const double sse = se.sum(), ysum = ys.sum(), syz = yz.sum();
-  if (d) {
-    const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sse)), vys = _mm256_set1_ps(static_cast<float>(ysum));
-    const __m256 vs = _mm256_set1_ps(iscale);
-    const __m256i all = _mm256_set1_epi32(-1);
-    for (c = 0; c + 8 <= cols; c += 8) scale8<false>(d + c, y + c, all, inv, vys, vs);
-    if (c < cols) scale8<true>(d + c, y + c, tail_mask(cols - c), inv, vys, vs);
-  }
-  return ysum * (static_cast<double>(mx) + std::log(sse)) - syz;
-}
+// Constant data (function addresses are constant expressions): no initialiser compiled with this
+// unit's flags runs at load time or when a portable caller picks a table.
+const NnKernels kNnKernels = {
+    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row,
+    &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
+    &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
+};
 
 }  // namespace aerec::cpu::avx2
