@@ -35,10 +35,9 @@
 #include <utility>
 #include <vector>
 
-#include "aerec/rwlock.hpp"
-
 #include "aerec/activation.hpp"
 #include "aerec/optim.hpp"
+#include "aerec/rwlock.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu {
@@ -193,7 +192,7 @@ class Network {
   std::vector<std::int32_t> csc_rows_;
   std::vector<float> csc_vals_, gu_;  // gu_: dU rows of uniq_users_
   const float* dz0_ = nullptr;        // layer 0's dL/dz of the last backward
-  std::vector<float> rowbuf_;         // per-thread gradient rows of the optimizer
+  std::vector<float> rowbuf_;         // per-thread gradient chunks of the optimizer
   std::vector<std::pair<std::uint64_t, std::int64_t>> keys_;  // shuffle
   std::vector<std::int64_t> order_;
 };
