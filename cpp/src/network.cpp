@@ -1072,14 +1072,17 @@ void Network::apply_optimizer(Lap& lap) {
   auto add_l2 = [&](float* g, const float* w, index_t n) {
     if (l2 != 0.f) k.axpy(n, l2, w, g);
   };
-  // Rows [j0, j1) of a row-sparse tensor at flat offset o; slot[j] >= 0 marks a present row, whose
-  // data gradient data(slot, g_row) writes.
+  // Rows [j0, j1) of a row-sparse tensor at flat offset o: gradient l2 w, then the present rows
+  // (slot[j] >= 0) get their data gradient from data(slot, g_row) plus l2 w instead.
   auto row_chunk = [&](index_t o, index_t j0, index_t j1, const std::int32_t* slot, auto&& data, float* g) {
+    const float* w = params_.data() + o + j0 * c0;
     const index_t n = (j1 - j0) * c0;
-    std::fill(g, g + n, 0.f);
+    for (index_t i = 0; i < n; ++i) g[i] = l2 * w[i];
     for (index_t j = j0; j < j1; ++j)
-      if (slot[j] >= 0) data(slot[j], g + (j - j0) * c0);
-    add_l2(g, params_.data() + o + j0 * c0, n);
+      if (slot[j] >= 0) {
+        data(slot[j], g + (j - j0) * c0);
+        add_l2(g + (j - j0) * c0, w + (j - j0) * c0, c0);
+      }
     update(o + j0 * c0, n, g);
   };
   auto u_row = [&](index_t u, float* g) { std::memcpy(g, gu_.data() + u * c0, sizeof(float) * c0); };
