@@ -15,8 +15,8 @@ Cases (each timed as median of --repeats, the engines alternating repeat by repe
         --old-core /tmp/old-main/python/aerec/_core.cpython-311-x86_64-linux-gnu.so
     flock /tmp/aerec-bench.lock env AEREC_ISA=avx2 PYTHONPATH=python python benchmarks/engine_ab.py ...
 
-Prints one line per case: both medians, the ratio new / reference (< 1: the new engine is faster)
-and every repeat.
+Prints one line per case: both medians, their ratio new / reference (< 1: the new engine is
+faster), the median of the per-repeat ratios and every repeat.
 """
 import argparse
 import importlib.util
@@ -97,8 +97,11 @@ def sparse_cases(rows):
 
 
 def report(name, ref_name, ref, new):
+    """Medians, their ratio and the median of the per-repeat ratios (each pair ran back to back,
+    so it holds up better when the shared machine's load changes during the run)."""
     mr, mn = statistics.median(ref), statistics.median(new)
-    print(f"{name:9s} {ref_name} {mr:.3f} s   Network {mn:.3f} s   new/ref {mn / mr:.3f}   "
+    paired = statistics.median(n / r for r, n in zip(ref, new))
+    print(f"{name:9s} {ref_name} {mr:.3f} s   Network {mn:.3f} s   new/ref {mn / mr:.3f}   paired {paired:.3f}   "
           f"(ref {' '.join(f'{t:.3f}' for t in ref)}; new {' '.join(f'{t:.3f}' for t in new)})", flush=True)
 
 

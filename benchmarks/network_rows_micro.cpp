@@ -1,6 +1,5 @@
 // Micro-benchmark of the network kernel table's elementwise bodies (aerec/nn_kernels.hpp), one
-// thread: the scalar table against the AVX2 and AVX-512 ones (the multinomial row: row_max +
-// exp_shift_sum + scale_accumulate, as the Network's fused loss row calls them).
+// thread: the scalar table against the AVX2 and AVX-512 ones.
 // Prints the minimum over 31 runs of ns per element. Build against the kernel library:
 //   g++ -O3 -fno-math-errno -std=c++17 -Icpp/include benchmarks/network_rows_micro.cpp \
 //       build/dev/cpp/libaerec_kernels.a -fopenmp -o /tmp/network_rows_micro
@@ -56,13 +55,7 @@ int main() {
     });
     const double mu = ns_per(n, [&] {
       double s = 0;
-      for (index_t r = 0; r < rows; ++r) {
-        std::copy(&z[r * cols], &z[r * cols] + cols, &d[r * cols]);
-        const float mx = k.row_max(cols, &d[r * cols]);
-        const double se = k.exp_shift_sum(cols, &d[r * cols], mx);
-        k.scale_accumulate(cols, &d[r * cols], static_cast<float>(1.0 / se), buf.data());
-        s += se;
-      }
+      for (index_t r = 0; r < rows; ++r) s += k.multinomial_row(&z[r * cols], &y[r * cols], &d[r * cols], cols, 0.1f);
       volatile double keep = s;
       (void)keep;
     });

@@ -9,8 +9,9 @@
 //   forward      layer 0: CSR gather-sum SpMM (+ b + U[user], activation) | dropout + GEMM
 //                layer l: dropout + GEMM with the fused bias + activation; the variational layer
 //                writes [mu, logvar] and samples z
-//   loss         mse | bce | masked_mse rows (dense y) | multinomial | logistic rows (sparse
-//                targets, output-bias gradient fused per thread); dL/dz in place of the logits
+//   loss         mse | bce | masked_mse | multinomial rows on a dense y; multinomial on a CSR y and
+//                logistic on sparse targets (output-bias gradient fused per thread); dL/dz in
+//                place of the logits
 //   backward     layer l: db, dW = A^T dZ (+ l2 W), dA = dZ W^T through dropout / activation /
 //                the reparameterisation; layer 0: dU rows, the CSC of a CSR batch (dW0 rows)
 //   optimizer    one parallel region: W0 / U rows (row-sparse: lazy, or dW0 from the CSC),
@@ -361,15 +362,16 @@ void activation_backward(float* da, const float* mult, const float* y, index_t B
 
 // ---- losses: rows of logits z (B x O) -> sum of the row losses; dL/dz in place when grad -------
 
-// mse / bce / masked_mse on a dense y (rows in fixed blocks summed in order: the same bits for
-// any thread count). o: the output (bce: the logits).
+// mse / bce / masked_mse / multinomial on a dense y (rows in fixed blocks summed in order: the
+// same bits for any thread count). o: the output (bce: the logits).
 double dense_loss(float* o, const MatrixView<const float>& y, const MatrixView<const float>& mask, index_t B,
                   index_t O, LossKind loss, Activation out_act, bool grad, double count, std::vector<double>& part) {
   constexpr index_t kRows = 32;
   const index_t n_blocks = (B + kRows - 1) / kRows;
   double* partial = grow(part, n_blocks);
   const float iscale = static_cast<float>(1.0 / count), gscale = static_cast<float>(2.0 / count);
-  const auto bce_row = nn_kernels().bce_row;
+  const NnKernels& k = nn_kernels();
+  const auto row_fn = loss == LossKind::multinomial ? k.multinomial_row : k.bce_row;
   const bool masked = loss == LossKind::masked_mse;
   with_activation(out_act, [&](auto tag) {
     constexpr Activation A = decltype(tag)::value;
@@ -378,8 +380,8 @@ double dense_loss(float* o, const MatrixView<const float>& y, const MatrixView<c
       for (index_t r = blk * kRows; r < std::min(B, (blk + 1) * kRows); ++r) {
         float* z = o + r * O;
         const float* yr = y.row(r);
-        if (loss == LossKind::bce) {
-          sum += bce_row(z, yr, grad ? z : nullptr, O, iscale);
+        if (loss == LossKind::bce || loss == LossKind::multinomial) {
+          sum += row_fn(z, yr, grad ? z : nullptr, O, iscale);
           continue;
         }
         const float* m = (masked && mask.data) ? mask.row(r) : nullptr;
@@ -672,7 +674,9 @@ Network::Minibatch Network::minibatch(Workspace& w, const Batch& b, index_t r0, 
     mb.x = {b.x.row(r0), rows, nin, b.x.stride};
   }
   const bool has_y = b.y.data != nullptr || b.y_csr.indptr != nullptr;  // hidden() passes none
-  const bool sparse_targets = has_y && (spec_.loss == LossKind::multinomial || spec_.loss == LossKind::logistic);
+  // Sparse targets: logistic always, multinomial on a CSR y (a dense y goes through the dense row).
+  const bool sparse_targets = has_y && (spec_.loss == LossKind::logistic ||
+                                        (spec_.loss == LossKind::multinomial && b.y_csr.indptr != nullptr));
   if (sparse_targets && b.y_csr.indptr == b.x_csr.indptr && b.y_csr.indptr != nullptr &&
       b.y_csr.values == b.x_csr.values && b.y_csr.indices == b.x_csr.indices) {
     mb.ys = {mb.xs.indptr, mb.xs.indices, w.xraw.data()};  // y is x: gathered once
@@ -840,13 +844,14 @@ double Network::loss_rows(Workspace& w, const Minibatch& mb, bool grad, float* d
   const index_t B = mb.rows, O = n_out();
   float* z = w.act[n_layers()].data();
   const LossKind loss = spec_.loss;
-  if (loss == LossKind::multinomial || loss == LossKind::logistic) {
+  if (mb.ys.indptr != nullptr) {
     *count = static_cast<double>(B);
     return sparse_target_loss(z, db, mb.ys, B, O, loss, spec_.negative_samples,
                               rng::key(spec_.seed, rng::kNegative, static_cast<std::uint64_t>(step_), 0), mb.rid,
                               grad, w.dbpart, w.row_loss, w.logistic);
   }
-  *count = loss == LossKind::masked_mse ? static_cast<double>(B) : static_cast<double>(B) * static_cast<double>(O);
+  *count = loss == LossKind::masked_mse || loss == LossKind::multinomial ? static_cast<double>(B)
+                                                                      : static_cast<double>(B) * static_cast<double>(O);
   return dense_loss(z, mb.y, mb.mask, B, O, loss, spec_.activations.back(), grad, *count, w.partials);
 }
 
@@ -888,7 +893,7 @@ void Network::backward(const Minibatch& mb, Lap& lap) {
   float* dz = w.act[L].data();  // dL/dz of the output layer, written by loss_rows
   float* buf[2] = {grow(w.dz, B * widest), grow(w.da, B * widest)};
   const float l2 = static_cast<float>(spec_.l2);
-  const bool out_bias_done = spec_.loss == LossKind::multinomial || spec_.loss == LossKind::logistic;
+  const bool out_bias_done = mb.ys.indptr != nullptr;  // fused into the sparse-target loss rows
   for (int l = L - 1; l >= 0; --l) {
     const index_t nin = s[l], nout = tensor_cols(2 * l);
     float* dW = grads_.data() + offsets_[2 * l];
@@ -1072,14 +1077,17 @@ void Network::apply_optimizer(Lap& lap) {
   auto add_l2 = [&](float* g, const float* w, index_t n) {
     if (l2 != 0.f) k.axpy(n, l2, w, g);
   };
-  // Rows [j0, j1) of a row-sparse tensor at flat offset o; slot[j] >= 0 marks a present row, whose
-  // data gradient data(slot, g_row) writes.
+  // Rows [j0, j1) of a row-sparse tensor at flat offset o: gradient l2 w, then the present rows
+  // (slot[j] >= 0) get their data gradient from data(slot, g_row) plus l2 w instead.
   auto row_chunk = [&](index_t o, index_t j0, index_t j1, const std::int32_t* slot, auto&& data, float* g) {
+    const float* w = params_.data() + o + j0 * c0;
     const index_t n = (j1 - j0) * c0;
-    std::fill(g, g + n, 0.f);
+    for (index_t i = 0; i < n; ++i) g[i] = l2 * w[i];
     for (index_t j = j0; j < j1; ++j)
-      if (slot[j] >= 0) data(slot[j], g + (j - j0) * c0);
-    add_l2(g, params_.data() + o + j0 * c0, n);
+      if (slot[j] >= 0) {
+        data(slot[j], g + (j - j0) * c0);
+        add_l2(g + (j - j0) * c0, w + (j - j0) * c0, c0);
+      }
     update(o + j0 * c0, n, g);
   };
   auto u_row = [&](index_t u, float* g) { std::memcpy(g, gu_.data() + u * c0, sizeof(float) * c0); };

@@ -1,10 +1,11 @@
 // Plain C++ test of concurrent inference (no Python): 8 std::threads evaluate one RecNetwork, one
-// dense Network and one TopkIndex at once, with requests of different sizes (a shared workspace
-// would be regrown under another caller), and every answer must equal the single-threaded one bit
-// for bit. Then training runs in one thread while others evaluate: no crash, no torn answer (each
-// must equal the answer of a weight snapshot taken between two updates), and the final weights
-// equal those of training alone. Clean under -fsanitize=address,undefined and (built without
-// OpenMP, whose runtime TSan does not see) -fsanitize=thread.
+// Network (dense and CSR input) and one TopkIndex at once, with requests of different sizes (a
+// shared workspace would be regrown under another caller), and every answer must equal the
+// single-threaded one bit for bit. Then training runs in one thread while others evaluate: no
+// crash, no torn answer (each must equal the answer of a weight snapshot taken between two
+// updates), and the final weights equal those of training alone. Clean under
+// -fsanitize=address,undefined and (built without OpenMP, whose runtime TSan does not see)
+// -fsanitize=thread.
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -259,6 +260,68 @@ static void test_network_concurrent(bool variational) {
         variational ? " (variational)" : "", wrong.load());
 }
 
+// The Network on CSR requests: the Mult-VAE pipeline (normalised input, Gaussian bottleneck,
+// multinomial) and the CDAE one (per-user rows, logistic with negatives).
+static void test_network_sparse_concurrent(bool cdae) {
+  constexpr index_t kI = 300, kUsers = 40;
+  NetworkSpec s;
+  if (cdae) {
+    s.layer_sizes = {kI, 24, kI};
+    s.activations = {Activation::sigmoid, Activation::identity};
+    s.dropout = {0.2, 0.0};
+    s.loss = LossKind::logistic;
+    s.negative_samples = 2;
+    s.n_users = kUsers;
+  } else {
+    s.layer_sizes = {kI, 48, 12, 48, kI};
+    s.activations = {Activation::tanh, Activation::identity, Activation::tanh, Activation::identity};
+    s.dropout = {0.5, 0.0, 0.0, 0.0};
+    s.encoder_depth = 2;
+    s.variational = true;
+    s.normalize_input = true;
+    s.loss = LossKind::multinomial;
+  }
+  s.seed = 11;
+  Network net(s);
+  std::mt19937 g(5);
+  std::normal_distribution<float> d(0.f, 0.3f);
+  for (int t = 0; t < net.n_tensors(); ++t)
+    for (index_t k = 0; k < net.tensor_size(t); ++k) net.param(t)[k] = d(g);
+  std::vector<Csr> reqs;
+  for (index_t rows : kRows) reqs.push_back(random_csr(rows, kI, 0.05, static_cast<unsigned>(rows), kUsers));
+  auto batch = [&](int q) {
+    Batch b;
+    b.x = {nullptr, kRows[q], kI, kI};
+    b.x_csr = reqs[q].view();
+    b.y_csr = b.x_csr;
+    b.users = cdae ? reqs[q].users.data() : nullptr;
+    return b;
+  };
+  const int L = net.n_layers();
+  auto hidden = [&](int q, int layer) {
+    const index_t cols = s.layer_sizes[layer + 1];
+    std::vector<float> out(static_cast<std::size_t>(kRows[q] * cols));
+    net.hidden(batch(q), layer, {out.data(), kRows[q], cols, cols}, kBatch);
+    return out;
+  };
+  const int nq = static_cast<int>(std::size(kRows));
+  std::vector<std::vector<float>> ref;
+  std::vector<double> ref_loss;
+  for (int q = 0; q < nq; ++q) {
+    for (int l = 0; l < L; ++l) ref.push_back(hidden(q, l));
+    ref_loss.push_back(net.loss(batch(q), kBatch));
+  }
+  std::atomic<int> wrong{0};
+  run_threads([&](int t, int r) {
+    const int q = (t + r) % nq, l = (t + 3 * r) % L;
+    if (!same_bits(hidden(q, l), ref[q * L + l])) ++wrong;
+    const double lv = net.loss(batch(q), kBatch);
+    if (std::memcmp(&lv, &ref_loss[q], sizeof lv) != 0) ++wrong;
+  });
+  CHECK(wrong == 0, "Network (%s, CSR): %d concurrent hidden/loss answers differ from the single-threaded ones",
+        cdae ? "CDAE" : "Mult-VAE", wrong.load());
+}
+
 // ------------------------------------------------------------------ TopkIndex
 static void test_topk_concurrent(TopkPrecision precision, bool prune) {
   const index_t n = 1500, d = 16;
@@ -316,6 +379,8 @@ int main() {
   test_recnet_train_while_serving();
   test_network_concurrent(false);
   test_network_concurrent(true);
+  test_network_sparse_concurrent(false);
+  test_network_sparse_concurrent(true);
   test_topk_concurrent(TopkPrecision::fp32, false);
   test_topk_concurrent(TopkPrecision::fp32, true);
   test_topk_concurrent(TopkPrecision::int8, true);

@@ -38,7 +38,9 @@ struct Body {
   const NnKernels& k;
 };
 
-static const Body kBodies[] = {{"avx2", Target::avx2, avx2::kNnKernels}, {"avx512", Target::avx512, avx512::kNnKernels}};
+static const Body kBodies[] = {{"scalar", Target::scalar, scalar::kNnKernels},
+                               {"avx2", Target::avx2, avx2::kNnKernels},
+                               {"avx512", Target::avx512, avx512::kNnKernels}};
 static const NnKernels& ref = scalar::kNnKernels;
 
 static bool same(const std::vector<float>& a, const std::vector<float>& b) {
@@ -118,13 +120,17 @@ static void test_loss_rows(const Body& b) {
     make_row(cols, 100 + static_cast<unsigned>(cols), z, y);
     const float iscale = 0.25f;
     // float64 references
-    double bce = 0;
-    std::vector<double> dbce(cols);
+    double bce = 0, mx = -INFINITY, se = 0, ysum = 0, yz = 0;
+    std::vector<double> dbce(cols), dmul(cols);
     for (index_t c = 0; c < cols; ++c) {
       const double zc = z[c], yc = y[c];
       bce += std::fmax(zc, 0.0) + std::log1p(std::exp(-std::fabs(zc))) - yc * zc;
       dbce[c] = (1.0 / (1.0 + std::exp(-zc)) - yc) * iscale;
+      mx = std::fmax(mx, zc);
     }
+    for (index_t c = 0; c < cols; ++c) { se += std::exp(z[c] - mx); ysum += y[c]; yz += double(y[c]) * z[c]; }
+    for (index_t c = 0; c < cols; ++c) dmul[c] = (std::exp(z[c] - mx) / se * ysum - y[c]) * iscale;
+    const double mul = ysum * (mx + std::log(se)) - yz;
     std::vector<float> d(cols + 16, 9.f);  // guard lanes past cols must stay untouched
     const double lb = b.k.bce_row(z.data(), y.data(), d.data(), cols, iscale);
     CHECK(std::fabs(lb - bce) <= 2e-6 * std::fabs(bce) + 1e-6, "%s bce cols=%ld: %.9g vs %.9g", b.name, long(cols), lb, bce);
@@ -133,6 +139,21 @@ static void test_loss_rows(const Body& b) {
     CHECK(err <= 4e-8, "%s bce grad cols=%ld: %g", b.name, long(cols), err);
     for (index_t c = cols; c < cols + 16; ++c) CHECK(d[c] == 9.f, "%s bce wrote past cols=%ld", b.name, long(cols));
     CHECK(b.k.bce_row(z.data(), y.data(), nullptr, cols, iscale) == lb, "%s bce without d, cols=%ld", b.name, long(cols));
+
+    std::fill(d.begin(), d.end(), 9.f);
+    const double lm = b.k.multinomial_row(z.data(), y.data(), d.data(), cols, iscale);
+    CHECK(std::fabs(lm - mul) <= 2e-6 * std::fabs(mul) + 1e-5, "%s multinomial cols=%ld: %.9g vs %.9g", b.name,
+          long(cols), lm, mul);
+    err = 0;
+    for (index_t c = 0; c < cols; ++c) err = std::fmax(err, std::fabs(d[c] - dmul[c]) - 1e-5 * std::fabs(dmul[c]));
+    CHECK(err <= 4e-8, "%s multinomial grad cols=%ld: %g", b.name, long(cols), err);
+    for (index_t c = cols; c < cols + 16; ++c) CHECK(d[c] == 9.f, "%s multinomial wrote past cols=%ld", b.name, long(cols));
+    CHECK(b.k.multinomial_row(z.data(), y.data(), nullptr, cols, iscale) == lm, "%s multinomial without d, cols=%ld",
+          b.name, long(cols));
+    std::vector<float> zin = z;  // d aliasing o, as the Network calls it
+    CHECK(b.k.multinomial_row(zin.data(), y.data(), zin.data(), cols, iscale) == lm &&
+              std::memcmp(zin.data(), d.data(), sizeof(float) * cols) == 0,
+          "%s multinomial in place, cols=%ld", b.name, long(cols));
 
   }
 }
@@ -200,6 +221,9 @@ static void test_avx2_equals_avx512() {
     const double b2 = avx2::kNnKernels.bce_row(z.data(), y.data(), d2.data(), cols, 0.5f);
     const double b5 = avx512::kNnKernels.bce_row(z.data(), y.data(), d5.data(), cols, 0.5f);
     CHECK(b2 == b5 && same(d2, d5), "bce avx2 != avx512 at cols=%ld (%.17g vs %.17g)", long(cols), b2, b5);
+    const double m2 = avx2::kNnKernels.multinomial_row(z.data(), y.data(), d2.data(), cols, 0.5f);
+    const double m5 = avx512::kNnKernels.multinomial_row(z.data(), y.data(), d5.data(), cols, 0.5f);
+    CHECK(m2 == m5 && same(d2, d5), "multinomial avx2 != avx512 at cols=%ld (%.17g vs %.17g)", long(cols), m2, m5);
   }
 }
 #endif  // AEREC_X86

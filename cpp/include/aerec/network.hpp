@@ -16,9 +16,9 @@
 // each with the same offsets.
 //
 // A CSR x feeds layer 0 as a gather-sum (the batch is never densified); its weight gradient is
-// row-sparse (a CSC of the batch), computed row by row inside the optimizer step. Multinomial and
-// logistic losses read their targets as sparse rows (a CSR y, or the non-zeros of a dense one)
-// and fuse the output-bias gradient per thread.
+// row-sparse (a CSC of the batch), computed row by row inside the optimizer step. The logistic
+// loss and the multinomial one on a CSR y read their targets as sparse rows (a CSR y, or the
+// non-zeros of a dense one) and fuse the output-bias gradient per thread.
 //
 // Thread safety: hidden and loss are const and build their workspace per call, so any number of
 // threads may run them on one network at once, each getting the bits a lone caller gets.
@@ -35,10 +35,9 @@
 #include <utility>
 #include <vector>
 
-#include "aerec/rwlock.hpp"
-
 #include "aerec/activation.hpp"
 #include "aerec/optim.hpp"
+#include "aerec/rwlock.hpp"
 #include "aerec/view.hpp"
 
 namespace aerec::cpu {
@@ -81,10 +80,10 @@ struct NetworkSpec {
 
 // A batch. x: rows x n_in, dense (x.data) or CSR (x_csr.indptr != nullptr; then x.data is null and
 // x.rows / x.cols still give the shape). y: rows x n_out, dense (y.data) or CSR (y_csr.indptr),
-// densified per minibatch for mse / bce / masked_mse, read as sparse rows by multinomial /
-// logistic. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with no mask uses
-// mask = (y != 0). Dropout on a CSR x is the dense stream evaluated at the stored entries, so
-// results equal the dense input's.
+// densified per minibatch for mse / bce / masked_mse, read as sparse rows by logistic and by
+// multinomial on a CSR y. mask (optional, dense, masked_mse only): rows x n_out; masked_mse with
+// no mask uses mask = (y != 0). Dropout on a CSR x is the dense stream evaluated at the stored
+// entries, so results equal the dense input's.
 struct Batch {
   MatrixView<const float> x, y, mask;
   CsrView<float> x_csr, y_csr;
@@ -162,7 +161,7 @@ class Network {
   void forward(Workspace& w, const Minibatch& mb, int last, bool training, bool logits, float* out,
                index_t ldo, Lap& lap) const;
   // Sum of the loss over the rows of w's last forward and its divisor. grad: the output layer's
-  // buffer is overwritten with dL/dz, and multinomial / logistic also write the output bias
+  // buffer is overwritten with dL/dz, and the sparse-target losses also write the output bias
   // gradient to db (fused per thread). Without grad the output buffer is clobbered.
   double loss_rows(Workspace& w, const Minibatch& mb, bool grad, float* db, double* count) const;
   double l2_term() const;
@@ -193,7 +192,7 @@ class Network {
   std::vector<std::int32_t> csc_rows_;
   std::vector<float> csc_vals_, gu_;  // gu_: dU rows of uniq_users_
   const float* dz0_ = nullptr;        // layer 0's dL/dz of the last backward
-  std::vector<float> rowbuf_;         // per-thread gradient rows of the optimizer
+  std::vector<float> rowbuf_;         // per-thread gradient chunks of the optimizer
   std::vector<std::pair<std::uint64_t, std::int64_t>> keys_;  // shuffle
   std::vector<std::int64_t> order_;
 };

@@ -23,6 +23,9 @@ struct NnKernels {
   // One row of BCE from logits: returns sum_c softplus(z_c) - y_c z_c; d_c = (sigmoid(z_c) - y_c)
   // * iscale when d. The AVX2 and AVX-512 rows agree bit for bit.
   double (*bce_row)(const float* z, const float* y, float* d, index_t cols, float iscale);
+  // One row of the multinomial log-likelihood on a dense y: returns ysum * lse(o) - sum_c y_c o_c;
+  // d_c = (softmax(o)_c * ysum - y_c) * iscale when d (d may alias o). Same bit-for-bit promise.
+  double (*multinomial_row)(const float* o, const float* y, float* d, index_t cols, float iscale);
   // out[0:n] = (init ? init : 0) + sum_k val[k] * M[idx[k] * ldm + 0:n]   (val null: all ones)
   void (*gather_sum)(index_t n, index_t cnt, const std::int32_t* idx, const float* val,
                      const float* m, index_t ldm, const float* init, float* out);

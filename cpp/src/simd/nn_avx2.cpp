@@ -362,7 +362,7 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
   }
 }
 
-// ---- loss rows (BCE from logits): vectorised exp / log ------------------------------
+// ---- loss rows (BCE from logits, multinomial on a dense y): vectorised exp / log ------------------------------
 namespace {
 
 // exp(x), the Cephes expf polynomial of the AVX-512 BCE row (~1 ulp). 2^n goes through the exponent
@@ -487,12 +487,87 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return acc.sum();
 }
 
+
+namespace {
+
+// exp(o - max) of 8 columns (zero outside t), stored into d when d; adds to the three sums.
+template <bool Tail>
+inline void softmax8(const float* o, const float* y, float* d, __m256i t, __m256 vmx, __m256& e_out,
+                     __m256& y_out, __m256& yo_out) {
+  const __m256 ov = load8<Tail>(o, t), yv = load8<Tail>(y, t);
+  const __m256 e = keep8<Tail>(exp_ps(_mm256_sub_ps(ov, vmx)), t);
+  if (d) store8<Tail>(d, t, e);
+  e_out = e;
+  y_out = yv;
+  yo_out = _mm256_mul_ps(yv, ov);
+}
+
+template <bool Tail>
+inline void softmax16(const float* o, const float* y, float* d, index_t left, __m256 vmx, Acc& se, Acc& ys, Acc& yz) {
+  const __m256i all = _mm256_set1_epi32(-1);
+  const __m256i t0 = Tail ? tail_mask(left) : all, t1 = Tail ? tail_mask(left - 8) : all;
+  __m256 e, yv, yo;
+  softmax8<Tail>(o, y, d, t0, vmx, e, yv, yo);
+  se.add_lo(e);
+  ys.add_lo(yv);
+  yz.add_lo(yo);
+  softmax8<Tail>(o + 8, y + 8, d ? d + 8 : nullptr, t1, vmx, e, yv, yo);
+  se.add_hi(e);
+  ys.add_hi(yv);
+  yz.add_hi(yo);
+}
+
+template <bool Tail>
+inline void scale8(float* d, const float* y, __m256i t, __m256 inv, __m256 ys, __m256 vs) {
+  const __m256 dv = load8<Tail>(d, t), yv = load8<Tail>(y, t);
+  store8<Tail>(d, t, _mm256_mul_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dv, inv), ys), yv), vs));
+}
+
+}  // namespace
+
+// One row of the multinomial log-likelihood from logits o: returns ysum * lse - sum_c y_c o_c;
+// writes d_c = (softmax_c * ysum - y_c) * iscale when d.
+double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale) {
+  // Column max in the AVX-512 row's 16 lanes (a: columns 16j..16j+7, b: the next 8) and its
+  // _mm512_reduce_max_ps order.
+  const __m256 ninf = _mm256_set1_ps(-__builtin_inff());
+  __m256 ma = ninf, mb = ninf;
+  index_t c = 0;
+  for (; c + 16 <= cols; c += 16) {
+    ma = _mm256_max_ps(ma, _mm256_loadu_ps(o + c));
+    mb = _mm256_max_ps(mb, _mm256_loadu_ps(o + c + 8));
+  }
+  if (c < cols) {
+    const __m256i ta = tail_mask(cols - c), tb = tail_mask(cols - c - 8);
+    ma = _mm256_blendv_ps(ma, _mm256_max_ps(ma, _mm256_maskload_ps(o + c, ta)), _mm256_castsi256_ps(ta));
+    mb = _mm256_blendv_ps(mb, _mm256_max_ps(mb, _mm256_maskload_ps(o + c + 8, tb)), _mm256_castsi256_ps(tb));
+  }
+  const __m256 t3 = _mm256_max_ps(mb, ma);
+  __m128 t6 = _mm_max_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+  t6 = _mm_max_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(1, 0, 3, 2)));
+  t6 = _mm_max_ps(t6, _mm_shuffle_ps(t6, t6, _MM_SHUFFLE(0, 1, 0, 1)));
+  const float mx = _mm_cvtss_f32(t6);
+  const __m256 vmx = _mm256_set1_ps(mx);
+  Acc se, ys, yz;
+  for (c = 0; c + 16 <= cols; c += 16) softmax16<false>(o + c, y + c, d ? d + c : nullptr, 16, vmx, se, ys, yz);
+  if (c < cols) softmax16<true>(o + c, y + c, d ? d + c : nullptr, cols - c, vmx, se, ys, yz);
+  const double sse = se.sum(), ysum = ys.sum(), syz = yz.sum();
+  if (d) {
+    const __m256 inv = _mm256_set1_ps(static_cast<float>(1.0 / sse)), vys = _mm256_set1_ps(static_cast<float>(ysum));
+    const __m256 vs = _mm256_set1_ps(iscale);
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (c = 0; c + 8 <= cols; c += 8) scale8<false>(d + c, y + c, all, inv, vys, vs);
+    if (c < cols) scale8<true>(d + c, y + c, tail_mask(cols - c), inv, vys, vs);
+  }
+  return ysum * (static_cast<double>(mx) + std::log(sse)) - syz;
+}
+
 }  // namespace elem
 
 // Constant data (function addresses are constant expressions): no initialiser compiled with this
 // unit's flags runs at load time or when a portable caller picks a table.
 const NnKernels kNnKernels = {
-    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row,
+    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row, &elem::multinomial_row,
     &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
     &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
 };

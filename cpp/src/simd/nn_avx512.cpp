@@ -314,7 +314,7 @@ void dropout_forward(index_t rows, index_t cols, const float* src, index_t lds, 
 }
 
 
-// ---- loss rows (BCE from logits): vectorised exp / log ------------------------------
+// ---- loss rows (BCE from logits, multinomial on a dense y): vectorised exp / log ------------------------------
 namespace {
 
 // exp(x) (Cephes expf polynomial, ~1 ulp; x clamped to the finite float range).
@@ -397,12 +397,48 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
 }
 
+
+// One row of the multinomial log-likelihood from logits o: returns ysum * lse - sum_c y_c o_c;
+// writes d_c = (softmax_c * ysum - y_c) * iscale when d.
+double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale) {
+  __m512 vmax = _mm512_set1_ps(-__builtin_inff());
+  for (index_t c = 0; c < cols; c += 16) {
+    const __mmask16 k = tail_mask(cols - c);
+    vmax = _mm512_mask_max_ps(vmax, k, vmax, _mm512_maskz_loadu_ps(k, o + c));
+  }
+  const float mx = _mm512_reduce_max_ps(vmax);
+  const __m512 vmx = _mm512_set1_ps(mx);
+  __m512d se_lo = _mm512_setzero_pd(), se_hi = se_lo, ys_lo = se_lo, ys_hi = se_lo, yz_lo = se_lo, yz_hi = se_lo;
+  for (index_t c = 0; c < cols; c += 16) {
+    const __mmask16 k = tail_mask(cols - c);
+    const __m512 ov = _mm512_maskz_loadu_ps(k, o + c), yv = _mm512_maskz_loadu_ps(k, y + c);
+    const __m512 e = _mm512_maskz_mov_ps(k, exp_ps(_mm512_sub_ps(ov, vmx)));
+    if (d) _mm512_mask_storeu_ps(d + c, k, e);
+    acc_pd(se_lo, se_hi, e);
+    acc_pd(ys_lo, ys_hi, yv);
+    acc_pd(yz_lo, yz_hi, _mm512_mul_ps(yv, ov));
+  }
+  const double se = _mm512_reduce_add_pd(_mm512_add_pd(se_lo, se_hi));
+  const double ysum = _mm512_reduce_add_pd(_mm512_add_pd(ys_lo, ys_hi));
+  const double yz = _mm512_reduce_add_pd(_mm512_add_pd(yz_lo, yz_hi));
+  if (d) {
+    const __m512 inv = _mm512_set1_ps(static_cast<float>(1.0 / se)), ys = _mm512_set1_ps(static_cast<float>(ysum));
+    const __m512 vs = _mm512_set1_ps(iscale);
+    for (index_t c = 0; c < cols; c += 16) {
+      const __mmask16 k = tail_mask(cols - c);
+      const __m512 dv = _mm512_maskz_loadu_ps(k, d + c), yv = _mm512_maskz_loadu_ps(k, y + c);
+      _mm512_mask_storeu_ps(d + c, k, _mm512_mul_ps(_mm512_sub_ps(_mm512_mul_ps(_mm512_mul_ps(dv, inv), ys), yv), vs));
+    }
+  }
+  return ysum * (static_cast<double>(mx) + std::log(se)) - yz;
+}
+
 }  // namespace elem
 
 // Constant data (function addresses are constant expressions): no initialiser compiled with this
 // unit's flags runs at load time or when a portable caller picks a table.
 const NnKernels kNnKernels = {
-    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row,
+    &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row, &elem::multinomial_row,
     &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
     &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
 };

@@ -159,12 +159,34 @@ double bce_row(const float* z, const float* y, float* d, index_t cols, float isc
   return sum;
 }
 
+// One row of the multinomial log-likelihood on a dense y: ysum * lse - sum_c y_c o_c with
+// lse = max + log sum exp(o - max); d_c = (softmax_c * ysum - y_c) * iscale when d (d first holds
+// exp(o - max)).
+double multinomial_row(const float* o, const float* y, float* d, index_t cols, float iscale) {
+  float mx = o[0];
+  for (index_t c = 1; c < cols; ++c) mx = std::max(mx, o[c]);
+  double se = 0.0, ysum = 0.0, yz = 0.0;
+  for (index_t c = 0; c < cols; ++c) {
+    const float e = std::exp(o[c] - mx);
+    const float p = y[c] * o[c];
+    if (d) d[c] = e;  // after the last read of o[c]: d may alias o
+    se += e;
+    ysum += y[c];
+    yz += p;
+  }
+  if (d) {
+    const float inv = static_cast<float>(1.0 / se), ys = static_cast<float>(ysum);
+    for (index_t c = 0; c < cols; ++c) d[c] = ((d[c] * inv) * ys - y[c]) * iscale;
+  }
+  return ysum * (static_cast<double>(mx) + std::log(se)) - yz;
+}
+
 }  // namespace
 
 // Constant data (function addresses are constant expressions): no initialiser compiled with this
 // unit's flags runs at load time or when a portable caller picks a table.
 const NnKernels kNnKernels = {
-    &adam_update, &sgd_update, &dropout_forward, &bce_row,
+    &adam_update, &sgd_update, &dropout_forward, &bce_row, &multinomial_row,
     &gather_sum, &axpy, &row_max, &exp_shift_sum, &scale_accumulate,
     &tanh_inplace, &logistic_row, &rec_adam, &rec_sgd,
 };
