@@ -2,7 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "aerec/recnet.hpp"
+#include "aerec/sparse.hpp"
 #include "arrays.hpp"
 #include "registry.hpp"
 

@@ -1,4 +1,4 @@
-// Plain C++ test of concurrent inference (no Python): 8 std::threads evaluate one RecNetwork, one
+// Plain C++ test of concurrent inference (no Python): 8 std::threads evaluate one
 // Network (dense and CSR input) and one TopkIndex at once, with requests of different sizes (a
 // shared workspace would be regrown under another caller), and every answer must equal the
 // single-threaded one bit for bit. Then training runs in one thread while others evaluate: no
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "aerec/network.hpp"
-#include "aerec/recnet.hpp"
+#include "aerec/sparse.hpp"
 #include "aerec/topk.hpp"
 
 #include "check.hpp"
@@ -85,84 +85,49 @@ static Csr random_csr(index_t rows, index_t cols, double density, unsigned seed,
 static const index_t kRows[] = {1, 5, 37, 130};
 constexpr index_t kBatch = 50;
 
-static RecSpec vae_spec(index_t I) {
-  RecSpec s;
-  s.layer_sizes = {I, 48, 12, 48, I};
+// Training in one thread while others evaluate: every answer equals the answer of some weight
+// snapshot between two epochs (never a mix), and training ends where training alone ends.
+static void test_network_train_while_serving() {
+  constexpr index_t kI = 120;
+  NetworkSpec s;
+  s.layer_sizes = {kI, 24, 8, 24, kI};
   s.activations = {Activation::tanh, Activation::identity, Activation::tanh, Activation::identity};
+  s.dropout = {0.5, 0.0, 0.0, 0.0};
   s.encoder_depth = 2;
   s.variational = true;
-  s.input_dropout = 0.5;
-  s.seed = 11;
-  return s;
-}
-
-static RecSpec cdae_spec(index_t I, index_t users) {
-  RecSpec s;
-  s.layer_sizes = {I, 24, I};
-  s.activations = {Activation::sigmoid, Activation::identity};
-  s.loss = RecLoss::logistic;
-  s.negative_samples = 2;
-  s.normalize_input = false;
-  s.input_dropout = 0.2;
-  s.n_users_embedding = users;
+  s.normalize_input = true;
+  s.loss = LossKind::multinomial;
   s.seed = 12;
-  return s;
-}
-
-static void init_params(RecNetwork& net, unsigned seed) {
-  std::mt19937 g(seed);
-  std::normal_distribution<float> n01(0.f, 0.3f);
-  for (std::size_t i = 0; i < net.n_params(); ++i)
-    for (index_t e = 0; e < net.param_size(i); ++e) net.param(i)[e] = n01(g);
-}
-
-static std::vector<float> eval(const RecNetwork& net, const Csr& c, int stop) {
-  const index_t w = net.layer_width(stop);
-  std::vector<float> out(static_cast<std::size_t>(c.rows * w));
-  net.evaluate(c.view(), net.spec().n_users_embedding > 0 ? c.users.data() : nullptr, stop, kBatch, out.data(), w);
-  return out;
-}
-
-static void test_recnet_concurrent(const RecSpec& spec, const char* name) {
-  const index_t I = spec.layer_sizes[0];
-  RecNetwork net(spec);
-  init_params(net, 3);
-  std::vector<Csr> reqs;
-  for (index_t rows : kRows) reqs.push_back(random_csr(rows, I, 0.05, static_cast<unsigned>(rows), spec.n_users_embedding));
-  const int L = net.n_layers();
-  std::vector<int> stops{L - 1, spec.encoder_depth - 1};
-  if (L >= 2) stops.push_back(L - 2);
-  std::vector<std::vector<float>> ref;  // [req * stops + s]
-  for (const auto& c : reqs)
-    for (int s : stops) ref.push_back(eval(net, c, s));
-  const int nreq = static_cast<int>(reqs.size()), ns = static_cast<int>(stops.size());
-  std::atomic<int> wrong{0};
-  run_threads([&](int t, int r) {
-    const int q = (t + r) % nreq, s = (t + 3 * r) % ns;
-    if (!same_bits(eval(net, reqs[q], stops[s]), ref[q * ns + s])) ++wrong;
-  });
-  CHECK(wrong == 0, "%s: %d of %d concurrent evaluations differ from the single-threaded answer", name,
-        wrong.load(), kThreads * kRounds);
-}
-
-// Training in one thread while others evaluate: every answer equals the answer of some weight
-// snapshot between two updates (never a mix), and training ends where training alone ends.
-static void test_recnet_train_while_serving() {
-  const index_t I = 120;
-  const RecSpec spec = vae_spec(I);
-  const Csr train = random_csr(90, I, 0.06, 21, 0);
-  const Csr query = random_csr(7, I, 0.06, 22, 0);
+  const Csr train = random_csr(90, kI, 0.06, 21, 0);
+  const Csr query = random_csr(7, kI, 0.06, 22, 0);
+  auto batch = [](const Csr& c) {
+    Batch b;
+    b.x = {nullptr, c.rows, kI, kI};
+    b.x_csr = c.view();
+    b.y_csr = b.x_csr;
+    return b;
+  };
+  auto init = [](Network& net) {
+    std::mt19937 g(4);
+    std::normal_distribution<float> d(0.f, 0.3f);
+    for (int t = 0; t < net.n_tensors(); ++t)
+      for (index_t k = 0; k < net.tensor_size(t); ++k) net.param(t)[k] = d(g);
+  };
+  auto eval = [&](const Network& net) {
+    std::vector<float> out(static_cast<std::size_t>(query.rows * kI));
+    net.hidden(batch(query), 3, {out.data(), query.rows, kI, kI}, kBatch);
+    return out;
+  };
   constexpr int kEpochs = 6;
-  // Alone: the answer after each epoch, and the final weights.
-  RecNetwork alone(spec);
-  init_params(alone, 4);
-  std::vector<std::vector<float>> snapshots{eval(alone, query, 3)};
+  Network alone(s);
+  init(alone);
+  std::vector<std::vector<float>> snapshots{eval(alone)};
   for (int e = 0; e < kEpochs; ++e) {
-    alone.train_epoch(train.view(), nullptr, 16, true, static_cast<std::uint64_t>(e));
-    snapshots.push_back(eval(alone, query, 3));
+    alone.train_epoch(batch(train), 16, true, static_cast<std::uint64_t>(e));
+    snapshots.push_back(eval(alone));
   }
-  RecNetwork net(spec);
-  init_params(net, 4);
+  Network net(s);
+  init(net);
   std::atomic<bool> done{false};
   std::atomic<int> torn{0}, answers{0};
   std::vector<std::thread> readers;
@@ -170,10 +135,10 @@ static void test_recnet_train_while_serving() {
     readers.emplace_back([&] {
       try {
         while (!done.load()) {
-          const auto out = eval(net, query, 3);
+          const auto out = eval(net);
           ++answers;
           bool known = false;
-          for (const auto& s : snapshots) known = known || same_bits(out, s);
+          for (const auto& snap : snapshots) known = known || same_bits(out, snap);
           if (!known) ++torn;
         }
       } catch (const std::exception& e) {
@@ -182,25 +147,16 @@ static void test_recnet_train_while_serving() {
     });
   // train_epoch holds the network for the whole epoch, so a reader lands between two epochs.
   try {
-    for (int e = 0; e < kEpochs; ++e) net.train_epoch(train.view(), nullptr, 16, true, static_cast<std::uint64_t>(e));
+    for (int e = 0; e < kEpochs; ++e) net.train_epoch(batch(train), 16, true, static_cast<std::uint64_t>(e));
   } catch (const std::exception& e) {
     CHECK(false, "trainer threw: %s", e.what());
   }
   done = true;
   for (auto& th : readers) th.join();
   CHECK(torn == 0, "train while serving: %d of %d answers match no weight snapshot", torn.load(), answers.load());
-  std::vector<std::vector<float>> a(net.n_params()), b(net.n_params());
-  std::vector<float*> pa, pb;
-  for (std::size_t i = 0; i < net.n_params(); ++i) {
-    a[i].resize(static_cast<std::size_t>(net.param_size(i)));
-    b[i].resize(a[i].size());
-    pa.push_back(a[i].data());
-    pb.push_back(b[i].data());
-  }
-  net.read_tensors(0, pa.data());
-  alone.read_tensors(0, pb.data());
   bool same = true;
-  for (std::size_t i = 0; i < a.size(); ++i) same = same && same_bits(a[i], b[i]);
+  for (int t = 0; t < net.n_tensors(); ++t)
+    same = same && std::memcmp(net.param(t), alone.param(t), sizeof(float) * net.tensor_size(t)) == 0;
   CHECK(same, "training beside concurrent readers changed the trained weights");
 }
 
@@ -374,9 +330,7 @@ static void test_topk_concurrent(TopkPrecision precision, bool prune) {
 }
 
 int main() {
-  test_recnet_concurrent(vae_spec(300), "RecNetwork (VAE)");
-  test_recnet_concurrent(cdae_spec(300, 40), "RecNetwork (CDAE)");
-  test_recnet_train_while_serving();
+  test_network_train_while_serving();
   test_network_concurrent(false);
   test_network_concurrent(true);
   test_network_sparse_concurrent(false);

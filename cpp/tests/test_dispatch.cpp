@@ -16,7 +16,7 @@
 #include "aerec/gemm.hpp"
 #include "aerec/optim.hpp"
 #include "aerec/nn_kernels.hpp"
-#include "aerec/recnet.hpp"
+#include "aerec/sparse.hpp"
 #include "aerec/topk.hpp"
 #include "aerec/vmath.hpp"
 

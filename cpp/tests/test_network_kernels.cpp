@@ -159,7 +159,7 @@ static void test_loss_rows(const Body& b) {
 }
 
 // The sparse paths' row kernels against the scalar table (to rounding; tanh / exp / logistic are
-// polynomial approximations in the ISA bodies); RecNetwork's Adam against a float64 loop.
+// polynomial approximations in the ISA bodies).
 static void test_rows(const Body& b) {
   const NnKernels& k = b.k;
   std::mt19937 g(1);
@@ -196,19 +196,6 @@ static void test_rows(const Body& b) {
     const double lsum_ref = ref.logistic_row(n, lr.data(), 0.5f), lsum = k.logistic_row(n, ll.data(), 0.5f);
     CHECK(std::fabs(lsum - lsum_ref) < 1e-5 * (1.0 + lsum_ref), "%s logistic sum %g vs %g", b.name, lsum, lsum_ref);
     for (index_t i = 0; i < n; ++i) CHECK(std::fabs(ll[i] - lr[i]) < 1e-6f, "%s sigmoid", b.name);
-    std::vector<float> w(n), mm(n, 0.1f), vv(n, 0.2f), gg(n);
-    for (index_t i = 0; i < n; ++i) {
-      w[i] = n01(g);
-      gg[i] = n01(g);
-    }
-    const std::vector<float> w0 = w;
-    k.rec_adam(n, w.data(), mm.data(), vv.data(), gg.data(), 0.01f, 1e-2f, 0.9f, 0.999f, 10.f, 1000.f, 1e-8f);
-    for (index_t i = 0; i < n; ++i) {
-      const double gi = gg[i] + 0.01 * w0[i];
-      const double m1 = 0.9 * 0.1 + 0.1 * gi, v1 = 0.999 * 0.2 + 0.001 * gi * gi;
-      const double we = w0[i] - 1e-2 * (m1 * 10.0) / (std::sqrt(v1 * 1000.0) + 1e-8);
-      CHECK(std::fabs(w[i] - we) < 1e-5, "%s rec_adam", b.name);
-    }
   }
 }
 

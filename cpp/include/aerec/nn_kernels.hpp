@@ -41,11 +41,6 @@ struct NnKernels {
   void (*tanh_inplace)(index_t n, float* y);
   // logistic row: returns sum_i softplus(z[i]) and sets z[i] = sigmoid(z[i]) * scale
   double (*logistic_row)(index_t n, float* z, float scale);
-  // RecNetwork's own Adam / SGD (its formulas; they go with it): g may be null (zero gradient),
-  // g_eff = g + l2 * w; adam: w -= lr * (m c1) / (sqrt(v c2) + eps); sgd: m = mom m + g_eff, w -= lr m.
-  void (*rec_adam)(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr,
-                   float b1, float b2, float c1, float c2, float eps);
-  void (*rec_sgd)(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom);
 };
 
 // The table for the level in force (cheap: call per batch, never cache across set_isa_cap).

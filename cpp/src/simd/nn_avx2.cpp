@@ -115,41 +115,6 @@ double exp_shift_sum(index_t n, float* z, float shift) {
   return static_cast<double>(hsum(s0));
 }
 
-void adam(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr, float b1,
-          float b2, float c1, float c2, float eps) {
-  const __m256 vb1 = _mm256_set1_ps(b1), vb2 = _mm256_set1_ps(b2);
-  const __m256 vb1c = _mm256_set1_ps(1.f - b1), vb2c = _mm256_set1_ps(1.f - b2);
-  const __m256 vl2 = _mm256_set1_ps(l2), vlr = _mm256_set1_ps(lr), vc1 = _mm256_set1_ps(c1);
-  const __m256 vc2 = _mm256_set1_ps(c2), veps = _mm256_set1_ps(eps);
-  for (index_t i = 0; i < n; i += 8) {
-    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
-    const __m256 wv = _mm256_maskload_ps(w + i, mk);
-    __m256 gv = g ? _mm256_maskload_ps(g + i, mk) : _mm256_setzero_ps();
-    if (l2 != 0.f) gv = _mm256_fmadd_ps(vl2, wv, gv);
-    const __m256 mv = _mm256_fmadd_ps(vb1, _mm256_maskload_ps(m + i, mk), _mm256_mul_ps(vb1c, gv));
-    const __m256 vv = _mm256_fmadd_ps(vb2, _mm256_maskload_ps(v + i, mk),
-                                      _mm256_mul_ps(vb2c, _mm256_mul_ps(gv, gv)));
-    const __m256 den = _mm256_add_ps(_mm256_sqrt_ps(_mm256_mul_ps(vv, vc2)), veps);
-    const __m256 upd = _mm256_div_ps(_mm256_mul_ps(vlr, _mm256_mul_ps(mv, vc1)), den);
-    _mm256_maskstore_ps(m + i, mk, mv);
-    _mm256_maskstore_ps(v + i, mk, vv);
-    _mm256_maskstore_ps(w + i, mk, _mm256_sub_ps(wv, upd));
-  }
-}
-
-void sgd(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom) {
-  const __m256 vl2 = _mm256_set1_ps(l2), vlr = _mm256_set1_ps(lr), vmom = _mm256_set1_ps(mom);
-  for (index_t i = 0; i < n; i += 8) {
-    const __m256i mk = tail_mask(n - i >= 8 ? 8 : n - i);
-    const __m256 wv = _mm256_maskload_ps(w + i, mk);
-    __m256 gv = g ? _mm256_maskload_ps(g + i, mk) : _mm256_setzero_ps();
-    if (l2 != 0.f) gv = _mm256_fmadd_ps(vl2, wv, gv);
-    const __m256 mv = _mm256_fmadd_ps(vmom, _mm256_maskload_ps(m + i, mk), gv);
-    _mm256_maskstore_ps(m + i, mk, mv);
-    _mm256_maskstore_ps(w + i, mk, _mm256_fnmadd_ps(vlr, mv, wv));
-  }
-}
-
 void tanh_inplace(index_t n, float* y) {
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (index_t i = 0; i < n; i += 8) {
@@ -569,7 +534,7 @@ double multinomial_row(const float* o, const float* y, float* d, index_t cols, f
 const NnKernels kNnKernels = {
     &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row, &elem::multinomial_row,
     &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
-    &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
+    &rows::tanh_inplace, &rows::logistic_row,
 };
 
 }  // namespace aerec::cpu::avx2

@@ -127,41 +127,6 @@ double exp_shift_sum(index_t n, float* z, float shift) {
   return static_cast<double>(_mm512_reduce_add_ps(_mm512_add_ps(s0, s1)));
 }
 
-void adam(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr, float b1,
-          float b2, float c1, float c2, float eps) {
-  const __m512 vb1 = _mm512_set1_ps(b1), vb2 = _mm512_set1_ps(b2);
-  const __m512 vb1c = _mm512_set1_ps(1.f - b1), vb2c = _mm512_set1_ps(1.f - b2);
-  const __m512 vl2 = _mm512_set1_ps(l2), vlr = _mm512_set1_ps(lr), vc1 = _mm512_set1_ps(c1);
-  const __m512 vc2 = _mm512_set1_ps(c2), veps = _mm512_set1_ps(eps);
-  for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
-    const __m512 wv = _mm512_maskz_loadu_ps(mk, w + i);
-    __m512 gv = g ? _mm512_maskz_loadu_ps(mk, g + i) : _mm512_setzero_ps();
-    if (l2 != 0.f) gv = _mm512_fmadd_ps(vl2, wv, gv);
-    const __m512 mv = _mm512_fmadd_ps(vb1, _mm512_maskz_loadu_ps(mk, m + i), _mm512_mul_ps(vb1c, gv));
-    const __m512 vv = _mm512_fmadd_ps(vb2, _mm512_maskz_loadu_ps(mk, v + i),
-                                      _mm512_mul_ps(vb2c, _mm512_mul_ps(gv, gv)));
-    const __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vv, vc2)), veps);
-    const __m512 upd = _mm512_div_ps(_mm512_mul_ps(vlr, _mm512_mul_ps(mv, vc1)), den);
-    _mm512_mask_storeu_ps(m + i, mk, mv);
-    _mm512_mask_storeu_ps(v + i, mk, vv);
-    _mm512_mask_storeu_ps(w + i, mk, _mm512_sub_ps(wv, upd));
-  }
-}
-
-void sgd(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom) {
-  const __m512 vl2 = _mm512_set1_ps(l2), vlr = _mm512_set1_ps(lr), vmom = _mm512_set1_ps(mom);
-  for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 mk = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : tail_mask(n - i);
-    const __m512 wv = _mm512_maskz_loadu_ps(mk, w + i);
-    __m512 gv = g ? _mm512_maskz_loadu_ps(mk, g + i) : _mm512_setzero_ps();
-    if (l2 != 0.f) gv = _mm512_fmadd_ps(vl2, wv, gv);
-    const __m512 mv = _mm512_fmadd_ps(vmom, _mm512_maskz_loadu_ps(mk, m + i), gv);
-    _mm512_mask_storeu_ps(m + i, mk, mv);
-    _mm512_mask_storeu_ps(w + i, mk, _mm512_fnmadd_ps(vlr, mv, wv));
-  }
-}
-
 // tanh(x) = sign(x) (1 - t) / (1 + t), t = exp(-2|x|); a short odd series below |x| < 1/16 keeps
 // the relative error small near 0.
 void tanh_inplace(index_t n, float* y) {
@@ -440,7 +405,7 @@ double multinomial_row(const float* o, const float* y, float* d, index_t cols, f
 const NnKernels kNnKernels = {
     &elem::adam_update, &elem::sgd_update, &elem::dropout_forward, &elem::bce_row, &elem::multinomial_row,
     &rows::gather_sum, &rows::axpy, &rows::row_max, &rows::exp_shift_sum, &rows::scale_accumulate,
-    &rows::tanh_inplace, &rows::logistic_row, &rows::adam, &rows::sgd,
+    &rows::tanh_inplace, &rows::logistic_row,
 };
 
 }  // namespace aerec::cpu::avx512

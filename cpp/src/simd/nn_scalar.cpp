@@ -39,23 +39,6 @@ double exp_shift_sum(index_t n, float* z, float shift) {
   return static_cast<double>(s);
 }
 
-void rec_adam(index_t n, float* w, float* m, float* v, const float* g, float l2, float lr, float b1,
-          float b2, float c1, float c2, float eps) {
-  for (index_t i = 0; i < n; ++i) {
-    const float gi = (g ? g[i] : 0.f) + l2 * w[i];
-    m[i] = b1 * m[i] + (1.f - b1) * gi;
-    v[i] = b2 * v[i] + (1.f - b2) * (gi * gi);
-    w[i] -= (lr * (m[i] * c1)) / (std::sqrt(v[i] * c2) + eps);
-  }
-}
-
-void rec_sgd(index_t n, float* w, float* m, const float* g, float l2, float lr, float mom) {
-  for (index_t i = 0; i < n; ++i) {
-    m[i] = mom * m[i] + (g ? g[i] : 0.f) + l2 * w[i];
-    w[i] -= lr * m[i];
-  }
-}
-
 void tanh_inplace(index_t n, float* y) {
   for (index_t i = 0; i < n; ++i) y[i] = std::tanh(y[i]);
 }
@@ -188,7 +171,7 @@ double multinomial_row(const float* o, const float* y, float* d, index_t cols, f
 const NnKernels kNnKernels = {
     &adam_update, &sgd_update, &dropout_forward, &bce_row, &multinomial_row,
     &gather_sum, &axpy, &row_max, &exp_shift_sum, &scale_accumulate,
-    &tanh_inplace, &logistic_row, &rec_adam, &rec_sgd,
+    &tanh_inplace, &logistic_row,
 };
 
 }  // namespace aerec::cpu::scalar
