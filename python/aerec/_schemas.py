@@ -46,6 +46,26 @@ _width = Int(1, MAX_DIM)
 _widths = Either(_width, Seq(_width, 0, _MAX_LAYERS))
 
 
+def _json_object(v):
+    if not isinstance(v, dict):
+        raise TypeError(f"an object, got {type(v).__name__}")
+    return v
+
+
+def _metrics_map():
+    return Map(Opt(Float(finite=False)))
+
+
+#: the model card (aerec.models._card); absent in files of aerec <= 0.1
+CARD = Obj({"aerec_version": Str(), "created": Str(),
+            "params": Check(_json_object, "the hyper-parameters"),
+            "data": Obj({"shape": Seq(Int(0), 1, 2), "nnz": Int(0), "sha256": Str()}),
+            "split": Check(_json_object, "the split's protocol and parameters"),
+            "validation": _metrics_map(), "kept_epoch": Int(0), "test": _metrics_map()},
+           optional=("aerec_version", "created", "params", "data", "split", "validation",
+                     "kept_epoch", "test"))
+
+
 def _sizes_ok(spec, what):
     sizes = spec["layer_sizes"]
     if len(sizes) > _MAX_LAYERS + 1:
@@ -106,8 +126,8 @@ def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
         _check_train(h, a, d)
         if check is not None:
             check(h, a, d)
-    return Schema({"params": Obj(params), "dims": _dims, **fields}, all_arrays,
-                  optional=("dims", *optional), dims=dims, check=check_all)
+    return Schema({"params": Obj(params), "dims": _dims, "card": CARD, **fields}, all_arrays,
+                  optional=("dims", "card", *optional), dims=dims, check=check_all)
 
 
 def _weights(shapes):
@@ -153,8 +173,9 @@ def _ae_check(h, a, dims):
 
 AUTOENCODER = Schema(
     {"params": Obj(_AE_PARAMS), "spec": Check(_net_spec, "a valid network spec"),
-     "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history},
-    _ae_arrays, check=_ae_check)
+     "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history,
+     "card": CARD},
+    _ae_arrays, optional=("card",), check=_ae_check)
 
 
 def _plain(spec, what):

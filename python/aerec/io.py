@@ -787,7 +787,10 @@ def load_arrays(path, expected_class: str | None = None) -> tuple[dict, dict[str
 def rebuild(cls, path, header, arrays, backend):
     """``cls._from_state`` on a validated file; a failure there is still a :class:`ModelFileError`."""
     try:
-        return cls._from_state(header, arrays, backend=backend)
+        model = cls._from_state(header, arrays, backend=backend)
+        if hasattr(model, "_restore_card"):
+            model._restore_card(header)
+        return model
     except (KeyError, IndexError, AttributeError, TypeError) as exc:
         raise ModelFileError(f"{os.fspath(path)!r}: the {cls.__name__} could not be rebuilt from the file "
                              f"({type(exc).__name__}: {exc})") from exc

@@ -228,6 +228,8 @@ class Autoencoder(Estimator):
         if self.net_ is None:
             self._build(x.shape[1])
         val = self._validation(validation_data)
+        from ._card import dense_fingerprint, now
+        self.card_ = {"created": now(), "data": dense_fingerprint(x)}
 
         def train_epoch(epoch):
             seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)

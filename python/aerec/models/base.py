@@ -65,9 +65,19 @@ class Estimator:
     # -- persistence: one file format for every model (aerec.io) ------------------------------
     def _save(self, path, meta: dict, arrays: dict) -> None:
         """Write ``arrays`` with a header holding the class, the hyper-parameters and ``meta``."""
+        from ._card import build_card
         params = self.get_params()
         params.pop("backend", None)
-        save_arrays(path, {"class": type(self).__name__, "params": params, **meta}, arrays)
+        save_arrays(path, {"class": type(self).__name__, "params": params, "card": build_card(self), **meta},
+                    arrays)
+
+    @property
+    def card(self) -> dict:
+        """The model card a saved file of this model carries (see ``aerec.models._card``): aerec
+        version, dates, hyper-parameters, a fingerprint of the training data, the split it came
+        from, the kept epoch's validation metrics and the last test metrics."""
+        from ._card import build_card
+        return build_card(self)
 
     @classmethod
     def load(cls, path, backend="auto"):
@@ -75,6 +85,13 @@ class Estimator:
         against the class's schema, see ``aerec.io``). A bad file raises ``aerec.ModelFileError``."""
         found, header, arrays = read_model_file(path, expected_class=cls.__name__)
         return rebuild(found, path, header, arrays, backend)
+
+    def _restore_card(self, meta: dict) -> None:
+        """The card of a loaded file (files of aerec <= 0.1 have none: an empty one)."""
+        card = meta.get("card") or {}
+        self.card_ = {k: card[k] for k in ("created", "data", "split", "test") if k in card}
+        if "data" in self.card_:
+            self.card_["data"] = {**self.card_["data"], "shape": list(self.card_["data"]["shape"])}
 
     @classmethod
     def _new_from_meta(cls, meta: dict, backend):

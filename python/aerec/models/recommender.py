@@ -127,6 +127,11 @@ class Recommender(Estimator):
         X = as_csr(train, "train")
         if X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0:
             raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")
+        from ._card import fingerprint, now, split_info_of
+        self.card_ = {"created": now(), "data": fingerprint(X)}
+        info = split_info_of(train)
+        if info is not None:
+            self.card_["split"] = info
         return X
 
     def _histories(self, user_ids, user_items):
