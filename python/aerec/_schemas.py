@@ -88,9 +88,10 @@ def _net_spec(v):
 def _train_arrays():
     return {
         "train_shape": Array("int64", (2,)),
-        "train_indptr": Array(("int64", "int32"), ("n_users+1",)),
-        "train_indices": Array(("int32", "int64"), ("nnz",)),
-        "train_data": Array("float32", ("nnz",), finite=True, nonneg=True),
+        # absent in files saved with include_history=False (all three or none)
+        "train_indptr": Array(("int64", "int32"), ("n_users+1",), required=False),
+        "train_indices": Array(("int32", "int64"), ("nnz",), required=False),
+        "train_data": Array("float32", ("nnz",), finite=True, nonneg=True, required=False),
         # raw ids of a model fitted on aerec.data.Interactions (integers, floats or strings)
         "user_ids": Array(None, ("n_users",), kinds="iufUS", required=False),
         "item_ids": Array(None, ("n_items",), kinds="iufUS", required=False),
@@ -106,8 +107,14 @@ def _check_train(h, a, dims):
         if dims.setdefault(dname, v) != v:
             raise Invalid("array 'train_shape'", f"{dname} = {dims[dname]}, as the header and the other "
                           "arrays say", v)
-    check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
-              "array 'train_indptr'", "array 'train_indices'")
+    parts = [k for k in ("train_indptr", "train_indices", "train_data") if k in a]
+    if parts and len(parts) != 3:
+        missing = next(k for k in ("train_indptr", "train_indices", "train_data") if k not in a)
+        raise Invalid(f"array {missing!r}", "present (the training matrix is stored whole or not at all)",
+                      has_got=False)
+    if parts:
+        check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
+                  "array 'train_indptr'", "array 'train_indices'")
     from .data.idmap import IdMap
     for key in ("user_ids", "item_ids"):
         if key in a:

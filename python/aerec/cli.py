@@ -251,7 +251,9 @@ def describe_model_file(path) -> str:
     if isinstance(dims, dict) and {"n_users", "n_items"} <= set(dims):
         nnz = dims.get("nnz")
         rows.append(("training data", f"{dims['n_users']:,} users x {dims['n_items']:,} items"
-                     + (f", {nnz:,} interactions" if nnz is not None else "")))
+                     + (f", {nnz:,} interactions" if nnz is not None else "")
+                     + ("" if "train_indptr" in arrays or cls.__name__ in ("Autoencoder", "TopK")
+                        else " (not in this file: saved with include_history=False)")))
     params = header.get("params") or {}
     # what was learned: every array but the training data, the id maps and the optimiser's state
     n_weights = sum(int(a.size) for k, a in arrays.items()

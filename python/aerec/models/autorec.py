@@ -205,8 +205,13 @@ class AutoRec(Recommender):
         return np.ascontiguousarray(p[2].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
 
     @reads
-    def save(self, path):
+    def save(self, path, include_history=True):
+        """Write the model atomically (no pickle; see ``aerec.io``). AutoRec predicts ratings from
+        its training rating matrix, so the file always holds it: ``include_history=False`` raises."""
         self._check_fitted("net_")
+        if not _arrays.check_bool(include_history, "include_history"):
+            raise ValueError("AutoRec predicts from its training rating matrix, so it cannot be saved without "
+                             "it; use save(path) (include_history=True)")
         arrays = self._train_arrays()
         for i, p in enumerate(self.net_.get_params()):
             arrays[f"param_{i}"] = p
@@ -217,6 +222,8 @@ class AutoRec(Recommender):
     def _from_state(cls, meta, arrays, backend="auto"):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
+        if not model.has_history_:
+            raise KeyError("train_indptr (an AutoRec file holds its training ratings)")
         R = model.train_
         _check_dense_fits(R.shape)
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])

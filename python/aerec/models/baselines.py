@@ -17,9 +17,19 @@ class _SavableRecommender(Recommender):
     _arrays_to_save: tuple[str, ...] = ()
 
     @reads
-    def save(self, path) -> None:
+    def save(self, path, include_history=True) -> None:
+        """Write the model atomically (no pickle; see ``aerec.io``).
+
+        Parameters
+        ----------
+        path : str or path-like
+        include_history : bool, default True
+            keep the training interactions (and raw user ids) in the file. False writes a smaller
+            serving artefact: ``recommend(user_items=...)`` then serves every user by fold-in, and
+            ``recommend(user_ids)`` raises, asking for the users' histories.
+        """
         self._check_fitted("train_")
-        arrays = self._train_arrays()
+        arrays = self._train_arrays(include_history)
         for name in self._arrays_to_save:
             arrays[name] = np.asarray(getattr(self, name))
         self._save(path, {}, arrays)

@@ -88,8 +88,22 @@ class Recommender(Estimator):
     supports_fold_in = True
 
     # -- the training matrix in model files ------------------------------------------------------
-    def _train_arrays(self) -> dict:
+    @property
+    def has_history(self) -> bool:
+        """Whether this model holds its training interactions (False for a model loaded from a
+        file saved with ``include_history=False``: it serves users from the histories passed in)."""
+        return getattr(self, "train_", None) is not None and getattr(self, "has_history_", True)
+
+    def _train_arrays(self, include_history=True) -> dict:
         X = self.train_
+        include_history = _arrays.check_bool(include_history, "include_history")
+        if not include_history or not self.has_history:
+            # a serving artefact: the shape and the item ids only, no interaction and no user id
+            out = {"train_shape": np.asarray(X.shape, np.int64)}
+            item_ids = self._id_arrays().get("item_ids")
+            if item_ids is not None:
+                out["item_ids"] = item_ids
+            return out
         return {"train_indptr": X.indptr.astype(np.int64, copy=False),
                 "train_indices": X.indices.astype(np.int32, copy=False),
                 "train_data": X.data.astype(np.float32, copy=False),
@@ -112,8 +126,12 @@ class Recommender(Estimator):
 
     def _restore_train(self, arrays) -> None:
         shape = tuple(int(s) for s in arrays["train_shape"])
-        self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
-                                    shape=shape)
+        self.has_history_ = "train_indptr" in arrays
+        if self.has_history_:
+            self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
+                                        shape=shape)
+        else:  # saved with include_history=False: the shape only (no user has a stored history)
+            self.train_ = sp.csr_matrix(shape, dtype=np.float32)
         from ..data.idmap import IdMap
         maps = tuple(IdMap(arrays[k]) if k in arrays else None for k in ("user_ids", "item_ids"))
         self.id_maps_ = maps if any(m is not None for m in maps) else None
@@ -124,6 +142,7 @@ class Recommender(Estimator):
         if hasattr(train, "to_csr") and not sp.issparse(train):
             self.id_maps_ = (getattr(train, "user_map", None) or getattr(train, "users", None),
                              getattr(train, "item_map", None) or getattr(train, "items", None))
+        self.has_history_ = True
         X = as_csr(train, "train")
         if X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0:
             raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")
@@ -175,6 +194,11 @@ class Recommender(Estimator):
             return rows, X, scalar
         if user_ids is None:
             raise ValueError("pass user_ids (training users) or user_items (histories to fold in)")
+        if not self.has_history:
+            raise ValueError(f"this {type(self).__name__} was saved without its training interactions "
+                             "(save(..., include_history=False)), so it has no stored history for user ids; "
+                             "pass each user's history instead: recommend(user_items=<their items, one "
+                             "row per user>) folds them in (recommend_raw(items=[raw item ids]) for one user)")
         bad = (ids < 0) | (ids >= n_users)
         if bad.any():
             raise UnknownIdError(f"user {int(ids[bad][0])} is unknown (the model has users 0..{n_users - 1}); "

@@ -225,9 +225,21 @@ class _SparseAutoencoder(Recommender):
 
     # -- persistence ------------------------------------------------------------------------------
     @reads
-    def save(self, path):
+    def save(self, path, include_history=True):
+        """Write the model atomically: hyper-parameters, weights, training history, model card
+        (no pickle; see ``aerec.io``).
+
+        Parameters
+        ----------
+        path : str or path-like
+        include_history : bool, default True
+            keep the training interactions (and raw user ids) in the file. False writes a smaller
+            serving artefact: ``recommend(user_items=...)`` then serves every user by fold-in (CDAE:
+            with the fold-in user vector unless ``user_ids`` are passed too), and
+            ``recommend(user_ids)`` alone raises, asking for the users' histories.
+        """
         self._check_fitted("net_")
-        arrays = self._train_arrays()
+        arrays = self._train_arrays(include_history)
         for i, p in enumerate(self.net_.get_params()):
             arrays[f"param_{i}"] = p
         meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_}
