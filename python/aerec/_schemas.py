@@ -137,8 +137,35 @@ def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
                   optional=("dims", "card", *optional), dims=dims, check=check_all)
 
 
-def _weights(shapes):
+def weight_names(spec) -> list:
+    """The names of a network's weight arrays in model files (format version 2), in the order of
+    :func:`aerec.nn.spec.param_shapes`: ``encoder.<i>.weight`` / ``encoder.<i>.bias`` for the
+    layers up to the bottleneck (``spec["encoder_depth"]`` of them), ``decoder.<i>.weight`` /
+    ``.bias`` for the others, and ``user_embedding.weight`` (CDAE: one row per training user plus
+    the fold-in row). A layer's ``weight`` is ``(n_in, n_out)``: the layer computes
+    ``act(x @ weight + bias)`` (Keras' layout; PyTorch's ``nn.Linear`` holds its transpose). Files
+    of format version 1 hold the same arrays as ``param_0``, ``param_1``, ... in this order."""
+    enc, n = spec["encoder_depth"], len(spec["layer_sizes"]) - 1
+    names = []
+    for layer in range(n):
+        prefix = f"encoder.{layer}" if layer < enc else f"decoder.{layer - enc}"
+        names += [f"{prefix}.weight", f"{prefix}.bias"]
+    if spec["n_users"]:
+        names.append("user_embedding.weight")
+    return names
+
+
+def _weights(shapes, h=None):
+    """The weight arrays: named (``h["weight_names"]``, format version 2) or ``param_<i>``."""
+    if h is not None and "weight_names" in h:
+        want = weight_names(h["spec"])
+        if list(h["weight_names"]) != want:
+            raise Invalid("weight_names", f"{want} (the spec's layers)", list(h["weight_names"]))
+        return {name: Array("float32", s, finite=True) for name, s in zip(want, shapes)}
     return {f"param_{i}": Array("float32", s, finite=True) for i, s in enumerate(shapes)}
+
+
+_weight_names_field = Seq(Str(), 1, 2 * _MAX_LAYERS + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -156,7 +183,7 @@ _AE_PARAMS = {
 def _ae_arrays(h):
     spec = h["spec"]
     shapes, names = param_shapes(spec), tensor_names(spec)
-    arrays = _weights(shapes)
+    arrays = _weights(shapes, h)
     arrays["opt_step"] = Array("int64", ())
     if spec["optimizer"] in ("adam", "adamw"):
         for nm, s in zip(names, shapes):
@@ -181,8 +208,8 @@ def _ae_check(h, a, dims):
 AUTOENCODER = Schema(
     {"params": Obj(_AE_PARAMS), "spec": Check(_net_spec, "a valid network spec"),
      "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history,
-     "card": CARD},
-    _ae_arrays, optional=("card",), check=_ae_check)
+     "card": CARD, "weight_names": _weight_names_field},
+    _ae_arrays, optional=("card", "weight_names"), check=_ae_check)
 
 
 def _plain(spec, what):
@@ -230,14 +257,15 @@ def _autorec_dims(h):
 
 def _autorec_arrays(h):
     _autorec_spec(h)
-    return _weights(param_shapes(h["spec"]))
+    return _weights(param_shapes(h["spec"]), h)
 
 
 AUTOREC = _recommender(
     _AUTOREC_PARAMS,
     {"spec": Check(_net_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
-     "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history},
-    _autorec_arrays, dims=_autorec_dims, optional=("history",))
+     "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history,
+     "weight_names": _weight_names_field},
+    _autorec_arrays, dims=_autorec_dims, optional=("history", "weight_names"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -272,12 +300,12 @@ def _sparse_ae(variational, loss, normalize, user_embedding, extra):
         return d
 
     def arrays(h):
-        return _weights(param_shapes(h["spec"]))
+        return _weights(param_shapes(h["spec"]), h)
 
     return _recommender({**_REC_COMMON, **extra},
                         {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),
-                         "history": _history, "best_epoch": Int(0)},
-                        arrays, dims=dims, optional=("history", "best_epoch"))
+                         "history": _history, "best_epoch": Int(0), "weight_names": _weight_names_field},
+                        arrays, dims=dims, optional=("history", "best_epoch", "weight_names"))
 
 
 MULTDAE = _sparse_ae(False, "multinomial", True, False, {})

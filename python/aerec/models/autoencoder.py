@@ -9,7 +9,7 @@ from .. import _validation as _arrays  # the validation module (was aerec._array
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
@@ -348,19 +348,19 @@ class Autoencoder(Estimator):
     def save(self, path) -> None:
         """Write the model (hyper-parameters, weights, optimizer state, history) atomically."""
         self._check_fitted()
-        arrays = {f"param_{i}": p for i, p in enumerate(self.net_.get_params())}
+        names, arrays = named_weights(self.spec_, self.net_.get_params())
         for key, value in self.net_.get_optimizer_state().items():
             arrays[f"opt_{key}"] = np.asarray(value)
         self._save(path, {"spec": self.spec_, "n_features_in": self.n_features_in_, "seed": self.seed_,
-                          "epochs_trained": self.epochs_trained_, "history": self.history_}, arrays)
+                          "epochs_trained": self.epochs_trained_, "history": self.history_,
+                          "weight_names": names}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
         # ``meta`` and ``arrays`` were checked against the Autoencoder schema (aerec._schemas)
         model = cls._new_from_meta(meta, backend)
         spec = _tuples(meta["spec"])
-        n = len(spec["layer_sizes"]) - 1
-        weights = [arrays[f"param_{i}"] for i in range(2 * n)]
+        weights = weights_from_file(meta, arrays, spec)
         opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
         model.spec_ = spec
         model.seed_ = int(meta["seed"])

@@ -12,7 +12,7 @@ from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from .recommender import Recommender
 from ..nn.spec import make_spec
 
@@ -213,10 +213,10 @@ class AutoRec(Recommender):
             raise ValueError("AutoRec predicts from its training rating matrix, so it cannot be saved without "
                              "it; use save(path) (include_history=True)")
         arrays = self._train_arrays()
-        for i, p in enumerate(self.net_.get_params()):
-            arrays[f"param_{i}"] = p
+        names, weights = named_weights(self.spec_, self.net_.get_params())
+        arrays.update(weights)
         self._save(path, {"spec": self.spec_, "seed": self.seed_, "clip": list(self.clip_),
-                          "history": self.history_}, arrays)
+                          "history": self.history_, "weight_names": names}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
@@ -233,7 +233,7 @@ class AutoRec(Recommender):
         model.global_mean_ = float(R.data.mean())
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         model._recon = None
-        model.net_ = model._backend().Network(model.spec_, [arrays[f"param_{i}"] for i in range(4)])
+        model.net_ = model._backend().Network(model.spec_, weights_from_file(meta, arrays, model.spec_))
         return model
 
 

@@ -93,6 +93,40 @@ class Estimator:
         if "data" in self.card_:
             self.card_["data"] = {**self.card_["data"], "shape": list(self.card_["data"]["shape"])}
 
+    def _export_tensors(self) -> dict:
+        """The learned arrays by name (subclasses: the network's weights, EASE's ``B``, ...)."""
+        from .._schemas import weight_names
+        if getattr(self, "net_", None) is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+        return dict(zip(weight_names(self.spec_), self.net_.get_params()))
+
+    def export_safetensors(self, path) -> None:
+        """Write the learned weights as a ``.safetensors`` file (needs the optional ``safetensors``
+        package: ``pip install aerec[safetensors]``), for tools outside aerec.
+
+        The tensors have the names of the model file (``encoder.0.weight``, ``encoder.0.bias``, ...,
+        ``decoder.<i>.weight``, ``user_embedding.weight``; see ``aerec._schemas.weight_names``): a
+        layer computes ``act(x @ weight + bias)``, so ``weight`` is ``(n_in, n_out)``, the transpose of
+        PyTorch's ``nn.Linear.weight``. The metadata holds the class, the aerec version and the
+        network spec as JSON. Only the weights: ``aerec.load`` reads ``save``'s files, not these."""
+        try:
+            from safetensors.numpy import save as st_save
+        except ImportError:
+            raise ImportError("export_safetensors needs the safetensors package: pip install safetensors "
+                              "(or aerec[safetensors])") from None
+        import json
+
+        from .. import __version__
+        from ..io import _json_default, atomic_write
+        tensors = {k: np.ascontiguousarray(v) for k, v in self._export_tensors().items()}
+        meta = {"class": type(self).__name__, "aerec_version": __version__,
+                "layout": "x @ weight + bias (weight is n_in x n_out)"}
+        if getattr(self, "spec_", None) is not None:
+            meta["spec"] = json.dumps(self.spec_, default=_json_default, sort_keys=True)
+        blob = st_save(tensors, metadata=meta)
+        with atomic_write(path) as f:
+            f.write(blob)
+
     @classmethod
     def _new_from_meta(cls, meta: dict, backend):
         """An unfitted instance with the saved hyper-parameters."""
@@ -104,6 +138,22 @@ class Estimator:
     def _check_fitted(self, attr: str = "net_"):
         if getattr(self, attr, None) is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+
+
+def named_weights(spec, params) -> tuple[list, dict]:
+    """``(names, {name: array})`` of a network's weights as model files store them."""
+    from .._schemas import weight_names
+    names = weight_names(spec)
+    return names, dict(zip(names, params))
+
+
+def weights_from_file(meta, arrays, spec) -> list:
+    """The weight list of a file: named arrays (format version 2) or ``param_<i>`` (version 1)."""
+    from ..nn.spec import param_shapes
+    n = len(param_shapes(spec))
+    if "weight_names" in meta:
+        return [arrays[name] for name in meta["weight_names"]]
+    return [arrays[f"param_{i}"] for i in range(n)]
 
 
 def _same(a, b) -> bool:

@@ -65,6 +65,10 @@ class Popularity(_SavableRecommender):
         self.item_counts_ = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32)
         return self
 
+    def _export_tensors(self):
+        self._check_fitted("train_")
+        return {"item_counts": self.item_counts_}
+
     def _scores(self, rows, X):
         # a real (writable, row-independent) array like every other model's scores, not a
         # read-only broadcast view whose rows share memory
@@ -186,6 +190,10 @@ class EASE(_SavableRecommender):
 
     def _scores(self, rows, X):
         return self._backend().spmm(X, self.B_)
+
+    def _export_tensors(self):
+        self._check_fitted("train_")
+        return {"B": self.B_}
 
     @reads
     def item_vectors(self):

@@ -12,7 +12,7 @@ from .. import _validation as _arrays  # the validation module (was aerec._array
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from .recommender import Recommender
 
 __all__ = ["MultDAE", "MultVAE", "CDAE"]
@@ -240,9 +240,9 @@ class _SparseAutoencoder(Recommender):
         """
         self._check_fitted("net_")
         arrays = self._train_arrays(include_history)
-        for i, p in enumerate(self.net_.get_params()):
-            arrays[f"param_{i}"] = p
-        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_}
+        names, weights = named_weights(self.spec_, self.net_.get_params())
+        arrays.update(weights)
+        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, "weight_names": names}
         if getattr(self, "best_epoch_", None) is not None:
             meta["best_epoch"] = int(self.best_epoch_)
         self._save(path, meta, arrays)
@@ -251,9 +251,8 @@ class _SparseAutoencoder(Recommender):
     def _from_state(cls, meta, arrays, backend="auto"):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
-        n_params = sum(1 for key in arrays if key.startswith("param_"))
-        params = [arrays[f"param_{i}"] for i in range(n_params)]
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
+        params = weights_from_file(meta, arrays, model.spec_)
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         if "best_epoch" in meta:
             model.best_epoch_ = meta["best_epoch"]
