@@ -1064,3 +1064,31 @@ case("Popularity.recommend", "one history row per id, all ids permuted",
 case("Interactions.read_csv", "a directory", "Interactions.read_csv(tmp)", "IsADirectoryError", "is a directory")
 case("Popularity.recommend", "user ids with NaN (missing)", "pop.recommend(np.array([1.0, np.nan]), k=3)", "TypeError",
      "missing id")
+
+# first contact: serving artefacts, raw-id histories, similar_items_raw, user_vectors
+case("Popularity.save", "include_history='no'", "pop.save(os.path.join(tmp, 'ih.npz'), include_history='no')",
+     "TypeError", "include_history")
+case("AutoRec.save", "include_history=False", "ari.save(os.path.join(tmp, 'ih.npz'), include_history=False)",
+     "ValueError", "include_history=True")
+case("Popularity.recommend", "user ids on a file without history",
+     "p = os.path.join(tmp, 'slim.npz'); pop.save(p, include_history=False)\naerec.load(p).recommend(0)",
+     "ValueError", "user_items=")
+case("Popularity.recommend_raw", "history unknown raw item", "pop_raw.recommend_raw(history=['i1', 'nope'])",
+     "UnknownIdError", "ignore_unknown=True")
+case("Popularity.recommend_raw", "history a string", "pop_raw.recommend_raw(history='i1')", "TypeError",
+     "list of raw item ids")
+case("Popularity.recommend_raw", "history and user", "pop_raw.recommend_raw('u1', history=['i1'])", "ValueError",
+     "not both")
+case("Popularity.recommend_raw", "items without user", "pop_raw.recommend_raw(items=['i1'])", "TypeError",
+     "history=[")
+case("Popularity.recommend_raw", "ignore_unknown=2", "pop_raw.recommend_raw(history=['i1'], ignore_unknown=2)",
+     "TypeError", "ignore_unknown")
+case("Popularity.recommend_raw", "history valid",
+     "i, s = pop_raw.recommend_raw(history=['i1', 'i2'], k=3)\nassert len(i) == 3 and 'i1' not in i.tolist()", None)
+case("Popularity.similar_items_raw", "unknown raw id", "pop_raw.similar_items_raw('nope')", "UnknownIdError",
+     "raw item ids")
+case("Popularity.similar_items_raw", "model fitted on a matrix", "pop.similar_items_raw('i1')", "ValueError",
+     "raw id maps")
+case("Popularity.similar_items_raw", "a set", "pop_raw.similar_items_raw({'i1'})", "TypeError", "list")
+case("MultDAE.user_vectors", "unknown user", "dae.user_vectors([n_users + 5])", "UnknownIdError", "unknown")
+case("MultDAE.user_vectors", "before fit", "aerec.MultDAE().user_vectors([0])", "RuntimeError", "not fitted")

@@ -76,8 +76,18 @@ class Popularity(_SavableRecommender):
 
     @reads
     def item_vectors(self):
+        """(n_items, 1): each item's interaction count; pairs with :meth:`user_vectors`."""
         self._check_fitted("train_")
         return self.item_counts_[:, None]
+
+    @reads
+    def user_vectors(self, user_ids=None, user_items=None):
+        """(n, 1) ones: ``user_vectors(u) @ item_vectors().T`` are the popularity scores
+        ``recommend`` ranks (``TopK(model.item_vectors()).search(model.user_vectors(users), k)``)."""
+        self._check_fitted("train_")
+        rows, X, scalar = self._histories(user_ids, user_items)
+        ones = np.ones((X.shape[0], 1), np.float32)
+        return ones[0] if scalar else ones
 
 
 @register_model

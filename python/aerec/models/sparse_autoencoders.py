@@ -217,11 +217,39 @@ class _SparseAutoencoder(Recommender):
 
     @reads
     def item_vectors(self):
-        """Decoder output weights, one row per item: (n_items, h_last)."""
+        """Decoder output weights, one row per item: (n_items, h_last).
+
+        They pair with :meth:`user_vectors` and :meth:`item_biases`: a user's scores (the logits
+        ``recommend`` ranks) are ``user_vectors(u) @ item_vectors().T + item_biases()``, so::
+
+            index = aerec.search.TopK(model.item_vectors(), bias=model.item_biases())
+            ids, scores = index.search(model.user_vectors(users), k, exclude=seen_csr)
+
+        gives ``recommend(users, k)``'s ids and scores. ``encode`` returns the bottleneck
+        (``latent`` wide), which does not pair with these vectors."""
         self._check_fitted("train_")
         p = self.net_.get_params()
         n_layers = len(self.spec_["layer_sizes"]) - 1
         return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
+
+    @reads
+    def item_biases(self):
+        """The output layer's bias, one per item: (n_items,) float32 (see :meth:`item_vectors`)."""
+        self._check_fitted("train_")
+        p = self.net_.get_params()
+        n_layers = len(self.spec_["layer_sizes"]) - 1
+        return np.array(p[2 * (n_layers - 1) + 1], dtype=np.float32)
+
+    @reads
+    def user_vectors(self, user_ids=None, user_items=None):
+        """Query vectors that pair with :meth:`item_vectors`: the last hidden layer for users
+        (training user ids, or histories to fold in, as in ``recommend``): (n, h_last) float32,
+        1-D for a scalar user id. ``user_vectors(u) @ item_vectors().T + item_biases()`` are the
+        scores ``recommend`` ranks (at inference: no dropout; MultVAE uses the posterior mean)."""
+        self._check_fitted("net_")
+        rows, X, scalar = self._histories(user_ids, user_items)
+        h = self.net_.hidden(self._binary(X), len(self.spec_["layer_sizes"]) - 3, users=self._users_arg(rows))
+        return h[0] if scalar else h
 
     # -- persistence ------------------------------------------------------------------------------
     @reads
