@@ -1092,3 +1092,11 @@ case("Popularity.similar_items_raw", "model fitted on a matrix", "pop.similar_it
 case("Popularity.similar_items_raw", "a set", "pop_raw.similar_items_raw({'i1'})", "TypeError", "list")
 case("MultDAE.user_vectors", "unknown user", "dae.user_vectors([n_users + 5])", "UnknownIdError", "unknown")
 case("MultDAE.user_vectors", "before fit", "aerec.MultDAE().user_vectors([0])", "RuntimeError", "not fitted")
+case("ReduceLROnPlateau", "factor=1", "aerec.ReduceLROnPlateau(factor=1)", "ValueError", "factor")
+case("ReduceLROnPlateau", "min_lr=-1", "aerec.ReduceLROnPlateau(min_lr=-1)", "ValueError", "min_lr")
+case("ReduceLROnPlateau", "monitor=3", "aerec.ReduceLROnPlateau(monitor=3)", "TypeError", "monitor")
+case("MultDAE.fit", "validation a 3-tuple", "aerec.MultDAE(epochs=1).fit(X, validation=(X, X, X))", "ValueError",
+     "(fold_in, held_out)")
+case("MultDAE.fit", "validation pair of other widths",
+     "aerec.MultDAE(epochs=1).fit(X, validation=(X[:, :3], X[:, :3]))", "ValueError", "validation fold_in")
+case("MultDAE.fit", "verbose='yes'", "aerec.MultDAE(epochs=1).fit(X, verbose='yes')", "ValueError", "'auto'")

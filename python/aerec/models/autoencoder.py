@@ -184,7 +184,7 @@ class Autoencoder(Estimator):
 
     @atomic_fit
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            verbose=0, mask=None):
+            verbose="auto", mask=None):
         """Train for ``epochs`` epochs (continuing from the current weights if already fitted).
 
         Parameters
@@ -201,8 +201,8 @@ class Autoencoder(Estimator):
         shuffle : bool
             seeded reshuffle every epoch.
         callbacks : list of Callback or callables ``f(epoch, logs)``
-        verbose : int
-            0 silent; 1 a progress bar (tqdm when installed, else a line per epoch).
+        verbose : "auto" or int, default "auto"
+            0 silent; 1 a progress bar (tqdm); "auto" a bar once the fit has run 5 seconds.
         mask : array like y, optional (loss='masked_mse' only; default ``y != 0``)
 
         Returns
@@ -216,7 +216,7 @@ class Autoencoder(Estimator):
         batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         try:
             x, y, mask = self._xy(x, y, mask)
         except ValueError as exc:

@@ -61,7 +61,7 @@ class AutoRec(Recommender):
         return np.ascontiguousarray(M.toarray(), dtype=np.float32)
 
     @atomic_fit
-    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose=0, callbacks=None):
+    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose="auto", callbacks=None):
         """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
 
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
@@ -70,7 +70,7 @@ class AutoRec(Recommender):
             ``EarlyStopping("val_rmse", restore_best_weights=True)``.
         """
         R = self._train_matrix(train)
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         callbacks = as_callbacks(callbacks)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,

@@ -93,6 +93,25 @@ class Estimator:
         if "data" in self.card_:
             self.card_["data"] = {**self.card_["data"], "shape": list(self.card_["data"]["shape"])}
 
+    # -- the live network's learning rate (ReduceLROnPlateau) -----------------------------------
+    def _get_learning_rate(self) -> float:
+        self._check_fitted()
+        return float(self.spec_["learning_rate"])
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """Continue training at learning rate ``lr``: the network is rebuilt from a spec with the new
+        rate, keeping its weights and optimizer state (moments and step), so the next update is
+        the one the old network would have made at the new rate."""
+        from .._validation import check_real
+        lr = check_real(lr, "learning_rate", 0.0, lo_open=True)
+        self._check_fitted()
+        old = self.net_
+        spec = dict(self.spec_, learning_rate=lr)
+        net = self._backend().Network(spec, old.get_params())
+        net.set_optimizer_state(old.get_optimizer_state())
+        self.spec_, self.net_ = spec, net
+        self.learning_rate_ = lr
+
     def _export_tensors(self) -> dict:
         """The learned arrays by name (subclasses: the network's weights, EASE's ``B``, ...)."""
         from .._schemas import weight_names

@@ -30,6 +30,27 @@ def _positive_tuple(name, value):
     return tuple(int(v) for v in value)
 
 
+def _validation_pair(pair, n_items):
+    """``(fold_in, held_out)``: validation users never seen in training, as an EvalSet (checked
+    here, before any epoch is trained)."""
+    from .._validation import as_csr
+    from ..data.splits import EvalSet
+    if len(pair) != 2:
+        raise ValueError(f"validation as a tuple must be (fold_in, held_out), two users x items matrices with one "
+                         f"row per validation user; got {len(pair)} elements")
+    fold_in = as_csr(pair[0], "validation fold_in", n_cols=n_items)
+    held_out = as_csr(pair[1], "validation held_out", n_cols=n_items)
+    if fold_in.shape[0] != held_out.shape[0]:
+        raise ValueError(f"validation fold_in has {fold_in.shape[0]} rows but held_out has {held_out.shape[0]}; "
+                         "pass one row per validation user in both")
+    if held_out.nnz == 0:
+        raise ValueError("validation held_out has no interactions, so there is nothing to validate on")
+    ev = EvalSet(users=np.arange(fold_in.shape[0], dtype=np.int64), fold_in=fold_in, held_out=held_out,
+                 known_users=False)
+    ev.role = "validation"
+    return ev
+
+
 class _SparseAutoencoder(Recommender):
     """Shared fit / recommend / save of the sparse-input autoencoders."""
 
@@ -84,15 +105,16 @@ class _SparseAutoencoder(Recommender):
         return params
 
     @atomic_fit
-    def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose=0,
+    def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose="auto",
             callbacks=None, k=100):
         """Train on a users x items matrix (aerec.data.Interactions or scipy.sparse; binarised).
 
         Parameters
         ----------
-        validation : aerec.data EvalSet or Split, optional
+        validation : aerec.data EvalSet or Split, or a ``(fold_in, held_out)`` pair, optional
             monitored by NDCG@k after each epoch (``history_["val_ndcg@k"]``); the best epoch's
-            weights are kept.
+            weights are kept. A pair holds two users x items matrices (scipy.sparse or dense) with
+            one row per validation user: what the model is given, and what it should retrieve.
         epochs, batch_size : int, optional
             override the constructor values.
         early_stopping : int, optional
@@ -109,16 +131,19 @@ class _SparseAutoencoder(Recommender):
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
         k = _arrays.check_k(k)
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
                 raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "
                                  "when splitting, or validation=None")
             validation = validation.validation
+        if isinstance(validation, tuple):
+            validation = _validation_pair(validation, X.shape[1])
         if validation is not None:
             from ..data.splits import EvalSet
             if not isinstance(validation, EvalSet):
-                raise TypeError(f"validation must be an aerec.data EvalSet or Split, got {type(validation).__name__}")
+                raise TypeError(f"validation must be an aerec.data EvalSet or Split, or a (fold_in, held_out) pair "
+                                f"of users x items matrices, got {type(validation).__name__}")
             if validation.n_items != X.shape[1]:
                 raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
                                  "make both from one split")
