@@ -1100,3 +1100,8 @@ case("MultDAE.fit", "validation a 3-tuple", "aerec.MultDAE(epochs=1).fit(X, vali
 case("MultDAE.fit", "validation pair of other widths",
      "aerec.MultDAE(epochs=1).fit(X, validation=(X[:, :3], X[:, :3]))", "ValueError", "validation fold_in")
 case("MultDAE.fit", "verbose='yes'", "aerec.MultDAE(epochs=1).fit(X, verbose='yes')", "ValueError", "'auto'")
+case("EASE.fit", "unknown keyword epochs", "aerec.EASE().fit(X, epochs=3)", "TypeError", "closed form")
+case("EASE.fit", "validation a matrix", "aerec.EASE().fit(X, validation=X)", "TypeError", "EvalSet or Split")
+case("EASE(solver=...)", "solver='fast'", "aerec.EASE(solver='fast')", "ValueError", "'dual'")
+case("MultVAE.fit", "total_anneal_steps='soon'", "aerec.MultVAE(epochs=1, total_anneal_steps='soon').fit(X)",
+     "ValueError", "'auto'")

@@ -124,7 +124,7 @@ def _check_train(h, a, dims):
                 raise Invalid(f"array {key!r}", "unique, finite raw ids", got_text=str(exc)) from None
 
 
-def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
+def _recommender(params, fields, arrays, *, dims=None, check=None, optional=(), optional_params=()):
     """A recommender's schema: ``params``, the training matrix and ``dims`` come with every one."""
     def all_arrays(h):
         return {**_train_arrays(), **arrays(h)}
@@ -133,7 +133,7 @@ def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
         _check_train(h, a, d)
         if check is not None:
             check(h, a, d)
-    return Schema({"params": Obj(params), "dims": _dims, "card": CARD, **fields}, all_arrays,
+    return Schema({"params": Obj(params, optional_params), "dims": _dims, "card": CARD, **fields}, all_arrays,
                   optional=("dims", "card", *optional), dims=dims, check=check_all)
 
 
@@ -274,7 +274,8 @@ AUTOREC = _recommender(
 _REC_COMMON = {
     "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
     "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
-    "batch_size": Int(1), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(), "random_state": _seed,
+    "batch_size": Either(Str("auto"), Int(1)), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(),
+    "random_state": _seed,
 }
 
 
@@ -310,7 +311,7 @@ def _sparse_ae(variational, loss, normalize, user_embedding, extra):
 
 MULTDAE = _sparse_ae(False, "multinomial", True, False, {})
 MULTVAE = _sparse_ae(True, "multinomial", True, False,
-                     {"anneal_cap": Float(0.0), "total_anneal_steps": Int(0)})
+                     {"anneal_cap": Float(0.0), "total_anneal_steps": Either(Str("auto"), Int(0))})
 CDAE = _sparse_ae(False, "logistic", False, True, {"negative_samples": Int(0)})
 
 
@@ -325,9 +326,11 @@ def _float_dtype(v):
 
 
 EASE = _recommender(
-    {"l2": Float(0.0, lo_open=True), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
-     "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0))},
-    {}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)})
+    {"l2": Either(Str("auto"), Float(0.0, lo_open=True)), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
+     "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0)),
+     "solver": Str("auto", "primal", "dual")},
+    {"l2_": Float(0.0, lo_open=True)}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)},
+    optional=("l2_",), optional_params=("solver",))  # files of aerec <= 0.1: a fixed l2, no solver
 
 POPULARITY = _recommender(
     {}, {}, lambda h: {"item_counts_": Array("float32", ("n_items",), finite=True, nonneg=True)})

@@ -113,7 +113,8 @@ def _make_model(name: str, args):
         if args.batch_size is not None:
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
-        kw["total_anneal_steps"] = args.anneal_steps
+        if args.anneal_steps is not None:
+            kw["total_anneal_steps"] = args.anneal_steps
     if name == "AutoRec":
         kw["kind"] = "user"  # the CLI evaluates on held-out users; item-based AutoRec cannot fold them in
     if "backend" in cls._param_names():
@@ -142,7 +143,7 @@ def cmd_demo(args) -> int:
     inter = _load_data("synthetic", args)
     print(f"\ndata: synthetic {inter!r} ({time.perf_counter() - t0:.2f} s)")
     split = _split(inter, args)
-    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
+    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps="auto" if args.anneal_steps is None else args.anneal_steps,
                   random_state=args.seed, backend=args.backend, **_demo_sizes(args))
     print(f"fitting Popularity and MultVAE ({args.epochs} epochs) on {split.train.n_users} users; "
           f"testing on {len(split.test.users)} users never seen in training\n")
@@ -380,7 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--epochs", type=_int_arg(0), default=default_epochs, help="training epochs")
         sp.add_argument("--batch-size", type=_int_arg(1), default=None,
                         help="users per training batch (default: the model's)")
-        sp.add_argument("--anneal-steps", type=_int_arg(0), default=2000, help="MultVAE KL annealing steps")
+        sp.add_argument("--anneal-steps", type=_int_arg(0), default=None,
+                        help="MultVAE KL annealing steps (default: 80%% of the planned updates)")
 
     def engine_opts(sp):
         sp.add_argument("--backend", choices=BACKENDS, default="auto",

@@ -88,6 +88,10 @@ def build_card(model) -> dict:
         epoch = int(best) if best is not None and best < n else n - 1
         metrics = {k: (None if v[epoch] is None else float(v[epoch])) for k, v in val.items() if len(v) > epoch}
         out["validation"], out["kept_epoch"] = metrics, epoch
+    elif card.get("validation"):  # a loaded model whose file holds no training history (EASE)
+        out["validation"] = card["validation"]
+        if card.get("kept_epoch") is not None:
+            out["kept_epoch"] = card["kept_epoch"]
     if card.get("test"):
         out["test"] = card["test"]
     return out

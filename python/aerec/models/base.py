@@ -89,7 +89,8 @@ class Estimator:
     def _restore_card(self, meta: dict) -> None:
         """The card of a loaded file (files of aerec <= 0.1 have none: an empty one)."""
         card = meta.get("card") or {}
-        self.card_ = {k: card[k] for k in ("created", "data", "split", "test") if k in card}
+        self.card_ = {k: card[k] for k in ("created", "data", "split", "validation", "kept_epoch", "test")
+                      if k in card}
         if "data" in self.card_:
             self.card_["data"] = {**self.card_["data"], "shape": list(self.card_["data"]["shape"])}
 

@@ -61,7 +61,7 @@ class _SparseAutoencoder(Recommender):
 
     # subclasses define __init__ storing hyper-parameters
 
-    def _spec(self, n_items, n_users):
+    def _spec(self, n_items, n_users, planned_updates=None):
         from ..nn.spec import make_spec
         hidden = _positive_tuple("hidden", self.hidden)
         latent = _positive_tuple("latent", self.latent)
@@ -81,7 +81,7 @@ class _SparseAutoencoder(Recommender):
                   lazy=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
             kw.update(beta=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
-                      anneal_steps=_arrays.check_nonneg_int(self.total_anneal_steps, "total_anneal_steps"))
+                      anneal_steps=self._anneal_steps(planned_updates))
         if self._user_embedding:
             # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
             # in from their history, who have no learned vector.
@@ -89,6 +89,26 @@ class _SparseAutoencoder(Recommender):
                       negative_samples=_arrays.check_nonneg_int(self.negative_samples, "negative_samples",
                                                                 hi=2 ** 31 - 1))
         return make_spec(sizes, **kw)
+
+    def _anneal_steps(self, planned_updates):
+        """total_anneal_steps, with "auto" = 80% of the updates this fit plans (so the KL weight
+        reaches ``anneal_cap`` whatever the data size; a fixed 200000 kept it <= 0.0015 on small data)."""
+        steps = self.total_anneal_steps
+        if isinstance(steps, str) and steps == "auto":
+            return max(1, int(0.8 * (planned_updates or 1)))
+        if isinstance(steps, str):
+            raise ValueError(f"total_anneal_steps must be 'auto' or an integer >= 0, got {steps!r}")
+        return _arrays.check_nonneg_int(steps, "total_anneal_steps")
+
+    def _batch_size(self, batch_size, n_users):
+        """batch_size, with "auto" = n_users // 10 within [32, 500]: about ten updates an epoch on
+        small data, Liang et al.'s 500 on large data."""
+        bs = self.batch_size if batch_size is None else batch_size
+        if isinstance(bs, str) and bs == "auto":
+            return int(min(500, max(32, n_users // 10)))
+        if isinstance(bs, str):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {bs!r}")
+        return _arrays.check_positive_int(bs, "batch_size", hi=None)
 
     def _init_params(self, spec, rng):
         from ..nn.spec import param_shapes
@@ -125,9 +145,8 @@ class _SparseAutoencoder(Recommender):
         callbacks = as_callbacks(callbacks)
         X = self._binary(X)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
-        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
-                                                "batch_size", hi=None)
-        batch_size = min(batch_size, X.shape[0])  # one batch holds every user at most
+        batch_size = min(self._batch_size(batch_size, X.shape[0]), X.shape[0])  # one batch holds every user at most
+        self.batch_size_ = batch_size
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
         k = _arrays.check_k(k)
@@ -148,7 +167,7 @@ class _SparseAutoencoder(Recommender):
                 raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
                                  "make both from one split")
         seed = check_random_state(self.random_state)
-        spec = self._spec(X.shape[1], X.shape[0])
+        spec = self._spec(X.shape[1], X.shape[0], planned_updates=epochs * -(-X.shape[0] // batch_size))
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
         from .._memory import check_memory
         from ..nn.spec import param_shapes
@@ -335,7 +354,7 @@ class MultVAE(_SparseAutoencoder):
     _variational = True
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.0,
-                 anneal_cap=0.2, total_anneal_steps=200000, learning_rate=1e-3, epochs=100, batch_size=500,
+                 anneal_cap=0.2, total_anneal_steps="auto", learning_rate=1e-3, epochs=100, batch_size=500,
                  optimizer="adam", lazy_adam=False, random_state=0, backend="auto"):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
         self.anneal_cap, self.total_anneal_steps = anneal_cap, total_anneal_steps
