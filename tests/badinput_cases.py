@@ -1105,3 +1105,7 @@ case("EASE.fit", "validation a matrix", "aerec.EASE().fit(X, validation=X)", "Ty
 case("EASE(solver=...)", "solver='fast'", "aerec.EASE(solver='fast')", "ValueError", "'dual'")
 case("MultVAE.fit", "total_anneal_steps='soon'", "aerec.MultVAE(epochs=1, total_anneal_steps='soon').fit(X)",
      "ValueError", "'auto'")
+case("MultDAE.fit", "a DataFrame of rows",
+     "import pandas as pd\naerec.MultDAE(epochs=1).fit(pd.DataFrame({'u': [1, 2], 'i': [3, 4]}))", "TypeError",
+     "aerec.data.from_dataframe")
+case("Popularity.fit", "unknown keyword", "aerec.Popularity().fit(X, epochs=2)", "TypeError", "unexpected keyword")

@@ -24,27 +24,40 @@ class Autoencoder(Estimator):
 
     Parameters
     ----------
-    hidden : tuple of int
+    hidden : tuple of int >= 1, default (64,)
         hidden layer widths, e.g. ``(64,)`` or ``(128, 8, 128)``.
-    activation : str or tuple of str
+    activation : str or tuple of str, default "relu"
         hidden activations: identity, relu, sigmoid, tanh, elu, selu (one, or one per hidden layer).
-    output_activation : str
+    output_activation : str, default "sigmoid"
         activation of the reconstruction layer (``sigmoid`` for data in [0, 1]).
-    loss : {"mse", "bce", "masked_mse", "multinomial", "logistic"}
+    loss : {"mse", "bce", "masked_mse", "multinomial", "logistic"}, default "mse"
         ``bce`` needs a sigmoid output; ``masked_mse`` counts only entries where the mask is non-zero
         (default mask: ``y != 0``); see :mod:`aerec.nn.spec` for every loss.
-    optimizer : {"adam", "adamw", "sgd"}
-    learning_rate : float
-    bottleneck : int or None
-        index of the hidden layer ``encode`` returns (default: the narrowest).
-    dropout : float or tuple of float
-        inverted dropout on the input of each weight layer during training (a float: input only).
-    l2, weight_decay, momentum, nesterov, beta1, beta2, epsilon : optimizer and penalty settings
-        (``epsilon`` defaults to Keras' 1e-7).
-    random_state : int or None
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    learning_rate : float > 0, default 1e-3
+    random_state : int >= 0 or None, default 0
         seeds weight init, shuffling and dropout. Same seed + same thread count -> same result.
-    backend : str
-        "auto", "cpp", "numba" or "numpy" (see :func:`aerec.backends.get`).
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`).
+    bottleneck : int in [0, len(hidden)) or None, default None
+        index of the hidden layer ``encode`` returns (None: the narrowest).
+    dropout : float in [0, 1) or tuple of them, default 0.0
+        inverted dropout on the input of each weight layer during training (a float: input only;
+        a tuple: one rate per weight layer).
+    l2 : float >= 0, default 0.0
+        L2 penalty on the weights, added to the loss.
+    weight_decay : float >= 0, default 0.0
+        decoupled weight decay (``optimizer="adamw"``).
+    momentum : float in [0, 1), default 0.0
+        SGD momentum.
+    nesterov : bool, default False
+        Nesterov momentum (SGD).
+    beta1 : float in [0, 1), default 0.9
+        Adam's first-moment decay.
+    beta2 : float in [0, 1), default 0.999
+        Adam's second-moment decay.
+    epsilon : float > 0, default 1e-7
+        Adam's epsilon (Keras' 1e-7).
 
     Attributes
     ----------

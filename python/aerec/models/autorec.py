@@ -26,17 +26,36 @@ class AutoRec(Recommender):
     I-AutoRec encodes each item's vector of user ratings: ``n_users -> hidden (sigmoid) -> n_users
     (identity)``; a rating r(u, i) is read off item i's reconstruction at u.
 
+    ``fit`` takes a users x items rating matrix: ``aerec.data.Interactions`` or scipy.sparse (a
+    pandas DataFrame of (user, item, rating) rows: ``aerec.data.from_dataframe(df, "user", "item",
+    "rating")`` first).
+
     Parameters
     ----------
-    kind : {"item", "user"}
-    hidden : int (500 in the paper)
-    l2 : float
+    kind : {"item", "user"}, default "item"
+        "item": I-AutoRec (rows are items; only training users can be scored); "user": U-AutoRec
+        (rows are users; folds new users in).
+    hidden : int >= 1, default 500
+        the hidden width (500 in the paper).
+    activation : str, default "sigmoid"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    l2 : float >= 0, default 150.0
         ``lambda`` of the paper's objective ``sum_observed (r - r_hat)^2 + lambda/2 ||W||^2``; the
         per-batch loss here is the mean over rows, so the penalty applied is ``lambda / n_rows``.
-    clip : (float, float) or None
-        clip predictions to the rating scale (default: the training min and max).
-    dropout : float or (float, float)
+    learning_rate : float > 0, default 1e-3
+    epochs : int >= 0, default 70
+        training epochs (``fit(epochs=...)`` overrides).
+    batch_size : int >= 1, default 256
+        rows per update (``fit(batch_size=...)`` overrides).
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    clip : "auto", (float, float) or None, default "auto"
+        clip predictions to the rating scale: "auto" the training min and max, a (low, high) pair,
+        or None for no clipping.
+    dropout : float in [0, 1) or (float, float), default (0.0, 0.5)
         inverted dropout on the input ratings (denoising) and, with a pair, on the hidden layer.
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling and dropout.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
 
     The defaults (lambda 150, hidden dropout 0.5, batch 256, 70 epochs of Adam 1e-3) were chosen on a
     validation carve-out of MovieLens-100K u1.base and give mean RMSE 0.8976 on the u1..u5 folds
@@ -62,7 +81,9 @@ class AutoRec(Recommender):
 
     @atomic_fit
     def fit(self, train, validation=None, epochs=None, batch_size=None, verbose="auto", callbacks=None):
-        """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
+        """Fit on a users x items rating matrix (explicit values > 0 are observed ratings):
+        aerec.data.Interactions or scipy.sparse (a pandas DataFrame of (user, item, rating) rows:
+        ``aerec.data.from_dataframe`` first).
 
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
         callbacks : list of Callback or callables ``f(epoch, logs)``, optional

@@ -54,10 +54,13 @@ class _SavableRecommender(Recommender):
 class Popularity(_SavableRecommender):
     """Recommends the most-interacted items (the baseline every model must beat).
 
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
     Parameters
     ----------
-    backend : str
-        "auto", "cpp", "numba" or "numpy": runs top-k selection and ``similar_items``.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        runs top-k selection and ``similar_items``.
     """
 
     _arrays_to_save = ("item_counts_",)
@@ -67,6 +70,13 @@ class Popularity(_SavableRecommender):
 
     @atomic_fit
     def fit(self, train, validation=None, **kw):
+        """Count each item's interactions in ``train`` (Interactions or scipy.sparse; a DataFrame:
+        ``aerec.data.from_dataframe`` first). ``validation`` and ``verbose`` are accepted (for
+        ``aerec.compare``) and unused; any other keyword is an error."""
+        unknown = sorted(set(kw) - {"verbose", "k"})
+        if unknown:
+            raise TypeError(f"Popularity.fit got unexpected keyword(s) {unknown}; it takes validation=, k= and "
+                            "verbose= (all unused: popularity has nothing to tune)")
         X = self._train_matrix(train)
         self.train_ = X
         self.item_counts_ = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32)
@@ -105,6 +115,9 @@ EASE_L2_GRID = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 class EASE(_SavableRecommender):
     """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1.
 
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
     Parameters
     ----------
     l2 : float > 0 or "auto", default "auto"
@@ -113,9 +126,9 @@ class EASE(_SavableRecommender):
         (``l2_`` holds it, ``l2_path_`` every value tried); without validation, 500.
     dtype : "float32" or "float64", default "float32"
         precision of the Gram matrix and its factorisation (float32 halves the memory).
-    max_memory : int or float bytes > 0, optional
+    max_memory : int or float bytes > 0, default None
         refuse to fit (MemoryError with the figure) when the estimate exceeds it; default: the
-        memory available now.
+        memory available now (None).
     verbose : int >= 0, default 0
         1 prints the memory estimate and, with validation, each l2 tried.
     solver : {"auto", "primal", "dual"}, default "auto"

@@ -143,6 +143,10 @@ class Recommender(Estimator):
             self.id_maps_ = (getattr(train, "user_map", None) or getattr(train, "users", None),
                              getattr(train, "item_map", None) or getattr(train, "items", None))
         self.has_history_ = True
+        if hasattr(train, "columns") and hasattr(train, "iloc"):
+            raise TypeError("train is a pandas DataFrame; build the users x items matrix first: "
+                            "aerec.data.from_dataframe(df, 'user', 'item') for (user, item[, rating]) rows "
+                            "(raw ids kept for recommend_raw), or df.to_numpy() for a users x items table")
         X = as_csr(train, "train")
         if X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0:
             raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")

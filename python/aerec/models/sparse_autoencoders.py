@@ -131,6 +131,9 @@ class _SparseAutoencoder(Recommender):
 
         Parameters
         ----------
+        train : aerec.data.Interactions or scipy.sparse (users x items)
+            a pandas DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")``
+            first (its raw ids then serve ``recommend_raw``).
         validation : aerec.data EvalSet or Split, or a ``(fold_in, held_out)`` pair, optional
             monitored by NDCG@k after each epoch (``history_["val_ndcg@k"]``); the best epoch's
             weights are kept. A pair holds two users x items matrices (scipy.sparse or dense) with
@@ -139,6 +142,12 @@ class _SparseAutoencoder(Recommender):
             override the constructor values.
         early_stopping : int, optional
             stop after this many epochs without a better validation NDCG.
+        verbose : "auto" or int, default "auto"
+            0 silent; 1 a progress bar; "auto" a bar once the fit has run 5 seconds.
+        callbacks : list of Callback or callables ``f(epoch, logs)``, optional
+            e.g. ``aerec.CSVLogger``, ``aerec.ModelCheckpoint``, ``aerec.ReduceLROnPlateau``.
+        k : int > 0, default 100
+            the validation cut-off (``val_ndcg@k``).
         """
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
@@ -336,7 +345,41 @@ class _SparseAutoencoder(Recommender):
 @register_model
 class MultDAE(_SparseAutoencoder):
     """Mult-DAE (Liang et al. 2018): L2-normalised, dropout-corrupted history -> [I-600-200-600-I]
-    tanh -> softmax over items, multinomial log-likelihood."""
+    tanh -> softmax over items, multinomial log-likelihood.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default (600,)
+        encoder widths before the bottleneck (the decoder mirrors them): ``I-600-200-600-I``.
+    latent : int >= 1, default 200
+        the bottleneck width (``encode`` returns it).
+    activation : str, default "tanh"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.5
+        inverted dropout on the L2-normalised input history (the denoising).
+    l2 : float >= 0, default 2e-05 (0.01 / 500)
+        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 500
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.01 / 500,
                  learning_rate=1e-3, epochs=100, batch_size=500, optimizer="adam", lazy_adam=False,
@@ -349,7 +392,48 @@ class MultDAE(_SparseAutoencoder):
 @register_model
 class MultVAE(_SparseAutoencoder):
     """Mult-VAE^PR (Liang et al. 2018): Gaussian bottleneck, KL weight annealed linearly to
-    ``anneal_cap`` over ``total_anneal_steps`` updates; encode returns the posterior mean."""
+    ``anneal_cap`` over ``total_anneal_steps`` updates; encode returns the posterior mean.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default (600,)
+        encoder widths before the bottleneck (the decoder mirrors them): ``I-600-200-600-I``.
+    latent : int >= 1, default 200
+        the bottleneck width (``encode`` returns it).
+    activation : str, default "tanh"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.5
+        inverted dropout on the L2-normalised input history (the denoising).
+    l2 : float >= 0, default 0.0
+        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    anneal_cap : float >= 0, default 0.2
+        the largest KL weight beta (Liang et al.'s 0.2; 0 trains a plain Mult-DAE with noise).
+    total_anneal_steps : int >= 0 or "auto", default "auto"
+        updates over which beta rises linearly from 0 to ``anneal_cap`` (0: ``anneal_cap`` from the
+        start). "auto": 80% of the updates the fit plans (epochs x batches per epoch), so beta
+        reaches its cap on data of any size (the paper's 200000 suits ML-20M; on a few hundred
+        users it kept beta below 0.0015).
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 500
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout, the reparameterisation noise; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     _variational = True
 
@@ -365,7 +449,44 @@ class MultVAE(_SparseAutoencoder):
 @register_model
 class CDAE(_SparseAutoencoder):
     """Collaborative Denoising Autoencoder (Wu et al. 2016): corrupted history + a per-user vector,
-    sigmoid hidden layer, logistic loss over positives and sampled negatives."""
+    sigmoid hidden layer, logistic loss over positives and sampled negatives.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+    Users folded in from their history (never seen in training) get a zero user vector.
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default ()
+        extra encoder widths before the bottleneck (Wu et al.: none, ``I-50-I``).
+    latent : int >= 1, default 50
+        the hidden (bottleneck) width and the user vectors' length.
+    activation : str, default "sigmoid"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.2
+        inverted dropout on the input history (the corruption).
+    l2 : float >= 0, default 1e-05
+        L2 penalty on the weights and user vectors.
+    negative_samples : int >= 0, default 5
+        unobserved items sampled per observed one for the logistic loss (0: every item).
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 256
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout, the negative samples; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     _loss = "logistic"
     _normalize = False
