@@ -60,6 +60,7 @@ def test_ease_chooses_l2_on_validation(split):
     ref = EASE(l2=e.l2_).fit(split.train)
     np.testing.assert_array_equal(ref.B_, e.B_)
     assert e.card["validation"]["val_ndcg@100"] == pytest.approx(e.l2_path_[e.l2_])
+    assert e.card["validation"]["l2"] == e.l2_ and "kept_epoch" not in e.card
     assert EASE().fit(split.train).l2_ == 500.0  # no validation: Steck's middle
     fixed = EASE(l2=30.0).fit(split.train, validation=split)  # a fixed l2 is kept, and reported
     assert fixed.l2_ == 30.0 and len(fixed.history_["val_ndcg@100"]) == 1

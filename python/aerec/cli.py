@@ -281,7 +281,8 @@ def describe_model_file(path) -> str:
         lines += [f"  {k.ljust(pw)}  {_value(v)}" for k, v in params.items()]
     lines += _card_lines(card)
     other = {k: v for k, v in raw.items() if k not in ("format", "format_version", "class", "sha256", "params",
-                                                        "dims", "history", "best_epoch", "aerec_version", "card")}
+                                                        "dims", "history", "best_epoch", "aerec_version", "card",
+                                                        "weight_names")}
     for k, v in other.items():
         text = _value(v) if not isinstance(v, dict) else ", ".join(f"{a}={_value(b)}" for a, b in v.items())
         lines.append(f"{k}: {text if len(text) <= 300 else text[:297] + '...'}")
@@ -312,7 +313,8 @@ def _card_lines(card: dict) -> list:
         lines.append(f"  {'split':<10}  not recorded (fitted on data that did not come from an aerec split)")
     if isinstance(card.get("validation"), dict):
         vals = ", ".join(f"{k}={_value(v)}" for k, v in card["validation"].items())
-        lines.append(f"  {'validation':<10}  {vals} (kept epoch {card.get('kept_epoch')})")
+        kept = f" (kept epoch {card['kept_epoch']})" if card.get("kept_epoch") is not None else ""
+        lines.append(f"  {'validation':<10}  {vals}{kept}")
     if isinstance(card.get("test"), dict):
         vals = ", ".join(f"{k}={_value(v)}" for k, v in sorted(card["test"].items()))
         lines.append(f"  {'test':<10}  {vals}")

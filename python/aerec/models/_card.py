@@ -87,7 +87,10 @@ def build_card(model) -> dict:
         n = max(len(v) for v in val.values())
         epoch = int(best) if best is not None and best < n else n - 1
         metrics = {k: (None if v[epoch] is None else float(v[epoch])) for k, v in val.items() if len(v) > epoch}
-        out["validation"], out["kept_epoch"] = metrics, epoch
+        if getattr(model, "_selects_epochs", True):
+            out["validation"], out["kept_epoch"] = metrics, epoch
+        else:  # EASE: the kept entry is an l2 of its grid, not an epoch
+            out["validation"] = {**metrics, "l2": float(model.l2_)}
     elif card.get("validation"):  # a loaded model whose file holds no training history (EASE)
         out["validation"] = card["validation"]
         if card.get("kept_epoch") is not None:

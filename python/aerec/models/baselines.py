@@ -141,6 +141,7 @@ class EASE(_SavableRecommender):
     """
 
     _arrays_to_save = ("B_",)
+    _selects_epochs = False  # the model card records the chosen l2, not a kept epoch
 
     def __init__(self, l2="auto", dtype="float32", max_memory=None, verbose=0, backend="auto", solver="auto"):
         self.backend = backend
