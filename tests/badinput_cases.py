@@ -1064,3 +1064,48 @@ case("Popularity.recommend", "one history row per id, all ids permuted",
 case("Interactions.read_csv", "a directory", "Interactions.read_csv(tmp)", "IsADirectoryError", "is a directory")
 case("Popularity.recommend", "user ids with NaN (missing)", "pop.recommend(np.array([1.0, np.nan]), k=3)", "TypeError",
      "missing id")
+
+# first contact: serving artefacts, raw-id histories, similar_items_raw, user_vectors
+case("Popularity.save", "include_history='no'", "pop.save(os.path.join(tmp, 'ih.npz'), include_history='no')",
+     "TypeError", "include_history")
+case("AutoRec.save", "include_history=False", "ari.save(os.path.join(tmp, 'ih.npz'), include_history=False)",
+     "ValueError", "include_history=True")
+case("Popularity.recommend", "user ids on a file without history",
+     "p = os.path.join(tmp, 'slim.npz'); pop.save(p, include_history=False)\naerec.load(p).recommend(0)",
+     "ValueError", "user_items=")
+case("Popularity.recommend_raw", "history unknown raw item", "pop_raw.recommend_raw(history=['i1', 'nope'])",
+     "UnknownIdError", "ignore_unknown=True")
+case("Popularity.recommend_raw", "history a string", "pop_raw.recommend_raw(history='i1')", "TypeError",
+     "list of raw item ids")
+case("Popularity.recommend_raw", "history and user", "pop_raw.recommend_raw('u1', history=['i1'])", "ValueError",
+     "not both")
+case("Popularity.recommend_raw", "items without user", "pop_raw.recommend_raw(items=['i1'])", "TypeError",
+     "history=[")
+case("Popularity.recommend_raw", "ignore_unknown=2", "pop_raw.recommend_raw(history=['i1'], ignore_unknown=2)",
+     "TypeError", "ignore_unknown")
+case("Popularity.recommend_raw", "history valid",
+     "i, s = pop_raw.recommend_raw(history=['i1', 'i2'], k=3)\nassert len(i) == 3 and 'i1' not in i.tolist()", None)
+case("Popularity.similar_items_raw", "unknown raw id", "pop_raw.similar_items_raw('nope')", "UnknownIdError",
+     "raw item ids")
+case("Popularity.similar_items_raw", "model fitted on a matrix", "pop.similar_items_raw('i1')", "ValueError",
+     "raw id maps")
+case("Popularity.similar_items_raw", "a set", "pop_raw.similar_items_raw({'i1'})", "TypeError", "list")
+case("MultDAE.user_vectors", "unknown user", "dae.user_vectors([n_users + 5])", "UnknownIdError", "unknown")
+case("MultDAE.user_vectors", "before fit", "aerec.MultDAE().user_vectors([0])", "RuntimeError", "not fitted")
+case("ReduceLROnPlateau", "factor=1", "aerec.ReduceLROnPlateau(factor=1)", "ValueError", "factor")
+case("ReduceLROnPlateau", "min_lr=-1", "aerec.ReduceLROnPlateau(min_lr=-1)", "ValueError", "min_lr")
+case("ReduceLROnPlateau", "monitor=3", "aerec.ReduceLROnPlateau(monitor=3)", "TypeError", "monitor")
+case("MultDAE.fit", "validation a 3-tuple", "aerec.MultDAE(epochs=1).fit(X, validation=(X, X, X))", "ValueError",
+     "(fold_in, held_out)")
+case("MultDAE.fit", "validation pair of other widths",
+     "aerec.MultDAE(epochs=1).fit(X, validation=(X[:, :3], X[:, :3]))", "ValueError", "validation fold_in")
+case("MultDAE.fit", "verbose='yes'", "aerec.MultDAE(epochs=1).fit(X, verbose='yes')", "ValueError", "'auto'")
+case("EASE.fit", "unknown keyword epochs", "aerec.EASE().fit(X, epochs=3)", "TypeError", "closed form")
+case("EASE.fit", "validation a matrix", "aerec.EASE().fit(X, validation=X)", "TypeError", "EvalSet or Split")
+case("EASE(solver=...)", "solver='fast'", "aerec.EASE(solver='fast')", "ValueError", "'dual'")
+case("MultVAE.fit", "total_anneal_steps='soon'", "aerec.MultVAE(epochs=1, total_anneal_steps='soon').fit(X)",
+     "ValueError", "'auto'")
+case("MultDAE.fit", "a DataFrame of rows",
+     "import pandas as pd\naerec.MultDAE(epochs=1).fit(pd.DataFrame({'u': [1, 2], 'i': [3, 4]}))", "TypeError",
+     "aerec.data.from_dataframe")
+case("Popularity.fit", "unknown keyword", "aerec.Popularity().fit(X, epochs=2)", "TypeError", "unexpected keyword")

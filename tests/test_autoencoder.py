@@ -121,7 +121,7 @@ def test_truncated_or_altered_file(small, tmp_path):
     with pytest.raises(aerec.ModelFileError):
         aerec.load(tmp_path / "t.npz")
     altered = bytearray(raw)
-    info = zipfile.ZipFile(path).getinfo("param_0.npy")  # flip the last byte of a weight
+    info = zipfile.ZipFile(path).getinfo("encoder.0.weight.npy")  # flip the last byte of a weight
     name_len, extra_len = struct.unpack("<HH", raw[info.header_offset + 26:info.header_offset + 30])
     altered[info.header_offset + 30 + name_len + extra_len + info.compress_size - 1] ^= 0xFF
     (tmp_path / "a.npz").write_bytes(bytes(altered))

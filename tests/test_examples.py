@@ -26,3 +26,17 @@ def test_cli_bad_input_is_a_clear_error(tmp_path):
     out = subprocess.run([sys.executable, "-m", "aerec.cli", "recommend", str(tmp_path / "missing.npz"),
                           "--user", "0"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "aerec: error" in out.stderr
+
+
+def test_raw_ids_serving_example(tmp_path):
+    import os
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "python"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "raw_ids_serving.py"), str(tmp_path)],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert "known user user-5: ['item-b" in text and "new user (item-b001" in text
+    assert "similar to item-b001: ['item-b" in text
+    assert "batch-scored 300 users" in text
+    assert (tmp_path / "recs.parquet").exists() or (tmp_path / "recs.csv").exists()

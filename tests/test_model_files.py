@@ -78,7 +78,7 @@ CLASS_OF = {"Autoencoder": aerec.Autoencoder, "AutoRec-item": AutoRec, "AutoRec-
             "MultDAE": MultDAE, "MultVAE": MultVAE, "CDAE": CDAE, "EASE": EASE, "Popularity": Popularity,
             "TopK": TopK, "TopK-cosine": TopK}
 #: the main float array of each file, and a numeric header field (path of keys)
-WEIGHT = {m: "param_0" for m in MODELS} | {"EASE": "B_", "Popularity": "item_counts_", "TopK": "items",
+WEIGHT = {m: "encoder.0.weight" for m in MODELS} | {"EASE": "B_", "Popularity": "item_counts_", "TopK": "items",
                                           "TopK-cosine": "items"}
 NUMBER = {"Autoencoder": ("params", "learning_rate"), "AutoRec-item": ("params", "l2"),
           "AutoRec-user": ("seed",), "MultDAE": ("params", "l2"), "MultVAE": ("params", "anneal_cap"),
@@ -355,8 +355,8 @@ GENERIC = [
     ("header-huge-int", ALL, RAW(_huge_int), ModelFileError, "corrupt header"),
     ("header-not-bytes", ALL, RAW(_not_bytes_header), ModelFileError, "header member"),
     ("format-other", ALL, H(lambda n, m: m.update(format="npz")), ModelFileError, "not an aerec model file"),
-    ("format-version-newer", ALL, H(lambda n, m: m.update(format_version=2)), ModelFileError,
-     "format version 2"),
+    ("format-version-newer", ALL, H(lambda n, m: m.update(format_version=aio.FORMAT_VERSION + 1)), ModelFileError,
+     f"format version {aio.FORMAT_VERSION + 1}"),
     ("format-version-string", ALL, H(lambda n, m: m.update(format_version="1")), ModelFileError,
      "format_version"),
     ("class-unknown", ALL, H(lambda n, m: m.update({"class": "Pickle"})), ModelFileError, "does not know"),
@@ -496,7 +496,7 @@ def _param_drop(name, meta):
 
 
 def _last_param_nan(name, arrays):
-    k = max((k for k in arrays if k.startswith("param_")), key=lambda s: int(s[6:]))
+    k = [k for k in arrays if k.endswith((".weight", ".bias"))][-1]  # named in the spec's order
     _nan(name, arrays, k)
 
 

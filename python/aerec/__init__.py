@@ -16,7 +16,7 @@ from ._backends import FallbackWarning, BackendUnavailableError
 from . import backends
 from ._config import show_config, set_num_threads, get_num_threads
 from . import callbacks
-from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint
+from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, ModelCheckpoint, ReduceLROnPlateau
 from .io import ModelFileError, load
 from ._validation import UnknownIdError
 from . import data, datasets, metrics, search
@@ -46,6 +46,7 @@ __all__ = [
     "BackendUnavailableError",
     "Callback",
     "CSVLogger",
+    "ReduceLROnPlateau",
     "EarlyStopping",
     "FallbackWarning",
     "LambdaCallback",

@@ -46,6 +46,26 @@ _width = Int(1, MAX_DIM)
 _widths = Either(_width, Seq(_width, 0, _MAX_LAYERS))
 
 
+def _json_object(v):
+    if not isinstance(v, dict):
+        raise TypeError(f"an object, got {type(v).__name__}")
+    return v
+
+
+def _metrics_map():
+    return Map(Opt(Float(finite=False)))
+
+
+#: the model card (aerec.models._card); absent in files of aerec <= 0.1
+CARD = Obj({"aerec_version": Str(), "created": Str(),
+            "params": Check(_json_object, "the hyper-parameters"),
+            "data": Obj({"shape": Seq(Int(0), 1, 2), "nnz": Int(0), "sha256": Str()}),
+            "split": Check(_json_object, "the split's protocol and parameters"),
+            "validation": _metrics_map(), "kept_epoch": Int(0), "test": _metrics_map()},
+           optional=("aerec_version", "created", "params", "data", "split", "validation",
+                     "kept_epoch", "test"))
+
+
 def _sizes_ok(spec, what):
     sizes = spec["layer_sizes"]
     if len(sizes) > _MAX_LAYERS + 1:
@@ -68,9 +88,10 @@ def _net_spec(v):
 def _train_arrays():
     return {
         "train_shape": Array("int64", (2,)),
-        "train_indptr": Array(("int64", "int32"), ("n_users+1",)),
-        "train_indices": Array(("int32", "int64"), ("nnz",)),
-        "train_data": Array("float32", ("nnz",), finite=True, nonneg=True),
+        # absent in files saved with include_history=False (all three or none)
+        "train_indptr": Array(("int64", "int32"), ("n_users+1",), required=False),
+        "train_indices": Array(("int32", "int64"), ("nnz",), required=False),
+        "train_data": Array("float32", ("nnz",), finite=True, nonneg=True, required=False),
         # raw ids of a model fitted on aerec.data.Interactions (integers, floats or strings)
         "user_ids": Array(None, ("n_users",), kinds="iufUS", required=False),
         "item_ids": Array(None, ("n_items",), kinds="iufUS", required=False),
@@ -86,8 +107,14 @@ def _check_train(h, a, dims):
         if dims.setdefault(dname, v) != v:
             raise Invalid("array 'train_shape'", f"{dname} = {dims[dname]}, as the header and the other "
                           "arrays say", v)
-    check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
-              "array 'train_indptr'", "array 'train_indices'")
+    parts = [k for k in ("train_indptr", "train_indices", "train_data") if k in a]
+    if parts and len(parts) != 3:
+        missing = next(k for k in ("train_indptr", "train_indices", "train_data") if k not in a)
+        raise Invalid(f"array {missing!r}", "present (the training matrix is stored whole or not at all)",
+                      has_got=False)
+    if parts:
+        check_csr(a["train_indptr"], a["train_indices"], dims["n_users"], dims["n_items"],
+                  "array 'train_indptr'", "array 'train_indices'")
     from .data.idmap import IdMap
     for key in ("user_ids", "item_ids"):
         if key in a:
@@ -97,7 +124,7 @@ def _check_train(h, a, dims):
                 raise Invalid(f"array {key!r}", "unique, finite raw ids", got_text=str(exc)) from None
 
 
-def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
+def _recommender(params, fields, arrays, *, dims=None, check=None, optional=(), optional_params=()):
     """A recommender's schema: ``params``, the training matrix and ``dims`` come with every one."""
     def all_arrays(h):
         return {**_train_arrays(), **arrays(h)}
@@ -106,12 +133,39 @@ def _recommender(params, fields, arrays, *, dims=None, check=None, optional=()):
         _check_train(h, a, d)
         if check is not None:
             check(h, a, d)
-    return Schema({"params": Obj(params), "dims": _dims, **fields}, all_arrays,
-                  optional=("dims", *optional), dims=dims, check=check_all)
+    return Schema({"params": Obj(params, optional_params), "dims": _dims, "card": CARD, **fields}, all_arrays,
+                  optional=("dims", "card", *optional), dims=dims, check=check_all)
 
 
-def _weights(shapes):
+def weight_names(spec) -> list:
+    """The names of a network's weight arrays in model files (format version 2), in the order of
+    :func:`aerec.nn.spec.param_shapes`: ``encoder.<i>.weight`` / ``encoder.<i>.bias`` for the
+    layers up to the bottleneck (``spec["encoder_depth"]`` of them), ``decoder.<i>.weight`` /
+    ``.bias`` for the others, and ``user_embedding.weight`` (CDAE: one row per training user plus
+    the fold-in row). A layer's ``weight`` is ``(n_in, n_out)``: the layer computes
+    ``act(x @ weight + bias)`` (Keras' layout; PyTorch's ``nn.Linear`` holds its transpose). Files
+    of format version 1 hold the same arrays as ``param_0``, ``param_1``, ... in this order."""
+    enc, n = spec["encoder_depth"], len(spec["layer_sizes"]) - 1
+    names = []
+    for layer in range(n):
+        prefix = f"encoder.{layer}" if layer < enc else f"decoder.{layer - enc}"
+        names += [f"{prefix}.weight", f"{prefix}.bias"]
+    if spec["n_users"]:
+        names.append("user_embedding.weight")
+    return names
+
+
+def _weights(shapes, h=None):
+    """The weight arrays: named (``h["weight_names"]``, format version 2) or ``param_<i>``."""
+    if h is not None and "weight_names" in h:
+        want = weight_names(h["spec"])
+        if list(h["weight_names"]) != want:
+            raise Invalid("weight_names", f"{want} (the spec's layers)", list(h["weight_names"]))
+        return {name: Array("float32", s, finite=True) for name, s in zip(want, shapes)}
     return {f"param_{i}": Array("float32", s, finite=True) for i, s in enumerate(shapes)}
+
+
+_weight_names_field = Seq(Str(), 1, 2 * _MAX_LAYERS + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,7 +183,7 @@ _AE_PARAMS = {
 def _ae_arrays(h):
     spec = h["spec"]
     shapes, names = param_shapes(spec), tensor_names(spec)
-    arrays = _weights(shapes)
+    arrays = _weights(shapes, h)
     arrays["opt_step"] = Array("int64", ())
     if spec["optimizer"] in ("adam", "adamw"):
         for nm, s in zip(names, shapes):
@@ -153,8 +207,9 @@ def _ae_check(h, a, dims):
 
 AUTOENCODER = Schema(
     {"params": Obj(_AE_PARAMS), "spec": Check(_net_spec, "a valid network spec"),
-     "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history},
-    _ae_arrays, check=_ae_check)
+     "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history,
+     "card": CARD, "weight_names": _weight_names_field},
+    _ae_arrays, optional=("card", "weight_names"), check=_ae_check)
 
 
 def _plain(spec, what):
@@ -202,14 +257,15 @@ def _autorec_dims(h):
 
 def _autorec_arrays(h):
     _autorec_spec(h)
-    return _weights(param_shapes(h["spec"]))
+    return _weights(param_shapes(h["spec"]), h)
 
 
 AUTOREC = _recommender(
     _AUTOREC_PARAMS,
     {"spec": Check(_net_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
-     "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history},
-    _autorec_arrays, dims=_autorec_dims, optional=("history",))
+     "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history,
+     "weight_names": _weight_names_field},
+    _autorec_arrays, dims=_autorec_dims, optional=("history", "weight_names"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -218,7 +274,8 @@ AUTOREC = _recommender(
 _REC_COMMON = {
     "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
     "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
-    "batch_size": Int(1), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(), "random_state": _seed,
+    "batch_size": Either(Str("auto"), Int(1)), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(),
+    "random_state": _seed,
 }
 
 
@@ -244,17 +301,17 @@ def _sparse_ae(variational, loss, normalize, user_embedding, extra):
         return d
 
     def arrays(h):
-        return _weights(param_shapes(h["spec"]))
+        return _weights(param_shapes(h["spec"]), h)
 
     return _recommender({**_REC_COMMON, **extra},
                         {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),
-                         "history": _history, "best_epoch": Int(0)},
-                        arrays, dims=dims, optional=("history", "best_epoch"))
+                         "history": _history, "best_epoch": Int(0), "weight_names": _weight_names_field},
+                        arrays, dims=dims, optional=("history", "best_epoch", "weight_names"))
 
 
 MULTDAE = _sparse_ae(False, "multinomial", True, False, {})
 MULTVAE = _sparse_ae(True, "multinomial", True, False,
-                     {"anneal_cap": Float(0.0), "total_anneal_steps": Int(0)})
+                     {"anneal_cap": Float(0.0), "total_anneal_steps": Either(Str("auto"), Int(0))})
 CDAE = _sparse_ae(False, "logistic", False, True, {"negative_samples": Int(0)})
 
 
@@ -269,9 +326,11 @@ def _float_dtype(v):
 
 
 EASE = _recommender(
-    {"l2": Float(0.0, lo_open=True), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
-     "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0))},
-    {}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)})
+    {"l2": Either(Str("auto"), Float(0.0, lo_open=True)), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
+     "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0)),
+     "solver": Str("auto", "primal", "dual")},
+    {"l2_": Float(0.0, lo_open=True)}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)},
+    optional=("l2_",), optional_params=("solver",))  # files of aerec <= 0.1: a fixed l2, no solver
 
 POPULARITY = _recommender(
     {}, {}, lambda h: {"item_counts_": Array("float32", ("n_items",), finite=True, nonneg=True)})

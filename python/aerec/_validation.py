@@ -207,10 +207,15 @@ def check_choice(value, name: str, options) -> str:
     return value
 
 
-def check_verbose(value, name: str = "verbose") -> int:
-    """A verbosity level: a bool or an int >= 0."""
+def check_verbose(value, name: str = "verbose", allow_auto: bool = False):
+    """A verbosity level: a bool or an int >= 0 (and "auto" where ``allow_auto``: a progress bar
+    once the fit has run a few seconds)."""
     if isinstance(value, (bool, np.bool_)):
         return int(value)
+    if allow_auto and isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"{name} must be 'auto', 0, 1 or 2, got {value!r}")
+        return value
     return check_nonneg_int(value, name)
 
 

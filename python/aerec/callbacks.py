@@ -10,7 +10,11 @@ import time
 import numpy as np
 
 __all__ = ["Callback", "CSVLogger", "EarlyStopping", "LambdaCallback", "ModelCheckpoint", "Progress",
-           "as_callbacks"]
+           "ReduceLROnPlateau", "as_callbacks"]
+
+#: with ``verbose="auto"`` (the default of every ``fit``), the progress bar appears once a fit has
+#: run this many seconds (short fits stay quiet; Keras' ``verbose=1`` habit for long ones)
+AUTO_PROGRESS_AFTER_S = 5.0
 
 _HIGHER_IS_BETTER = ("ndcg", "recall", "precision", "map", "mrr", "hit", "auc", "acc", "coverage")
 
@@ -274,6 +278,81 @@ class ModelCheckpoint(Callback):
             print(f"epoch {epoch}: {self.monitor}={value:.6g}, saved to {target}", file=sys.stderr, flush=True)
 
 
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience``
+    epochs (Keras' callback). The live network's learning rate changes (weights and optimizer
+    state carry over); ``model.learning_rate_`` and ``history_["lr"]`` show it.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        a key of the epoch logs, e.g. ``"val_ndcg@100"`` (MultVAE/MultDAE/CDAE with validation),
+        ``"val_loss"`` (Autoencoder), ``"loss"``.
+    factor : float in (0, 1), default 0.1
+    patience : int >= 0, default 10
+        epochs without improvement before reducing.
+    mode : {"auto", "min", "max"}, default "auto"
+        "auto": max for accuracy-like names (ndcg, recall, ...), else min.
+    min_delta : float >= 0, default 1e-4
+        a change smaller than this is no improvement.
+    cooldown : int >= 0, default 0
+        epochs to wait after a reduction before counting again.
+    min_lr : float >= 0, default 0
+        the learning rate never goes below this.
+    verbose : int, default 0
+        1 prints a line on each reduction.
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4, cooldown=0,
+                 min_lr=0.0, verbose=0):
+        from ._validation import check_choice, check_nonneg_int, check_real, check_verbose
+        if not isinstance(monitor, str):
+            raise TypeError("monitor must be a string such as 'val_loss'")
+        self.factor = check_real(factor, "factor", 0.0, 1.0, lo_open=True, hi_open=True)
+        self.patience = check_nonneg_int(patience, "patience")
+        check_choice(mode, "mode", ("auto", "min", "max"))
+        self.min_delta = check_real(min_delta, "min_delta", 0.0)
+        self.cooldown = check_nonneg_int(cooldown, "cooldown")
+        self.min_lr = check_real(min_lr, "min_lr", 0.0)
+        self.verbose = check_verbose(verbose)
+        self.monitor = monitor
+        self.mode = _auto_mode(monitor) if mode == "auto" else mode
+
+    def on_train_begin(self, logs=None):
+        if not hasattr(self.model, "_set_learning_rate"):
+            raise TypeError(f"ReduceLROnPlateau changes a network's learning rate; {type(self.model).__name__} "
+                            "has none")
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+        self.cooldown_left = 0
+        self.reductions = []
+
+    def on_epoch_end(self, epoch, logs):
+        if self.monitor not in logs:
+            raise _missing_monitor("ReduceLROnPlateau", self.monitor, logs)
+        value = float(logs[self.monitor])
+        lr = self.model._get_learning_rate()
+        self.model.history_.setdefault("lr", []).append(lr)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        if better:
+            self.best, self.wait = value, 0
+            return
+        if self.cooldown_left > 0:
+            return
+        self.wait += 1
+        if self.wait >= self.patience and lr > self.min_lr:
+            new = max(lr * self.factor, self.min_lr)
+            self.model._set_learning_rate(new)
+            self.reductions.append((epoch, new))
+            self.wait, self.cooldown_left = 0, self.cooldown
+            if self.verbose:
+                print(f"ReduceLROnPlateau: epoch {epoch}: {self.monitor} did not improve for {self.patience} "
+                      f"epochs; learning rate {lr:.3g} -> {new:.3g}", file=sys.stderr, flush=True)
+
+
 def as_callbacks(callbacks) -> list[Callback]:
     if callbacks is None:
         return []
@@ -295,22 +374,35 @@ def as_callbacks(callbacks) -> list[Callback]:
 
 class Progress:
     """Progress display of a training loop: a tqdm bar when tqdm is installed, else one plain line
-    per step on stderr; silent with ``verbose=0``."""
+    per step on stderr; silent with ``verbose=0``. ``verbose="auto"``: silent for the first
+    ``AUTO_PROGRESS_AFTER_S`` seconds, then a bar (from the step reached) if steps remain."""
 
-    def __init__(self, total: int, desc: str, verbose: int = 1, unit: str = "epoch"):
-        self.total, self.desc, self.verbose, self.unit = total, desc, verbose, unit
+    def __init__(self, total: int, desc: str, verbose=1, unit: str = "epoch"):
+        self.total, self.desc, self.unit = total, desc, unit
+        self.auto = verbose == "auto" and not isinstance(verbose, bool)
+        self.verbose = 0 if self.auto else verbose
         self.n = 0
         self._bar = None
         self._t0 = time.perf_counter()
-        if verbose and total > 0:
-            try:
-                from tqdm.auto import tqdm
-                self._bar = tqdm(total=total, desc=desc, unit=unit, leave=True, file=sys.stderr)
-            except ImportError:
-                self._bar = None
+        if self.verbose and total > 0:
+            self._open()
+
+    def _open(self):
+        try:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=self.total, initial=self.n, desc=self.desc, unit=self.unit, leave=True,
+                             file=sys.stderr)
+        except ImportError:
+            self._bar = None
 
     def update(self, logs: dict | None = None) -> None:
         self.n += 1
+        if self.auto and not self.verbose and self.n < self.total \
+                and time.perf_counter() - self._t0 >= AUTO_PROGRESS_AFTER_S:
+            self.verbose = 1  # a long fit: show where it is from now on
+            self.n -= 1
+            self._open()
+            self.n += 1
         if not self.verbose:
             return
         text = " ".join(f"{k}={v:.4g}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))

@@ -113,7 +113,8 @@ def _make_model(name: str, args):
         if args.batch_size is not None:
             kw["batch_size"] = args.batch_size
     if name == "MultVAE":
-        kw["total_anneal_steps"] = args.anneal_steps
+        if args.anneal_steps is not None:
+            kw["total_anneal_steps"] = args.anneal_steps
     if name == "AutoRec":
         kw["kind"] = "user"  # the CLI evaluates on held-out users; item-based AutoRec cannot fold them in
     if "backend" in cls._param_names():
@@ -142,7 +143,7 @@ def cmd_demo(args) -> int:
     inter = _load_data("synthetic", args)
     print(f"\ndata: synthetic {inter!r} ({time.perf_counter() - t0:.2f} s)")
     split = _split(inter, args)
-    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps=args.anneal_steps,
+    vae = MultVAE(epochs=args.epochs, batch_size=args.batch_size or 100, total_anneal_steps="auto" if args.anneal_steps is None else args.anneal_steps,
                   random_state=args.seed, backend=args.backend, **_demo_sizes(args))
     print(f"fitting Popularity and MultVAE ({args.epochs} epochs) on {split.train.n_users} users; "
           f"testing on {len(split.test.users)} users never seen in training\n")
@@ -180,7 +181,27 @@ def cmd_evaluate(args) -> int:
     _engine(args)
     model = load(args.model_path, backend=args.backend)
     inter = _load_data(args.data, args)
-    split = _split(inter, args)
+    card = getattr(model, "card_", None) or {}
+    recorded = card.get("split") or {}
+    if recorded.get("protocol") == "strong_generalization" and recorded.get("random_state") is not None:
+        # the split the model was trained on, from its card: flags that differ from training's
+        # would put training users into the test set
+        from .data import strong_generalization_split
+        split = strong_generalization_split(inter, n_validation_users=int(recorded["n_validation_users"]),
+                                            n_test_users=int(recorded["n_test_users"]),
+                                            fold_in_fraction=float(recorded["fold_in_fraction"]),
+                                            random_state=int(recorded["random_state"]))
+        print(f"split: the one recorded in the model file (strong generalization, "
+              f"{recorded['n_test_users']} test users, seed {recorded['random_state']})")
+        data = card.get("data") or {}
+        from .models._card import fingerprint
+        from ._validation import as_csr
+        if data.get("sha256") and fingerprint(as_csr(split.train, "train"))["sha256"] != data["sha256"]:
+            raise ValueError(f"--data {args.data!r} is not the data the model was trained on: its training part "
+                             "differs from the fingerprint in the model file; pass the --data and --threshold "
+                             "used for 'aerec train'")
+    else:
+        split = _split(inter, args)
     print(evaluate(model, split.test, ks=(20, 50, 100)))
     return 0
 
@@ -231,7 +252,9 @@ def describe_model_file(path) -> str:
     if isinstance(dims, dict) and {"n_users", "n_items"} <= set(dims):
         nnz = dims.get("nnz")
         rows.append(("training data", f"{dims['n_users']:,} users x {dims['n_items']:,} items"
-                     + (f", {nnz:,} interactions" if nnz is not None else "")))
+                     + (f", {nnz:,} interactions" if nnz is not None else "")
+                     + ("" if "train_indptr" in arrays or cls.__name__ in ("Autoencoder", "TopK")
+                        else " (not in this file: saved with include_history=False)")))
     params = header.get("params") or {}
     # what was learned: every array but the training data, the id maps and the optimiser's state
     n_weights = sum(int(a.size) for k, a in arrays.items()
@@ -256,8 +279,10 @@ def describe_model_file(path) -> str:
         lines.append("hyper-parameters")
         pw = max(len(k) for k in params)
         lines += [f"  {k.ljust(pw)}  {_value(v)}" for k, v in params.items()]
+    lines += _card_lines(card)
     other = {k: v for k, v in raw.items() if k not in ("format", "format_version", "class", "sha256", "params",
-                                                        "dims", "history", "best_epoch", "aerec_version")}
+                                                        "dims", "history", "best_epoch", "aerec_version", "card",
+                                                        "weight_names")}
     for k, v in other.items():
         text = _value(v) if not isinstance(v, dict) else ", ".join(f"{a}={_value(b)}" for a, b in v.items())
         lines.append(f"{k}: {text if len(text) <= 300 else text[:297] + '...'}")
@@ -267,6 +292,33 @@ def describe_model_file(path) -> str:
     for k, a in arrays.items():
         lines.append(f"  {k.ljust(aw)}  {str(a.dtype):<8} {str(a.shape):<16} {_size(int(a.nbytes))}")
     return "\n".join(lines)
+
+
+def _card_lines(card: dict) -> list:
+    """The model card's section of ``aerec info`` (files of aerec <= 0.1 have none)."""
+    if not card:
+        return ["model card: none (a file of aerec 0.1 or earlier)"]
+    lines = ["model card"]
+    if card.get("created"):
+        lines.append(f"  {'fitted':<10}  {card['created']}")
+    data = card.get("data")
+    if isinstance(data, dict):
+        shape = " x ".join(f"{int(s):,}" for s in data.get("shape", ()))
+        lines.append(f"  {'data':<10}  {shape}, {int(data.get('nnz', 0)):,} non-zeros, sha256 {data.get('sha256')}")
+    split = card.get("split")
+    if isinstance(split, dict):
+        text = ", ".join(f"{k}={_value(v)}" for k, v in split.items() if k != "protocol")
+        lines.append(f"  {'split':<10}  {split.get('protocol')} ({text})")
+    else:
+        lines.append(f"  {'split':<10}  not recorded (fitted on data that did not come from an aerec split)")
+    if isinstance(card.get("validation"), dict):
+        vals = ", ".join(f"{k}={_value(v)}" for k, v in card["validation"].items())
+        kept = f" (kept epoch {card['kept_epoch']})" if card.get("kept_epoch") is not None else ""
+        lines.append(f"  {'validation':<10}  {vals}{kept}")
+    if isinstance(card.get("test"), dict):
+        vals = ", ".join(f"{k}={_value(v)}" for k, v in sorted(card["test"].items()))
+        lines.append(f"  {'test':<10}  {vals}")
+    return lines
 
 
 def cmd_info(args) -> int:
@@ -331,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--epochs", type=_int_arg(0), default=default_epochs, help="training epochs")
         sp.add_argument("--batch-size", type=_int_arg(1), default=None,
                         help="users per training batch (default: the model's)")
-        sp.add_argument("--anneal-steps", type=_int_arg(0), default=2000, help="MultVAE KL annealing steps")
+        sp.add_argument("--anneal-steps", type=_int_arg(0), default=None,
+                        help="MultVAE KL annealing steps (default: 80%% of the planned updates)")
 
     def engine_opts(sp):
         sp.add_argument("--backend", choices=BACKENDS, default="auto",

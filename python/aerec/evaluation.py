@@ -336,6 +336,10 @@ def _evaluate(model, split_or_evalset, ks, *, batch_size, on, metrics, per_user,
         ranked[start:stop] = _as_ids(ids, stop - start, kmax, ev.n_items)
     values = _metrics.ranking_metrics(ranked, ev.held_out, ks, metrics, per_user=per_user,
                                       recall_denominator=recall_denominator)
+    if getattr(ev, "role", None) == "test" and not per_user and isinstance(getattr(model, "card_", None), dict):
+        # the model card's test metrics (aerec.models._card): the last evaluation on a split's test set
+        test = {k: float(v) for k, v in values.items() if k != "n_users" and np.ndim(v) == 0}
+        model.card_ = {**model.card_, "test": test}
     return EvaluationResult(values, ks=tuple(dict.fromkeys(ks)), metrics=tuple(dict.fromkeys(metrics)),
                             recall_denominator=recall_denominator, per_user=per_user,
                             users=ev.users.copy()), seconds

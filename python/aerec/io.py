@@ -44,11 +44,13 @@ import zipfile
 import numpy as np
 
 FORMAT = "aerec-model"
-FORMAT_VERSION = 1
+#: 2: named weight arrays (``encoder.0.weight``, ...; see ``aerec._schemas.weight_names``) and the
+#: model card; version 1 files (``param_0``, ...) still load
+FORMAT_VERSION = 2
 #: the largest JSON header a file may have (training histories included)
 MAX_HEADER_BYTES = 16 << 20
 _META_KEY = "__aerec_meta__"
-_MEMBER_RE = re.compile(r"[A-Za-z0-9_]{1,128}\.npy")
+_MEMBER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.]{0,127}\.npy")
 _MAX_MEMBERS = 4096
 _MODEL_CLASSES: dict[str, type] = {}
 
@@ -787,7 +789,10 @@ def load_arrays(path, expected_class: str | None = None) -> tuple[dict, dict[str
 def rebuild(cls, path, header, arrays, backend):
     """``cls._from_state`` on a validated file; a failure there is still a :class:`ModelFileError`."""
     try:
-        return cls._from_state(header, arrays, backend=backend)
+        model = cls._from_state(header, arrays, backend=backend)
+        if hasattr(model, "_restore_card"):
+            model._restore_card(header)
+        return model
     except (KeyError, IndexError, AttributeError, TypeError) as exc:
         raise ModelFileError(f"{os.fspath(path)!r}: the {cls.__name__} could not be rebuilt from the file "
                              f"({type(exc).__name__}: {exc})") from exc

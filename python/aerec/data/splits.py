@@ -61,6 +61,9 @@ class EvalSet:
         Raw user ids.
     """
 
+    #: "validation" or "test" for the sets of an aerec split (set by the split; not a field)
+    role = None
+
     users: np.ndarray
     fold_in: sp.csr_matrix
     held_out: sp.csr_matrix
@@ -199,7 +202,25 @@ def _build_split(data: Interactions, part: np.ndarray, info: dict) -> Split:
     info = dict(info)
     info["dropped_items"] = int((~item_keep).sum())
     info["dropped_heldout_entries"] = dropped
-    return Split(train=train, validation=sets["validation"], test=sets["test"], info=info)
+    return _tag(Split(train=train, validation=sets["validation"], test=sets["test"], info=info))
+
+
+def _seed_of(random_state):
+    """The seed a split records in ``info`` (None for a Generator, whose state is not a seed)."""
+    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+        return int(random_state)
+    return None
+
+
+def _tag(split: Split) -> Split:
+    """Let the parts say where they came from: ``train.split_info`` (what a model's card records
+    when fitted on it) and each EvalSet's ``role`` ("validation" / "test")."""
+    split.train.split_info = dict(split.info)
+    for role in ("validation", "test"):
+        ev = getattr(split, role)
+        if ev is not None:
+            ev.role = role
+    return split
 
 
 # -- protocols --------------------------------------------------------------------------------------
@@ -228,7 +249,7 @@ def random_split(data: Interactions, test_fraction: float = 0.2, validation_frac
     part[rank < n_test[rows]] = 2
     part[(rank >= n_test[rows]) & (rank < (n_test + n_val)[rows])] = 1
     return _build_split(data, part, {"protocol": "random", "test_fraction": tf,
-                                     "validation_fraction": vf})
+                                     "validation_fraction": vf, "random_state": _seed_of(random_state)})
 
 
 def temporal_split(data: Interactions, n_test: int = 1, n_validation: int = 0) -> Split:
@@ -277,7 +298,8 @@ def kfold_split(data: Interactions, n_folds: int = 5, *, random_state=0) -> list
     out = []
     for f in range(int(n_folds)):
         part = np.where(fold == f, 2, 0).astype(np.int8)
-        out.append(_build_split(data, part, {"protocol": "kfold", "fold": f, "n_folds": int(n_folds)}))
+        out.append(_build_split(data, part, {"protocol": "kfold", "fold": f, "n_folds": int(n_folds),
+                                               "random_state": _seed_of(random_state)}))
     return out
 
 
@@ -348,4 +370,5 @@ def strong_generalization_split(data: Interactions, n_validation_users: int, n_t
     info = {"protocol": "strong_generalization", "fold_in_fraction": fi,
             "n_validation_users": int(n_validation_users), "n_test_users": int(n_test_users),
             "dropped_items": int((~item_keep).sum()), "dropped_heldout_entries": dropped}
-    return Split(train=train, validation=sets["validation"], test=sets["test"], info=info)
+    info["random_state"] = _seed_of(random_state)
+    return _tag(Split(train=train, validation=sets["validation"], test=sets["test"], info=info))

@@ -9,7 +9,7 @@ from .. import _validation as _arrays  # the validation module (was aerec._array
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
@@ -24,27 +24,40 @@ class Autoencoder(Estimator):
 
     Parameters
     ----------
-    hidden : tuple of int
+    hidden : tuple of int >= 1, default (64,)
         hidden layer widths, e.g. ``(64,)`` or ``(128, 8, 128)``.
-    activation : str or tuple of str
+    activation : str or tuple of str, default "relu"
         hidden activations: identity, relu, sigmoid, tanh, elu, selu (one, or one per hidden layer).
-    output_activation : str
+    output_activation : str, default "sigmoid"
         activation of the reconstruction layer (``sigmoid`` for data in [0, 1]).
-    loss : {"mse", "bce", "masked_mse", "multinomial", "logistic"}
+    loss : {"mse", "bce", "masked_mse", "multinomial", "logistic"}, default "mse"
         ``bce`` needs a sigmoid output; ``masked_mse`` counts only entries where the mask is non-zero
         (default mask: ``y != 0``); see :mod:`aerec.nn.spec` for every loss.
-    optimizer : {"adam", "adamw", "sgd"}
-    learning_rate : float
-    bottleneck : int or None
-        index of the hidden layer ``encode`` returns (default: the narrowest).
-    dropout : float or tuple of float
-        inverted dropout on the input of each weight layer during training (a float: input only).
-    l2, weight_decay, momentum, nesterov, beta1, beta2, epsilon : optimizer and penalty settings
-        (``epsilon`` defaults to Keras' 1e-7).
-    random_state : int or None
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    learning_rate : float > 0, default 1e-3
+    random_state : int >= 0 or None, default 0
         seeds weight init, shuffling and dropout. Same seed + same thread count -> same result.
-    backend : str
-        "auto", "cpp", "numba" or "numpy" (see :func:`aerec.backends.get`).
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`).
+    bottleneck : int in [0, len(hidden)) or None, default None
+        index of the hidden layer ``encode`` returns (None: the narrowest).
+    dropout : float in [0, 1) or tuple of them, default 0.0
+        inverted dropout on the input of each weight layer during training (a float: input only;
+        a tuple: one rate per weight layer).
+    l2 : float >= 0, default 0.0
+        L2 penalty on the weights, added to the loss.
+    weight_decay : float >= 0, default 0.0
+        decoupled weight decay (``optimizer="adamw"``).
+    momentum : float in [0, 1), default 0.0
+        SGD momentum.
+    nesterov : bool, default False
+        Nesterov momentum (SGD).
+    beta1 : float in [0, 1), default 0.9
+        Adam's first-moment decay.
+    beta2 : float in [0, 1), default 0.999
+        Adam's second-moment decay.
+    epsilon : float > 0, default 1e-7
+        Adam's epsilon (Keras' 1e-7).
 
     Attributes
     ----------
@@ -184,7 +197,7 @@ class Autoencoder(Estimator):
 
     @atomic_fit
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            verbose=0, mask=None):
+            verbose="auto", mask=None):
         """Train for ``epochs`` epochs (continuing from the current weights if already fitted).
 
         Parameters
@@ -201,8 +214,8 @@ class Autoencoder(Estimator):
         shuffle : bool
             seeded reshuffle every epoch.
         callbacks : list of Callback or callables ``f(epoch, logs)``
-        verbose : int
-            0 silent; 1 a progress bar (tqdm when installed, else a line per epoch).
+        verbose : "auto" or int, default "auto"
+            0 silent; 1 a progress bar (tqdm); "auto" a bar once the fit has run 5 seconds.
         mask : array like y, optional (loss='masked_mse' only; default ``y != 0``)
 
         Returns
@@ -216,7 +229,7 @@ class Autoencoder(Estimator):
         batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         try:
             x, y, mask = self._xy(x, y, mask)
         except ValueError as exc:
@@ -228,6 +241,8 @@ class Autoencoder(Estimator):
         if self.net_ is None:
             self._build(x.shape[1])
         val = self._validation(validation_data)
+        from ._card import dense_fingerprint, now
+        self.card_ = {"created": now(), "data": dense_fingerprint(x)}
 
         def train_epoch(epoch):
             seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)
@@ -346,19 +361,19 @@ class Autoencoder(Estimator):
     def save(self, path) -> None:
         """Write the model (hyper-parameters, weights, optimizer state, history) atomically."""
         self._check_fitted()
-        arrays = {f"param_{i}": p for i, p in enumerate(self.net_.get_params())}
+        names, arrays = named_weights(self.spec_, self.net_.get_params())
         for key, value in self.net_.get_optimizer_state().items():
             arrays[f"opt_{key}"] = np.asarray(value)
         self._save(path, {"spec": self.spec_, "n_features_in": self.n_features_in_, "seed": self.seed_,
-                          "epochs_trained": self.epochs_trained_, "history": self.history_}, arrays)
+                          "epochs_trained": self.epochs_trained_, "history": self.history_,
+                          "weight_names": names}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
         # ``meta`` and ``arrays`` were checked against the Autoencoder schema (aerec._schemas)
         model = cls._new_from_meta(meta, backend)
         spec = _tuples(meta["spec"])
-        n = len(spec["layer_sizes"]) - 1
-        weights = [arrays[f"param_{i}"] for i in range(2 * n)]
+        weights = weights_from_file(meta, arrays, spec)
         opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
         model.spec_ = spec
         model.seed_ = int(meta["seed"])

@@ -12,7 +12,7 @@ from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from .recommender import Recommender
 from ..nn.spec import make_spec
 
@@ -26,17 +26,36 @@ class AutoRec(Recommender):
     I-AutoRec encodes each item's vector of user ratings: ``n_users -> hidden (sigmoid) -> n_users
     (identity)``; a rating r(u, i) is read off item i's reconstruction at u.
 
+    ``fit`` takes a users x items rating matrix: ``aerec.data.Interactions`` or scipy.sparse (a
+    pandas DataFrame of (user, item, rating) rows: ``aerec.data.from_dataframe(df, "user", "item",
+    "rating")`` first).
+
     Parameters
     ----------
-    kind : {"item", "user"}
-    hidden : int (500 in the paper)
-    l2 : float
+    kind : {"item", "user"}, default "item"
+        "item": I-AutoRec (rows are items; only training users can be scored); "user": U-AutoRec
+        (rows are users; folds new users in).
+    hidden : int >= 1, default 500
+        the hidden width (500 in the paper).
+    activation : str, default "sigmoid"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    l2 : float >= 0, default 150.0
         ``lambda`` of the paper's objective ``sum_observed (r - r_hat)^2 + lambda/2 ||W||^2``; the
         per-batch loss here is the mean over rows, so the penalty applied is ``lambda / n_rows``.
-    clip : (float, float) or None
-        clip predictions to the rating scale (default: the training min and max).
-    dropout : float or (float, float)
+    learning_rate : float > 0, default 1e-3
+    epochs : int >= 0, default 70
+        training epochs (``fit(epochs=...)`` overrides).
+    batch_size : int >= 1, default 256
+        rows per update (``fit(batch_size=...)`` overrides).
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    clip : "auto", (float, float) or None, default "auto"
+        clip predictions to the rating scale: "auto" the training min and max, a (low, high) pair,
+        or None for no clipping.
+    dropout : float in [0, 1) or (float, float), default (0.0, 0.5)
         inverted dropout on the input ratings (denoising) and, with a pair, on the hidden layer.
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling and dropout.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
 
     The defaults (lambda 150, hidden dropout 0.5, batch 256, 70 epochs of Adam 1e-3) were chosen on a
     validation carve-out of MovieLens-100K u1.base and give mean RMSE 0.8976 on the u1..u5 folds
@@ -61,8 +80,10 @@ class AutoRec(Recommender):
         return np.ascontiguousarray(M.toarray(), dtype=np.float32)
 
     @atomic_fit
-    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose=0, callbacks=None):
-        """Fit on a users x items rating matrix (explicit values > 0 are observed ratings).
+    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose="auto", callbacks=None):
+        """Fit on a users x items rating matrix (explicit values > 0 are observed ratings):
+        aerec.data.Interactions or scipy.sparse (a pandas DataFrame of (user, item, rating) rows:
+        ``aerec.data.from_dataframe`` first).
 
         validation : sparse users x items ratings, optional -> ``history_["val_rmse"]`` per epoch.
         callbacks : list of Callback or callables ``f(epoch, logs)``, optional
@@ -70,7 +91,7 @@ class AutoRec(Recommender):
             ``EarlyStopping("val_rmse", restore_best_weights=True)``.
         """
         R = self._train_matrix(train)
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         callbacks = as_callbacks(callbacks)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
@@ -205,18 +226,25 @@ class AutoRec(Recommender):
         return np.ascontiguousarray(p[2].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
 
     @reads
-    def save(self, path):
+    def save(self, path, include_history=True):
+        """Write the model atomically (no pickle; see ``aerec.io``). AutoRec predicts ratings from
+        its training rating matrix, so the file always holds it: ``include_history=False`` raises."""
         self._check_fitted("net_")
+        if not _arrays.check_bool(include_history, "include_history"):
+            raise ValueError("AutoRec predicts from its training rating matrix, so it cannot be saved without "
+                             "it; use save(path) (include_history=True)")
         arrays = self._train_arrays()
-        for i, p in enumerate(self.net_.get_params()):
-            arrays[f"param_{i}"] = p
+        names, weights = named_weights(self.spec_, self.net_.get_params())
+        arrays.update(weights)
         self._save(path, {"spec": self.spec_, "seed": self.seed_, "clip": list(self.clip_),
-                          "history": self.history_}, arrays)
+                          "history": self.history_, "weight_names": names}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
+        if not model.has_history_:
+            raise KeyError("train_indptr (an AutoRec file holds its training ratings)")
         R = model.train_
         _check_dense_fits(R.shape)
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
@@ -226,7 +254,7 @@ class AutoRec(Recommender):
         model.global_mean_ = float(R.data.mean())
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         model._recon = None
-        model.net_ = model._backend().Network(model.spec_, [arrays[f"param_{i}"] for i in range(4)])
+        model.net_ = model._backend().Network(model.spec_, weights_from_file(meta, arrays, model.spec_))
         return model
 
 

@@ -65,9 +65,19 @@ class Estimator:
     # -- persistence: one file format for every model (aerec.io) ------------------------------
     def _save(self, path, meta: dict, arrays: dict) -> None:
         """Write ``arrays`` with a header holding the class, the hyper-parameters and ``meta``."""
+        from ._card import build_card
         params = self.get_params()
         params.pop("backend", None)
-        save_arrays(path, {"class": type(self).__name__, "params": params, **meta}, arrays)
+        save_arrays(path, {"class": type(self).__name__, "params": params, "card": build_card(self), **meta},
+                    arrays)
+
+    @property
+    def card(self) -> dict:
+        """The model card a saved file of this model carries (see ``aerec.models._card``): aerec
+        version, dates, hyper-parameters, a fingerprint of the training data, the split it came
+        from, the kept epoch's validation metrics and the last test metrics."""
+        from ._card import build_card
+        return build_card(self)
 
     @classmethod
     def load(cls, path, backend="auto"):
@@ -75,6 +85,67 @@ class Estimator:
         against the class's schema, see ``aerec.io``). A bad file raises ``aerec.ModelFileError``."""
         found, header, arrays = read_model_file(path, expected_class=cls.__name__)
         return rebuild(found, path, header, arrays, backend)
+
+    def _restore_card(self, meta: dict) -> None:
+        """The card of a loaded file (files of aerec <= 0.1 have none: an empty one)."""
+        card = meta.get("card") or {}
+        self.card_ = {k: card[k] for k in ("created", "data", "split", "validation", "kept_epoch", "test")
+                      if k in card}
+        if "data" in self.card_:
+            self.card_["data"] = {**self.card_["data"], "shape": list(self.card_["data"]["shape"])}
+
+    # -- the live network's learning rate (ReduceLROnPlateau) -----------------------------------
+    def _get_learning_rate(self) -> float:
+        self._check_fitted()
+        return float(self.spec_["learning_rate"])
+
+    def _set_learning_rate(self, lr: float) -> None:
+        """Continue training at learning rate ``lr``: the network is rebuilt from a spec with the new
+        rate, keeping its weights and optimizer state (moments and step), so the next update is
+        the one the old network would have made at the new rate."""
+        from .._validation import check_real
+        lr = check_real(lr, "learning_rate", 0.0, lo_open=True)
+        self._check_fitted()
+        old = self.net_
+        spec = dict(self.spec_, learning_rate=lr)
+        net = self._backend().Network(spec, old.get_params())
+        net.set_optimizer_state(old.get_optimizer_state())
+        self.spec_, self.net_ = spec, net
+        self.learning_rate_ = lr
+
+    def _export_tensors(self) -> dict:
+        """The learned arrays by name (subclasses: the network's weights, EASE's ``B``, ...)."""
+        from .._schemas import weight_names
+        if getattr(self, "net_", None) is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+        return dict(zip(weight_names(self.spec_), self.net_.get_params()))
+
+    def export_safetensors(self, path) -> None:
+        """Write the learned weights as a ``.safetensors`` file (needs the optional ``safetensors``
+        package: ``pip install aerec[safetensors]``), for tools outside aerec.
+
+        The tensors have the names of the model file (``encoder.0.weight``, ``encoder.0.bias``, ...,
+        ``decoder.<i>.weight``, ``user_embedding.weight``; see ``aerec._schemas.weight_names``): a
+        layer computes ``act(x @ weight + bias)``, so ``weight`` is ``(n_in, n_out)``, the transpose of
+        PyTorch's ``nn.Linear.weight``. The metadata holds the class, the aerec version and the
+        network spec as JSON. Only the weights: ``aerec.load`` reads ``save``'s files, not these."""
+        try:
+            from safetensors.numpy import save as st_save
+        except ImportError:
+            raise ImportError("export_safetensors needs the safetensors package: pip install safetensors "
+                              "(or aerec[safetensors])") from None
+        import json
+
+        from .. import __version__
+        from ..io import _json_default, atomic_write
+        tensors = {k: np.ascontiguousarray(v) for k, v in self._export_tensors().items()}
+        meta = {"class": type(self).__name__, "aerec_version": __version__,
+                "layout": "x @ weight + bias (weight is n_in x n_out)"}
+        if getattr(self, "spec_", None) is not None:
+            meta["spec"] = json.dumps(self.spec_, default=_json_default, sort_keys=True)
+        blob = st_save(tensors, metadata=meta)
+        with atomic_write(path) as f:
+            f.write(blob)
 
     @classmethod
     def _new_from_meta(cls, meta: dict, backend):
@@ -87,6 +158,22 @@ class Estimator:
     def _check_fitted(self, attr: str = "net_"):
         if getattr(self, attr, None) is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+
+
+def named_weights(spec, params) -> tuple[list, dict]:
+    """``(names, {name: array})`` of a network's weights as model files store them."""
+    from .._schemas import weight_names
+    names = weight_names(spec)
+    return names, dict(zip(names, params))
+
+
+def weights_from_file(meta, arrays, spec) -> list:
+    """The weight list of a file: named arrays (format version 2) or ``param_<i>`` (version 1)."""
+    from ..nn.spec import param_shapes
+    n = len(param_shapes(spec))
+    if "weight_names" in meta:
+        return [arrays[name] for name in meta["weight_names"]]
+    return [arrays[f"param_{i}"] for i in range(n)]
 
 
 def _same(a, b) -> bool:

@@ -16,13 +16,26 @@ __all__ = ["EASE", "Popularity", "available_memory"]
 class _SavableRecommender(Recommender):
     _arrays_to_save: tuple[str, ...] = ()
 
+    def _save_meta(self) -> dict:
+        return {}
+
     @reads
-    def save(self, path) -> None:
+    def save(self, path, include_history=True) -> None:
+        """Write the model atomically (no pickle; see ``aerec.io``).
+
+        Parameters
+        ----------
+        path : str or path-like
+        include_history : bool, default True
+            keep the training interactions (and raw user ids) in the file. False writes a smaller
+            serving artefact: ``recommend(user_items=...)`` then serves every user by fold-in, and
+            ``recommend(user_ids)`` raises, asking for the users' histories.
+        """
         self._check_fitted("train_")
-        arrays = self._train_arrays()
+        arrays = self._train_arrays(include_history)
         for name in self._arrays_to_save:
             arrays[name] = np.asarray(getattr(self, name))
-        self._save(path, {}, arrays)
+        self._save(path, self._save_meta(), arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
@@ -30,17 +43,24 @@ class _SavableRecommender(Recommender):
         model._restore_train(arrays)
         for name in cls._arrays_to_save:
             setattr(model, name, arrays[name])
+        model._restore_meta(meta)
         return model
+
+    def _restore_meta(self, meta) -> None:
+        pass
 
 
 @register_model
 class Popularity(_SavableRecommender):
     """Recommends the most-interacted items (the baseline every model must beat).
 
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
     Parameters
     ----------
-    backend : str
-        "auto", "cpp", "numba" or "numpy": runs top-k selection and ``similar_items``.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        runs top-k selection and ``similar_items``.
     """
 
     _arrays_to_save = ("item_counts_",)
@@ -50,10 +70,21 @@ class Popularity(_SavableRecommender):
 
     @atomic_fit
     def fit(self, train, validation=None, **kw):
+        """Count each item's interactions in ``train`` (Interactions or scipy.sparse; a DataFrame:
+        ``aerec.data.from_dataframe`` first). ``validation`` and ``verbose`` are accepted (for
+        ``aerec.compare``) and unused; any other keyword is an error."""
+        unknown = sorted(set(kw) - {"verbose", "k"})
+        if unknown:
+            raise TypeError(f"Popularity.fit got unexpected keyword(s) {unknown}; it takes validation=, k= and "
+                            "verbose= (all unused: popularity has nothing to tune)")
         X = self._train_matrix(train)
         self.train_ = X
         self.item_counts_ = np.asarray((X > 0).sum(axis=0)).ravel().astype(np.float32)
         return self
+
+    def _export_tensors(self):
+        self._check_fitted("train_")
+        return {"item_counts": self.item_counts_}
 
     def _scores(self, rows, X):
         # a real (writable, row-independent) array like every other model's scores, not a
@@ -62,36 +93,63 @@ class Popularity(_SavableRecommender):
 
     @reads
     def item_vectors(self):
+        """(n_items, 1): each item's interaction count; pairs with :meth:`user_vectors`."""
         self._check_fitted("train_")
         return self.item_counts_[:, None]
+
+    @reads
+    def user_vectors(self, user_ids=None, user_items=None):
+        """(n, 1) ones: ``user_vectors(u) @ item_vectors().T`` are the popularity scores
+        ``recommend`` ranks (``TopK(model.item_vectors()).search(model.user_vectors(users), k)``)."""
+        self._check_fitted("train_")
+        rows, X, scalar = self._histories(user_ids, user_items)
+        ones = np.ones((X.shape[0], 1), np.float32)
+        return ones[0] if scalar else ones
+
+
+#: the l2 values EASE(l2="auto") tries on validation (around Steck's 200-1000 on MovieLens)
+EASE_L2_GRID = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 
 
 @register_model
 class EASE(_SavableRecommender):
     """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1.
 
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
     Parameters
     ----------
-    l2 : float
-        the ridge ``lambda`` (Steck: 200-1000 on MovieLens).
-    dtype : float32 or float64
+    l2 : float > 0 or "auto", default "auto"
+        the ridge ``lambda``. "auto": with ``fit(validation=...)``, the value of ``EASE_L2_GRID``
+        (50 ... 2000, around Steck's 200-1000 on MovieLens) with the best validation NDCG@k
+        (``l2_`` holds it, ``l2_path_`` every value tried); without validation, 500.
+    dtype : "float32" or "float64", default "float32"
         precision of the Gram matrix and its factorisation (float32 halves the memory).
-    max_memory : int bytes, optional
+    max_memory : int or float bytes > 0, default None
         refuse to fit (MemoryError with the figure) when the estimate exceeds it; default: the
-        memory available now.
-    backend : str
+        memory available now (None).
+    verbose : int >= 0, default 0
+        1 prints the memory estimate and, with validation, each l2 tried.
+    solver : {"auto", "primal", "dual"}, default "auto"
+        "primal" inverts the items x items matrix ``X^T X + lambda I``; "dual" the users x users
+        ``X X^T + lambda I`` (Woodbury: ``P = (I - X^T (X X^T + lambda I)^-1 X) / lambda``, exact,
+        and much cheaper with fewer users than items); "auto" picks the smaller.
+    backend : str, default "auto"
         "auto", "cpp", "numba" or "numpy": runs the Gram matrix, the scoring SpMM, top-k
         selection and ``similar_items`` (see :func:`aerec.backends.get`).
     """
 
     _arrays_to_save = ("B_",)
+    _selects_epochs = False  # the model card records the chosen l2, not a kept epoch
 
-    def __init__(self, l2=500.0, dtype="float32", max_memory=None, verbose=0, backend="auto"):
+    def __init__(self, l2="auto", dtype="float32", max_memory=None, verbose=0, backend="auto", solver="auto"):
         self.backend = backend
         self.l2 = l2
         self.dtype = dtype
         self.max_memory = max_memory
         self.verbose = verbose
+        self.solver = solver
         self._check_params()
 
     def _check_params(self):
@@ -99,11 +157,16 @@ class EASE(_SavableRecommender):
         _backends._check_name(self.backend)
         _arrays.check_verbose(self.verbose)
         self._dtype()
-        # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
-        l2 = _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)
+        if not isinstance(self.solver, str) or self.solver not in ("auto", "primal", "dual"):
+            raise ValueError(f"solver must be 'auto', 'primal' or 'dual', got {self.solver!r}")
         if self.max_memory is not None:
             _arrays.check_real(self.max_memory, "max_memory", 0.0, lo_open=True)
-        return l2
+        if isinstance(self.l2, str):
+            if self.l2 != "auto":
+                raise TypeError(f"l2 must be a positive number or 'auto', got the string {self.l2!r}")
+            return "auto"
+        # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
+        return _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)
 
     def _dtype(self):
         try:
@@ -115,22 +178,67 @@ class EASE(_SavableRecommender):
         return dt
 
     @staticmethod
-    def memory_required(n_items: int, dtype="float32") -> int:
+    def memory_required(n_items: int, dtype="float32", n_users=None) -> int:
         """Peak bytes EASE needs beyond the data: the n_items^2 Gram matrix, factorised and
-        inverted in place, plus the float32 weight matrix B when fitting in float64."""
+        inverted in place, plus the float32 weight matrix B when fitting in float64; with
+        ``n_users`` < ``n_items`` (the dual form) also the users x users and users x items blocks."""
         it = np.dtype(dtype).itemsize
-        return n_items * n_items * (it + (4 if it == 8 else 0))
+        need = n_items * n_items * (it + (4 if it == 8 else 0))
+        if n_users is not None and n_users < n_items:
+            need += it * (n_users * n_users + n_users * n_items)
+        return need
+
+    def _form(self, X):
+        if self.solver != "auto":
+            return self.solver
+        return "dual" if X.shape[0] < X.shape[1] else "primal"
 
     @atomic_fit
     def fit(self, train, validation=None, **kw):
+        """Fit the closed form on a users x items matrix (aerec.data.Interactions or scipy.sparse).
+
+        Parameters
+        ----------
+        train : aerec.data.Interactions or scipy.sparse (users x items)
+            a pandas DataFrame of (user, item) rows: build Interactions with
+            ``aerec.data.from_dataframe(df, "user", "item")`` first.
+        validation : aerec.data EvalSet or Split, optional
+            with ``l2="auto"``: the l2 of ``EASE_L2_GRID`` with the best NDCG@k on it is kept;
+            with a fixed l2: ``history_["val_ndcg@k"]`` reports it.
+        k : int > 0, default 100
+            the validation cut-off.
+        verbose : int, optional
+            overrides the constructor's ``verbose`` for this call.
+
+        Any other keyword is an error (EASE has no epochs or batches: a closed form).
+        """
+        unknown = sorted(set(kw) - {"k", "verbose"})
+        if unknown:
+            raise TypeError(f"EASE.fit got unexpected keyword(s) {unknown}: EASE is a closed form without epochs, "
+                            "batches or callbacks; it takes validation=, k= and verbose=")
+        k = _arrays.check_k(kw.get("k", 100))
+        verbose = _arrays.check_verbose(kw["verbose"]) if kw.get("verbose") is not None else self.verbose
         l2 = self._check_params()
         X = self._train_matrix(train)
+        if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
+            if validation.validation is None:
+                raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "
+                                 "when splitting, or validation=None")
+            validation = validation.validation
+        if validation is not None:
+            from ..data.splits import EvalSet
+            if not isinstance(validation, EvalSet):
+                raise TypeError(f"validation must be an aerec.data EvalSet or Split, got {type(validation).__name__}")
+            if validation.n_items != X.shape[1]:
+                raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
+                                 "make both from one split")
         dt = self._dtype()
         n = X.shape[1]
-        need = self.memory_required(n, dt)
+        form = self._form(X)
+        need = self.memory_required(n, dt, X.shape[0] if form == "dual" else None)
         limit = self.max_memory if self.max_memory is not None else available_memory()
-        if self.verbose:
-            print(f"EASE: {n} items -> needs {need / 2**30:.2f} GiB ({dt.name})")
+        if verbose:
+            print(f"EASE: {n} items, {X.shape[0]} users, {form} form -> needs {need / 2**30:.2f} GiB ({dt.name})")
         if limit is not None and need > limit:
             where = "max_memory allows" if self.max_memory is not None else "is available to this process"
             fix = "filter rare items (Interactions.filter(min_item_count=...))"
@@ -138,6 +246,76 @@ class EASE(_SavableRecommender):
                 fix += " or use dtype='float32' (half the memory)"
             raise MemoryError(f"EASE on {n} items needs {need / 2**30:.2f} GiB in {dt.name} but only "
                               f"{limit / 2**30:.2f} GiB {where}; {fix}")
+        self.train_ = X
+        self.history_ = {}
+        self.best_epoch_ = None
+        if l2 == "auto" and validation is None:
+            l2 = 500.0
+        if l2 != "auto":
+            self.B_ = self._solve(X, l2, dt, form)
+            self.l2_ = float(l2)
+            if validation is not None:
+                self.history_ = {"l2": [self.l2_], f"val_ndcg@{k}": [self._val_ndcg(validation, k)]}
+                self.best_epoch_ = 0
+            return self
+        best = None
+        path = {}
+        for i, lam in enumerate(EASE_L2_GRID):
+            self.B_ = self._solve(X, lam, dt, form)
+            score = self._val_ndcg(validation, k)
+            path[lam] = score
+            if verbose:
+                print(f"EASE: l2={lam:g} validation ndcg@{k}={score:.4f}")
+            if best is None or score > best[0]:
+                best = (score, lam, self.B_, i)
+        self.B_, self.l2_, self.best_epoch_ = best[2], float(best[1]), best[3]
+        self.l2_path_ = path
+        self.history_ = {"l2": list(path), f"val_ndcg@{k}": list(path.values())}
+        return self
+
+    def _save_meta(self):
+        return {"l2_": float(self.l2_)}
+
+    def _restore_meta(self, meta):
+        self.l2_ = float(meta["l2_"]) if "l2_" in meta else float(self.l2)  # aerec <= 0.1: the fixed l2
+
+    def _val_ndcg(self, validation, k):
+        from ..evaluation import evaluate
+        return float(evaluate(self, validation, ks=(k,), metrics=("ndcg",))[f"ndcg@{k}"])
+
+    def _solve(self, X, l2, dt, form):
+        """B (float32, C order) for ridge ``l2`` by the primal or the dual form."""
+        P = self._inverse_primal(X, l2, dt) if form == "primal" else self._inverse_dual(X, l2, dt)
+        n = P.shape[0]
+        d = np.diag(P).copy()
+        P /= -d[None, :]
+        P[np.diag_indices(n)] = 0.0
+        B = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
+        if not np.isfinite(B).all():
+            raise FloatingPointError(f"EASE: the weights are not finite with l2={l2!r} in {dt.name}; use an l2 "
+                                     "nearer the Gram matrix's scale (Steck: 200-1000 on MovieLens) or "
+                                     "dtype='float64'")
+        return B
+
+    def _inverse_dual(self, X, l2, dt):
+        """P = (X^T X + l2 I)^-1 = (I - X^T (X X^T + l2 I)^-1 X) / l2 (Woodbury): a users x users
+        factorisation instead of an items x items one."""
+        Xd = X.astype(dt)
+        K = np.asarray((Xd @ Xd.T).toarray(), dtype=dt)
+        K[np.diag_indices(K.shape[0])] += l2
+        try:
+            c = scipy.linalg.cho_factor(K, lower=True, overwrite_a=True, check_finite=False)
+        except np.linalg.LinAlgError:
+            raise np.linalg.LinAlgError("EASE: X X^T + l2 I is not positive definite; raise l2") from None
+        M = scipy.linalg.cho_solve(c, Xd.toarray(), overwrite_b=True, check_finite=False)  # K^-1 X
+        P = np.asarray(Xd.T @ M, dtype=dt)
+        P *= -1.0
+        P[np.diag_indices(P.shape[0])] += 1.0
+        P /= l2
+        return np.ascontiguousarray(P)
+
+    def _inverse_primal(self, X, l2, dt):
+        n = X.shape[1]
         G = self._gram_upper(X, dt)  # C order, upper triangle valid == lower of the F-order view
         G[np.diag_indices(n)] += l2
         F = G.T  # F-contiguous view: LAPACK works in place, no copy
@@ -149,8 +327,6 @@ class EASE(_SavableRecommender):
         if info != 0:
             raise np.linalg.LinAlgError(f"EASE: inversion failed (info={info})")
         P = Pf.T  # C-order; its upper triangle holds P
-        if not np.shares_memory(P, G):  # LAPACK wrappers copied after all; keep going on the result
-            G = None
         # Mirror the upper triangle into the lower one in place, block by block (no n^2 copies).
         step = 1024
         for s in range(0, n, step):
@@ -158,17 +334,7 @@ class EASE(_SavableRecommender):
             blk = P[s:e, s:e]
             P[s:e, s:e] = np.triu(blk) + np.triu(blk, 1).T
             P[e:, s:e] = P[s:e, e:].T
-        d = np.diag(P).copy()
-        P /= -d[None, :]
-        P[np.diag_indices(n)] = 0.0
-        B = P.astype(np.float32, order="C", copy=dt != np.float32 or not P.flags.c_contiguous)
-        if not np.isfinite(B).all():
-            raise FloatingPointError(f"EASE: the weights are not finite with l2={l2!r} in {dt.name}; use an l2 "
-                                     "nearer the Gram matrix's scale (Steck: 200-1000 on MovieLens) or "
-                                     "dtype='float64'")
-        self.B_ = B
-        self.train_ = X
-        return self
+        return P
 
     def _gram_upper(self, X, dt):
         # C order; the upper triangle (j >= i) is valid (the backend's own Gram kernel).
@@ -176,6 +342,10 @@ class EASE(_SavableRecommender):
 
     def _scores(self, rows, X):
         return self._backend().spmm(X, self.B_)
+
+    def _export_tensors(self):
+        self._check_fitted("train_")
+        return {"B": self.B_}
 
     @reads
     def item_vectors(self):

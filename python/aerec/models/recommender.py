@@ -88,8 +88,22 @@ class Recommender(Estimator):
     supports_fold_in = True
 
     # -- the training matrix in model files ------------------------------------------------------
-    def _train_arrays(self) -> dict:
+    @property
+    def has_history(self) -> bool:
+        """Whether this model holds its training interactions (False for a model loaded from a
+        file saved with ``include_history=False``: it serves users from the histories passed in)."""
+        return getattr(self, "train_", None) is not None and getattr(self, "has_history_", True)
+
+    def _train_arrays(self, include_history=True) -> dict:
         X = self.train_
+        include_history = _arrays.check_bool(include_history, "include_history")
+        if not include_history or not self.has_history:
+            # a serving artefact: the shape and the item ids only, no interaction and no user id
+            out = {"train_shape": np.asarray(X.shape, np.int64)}
+            item_ids = self._id_arrays().get("item_ids")
+            if item_ids is not None:
+                out["item_ids"] = item_ids
+            return out
         return {"train_indptr": X.indptr.astype(np.int64, copy=False),
                 "train_indices": X.indices.astype(np.int32, copy=False),
                 "train_data": X.data.astype(np.float32, copy=False),
@@ -112,8 +126,12 @@ class Recommender(Estimator):
 
     def _restore_train(self, arrays) -> None:
         shape = tuple(int(s) for s in arrays["train_shape"])
-        self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
-                                    shape=shape)
+        self.has_history_ = "train_indptr" in arrays
+        if self.has_history_:
+            self.train_ = sp.csr_matrix((arrays["train_data"], arrays["train_indices"], arrays["train_indptr"]),
+                                        shape=shape)
+        else:  # saved with include_history=False: the shape only (no user has a stored history)
+            self.train_ = sp.csr_matrix(shape, dtype=np.float32)
         from ..data.idmap import IdMap
         maps = tuple(IdMap(arrays[k]) if k in arrays else None for k in ("user_ids", "item_ids"))
         self.id_maps_ = maps if any(m is not None for m in maps) else None
@@ -124,9 +142,19 @@ class Recommender(Estimator):
         if hasattr(train, "to_csr") and not sp.issparse(train):
             self.id_maps_ = (getattr(train, "user_map", None) or getattr(train, "users", None),
                              getattr(train, "item_map", None) or getattr(train, "items", None))
+        self.has_history_ = True
+        if hasattr(train, "columns") and hasattr(train, "iloc"):
+            raise TypeError("train is a pandas DataFrame; build the users x items matrix first: "
+                            "aerec.data.from_dataframe(df, 'user', 'item') for (user, item[, rating]) rows "
+                            "(raw ids kept for recommend_raw), or df.to_numpy() for a users x items table")
         X = as_csr(train, "train")
         if X.shape[0] == 0 or X.shape[1] == 0 or X.nnz == 0:
             raise ValueError(f"train has shape {X.shape} and {X.nnz} interactions; need at least one")
+        from ._card import fingerprint, now, split_info_of
+        self.card_ = {"created": now(), "data": fingerprint(X)}
+        info = split_info_of(train)
+        if info is not None:
+            self.card_["split"] = info
         return X
 
     def _histories(self, user_ids, user_items):
@@ -170,6 +198,11 @@ class Recommender(Estimator):
             return rows, X, scalar
         if user_ids is None:
             raise ValueError("pass user_ids (training users) or user_items (histories to fold in)")
+        if not self.has_history:
+            raise ValueError(f"this {type(self).__name__} was saved without its training interactions "
+                             "(save(..., include_history=False)), so it has no stored history for user ids; "
+                             "pass each user's history instead: recommend(user_items=<their items, one "
+                             "row per user>) folds them in (recommend_raw(items=[raw item ids]) for one user)")
         bad = (ids < 0) | (ids >= n_users)
         if bad.any():
             raise UnknownIdError(f"user {int(ids[bad][0])} is unknown (the model has users 0..{n_users - 1}); "
@@ -252,14 +285,73 @@ class Recommender(Estimator):
         s = self._scores(rows, X)
         return s[0] if scalar else s
 
+    def _item_map(self, what):
+        maps = getattr(self, "id_maps_", None)
+        if maps is None or maps[1] is None:
+            raise ValueError(f"{what} needs raw ids, and this model was fitted on a plain matrix, so it has no "
+                             "raw id maps: "
+                             "fit it on aerec.data.Interactions (e.g. aerec.data.from_dataframe(df, 'user', "
+                             "'item')) to use raw ids, or use the index-based methods")
+        return maps[1]
+
+    def _raw_items_out(self, ids):
+        imap = self.id_maps_[1]
+        raw_items = np.asarray(imap.to_raw(np.where(ids >= 0, ids, 0)), dtype=object)
+        raw_items[ids < 0] = None
+        return raw_items
+
+    def _history_rows(self, history, ignore_unknown):
+        """One CSR row per new user from raw item ids: a flat list is one user, a list of lists
+        several."""
+        imap = self._item_map("recommend_raw(history=...)")
+        if isinstance(history, (str, bytes)) or not isinstance(history, collections.abc.Iterable):
+            raise TypeError("history must be a list of raw item ids (one new user) or a list of such lists "
+                            f"(several), got {type(history).__name__}")
+        if isinstance(history, (set, frozenset)) or isinstance(history, collections.abc.Iterator):
+            history = list(history)
+        history = list(history)
+        nested = bool(history) and all(
+            not isinstance(h, (str, bytes)) and isinstance(h, (list, tuple, set, frozenset, np.ndarray))
+            for h in history)
+        users = [list(h) for h in history] if nested else [history]
+        indptr, cols = [0], []
+        for h in users:
+            idx = imap.to_index(h, missing="ignore" if ignore_unknown else "raise") if h else np.empty(0)
+            idx = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1))
+            idx = idx[idx >= 0]
+            cols.append(idx)
+            indptr.append(indptr[-1] + idx.size)
+        cols = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        X = sp.csr_matrix((np.ones(cols.size, np.float32), cols, np.asarray(indptr, np.int64)),
+                          shape=(len(users), self.train_.shape[1]))
+        return X, not nested
+
     @reads
-    def recommend_raw(self, raw_user_ids, k=10, **kw):
-        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions):
-        ``raw_user_ids`` and the ``items`` / ``filter_items`` lists are raw ids too."""
+    def recommend_raw(self, raw_user_ids=None, k=10, *, history=None, ignore_unknown=False, **kw):
+        """Like ``recommend`` but takes and returns raw ids (model fitted on aerec.data.Interactions).
+
+        Parameters
+        ----------
+        raw_user_ids : raw id or list of raw ids, optional
+            training users (their stored history is used and excluded).
+        history : list of raw item ids, or a list of such lists, optional
+            instead of ``raw_user_ids``: the history of a user never seen in training (fold-in), e.g.
+            ``model.recommend_raw(history=["tt0111161", "tt0068646"])``; a list of lists is one user
+            each (2-D results). No CSR to build.
+        ignore_unknown : bool, default False
+            drop raw item ids of ``history`` the model does not know (items newer than the model)
+            instead of raising ``UnknownIdError``.
+        k, items, filter_items, filter_seen, ...
+            as in ``recommend``; ``items`` (the candidates to rank) and ``filter_items`` are raw
+            item ids too.
+
+        Returns
+        -------
+        raw item ids (object array, ``None`` pads) and float32 scores; 1-D for one user.
+        """
         self._check_fitted("train_")
-        if getattr(self, "id_maps_", None) is None or self.id_maps_[0] is None:
-            raise ValueError("this model was fitted on a plain matrix, so it has no raw id maps")
-        umap, imap = self.id_maps_
+        imap = self._item_map("recommend_raw")
+        ignore_unknown = _arrays.check_bool(ignore_unknown, "ignore_unknown")
         for key in ("items", "filter_items"):
             if kw.get(key) is not None:
                 raw = kw[key]
@@ -268,17 +360,59 @@ class Recommender(Estimator):
                 raw = [raw] if np.ndim(raw) == 0 else list(raw)
                 kw[key] = _raw_to_index(imap, raw, lambda msg, key=key: (
                     f"{key}: {msg} (recommend_raw takes raw item ids; use recommend() for item indices)"))
+        if history is not None:
+            if raw_user_ids is not None:
+                raise ValueError("pass raw_user_ids (training users) or history (a new user's raw item ids), "
+                                 "not both")
+            if "user_items" in kw:
+                raise ValueError("pass history (raw item ids) or use recommend(user_items=...), not both")
+            try:
+                X, scalar = self._history_rows(history, ignore_unknown)
+            except KeyError as exc:
+                raise UnknownIdError(f"history: {exc.args[0] if exc.args else exc} (pass ignore_unknown=True to "
+                                     "drop items the model does not know)") from None
+            ids, scores = self.recommend(user_items=X, k=k, **kw)
+            raw_items = self._raw_items_out(ids)
+            return (raw_items[0], scores[0]) if scalar else (raw_items, scores)
         if raw_user_ids is None:
-            raise TypeError("raw_user_ids is None; pass a raw user id or a list of them")
+            if kw.get("items") is not None:
+                raise TypeError("raw_user_ids is None: recommend_raw's items= are the candidate items to rank; "
+                                "pass a new user's raw item ids as history=[...]")
+            raise TypeError("raw_user_ids is None; pass a raw user id or a list of them, or a new user's raw "
+                            "item ids as history=[...]")
+        umap = self.id_maps_[0]
+        if umap is None:
+            why = ("was saved without its training interactions and user ids (include_history=False)"
+                   if not self.has_history else "has no raw user ids")
+            raise ValueError(f"this {type(self).__name__} {why}; serve users by their history: "
+                             "recommend_raw(history=[raw item ids])")
         scalar = np.ndim(raw_user_ids) == 0
         raw = [raw_user_ids] if scalar else list(raw_user_ids)
         rows = _raw_to_index(umap, raw, lambda msg: (
             f"{msg}; the model knows the raw user ids of its training data (fold new users in with "
-            "recommend(user_items=...))"))
+            "recommend_raw(history=[raw item ids]))"))
         ids, scores = self.recommend(rows, k=k, **kw)
-        raw_items = np.asarray(imap.to_raw(np.where(ids >= 0, ids, 0)), dtype=object)
-        raw_items[ids < 0] = None
+        raw_items = self._raw_items_out(ids)
         return (raw_items[0], scores[0]) if scalar else (raw_items, scores)
+
+    @reads
+    def similar_items_raw(self, raw_item_ids, k=10, filter_self=True):
+        """``similar_items`` in raw ids: takes a raw item id (or a list) and returns raw item ids
+        (object array, ``None`` pads) and cosine similarities. Needs a model fitted on
+        aerec.data.Interactions (``similar_items`` takes and returns item indices)."""
+        self._check_fitted("train_")
+        imap = self._item_map("similar_items_raw")
+        if raw_item_ids is None:
+            raise TypeError("raw_item_ids is None; pass a raw item id or a list of them")
+        if isinstance(raw_item_ids, (set, frozenset)):
+            raise TypeError("raw_item_ids is a set, which has no order; pass a list")
+        scalar = np.ndim(raw_item_ids) == 0
+        raw = [raw_item_ids] if scalar else list(raw_item_ids)
+        idx = _raw_to_index(imap, raw, lambda msg: f"{msg} (similar_items_raw takes raw item ids; "
+                                                   "similar_items takes item indices)")
+        ids, sims = self.similar_items(idx, k=k, filter_self=filter_self)
+        out = self._raw_items_out(ids)
+        return (out[0], sims[0]) if scalar else (out, sims)
 
     @reads
     def similar_items(self, item_ids, k=10, filter_self=True):

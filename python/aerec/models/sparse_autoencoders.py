@@ -12,7 +12,7 @@ from .. import _validation as _arrays  # the validation module (was aerec._array
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import _tuples, check_random_state, derive_seed, glorot_uniform
+from .base import _tuples, check_random_state, derive_seed, glorot_uniform, named_weights, weights_from_file
 from .recommender import Recommender
 
 __all__ = ["MultDAE", "MultVAE", "CDAE"]
@@ -30,6 +30,27 @@ def _positive_tuple(name, value):
     return tuple(int(v) for v in value)
 
 
+def _validation_pair(pair, n_items):
+    """``(fold_in, held_out)``: validation users never seen in training, as an EvalSet (checked
+    here, before any epoch is trained)."""
+    from .._validation import as_csr
+    from ..data.splits import EvalSet
+    if len(pair) != 2:
+        raise ValueError(f"validation as a tuple must be (fold_in, held_out), two users x items matrices with one "
+                         f"row per validation user; got {len(pair)} elements")
+    fold_in = as_csr(pair[0], "validation fold_in", n_cols=n_items)
+    held_out = as_csr(pair[1], "validation held_out", n_cols=n_items)
+    if fold_in.shape[0] != held_out.shape[0]:
+        raise ValueError(f"validation fold_in has {fold_in.shape[0]} rows but held_out has {held_out.shape[0]}; "
+                         "pass one row per validation user in both")
+    if held_out.nnz == 0:
+        raise ValueError("validation held_out has no interactions, so there is nothing to validate on")
+    ev = EvalSet(users=np.arange(fold_in.shape[0], dtype=np.int64), fold_in=fold_in, held_out=held_out,
+                 known_users=False)
+    ev.role = "validation"
+    return ev
+
+
 class _SparseAutoencoder(Recommender):
     """Shared fit / recommend / save of the sparse-input autoencoders."""
 
@@ -40,7 +61,7 @@ class _SparseAutoencoder(Recommender):
 
     # subclasses define __init__ storing hyper-parameters
 
-    def _spec(self, n_items, n_users):
+    def _spec(self, n_items, n_users, planned_updates=None):
         from ..nn.spec import make_spec
         hidden = _positive_tuple("hidden", self.hidden)
         latent = _positive_tuple("latent", self.latent)
@@ -60,7 +81,7 @@ class _SparseAutoencoder(Recommender):
                   lazy=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
             kw.update(beta=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
-                      anneal_steps=_arrays.check_nonneg_int(self.total_anneal_steps, "total_anneal_steps"))
+                      anneal_steps=self._anneal_steps(planned_updates))
         if self._user_embedding:
             # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
             # in from their history, who have no learned vector.
@@ -68,6 +89,26 @@ class _SparseAutoencoder(Recommender):
                       negative_samples=_arrays.check_nonneg_int(self.negative_samples, "negative_samples",
                                                                 hi=2 ** 31 - 1))
         return make_spec(sizes, **kw)
+
+    def _anneal_steps(self, planned_updates):
+        """total_anneal_steps, with "auto" = 80% of the updates this fit plans (so the KL weight
+        reaches ``anneal_cap`` whatever the data size; a fixed 200000 kept it <= 0.0015 on small data)."""
+        steps = self.total_anneal_steps
+        if isinstance(steps, str) and steps == "auto":
+            return max(1, int(0.8 * (planned_updates or 1)))
+        if isinstance(steps, str):
+            raise ValueError(f"total_anneal_steps must be 'auto' or an integer >= 0, got {steps!r}")
+        return _arrays.check_nonneg_int(steps, "total_anneal_steps")
+
+    def _batch_size(self, batch_size, n_users):
+        """batch_size, with "auto" = n_users // 10 within [32, 500]: about ten updates an epoch on
+        small data, Liang et al.'s 500 on large data."""
+        bs = self.batch_size if batch_size is None else batch_size
+        if isinstance(bs, str) and bs == "auto":
+            return int(min(500, max(32, n_users // 10)))
+        if isinstance(bs, str):
+            raise ValueError(f"batch_size must be 'auto' or a positive integer, got {bs!r}")
+        return _arrays.check_positive_int(bs, "batch_size", hi=None)
 
     def _init_params(self, spec, rng):
         from ..nn.spec import param_shapes
@@ -84,46 +125,58 @@ class _SparseAutoencoder(Recommender):
         return params
 
     @atomic_fit
-    def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose=0,
+    def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose="auto",
             callbacks=None, k=100):
         """Train on a users x items matrix (aerec.data.Interactions or scipy.sparse; binarised).
 
         Parameters
         ----------
-        validation : aerec.data EvalSet or Split, optional
+        train : aerec.data.Interactions or scipy.sparse (users x items)
+            a pandas DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")``
+            first (its raw ids then serve ``recommend_raw``).
+        validation : aerec.data EvalSet or Split, or a ``(fold_in, held_out)`` pair, optional
             monitored by NDCG@k after each epoch (``history_["val_ndcg@k"]``); the best epoch's
-            weights are kept.
+            weights are kept. A pair holds two users x items matrices (scipy.sparse or dense) with
+            one row per validation user: what the model is given, and what it should retrieve.
         epochs, batch_size : int, optional
             override the constructor values.
         early_stopping : int, optional
             stop after this many epochs without a better validation NDCG.
+        verbose : "auto" or int, default "auto"
+            0 silent; 1 a progress bar; "auto" a bar once the fit has run 5 seconds.
+        callbacks : list of Callback or callables ``f(epoch, logs)``, optional
+            e.g. ``aerec.CSVLogger``, ``aerec.ModelCheckpoint``, ``aerec.ReduceLROnPlateau``.
+        k : int > 0, default 100
+            the validation cut-off (``val_ndcg@k``).
         """
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
         callbacks = as_callbacks(callbacks)
         X = self._binary(X)
         epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
-        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
-                                                "batch_size", hi=None)
-        batch_size = min(batch_size, X.shape[0])  # one batch holds every user at most
+        batch_size = min(self._batch_size(batch_size, X.shape[0]), X.shape[0])  # one batch holds every user at most
+        self.batch_size_ = batch_size
         if early_stopping is not None:
             early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
         k = _arrays.check_k(k)
-        _arrays.check_verbose(verbose)
+        verbose = _arrays.check_verbose(verbose, allow_auto=True)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
                 raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "
                                  "when splitting, or validation=None")
             validation = validation.validation
+        if isinstance(validation, tuple):
+            validation = _validation_pair(validation, X.shape[1])
         if validation is not None:
             from ..data.splits import EvalSet
             if not isinstance(validation, EvalSet):
-                raise TypeError(f"validation must be an aerec.data EvalSet or Split, got {type(validation).__name__}")
+                raise TypeError(f"validation must be an aerec.data EvalSet or Split, or a (fold_in, held_out) pair "
+                                f"of users x items matrices, got {type(validation).__name__}")
             if validation.n_items != X.shape[1]:
                 raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
                                  "make both from one split")
         seed = check_random_state(self.random_state)
-        spec = self._spec(X.shape[1], X.shape[0])
+        spec = self._spec(X.shape[1], X.shape[0], planned_updates=epochs * -(-X.shape[0] // batch_size))
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
         from .._memory import check_memory
         from ..nn.spec import param_shapes
@@ -217,20 +270,60 @@ class _SparseAutoencoder(Recommender):
 
     @reads
     def item_vectors(self):
-        """Decoder output weights, one row per item: (n_items, h_last)."""
+        """Decoder output weights, one row per item: (n_items, h_last).
+
+        They pair with :meth:`user_vectors` and :meth:`item_biases`: a user's scores (the logits
+        ``recommend`` ranks) are ``user_vectors(u) @ item_vectors().T + item_biases()``, so::
+
+            index = aerec.search.TopK(model.item_vectors(), bias=model.item_biases())
+            ids, scores = index.search(model.user_vectors(users), k, exclude=seen_csr)
+
+        gives ``recommend(users, k)``'s ids and scores. ``encode`` returns the bottleneck
+        (``latent`` wide), which does not pair with these vectors."""
         self._check_fitted("train_")
         p = self.net_.get_params()
         n_layers = len(self.spec_["layer_sizes"]) - 1
         return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
 
+    @reads
+    def item_biases(self):
+        """The output layer's bias, one per item: (n_items,) float32 (see :meth:`item_vectors`)."""
+        self._check_fitted("train_")
+        p = self.net_.get_params()
+        n_layers = len(self.spec_["layer_sizes"]) - 1
+        return np.array(p[2 * (n_layers - 1) + 1], dtype=np.float32)
+
+    @reads
+    def user_vectors(self, user_ids=None, user_items=None):
+        """Query vectors that pair with :meth:`item_vectors`: the last hidden layer for users
+        (training user ids, or histories to fold in, as in ``recommend``): (n, h_last) float32,
+        1-D for a scalar user id. ``user_vectors(u) @ item_vectors().T + item_biases()`` are the
+        scores ``recommend`` ranks (at inference: no dropout; MultVAE uses the posterior mean)."""
+        self._check_fitted("net_")
+        rows, X, scalar = self._histories(user_ids, user_items)
+        h = self.net_.hidden(self._binary(X), len(self.spec_["layer_sizes"]) - 3, users=self._users_arg(rows))
+        return h[0] if scalar else h
+
     # -- persistence ------------------------------------------------------------------------------
     @reads
-    def save(self, path):
+    def save(self, path, include_history=True):
+        """Write the model atomically: hyper-parameters, weights, training history, model card
+        (no pickle; see ``aerec.io``).
+
+        Parameters
+        ----------
+        path : str or path-like
+        include_history : bool, default True
+            keep the training interactions (and raw user ids) in the file. False writes a smaller
+            serving artefact: ``recommend(user_items=...)`` then serves every user by fold-in (CDAE:
+            with the fold-in user vector unless ``user_ids`` are passed too), and
+            ``recommend(user_ids)`` alone raises, asking for the users' histories.
+        """
         self._check_fitted("net_")
-        arrays = self._train_arrays()
-        for i, p in enumerate(self.net_.get_params()):
-            arrays[f"param_{i}"] = p
-        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_}
+        arrays = self._train_arrays(include_history)
+        names, weights = named_weights(self.spec_, self.net_.get_params())
+        arrays.update(weights)
+        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, "weight_names": names}
         if getattr(self, "best_epoch_", None) is not None:
             meta["best_epoch"] = int(self.best_epoch_)
         self._save(path, meta, arrays)
@@ -239,9 +332,8 @@ class _SparseAutoencoder(Recommender):
     def _from_state(cls, meta, arrays, backend="auto"):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
-        n_params = sum(1 for key in arrays if key.startswith("param_"))
-        params = [arrays[f"param_{i}"] for i in range(n_params)]
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
+        params = weights_from_file(meta, arrays, model.spec_)
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         if "best_epoch" in meta:
             model.best_epoch_ = meta["best_epoch"]
@@ -253,7 +345,41 @@ class _SparseAutoencoder(Recommender):
 @register_model
 class MultDAE(_SparseAutoencoder):
     """Mult-DAE (Liang et al. 2018): L2-normalised, dropout-corrupted history -> [I-600-200-600-I]
-    tanh -> softmax over items, multinomial log-likelihood."""
+    tanh -> softmax over items, multinomial log-likelihood.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default (600,)
+        encoder widths before the bottleneck (the decoder mirrors them): ``I-600-200-600-I``.
+    latent : int >= 1, default 200
+        the bottleneck width (``encode`` returns it).
+    activation : str, default "tanh"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.5
+        inverted dropout on the L2-normalised input history (the denoising).
+    l2 : float >= 0, default 2e-05 (0.01 / 500)
+        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 500
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.01 / 500,
                  learning_rate=1e-3, epochs=100, batch_size=500, optimizer="adam", lazy_adam=False,
@@ -266,12 +392,53 @@ class MultDAE(_SparseAutoencoder):
 @register_model
 class MultVAE(_SparseAutoencoder):
     """Mult-VAE^PR (Liang et al. 2018): Gaussian bottleneck, KL weight annealed linearly to
-    ``anneal_cap`` over ``total_anneal_steps`` updates; encode returns the posterior mean."""
+    ``anneal_cap`` over ``total_anneal_steps`` updates; encode returns the posterior mean.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default (600,)
+        encoder widths before the bottleneck (the decoder mirrors them): ``I-600-200-600-I``.
+    latent : int >= 1, default 200
+        the bottleneck width (``encode`` returns it).
+    activation : str, default "tanh"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.5
+        inverted dropout on the L2-normalised input history (the denoising).
+    l2 : float >= 0, default 0.0
+        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    anneal_cap : float >= 0, default 0.2
+        the largest KL weight beta (Liang et al.'s 0.2; 0 trains a plain Mult-DAE with noise).
+    total_anneal_steps : int >= 0 or "auto", default "auto"
+        updates over which beta rises linearly from 0 to ``anneal_cap`` (0: ``anneal_cap`` from the
+        start). "auto": 80% of the updates the fit plans (epochs x batches per epoch), so beta
+        reaches its cap on data of any size (the paper's 200000 suits ML-20M; on a few hundred
+        users it kept beta below 0.0015).
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 500
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout, the reparameterisation noise; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     _variational = True
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.0,
-                 anneal_cap=0.2, total_anneal_steps=200000, learning_rate=1e-3, epochs=100, batch_size=500,
+                 anneal_cap=0.2, total_anneal_steps="auto", learning_rate=1e-3, epochs=100, batch_size=500,
                  optimizer="adam", lazy_adam=False, random_state=0, backend="auto"):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
         self.anneal_cap, self.total_anneal_steps = anneal_cap, total_anneal_steps
@@ -282,7 +449,44 @@ class MultVAE(_SparseAutoencoder):
 @register_model
 class CDAE(_SparseAutoencoder):
     """Collaborative Denoising Autoencoder (Wu et al. 2016): corrupted history + a per-user vector,
-    sigmoid hidden layer, logistic loss over positives and sampled negatives."""
+    sigmoid hidden layer, logistic loss over positives and sampled negatives.
+
+    ``fit`` takes a users x items matrix: ``aerec.data.Interactions`` or scipy.sparse (a pandas
+    DataFrame of (user, item) rows: ``aerec.data.from_dataframe(df, "user", "item")`` first).
+    Users folded in from their history (never seen in training) get a zero user vector.
+
+    Parameters
+    ----------
+    hidden : tuple of int >= 1, default ()
+        extra encoder widths before the bottleneck (Wu et al.: none, ``I-50-I``).
+    latent : int >= 1, default 50
+        the hidden (bottleneck) width and the user vectors' length.
+    activation : str, default "sigmoid"
+        hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
+    dropout : float in [0, 1), default 0.2
+        inverted dropout on the input history (the corruption).
+    l2 : float >= 0, default 1e-05
+        L2 penalty on the weights and user vectors.
+    negative_samples : int >= 0, default 5
+        unobserved items sampled per observed one for the logistic loss (0: every item).
+    learning_rate : float > 0, default 1e-3
+        the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
+    epochs : int >= 0, default 100
+        training epochs (``fit(epochs=...)`` overrides); with ``validation`` the best epoch's weights
+        are kept.
+    batch_size : int >= 1 or "auto", default 256
+        users per update (``fit(batch_size=...)`` overrides; capped at the number of users);
+        "auto": ``n_users // 10`` within [32, 500].
+    optimizer : {"adam", "adamw", "sgd"}, default "adam"
+    lazy_adam : bool, default False
+        Adam updates only the rows of the first weight matrix that the batch touches (faster on
+        many items; not the dense Adam of the papers).
+    random_state : int >= 0 or None, default 0
+        seeds the initial weights, the shuffling, dropout, the negative samples; None draws one (recorded in
+        ``seed_``). Same seed and thread count: the same model.
+    backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
+        the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    """
 
     _loss = "logistic"
     _normalize = False
