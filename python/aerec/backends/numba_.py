@@ -158,3 +158,99 @@ class Network(_ref.Network):
         order = (shuffle_order(_np.uint64(self._seed), _np.uint64(int(seed) & _ref._M64), n) if shuffle
                  else _np.arange(n, dtype=_np.int64))
         return self._train(x, y, mask, users, order, bs)
+
+
+# --- GEMM with fused bias + activation -----------------------------------------------------------------
+
+def gemm(a, b, *, trans_a=False, trans_b=False, bias=None, activation="identity", alpha=1.0,
+         num_threads=None):
+    """``act(alpha * op(a) @ op(b) + bias)`` in float32: sgemm (SciPy's BLAS) inside njit, then one
+    fused bias + activation pass. Same arguments and errors as ``backends.numpy_.gemm``."""
+    from .._validation import check_gemm_args
+    from ._numba_kernels import gemm as kernel
+    alpha, _ = check_gemm_args(a, b, trans_a, trans_b, alpha, num_threads)
+    _ref._gemm_activation(activation)  # unknown name: the reference's ValueError
+    a, b = (_np.ascontiguousarray(v, dtype=_np.float32) for v in (a, b))
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"gemm: a and b must be 2-D, got shapes {a.shape} and {b.shape}")
+    opa, opb = a.T if trans_a else a, b.T if trans_b else b
+    if opa.shape[1] != opb.shape[0]:
+        raise ValueError(f"gemm: shapes {a.shape}{'.T' if trans_a else ''} and "
+                         f"{b.shape}{'.T' if trans_b else ''} do not align")
+    if bias is not None:
+        bias = _np.ascontiguousarray(bias, dtype=_np.float32)
+        if bias.shape != (opb.shape[1],):
+            raise ValueError(f"gemm: bias must have shape ({opb.shape[1]},), got {bias.shape}")
+    code = _ACTS.index("identity" if activation == "linear" else activation)
+    return kernel(opa, opb, _np.zeros(0, _np.float32) if bias is None else bias, code, _np.float32(alpha),
+                  bias is not None)
+
+
+# --- Top-k selection and the TopK index -------------------------------------------------------------------
+from . import _numpy_topk as _ref_topk  # noqa: E402
+
+_NO_EX = (_np.zeros(1, _np.int64), _np.zeros(0, _np.int32))
+
+
+def _exclusion(ptr, idx):
+    return _NO_EX if ptr is None else (_np.asarray(ptr, _np.int64), _np.asarray(idx, _np.int32))
+
+
+def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
+    """Top-min(k, m) per row of ``scores`` (n, m), excluding ``exclude`` and anything outside
+    ``candidates``, in one parallel kernel; the contract of ``backends.numpy_.select_topk``."""
+    from ._numba_topk import select_rows
+    s, kk, keep, ptr, idx = _ref_topk.select_args(scores, k, exclude, candidates)
+    s = _np.ascontiguousarray(s)
+    ids, vals = _np.empty((s.shape[0], kk), _np.int32), _np.empty((s.shape[0], kk), _np.float32)
+    if s.shape[0] and kk:
+        select_rows(s, kk, _np.zeros(0, _np.bool_) if keep is None else keep, keep is not None,
+                    *_exclusion(ptr, idx), ids, vals, 0)
+    return ids, vals
+
+
+class TopkIndex(_ref_topk.TopkIndex):
+    """The index behind :class:`aerec.search.TopK`: exact fp32 search compiled (sgemm score tiles
+    of 64 queries, a k-heap per query with the exclusions applied in the scan); bf16 / int8 run
+    the NumPy reference's quantised path (same quantisation contract, not compiled here)."""
+
+    def search(self, queries, k, indptr=None, indices=None, num_threads=0):
+        if self.precision != "fp32":
+            return super().search(queries, k, indptr, indices, num_threads)
+        from ._numba_topk import search_fp32
+        q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
+        has_bias = self._bias is not None
+        return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
+                           _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
+
+
+# --- EASE: Gram matrix and SpMM ------------------------------------------------------------------------------
+
+def gram_upper(X, dtype="float32", num_threads=0):
+    """Upper triangle (j >= i) of ``X^T X`` for a CSR X: (n, n) C-contiguous float32 / float64, one
+    output row per thread at a time (from the column's rows); the strict lower triangle is unset."""
+    from ._numba_topk import gram_upper as kernel
+    dt = _np.dtype(dtype)
+    if dt not in (_np.float32, _np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    X = X.tocsr()
+    X = X.copy() if not X.has_sorted_indices else X
+    X.sort_indices()
+    C = X.tocsc()
+    G = _np.empty((X.shape[1], X.shape[1]), dt)
+    kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(dt), C.indptr.astype(_np.int64),
+           C.indices.astype(_np.int32), C.data.astype(dt), G)
+    return G
+
+
+def spmm(X, W, num_threads=0):
+    """``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c) (a strided view is fine):
+    (n_rows, c) float32, in 384-column panels of W (as the C++ backend)."""
+    from ._numba_topk import spmm as kernel
+    W = _np.asarray(W, dtype=_np.float32)
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(f"spmm: X has {X.shape[1]} columns but W has {W.shape[0]} rows")
+    X = X.tocsr()
+    out = _np.empty((X.shape[0], W.shape[1]), _np.float32)
+    kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(_np.float32), W, out, 384)
+    return out
