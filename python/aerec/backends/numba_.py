@@ -57,6 +57,12 @@ def _csr(a, rows=None):
             _np.ascontiguousarray(a.data, dtype=_np.float32))
 
 
+#: below this many elements per batch (activations + parameters) a call runs on one thread: the
+#: Keras tutorial's step (~12k) ran 2-8x slower on two threads than on one (parallel regions cost
+#: more than they save, and much more when another process holds one of the cores)
+_SERIAL_WORK = 1 << 17
+
+
 class Network(_ref.Network):
     """The network engine in Numba: the NumPy reference's interface, validation and numbers (to
     float32 rounding), the same random streams; each call (a whole ``train_epoch`` included) is one
@@ -112,9 +118,15 @@ class Network(_ref.Network):
         u = _np.zeros(0, _np.int32) if users is None else users
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
         from ._numba_kernels import run
-        res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes, self._p32,
-                  self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None, u, order,
-                  int(bs), int(last), out)
+        threads = numba.get_num_threads()
+        if min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK:
+            numba.set_num_threads(1)
+        try:
+            res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
+                      self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None,
+                      u, order, int(bs), int(last), out)
+        finally:
+            numba.set_num_threads(threads)
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):
