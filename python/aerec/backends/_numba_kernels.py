@@ -64,6 +64,23 @@ def shuffle_order(spec_seed, seed, n):
     return np.argsort(v, kind="mergesort")
 
 
+@njit(cache=True)
+def dense_to_csr(a):
+    """(indptr int64, indices int32, data float32) of a dense float32 matrix's non-zeros."""
+    n, m = a.shape
+    ptr = np.zeros(n + 1, np.int64)
+    for r in range(n):
+        ptr[r + 1] = ptr[r] + np.count_nonzero(a[r])
+    idx, val = np.empty(ptr[n], np.int32), np.empty(ptr[n], np.float32)
+    for r in range(n):
+        k = ptr[r]
+        for j in range(m):
+            if a[r, j] != 0:
+                idx[k], val[k] = j, a[r, j]
+                k += 1
+    return ptr, idx, val
+
+
 # ---- activations ---------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
@@ -122,14 +139,15 @@ def tensor(buf, off, t, cols):
 
 
 @njit(cache=True)
-def workspace(sz, ow, bs, n_out):
-    """Per-call buffers for batches of up to bs rows: layer inputs (1..L-1), layer outputs, two
-    gradient buffers, the dense target and the logistic selection."""
-    wmax = max(ow.max(), sz.max())
+def workspace(sz, ow, bs, mode):
+    """Per-call buffers for batches of up to bs rows: layer inputs (1..L-1) and outputs; from mode 1
+    (loss) the dense target, dz and the logistic selection; from mode 2 (gradients) da."""
+    n_out, wmax = sz[-1], max(ow.max(), sz.max())
     inp = np.empty(bs * max(sz[1:].sum(), 1), np.float32)
     out = np.empty(bs * ow.sum(), np.float32)
-    return inp, out, np.empty(bs * wmax, np.float32), np.empty(bs * wmax, np.float32), \
-        np.zeros(bs * n_out, np.float32), np.zeros(bs * n_out, np.uint8)
+    loss, grad = bs if mode >= 1 else 0, bs if mode >= 2 else 0
+    return inp, out, np.empty(loss * wmax, np.float32), np.empty(grad * wmax, np.float32), \
+        np.empty(loss * n_out, np.float32), np.empty(loss * n_out, np.uint8)
 
 
 @njit(cache=True, inline="always")
@@ -455,23 +473,34 @@ def update(P, G, M, V, k, opt, oc, nesterov):
 
 
 @njit(cache=True, parallel=True)
-def optimize(P, G, M, V, off, cols0, ci, oc, touched, nt, ulist, nu):
-    """One fused step over every tensor; lazy: only the listed rows of W0 and U."""
-    L, opt, nest, lazy = ci[CI_L], ci[CI_OPT], ci[CI_NEST] != 0, ci[CI_LAZY] != 0
-    n_t = 2 * L + (1 if ci[CI_NU] > 0 else 0)
-    for t in range(n_t):
+def optimize(P, G, M, V, ranges, nr, opt, oc, nesterov):
+    """One fused step over the element ranges [ranges[c, 0], ranges[c, 1]) (one parallel region)."""
+    for c in prange(nr):
+        for k in range(ranges[c, 0], ranges[c, 1]):
+            update(P, G, M, V, k, opt, oc, nesterov)
+
+
+_CHUNK = 16384
+
+
+@njit(cache=True)
+def step_ranges(off, cols0, ci, touched, nt, ulist, nu, ranges):
+    """The element ranges one step updates: every tensor in chunks, or only the listed rows of W0 and U
+    when lazy. Returns their count."""
+    L, lazy = ci[CI_L], ci[CI_LAZY] != 0
+    c = 0
+    for t in range(2 * L + (1 if ci[CI_NU] > 0 else 0)):
         if lazy and (t == 0 or t == 2 * L):
             lst, cnt = (touched, nt) if t == 0 else (ulist, nu)
-            for q in prange(cnt):
-                base = off[t] + lst[q] * cols0
-                for k in range(base, base + cols0):
-                    update(P, G, M, V, k, opt, oc, nest)
+            for q in range(cnt):
+                ranges[c, 0] = off[t] + lst[q] * cols0
+                ranges[c, 1] = ranges[c, 0] + cols0
+                c += 1
         else:
-            n = off[t + 1] - off[t]
-            nch = max(1, min(n // 16384, 64))
-            for c in prange(nch):
-                for k in range(off[t] + c * n // nch, off[t] + (c + 1) * n // nch):
-                    update(P, G, M, V, k, opt, oc, nest)
+            for a in range(off[t], off[t + 1], _CHUNK):
+                ranges[c, 0], ranges[c, 1] = a, min(a + _CHUNK, off[t + 1])
+                c += 1
+    return c
 
 
 @njit(cache=True)
@@ -496,7 +525,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
     loss_code, has_u = ci[CI_LOSS], ci[CI_NU] > 0
     n = order.size
     bs = max(1, min(bs, n))
-    inp, out, d1, d2, Y, SEL = workspace(sz, ow, bs, n_out)
+    inp, out, d1, d2, Y, SEL = workspace(sz, ow, bs, mode)
     lrow = np.empty(bs, np.float64)
     bptr = np.empty(bs + 1, np.int64)
     mark = np.zeros(n_in if mode == 3 else 0, np.uint8)
@@ -504,6 +533,8 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
     umark = np.zeros(ci[CI_NU] if mode == 3 else 0, np.uint8)
     ulist = np.empty(ci[CI_NU] if mode == 3 else 0, np.int64)
     res = np.zeros(3)
+    n_ranges = n_in + ci[CI_NU] + 2 * L + 1 + off[-1] // _CHUNK if mode == 3 else 0
+    ranges = np.empty((n_ranges, 2), np.int64)
     l2term = 0.5 * cf[CF_L2] * l2_sum(P, off, L, has_u) if cf[CF_L2] != 0 and mode >= 1 else 0.0
     for s in range(0, n, bs):
         rows = order[s:s + bs]
@@ -550,7 +581,8 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
         backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
                  inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1)
         if mode == 3:
-            optimize(P, G, M, V, off, ow[0], ci, opt_constants(cf_opt, step + 1), touched, nt, ulist, nu)
+            nr = step_ranges(off, ow[0], ci, touched, nt, ulist, nu, ranges)
+            optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0)
             for q in range(nt):
                 mark[touched[q]] = 0
             for q in range(nu):

@@ -44,13 +44,13 @@ def cache_dir():
     return k.run._cache._cache_path
 
 
-def _csr(a, rows=None):
+def _csr(a):
     """(indptr int64, indices int32, data float32) of a CSR matrix, or of a dense array's non-zeros
     (the same numbers for the network: dropout, normalisation and lazy rows act on non-zeros)."""
-    import scipy.sparse as sp
-    if not sp.issparse(a):
-        a = sp.csr_matrix(a)
-    elif not a.has_canonical_format:
+    if isinstance(a, _np.ndarray):
+        from ._numba_kernels import dense_to_csr
+        return dense_to_csr(a)
+    if not a.has_canonical_format:
         a = a.copy()
         a.sum_duplicates()
     return (a.indptr.astype(_np.int64, copy=False), a.indices.astype(_np.int32, copy=False),
