@@ -6,7 +6,7 @@ parameters, gradients and optimizer state in flat float32 buffers; tensor ``t`` 
 U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always reads its input as CSR (a dense x is converted
 by its non-zeros first: the same numbers, as dropout and normalisation act on non-zeros only).
 The other dense products are ``np.dot`` on 2-D float32 arrays, which Numba lowers to SciPy's BLAS
-(``scipy.linalg.cython_blas.sgemm``).
+(``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
 
 Codes: activations identity relu sigmoid tanh elu selu = 0..5; losses mse bce masked_mse
 multinomial logistic = 0..4; optimizers adam adamw sgd = 0..2.
@@ -131,6 +131,17 @@ def gemm(a, b, bias, code, alpha, has_bias):
     return z
 
 
+@njit(cache=True, parallel=True)
+def pdot(a, b, out, nt):
+    """out = a @ b with out's rows split over nt threads, each one sgemm (run with BLAS on one thread:
+    Numba's threads then own the cores, and no parallel loop waits on spinning BLAS threads)."""
+    n = out.shape[0]
+    for t in prange(nt):
+        r0, r1 = t * n // nt, (t + 1) * n // nt
+        if r1 > r0:
+            np.dot(np.ascontiguousarray(a[r0:r1]), b, out[r0:r1])
+
+
 # ---- the network -------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
@@ -236,7 +247,7 @@ def noise(key, row, d, j):
 
 @njit(cache=True)
 def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp, xi, xv, users, rows,
-            bptr, bval, inp, out, bs):
+            bptr, bval, inp, out, bs, nt):
     """Layers 0..last on the batch ``rows``; returns the output view of layer ``last``."""
     seed = np.uint64(ci[CI_SEED])
     L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
@@ -264,7 +275,7 @@ def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp
             else:
                 drop_rows(x, prev, rows, kd, p, _F1 / (_F1 - p), training and p > 0)
             z = layer_view(out, ow, i, nb, bs, 0)
-            np.dot(x, tensor(P, off, 2 * i, ow[i]), z)
+            pdot(x, tensor(P, off, 2 * i, ow[i]), z, nt)
             bias_act(z, P[off[2 * i + 1]:off[2 * i + 2]], code)
     return z
 
@@ -409,7 +420,7 @@ def act_back(dnew, da, y, code, rows, key, p, scale, drop):
 
 @njit(cache=True)
 def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
-             inp, out, d1, d2, bs, touched, nt):
+             inp, out, d1, d2, bs, touched, nt, threads):
     """Gradients of the batch mean loss (dz of the last layer in d1) into G."""
     L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
     seed = np.uint64(ci[CI_SEED])
@@ -430,11 +441,11 @@ def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi
                     GU[users[rows[r]]] += dz[r]
             break
         x = layer_view(inp, sz, i, nb, bs, 1)
-        np.dot(x.T, dz, Gw)
+        pdot(x.T, dz, Gw, threads)
         if l2 != _F0:
             add_scaled(Gw, W, l2)
         da = d2[:nb * sz[i]].reshape(nb, sz[i])
-        np.dot(dz, W.T, da)
+        pdot(dz, W.T, da, threads)
         prev = layer_view(out, ow, i - 1, nb, bs, 0)
         p = drop[i]
         dnew = d1[:nb * ow[i - 1]].reshape(nb, ow[i - 1])  # dz is spent: da and Gw hold what it gave
@@ -514,7 +525,7 @@ def opt_constants(cf_opt, step):
 # ---- one call: eval forward, eval loss, gradients, or training over an order of rows ---------------------
 @njit(cache=True)
 def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, training, xp, xi, xv, yp, yi, yv,
-        mask, has_mask, users, order, bs, last, result):
+        mask, has_mask, users, order, bs, last, result, threads):
     """mode 0: layers 0..last in eval mode into result (the output activation applied); 1: eval loss;
     2: loss and gradients (into G) of one batch; 3: train (one optimizer step per batch of ``order``).
     Returns (sum of batch losses weighted by rows (modes 2, 3) or the loss sum (mode 1), its
@@ -545,7 +556,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
         bval = np.empty(bptr[nb], np.float32)
         beta = min(beta0, step / anneal) if anneal > 0 else beta0
         z = forward(P, off, sz, ow, acts, drop, ci, step, training, last if mode == 0 else L - 1, mode == 0,
-                    xp, xi, xv, users, rows, bptr, bval, inp, out, bs)
+                    xp, xi, xv, users, rows, bptr, bval, inp, out, bs, threads)
         if mode == 0:
             w = sz[last + 1]
             for r in range(nb):
@@ -579,7 +590,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
                     ulist[nu] = users[rows[r]]
                     nu += 1
         backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
-                 inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1)
+                 inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1, threads)
         if mode == 3:
             nr = step_ranges(off, ow[0], ci, touched, nt, ulist, nu, ranges)
             optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0)

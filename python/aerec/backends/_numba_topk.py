@@ -29,14 +29,18 @@ def _sift_down(heap, i, n):
 @njit(cache=True)
 def select_row(s, su, kk, keep, has_keep, ex, heap, ids, vals):
     """Best kk of one score row (s float32, su its bits as uint32) into ids / vals (padded with -1 /
-    -inf); ``ex`` sorted excluded ids; heap scratch (kk,)."""
-    n, e = 0, 0
+    -inf); ``ex`` sorted excluded ids; heap scratch (kk,). Once the heap is full, an item scoring
+    below its root's score is dropped with one float compare."""
+    n, e, thr = 0, 0, -np.inf
     for j in range(s.size):
+        v = s[j]
+        if v < thr or not v > -np.inf:  # NaN and -inf are never returned
+            continue
         while e < ex.size and ex[e] < j:
             e += 1
-        if (e < ex.size and ex[e] == j) or (has_keep and not keep[j]) or not s[j] > -np.inf:
+        if (e < ex.size and ex[e] == j) or (has_keep and not keep[j]):
             continue
-        u = np.uint32(0) if s[j] == 0 else su[j]  # -0 ranks as +0
+        u = np.uint32(0) if v == 0 else su[j]  # -0 ranks as +0
         u = ~u if u & _SIGN else u | _SIGN
         key = (np.uint64(u) << _S32) | (_LOW - np.uint64(j))
         if n < kk:
@@ -49,6 +53,8 @@ def select_row(s, su, kk, keep, has_keep, ex, heap, ids, vals):
         elif key > heap[0]:
             heap[0] = key
             _sift_down(heap, 0, n)
+        if n == kk:
+            thr = s[np.int64(_LOW - (heap[0] & _LOW))]
     best = np.sort(heap[:n])
     for t in range(kk):
         if t < n:
@@ -67,18 +73,23 @@ def select_rows(s, kk, keep, has_keep, ex_ptr, ex_idx, ids, vals, row0):
         select_row(s[r], su[r], kk, keep, has_keep, ex, np.empty(max(kk, 1), np.uint64), ids[r], vals[r])
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def search_fp32(items_t, bias, has_bias, q, kk, ex_ptr, ex_idx, block):
-    """Exact fp32 search: (block x n) score tiles by sgemm, then select_rows on each tile."""
+    """Exact fp32 search: each thread scores a block of queries (one sgemm: call it with BLAS on one
+    thread) and selects from its rows; no parallel region waits on BLAS threads."""
     m = q.shape[0]
     ids, vals = np.empty((m, kk), np.int32), np.empty((m, kk), np.float32)
     keep = np.zeros(0, np.bool_)
-    for q0 in range(0, m, block):
-        q1 = min(m, q0 + block)
+    for b in prange((m + block - 1) // block):
+        q0, q1 = b * block, min(m, (b + 1) * block)
         s = np.dot(q[q0:q1], items_t)
         if has_bias:
             s += bias
-        select_rows(s, kk, keep, False, ex_ptr, ex_idx, ids[q0:q1], vals[q0:q1], q0)
+        su = s.view(np.uint32)
+        heap = np.empty(max(kk, 1), np.uint64)
+        for r in range(q1 - q0):
+            lo, hi = (ex_ptr[q0 + r], ex_ptr[q0 + r + 1]) if ex_ptr.size > 1 else (0, 0)
+            select_row(s[r], su[r], kk, keep, False, np.sort(ex_idx[lo:hi]), heap, ids[q0 + r], vals[q0 + r])
     return ids, vals
 
 

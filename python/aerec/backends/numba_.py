@@ -10,6 +10,8 @@ parallel loops), so each uses the cores in turn.
 """
 from __future__ import annotations
 
+import contextlib
+
 NAME = "numba"
 
 try:
@@ -55,6 +57,20 @@ def _csr(a):
         a.sum_duplicates()
     return (a.indptr.astype(_np.int64, copy=False), a.indices.astype(_np.int32, copy=False),
             _np.ascontiguousarray(a.data, dtype=_np.float32))
+
+
+def _blas_threads(n, on=True):
+    """BLAS capped at n threads for a kernel that calls sgemm from its own parallel loop (with
+    threadpoolctl; without it, or when not ``on``, nothing). Uncapped, OpenBLAS's idle threads spin
+    for a while after each call and take the cores Numba's threads need next: the W1 search ran
+    2x slower."""
+    if on:
+        try:
+            from threadpoolctl import threadpool_limits
+            return threadpool_limits(n, user_api="blas")
+        except ImportError:
+            pass
+    return contextlib.nullcontext()
 
 
 #: below this many elements per batch (activations + parameters) a call runs on one thread: the
@@ -119,12 +135,13 @@ class Network(_ref.Network):
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
         from ._numba_kernels import run
         threads = numba.get_num_threads()
-        if min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK:
-            numba.set_num_threads(1)
+        small = min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK
+        numba.set_num_threads(1 if small else threads)
         try:
-            res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
-                      self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None,
-                      u, order, int(bs), int(last), out)
+            with _blas_threads(1, not small):
+                res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
+                          self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
+                          mask is not None, u, order, int(bs), int(last), out, 1 if small else threads)
         finally:
             numba.set_num_threads(threads)
         return out if mode == 0 else res
@@ -222,8 +239,8 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
 
 
 class TopkIndex(_ref_topk.TopkIndex):
-    """The index behind :class:`aerec.search.TopK`: exact fp32 search compiled (sgemm score tiles
-    of 64 queries, a k-heap per query with the exclusions applied in the scan); bf16 / int8 run
+    """The index behind :class:`aerec.search.TopK`: exact fp32 search compiled (each thread: sgemm
+    score tiles of 64 queries, a k-heap per query with the exclusions applied in the scan); bf16 / int8 run
     the NumPy reference's quantised path (same quantisation contract, not compiled here)."""
 
     def search(self, queries, k, indptr=None, indices=None, num_threads=0):
@@ -232,8 +249,9 @@ class TopkIndex(_ref_topk.TopkIndex):
         from ._numba_topk import search_fp32
         q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         has_bias = self._bias is not None
-        return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
-                           _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
+        with _blas_threads(1):
+            return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
+                               _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
 
 
 # --- EASE: Gram matrix and SpMM ------------------------------------------------------------------------------
