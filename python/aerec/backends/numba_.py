@@ -1,12 +1,14 @@
 """Numba backend: the CPU fallback when the compiled module ``aerec._core`` is missing.
 
 Kernels are ``@njit(cache=True)`` (``_numba_kernels.py``, ``_numba_topk.py``): the first call of a
-kernel compiles it (the whole network engine: ~20 s), later processes load it from the cache (see
+kernel compiles it (a whole MultVAE fit: ~40 s), later processes load it from the cache (see
 :func:`cache_dir`). Validation is the NumPy reference's (``Network`` subclasses it), so bad input
 raises the same errors. Dense products are ``np.dot`` inside njit, which Numba lowers to SciPy's
 BLAS (``scipy.linalg.cython_blas``: the OpenBLAS SciPy ships, with its own pthread pool); the
-other loops run on Numba's threading layer. The two never run at once (a kernel calls BLAS between
-parallel loops), so each uses the cores in turn.
+other loops run on Numba's threading layer (``omp`` where available). Left alone, OpenBLAS's idle
+threads spin after each call and take the cores the next parallel loop needs, so large network
+calls and TopK search call sgemm from inside Numba's parallel loops with BLAS capped at one thread
+(threadpoolctl); small calls run on one Numba thread. ``gemm`` itself is one BLAS call.
 """
 from __future__ import annotations
 
