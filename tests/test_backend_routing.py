@@ -1,5 +1,5 @@
-"""Backends own every kernel: with the NumPy backend chosen (``AEREC_BACKEND=numpy`` or
-``backend="numpy"``), a whole pipeline never imports ``aerec._core``; and only
+"""Backends own every kernel: with the NumPy or Numba backend chosen (``AEREC_BACKEND=numpy`` or
+``backend="numpy"``, likewise numba), a whole pipeline never imports ``aerec._core``; and only
 ``backends/cpp.py`` imports it."""
 import pathlib
 import re
@@ -16,8 +16,8 @@ import numpy as np
 import aerec
 from aerec.data.splits import random_split, strong_generalization_split
 
-mode = sys.argv[1]
-kw = {} if mode == "env" else {"backend": "numpy"}
+mode, name = sys.argv[1], sys.argv[2]
+kw = {} if mode == "env" else {"backend": name}
 data = aerec.datasets.synthetic(n_users=160, n_items=70, density=0.08, n_factors=4, random_state=0)
 weak = random_split(data, test_fraction=0.2, random_state=0)
 X = weak.train.to_csr()
@@ -35,7 +35,7 @@ models = [
 tmp = tempfile.mkdtemp()
 for i, model in enumerate(models):
     model.fit(X)
-    assert model._backend().NAME == "numpy", (type(model).__name__, model._backend().NAME)
+    assert model._backend().NAME == name, (type(model).__name__, model._backend().NAME)
     ids, scores = model.recommend(np.arange(5), k=5)
     assert ids.shape == (5, 5)
     model.recommend(np.arange(5), k=5, items=np.arange(30), filter_items=[1, 2])
@@ -57,7 +57,7 @@ items = rng.standard_normal((300, 8)).astype(np.float32)
 for precision in ("fp32", "bf16", "int8"):
     for metric, bias in (("ip", rng.standard_normal(300).astype(np.float32)), ("cosine", None)):
         index = aerec.TopK(items, bias, metric=metric, precision=precision, prune=True, **kw)
-        assert index.backend == "numpy"
+        assert index.backend == name
         index.search(items[:7], 10, exclude=[[1, 2]] * 7)
         index.save(os.path.join(tmp, "t.npz"))
         aerec.TopK.load(os.path.join(tmp, "t.npz"), **kw).search(items[0], 3)
@@ -72,7 +72,7 @@ print("CPP_AVAILABLE", aerec.backends.available()["cpp"])
 '''
 
 
-def _run(mode, env_backend):
+def _run(mode, env_backend, name="numpy"):
     import os
     env = dict(os.environ)
     env.pop("AEREC_BACKEND", None)
@@ -81,13 +81,16 @@ def _run(mode, env_backend):
     # the aerec this pytest imports (source checkout or installed wheel, compiled module included)
     env["PYTHONPATH"] = os.pathsep.join([str(pathlib.Path(aerec.__file__).resolve().parents[1]),
                                          env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-c", PIPELINE, mode], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", PIPELINE, mode, name], capture_output=True, text=True,
                           timeout=600, env=env)
 
 
-@pytest.mark.parametrize("mode,env_backend", [("env", "numpy"), ("param", None)])
-def test_numpy_pipeline_never_imports_core(mode, env_backend):
-    out = _run(mode, env_backend)
+@pytest.mark.parametrize("mode,env_backend,name", [("env", "numpy", "numpy"), ("param", None, "numpy"),
+                                                   ("env", "numba", "numba"), ("param", None, "numba")])
+def test_numpy_pipeline_never_imports_core(mode, env_backend, name):
+    if not aerec.backends.available()[name]:
+        pytest.skip(f"backend {name} unavailable: {aerec.backends.reasons()[name]}")
+    out = _run(mode, env_backend, name)
     assert out.returncode == 0, out.stderr[-4000:]
     assert "NO_CORE_OK" in out.stdout
     assert f"CPP_AVAILABLE {aerec.backends.available()['cpp']}" in out.stdout

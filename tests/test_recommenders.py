@@ -188,19 +188,24 @@ def test_autorec_predict_ratings_close():
         m.predict_ratings(np.array([0]), np.array([R.shape[1]]))
 
 
-def _cpp_and_numpy():
+#: the compiled backends, each checked against the NumPy reference
+COMPILED = ["cpp", "numba"]
+
+
+def _compiled_and_numpy(name):
     av = aerec.backends.available()
-    if not (av.get("cpp") and av.get("numpy")):
-        pytest.skip("needs the cpp and numpy backends")
+    if not (av.get(name) and av.get("numpy")):
+        pytest.skip(f"needs the {name} and numpy backends")
 
 
+@pytest.mark.parametrize("fast", COMPILED)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_ease_cpp_matches_numpy(dtype):
+def test_ease_compiled_matches_numpy(dtype, fast):
     """Own Gram kernel + panelled SpMM scoring (more than one 384-column panel) == the NumPy
     backend's scipy products, within float32 tolerance; same top-k ids on non-tied scores."""
-    _cpp_and_numpy()
+    _compiled_and_numpy(fast)
     X = clustered(n_users=200, n_items=900, seed=4)
-    a = EASE(l2=5.0, dtype=dtype, backend="cpp").fit(X)
+    a = EASE(l2=5.0, dtype=dtype, backend=fast).fit(X)
     b = EASE(l2=5.0, dtype=dtype, backend="numpy").fit(X)
     np.testing.assert_allclose(a.B_, b.B_, rtol=1e-4, atol=1e-6)
     sa, sb = a.score(np.arange(20)), b.score(np.arange(20))
@@ -224,13 +229,14 @@ def test_backend_kernels_gram_and_spmm(backend):
     np.testing.assert_allclose(backend.spmm(X, W[:, 3:400]), X @ W[:, 3:400], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("fast", COMPILED)
 @pytest.mark.parametrize("name", list(FACTORIES))
-def test_models_cpp_match_numpy(name, tmp_path):
-    """The same fitted model served by both backends (saved on cpp, loaded on numpy): the same
-    scores and top-k, with TopK, selection and EASE's SpMM owned by the backend."""
-    _cpp_and_numpy()
+def test_models_compiled_match_numpy(name, fast, tmp_path):
+    """The same fitted model served by both backends (saved on cpp / numba, loaded on numpy): the
+    same scores and top-k, with TopK, selection and EASE's SpMM owned by the backend."""
+    _compiled_and_numpy(fast)
     X = ratings() if name == "AutoRec" else clustered()
-    a = FACTORIES[name]("cpp").fit(X)
+    a = FACTORIES[name](fast).fit(X)
     a.save(tmp_path / "m.npz")
     b = aerec.load(tmp_path / "m.npz", backend="numpy")
     assert b.backend == "numpy"

@@ -27,11 +27,11 @@ def reference(scores, k, exclude=None, candidates=None):
     return ids, vals
 
 
-def _both():
+def _both(fast="cpp"):
     av = aerec.backends.available()
-    if not (av.get("cpp") and av.get("numpy")):
-        pytest.skip("needs the cpp and numpy backends")
-    return aerec.backends.get("cpp"), aerec.backends.get("numpy")
+    if not (av.get(fast) and av.get("numpy")):
+        pytest.skip(f"needs the {fast} and numpy backends")
+    return aerec.backends.get(fast), aerec.backends.get("numpy")
 
 
 @settings(max_examples=60, deadline=None)
@@ -82,8 +82,9 @@ def test_large_rows_in_blocks(backend):
     np.testing.assert_array_equal(vals, np.take_along_axis(s, order, axis=1))
 
 
-def test_cpp_matches_numpy_non_tied():
-    cpp, ref = _both()
+@pytest.mark.parametrize("fast", ["cpp", "numba"])
+def test_compiled_matches_numpy_non_tied(fast):
+    cpp, ref = _both(fast)
     rng = np.random.default_rng(3)
     scores = rng.standard_normal((200, 1500)).astype(np.float32)
     ex = sp.random(200, 1500, density=0.02, format="csr", random_state=4)

@@ -349,10 +349,10 @@ def test_numpy_backend_matches():
 # ---------------------------------------------------------------------------------------------
 # backends: every backend owns an index; the NumPy one is the reference for the compiled one
 
-def _both():
+def _both(fast="cpp"):
     av = aerec.backends.available()
-    if not (av.get("cpp") and av.get("numpy")):
-        pytest.skip("needs the cpp and numpy backends")
+    if not (av.get(fast) and av.get("numpy")):
+        pytest.skip(f"needs the {fast} and numpy backends")
 
 
 def _same_unless_tied(a, c, tol, max_diff=1.0):
@@ -403,9 +403,10 @@ def test_every_backend_matches_reference_integer(backend, precision, metric):
 @pytest.mark.parametrize("metric", ["ip", "cosine"])
 @pytest.mark.parametrize("prune", [False, True])
 @pytest.mark.parametrize("excl", ["none", "lists", "csr"])
-def test_cpp_matches_numpy(precision, metric, prune, excl):
+@pytest.mark.parametrize("fast", ["cpp", "numba"])
+def test_compiled_matches_numpy(precision, metric, prune, excl, fast):
     """Same quantisation, same candidates, same fp32 re-scoring: same ids on non-tied scores."""
-    _both()
+    _both(fast)
     rng = np.random.default_rng(17)
     n, d, m = 2500, 24, 70
     X = rng.standard_normal((n, d), dtype=np.float32)
@@ -420,7 +421,7 @@ def test_cpp_matches_numpy(precision, metric, prune, excl):
             indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])])
             exclude = sp.csr_matrix((np.ones(indptr[-1]), np.concatenate(rows), indptr), shape=(m, n))
     kw = dict(metric=metric, precision=precision, rescore=2, prune=prune)
-    a_index, c_index = TopK(X, bias, backend="cpp", **kw), TopK(X, bias, backend="numpy", **kw)
+    a_index, c_index = TopK(X, bias, backend=fast, **kw), TopK(X, bias, backend="numpy", **kw)
     for k in (1, 10, 100, n):
         a = a_index.search(Q, k, exclude=exclude)
         c = c_index.search(Q, k, exclude=exclude)

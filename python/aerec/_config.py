@@ -50,6 +50,14 @@ def get_num_threads() -> int:
         return os.cpu_count() or 1
 
 
+def _numba_info() -> dict:
+    """numba's version and kernel cache folder (None when numba is not installed)."""
+    mod = _backends._probe("numba")
+    if mod is None:
+        return {"version": None, "cache_dir": None}
+    return {"version": mod.version(), "cache_dir": mod.cache_dir()}
+
+
 def config() -> dict:
     """The facts show_config prints, as a dict."""
     from . import __version__
@@ -63,6 +71,7 @@ def config() -> dict:
         "isa_detected": core.detected_isa() if core is not None else None,
         "isa_active": core.active_isa() if core is not None else None,
         "backends": {},
+        "numba": _numba_info(),
     }
     reasons = _backends.reasons()
     for name, ok in _backends.available().items():
@@ -88,6 +97,9 @@ def show_config(file=None) -> None:
     else:
         p("instruction sets: unknown (compiled module not available)")
     p(f"OpenMP: {'yes' if info['openmp'] else 'no'}, threads: {info['threads']}")
+    nb = info["numba"]
+    p(f"numba: {nb['version']}, kernel cache: {nb['cache_dir']}" if nb["version"] else
+      "numba: not installed (pip install 'aerec[numba]')")
     p("backends:")
     for name, state in info["backends"].items():
         p(f"  {name:<6} {state}")

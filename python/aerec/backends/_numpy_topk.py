@@ -69,6 +69,32 @@ def _sorted_desc(keys):
 # ----------------------------------------------------------------------------------------------
 # selection over dense score rows
 
+def select_args(scores, k, exclude, candidates):
+    """The checked arguments of select_topk (shared with the Numba backend): scores float32 (n, m),
+    min(k, m), the candidate mask (bool (m,)) or None, the exclusion CSR (indptr, indices) or Nones."""
+    s = np.asarray(scores, dtype=np.float32)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be 2-D, got shape {s.shape}")
+    k = int(k)
+    if k <= 0:
+        raise ValueError("k must be positive")
+    n, m = s.shape
+    keep = None
+    if candidates is not None:
+        keep = np.zeros(m, bool)
+        keep[np.asarray(candidates)] = True
+    ex_ptr = ex_idx = None
+    if exclude is not None and exclude.nnz:
+        ex = exclude.tocsr()
+        ex_ptr, ex_idx = ex.indptr, ex.indices
+        if ex.shape[0] != n:
+            raise ValueError(f"exclude has {ex.shape[0]} rows for {n} score rows")
+        if ex_idx.size and (ex_idx.min() < 0 or ex_idx.max() >= m):
+            bad = ex_idx[(ex_idx < 0) | (ex_idx >= m)][0]
+            raise IndexError(f"excluded item id {int(bad)} is outside [0, {m})")
+    return s, min(k, m), keep, ex_ptr, ex_idx
+
+
 def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
     """Top-min(k, m) per row of ``scores`` (n, m) by descending score, ties by lower id.
 
@@ -88,31 +114,12 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
     scores : (n, min(k, m)) float32, padded with -inf
         NaN and -inf scores, excluded items and non-candidates are never returned.
     """
-    s = np.asarray(scores, dtype=np.float32)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be 2-D, got shape {s.shape}")
-    k = int(k)
-    if k <= 0:
-        raise ValueError("k must be positive")
+    s, kk, keep, ex_ptr, ex_idx = select_args(scores, k, exclude, candidates)
     n, m = s.shape
-    kk = min(k, m)
     ids = np.empty((n, kk), np.int32)
     out = np.empty((n, kk), np.float32)
     if n == 0 or kk == 0:
         return ids, out
-    keep = None
-    if candidates is not None:
-        keep = np.zeros(m, bool)
-        keep[np.asarray(candidates)] = True
-    ex_ptr = ex_idx = None
-    if exclude is not None and exclude.nnz:
-        ex = exclude.tocsr()
-        ex_ptr, ex_idx = ex.indptr, ex.indices
-        if ex.shape[0] != n:
-            raise ValueError(f"exclude has {ex.shape[0]} rows for {n} score rows")
-        if ex_idx.size and (ex_idx.min() < 0 or ex_idx.max() >= m):
-            bad = ex_idx[(ex_idx < 0) | (ex_idx >= m)][0]
-            raise IndexError(f"excluded item id {int(bad)} is outside [0, {m})")
     col = np.arange(m)
     step = max(1, _BLOCK_ELEMS // max(m, 1))
     for r0 in range(0, n, step):
@@ -229,24 +236,9 @@ class TopkIndex:
         -------
         ids : (m, min(k, n)) int32;  scores : (m, min(k, n)) float32
         """
-        q = np.asarray(queries)
-        if q.dtype != np.float32:
-            raise TypeError(f"queries must be float32, got {q.dtype}")
-        if q.ndim != 2 or q.shape[1] != self.dim:
-            raise ValueError(f"queries must be (m, {self.dim}), got shape {q.shape}")
-        k = int(k)
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         n, m = self.n_items, q.shape[0]
         kk = min(k, n)
-        if indptr is not None:
-            indptr = np.asarray(indptr, dtype=np.int64)
-            indices = np.asarray(indices, dtype=np.int64)
-            if indptr.shape != (m + 1,):
-                raise ValueError("exclude must have one row per query")
-            if indices.size and (indices.min() < 0 or indices.max() >= n):
-                bad = indices[(indices < 0) | (indices >= n)][0]
-                raise IndexError(f"excluded item id {int(bad)} is out of range [0, {n})")
         compressed = self.precision != "fp32"
         kc = (n if k >= -(-n // self.rescore) else k * self.rescore) if compressed else kk
         ids = np.empty((m, kk), np.int32)
@@ -263,6 +255,27 @@ class TopkIndex:
                 best = self._rescore(q[q0:q1], best, kk)
             ids[q0:q1], scores[q0:q1] = _decode(_sorted_desc(_best(best, kk)))
         return ids, scores
+
+    def _search_args(self, queries, k, indptr, indices):
+        """Checked (queries, k, indptr int64 or None, indices int64 or None) of search."""
+        q = np.asarray(queries)
+        if q.dtype != np.float32:
+            raise TypeError(f"queries must be float32, got {q.dtype}")
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"queries must be (m, {self.dim}), got shape {q.shape}")
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        n = self.n_items
+        if indptr is not None:
+            indptr = np.asarray(indptr, dtype=np.int64)
+            indices = np.asarray(indices, dtype=np.int64)
+            if indptr.shape != (q.shape[0] + 1,):
+                raise ValueError("exclude must have one row per query")
+            if indices.size and (indices.min() < 0 or indices.max() >= n):
+                bad = indices[(indices < 0) | (indices >= n)][0]
+                raise IndexError(f"excluded item id {int(bad)} is out of range [0, {n})")
+        return q, k, indptr, indices
 
     def _approx_scores(self, q, qx, j0, j1):
         """float32 scores of a query block against items [j0, j1) at the index precision."""

@@ -1,0 +1,603 @@
+"""The Numba kernels behind ``aerec.backends.numba_`` (imported only when numba is installed).
+
+Everything here is ``@njit(cache=True)``; the maths and random streams are aerec.nn.spec's, in the
+NumPy reference's float32 operation order (``backends/numpy_.py``). The network keeps its
+parameters, gradients and optimizer state in flat float32 buffers; tensor ``t`` (``W0, b0, W1, ...,
+U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always reads its input as CSR (a dense x is converted
+by its non-zeros first: the same numbers, as dropout and normalisation act on non-zeros only).
+The other dense products are ``np.dot`` on 2-D float32 arrays, which Numba lowers to SciPy's BLAS
+(``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
+
+Codes: activations identity relu sigmoid tanh elu selu = 0..5; losses mse bce masked_mse
+multinomial logistic = 0..4; optimizers adam adamw sgd = 0..2.
+"""
+import numpy as np
+from numba import njit, prange
+
+_G = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+DROPOUT, NOISE = np.uint64(0x6A09E667F3BCC909), np.uint64(0x3C6EF372FE94F82B)
+NEGATIVE, SHUFFLE = np.uint64(0xA54FF53A5F1D36F1), np.uint64(0xBB67AE8584CAA73B)
+_S30, _S27, _S31, _S32, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(32), np.uint64(40)
+_ONE64 = np.uint64(1)
+_F0, _F1, _FH = np.float32(0), np.float32(1), np.float32(0.5)
+_U24 = np.float32(2.0 ** -24)
+_TWO_PI = np.float32(2 * np.pi)
+_SELU_A, _SELU_S = np.float32(1.6732632423543772), np.float32(1.0507009873554805)
+_SELU_SA = np.float32(np.float32(1.0507009873554805) * np.float32(1.6732632423543772))
+# config vector ci: layers, variational layer (-1), loss, normalize, negatives, n_users, optimizer,
+# lazy, nesterov, anneal_steps, seed (as int64 bits), output activation; cf: l2, beta
+CI_L, CI_VL, CI_LOSS, CI_NORM, CI_NEG, CI_NU, CI_OPT, CI_LAZY, CI_NEST, CI_ANNEAL, CI_SEED, CI_OUT = range(12)
+CF_L2, CF_BETA = range(2)
+
+
+@njit(cache=True, inline="always")
+def mix64(z):
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True, inline="always")
+def h(key, e):
+    return mix64(key + (e + _ONE64) * _G)
+
+
+@njit(cache=True)
+def stream_key(seed, stream, step, layer):
+    return mix64(mix64(mix64(seed ^ stream) ^ np.uint64(step)) ^ np.uint64(layer))
+
+
+@njit(cache=True, inline="always")
+def keep_scale(key, e, p, scale):
+    u = np.float32(h(key, e) >> _S40) * _U24
+    return scale if u >= p else _F0
+
+
+@njit(cache=True)
+def shuffle_order(spec_seed, seed, n):
+    k = mix64(mix64(spec_seed ^ SHUFFLE) ^ seed)
+    v = np.empty(n, np.uint64)
+    for i in range(n):
+        v[i] = h(k, np.uint64(i))
+    return np.argsort(v, kind="mergesort")
+
+
+@njit(cache=True)
+def dense_to_csr(a):
+    """(indptr int64, indices int32, data float32) of a dense float32 matrix's non-zeros."""
+    n, m = a.shape
+    ptr = np.zeros(n + 1, np.int64)
+    for r in range(n):
+        ptr[r + 1] = ptr[r] + np.count_nonzero(a[r])
+    idx, val = np.empty(ptr[n], np.int32), np.empty(ptr[n], np.float32)
+    for r in range(n):
+        k = ptr[r]
+        for j in range(m):
+            if a[r, j] != 0:
+                idx[k], val[k] = j, a[r, j]
+                k += 1
+    return ptr, idx, val
+
+
+# ---- activations ---------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def act(code, z):
+    if code == 1:
+        return max(z, _F0)
+    if code == 2:
+        return _F1 / (_F1 + np.exp(-z))
+    if code == 3:
+        return np.tanh(z)
+    if code == 4:
+        return z if z > _F0 else np.expm1(min(z, _F0))
+    if code == 5:
+        return _SELU_S * z if z > _F0 else _SELU_SA * np.expm1(min(z, _F0))
+    return z
+
+
+@njit(cache=True, inline="always")
+def act_grad(code, y):
+    if code == 1:
+        return _F1 if y > _F0 else _F0
+    if code == 2:
+        return y * (_F1 - y)
+    if code == 3:
+        return _F1 - y * y
+    if code == 4:
+        return _F1 if y > _F0 else y + _F1
+    if code == 5:
+        return _SELU_S if y > _F0 else y + _SELU_S * _SELU_A
+    return _F1
+
+
+@njit(cache=True, parallel=True)
+def bias_act(z, b, code):
+    """z = act(z + b) row by row, in place."""
+    for r in prange(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[r, j] = act(code, z[r, j] + b[j])
+
+
+@njit(cache=True)
+def gemm(a, b, bias, code, alpha, has_bias):
+    """act(alpha * a @ b + bias) with a, b any 2-D float32 layout (transposes are views)."""
+    z = np.dot(a, b)
+    if alpha != _F1:
+        z *= alpha
+    bias_act(z, bias if has_bias else np.zeros(z.shape[1], np.float32), code)
+    return z
+
+
+@njit(cache=True, parallel=True)
+def pdot(a, b, out, nt):
+    """out = a @ b with out's rows split over nt threads, each one sgemm (run with BLAS on one thread:
+    Numba's threads then own the cores, and no parallel loop waits on spinning BLAS threads)."""
+    n = out.shape[0]
+    for t in prange(nt):
+        r0, r1 = t * n // nt, (t + 1) * n // nt
+        if r1 > r0:
+            np.dot(np.ascontiguousarray(a[r0:r1]), b, out[r0:r1])
+
+
+# ---- the network -------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def tensor(buf, off, t, cols):
+    return buf[off[t]:off[t + 1]].reshape((off[t + 1] - off[t]) // cols, cols)
+
+
+@njit(cache=True)
+def workspace(sz, ow, bs, mode):
+    """Per-call buffers for batches of up to bs rows: layer inputs (1..L-1) and outputs; from mode 1
+    (loss) the dense target, dz and the logistic selection; from mode 2 (gradients) da."""
+    n_out, wmax = sz[-1], max(ow.max(), sz.max())
+    inp = np.empty(bs * max(sz[1:].sum(), 1), np.float32)
+    out = np.empty(bs * ow.sum(), np.float32)
+    loss, grad = bs if mode >= 1 else 0, bs if mode >= 2 else 0
+    return inp, out, np.empty(loss * wmax, np.float32), np.empty(grad * wmax, np.float32), \
+        np.empty(loss * n_out, np.float32), np.empty(loss * n_out, np.uint8)
+
+
+@njit(cache=True, inline="always")
+def layer_view(buf, sz_or_ow, i, nb, bs, first):
+    o = 0
+    for j in range(first, i):
+        o += bs * sz_or_ow[j]
+    return buf[o:o + nb * sz_or_ow[i]].reshape(nb, sz_or_ow[i])
+
+
+@njit(cache=True, parallel=True)
+def input_rows(xp, xi, xv, rows, bptr, bval, n_in, normalize, train_drop, p, scale, key):
+    """Layer 0's input for the batch as CSR values: normalised, dropped out (bptr from 0)."""
+    nb = rows.size
+    for r in prange(nb):
+        a, b = xp[rows[r]], xp[rows[r] + 1]
+        nrm = _F1
+        if normalize:
+            s = _F0
+            for k in range(a, b):
+                s += xv[k] * xv[k]
+            nrm = np.sqrt(s) if s > _F0 else _F1
+        base = np.uint64(rows[r]) * np.uint64(n_in)
+        for k in range(a, b):
+            v = xv[k] / nrm if normalize else xv[k]
+            if train_drop and v != _F0:
+                v *= keep_scale(key, base + np.uint64(xi[k]), p, scale)
+            bval[bptr[r] + k - a] = v
+
+
+@njit(cache=True, parallel=True)
+def sparse_layer0(z, xp, xi, rows, bptr, bval, W, b, U, users, has_users):
+    for r in prange(rows.size):
+        zr = z[r]
+        zr[:] = b
+        if has_users:
+            zr += U[users[rows[r]]]
+        a = xp[rows[r]]
+        for k in range(bptr[r], bptr[r + 1]):
+            v = bval[k]
+            if v != _F0:
+                wr = W[xi[a + k - bptr[r]]]
+                for j in range(zr.size):
+                    zr[j] += v * wr[j]
+
+
+@njit(cache=True, parallel=True)
+def rows_act(z, code):
+    for r in prange(z.shape[0]):
+        for j in range(z.shape[1]):
+            z[r, j] = act(code, z[r, j])
+
+
+@njit(cache=True, parallel=True)
+def drop_rows(dst, src, rows, key, p, scale, apply):
+    """dst = src * dropout multiplier (row ids ``rows``), or a copy when not apply."""
+    cols = src.shape[1]
+    for r in prange(src.shape[0]):
+        base = np.uint64(rows[r]) * np.uint64(cols)
+        for j in range(cols):
+            dst[r, j] = src[r, j] * keep_scale(key, base + np.uint64(j), p, scale) if apply else src[r, j]
+
+
+@njit(cache=True, parallel=True)
+def sample_z(dst, zv, rows, key, p, scale, drop, key_drop, training):
+    """The variational layer: dst = (mu + eps * exp(0.5 logvar) (training) or mu) * dropout."""
+    d = dst.shape[1]
+    for r in prange(dst.shape[0]):
+        base = np.uint64(rows[r]) * np.uint64(d)
+        for j in range(d):
+            v = zv[r, j]
+            if training:
+                v = v + noise(key, rows[r], d, j) * np.exp(zv[r, d + j] * _FH)
+            if drop:
+                v *= keep_scale(key_drop, base + np.uint64(j), p, scale)
+            dst[r, j] = v
+
+
+@njit(cache=True, inline="always")
+def noise(key, row, d, j):
+    e2 = (np.uint64(row) * np.uint64(d) + np.uint64(j)) * np.uint64(2)
+    u1 = (np.float32(h(key, e2) >> _S40) + _F1) * _U24
+    u2 = np.float32(h(key, e2 + _ONE64) >> _S40) * _U24
+    return np.sqrt(np.float32(-2) * np.log(u1)) * np.cos(_TWO_PI * u2)
+
+
+@njit(cache=True)
+def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp, xi, xv, users, rows,
+            bptr, bval, inp, out, bs, nt):
+    """Layers 0..last on the batch ``rows``; returns the output view of layer ``last``."""
+    seed = np.uint64(ci[CI_SEED])
+    L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
+    logits = ci[CI_LOSS] == 1 or ci[CI_LOSS] == 4
+    p0 = drop[0]
+    input_rows(xp, xi, xv, rows, bptr, bval, sz[0], ci[CI_NORM] != 0, training and p0 > 0, p0,
+               _F1 / (_F1 - p0), stream_key(seed, DROPOUT, step, 0))
+    z = layer_view(out, ow, 0, nb, bs, 0)
+    has_u = ci[CI_NU] > 0
+    sparse_layer0(z, xp, xi, rows, bptr, bval, tensor(P, off, 0, ow[0]), P[off[1]:off[2]],
+                  tensor(P, off, 2 * L, ow[0]) if has_u else tensor(P, off, 0, ow[0]), users, has_u)
+    for i in range(last + 1):
+        code = 0 if i == vl or (logits and i == L - 1 and not act_logits) else acts[i]
+        if i == 0:
+            if code != 0:
+                rows_act(z, code)
+        else:
+            x = layer_view(inp, sz, i, nb, bs, 1)
+            prev = layer_view(out, ow, i - 1, nb, bs, 0)
+            p = drop[i]
+            kd = stream_key(seed, DROPOUT, step, i)
+            if i - 1 == vl:
+                sample_z(x, prev, rows, stream_key(seed, NOISE, step, vl), p, _F1 / (_F1 - p),
+                         training and p > 0, kd, training)
+            else:
+                drop_rows(x, prev, rows, kd, p, _F1 / (_F1 - p), training and p > 0)
+            z = layer_view(out, ow, i, nb, bs, 0)
+            pdot(x, tensor(P, off, 2 * i, ow[i]), z, nt)
+            bias_act(z, P[off[2 * i + 1]:off[2 * i + 2]], code)
+    return z
+
+
+@njit(cache=True, parallel=True)
+def loss_rows(z, Y, SEL, ci, yp, yi, yv, mask, has_mask, rows, step, want_grad, dz, count, lrow):
+    """Per-row loss sums (float64, into lrow) and dL/dz of the batch mean into dz."""
+    loss, nb, cols = ci[CI_LOSS], z.shape[0], z.shape[1]
+    inv = np.float32(1.0 / count)
+    nkey = stream_key(np.uint64(ci[CI_SEED]), NEGATIVE, step, 0)
+    nneg = ci[CI_NEG]
+    out_act = ci[CI_OUT]
+    for r in prange(nb):
+        yr, zr, dr = Y[r * cols:(r + 1) * cols], z[r], dz[r]
+        yr[:] = _F0
+        a, b = yp[rows[r]], yp[rows[r] + 1]
+        for k in range(a, b):
+            yr[yi[k]] += yv[k]
+        s = 0.0
+        if loss == 1 or loss == 4:
+            sel = SEL[r * cols:(r + 1) * cols]
+            use_sel = loss == 4 and nneg > 0
+            if use_sel:
+                sel[:] = 0
+                for k in range(a, b):
+                    sel[yi[k]] = 1
+                draws = (b - a) * nneg
+                for t in range(draws):
+                    e = (np.uint64(rows[r]) << _S32) | np.uint64(t)
+                    sel[((h(nkey, e) >> _S32) * np.uint64(cols)) >> _S32] = 1
+            for j in range(cols):
+                if use_sel and sel[j] == 0:
+                    dr[j] = _F0
+                    continue
+                x = zr[j]
+                e = np.exp(-abs(x))
+                s += (max(x, _F0) + np.log1p(e)) - yr[j] * x
+                if want_grad:
+                    iv = _F1 / (_F1 + e)
+                    dr[j] = ((iv if x >= _F0 else e * iv) - yr[j]) * inv
+        elif loss == 3:
+            mx = zr.max()
+            se, ys = 0.0, 0.0
+            for j in range(cols):
+                e = np.exp(zr[j] - mx)
+                dr[j] = e
+                se += e
+                ys += yr[j]
+                s -= yr[j] * zr[j]
+            s += ys * (mx + np.log(se))
+            if want_grad:
+                f, y32 = np.float32(1.0 / se), np.float32(ys)
+                for j in range(cols):
+                    dr[j] = ((dr[j] * f) * y32 - yr[j]) * inv
+        else:
+            two = np.float32(2.0 / count)
+            for j in range(cols):
+                d = zr[j] - yr[j]
+                if loss == 2 and ((mask[rows[r], j] == _F0) if has_mask else (yr[j] == _F0)):
+                    d = _F0
+                s += d * d
+                if want_grad:
+                    dr[j] = (d * two) * act_grad(out_act, zr[j])
+        lrow[r] = s
+
+
+@njit(cache=True)
+def kl_sum(zv, d):
+    s = 0.0
+    for r in range(zv.shape[0]):
+        for j in range(d):
+            mu, lv = zv[r, j], zv[r, d + j]
+            s += _FH * (((np.exp(lv) - lv) + mu * mu) - _F1)
+    return s
+
+
+@njit(cache=True)
+def l2_sum(P, off, L, has_u):
+    s = 0.0
+    for t in range(0, 2 * L + (1 if has_u else 0), 2):
+        for k in range(off[t], off[t + 1]):
+            s += P[k] * P[k]
+    return s
+
+
+@njit(cache=True, parallel=True)
+def sparse_grad0(G0, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W0, lazy):
+    """G0 = x_batch^T dz + l2 W0 (every row, or only the touched rows when lazy), split over
+    column chunks of the hidden layer (no two threads write one element)."""
+    cols = G0.shape[1]
+    nch = max(1, min(cols // 32, 16))
+    for c in prange(nch):
+        j0, j1 = c * cols // nch, (c + 1) * cols // nch
+        if lazy:
+            for t in range(nt):
+                for j in range(j0, j1):
+                    G0[touched[t], j] = l2 * W0[touched[t], j]
+        else:
+            for i in range(G0.shape[0]):
+                for j in range(j0, j1):
+                    G0[i, j] = l2 * W0[i, j]
+        for r in range(rows.size):
+            a = xp[rows[r]]
+            for k in range(bptr[r], bptr[r + 1]):
+                v = bval[k]
+                if v != _F0:
+                    g = G0[xi[a + k - bptr[r]]]
+                    for j in range(j0, j1):
+                        g[j] += v * dz[r, j]
+
+
+@njit(cache=True, parallel=True)
+def add_scaled(G, W, l2):
+    for i in prange(G.shape[0]):
+        for j in range(G.shape[1]):
+            G[i, j] += l2 * W[i, j]
+
+
+@njit(cache=True, parallel=True)
+def vae_back(dnew, da, zv, rows, key, cb, training):
+    d = da.shape[1]
+    for r in prange(da.shape[0]):
+        for j in range(d):
+            mu, lv = zv[r, j], zv[r, d + j]
+            ev, std = np.exp(lv), np.exp(lv * _FH)
+            eps = noise(key, rows[r], d, j) if training else _F0
+            dnew[r, j] = da[r, j] + cb * mu
+            dnew[r, d + j] = (da[r, j] * eps) * (_FH * std) + (cb * _FH) * (ev - _F1)
+
+
+@njit(cache=True, parallel=True)
+def act_back(dnew, da, y, code, rows, key, p, scale, drop):
+    cols = da.shape[1]
+    for r in prange(da.shape[0]):
+        base = np.uint64(rows[r]) * np.uint64(cols)
+        for j in range(cols):
+            g = da[r, j]
+            if drop:
+                g *= keep_scale(key, base + np.uint64(j), p, scale)
+            dnew[r, j] = g * act_grad(code, y[r, j])
+
+
+@njit(cache=True)
+def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
+             inp, out, d1, d2, bs, touched, nt, threads):
+    """Gradients of the batch mean loss (dz of the last layer in d1) into G."""
+    L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
+    seed = np.uint64(ci[CI_SEED])
+    dz = d1[:nb * ow[L - 1]].reshape(nb, ow[L - 1])
+    for i in range(L - 1, -1, -1):
+        W, Gw = tensor(P, off, 2 * i, ow[i]), tensor(G, off, 2 * i, ow[i])
+        gb = G[off[2 * i + 1]:off[2 * i + 2]]
+        gb[:] = _F0
+        for r in range(nb):
+            gb += dz[r]
+        if i == 0:
+            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0)
+            if ci[CI_NU] > 0:
+                U, GU = tensor(P, off, 2 * L, ow[0]), tensor(G, off, 2 * L, ow[0])
+                for k in range(GU.shape[0]):
+                    GU[k] = l2 * U[k]
+                for r in range(nb):
+                    GU[users[rows[r]]] += dz[r]
+            break
+        x = layer_view(inp, sz, i, nb, bs, 1)
+        pdot(x.T, dz, Gw, threads)
+        if l2 != _F0:
+            add_scaled(Gw, W, l2)
+        da = d2[:nb * sz[i]].reshape(nb, sz[i])
+        pdot(dz, W.T, da, threads)
+        prev = layer_view(out, ow, i - 1, nb, bs, 0)
+        p = drop[i]
+        dnew = d1[:nb * ow[i - 1]].reshape(nb, ow[i - 1])  # dz is spent: da and Gw hold what it gave
+        if i - 1 == vl:
+            if training and p > 0:
+                act_back(da, da, prev, 0, rows, stream_key(seed, DROPOUT, step, i), p, _F1 / (_F1 - p), True)
+            vae_back(dnew, da, prev, rows, stream_key(seed, NOISE, step, vl), np.float32(beta / nb), training)
+        else:
+            act_back(dnew, da, prev, acts[i - 1], rows, stream_key(seed, DROPOUT, step, i), p,
+                     _F1 / (_F1 - p), training and p > 0)
+        dz = dnew
+
+
+# ---- optimizer ---------------------------------------------------------------------------------------
+# oc (float32): lr, wd, beta1, beta2, eps, 1 - beta1, 1 - beta2, 1 - beta1^t, 1 - beta2^t, lr * wd, momentum
+@njit(cache=True, inline="always")
+def update(P, G, M, V, k, opt, oc, nesterov):
+    w, g = P[k], G[k]
+    if opt == 1:
+        if oc[1] > _F0:
+            w -= oc[9] * w
+    elif oc[1] > _F0:
+        g = g + oc[1] * w
+    if opt < 2:
+        m = M[k] * oc[2] + oc[5] * g
+        v = V[k] * oc[3] + oc[6] * (g * g)
+        M[k], V[k] = m, v
+        w -= (oc[0] * (m / oc[7])) / (np.sqrt(v / oc[8]) + oc[4])
+    else:
+        if oc[10] > _F0:
+            buf = M[k] * oc[10] + g
+            M[k] = buf
+            g = g + oc[10] * buf if nesterov else buf
+        w -= oc[0] * g
+    P[k] = w
+
+
+@njit(cache=True, parallel=True)
+def optimize(P, G, M, V, ranges, nr, opt, oc, nesterov):
+    """One fused step over the element ranges [ranges[c, 0], ranges[c, 1]) (one parallel region)."""
+    for c in prange(nr):
+        for k in range(ranges[c, 0], ranges[c, 1]):
+            update(P, G, M, V, k, opt, oc, nesterov)
+
+
+_CHUNK = 16384
+
+
+@njit(cache=True)
+def step_ranges(off, cols0, ci, touched, nt, ulist, nu, ranges):
+    """The element ranges one step updates: every tensor in chunks, or only the listed rows of W0 and U
+    when lazy. Returns their count."""
+    L, lazy = ci[CI_L], ci[CI_LAZY] != 0
+    c = 0
+    for t in range(2 * L + (1 if ci[CI_NU] > 0 else 0)):
+        if lazy and (t == 0 or t == 2 * L):
+            lst, cnt = (touched, nt) if t == 0 else (ulist, nu)
+            for q in range(cnt):
+                ranges[c, 0] = off[t] + lst[q] * cols0
+                ranges[c, 1] = ranges[c, 0] + cols0
+                c += 1
+        else:
+            for a in range(off[t], off[t + 1], _CHUNK):
+                ranges[c, 0], ranges[c, 1] = a, min(a + _CHUNK, off[t + 1])
+                c += 1
+    return c
+
+
+@njit(cache=True)
+def opt_constants(cf_opt, step):
+    """cf_opt: lr, wd, beta1, beta2, eps, momentum (float64) -> oc at optimizer step ``step``."""
+    lr, wd, b1, b2, eps, mom = cf_opt[0], cf_opt[1], cf_opt[2], cf_opt[3], cf_opt[4], cf_opt[5]
+    return np.array([lr, wd, b1, b2, eps, 1.0 - b1, 1.0 - b2, 1.0 - b1 ** step, 1.0 - b2 ** step, lr * wd, mom],
+                    np.float32)
+
+
+# ---- one call: eval forward, eval loss, gradients, or training over an order of rows ---------------------
+@njit(cache=True)
+def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, training, xp, xi, xv, yp, yi, yv,
+        mask, has_mask, users, order, bs, last, result, threads):
+    """mode 0: layers 0..last in eval mode into result (the output activation applied); 1: eval loss;
+    2: loss and gradients (into G) of one batch; 3: train (one optimizer step per batch of ``order``).
+    Returns (sum of batch losses weighted by rows (modes 2, 3) or the loss sum (mode 1), its
+    divisor, the KL sum)."""
+    L, vl = ci[CI_L], ci[CI_VL]
+    n_in, n_out = sz[0], sz[L]
+    l2, beta0, anneal = np.float32(cf[CF_L2]), cf[CF_BETA], ci[CI_ANNEAL]
+    loss_code, has_u = ci[CI_LOSS], ci[CI_NU] > 0
+    n = order.size
+    bs = max(1, min(bs, n))
+    inp, out, d1, d2, Y, SEL = workspace(sz, ow, bs, mode)
+    lrow = np.empty(bs, np.float64)
+    bptr = np.empty(bs + 1, np.int64)
+    mark = np.zeros(n_in if mode == 3 else 0, np.uint8)
+    touched = np.empty(n_in if mode == 3 else 0, np.int64)
+    umark = np.zeros(ci[CI_NU] if mode == 3 else 0, np.uint8)
+    ulist = np.empty(ci[CI_NU] if mode == 3 else 0, np.int64)
+    res = np.zeros(3)
+    n_ranges = n_in + ci[CI_NU] + 2 * L + 1 + off[-1] // _CHUNK if mode == 3 else 0
+    ranges = np.empty((n_ranges, 2), np.int64)
+    l2term = 0.5 * cf[CF_L2] * l2_sum(P, off, L, has_u) if cf[CF_L2] != 0 and mode >= 1 else 0.0
+    for s in range(0, n, bs):
+        rows = order[s:s + bs]
+        nb = rows.size
+        bptr[0] = 0
+        for r in range(nb):
+            bptr[r + 1] = bptr[r] + xp[rows[r] + 1] - xp[rows[r]]
+        bval = np.empty(bptr[nb], np.float32)
+        beta = min(beta0, step / anneal) if anneal > 0 else beta0
+        z = forward(P, off, sz, ow, acts, drop, ci, step, training, last if mode == 0 else L - 1, mode == 0,
+                    xp, xi, xv, users, rows, bptr, bval, inp, out, bs, threads)
+        if mode == 0:
+            w = sz[last + 1]
+            for r in range(nb):
+                result[s + r] = z[r, :w]
+            continue
+        count = nb * n_out if loss_code == 0 or loss_code == 1 else nb
+        dz = d1[:nb * n_out].reshape(nb, n_out)
+        loss_rows(z, Y, SEL, ci, yp, yi, yv, mask, has_mask, rows, step, mode >= 2, dz, count, lrow)
+        ls = lrow[:nb].sum()
+        kl = kl_sum(layer_view(out, ow, vl, nb, bs, 0), sz[vl + 1]) if vl >= 0 else 0.0
+        if mode == 1:
+            res[0] += ls
+            res[1] += count
+            res[2] += kl
+            continue
+        if mode == 3 and s > 0 and cf[CF_L2] != 0:
+            l2term = 0.5 * cf[CF_L2] * l2_sum(P, off, L, has_u)
+        bl = ls / count + l2term + (beta * kl / nb if vl >= 0 else 0.0)
+        res[0] += bl * nb
+        nt, nu = 0, 0
+        if mode == 3 and ci[CI_LAZY] != 0:
+            for r in range(nb):
+                for k in range(xp[rows[r]], xp[rows[r] + 1]):
+                    c = xi[k]
+                    if mark[c] == 0:
+                        mark[c] = 1
+                        touched[nt] = c
+                        nt += 1
+                if has_u and umark[users[rows[r]]] == 0:
+                    umark[users[rows[r]]] = 1
+                    ulist[nu] = users[rows[r]]
+                    nu += 1
+        backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
+                 inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1, threads)
+        if mode == 3:
+            nr = step_ranges(off, ow[0], ci, touched, nt, ulist, nu, ranges)
+            optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0)
+            for q in range(nt):
+                mark[touched[q]] = 0
+            for q in range(nu):
+                umark[ulist[q]] = 0
+            step += 1
+    res[1] = res[1] if mode == 1 else n
+    return res

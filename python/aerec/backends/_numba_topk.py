@@ -1,0 +1,121 @@
+"""Numba kernels of top-k selection, exact fp32 ``TopkIndex`` search and EASE's Gram / SpMM.
+
+Selection ranks by ``_numpy_topk``'s key (the float32 score's order-preserving bits above,
+``2**32 - 1 - id`` below: higher score, then lower id, is plain ``>``), kept in a min-heap of
+``k`` keys per row: one compare per item against the heap's root once the heap is full.
+"""
+import numpy as np
+from numba import njit, prange
+
+_LOW = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_SIGN = np.uint32(0x80000000)
+
+
+@njit(cache=True, inline="always")
+def _sift_down(heap, i, n):
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and heap[c + 1] < heap[c]:
+            c += 1
+        if heap[i] <= heap[c]:
+            return
+        heap[i], heap[c] = heap[c], heap[i]
+        i = c
+
+
+@njit(cache=True)
+def select_row(s, su, kk, keep, has_keep, ex, heap, ids, vals):
+    """Best kk of one score row (s float32, su its bits as uint32) into ids / vals (padded with -1 /
+    -inf); ``ex`` sorted excluded ids; heap scratch (kk,). Once the heap is full, an item scoring
+    below its root's score is dropped with one float compare."""
+    n, e, thr = 0, 0, -np.inf
+    for j in range(s.size):
+        v = s[j]
+        if v < thr or not v > -np.inf:  # NaN and -inf are never returned
+            continue
+        while e < ex.size and ex[e] < j:
+            e += 1
+        if (e < ex.size and ex[e] == j) or (has_keep and not keep[j]):
+            continue
+        u = np.uint32(0) if v == 0 else su[j]  # -0 ranks as +0
+        u = ~u if u & _SIGN else u | _SIGN
+        key = (np.uint64(u) << _S32) | (_LOW - np.uint64(j))
+        if n < kk:
+            heap[n] = key
+            n += 1
+            i = n - 1
+            while i > 0 and heap[(i - 1) // 2] > heap[i]:
+                heap[(i - 1) // 2], heap[i] = heap[i], heap[(i - 1) // 2]
+                i = (i - 1) // 2
+        elif key > heap[0]:
+            heap[0] = key
+            _sift_down(heap, 0, n)
+        if n == kk:
+            thr = s[np.int64(_LOW - (heap[0] & _LOW))]
+    best = np.sort(heap[:n])
+    for t in range(kk):
+        if t < n:
+            j = np.int64(_LOW - (best[n - 1 - t] & _LOW))
+            ids[t], vals[t] = j, s[j] + np.float32(0)
+        else:
+            ids[t], vals[t] = -1, -np.inf
+
+
+@njit(cache=True, parallel=True)
+def select_rows(s, kk, keep, has_keep, ex_ptr, ex_idx, ids, vals, row0):
+    """select_row for every row of s; exclusion row r is row0 + r of the CSR (ex_ptr, ex_idx)."""
+    su = s.view(np.uint32)  # s C-contiguous
+    for r in prange(s.shape[0]):
+        ex = np.sort(ex_idx[ex_ptr[row0 + r]:ex_ptr[row0 + r + 1]]) if ex_ptr.size else ex_idx[:0]
+        select_row(s[r], su[r], kk, keep, has_keep, ex, np.empty(max(kk, 1), np.uint64), ids[r], vals[r])
+
+
+@njit(cache=True, parallel=True)
+def search_fp32(items_t, bias, has_bias, q, kk, ex_ptr, ex_idx, block):
+    """Exact fp32 search: each thread scores a block of queries (one sgemm: call it with BLAS on one
+    thread) and selects from its rows; no parallel region waits on BLAS threads."""
+    m = q.shape[0]
+    ids, vals = np.empty((m, kk), np.int32), np.empty((m, kk), np.float32)
+    keep = np.zeros(0, np.bool_)
+    for b in prange((m + block - 1) // block):
+        q0, q1 = b * block, min(m, (b + 1) * block)
+        s = np.dot(q[q0:q1], items_t)
+        if has_bias:
+            s += bias
+        su = s.view(np.uint32)
+        heap = np.empty(max(kk, 1), np.uint64)
+        for r in range(q1 - q0):
+            lo, hi = (ex_ptr[q0 + r], ex_ptr[q0 + r + 1]) if ex_ptr.size > 1 else (0, 0)
+            select_row(s[r], su[r], kk, keep, False, np.sort(ex_idx[lo:hi]), heap, ids[q0 + r], vals[q0 + r])
+    return ids, vals
+
+
+@njit(cache=True, parallel=True)
+def gram_upper(ip, ix, dv, cp, cr, cv, G):
+    """G[i, j] = sum_r x_ri x_rj for j >= i: output row i from column i's rows (CSC cp, cr, cv),
+    so no two threads write one row; CSR rows sorted by column."""
+    n = G.shape[0]
+    for i in prange(n):
+        g = G[i]
+        g[i:] = 0
+        for t in range(cp[i], cp[i + 1]):
+            r, a = cr[t], cv[t]
+            k0 = ip[r] + np.searchsorted(ix[ip[r]:ip[r + 1]], i)
+            for k in range(k0, ip[r + 1]):
+                g[ix[k]] += a * dv[k]
+
+
+@njit(cache=True, parallel=True)
+def spmm(ip, ix, dv, W, out, panel):
+    """out = X @ W by column panels of W (a panel of a wide W stays in the last-level cache)."""
+    c = W.shape[1]
+    for s in range(0, c, panel):
+        e = min(c, s + panel)
+        for r in prange(ip.size - 1):
+            o = out[r, s:e]
+            o[:] = 0
+            for k in range(ip[r], ip[r + 1]):
+                o += dv[k] * W[ix[k], s:e]

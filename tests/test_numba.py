@@ -1,0 +1,77 @@
+"""The Numba backend's own checks: its random streams bit for bit against the NumPy reference's,
+and where its compiled kernels are cached (the suites shared with cpp and numpy run it too:
+test_network, test_gradients, test_recommenders, test_select, test_topk, test_backend_routing)."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import aerec
+from aerec.backends import numpy_ as ref
+
+pytestmark = pytest.mark.skipif(not aerec.backends.available()["numba"],
+                                reason="numba is not installed (pip install 'aerec[numba]')")
+
+
+@pytest.fixture(scope="module")
+def k():
+    from aerec.backends import _numba_kernels
+    return _numba_kernels
+
+
+@pytest.mark.parametrize("seed", [0, 5, 2 ** 63 - 1])
+def test_shuffle_stream(k, seed):
+    for n in (0, 1, 1000):
+        np.testing.assert_array_equal(k.shuffle_order(np.uint64(seed), np.uint64(7), n),
+                                      ref.shuffle_permutation(seed, 7, n))
+
+
+def test_dropout_noise_negative_streams(k):
+    seed, step, layer, rows, cols, p = 2 ** 62 + 3, 11, 1, np.array([0, 4, 9]), 37, np.float32(0.3)
+    key = np.uint64(k.stream_key(np.uint64(seed), k.DROPOUT, step, layer))  # a Python int back: retype
+    assert key == ref.dropout_key(seed, step, layer)
+    scale = np.float32(1) / (np.float32(1) - p)
+    got = np.array([[k.keep_scale(key, np.uint64(r * cols + c), p, scale) for c in range(cols)] for r in rows])
+    np.testing.assert_array_equal(got, ref.dropout_multiplier(seed, step, layer, rows, cols, 0.3))
+    nkey = np.uint64(k.stream_key(np.uint64(seed), k.NOISE, step, layer))
+    got = np.array([[k.noise(nkey, r, cols, c) for c in range(cols)] for r in rows], np.float32)
+    # the same uniforms; log / cos of float32 may differ in the last bit between libm and NumPy
+    np.testing.assert_allclose(got, ref.gaussian_noise(seed, step, layer, rows, cols), rtol=1e-6, atol=1e-6)
+    from aerec.backends._numba_kernels import _S32, h
+    neg = np.uint64(k.stream_key(np.uint64(seed), k.NEGATIVE, step, 0))
+    items = [int(((h(neg, (np.uint64(r) << _S32) | np.uint64(t)) >> _S32) * np.uint64(cols)) >> _S32)
+             for r in rows for t in range(5)]
+    np.testing.assert_array_equal(items, ref.negative_items(seed, step, rows, [5] * 3, cols)[1])
+
+
+_CACHE = "import aerec.backends.numba_ as b; print(b.cache_dir())"
+
+
+def test_cache_dir_follows_numba_cache_dir(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", _CACHE], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().startswith(str(tmp_path))
+    buf = __import__("io").StringIO()
+    aerec.show_config(file=buf)
+    assert "kernel cache: " in buf.getvalue()
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_package_caches_per_user(tmp_path):
+    """An installed package in a read-only site-packages caches into Numba's per-user folder."""
+    import shutil
+    pkg = tmp_path / "site" / "aerec"
+    shutil.copytree(os.path.dirname(aerec.__file__), pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, _ in os.walk(pkg):
+        os.chmod(root, 0o555)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["PYTHONPATH"] = str(tmp_path / "site")
+    try:
+        out = subprocess.run([sys.executable, "-c", _CACHE], env=env, capture_output=True, text=True, check=True)
+    finally:
+        for root, dirs, _ in os.walk(pkg):
+            os.chmod(root, 0o755)
+    path = out.stdout.strip()
+    assert path and not path.startswith(str(pkg)) and os.access(path, os.W_OK)
