@@ -122,7 +122,8 @@ def test_backend_and_threads(tmp_path):
     assert out.returncode == 0, out.stderr
     path = tmp_path / "m.npz"
     assert run("train", "--model", "Popularity", *SMALL, "-o", path, "--backend", "numpy").returncode == 0
-    out = run("recommend", path, "--user", "0", "1", "--k", "3", "--backend", "numpy", "--threads", "1")
+    known = [str(u) for u in aerec.load(path).id_maps_[0].raw_ids[:2]]  # --user takes raw ids where the model has them
+    out = run("recommend", path, "--user", *known, "--k", "3", "--backend", "numpy", "--threads", "1")
     assert out.returncode == 0 and out.stdout.count("user ") == 2, out.stderr
     bad = run("train", "--backend", "gpu")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
@@ -211,3 +212,114 @@ def test_atomic_write_mode_without_proc(tmp_path, monkeypatch, umask):
     finally:
         os.umask(old)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+# -- aerec recommend: raw ids, titles, batch scoring to a file ---------------------------------------
+
+def _raw_id_model(tmp_path, n_users=57, n_items=23, seed=0):
+    """An EASE fitted on string raw ids (u-0.., i-0..), saved; and the model itself."""
+    from aerec.data import Interactions
+    rng = np.random.default_rng(seed)
+    users, items = [], []
+    for u in range(n_users):
+        for i in rng.choice(n_items, size=5, replace=False):
+            users.append(f"u-{u}")
+            items.append(f"i-{i}")
+    inter = Interactions.from_arrays(np.array(users, dtype=object), np.array(items, dtype=object))
+    model = aerec.models.EASE(l2=5.0).fit(inter)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    return path, aerec.load(path)
+
+
+def _expected_rows(model, k):
+    umap, imap = model.id_maps_
+    n = model.train_.shape[0]
+    ids, scores = model.recommend(np.arange(n), k=k)
+    rows = []
+    for u in range(n):
+        for r, (i, s) in enumerate(zip(ids[u], scores[u]), 1):
+            if i >= 0:
+                rows.append((str(umap.to_raw([u])[0]), r, str(imap.to_raw([i])[0]), float(s)))
+    return rows
+
+
+def test_recommend_prints_raw_ids(tmp_path):
+    path, model = _raw_id_model(tmp_path)
+    out = run("recommend", path, "--user", "u-3", "u-10", "--k", "4")
+    assert out.returncode == 0, out.stderr
+    ids, _ = model.recommend_raw(["u-3", "u-10"], k=4)
+    assert "user u-3:" in out.stdout and "user u-10:" in out.stdout
+    listed = re.findall(r"^\s+\d+\. (\S+)\s", out.stdout, flags=re.M)
+    assert listed == [str(x) for x in ids[0]] + [str(x) for x in ids[1]]
+    bad = run("recommend", path, "--user", "nobody")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "nobody" in bad.stderr
+
+
+def test_recommend_shows_movielens_titles(tmp_path):
+    folder = _fake_ml100k(tmp_path / "ml")
+    (folder / "u.item").write_text("".join(f"{i}|Film {i} (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 19)
+                                           + "\n" for i in range(1, 31)), encoding="latin-1")
+    model_path = tmp_path / "m.npz"
+    t = run("train", "--model", "EASE", "--data", folder, "--heldout-users", "5", "-o", model_path)
+    assert t.returncode == 0, t.stderr
+    out = run("recommend", model_path, "--user", "1", "--k", "3", "--titles", folder)
+    assert out.returncode == 0, out.stderr
+    lines = re.findall(r"^\s+\d+\. (\d+)\s+\S+\s+Film (\d+) \(1995\)$", out.stdout, flags=re.M)
+    assert len(lines) == 3 and all(a == b for a, b in lines), out.stdout
+
+
+def test_recommend_all_to_csv_equals_recommend(tmp_path):
+    import csv
+    path, model = _raw_id_model(tmp_path)
+    out_csv = tmp_path / "recs.csv"
+    out = run("recommend", path, "--all", "--output", out_csv, "--k", "7", "--batch-size", "10")
+    assert out.returncode == 0, out.stderr
+    with open(out_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["user", "rank", "item", "score"]
+    got = [(u, int(r), i, float(s)) for u, r, i, s in rows[1:]]
+    want = _expected_rows(model, 7)
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    np.testing.assert_allclose([g[3] for g in got], [w[3] for w in want], rtol=1e-6)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".recs")]  # no temp file left
+
+
+def test_recommend_all_to_parquet_equals_recommend(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    path, model = _raw_id_model(tmp_path)
+    out_pq = tmp_path / "recs.parquet"
+    out = run("recommend", path, "--all", "--output", out_pq, "--k", "5", "--batch-size", "8")
+    assert out.returncode == 0, out.stderr
+    t = pq.read_table(out_pq).to_pydict()
+    want = _expected_rows(model, 5)
+    assert list(zip(t["user"], t["rank"], t["item"])) == [w[:3] for w in want]
+    np.testing.assert_allclose(t["score"], [w[3] for w in want], rtol=1e-6)
+
+
+def test_recommend_all_parquet_without_pyarrow_names_the_extra(tmp_path):
+    path, _ = _raw_id_model(tmp_path)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "pyarrow.py").write_text("raise ImportError('blocked for the test')\n")
+    out = run("recommend", path, "--all", "--output", tmp_path / "r.parquet",
+              env={"PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT / "python")])})
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "aerec[parquet]" in out.stderr and "csv" in out.stderr.lower()
+    assert not (tmp_path / "r.parquet").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--user", "u-1", "--k", "0"], "must be >= 1"),
+    (["--all", "--output", "{tmp}/no/such/folder/r.csv"], "does not exist"),
+    (["--all", "--output", "{tmp}/r.txt"], ".csv or .parquet"),
+    (["--all"], "--output"),
+    ([], "--user"),
+])
+def test_recommend_bad_input_is_one_clear_line(tmp_path, argv, says):
+    path, _ = _raw_id_model(tmp_path)
+    out = run("recommend", path, *[a.format(tmp=tmp_path) for a in argv])
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert says in out.stderr.strip().splitlines()[-1]
+    missing = run("recommend", tmp_path / "nope.npz", "--user", "1")
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope.npz" in missing.stderr

@@ -206,14 +206,187 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _raw_maps(model):
+    maps = getattr(model, "id_maps_", None) or (None, None)
+    return maps[0], maps[1]
+
+
+def _user_rows(model, given) -> np.ndarray:
+    """--user values as training rows: raw user ids where the model has a user map, else row numbers."""
+    umap, _ = _raw_maps(model)
+    if umap is None:
+        rows = []
+        for text in given:
+            try:
+                rows.append(int(text))
+            except ValueError:
+                raise ValueError(f"--user {text!r}: this model has no raw user ids (it was fitted on a plain "
+                                 "matrix or saved without its history), so --user takes row numbers") from None
+            if rows[-1] < 0:
+                raise ValueError(f"--user {text}: row numbers start at 0")
+        return np.asarray(rows, dtype=np.int64)
+    raw = np.asarray(umap.raw_ids)
+    if raw.dtype.kind in "iu":
+        vals = []
+        for text in given:
+            try:
+                vals.append(int(text))
+            except ValueError:
+                raise ValueError(f"--user {text!r}: this model's raw user ids are integers") from None
+    else:
+        vals = list(given)
+    try:
+        idx = np.asarray(umap.to_index(vals), dtype=np.int64).reshape(-1)
+    except KeyError as exc:
+        msg = exc.args[0] if exc.args else exc
+        raise ValueError(f"--user: {msg} (the model knows the raw user ids of its training data)") from None
+    return idx
+
+
+def _load_titles(spec) -> dict:
+    """Raw item id -> title from a MovieLens folder or its items file (u.item, movies.dat, movies.csv)."""
+    from .datasets import _LAYOUTS, _read_items
+    path = pathlib.Path(spec)
+    if path.is_file():
+        for name, layout in _LAYOUTS.items():
+            if layout.items and path.name == layout.items:
+                return _read_items(name, path.parent)[0]
+        raise ValueError(f"--titles {spec!r}: expected a MovieLens items file ("
+                         + ", ".join(l.items for l in _LAYOUTS.values() if l.items) + ") or its folder")
+    if path.is_dir():
+        name, folder = _movielens_folder(path)
+        if name is None:
+            for name, layout in _LAYOUTS.items():  # a folder with only the items file
+                if layout.items and (path / layout.items).is_file():
+                    return _read_items(name, path)[0]
+            raise ValueError(f"--titles {spec!r}: no MovieLens items file (u.item, movies.dat, movies.csv) there")
+        return _read_items(name, folder)[0]
+    raise FileNotFoundError(f"--titles {spec!r}: no such file or folder")
+
+
+def _raw_out(idmap, idx: np.ndarray) -> list:
+    """Index array -> list of raw ids (plain Python values), or the indices themselves without a map."""
+    if idmap is None:
+        return idx.tolist()
+    return np.asarray(idmap.to_raw(idx)).tolist()
+
+
+def _title_of(titles, raw):
+    if not titles:
+        return None
+    t = titles.get(raw)
+    if t is None and isinstance(raw, str):
+        try:
+            t = titles.get(int(raw))
+        except ValueError:
+            t = None
+    return t
+
+
 def cmd_recommend(args) -> int:
     from . import load
     _engine(args)
+    if args.all and args.user:
+        raise ValueError("pass --user USER... or --all, not both")
+    if not args.all and not args.user:
+        raise ValueError("pass --user USER... (users to show) or --all --output FILE (score every training user)")
+    if args.all and not args.output:
+        raise ValueError("--all writes to a file: add --output recs.csv (or recs.parquet)")
+    if args.output and not args.all:
+        raise ValueError("--output goes with --all (score every training user to a file)")
+    fmt = None
+    if args.output:
+        fmt = _output_format(args.output)
     model = load(args.model_path, backend=args.backend)
-    users = np.asarray(args.user, dtype=np.int64)
-    ids, scores = model.recommend(users, k=args.k)
-    for u, i, s in zip(users, ids, scores):
-        print(f"user {u}: " + ", ".join(f"{a}:{b:.3f}" for a, b in zip(i.tolist(), s.tolist()) if a >= 0))
+    titles = _load_titles(args.titles) if args.titles else None
+    if args.all:
+        return _recommend_all(model, args, fmt, titles)
+    umap, imap = _raw_maps(model)
+    rows = _user_rows(model, args.user)
+    ids, scores = model.recommend(rows, k=args.k)
+    shown = _raw_out(umap, rows) if umap is not None else rows.tolist()
+    for u, i, s in zip(shown, ids, scores):
+        keep = i >= 0
+        items = _raw_out(imap, i[keep])
+        print(f"user {u}:")
+        for rank, (item, score) in enumerate(zip(items, s[keep].tolist()), 1):
+            title = _title_of(titles, item)
+            print(f"  {rank:>3}. {item}  {score:.3f}" + (f"  {title}" if title else ""))
+    return 0
+
+
+def _output_format(path) -> str:
+    p = str(path).lower()
+    if p.endswith(".csv"):
+        return "csv"
+    if p.endswith(".parquet"):
+        try:
+            import pyarrow  # noqa: F401
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ValueError(f"--output {path}: writing Parquet needs pyarrow, which is not installed; install "
+                             "the extra with pip install 'aerec[parquet]' (or pyarrow), or write CSV "
+                             "(--output recs.csv)") from None
+        return "parquet"
+    raise ValueError(f"--output {path}: unknown format; name the file .csv or .parquet")
+
+
+def _recommend_all(model, args, fmt, titles) -> int:
+    """Every training user's top k, in batches of --batch-size users, to a CSV or Parquet file
+    written atomically (a failure leaves no half-written file)."""
+    import csv
+    import io as _io
+    from tqdm.auto import tqdm
+    from .io import atomic_write
+    if not model.has_history:
+        raise ValueError(f"{args.model_path}: saved without its training interactions (include_history=False), "
+                         "so it cannot score its training users; --all needs a file saved with its history")
+    umap, imap = _raw_maps(model)
+    n_users = int(model.train_.shape[0])
+    bs = args.batch_size
+    names = ["user", "rank", "item", "score"] + (["title"] if titles else [])
+    written = 0
+    with atomic_write(args.output) as f:
+        writer = None
+        if fmt == "csv":
+            text = _io.TextIOWrapper(f, encoding="utf-8", newline="")
+            writer = csv.writer(text)
+            writer.writerow(names)
+        with tqdm(total=n_users, unit="user", desc="scoring", file=sys.stderr,
+                  disable=args.quiet) as bar:
+            for start in range(0, n_users, bs):
+                rows = np.arange(start, min(start + bs, n_users), dtype=np.int64)
+                ids, scores = model.recommend(rows, k=args.k)
+                keep = ids >= 0
+                n_per = keep.sum(axis=1)
+                user_idx = np.repeat(rows, n_per)
+                rank = (np.cumsum(keep, axis=1)[keep]).astype(np.int32)
+                item_idx = ids[keep]
+                cols = {"user": _raw_out(umap, user_idx) if umap is not None else user_idx,
+                        "rank": rank, "item": _raw_out(imap, item_idx) if imap is not None else item_idx,
+                        "score": scores[keep].astype(np.float32)}
+                if titles:
+                    cols["title"] = [_title_of(titles, r) for r in _raw_out(imap, item_idx)]
+                if fmt == "csv":
+                    lists = [c if isinstance(c, list) else c.tolist() for c in cols.values()]
+                    if "score" in cols:
+                        lists[3] = [repr(float(v)) for v in cols["score"].tolist()]
+                    writer.writerows(zip(*lists))
+                else:
+                    import pyarrow as pa
+                    import pyarrow.parquet as pq
+                    table = pa.table({k: (pa.array(v) if isinstance(v, list) else v) for k, v in cols.items()})
+                    if writer is None:
+                        writer = pq.ParquetWriter(f, table.schema)
+                    writer.write_table(table)
+                written += int(item_idx.size)
+                bar.update(rows.size)
+        if fmt == "csv":
+            text.flush()
+            text.detach()
+        elif writer is not None:
+            writer.close()
+    print(f"wrote {written:,} recommendations ({n_users:,} users, top {args.k}) to {args.output}")
     return 0
 
 
@@ -426,8 +599,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = command("recommend", "top-k items for training users of a saved model")
     r.add_argument("model_path", help="a model file")
-    r.add_argument("--user", type=_int_arg(0), nargs="+", required=True, help="user rows of the training data")
+    r.add_argument("--user", nargs="+", default=None,
+                   help="training users: raw user ids where the model has them (fitted on raw ids), else rows")
     r.add_argument("--k", type=_int_arg(1), default=10, help="items per user")
+    r.add_argument("--titles", default=None,
+                   help="show item titles from a MovieLens folder or items file (u.item, movies.dat, movies.csv)")
+    r.add_argument("--all", action="store_true", help="score every training user to --output")
+    r.add_argument("--output", "-o", default=None,
+                   help="with --all: the file to write, .csv or .parquet (Parquet needs pyarrow: aerec[parquet]); "
+                        "rows (user, rank, item, score) in raw ids where the model has them")
+    r.add_argument("--batch-size", type=_int_arg(1), default=1000, help="with --all: users scored at a time")
+    r.add_argument("--quiet", "-q", action="store_true", help="with --all: no progress bar")
     engine_opts(r)
     r.set_defaults(func=cmd_recommend)
 
