@@ -43,7 +43,7 @@ def test_version():
 @pytest.mark.parametrize("command, shown", [
     ("train", ["(default: 50)", "(default: MultVAE)", "(default: synthetic)", "(default: 6000)",
                "(default: auto)", "--threads", "min(500, users // 10)"]),
-    ("demo", ["(default: 20)", "(default: 600)", "--backend"]),
+    ("demo", ["(default: 15)", "(default: 600)", "--backend"]),
     ("evaluate", ["(default: synthetic)", "--backend", "--threads"]),
     ("recommend", ["(default: 10)", "--backend"]),
 ])

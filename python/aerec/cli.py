@@ -18,6 +18,8 @@ BACKENDS = ("auto", "cpp", "numba", "numpy")
 #: the named data sets --data knows besides a file or a folder
 NAMED_DATA = ("synthetic", "ml-100k", "ml-1m", "ml-20m")
 _AUTO_HELDOUT = 500  # --heldout-users when not given: min(500, users // 10)
+#: ``aerec demo``'s defaults: about 30 s on 2 cores, MultVAE well ahead of popularity
+DEMO_USERS, DEMO_ITEMS, DEMO_DENSITY, DEMO_EPOCHS = 2000, 1000, 0.02, 15
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -149,6 +151,11 @@ def cmd_demo(args) -> int:
           f"testing on {len(split.test.users)} users never seen in training\n")
     compare({"Popularity": Popularity(backend=args.backend), "MultVAE": vae}, split, ks=(20, 50, 100),
             fit_kwargs={"verbose": 1})
+    print("\nhow to read it: each test user's history is split in two; the model sees one part and ranks "
+          "every item;\n  recall@k = share of the hidden items found in its top k (out of min(k, hidden)), "
+          "ndcg@k = the same\n  hits weighted by rank (a hit at the top counts most); both are 0..1, higher "
+          "is better.\n  Popularity recommends the same best-sellers to everyone; MultVAE learns each user's "
+          "tastes,\n  which is why it finds more of the hidden items.")
     ids, scores = vae.recommend(user_items=split.test.fold_in[:3], k=5)
     print()
     for row, (i, s) in enumerate(zip(ids, scores)):
@@ -540,10 +547,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"aerec {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def data_opts(sp):
-        sp.add_argument("--users", type=_int_arg(1), default=6000, help="synthetic data: users")
-        sp.add_argument("--items", type=_int_arg(2), default=3000, help="synthetic data: items")
-        sp.add_argument("--density", type=_float_arg, default=0.01, help="synthetic data: density")
+    def data_opts(sp, users=6000, items=3000, density=0.01):
+        sp.add_argument("--users", type=_int_arg(1), default=users, help="synthetic data: users")
+        sp.add_argument("--items", type=_int_arg(2), default=items, help="synthetic data: items")
+        sp.add_argument("--density", type=_float_arg, default=density, help="synthetic data: density")
         sp.add_argument("--threshold", type=_float_arg, default=None,
                         help="keep ratings >= THRESHOLD as positives (default: every interaction)")
         sp.add_argument("--sep", default=",", help="CSV separator")
@@ -571,8 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     data_help = "synthetic | ml-100k | ml-1m | ml-20m | PATH.csv | FOLDER (holding u.data, ratings.dat or ratings.csv)"
     d = command("demo", "train MultVAE on built-in synthetic data and compare it with popularity")
-    data_opts(d)
-    train_opts(d, 20)
+    # sized to finish in about 30 s on 2 cores (MultVAE's lead over popularity is clear by then)
+    data_opts(d, users=DEMO_USERS, items=DEMO_ITEMS, density=DEMO_DENSITY)
+    train_opts(d, DEMO_EPOCHS)
     # Small networks for quick runs (the CPU-emulation smoke test); defaults: MultVAE's 600 / 200.
     d.add_argument("--hidden", type=_int_arg(1), default=None, help="MultVAE hidden layer width (default: 600)")
     d.add_argument("--latent", type=_int_arg(1), default=None, help="MultVAE bottleneck width (default: 200)")
