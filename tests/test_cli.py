@@ -323,3 +323,12 @@ def test_recommend_bad_input_is_one_clear_line(tmp_path, argv, says):
     assert says in out.stderr.strip().splitlines()[-1]
     missing = run("recommend", tmp_path / "nope.npz", "--user", "1")
     assert missing.returncode == 2 and "Traceback" not in missing.stderr and "nope.npz" in missing.stderr
+
+
+def test_recommend_model_saved_without_history_is_a_clear_error(tmp_path):
+    path, model = _raw_id_model(tmp_path)
+    model.save(tmp_path / "nh.npz", include_history=False)
+    for argv in (["--user", "u-1"], ["--all", "--output", tmp_path / "r.csv"]):
+        out = run("recommend", tmp_path / "nh.npz", *argv)
+        assert out.returncode == 2 and "Traceback" not in out.stderr and "include_history=False" in out.stderr
+    assert not (tmp_path / "r.csv").exists()

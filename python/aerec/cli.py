@@ -221,6 +221,10 @@ def _raw_maps(model):
 def _user_rows(model, given) -> np.ndarray:
     """--user values as training rows: raw user ids where the model has a user map, else row numbers."""
     umap, _ = _raw_maps(model)
+    if not model.has_history:
+        raise ValueError("this model file was saved without its training interactions (include_history=False), "
+                         "so it has no training users to recommend for; serve new users from their history in "
+                         "Python: model.recommend_raw(history=[raw item ids])")
     if umap is None:
         rows = []
         for text in given:
