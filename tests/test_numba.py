@@ -75,3 +75,25 @@ def test_read_only_package_caches_per_user(tmp_path):
             os.chmod(root, 0o755)
     path = out.stdout.strip()
     assert path and not path.startswith(str(pkg)) and os.access(path, os.W_OK)
+
+
+def test_kernels_follow_aerec_thread_count(monkeypatch):
+    # Numba's thread count is per calling thread: every compiled call sets aerec's count (or the
+    # call's num_threads) for its duration and restores the caller's afterwards
+    import numba
+    from aerec.backends import numba_ as nb
+    seen = []
+    real = numba.set_num_threads
+    monkeypatch.setattr(numba, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    before, old = numba.get_num_threads(), aerec.get_num_threads()
+    try:
+        aerec.set_num_threads(1)
+        scores = np.random.default_rng(0).random((5, 40), dtype=np.float32)
+        ids, _ = nb.select_topk(scores, 3)
+        np.testing.assert_array_equal(ids, ref.select_topk(scores, 3)[0])
+        assert seen[0] == 1 and numba.get_num_threads() == before
+        seen.clear()
+        nb.select_topk(scores, 3, num_threads=10 ** 6)  # capped at Numba's pool, never an error
+        assert seen[0] == numba.config.NUMBA_NUM_THREADS
+    finally:
+        aerec.set_num_threads(old)

@@ -28,6 +28,21 @@ def unavailable_reason():
     return _REASON
 
 
+@contextlib.contextmanager
+def _threads(num_threads=0):
+    """Numba's thread count for one call: ``num_threads`` when > 0, else aerec's
+    (:func:`aerec.set_num_threads`), capped at Numba's pool; restored after (it is per thread)."""
+    from .._config import get_num_threads
+    n = int(num_threads) if num_threads and num_threads > 0 else get_num_threads()
+    n = max(1, min(n, numba.config.NUMBA_NUM_THREADS))
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(old)
+
+
 import numpy as _np
 
 from . import numpy_ as _ref
@@ -136,16 +151,11 @@ class Network(_ref.Network):
         u = _np.zeros(0, _np.int32) if users is None else users
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
         from ._numba_kernels import run
-        threads = numba.get_num_threads()
         small = min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK
-        numba.set_num_threads(1 if small else threads)
-        try:
-            with _blas_threads(1, not small):
-                res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
-                          self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
-                          mask is not None, u, order, int(bs), int(last), out, 1 if small else threads)
-        finally:
-            numba.set_num_threads(threads)
+        with _threads(1 if small else 0) as threads, _blas_threads(1, not small):
+            res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
+                      self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
+                      mask is not None, u, order, int(bs), int(last), out, threads)
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):
@@ -235,8 +245,9 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
     s = _np.ascontiguousarray(s)
     ids, vals = _np.empty((s.shape[0], kk), _np.int32), _np.empty((s.shape[0], kk), _np.float32)
     if s.shape[0] and kk:
-        select_rows(s, kk, _np.zeros(0, _np.bool_) if keep is None else keep, keep is not None,
-                    *_exclusion(ptr, idx), ids, vals, 0)
+        with _threads(num_threads):
+            select_rows(s, kk, _np.zeros(0, _np.bool_) if keep is None else keep, keep is not None,
+                        *_exclusion(ptr, idx), ids, vals, 0)
     return ids, vals
 
 
@@ -251,7 +262,7 @@ class TopkIndex(_ref_topk.TopkIndex):
         from ._numba_topk import search_fp32
         q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         has_bias = self._bias is not None
-        with _blas_threads(1):
+        with _threads(num_threads), _blas_threads(1):
             return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
                                _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
 
@@ -270,8 +281,9 @@ def gram_upper(X, dtype="float32", num_threads=0):
     X.sort_indices()
     C = X.tocsc()
     G = _np.empty((X.shape[1], X.shape[1]), dt)
-    kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(dt), C.indptr.astype(_np.int64),
-           C.indices.astype(_np.int32), C.data.astype(dt), G)
+    with _threads(num_threads):
+        kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(dt),
+               C.indptr.astype(_np.int64), C.indices.astype(_np.int32), C.data.astype(dt), G)
     return G
 
 
@@ -284,5 +296,6 @@ def spmm(X, W, num_threads=0):
         raise ValueError(f"spmm: X has {X.shape[1]} columns but W has {W.shape[0]} rows")
     X = X.tocsr()
     out = _np.empty((X.shape[0], W.shape[1]), _np.float32)
-    kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(_np.float32), W, out, 384)
+    with _threads(num_threads):
+        kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(_np.float32), W, out, 384)
     return out
