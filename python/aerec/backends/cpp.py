@@ -77,10 +77,7 @@ class Network:
             raise TypeError(f"step must be an int, got {type(value).__name__}")
         if value < 0:
             raise ValueError(f"step must be >= 0, got {value}")
-        if type(self._net).step.fset is not None:
-            self._net.step = int(value)
-        else:  # a binding with a read-only step: through the optimizer state
-            self._net.set_optimizer_state(dict(self._net.get_optimizer_state(), step=_np.int64(value)))
+        self._net.step = int(value)
 
     @property
     def beta(self):
@@ -102,11 +99,10 @@ class Network:
 
     def timings(self):
         """Seconds per training phase since :meth:`reset_timings`, batches and GEMM flops."""
-        return dict(self._net.timings()) if hasattr(self._net, "timings") else {}
+        return dict(self._net.timings())
 
     def reset_timings(self):
-        if hasattr(self._net, "reset_timings"):
-            self._net.reset_timings()
+        self._net.reset_timings()
 
     def hidden(self, x, layer, batch_size=4096, users=None):
         if isinstance(layer, bool) or not isinstance(layer, (int, _np.integer)):

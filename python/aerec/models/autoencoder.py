@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .. import _validation
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
@@ -167,18 +167,18 @@ class Autoencoder(Estimator):
             return None
         if mask is None:
             return np.ascontiguousarray(y != 0, dtype=np.float32)
-        m, _ = _arrays.as_matrix(mask, name)
+        m, _ = _validation.as_matrix(mask, name)
         if m.shape != y.shape:
             raise ValueError(f"{name} has shape {m.shape} but the targets have shape {y.shape}")
         return m
 
     def _xy(self, x, y, mask, names=("x", "y", "mask")):
         n_cols = self.n_features_in_ if self.net_ is not None else None
-        x, _ = _arrays.as_matrix(x, names[0], n_cols=n_cols)
+        x, _ = _validation.as_matrix(x, names[0], n_cols=n_cols)
         if y is None:
             y = x
         else:
-            y, _ = _arrays.as_matrix(y, names[1], n_cols=x.shape[1])
+            y, _ = _validation.as_matrix(y, names[1], n_cols=x.shape[1])
             if y.shape[0] != x.shape[0]:
                 raise ValueError(f"{names[0]} has {x.shape[0]} rows but {names[1]} has {y.shape[0]}")
         if self.loss == "bce" and (y.min() < 0 or y.max() > 1):
@@ -225,11 +225,11 @@ class Autoencoder(Estimator):
         Other threads may keep calling ``encode`` / ``predict`` meanwhile: they get the model as it
         was until ``fit`` returns (training runs on a copy; callbacks receive that copy).
         """
-        epochs = _arrays.check_nonneg_int(epochs, "epochs")
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
+        epochs = _validation.check_nonneg_int(epochs, "epochs")
+        batch_size = _validation.check_positive_int(batch_size, "batch_size", hi=None)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
-        verbose = _arrays.check_verbose(verbose, allow_auto=True)
+        verbose = _validation.check_verbose(verbose, allow_auto=True)
         try:
             x, y, mask = self._xy(x, y, mask)
         except ValueError as exc:
@@ -300,8 +300,8 @@ class Autoencoder(Estimator):
 
     def _infer(self, x, upto, batch_size):
         self._check_fitted()
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
-        x, was_1d = _arrays.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True, allow_empty=True)
+        batch_size = _validation.check_positive_int(batch_size, "batch_size", hi=None)
+        x, was_1d = _validation.as_matrix(x, "x", n_cols=self.n_features_in_, allow_1d=True, allow_empty=True)
         batch_size = max(min(batch_size, x.shape[0]), 1)  # 0 samples in, 0 rows out
         out = self._forward(x, upto, batch_size)
         return out[0] if was_1d else out
@@ -353,7 +353,7 @@ class Autoencoder(Estimator):
             a = np.ascontiguousarray(p, dtype=np.float32)
             if a.shape != shape:
                 raise ValueError(f"weight {i} must have shape {shape}, got {a.shape}")
-            _arrays.check_finite(a, f"weight {i}")
+            _validation.check_finite(a, f"weight {i}")
             arrs.append(a)
         guard_of(self).write(lambda: self._set_weights(arrs))  # no inference call in flight
 

@@ -6,7 +6,7 @@ import numbers
 
 import numpy as np
 
-from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .. import _validation
 from .._validation import UnknownIdError
 from ..callbacks import as_callbacks
 from ..io import register_model
@@ -68,7 +68,7 @@ class AutoRec(Recommender):
         self.dropout = dropout
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
         self.clip, self.random_state, self.backend = clip, random_state, backend
-        _arrays.check_choice(kind, "kind", ("item", "user"))
+        _validation.check_choice(kind, "kind", ("item", "user"))
 
     @property
     def supports_fold_in(self):
@@ -91,13 +91,13 @@ class AutoRec(Recommender):
             ``EarlyStopping("val_rmse", restore_best_weights=True)``.
         """
         R = self._train_matrix(train)
-        verbose = _arrays.check_verbose(verbose, allow_auto=True)
+        verbose = _validation.check_verbose(verbose, allow_auto=True)
         callbacks = as_callbacks(callbacks)
-        epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
-        batch_size = _arrays.check_positive_int(self.batch_size if batch_size is None else batch_size,
+        epochs = _validation.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
+        batch_size = _validation.check_positive_int(self.batch_size if batch_size is None else batch_size,
                                                 "batch_size", hi=None)
-        hidden = _arrays.check_positive_int(self.hidden, "hidden", hi=2 ** 31 - 1)
-        l2 = _arrays.check_real(self.l2, "l2", 0.0)
+        hidden = _validation.check_positive_int(self.hidden, "hidden", hi=2 ** 31 - 1)
+        l2 = _validation.check_real(self.l2, "l2", 0.0)
         clip = self._check_clip()
         seed = check_random_state(self.random_state)
         n_rows, n_in = (R.shape[1], R.shape[0]) if self.kind == "item" else R.shape
@@ -167,7 +167,7 @@ class AutoRec(Recommender):
             lo, hi = clip
         except (TypeError, ValueError):
             raise TypeError(f"clip must be 'auto', None or a (low, high) pair, got {clip!r}") from None
-        lo, hi = _arrays.check_real(lo, "clip low"), _arrays.check_real(hi, "clip high")
+        lo, hi = _validation.check_real(lo, "clip low"), _validation.check_real(hi, "clip high")
         if lo > hi:
             raise ValueError(f"clip low must be <= high, got {clip!r}")
         return (lo, hi)
@@ -230,7 +230,7 @@ class AutoRec(Recommender):
         """Write the model atomically (no pickle; see ``aerec.io``). AutoRec predicts ratings from
         its training rating matrix, so the file always holds it: ``include_history=False`` raises."""
         self._check_fitted("net_")
-        if not _arrays.check_bool(include_history, "include_history"):
+        if not _validation.check_bool(include_history, "include_history"):
             raise ValueError("AutoRec predicts from its training rating matrix, so it cannot be saved without "
                              "it; use save(path) (include_history=True)")
         arrays = self._train_arrays()

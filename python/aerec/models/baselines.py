@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .. import _validation
 from .._memory import available_memory
 from ..io import register_model
 from ._serving import atomic_fit, reads
@@ -155,18 +155,18 @@ class EASE(_SavableRecommender):
     def _check_params(self):
         from .. import _backends
         _backends._check_name(self.backend)
-        _arrays.check_verbose(self.verbose)
+        _validation.check_verbose(self.verbose)
         self._dtype()
         if not isinstance(self.solver, str) or self.solver not in ("auto", "primal", "dual"):
             raise ValueError(f"solver must be 'auto', 'primal' or 'dual', got {self.solver!r}")
         if self.max_memory is not None:
-            _arrays.check_real(self.max_memory, "max_memory", 0.0, lo_open=True)
+            _validation.check_real(self.max_memory, "max_memory", 0.0, lo_open=True)
         if isinstance(self.l2, str):
             if self.l2 != "auto":
                 raise TypeError(f"l2 must be a positive number or 'auto', got the string {self.l2!r}")
             return "auto"
         # a finite ridge only: l2=inf makes every score 0 / NaN (all padding), l2=nan the same
-        return _arrays.check_real(self.l2, "l2", 0.0, lo_open=True)
+        return _validation.check_real(self.l2, "l2", 0.0, lo_open=True)
 
     def _dtype(self):
         try:
@@ -216,8 +216,8 @@ class EASE(_SavableRecommender):
         if unknown:
             raise TypeError(f"EASE.fit got unexpected keyword(s) {unknown}: EASE is a closed form without epochs, "
                             "batches or callbacks; it takes validation=, k= and verbose=")
-        k = _arrays.check_k(kw.get("k", 100))
-        verbose = _arrays.check_verbose(kw["verbose"]) if kw.get("verbose") is not None else self.verbose
+        k = _validation.check_k(kw.get("k", 100))
+        verbose = _validation.check_verbose(kw["verbose"]) if kw.get("verbose") is not None else self.verbose
         l2 = self._check_params()
         X = self._train_matrix(train)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .. import _validation
 from .._validation import UnknownIdError, as_csr
 from ._serving import reads
 from .base import Estimator
@@ -96,7 +96,7 @@ class Recommender(Estimator):
 
     def _train_arrays(self, include_history=True) -> dict:
         X = self.train_
-        include_history = _arrays.check_bool(include_history, "include_history")
+        include_history = _validation.check_bool(include_history, "include_history")
         if not include_history or not self.has_history:
             # a serving artefact: the shape and the item ids only, no interaction and no user id
             out = {"train_shape": np.asarray(X.shape, np.int64)}
@@ -236,9 +236,9 @@ class Recommender(Estimator):
         ids : int32 (k,) or (n, k);  scores : float32, same shape, descending, ties by lower id.
         """
         self._check_fitted("train_")
-        k = _arrays.check_k(k)  # any size: the kernels get min(k, n_items)
-        filter_seen = _arrays.check_bool(filter_seen, "filter_seen")
-        batch_size = _arrays.check_positive_int(batch_size, "batch_size", hi=None)
+        k = _validation.check_k(k)  # any size: the kernels get min(k, n_items)
+        filter_seen = _validation.check_bool(filter_seen, "filter_seen")
+        batch_size = _validation.check_positive_int(batch_size, "batch_size", hi=None)
         rows, X, scalar = self._histories(user_ids, user_items)
         n_items = self.train_.shape[1]
         cand = None
@@ -351,7 +351,7 @@ class Recommender(Estimator):
         """
         self._check_fitted("train_")
         imap = self._item_map("recommend_raw")
-        ignore_unknown = _arrays.check_bool(ignore_unknown, "ignore_unknown")
+        ignore_unknown = _validation.check_bool(ignore_unknown, "ignore_unknown")
         for key in ("items", "filter_items"):
             if kw.get(key) is not None:
                 raw = kw[key]
@@ -418,8 +418,8 @@ class Recommender(Estimator):
     def similar_items(self, item_ids, k=10, filter_self=True):
         """Items most similar to ``item_ids`` by cosine over the model's item vectors."""
         self._check_fitted("train_")
-        k = _arrays.check_k(k, self.train_.shape[1])
-        filter_self = _arrays.check_bool(filter_self, "filter_self")
+        k = _validation.check_k(k, self.train_.shape[1])
+        filter_self = _validation.check_bool(filter_self, "filter_self")
         ids = _as_ids(item_ids, "item_ids")
         scalar = ids.ndim == 0
         ids = ids.reshape(-1)

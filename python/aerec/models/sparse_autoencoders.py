@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 
-from .. import _validation as _arrays  # the validation module (was aerec._arrays)
+from .. import _validation
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
@@ -75,18 +75,18 @@ class _SparseAutoencoder(Recommender):
         # string, a NaN or a truncated float never slips through
         kw = dict(activations=tuple(acts), encoder_depth=len(hidden) + 1, variational=self._variational,
                   normalize_input=self._normalize,
-                  dropout=_arrays.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
-                  loss=self._loss, l2=_arrays.check_real(self.l2, "l2", 0.0), optimizer=self.optimizer,
-                  learning_rate=_arrays.check_real(self.learning_rate, "learning_rate", 0.0, lo_open=True),
-                  lazy=_arrays.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
+                  dropout=_validation.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
+                  loss=self._loss, l2=_validation.check_real(self.l2, "l2", 0.0), optimizer=self.optimizer,
+                  learning_rate=_validation.check_real(self.learning_rate, "learning_rate", 0.0, lo_open=True),
+                  lazy=_validation.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
-            kw.update(beta=_arrays.check_real(self.anneal_cap, "anneal_cap", 0.0),
+            kw.update(beta=_validation.check_real(self.anneal_cap, "anneal_cap", 0.0),
                       anneal_steps=self._anneal_steps(planned_updates))
         if self._user_embedding:
             # One extra, never-trained row (kept at zero: no gradient reaches it) serves users folded
             # in from their history, who have no learned vector.
             kw.update(n_users=int(n_users) + 1,
-                      negative_samples=_arrays.check_nonneg_int(self.negative_samples, "negative_samples",
+                      negative_samples=_validation.check_nonneg_int(self.negative_samples, "negative_samples",
                                                                 hi=2 ** 31 - 1))
         return make_spec(sizes, **kw)
 
@@ -98,7 +98,7 @@ class _SparseAutoencoder(Recommender):
             return max(1, int(0.8 * (planned_updates or 1)))
         if isinstance(steps, str):
             raise ValueError(f"total_anneal_steps must be 'auto' or an integer >= 0, got {steps!r}")
-        return _arrays.check_nonneg_int(steps, "total_anneal_steps")
+        return _validation.check_nonneg_int(steps, "total_anneal_steps")
 
     def _batch_size(self, batch_size, n_users):
         """batch_size, with "auto" = n_users // 10 within [32, 500]: about ten updates an epoch on
@@ -108,7 +108,7 @@ class _SparseAutoencoder(Recommender):
             return int(min(500, max(32, n_users // 10)))
         if isinstance(bs, str):
             raise ValueError(f"batch_size must be 'auto' or a positive integer, got {bs!r}")
-        return _arrays.check_positive_int(bs, "batch_size", hi=None)
+        return _validation.check_positive_int(bs, "batch_size", hi=None)
 
     def _init_params(self, spec, rng):
         from ..nn.spec import param_shapes
@@ -153,13 +153,13 @@ class _SparseAutoencoder(Recommender):
         X = self._train_matrix(train)
         callbacks = as_callbacks(callbacks)
         X = self._binary(X)
-        epochs = _arrays.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
+        epochs = _validation.check_nonneg_int(self.epochs if epochs is None else epochs, "epochs")
         batch_size = min(self._batch_size(batch_size, X.shape[0]), X.shape[0])  # one batch holds every user at most
         self.batch_size_ = batch_size
         if early_stopping is not None:
-            early_stopping = _arrays.check_positive_int(early_stopping, "early_stopping")
-        k = _arrays.check_k(k)
-        verbose = _arrays.check_verbose(verbose, allow_auto=True)
+            early_stopping = _validation.check_positive_int(early_stopping, "early_stopping")
+        k = _validation.check_k(k)
+        verbose = _validation.check_verbose(verbose, allow_auto=True)
         if validation is not None and hasattr(validation, "validation") and hasattr(validation, "test"):
             if validation.validation is None:
                 raise ValueError("validation is a Split without a validation set; pass n_validation_users > 0 "
