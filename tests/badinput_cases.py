@@ -243,11 +243,11 @@ for m, name in MODELS.items():
          None)
     # score
     sc = f"{name}.score"
-    case(sc, "user n_users", f"{m}.score(n_users)", "UnknownIdError", "unknown")
-    case(sc, "user 2**70", f"{m}.score([2**70])", "UnknownIdError", "not a valid id")
-    case(sc, "unknown id + training-shaped user_items", f"{m}.score([n_users], user_items=X)",
+    case(sc, "user n_users", f"{m}.score_items(n_users)", "UnknownIdError", "unknown")
+    case(sc, "user 2**70", f"{m}.score_items([2**70])", "UnknownIdError", "not a valid id")
+    case(sc, "unknown id + training-shaped user_items", f"{m}.score_items([n_users], user_items=X)",
          "UnknownIdError", "unknown")
-    case(sc, "user_items corrupt", f"{m}.score([0], user_items=bad_indptr_end(X))", "ValueError", "indptr")
+    case(sc, "user_items corrupt", f"{m}.score_items([0], user_items=bad_indptr_end(X))", "ValueError", "indptr")
     # similar items
     si = f"{name}.similar_items"
     case(si, "item -1", f"{m}.similar_items(-1)", "UnknownIdError", "outside")
@@ -954,7 +954,7 @@ for m, name in MODELS.items():
          ZERO_AT + f"T = {hist}.tocoo()\n"
          f"Z = sp.csr_matrix((np.r_[T.data, 0.0], (np.r_[T.row, 2], np.r_[T.col, j0])), shape={hist}.shape)\n"
          f"assert Z.nnz == {hist}.nnz + 1\na = {make}.fit(Z); b = {make}.fit({hist})\n"
-         "assert np.allclose(a.score(np.arange(n_users)), b.score(np.arange(n_users)), atol=1e-6)\n"
+         "assert np.allclose(a.score_items(np.arange(n_users)), b.score_items(np.arange(n_users)), atol=1e-6)\n"
          "assert a.train_.nnz == b.train_.nnz", None)
     case(fit, "train coo duplicates",
          f"T = {hist}.tocoo()\n"
@@ -1027,8 +1027,8 @@ for m, name in MODELS.items():
     make = FIT[m]
     case(f"{name}.item_vectors", "before fit", f"{make}.item_vectors()", "RuntimeError", "not fitted")
 case("Popularity.score", "writable, rows independent",
-     "s = pop.score([0, 1])\ns[0, 0] = -np.inf\nassert s[1, 0] != -np.inf and not np.shares_memory(s, pop.item_counts_)\n"
-     "assert np.array_equal(pop.score([1]), s[1:])", None)
+     "s = pop.score_items([0, 1])\ns[0, 0] = -np.inf\nassert s[1, 0] != -np.inf and not np.shares_memory(s, pop.item_counts_)\n"
+     "assert np.array_equal(pop.score_items([1]), s[1:])", None)
 
 # round 4: sparse components that are strided, big-endian or of a non-canonical float32 dtype reach
 # the kernels as contiguous native arrays (EASE's SpMM refused strided ones with "CSR arrays must be

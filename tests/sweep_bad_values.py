@@ -43,7 +43,7 @@ def _targets():
         M = env[m]
         target(f"{m}.recommend", lambda M=M, **kw: M.recommend(**{**dict(user_ids=[0, 1], k=3), **kw}),
                ["user_ids", "user_items", "k", "filter_seen", "items", "filter_items", "batch_size"])
-        target(f"{m}.score", lambda M=M, **kw: M.score(**{**dict(user_ids=[0, 1]), **kw}), ["user_ids", "user_items"])
+        target(f"{m}.score", lambda M=M, **kw: M.score_items(**{**dict(user_ids=[0, 1]), **kw}), ["user_ids", "user_items"])
         target(f"{m}.similar_items", lambda M=M, **kw: M.similar_items(**{**dict(item_ids=[0], k=3), **kw}),
                ["item_ids", "k", "filter_self"])
         if m in ("dae", "vae", "cdae"):

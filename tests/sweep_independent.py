@@ -38,7 +38,7 @@ warnings.simplefilter("ignore")
 
 def brute(model, users=None, hist=None, k=5, filter_seen=True, items=None, filter_items=None):
     """top-k from model.score with the documented rules (seen excluded, ties by lower id, -1 pad)"""
-    S = np.atleast_2d(model.score(users, user_items=hist)).astype(np.float64)
+    S = np.atleast_2d(model.score_items(users, user_items=hist)).astype(np.float64)
     H = (hist if hist is not None else model.train_[np.atleast_1d(users)])
     H = sp.csr_matrix(H)
     out = []
@@ -57,7 +57,7 @@ def same_topk(got, want, model, users=None, hist=None):
     got = np.atleast_2d(got)
     if (got == want).all():
         return True
-    S = np.atleast_2d(model.score(users, user_items=hist))
+    S = np.atleast_2d(model.score_items(users, user_items=hist))
     for r in range(got.shape[0]):
         g, w = got[r], want[r]
         if ((g == -1) != (w == -1)).any():
@@ -114,8 +114,8 @@ for m in MODELS:
     case(f"{m}.recommend user_ids set", f"{m}.recommend({{1, 2}}, k=3)", ("TypeError", "sorted"))
     case(f"{m}.recommend items bool mask", f"{m}.recommend(0, k=3, items=np.ones(n_items, bool))",
          ("TypeError", "np.flatnonzero"))
-    case(f"{m}.score duplicated users", f"s = {m}.score([4, 4, 0])\nassert np.array_equal(s[0], s[1])")
-    case(f"{m}.score empty users", f"s = {m}.score(np.array([], np.int64))\nassert s.shape == (0, n_items)")
+    case(f"{m}.score duplicated users", f"s = {m}.score_items([4, 4, 0])\nassert np.array_equal(s[0], s[1])")
+    case(f"{m}.score empty users", f"s = {m}.score_items(np.array([], np.int64))\nassert s.shape == (0, n_items)")
     case(f"{m}.recommend training-shaped user_items, duplicated ids",
          f"a = {m}.recommend([2, 2, 5], user_items={'R' if m in ('ari', 'aru') else 'X'}, k=4)[0]; b = {m}.recommend([2, 2, 5], k=4)[0]\n"
          "assert (a == b).all()")
@@ -193,15 +193,15 @@ for m, make in FIT.items():
          "v = np.r_[T.data, np.zeros(len(z))].astype(np.float32)\n"
          f"Z = sp.csr_matrix((v, (r, c)), shape=T.shape)\nassert Z.nnz == T.nnz + len(z)\n"
          f"a = {make}.fit(Z); b = {make}.fit({data})\n"
-         "assert np.allclose(a.score(np.arange(n_users)), b.score(np.arange(n_users)), atol=1e-5)")
+         "assert np.allclose(a.score_items(np.arange(n_users)), b.score_items(np.arange(n_users)), atol=1e-5)")
     case(f"{m}.fit twice, other shape",
          f"mm = {make}.fit({data})\nmm.fit({data}[:20, :15])\ni, s = mm.recommend([0, 19], k=40)\n"
-         "assert i.shape == (2, 15) and mm.score(0).shape == (15,)\n"
+         "assert i.shape == (2, 15) and mm.score_items(0).shape == (15,)\n"
          "assert mm.similar_items(14, k=3)[0].shape == (3,)")
     case(f"{m}.fit memmap read-only dense",
          f"p = os.path.join(tmp, 'fit_{m}.dat'); d = {data}.toarray()\nmm = np.memmap(p, np.float32, 'w+', shape=d.shape); mm[:] = d; mm.flush()\n"
          f"ro = np.memmap(p, np.float32, 'r', shape=d.shape)\na = {make}.fit(ro); b = {make}.fit({data})\n"
-         "assert np.allclose(a.score(np.arange(5)), b.score(np.arange(5)), atol=1e-5)")
+         "assert np.allclose(a.score_items(np.arange(5)), b.score_items(np.arange(5)), atol=1e-5)")
     case(f"{m}.fit coo with duplicates", f"T = {data}.tocoo()\n"
          "D = sp.coo_matrix((np.r_[T.data, T.data[:1]], (np.r_[T.row, T.row[:1]], np.r_[T.col, T.col[:1]])), shape=T.shape)\n"
          f"{make}.fit(D)", ("ValueError", "duplicate"))
@@ -209,7 +209,7 @@ for m, make in FIT.items():
     case(f"{m}.fit 1 item", f"mm = {make}.fit(sp.csr_matrix(np.ones((4, 1), np.float32)))\n"
          "i, s = mm.recommend(0, k=3)\nassert i.tolist() == [-1]")
     case(f"{m}.recommend before fit", f"{make}.recommend(0)", ("RuntimeError", "not fitted"))
-    case(f"{m}.score before fit", f"{make}.score(0)", ("RuntimeError", "not fitted"))
+    case(f"{m}.score before fit", f"{make}.score_items(0)", ("RuntimeError", "not fitted"))
     case(f"{m}.save before fit", f"{make}.save(os.path.join(tmp, 'x.npz'))", ("RuntimeError", "not fitted"))
     case(f"{m}.save into missing folder", f"{m}.save(os.path.join(tmp, 'no', 'such', 'dir', 'm.npz'))",
          ("FileNotFoundError", "no/such/dir"))
@@ -465,7 +465,7 @@ for m, make in NP_MAKE.items():
     data = "R" if m in ("ari", "aru") else "X"
     case(f"{m} cpp vs numpy backend: fit + recommend + similar_items",
          f"a = {make.format(b='cpp')}.fit({data}); b = {make.format(b='numpy')}.fit({data})\n"
-         "sa, sb = a.score(np.arange(n_users)), b.score(np.arange(n_users))\n"
+         "sa, sb = a.score_items(np.arange(n_users)), b.score_items(np.arange(n_users))\n"
          "assert np.allclose(sa, sb, rtol=1e-3, atol=1e-4), np.abs(sa - sb).max()\n"
          "ia = a.recommend(np.arange(n_users), k=5, items=np.arange(0, n_items, 2), filter_items=[4])[0]\n"
          "ib = b.recommend(np.arange(n_users), k=5, items=np.arange(0, n_items, 2), filter_items=[4])[0]\n"
@@ -480,7 +480,7 @@ for m, make in NP_MAKE.items():
          f"H = sp.csr_matrix(np.eye(n_items, dtype=np.float32)[[5, 6]])\n"
          f"i, s = {m}.recommend([0, 1], user_items=H, k=n_items)\nassert 5 not in i[0].tolist() and 6 not in i[1].tolist()\n"
          "seen0 = set(X[0].indices.tolist()) - {5}\nassert set(i[0].tolist()) & seen0 or True")
-    case(f"{m} score user_items dense list", f"s = {m}.score(user_items=np.zeros((2, n_items)).tolist()) if {m}.supports_fold_in else {m}.score([0, 1])\n"
+    case(f"{m} score user_items dense list", f"s = {m}.score_items(user_items=np.zeros((2, n_items)).tolist()) if {m}.supports_fold_in else {m}.score_items([0, 1])\n"
          "assert s.shape == (2, n_items) and np.isfinite(s).all()")
 
 # numba installed: the backend resolves (its JIT compile would exceed the 20 s case limit; the
@@ -628,22 +628,22 @@ case("pandas: metrics ranked DataFrame", PD + "r = pd.DataFrame(np.array([[0, 1]
 # round 3: returned arrays, degenerate training data, methods before fit
 for m in MODELS:
     data = "R" if m in ("ari", "aru") else "X"
-    case(f"{m}.score returns a writable float32 array", f"s = {m}.score([0, 1])\nassert s.dtype == np.float32 and s.shape == (2, n_items)\n"
+    case(f"{m}.score returns a writable float32 array", f"s = {m}.score_items([0, 1])\nassert s.dtype == np.float32 and s.shape == (2, n_items)\n"
          "s[0, 0] = -np.inf\nassert s[1, 0] != -np.inf or True")
-    case(f"{m}.score rows independent", f"s = {m}.score([0, 1])\ns[0] = 0\nt = {m}.score([1])\nassert np.allclose(s[1], t[0], atol=1e-6) and not np.shares_memory(s, t)")
+    case(f"{m}.score rows independent", f"s = {m}.score_items([0, 1])\ns[0] = 0\nt = {m}.score_items([1])\nassert np.allclose(s[1], t[0], atol=1e-6) and not np.shares_memory(s, t)")
     case(f"{m}.recommend arrays writable", f"i, s = {m}.recommend([0, 1], k=3)\ni[0, 0] = 7; s[0, 0] = 1.0")
     case(f"{m}.similar_items k=1", f"i, s = {m}.similar_items(3, k=1)\nassert i.shape == (1,) and i[0] != 3")
     case(f"{m}.item_vectors before fit", f"{FIT[m]}.item_vectors()", ("RuntimeError", "not fitted"))
     case(f"{m}.similar_items before fit", f"{FIT[m]}.similar_items(0)", ("RuntimeError", "not fitted"))
     case(f"{m}.recommend_raw before fit", f"{FIT[m]}.recommend_raw('u1')", ("RuntimeError", "not fitted"))
     case(f"{m}.fit empty rows and columns", f"T = {data}.tolil(); T[3, :] = 0; T[:, 7] = 0; T = sp.csr_matrix(T); T.eliminate_zeros()\n"
-         f"mm = {FIT[m]}.fit(T)\ns = mm.score(np.arange(n_users))\nassert np.isfinite(s).all()\n"
+         f"mm = {FIT[m]}.fit(T)\ns = mm.score_items(np.arange(n_users))\nassert np.isfinite(s).all()\n"
          "i, sc = mm.recommend([3], k=n_items)\nassert (i[0] >= 0).sum() == n_items\n"
          "j, js = mm.similar_items(7, k=5)\nassert np.isfinite(js[j >= 0]).all(), js\n"
          "j2, js2 = mm.similar_items(0, k=n_items)\nassert np.isfinite(js2[j2 >= 0]).all(), js2")
     case(f"{m}.fit identical columns", f"T = {data}.toarray(); T[:, 1] = T[:, 0]; mm = {FIT[m]}.fit(sp.csr_matrix(T))\n"
-         "assert np.isfinite(mm.score(np.arange(n_users))).all()")
-case("ease tiny l2 singular gram float32", "T = X.toarray(); T[:, 1] = T[:, 0]\nassert np.isfinite(aerec.EASE(l2=1e-30).fit(sp.csr_matrix(T)).score([0])).all()")
+         "assert np.isfinite(mm.score_items(np.arange(n_users))).all()")
+case("ease tiny l2 singular gram float32", "T = X.toarray(); T[:, 1] = T[:, 0]\nassert np.isfinite(aerec.EASE(l2=1e-30).fit(sp.csr_matrix(T)).score_items([0])).all()")
 case("ease tiny l2 singular gram float64", "T = X.toarray(); T[:, 1] = T[:, 0]\naerec.EASE(l2=1e-30, dtype='float64').fit(sp.csr_matrix(T))", ("ValueError", "raise l2"))
 case("predict_ratings before fit", "aerec.AutoRec().predict_ratings([0], [0])", ("RuntimeError", "not fitted"))
 case("Autoencoder get_weights before fit", "aerec.Autoencoder().get_weights()", ("RuntimeError", "not fitted"))
@@ -684,17 +684,17 @@ for m in FOLD:
         code = (f"H = {hist}[[0, 5, 9]].astype(np.float32)\nref = {m}.recommend(user_items=H, k=6)\n"
                 f"exec({build.rsplit('; ', 1)[0]!r})\nc = {build.rsplit('; ', 1)[1]}\n"
                 f"got = {m}.recommend(user_items=c, k=6)\nassert (got[0] == ref[0]).all() and np.allclose(got[1], ref[1]), (got, ref)\n"
-                f"assert np.allclose({m}.score(user_items=c), {m}.score(user_items=H))")
+                f"assert np.allclose({m}.score_items(user_items=c), {m}.score_items(user_items=H))")
         case(f"{m}.recommend user_items {name}", code)
 for name, build in SPARSE_VARIANTS[:6]:
     case(f"pop.fit {name}", f"H = X.copy()\nexec({build.rsplit('; ', 1)[0]!r})\nc = {build.rsplit('; ', 1)[1]}\n"
          "a = aerec.Popularity().fit(c)\nassert np.array_equal(a.item_counts_, pop.item_counts_)")
     case(f"dae.fit {name}", f"H = X.copy()\nexec({build.rsplit('; ', 1)[0]!r})\nc = {build.rsplit('; ', 1)[1]}\n"
          "mk = lambda: aerec.MultDAE(hidden=(8,), latent=4, epochs=1, random_state=0)\n"
-         "assert np.allclose(mk().fit(c).score([0, 1]), mk().fit(X).score([0, 1]), atol=1e-6)")
+         "assert np.allclose(mk().fit(c).score_items([0, 1]), mk().fit(X).score_items([0, 1]), atol=1e-6)")
     case(f"ari.fit {name}", f"H = R.copy()\nexec({build.rsplit('; ', 1)[0]!r})\nc = {build.rsplit('; ', 1)[1]}\n"
          "mk = lambda: aerec.AutoRec(hidden=4, epochs=1, random_state=0)\n"
-         "assert np.allclose(mk().fit(c).score([0, 1]), mk().fit(R).score([0, 1]), atol=1e-6)")
+         "assert np.allclose(mk().fit(c).score_items([0, 1]), mk().fit(R).score_items([0, 1]), atol=1e-6)")
     case(f"TopK exclude {name}", f"H = sp.csr_matrix((np.ones(4, np.float32), np.array([1, 2, 5, 7]), np.array([0, 2, 3, 4])), shape=(3, 20))\n"
          f"exec({build.rsplit('; ', 1)[0]!r})\nc = {build.rsplit('; ', 1)[1]}\n"
          "a = index.search(q, 20, exclude=c)[0]; b = index.search(q, 20, exclude=H)[0]\nassert (a == b).all()")
@@ -718,7 +718,7 @@ case("recommend k=1 ties by lower id (Popularity)", "i, s = pop.recommend(np.ara
      "for u in range(n_users):\n    c = pop.item_counts_.copy(); c[X[u].indices] = -np.inf\n"
      "    assert i[u, 0] == int(np.flatnonzero(c == c.max())[0]), (u, i[u])")
 case("AutoRec predict_ratings == score entries", "u = np.array([0, 3, 7]); it = np.array([1, 4, 9])\n"
-     "for mm in (ari, aru):\n    p = mm.predict_ratings(u, it); s = mm.score(u)\n"
+     "for mm in (ari, aru):\n    p = mm.predict_ratings(u, it); s = mm.score_items(u)\n"
      "    assert np.allclose(p, s[np.arange(3), it], atol=1e-5) or True")
 case("DAE encode(user_ids) == encode(train rows)", "a = dae.encode(None, user_ids=[1, 2]); b = dae.encode(X[[1, 2]])\nassert np.allclose(a, b, atol=1e-6)")
 case("CDAE encode known vs folded differ only by embedding", "a = cdae.encode(None, user_ids=[1]); b = cdae.encode(X[[1]])\nassert a.shape == b.shape")

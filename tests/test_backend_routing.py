@@ -39,7 +39,7 @@ for i, model in enumerate(models):
     ids, scores = model.recommend(np.arange(5), k=5)
     assert ids.shape == (5, 5)
     model.recommend(np.arange(5), k=5, items=np.arange(30), filter_items=[1, 2])
-    model.score(np.arange(3))
+    model.score_items(np.arange(3))
     if model.supports_fold_in:
         model.recommend(user_items=X[:4], k=5)
     model.similar_items(np.arange(3), k=4)

@@ -112,7 +112,7 @@ def inference_calls(name, model, backend):
     for u in users:
         n = len(u)
         calls += [(f"recommend[{n}]", lambda u=u: model.recommend(u, k=10)),
-                  (f"score[{n}]", lambda u=u: model.score(u)),
+                  (f"score[{n}]", lambda u=u: model.score_items(u)),
                   (f"recommend-batched[{n}]", lambda u=u: model.recommend(u, k=5, batch_size=16))]
         if model.supports_fold_in:
             calls.append((f"recommend-fold-in[{n}]", lambda u=u: model.recommend(user_items=X[u], k=10)))
@@ -218,7 +218,7 @@ def _serving_calls(name, model):
         x = data("dense")[:20]
         return [("encode", lambda: model.encode(x))]
     calls = [("recommend", lambda: model.recommend(np.arange(0, 40, 3), k=10)),
-             ("score", lambda: model.score(np.arange(0, 40, 7)))]
+             ("score", lambda: model.score_items(np.arange(0, 40, 7)))]
     if model.item_vectors().shape[0] == model.train_.shape[1]:  # (not user AutoRec's: issue 7, section 4)
         calls.append(("similar_items", lambda: model.similar_items(np.arange(0, 100, 11), k=5)))
     if name.startswith("AutoRec"):

@@ -39,8 +39,8 @@ dense[dense.sum(1) == 0, 0] = 1
 X = sp.csr_matrix(dense)
 out = {"active": _core.active_isa()}
 m = aerec.MultDAE(hidden=(16,), latent=6, epochs=2, batch_size=16, random_state=0).fit(X)
-out["multdae_scores"] = m.score(np.arange(5)).tolist()
-out["ease_scores"] = aerec.EASE(l2=5.0).fit(X).score(np.arange(5)).tolist()
+out["multdae_scores"] = m.score_items(np.arange(5)).tolist()
+out["ease_scores"] = aerec.EASE(l2=5.0).fit(X).score_items(np.arange(5)).tolist()
 x = rng.random((40, 8), dtype=np.float32)
 out["ae_pred"] = aerec.Autoencoder(hidden=(4,)).fit(x, epochs=2, batch_size=8).predict(x[:5]).tolist()
 items = rng.integers(-4, 5, (90, 12)).astype(np.float32)

@@ -317,7 +317,7 @@ def test_explicit_zeros_are_not_interactions_in_fit_or_fold_in(make):
     empty = [(u, j) for u in range(5) for j in range(X.shape[1]) if X[u, j] == 0][:20]
     Z = _with_zeros(X, empty)
     a, b = make().fit(Z), make().fit(X)
-    assert np.allclose(a.score(np.arange(10)), b.score(np.arange(10)), atol=1e-6)
+    assert np.allclose(a.score_items(np.arange(10)), b.score_items(np.arange(10)), atol=1e-6)
     if b.supports_fold_in:
         ids, _ = b.recommend(user_items=Z[:5], k=X.shape[1])
         ref, _ = b.recommend(user_items=X[:5], k=X.shape[1])

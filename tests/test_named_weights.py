@@ -31,7 +31,7 @@ def _fitted(name, inter):
 def _out(model, x):
     if isinstance(model, aerec.Autoencoder):
         return model.predict(x)
-    return model.score(np.arange(7))
+    return model.score_items(np.arange(7))
 
 
 NAMES = ["Autoencoder", "MultDAE", "MultVAE", "CDAE", "AutoRec"]

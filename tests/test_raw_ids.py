@@ -95,7 +95,7 @@ def test_user_vectors_pair_with_item_vectors(make, inter):
     assert (ids == want_ids).mean() > 0.99  # ties may swap
     # fold-in users too, and the dense product is what score() returns
     dense = U @ m.item_vectors().T + (0 if bias is None else bias)
-    np.testing.assert_allclose(dense, m.score(users), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(dense, m.score_items(users), rtol=1e-4, atol=1e-4)
     assert m.user_vectors(3).ndim == 1
     np.testing.assert_allclose(m.user_vectors(user_items=seen[:2]), U[:2] if not isinstance(m, CDAE) else
                                m.user_vectors(user_items=seen[:2]), rtol=1e-5)

@@ -140,7 +140,7 @@ def test_similar_items(fitted):
 
 def test_score_agrees_with_recommend(fitted):
     name, model, X = fitted
-    s = model.score(3)
+    s = model.score_items(3)
     assert s.shape == (X.shape[1],) and s.dtype == np.float32
     ids, scores = model.recommend(3, k=5)
     np.testing.assert_allclose(s[ids], scores, rtol=1e-4, atol=1e-5)
@@ -148,7 +148,7 @@ def test_score_agrees_with_recommend(fitted):
     masked[X[3].indices] = -np.inf
     assert scores[-1] >= np.sort(masked)[-5] - 1e-5  # nothing better was left out
     if model.supports_fold_in and name != "CDAE":  # CDAE: a new user has no learned vector
-        np.testing.assert_allclose(model.score(user_items=X[3])[0], s, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(model.score_items(user_items=X[3])[0], s, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["EASE", "MultDAE", "MultVAE", "CDAE"])
@@ -208,7 +208,7 @@ def test_ease_compiled_matches_numpy(dtype, fast):
     a = EASE(l2=5.0, dtype=dtype, backend=fast).fit(X)
     b = EASE(l2=5.0, dtype=dtype, backend="numpy").fit(X)
     np.testing.assert_allclose(a.B_, b.B_, rtol=1e-4, atol=1e-6)
-    sa, sb = a.score(np.arange(20)), b.score(np.arange(20))
+    sa, sb = a.score_items(np.arange(20)), b.score_items(np.arange(20))
     np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)
     ia, ra = a.recommend(np.arange(20), k=10)
     ib, rb = b.recommend(np.arange(20), k=10)
@@ -240,7 +240,7 @@ def test_models_compiled_match_numpy(name, fast, tmp_path):
     a.save(tmp_path / "m.npz")
     b = aerec.load(tmp_path / "m.npz", backend="numpy")
     assert b.backend == "numpy"
-    np.testing.assert_allclose(a.score(np.arange(30)), b.score(np.arange(30)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.score_items(np.arange(30)), b.score_items(np.arange(30)), rtol=1e-4, atol=1e-5)
     ia, sa = a.recommend(np.arange(30), k=7)
     ib, sb = b.recommend(np.arange(30), k=7)
     np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)

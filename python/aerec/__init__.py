@@ -24,6 +24,7 @@ from .search import TopK
 from .data import Interactions
 from .evaluation import evaluate, compare
 from .plotting import plot_history
+from .tuning import TuningResult, tune
 from .models import AutoRec, Autoencoder, CDAE, EASE, MultDAE, MultVAE, Popularity
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "datasets",
     "evaluate",
     "compare",
+    "tune",
+    "TuningResult",
     "metrics",
     "BackendUnavailableError",
     "Callback",

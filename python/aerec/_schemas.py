@@ -273,8 +273,8 @@ AUTOREC = _recommender(
 
 _REC_COMMON = {
     "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
-    "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
-    "batch_size": Either(Str("auto"), Int(1)), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(),
+    "dropout": _rate, "l2": Either(Str("auto"), Float(0.0)), "learning_rate": Float(0.0, lo_open=True),
+    "epochs": Int(0), "batch_size": Either(Str("auto"), Int(1)), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(),
     "random_state": _seed,
 }
 

@@ -183,7 +183,7 @@ def run_all(tmp):
     @check("EASE.similar_items and score")
     def _():
         m = aerec.EASE(l2=5.0).fit(X)
-        s = m.score(np.array([0, 1]))
+        s = m.score_items(np.array([0, 1]))
         assert s.shape == (2, X.shape[1]) and np.all(np.isfinite(s))
         ids, sc = m.similar_items(0, k=5)
         assert ids.shape[-1] == 5 and 0 not in ids.tolist()

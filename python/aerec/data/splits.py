@@ -372,3 +372,36 @@ def strong_generalization_split(data: Interactions, n_validation_users: int, n_t
             "dropped_items": int((~item_keep).sum()), "dropped_heldout_entries": dropped}
     info["random_state"] = _seed_of(random_state)
     return _tag(Split(train=train, validation=sets["validation"], test=sets["test"], info=info))
+
+
+def holdout_rows(X, held_out_fraction: float = 0.2, *, random_state=0) -> EvalSet:
+    """Split each row of a users x items matrix into ``fold_in`` and ``held_out`` (strong
+    generalisation of users not in training, as :func:`strong_generalization_split` does for its
+    held-out users): a seeded random ``held_out_fraction`` of each row's interactions is held out
+    (rounding as in the module notes: rows with one interaction hold none out and are not
+    evaluated). ``Recommender.score(X)`` uses it.
+
+    Returns
+    -------
+    EvalSet with ``users = arange(n_rows)`` and ``known_users=False``.
+    """
+    from .._validation import as_csr
+    X = as_csr(X, "X")
+    f = _check_fraction("held_out_fraction", held_out_fraction, False)
+    rng = _rng(random_state)
+    X = X.tocsr()
+    X.sort_indices()
+    counts = np.diff(X.indptr).astype(np.int64)
+    rows = np.repeat(np.arange(X.shape[0], dtype=np.int64), counts)
+    n_hold = _n_holdout(counts, f)
+    rank = _rank_in_row(X.indptr.astype(np.int64), rows, rng.random(rows.size)) if rows.size else rows
+    held = rank < n_hold[rows]
+
+    def part(mask):
+        cnt = np.bincount(rows[mask], minlength=X.shape[0])
+        ip = np.zeros(X.shape[0] + 1, np.int64)
+        np.cumsum(cnt, out=ip[1:])
+        return sp.csr_matrix((X.data[mask], X.indices[mask], ip), shape=X.shape)
+
+    return EvalSet(users=np.arange(X.shape[0], dtype=np.int64), fold_in=part(~held), held_out=part(held),
+                   known_users=False)

@@ -49,6 +49,16 @@ class Estimator:
             setattr(self, key, value)
         return self
 
+    def __sklearn_tags__(self):
+        """scikit-learn >= 1.6 asks every estimator for its tags (``GridSearchCV``,
+        ``cross_val_score``); aerec does not depend on scikit-learn, so they are built only when
+        scikit-learn asks: no target (``fit(X)``), sparse input accepted, not a classifier or
+        regressor."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+        return Tags(estimator_type=None, target_tags=TargetTags(required=False), transformer_tags=None,
+                    regressor_tags=None, classifier_tags=None,
+                    input_tags=InputTags(sparse=True, allow_nan=False))
+
     def __repr__(self) -> str:
         sig = inspect.signature(type(self).__init__)
         parts = []

@@ -68,6 +68,19 @@ def _as_ids(x, name, unordered=False):
     return arr.astype(np.int64, copy=False)
 
 
+def _looks_like_ids(x) -> bool:
+    """Whether ``score``'s first argument is user ids (the aerec <= 0.1 call ``score(user_ids)``):
+    an integer, or a 1-D sequence / array (a users x items matrix is 2-D)."""
+    if x is None or sp.issparse(x) or hasattr(x, "to_csr") or hasattr(x, "held_out") or hasattr(x, "test"):
+        return False
+    if isinstance(x, (numbers.Integral, np.integer)):
+        return True
+    try:
+        return np.ndim(x) == 1
+    except Exception:  # ragged input: let score_items say what is wrong
+        return True
+
+
 def _raw_to_index(id_map, raw, message):
     """Indices (int64, 1-D) of the raw ids ``raw`` in ``id_map``; an id it lacks raises
     UnknownIdError with ``message(what the map said)``."""
@@ -278,12 +291,116 @@ class Recommender(Estimator):
         return self._backend().select_topk(self._scores(rows, X), k, exclude, candidates)
 
     @reads
-    def score(self, user_ids=None, user_items=None):
-        """Dense scores (n, n_items) for users (see ``recommend`` for the arguments)."""
+    def score_items(self, user_ids=None, user_items=None):
+        """Dense scores of every item for users: float32 ``(n, n_items)``, or ``(n_items,)`` for a
+        scalar user id; the values ``recommend`` ranks (seen items not excluded).
+
+        Parameters
+        ----------
+        user_ids, user_items
+            as in :meth:`recommend`: training users by row id, and/or histories (one row per user;
+            ``user_ids=None`` folds in users never seen in training).
+
+        Notes
+        -----
+        This was ``score(user_ids, user_items)`` in aerec <= 0.1. ``score`` now follows
+        scikit-learn (one number, higher is better; see :meth:`score`), and still answers the old
+        calls (a user id or a 1-D list of them, or ``user_items=``) with a ``FutureWarning``.
+        """
         self._check_fitted("train_")
         rows, X, scalar = self._histories(user_ids, user_items)
         s = self._scores(rows, X)
         return s[0] if scalar else s
+
+    def score(self, X=None, y=None, *, k=100, metric="ndcg", held_out_fraction=0.2, random_state=0,
+              user_ids=None, user_items=None):
+        """How well the model ranks held-out items of users: one float, higher is better
+        (scikit-learn's ``score`` contract, so ``GridSearchCV`` and ``cross_val_score`` work with
+        no ``scoring=``).
+
+        Parameters
+        ----------
+        X : users x items matrix (scipy.sparse, a 2-D array, aerec.data.Interactions), or an
+            aerec.data EvalSet / Split
+            users to evaluate, typically not the training users (the model folds them in from
+            their history). Without ``y``, a seeded random ``held_out_fraction`` of each row is
+            held out (``aerec.data.splits.holdout_rows``) and the rest folded in. An EvalSet (or a
+            Split's test set) is evaluated as ``aerec.evaluate`` does.
+        y : users x items matrix, optional
+            the held-out interactions of the rows of ``X`` (then ``X`` is only the fold-in).
+        k : int > 0, default 100
+        metric : str, default "ndcg"
+            one of ``aerec.metrics.RANKING_METRICS``, at cut-off ``k``.
+        held_out_fraction : float in (0, 1), default 0.2
+        random_state : int, default 0
+            seeds the hold-out draw: the same for every model scored on the same ``X``.
+
+        Returns
+        -------
+        float
+            ``metric@k`` averaged over the users with at least one held-out item (Liang et al.'s
+            strong generalisation, as ``aerec.evaluate``).
+
+        Notes
+        -----
+        For the item scores ``score(user_ids)`` returned in aerec <= 0.1, use
+        :meth:`score_items`. Calls of that form (a user id or a 1-D list of them as ``X``, or
+        ``user_ids=`` / ``user_items=``) still return the scores matrix, with a ``FutureWarning``;
+        the alias goes away in a later release.
+        """
+        legacy = user_ids is not None or user_items is not None or _looks_like_ids(X)
+        if legacy:
+            if user_ids is not None and X is not None:
+                raise TypeError("score() got user ids twice (positionally and as user_ids=); use "
+                                "score_items(user_ids, user_items)")
+            if user_items is not None and y is not None:
+                raise TypeError("score() got histories twice (as y and as user_items=); use "
+                                "score_items(user_ids, user_items)")
+            import warnings
+            warnings.warn("score(user_ids, user_items) returning the item-scores matrix is deprecated: it is "
+                          "score_items(user_ids, user_items) now; score(X) returns one number (NDCG@100 on "
+                          "held-out items of the users in X), as in scikit-learn", FutureWarning, stacklevel=2)
+            return self.score_items(X if user_ids is None else user_ids, y if user_items is None else user_items)
+        if X is None:
+            raise TypeError("score() needs X: a users x items matrix of users to evaluate (a seeded "
+                            f"{held_out_fraction!r} of each row is held out), or an aerec.data EvalSet; for "
+                            "item scores use score_items(user_ids, user_items)")
+        self._check_fitted("train_")
+        from ..data.splits import EvalSet, Split, holdout_rows
+        from ..evaluation import evaluate
+        from ..metrics import RANKING_METRICS
+        if not isinstance(metric, str) or metric not in RANKING_METRICS:
+            raise ValueError(f"metric must be one of {list(RANKING_METRICS)}, got {metric!r}")
+        k = _validation.check_k(k)
+        if isinstance(X, (EvalSet, Split)):
+            if y is not None:
+                raise TypeError("y goes with a matrix X (its held-out part); an EvalSet holds its own held_out")
+            ev = X
+        else:
+            if not self.supports_fold_in:
+                raise TypeError(f"{type(self).__name__} cannot fold in users from their history, so score(X) "
+                                "cannot evaluate them; evaluate its training users with aerec.evaluate("
+                                "model, split) on a random_split (known users)")
+            if hasattr(X, "to_csr") and not sp.issparse(X):
+                X = X.to_csr()
+            n_items = self.train_.shape[1]
+            if y is None:
+                ev = holdout_rows(as_csr(X, "X", n_cols=n_items), held_out_fraction, random_state=random_state)
+            else:
+                from ..data.splits import EvalSet as _EvalSet
+                fold_in = as_csr(X, "X", n_cols=n_items)
+                held = as_csr(y.to_csr() if hasattr(y, "to_csr") and not sp.issparse(y) else y, "y",
+                              n_cols=n_items)
+                if held.shape[0] != fold_in.shape[0]:
+                    raise ValueError(f"y has {held.shape[0]} rows for the {fold_in.shape[0]} rows of X; pass one "
+                                     "held-out row per user of X")
+                ev = _EvalSet(users=np.arange(fold_in.shape[0], dtype=np.int64), fold_in=fold_in,
+                              held_out=held, known_users=False)
+        res = evaluate(self, ev, ks=(k,), metrics=(metric,))
+        if res.get("n_users", 0) == 0:
+            raise ValueError("no user of X has a held-out item to score (each needs at least 2 interactions "
+                             "for a hold-out); pass more users or y=<their held-out items>")
+        return float(res[f"{metric}@{k}"])
 
     def _item_map(self, what):
         maps = getattr(self, "id_maps_", None)

@@ -58,10 +58,28 @@ class _SparseAutoencoder(Recommender):
     _loss = "multinomial"
     _normalize = True
     _user_embedding = False
+    #: the spec's penalty is ``0.5 * l2_spec * sum ||W||^2`` (aerec.nn.spec); the model's ``l2`` is
+    #: multiplied by this before it goes into the spec. Mult-DAE / Mult-VAE: 2, so the model's ``l2``
+    #: means ``l2 * sum ||W||^2`` as in Liang et al.'s code (``loss = neg_ll + 2 * reg_var`` with
+    #: TensorFlow's half-squared-norm ``l2_regularizer(lam)``).
+    _l2_factor = 2.0
 
     # subclasses define __init__ storing hyper-parameters
 
-    def _spec(self, n_items, n_users, planned_updates=None):
+    def _l2_spec(self, batch_size):
+        """The spec's l2 for this fit: the model's ``l2`` ("auto": ``0.01 / batch_size``, Liang et
+        al.'s ``lam``) times ``_l2_factor``."""
+        l2 = self.l2
+        if isinstance(l2, str):
+            if l2 != "auto":
+                raise ValueError(f"l2 must be 'auto' or a number >= 0, got {l2!r}")
+            if batch_size is None:
+                raise ValueError("l2='auto' needs the batch size (0.01 / batch_size); fit resolves it")
+            l2 = 0.01 / batch_size
+        l2 = _validation.check_real(l2, "l2", 0.0)
+        return self._l2_factor * l2
+
+    def _spec(self, n_items, n_users, planned_updates=None, batch_size=None):
         from ..nn.spec import make_spec
         hidden = _positive_tuple("hidden", self.hidden)
         latent = _positive_tuple("latent", self.latent)
@@ -76,7 +94,7 @@ class _SparseAutoencoder(Recommender):
         kw = dict(activations=tuple(acts), encoder_depth=len(hidden) + 1, variational=self._variational,
                   normalize_input=self._normalize,
                   dropout=_validation.check_real(self.dropout, "dropout", 0.0, 1.0, hi_open=True),
-                  loss=self._loss, l2=_validation.check_real(self.l2, "l2", 0.0), optimizer=self.optimizer,
+                  loss=self._loss, l2=self._l2_spec(batch_size), optimizer=self.optimizer,
                   learning_rate=_validation.check_real(self.learning_rate, "learning_rate", 0.0, lo_open=True),
                   lazy=_validation.check_bool(self.lazy_adam, "lazy_adam"), seed=0)
         if self._variational:
@@ -176,7 +194,8 @@ class _SparseAutoencoder(Recommender):
                 raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
                                  "make both from one split")
         seed = check_random_state(self.random_state)
-        spec = self._spec(X.shape[1], X.shape[0], planned_updates=epochs * -(-X.shape[0] // batch_size))
+        spec = self._spec(X.shape[1], X.shape[0], planned_updates=epochs * -(-X.shape[0] // batch_size),
+                          batch_size=batch_size)
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
         from .._memory import check_memory
         from ..nn.spec import param_shapes
@@ -360,8 +379,11 @@ class MultDAE(_SparseAutoencoder):
         hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
     dropout : float in [0, 1), default 0.5
         inverted dropout on the L2-normalised input history (the denoising).
-    l2 : float >= 0, default 2e-05 (0.01 / 500)
-        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    l2 : float >= 0 or "auto", default "auto"
+        L2 penalty on the weights (not the biases), added to each batch's mean loss as
+        ``l2 * sum ||W||^2`` and differentiated with it (Adam sees it; not decoupled weight decay).
+        "auto": ``0.01 / batch_size``, Liang et al.'s ``lam`` (``2e-05`` at the default batch of 500).
+        This is the reference code's penalty; aerec <= 0.1 applied half of it.
     learning_rate : float > 0, default 1e-3
         the optimizer's step size (``ReduceLROnPlateau`` can lower it during a fit).
     epochs : int >= 0, default 100
@@ -381,7 +403,7 @@ class MultDAE(_SparseAutoencoder):
         the kernels (see :func:`aerec.backends.get`); not saved in model files.
     """
 
-    def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.01 / 500,
+    def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2="auto",
                  learning_rate=1e-3, epochs=100, batch_size=500, optimizer="adam", lazy_adam=False,
                  random_state=0, backend="auto"):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
@@ -407,8 +429,10 @@ class MultVAE(_SparseAutoencoder):
         hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
     dropout : float in [0, 1), default 0.5
         inverted dropout on the L2-normalised input history (the denoising).
-    l2 : float >= 0, default 0.0
-        L2 penalty on the weights, added to the batch loss as ``l2 * sum ||W||^2``.
+    l2 : float >= 0 or "auto", default 0.0
+        L2 penalty on the weights (not the biases), added to each batch's mean loss as
+        ``l2 * sum ||W||^2`` (Liang et al.'s form; their Mult-VAE uses none); "auto":
+        ``0.01 / batch_size``.
     anneal_cap : float >= 0, default 0.2
         the largest KL weight beta (Liang et al.'s 0.2; 0 trains a plain Mult-DAE with noise).
     total_anneal_steps : int >= 0 or "auto", default "auto"
@@ -465,8 +489,9 @@ class CDAE(_SparseAutoencoder):
         hidden activation: "identity", "relu", "sigmoid", "tanh", "elu" or "selu".
     dropout : float in [0, 1), default 0.2
         inverted dropout on the input history (the corruption).
-    l2 : float >= 0, default 1e-05
-        L2 penalty on the weights and user vectors.
+    l2 : float >= 0 or "auto", default 1e-05
+        L2 penalty on the weights and user vectors (not the biases), added to the batch loss as
+        ``0.5 * l2 * (sum ||W||^2 + ||U||^2)``; "auto": ``0.01 / batch_size``.
     negative_samples : int >= 0, default 5
         unobserved items sampled per observed one for the logistic loss (0: every item).
     learning_rate : float > 0, default 1e-3
@@ -491,6 +516,7 @@ class CDAE(_SparseAutoencoder):
     _loss = "logistic"
     _normalize = False
     _user_embedding = True
+    _l2_factor = 1.0  # the spec's form: 0.5 * l2 * (sum ||W||^2 + ||U||^2)
 
     def __init__(self, hidden=(), latent=50, activation="sigmoid", dropout=0.2, l2=1e-5, negative_samples=5,
                  learning_rate=1e-3, epochs=100, batch_size=256, optimizer="adam", lazy_adam=False,
