@@ -11,7 +11,7 @@ MovieLens-100K, ratings >= 4 as positives, strong generalisation (150 validation
 80% fold-in), epoch kept on validation NDCG@100, test NDCG@100 per seed; both arms on one split.
 
     AEREC_DATA=../shared/data PYTHONPATH=python python benchmarks/multdae_l2_ml100k.py \
-        --config defaults|recipe [--seeds 0 1 2 3 4]
+        --config defaults|recipe [--seeds 0 1 2 3 4] [--early-stopping 20]
 """
 from __future__ import annotations
 
@@ -37,20 +37,24 @@ def main():
     ap.add_argument("--config", choices=sorted(CONFIGS), default="defaults")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--early-stopping", type=int, default=None,
+                    help="stop a fit after this many epochs without a better validation NDCG (both arms)")
     args = ap.parse_args()
     if not (DATA / "u.data").exists():
         sys.exit(f"MovieLens-100K not found at {DATA}; set AEREC_DATA")
     aerec.set_num_threads(args.threads)
     data = aerec.datasets.movielens("ml-100k", path=DATA.parent).interactions.binarize(4.0)
     kw = CONFIGS[args.config]
-    print(f"MultDAE({', '.join(f'{k}={v}' for k, v in kw.items())}), seeds {args.seeds}")
+    print(f"MultDAE({', '.join(f'{k}={v}' for k, v in kw.items())}), seeds {args.seeds}, "
+          f"early_stopping={args.early_stopping}")
     res = {arm: [] for arm in ARMS}
     for seed in args.seeds:
         split = aerec.data.strong_generalization_split(data, n_validation_users=150, n_test_users=150,
                                                        random_state=seed)
         for arm, l2 in ARMS.items():
             t0 = time.perf_counter()
-            m = aerec.MultDAE(l2=l2, **kw).fit(split.train, validation=split.validation, verbose=0)
+            m = aerec.MultDAE(l2=l2, **kw).fit(split.train, validation=split.validation, verbose=0,
+                                               early_stopping=args.early_stopping)
             v = aerec.evaluate(m, split.test, ks=(100,))["ndcg@100"]
             res[arm].append(v)
             print(f"seed {seed} {arm:<36} ndcg@100={v:.4f} kept epoch {m.best_epoch_} "

@@ -188,6 +188,18 @@ def run_all(tmp):
         ids, sc = m.similar_items(0, k=5)
         assert ids.shape[-1] == 5 and 0 not in ids.tolist()
 
+    @check("tune (grid, early stopping) and score(X) / score_items")
+    def _():
+        data = aerec.datasets.synthetic(n_users=120, n_items=40, density=0.1, random_state=0)
+        split = aerec.data.strong_generalization_split(data, n_validation_users=20, n_test_users=20)
+        res = aerec.tune(aerec.MultDAE(hidden=(16,), latent=4, epochs=3, batch_size=32),
+                         {"dropout": [0.0, 0.5]}, split, early_stopping=2, verbose=False)
+        assert len(res.trials) == 2 and res.best_model_ is not None and 0 <= res.best_score_ <= 1
+        m = res.best_model_
+        s = m.score(split.test)
+        assert isinstance(s, float) and abs(s - aerec.evaluate(m, split.test, ks=(100,))["ndcg@100"]) < 1e-12
+        assert m.score_items([0, 1]).shape == (2, split.train.n_items)
+
     @check("CLI: aerec demo on tiny synthetic data")
     def _():
         from aerec import cli
