@@ -297,9 +297,11 @@ class Recommender(Estimator):
 
         Parameters
         ----------
-        user_ids, user_items
-            as in :meth:`recommend`: training users by row id, and/or histories (one row per user;
-            ``user_ids=None`` folds in users never seen in training).
+        user_ids : int or array of int, optional
+            training users by row id (as in :meth:`recommend`).
+        user_items : sparse (n, n_items), optional
+            histories, one row per user; with ``user_ids=None``, users never seen in training
+            (fold-in).
 
         Notes
         -----
@@ -320,10 +322,10 @@ class Recommender(Estimator):
 
         Parameters
         ----------
-        X : users x items matrix (scipy.sparse, a 2-D array, aerec.data.Interactions), or an
-            aerec.data EvalSet / Split
-            users to evaluate, typically not the training users (the model folds them in from
-            their history). Without ``y``, a seeded random ``held_out_fraction`` of each row is
+        X : users x items matrix, or aerec.data EvalSet or Split
+            the users to evaluate (scipy.sparse, a 2-D array or aerec.data.Interactions),
+            typically not the training users: the model folds them in from their history.
+            Without ``y``, a seeded random ``held_out_fraction`` of each row is
             held out (``aerec.data.splits.holdout_rows``) and the rest folded in. An EvalSet (or a
             Split's test set) is evaluated as ``aerec.evaluate`` does.
         y : users x items matrix, optional
@@ -334,6 +336,8 @@ class Recommender(Estimator):
         held_out_fraction : float in (0, 1), default 0.2
         random_state : int, default 0
             seeds the hold-out draw: the same for every model scored on the same ``X``.
+        user_ids, user_items : optional
+            the aerec <= 0.1 call (deprecated): returns ``score_items(user_ids, user_items)``.
 
         Returns
         -------
