@@ -80,7 +80,11 @@ def _net_of(obj):
         return None
     if hasattr(obj, "set_masks") and hasattr(obj, "get_params"):
         return obj
-    if hasattr(obj, "net_") or hasattr(obj, "spec_"):
+    from ..models.base import Estimator
+    if isinstance(obj, Estimator):
+        if not hasattr(type(obj), "_continue_fit"):
+            raise TypeError(f"{type(obj).__name__} has no trainable network to prune; pruning supports MultVAE, "
+                            "MultDAE, CDAE, AutoRec and Autoencoder")
         net = getattr(obj, "net_", None)
         if net is None:
             raise RuntimeError(f"this {type(obj).__name__} is not fitted yet; call fit() first")
