@@ -278,7 +278,7 @@ class GradualPruning:
         if isinstance(frequency, (bool, np.bool_)) or not isinstance(frequency, numbers.Integral) or frequency < 1:
             raise ValueError(f"frequency must be an integer >= 1 (epochs between pruning steps), got {frequency!r}")
         self.frequency = int(frequency)
-        self.layers = _check_layers(layers, None) if not isinstance(layers, str) else _check_layers(layers, None)
+        self.layers = _check_layers(layers, None)  # "all" or a sorted tuple (ranges checked at fit)
         self.scope = _check_scope(scope)
 
     def __repr__(self):
@@ -453,11 +453,6 @@ def prune_units(model, sparsity):
     new.net_ = model._backend().Network(new_spec, new_params)
     names = tensor_names(spec)
     new_state = {"step": state["step"]}
-    for key in state:
-        if key == "step":
-            continue
-        slot, name = key.split("_", 1)
-        new_state[key] = None
     for slot in {k.split("_", 1)[0] for k in state if k != "step"}:
         sliced = cut_all([state[f"{slot}_{nm}"] for nm in names])
         new_state.update({f"{slot}_{nm}": a for nm, a in zip(names, sliced)})
@@ -468,7 +463,6 @@ def prune_units(model, sparsity):
     for attr in ("_index", "_cache", "_recon"):
         if attr in new.__dict__:
             setattr(new, attr, None)
-    new.__dict__.pop("_aerec_guard", None)
     from ..models._serving import GUARD_ATTR
     new.__dict__.pop(GUARD_ATTR, None)
     new.pruned_units_ = {"sparsity": s, "layer_sizes_before": tuple(sizes), "layer_sizes": new_sizes}
