@@ -65,8 +65,10 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 
 // ---- the Network's bodies: same operation order as the NumPy reference, no FMA ----------------
 // keep (null: every element): elements with keep[i] == 0 are left as they are. The masked loops
-// compute every element and select the old value where pruned (branch-free: a branch per element
-// mispredicts on a random mask and ran 5x slower than the dense loop; the select vectorises).
+// compute every element and select the old value where pruned. GCC does not vectorise them (the
+// byte mask next to float lanes): ~4 ns an element against ~0.8 for the dense loop at a random
+// 50% mask, as with a branch per element (benchmarks/RESULTS.md, "Pruning in training"); this
+// level is the fallback for CPUs without AVX2.
 void adam_update(index_t n, float* __restrict w, const float* __restrict g, float* __restrict m,
                  float* __restrict v, const AdamCoeffs& c, const std::uint8_t* __restrict keep) {
   const float lr = c.lr, b1 = c.beta1, ob1 = c.one_minus_beta1, b2 = c.beta2, ob2 = c.one_minus_beta2;
