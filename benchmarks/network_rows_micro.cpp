@@ -1,5 +1,6 @@
 // Micro-benchmark of the network kernel table's elementwise bodies (aerec/nn_kernels.hpp), one
-// thread: the scalar table against the AVX2 and AVX-512 ones.
+// thread: the scalar table against the AVX2 and AVX-512 ones; the fused adam also with pruning
+// masks keeping 50% / 20% / 5% of the elements at random (kNN = kept percent).
 // Prints the minimum over 31 runs of ns per element. Build against the kernel library:
 //   g++ -O3 -fno-math-errno -std=c++17 -Icpp/include benchmarks/network_rows_micro.cpp \
 //       build/dev/cpp/libaerec_kernels.a -fopenmp -o /tmp/network_rows_micro
@@ -42,8 +43,8 @@ int main() {
   const Level levels[] = {{"scalar", Target::scalar, scalar::kNnKernels},
                           {"avx2", Target::avx2, avx2::kNnKernels},
                           {"avx512", Target::avx512, avx512::kNnKernels}};
-  std::printf("ns per element, 1 thread, %ld x %ld (min of 31)\n%-9s %8s %8s %8s %8s %8s\n", long(rows), long(cols),
-              "body", "bce", "multin.", "dropout", "adam", "sgd+mom");
+  std::printf("ns per element, 1 thread, %ld x %ld (min of 31)\n%-9s %8s %8s %8s %8s %8s %9s %9s %9s\n", long(rows),
+              long(cols), "body", "bce", "multin.", "dropout", "adam", "sgd+mom", "adam k50", "adam k20", "adam k5");
   for (const Level& L : levels) {
     if (!target_enabled(L.t)) continue;
     const NnKernels& k = L.k;
@@ -63,9 +64,19 @@ int main() {
     AdamCoeffs ac;
     SgdCoeffs sc;
     sc.momentum = 0.9f;
-    const double ad = ns_per(n, [&] { k.adam(n, w.data(), gr.data(), m.data(), v.data(), ac); });
-    const double sg = ns_per(n, [&] { k.sgd(n, w.data(), gr.data(), buf.data(), sc); });
-    std::printf("%-9s %8.3f %8.3f %8.3f %8.3f %8.3f\n", L.name, b, mu, dr, ad, sg);
+    const double ad = ns_per(n, [&] { k.adam(n, w.data(), gr.data(), m.data(), v.data(), ac, nullptr); });
+    const double sg = ns_per(n, [&] { k.sgd(n, w.data(), gr.data(), buf.data(), sc, nullptr); });
+    // pruning masks: the fused adam with keep bytes at random densities 50% / 20% / 5% kept
+    double am[3];
+    for (int q = 0; q < 3; ++q) {
+      const double kept = q == 0 ? 0.5 : q == 1 ? 0.2 : 0.05;
+      std::vector<std::uint8_t> keep(n);
+      std::mt19937 gk(7);
+      std::uniform_real_distribution<float> u(0.f, 1.f);
+      for (auto& x : keep) x = u(gk) < kept ? 1 : 0;
+      am[q] = ns_per(n, [&] { k.adam(n, w.data(), gr.data(), m.data(), v.data(), ac, keep.data()); });
+    }
+    std::printf("%-9s %8.3f %8.3f %8.3f %8.3f %8.3f %9.3f %9.3f %9.3f\n", L.name, b, mu, dr, ad, sg, am[0], am[1], am[2]);
   }
   return 0;
 }
