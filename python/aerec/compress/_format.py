@@ -97,16 +97,12 @@ def check_arrays(spec, arrays: dict, prefixes=None) -> None:
     layers, users = _group(arrays, prefixes)
     sizes = spec["layer_sizes"]
     for i, (p, layer) in enumerate(zip(prefixes, layers)):
-        try:
-            quant.validate_layer(layer)
-            W, b = quant.unpack_layer(layer)
+        try:  # dtypes, shapes, codes, index ranges, finite values, scales > 0
+            n_in, n_out = quant.layer_info(layer)[:2]
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise ValueError(f"layer {p!r}: {exc}") from None
-        if W.shape != (sizes[i], sizes[i + 1]):
-            raise ValueError(f"layer {p!r} maps {W.shape[0]} -> {W.shape[1]}, but the spec says "
-                             f"{sizes[i]} -> {sizes[i + 1]}")
-        if not (np.isfinite(W).all() and np.isfinite(b).all()):
-            raise ValueError(f"layer {p!r}: weights must be finite")
+        if (n_in, n_out) != (sizes[i], sizes[i + 1]):
+            raise ValueError(f"layer {p!r} maps {n_in} -> {n_out}, but the spec says {sizes[i]} -> {sizes[i + 1]}")
     if spec["n_users"]:
         if users is None:
             raise ValueError(f"array {USERS}.* (the per-user vectors) is missing")

@@ -29,19 +29,15 @@ _KEY_RE = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 def quant_module():
-    """qkern's packing functions (``aerec.backends._quant``)."""
-    try:
-        from ..backends import _quant
-    except ImportError:  # pragma: no cover - THROWAWAY until the qkern branch lands
-        from . import _shim as _quant
+    """The packing functions (``aerec.backends._quant``: pure NumPy, no compiled module)."""
+    from ..backends import _quant
     return _quant
 
 
 def _linear_class(backend):
     cls = getattr(backend, "CompressedLinear", None)
-    if cls is None:  # pragma: no cover - THROWAWAY until the qkern branch lands
-        from . import _shim
-        cls = _shim.CompressedLinear
+    if cls is None:  # TEMPORARY until every backend has its own: the NumPy reference
+        from ..backends._compressed import CompressedLinear as cls
     return cls
 
 
@@ -175,7 +171,8 @@ class CompressedNetwork:
 
     def layer_weights(self, i):
         """Dequantised ``(W (n_in, n_out), b (n_out,))`` float32 of layer ``i`` (a fresh copy, on request)."""
-        return quant_module().unpack_layer(self._packed[i])
+        W, b = quant_module().unpack_layer(self._packed[i])
+        return W, (np.zeros(W.shape[1], np.float32) if b is None else b)
 
     def user_vectors(self, rows=None):
         """Dequantised rows of CDAE's user table (all when ``rows`` is None)."""
@@ -219,6 +216,8 @@ class CompressedNetwork:
     def _layer0(self, x, users):
         lin, act = self._layers[0], self._acts[0]
         fused = act if users is None else "identity"
+        if sp.issparse(x) and lin.input != "csr":  # a dense-input layer fed histories: densify the batch
+            x = x.toarray()
         if sp.issparse(x):
             x = sp.csr_matrix(x, dtype=np.float32)
             data = x.data
