@@ -69,16 +69,16 @@ def _sparse_pays(W, precision, sparse) -> bool:
     return nnz * (value + index) + 8 * (W.shape[1] + 1) < W.size * value
 
 
-def _fp32_layers(model, name):
+def _fp32_layers(model, name, params=None):
     """``[(W, b), ...]`` of every weight layer in fp32 (the variational layer: its mu columns), and
-    CDAE's user table (or None): from the fp32 network, or dequantised from a packed one."""
+    CDAE's user table (or None): from ``params`` or the fp32 network, or dequantised from a packed one."""
     net, spec = model.net_, model.spec_
     n_layers = len(spec["layer_sizes"]) - 1
-    if getattr(net, "compressed", False):
+    if params is None and getattr(net, "compressed", False):
         layers = [net.layer_weights(i) for i in range(n_layers)]
         users = net.user_vectors() if spec["n_users"] else None
         return layers, users
-    p = net.get_params()
+    p = net.get_params() if params is None else params
     layers = []
     for i in range(n_layers):
         W, b = p[2 * i], p[2 * i + 1]
@@ -252,18 +252,23 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
     from . import pruning as _pruning
     info = {"precision": "fp32", "pruning": method, "sparsity": sparsity,
             "fine_tune_epochs": fine_tune_epochs if fine_tune is not None else 0, "source": _source(model, name)}
-    if method == "units":
+    if method == "units":  # smaller dense layers: a plain fp32 network
         pruned = _pruning.prune_units(model, sparsity)
         if fine_tune is not None and fine_tune_epochs:
-            pruned = _pruning.fine_tune(pruned, fine_tune, epochs=fine_tune_epochs)
+            pruned = _pruning.fine_tune(pruned, None, fine_tune, epochs=fine_tune_epochs, verbose=0)
         new = _new_model(pruned, None, info)
-    else:
-        pruned = _pruning.prune_magnitude(model, sparsity)
+    else:  # zeroed weights, stored sparse
+        masks = _pruning.magnitude_masks(model, sparsity)
         if fine_tune is not None and fine_tune_epochs:
-            pruned = _pruning.fine_tune(pruned, fine_tune, epochs=fine_tune_epochs)
-        layers, users = _fp32_layers(pruned, name)
-        net = _pack_network(pruned, name, layers, users, "fp32", "auto")
-        new = _new_model(pruned, net, info)
+            tuned = _pruning.fine_tune(model, masks, fine_tune, epochs=fine_tune_epochs, verbose=0)
+            params = tuned.net_.get_params()
+        else:
+            params = [np.array(p, dtype=np.float32) for p in model.net_.get_params()]
+            for i, m in enumerate(masks):
+                if m is not None:
+                    params[2 * i] *= np.asarray(m, dtype=bool)
+        layers, users = _fp32_layers(model, name, params)
+        new = _new_model(model, _pack_network(model, name, layers, users, "fp32", "auto"), info)
     return quantize(new, precision) if precision != "fp32" else new
 
 
