@@ -63,8 +63,8 @@ int main() {
     AdamCoeffs ac;
     SgdCoeffs sc;
     sc.momentum = 0.9f;
-    const double ad = ns_per(n, [&] { k.adam(n, w.data(), gr.data(), m.data(), v.data(), ac); });
-    const double sg = ns_per(n, [&] { k.sgd(n, w.data(), gr.data(), buf.data(), sc); });
+    const double ad = ns_per(n, [&] { k.adam(n, w.data(), gr.data(), m.data(), v.data(), ac, nullptr); });
+    const double sg = ns_per(n, [&] { k.sgd(n, w.data(), gr.data(), buf.data(), sc, nullptr); });
     std::printf("%-9s %8.3f %8.3f %8.3f %8.3f %8.3f\n", L.name, b, mu, dr, ad, sg);
   }
   return 0;

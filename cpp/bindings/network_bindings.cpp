@@ -300,6 +300,53 @@ Use it through aerec.backends.cpp.Network.)doc")
         for (int s = 0; s < net.n_state_slots(); ++s) net.write_state(s, src[s].data());
         net.set_step(step);
       }, py::arg("state"))
+      .def("set_masks", [](PyNetwork& p, const py::object& masks) {
+        cpu::Network& net = p.net;
+        const int L = net.n_layers();
+        std::vector<py::array> keep;
+        std::vector<const std::uint8_t*> src(static_cast<size_t>(L), nullptr);
+        if (!masks.is_none()) {
+          if (!py::isinstance<py::sequence>(masks) || py::isinstance<py::str>(masks))
+            throw py::type_error("masks must be a list with one entry per weight matrix (None = dense), or None");
+          py::sequence seq = masks.cast<py::sequence>();
+          if (static_cast<int>(py::len(seq)) != L)
+            throw py::value_error("expected " + std::to_string(L) + " masks (one per weight matrix W0..W" +
+                                  std::to_string(L - 1) + ", None = dense), got " + std::to_string(py::len(seq)));
+          for (int l = 0; l < L; ++l) {
+            py::object o = seq[l];
+            if (o.is_none()) continue;
+            const std::string name = "mask " + std::to_string(l);
+            if (!py::isinstance<py::array>(o)) throw py::type_error(name + " must be a numpy bool or uint8 array or None");
+            py::array a = o.cast<py::array>();
+            const char kind = a.dtype().kind();
+            if (!((kind == 'b') || (kind == 'u' && a.dtype().itemsize() == 1)))
+              throw py::type_error(name + " must have dtype bool or uint8, got " + std::string(py::str(a.dtype())));
+            const index_t r = net.tensor_rows(2 * l), c = net.tensor_cols(2 * l);
+            if (a.ndim() != 2 || a.shape(0) != r || a.shape(1) != c)
+              throw py::value_error(name + " must have the shape of W" + std::to_string(l) + " (" + std::to_string(r) +
+                                    ", " + std::to_string(c) + ")");
+            if (!(a.flags() & py::array::c_style)) throw py::value_error(name + " must be C-contiguous; try np.ascontiguousarray");
+            src[l] = static_cast<const std::uint8_t*>(a.data());
+            keep.push_back(a);
+          }
+        }
+        py::gil_scoped_release release;
+        net.set_masks(src.data());
+      }, py::arg("masks"), "Pruning masks: one bool/uint8 array per weight matrix (1 keep, 0 pruned) or None; None clears.")
+      .def("get_masks", [](const PyNetwork& p) {
+        py::list out;
+        for (int l = 0; l < p.net.n_layers(); ++l) {
+          if (!p.net.has_mask(l)) {
+            out.append(py::none());
+            continue;
+          }
+          py::array_t<bool> a({static_cast<py::ssize_t>(p.net.tensor_rows(2 * l)),
+                               static_cast<py::ssize_t>(p.net.tensor_cols(2 * l))});
+          p.net.read_mask(l, reinterpret_cast<std::uint8_t*>(a.mutable_data()));
+          out.append(a);
+        }
+        return out;
+      }, "The masks (bool arrays, True = kept) per weight matrix; None where dense.")
       .def("hidden", [](const PyNetwork& p, const py::object& x, int layer, index_t batch_size, const py::object& users) {
         if (layer < 0 || layer >= p.net.n_layers())
           throw py::index_error("layer must be in [0, " + std::to_string(p.net.n_layers()) + "), got " + std::to_string(layer));

@@ -106,6 +106,63 @@ void Network::read_params(float* const* dst) const {
 void Network::write_params(const float* const* src) {
   std::unique_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t) std::memcpy(param(t), src[t], sizeof(float) * tensor_size(t));
+  zero_pruned(params_.data());
+}
+
+void Network::zero_pruned(float* buf) {
+  if (keep_.empty()) return;
+  for (int l = 0; l < n_layers(); ++l) {
+    if (!masked_[l]) continue;
+    const index_t o = offsets_[2 * l], n = tensor_size(2 * l);
+    const std::uint8_t* k = keep_.data() + o;
+    float* p = buf + o;
+    for (index_t i = 0; i < n; ++i)
+      if (!k[i]) p[i] = 0.f;
+  }
+}
+
+void Network::set_masks(const std::uint8_t* const* masks) {
+  const int L = n_layers();
+  bool any = false;
+  if (masks != nullptr)
+    for (int l = 0; l < L; ++l) {
+      if (masks[l] == nullptr) continue;
+      any = true;
+      const index_t n = tensor_size(2 * l);
+      for (index_t i = 0; i < n; ++i)
+        AEREC_CHECK_ARG(masks[l][i] <= 1, "mask of W" + std::to_string(l) + " must hold 0 (pruned) or 1 (kept)");
+    }
+  std::unique_lock<SharedMutex> lock(mu_);
+  masked_.assign(static_cast<size_t>(L), 0);
+  if (!any) {
+    keep_.clear();
+    keep_.shrink_to_fit();
+    return;
+  }
+  keep_.assign(params_.size(), 1);
+  for (int l = 0; l < L; ++l) {
+    if (masks[l] == nullptr) continue;
+    masked_[l] = 1;
+    std::memcpy(keep_.data() + offsets_[2 * l], masks[l], static_cast<size_t>(tensor_size(2 * l)));
+  }
+  zero_pruned(params_.data());
+  for (auto& st : state_) zero_pruned(st.data());
+}
+
+bool Network::has_mask(int l) const {
+  AEREC_CHECK_INDEX(l >= 0 && l < n_layers(), "layer out of range");
+  std::shared_lock<SharedMutex> lock(mu_);
+  return !keep_.empty() && masked_[l];
+}
+
+void Network::read_mask(int l, std::uint8_t* dst) const {
+  AEREC_CHECK_INDEX(l >= 0 && l < n_layers(), "layer out of range");
+  std::shared_lock<SharedMutex> lock(mu_);
+  const index_t n = tensor_size(2 * l);
+  if (keep_.empty() || !masked_[l])
+    std::memset(dst, 1, static_cast<size_t>(n));
+  else
+    std::memcpy(dst, keep_.data() + offsets_[2 * l], static_cast<size_t>(n));
 }
 
 void Network::read_state(int slot, float* const* dst) const {
@@ -120,6 +177,7 @@ void Network::write_state(int slot, const float* const* src) {
   std::unique_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t)
     std::memcpy(state_[slot].data() + offset(t), src[t], sizeof(float) * tensor_size(t));
+  zero_pruned(state_[slot].data());
 }
 
 index_t Network::tensor_rows(int t) const {
@@ -1039,13 +1097,15 @@ void Network::apply_optimizer(Lap& lap) {
       ac.weight_decay = static_cast<float>(spec_.weight_decay);
   }
   const bool mom = !sgd || spec_.momentum > 0.0;
-  // One update of n elements at flat offset o with gradient g.
+  // One update of n elements at flat offset o with gradient g (pruned elements skipped).
+  const std::uint8_t* keep = keep_.empty() ? nullptr : keep_.data();
   auto update = [&](index_t o, index_t n, const float* g) {
     float* m = mom ? state_[0].data() + o : nullptr;
+    const std::uint8_t* kp = keep ? keep + o : nullptr;
     if (sgd)
-      k.sgd(n, params_.data() + o, g, m, sc);
+      k.sgd(n, params_.data() + o, g, m, sc, kp);
     else
-      k.adam(n, params_.data() + o, g, m, state_[1].data() + o, ac);
+      k.adam(n, params_.data() + o, g, m, state_[1].data() + o, ac, kp);
   };
   const float l2 = static_cast<float>(spec_.l2);
   const int L = n_layers();

@@ -31,12 +31,12 @@ void chunked(index_t n, F&& f) {
 
 void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
   const auto body = nn_kernels().adam;
-  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, m + o, v + o, c); });
+  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, m + o, v + o, c, nullptr); });
 }
 
 void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c) {
   const auto body = nn_kernels().sgd;
-  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, buf ? buf + o : nullptr, c); });
+  chunked(n, [&](index_t o, index_t k) { body(k, w + o, g + o, buf ? buf + o : nullptr, c, nullptr); });
 }
 
 }  // namespace aerec::cpu

@@ -63,15 +63,45 @@ static void test_optim(const Body& b) {
     AdamCoeffs ac;
     ac.lr = 3e-3f; ac.bc1 = 0.19f; ac.bc2 = 0.002f; ac.weight_decay = 0.013f; ac.lr_wd = 1e-4f;
     auto w = w0, m = m0, v = v0, w2 = w0, m2 = m0, v2 = v0;
-    ref.adam(n, w.data(), g.data(), m.data(), v.data(), ac);
-    b.k.adam(n, w2.data(), g.data(), m2.data(), v2.data(), ac);
+    ref.adam(n, w.data(), g.data(), m.data(), v.data(), ac, nullptr);
+    b.k.adam(n, w2.data(), g.data(), m2.data(), v2.data(), ac, nullptr);
     CHECK(same(w, w2) && same(m, m2) && same(v, v2), "%s adam n=%ld", b.name, long(n));
+    // Pruning masks: random, all pruned, all kept, and runs of 8 / 16 (whole vector blocks). The
+    // kept elements get exactly the unmasked update, the pruned ones are untouched.
+    for (int pat = 0; pat < 5; ++pat) {
+      std::vector<std::uint8_t> keep(n);
+      std::mt19937 rg(static_cast<unsigned>(n * 7 + pat));
+      for (index_t i = 0; i < n; ++i)
+        keep[i] = pat == 0 ? std::uint8_t(rg() % 3 != 0) : pat == 1 ? 0 : pat == 2 ? 1 : std::uint8_t((i / (pat == 3 ? 8 : 16)) % 2);
+      auto wm = w0, mm = m0, vm = v0;
+      b.k.adam(n, wm.data(), g.data(), mm.data(), vm.data(), ac, keep.data());
+      bool ok = true;
+      for (index_t i = 0; i < n; ++i) {
+        const bool k = keep[i] != 0;
+        ok = ok && std::memcmp(&wm[i], k ? &w[i] : &w0[i], 4) == 0 && std::memcmp(&mm[i], k ? &m[i] : &m0[i], 4) == 0 &&
+             std::memcmp(&vm[i], k ? &v[i] : &v0[i], 4) == 0;
+      }
+      CHECK(ok, "%s masked adam n=%ld pattern %d", b.name, long(n), pat);
+      for (int mode = 0; mode < 3; ++mode) {
+        SgdCoeffs sc;
+        sc.lr = 0.07f; sc.weight_decay = 0.011f; sc.momentum = mode ? 0.9f : 0.f; sc.nesterov = mode == 2;
+        auto ws = w0, bs = m0, wk = w0, bk = m0;
+        ref.sgd(n, ws.data(), g.data(), mode ? bs.data() : nullptr, sc, nullptr);
+        b.k.sgd(n, wk.data(), g.data(), mode ? bk.data() : nullptr, sc, keep.data());
+        bool oks = true;
+        for (index_t i = 0; i < n; ++i) {
+          const bool k = keep[i] != 0;
+          oks = oks && std::memcmp(&wk[i], k ? &ws[i] : &w0[i], 4) == 0 && std::memcmp(&bk[i], k ? &bs[i] : &m0[i], 4) == 0;
+        }
+        CHECK(oks, "%s masked sgd mode %d n=%ld pattern %d", b.name, mode, long(n), pat);
+      }
+    }
     for (int mode = 0; mode < 3; ++mode) {  // no buffer, momentum, Nesterov
       SgdCoeffs sc;
       sc.lr = 0.07f; sc.weight_decay = 0.011f; sc.momentum = mode ? 0.9f : 0.f; sc.nesterov = mode == 2;
       auto ws = w0, bs = m0, ws2 = w0, bs2 = m0;
-      ref.sgd(n, ws.data(), g.data(), mode ? bs.data() : nullptr, sc);
-      b.k.sgd(n, ws2.data(), g.data(), mode ? bs2.data() : nullptr, sc);
+      ref.sgd(n, ws.data(), g.data(), mode ? bs.data() : nullptr, sc, nullptr);
+      b.k.sgd(n, ws2.data(), g.data(), mode ? bs2.data() : nullptr, sc, nullptr);
       CHECK(same(ws, ws2) && same(bs, bs2), "%s sgd mode %d n=%ld", b.name, mode, long(n));
     }
   }

@@ -228,6 +228,35 @@ def _weights(shapes, h=None):
 
 _weight_names_field = Seq(Str(), 1, 2 * _MAX_LAYERS + 1)
 
+#: the ``pruning`` hyper-parameter (aerec.compress.GradualPruning.to_dict(); absent in older files)
+_PRUNING = Opt(Obj({"final_sparsity": Float(0.0, 1.0, hi_open=True), "begin": Float(0.0, 1.0),
+                    "end": Float(0.0, 1.0), "initial_sparsity": Float(0.0, 1.0, hi_open=True),
+                    "frequency": Int(1), "layers": Either(Str("all"), Seq(Int(0, _MAX_LAYERS - 1), 1, _MAX_LAYERS)),
+                    "scope": Str("layer", "global")}))
+#: the weight layers that carry a pruning mask (``mask.<weight name>`` arrays, uint8 0 / 1)
+_masked_layers_field = Seq(Int(0, _MAX_LAYERS - 1), 1, _MAX_LAYERS)
+
+
+def _mask_arrays(h):
+    """The pruning masks a header declares (``masked_layers``): one uint8 array per masked W_l."""
+    if "masked_layers" not in h:
+        return {}
+    spec = h["spec"]
+    L = len(spec["layer_sizes"]) - 1
+    names, shapes = weight_names(spec), param_shapes(spec)
+    out = {}
+    for l in h["masked_layers"]:
+        if l >= L:
+            raise Invalid("masked_layers", f"weight-layer indices in [0, {L})", l)
+        out[f"mask.{names[2 * l]}"] = Array("uint8", shapes[2 * l])
+    return out
+
+
+def _mask_check(h, a, dims):
+    for name in _mask_arrays(h):
+        if a[name].size and int(a[name].max()) > 1:
+            raise Invalid(f"array {name!r}", "0 (pruned) or 1 (kept)", int(a[name].max()))
+
 
 # ----------------------------------------------------------------------------------------------
 # Autoencoder (dense)
@@ -238,6 +267,7 @@ _AE_PARAMS = {
     "learning_rate": Float(0.0, lo_open=True), "random_state": _seed, "bottleneck": Opt(Int(0, _MAX_LAYERS)),
     "dropout": Either(_rate, Seq(_rate, 1, _MAX_LAYERS + 1)), "l2": Float(0.0), "weight_decay": Float(0.0),
     "momentum": _rate, "nesterov": Bool(), "beta1": _rate, "beta2": _rate, "epsilon": Float(0.0, lo_open=True),
+    "pruning": _PRUNING,
 }
 
 
@@ -255,6 +285,7 @@ def _ae_arrays(h):
     elif spec["momentum"] > 0:
         for nm, s in zip(names, shapes):
             arrays[f"opt_velocity_{nm}"] = Array("float32", s, finite=True)
+    arrays.update(_mask_arrays(h))
     return arrays
 
 
@@ -266,14 +297,16 @@ def _ae_check(h, a, dims):
                       h["n_features_in"])
     if "opt_step" in a and int(a["opt_step"]) < 0:
         raise Invalid("array 'opt_step'", "an update count >= 0", int(a["opt_step"]))
+    _mask_check(h, a, dims)
     _check_packed(h, a, h["spec"])
 
 
 AUTOENCODER = Schema(
-    {"params": Obj(_AE_PARAMS), "spec": Check(_net_spec, "a valid network spec"),
+    {"params": Obj(_AE_PARAMS, ("pruning",)), "spec": Check(_net_spec, "a valid network spec"),
      "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history,
-     "card": CARD, "weight_names": _weight_names_field, "compression": COMPRESSION},
-    _ae_arrays, optional=("card", "weight_names", "compression"), check=_ae_check)
+     "card": CARD, "weight_names": _weight_names_field, "masked_layers": _masked_layers_field,
+     "compression": COMPRESSION},
+    _ae_arrays, optional=("card", "weight_names", "masked_layers", "compression"), check=_ae_check)
 
 
 def _plain(spec, what):
@@ -290,7 +323,7 @@ _AUTOREC_PARAMS = {
     "kind": Str("item", "user"), "hidden": _width, "activation": Name(ACTIVATIONS), "l2": Float(0.0),
     "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0), "batch_size": Int(1),
     "optimizer": Name(OPTIMIZERS), "clip": Opt(Either(Str("auto"), Seq(Float(), 2, 2))),
-    "dropout": Either(_rate, Seq(_rate, 2, 2)), "random_state": _seed,
+    "dropout": Either(_rate, Seq(_rate, 2, 2)), "random_state": _seed, "pruning": _PRUNING,
 }
 
 
@@ -321,15 +354,16 @@ def _autorec_dims(h):
 
 def _autorec_arrays(h):
     _autorec_spec(h)
-    return _weights(param_shapes(h["spec"]), h)
+    return {**_weights(param_shapes(h["spec"]), h), **_mask_arrays(h)}
 
 
 AUTOREC = _recommender(
     _AUTOREC_PARAMS,
     {"spec": Check(_net_spec, "a valid network spec"), "seed": Int(0, 2 ** 64 - 1),
      "clip": Check(_clip, "[low, high] numbers with low <= high, or [null, null]"), "history": _history,
-     "weight_names": _weight_names_field},
-    _autorec_arrays, dims=_autorec_dims, optional=("history", "weight_names"))
+     "weight_names": _weight_names_field, "masked_layers": _masked_layers_field},
+    _autorec_arrays, dims=_autorec_dims, optional=("history", "weight_names", "masked_layers"),
+    check=_mask_check, optional_params=("pruning",))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -339,7 +373,7 @@ _REC_COMMON = {
     "hidden": _widths, "latent": Either(_width, Seq(_width, 1, 1)), "activation": Name(ACTIVATIONS),
     "dropout": _rate, "l2": Float(0.0), "learning_rate": Float(0.0, lo_open=True), "epochs": Int(0),
     "batch_size": Either(Str("auto"), Int(1)), "optimizer": Name(OPTIMIZERS), "lazy_adam": Bool(),
-    "random_state": _seed,
+    "random_state": _seed, "pruning": _PRUNING,
 }
 
 
@@ -365,12 +399,14 @@ def _sparse_ae(variational, loss, normalize, user_embedding, extra):
         return d
 
     def arrays(h):
-        return _weights(param_shapes(h["spec"]), h)
+        return {**_weights(param_shapes(h["spec"]), h), **_mask_arrays(h)}
 
     return _recommender({**_REC_COMMON, **extra},
                         {"spec": Check(spec, "a valid network spec for this model"), "seed": Int(0, 2 ** 64 - 1),
-                         "history": _history, "best_epoch": Int(0), "weight_names": _weight_names_field},
-                        arrays, dims=dims, optional=("history", "best_epoch", "weight_names"))
+                         "history": _history, "best_epoch": Int(0), "weight_names": _weight_names_field,
+                         "masked_layers": _masked_layers_field},
+                        arrays, dims=dims, optional=("history", "best_epoch", "weight_names", "masked_layers"),
+                        check=_mask_check, optional_params=("pruning",))
 
 
 MULTDAE = _sparse_ae(False, "multinomial", True, False, {})

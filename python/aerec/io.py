@@ -609,7 +609,9 @@ def read_model_file(path, expected_class: str | None = None):
         try:
             with zf:
                 return _read(zf, path, file_size, expected_class)
-        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, zipfile.LargeZipFile, NotImplementedError) as exc:
+            # NotImplementedError: zipfile on a damaged local header's flag bits ("compressed
+            # patched data"), a damaged file like any other
             if isinstance(exc, (FileNotFoundError, PermissionError)):
                 raise
             raise ModelFileError(f"{path!r} is truncated or altered ({type(exc).__name__}: {exc})") from None

@@ -139,6 +139,16 @@ class Network {
   void write_params(const float* const* src);
   void read_state(int slot, float* const* dst) const;
   void write_state(int slot, const float* const* src);
+  // Pruning masks, one per weight matrix W_l (l < n_layers; biases and U are never masked).
+  // masks[l]: tensor_size(2 l) bytes, 1 = keep, 0 = pruned (any other value: invalid_argument),
+  // or null = dense. Setting masks zeroes the pruned weights and their optimizer state; from then
+  // on every optimizer step skips them (the fused kernels test the mask per vector block, so the
+  // pruned weights, moments and velocities stay exactly 0), and write_params / write_state zero
+  // them again. masks == nullptr or all-null entries: no masks. gradients() still reports the
+  // pruned weights' gradients (the loss's, unmasked).
+  void set_masks(const std::uint8_t* const* masks);
+  bool has_mask(int l) const;
+  void read_mask(int l, std::uint8_t* dst) const;  // tensor_size(2 l) bytes (all 1 without a mask)
   // Training step: dropout, loss, backward, optimizer update, ++step. Returns the loss before it.
   double train_batch(const Batch& b);
   // One epoch in minibatches (last one partial), order from rng::shuffle_key when shuffle.
@@ -195,6 +205,11 @@ class Network {
   std::vector<float> rowbuf_;         // per-thread gradient chunks of the optimizer
   std::vector<std::pair<std::uint64_t, std::int64_t>> keys_;  // shuffle
   std::vector<std::int64_t> order_;
+  // Masks: keep_ is one byte per parameter (the flat layout; 1 outside masked tensors), empty when
+  // no tensor is masked; masked_[l] says whether W_l has a mask.
+  std::vector<std::uint8_t> keep_;
+  std::vector<char> masked_;
+  void zero_pruned(float* buf);  // buf (a flat buffer laid out as params_): pruned entries = 0
 };
 
 }  // namespace aerec::cpu

@@ -13,8 +13,12 @@ namespace aerec::cpu {
 struct NnKernels {
   // Fused optimizer updates on n elements (optim.hpp states the arithmetic). No FMA: every ISA
   // gives the portable body's bits. g is read only; sgd's buf may be null when momentum == 0.
-  void (*adam)(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c);
-  void (*sgd)(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c);
+  // keep (pruning masks; null = every element): where keep[i] == 0 (values 0 / 1 only) the
+  // element is skipped, w / m / v / buf left as they are (a block of pruned elements costs one
+  // mask test, no arithmetic).
+  void (*adam)(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c,
+               const std::uint8_t* keep);
+  void (*sgd)(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c, const std::uint8_t* keep);
   // Inverted dropout of a rows x cols block (rng.hpp's stream, bit for bit): dst = src * mult,
   // mult in {0, 1/(1-p)}; row r is element row row_ids[r] of the stream (e = row_ids[r] * cols + c).
   // src has row stride lds, dst and mult cols.

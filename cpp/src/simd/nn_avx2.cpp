@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "aerec/nn_kernels.hpp"
 
@@ -207,23 +208,52 @@ inline void adam_step(const AdamV& c, __m256& wi, __m256 gi, __m256& mi, __m256&
   wi = _mm256_sub_ps(wi, _mm256_div_ps(num, den));
 }
 
+// Lanes of keep[0:8] that are non-zero (keep holds 0 / 1).
+inline __m256i keep_lanes(const std::uint8_t* keep) {
+  const __m128i k8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(keep));
+  return _mm256_cmpgt_epi32(_mm256_cvtepu8_epi32(k8), _mm256_setzero_si256());
+}
+
+// keep[0:8] as one word: 0 = all pruned (skip), kAllKept = none pruned (plain stores).
+inline std::uint64_t keep_word(const std::uint8_t* keep) {
+  std::uint64_t kw;
+  std::memcpy(&kw, keep, 8);
+  return kw;
+}
+constexpr std::uint64_t kAllKept = 0x0101010101010101ull;
+
 }  // namespace
 
-void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
+void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c,
+                 const std::uint8_t* keep) {
   const AdamV k{_mm256_set1_ps(c.lr),  _mm256_set1_ps(c.beta1), _mm256_set1_ps(c.one_minus_beta1),
                 _mm256_set1_ps(c.beta2), _mm256_set1_ps(c.one_minus_beta2), _mm256_set1_ps(c.bc1),
                 _mm256_set1_ps(c.bc2), _mm256_set1_ps(c.eps), _mm256_set1_ps(c.weight_decay),
                 _mm256_set1_ps(c.lr_wd)};
   index_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    __m256 wi = _mm256_loadu_ps(w + i), mi = _mm256_loadu_ps(m + i), vi = _mm256_loadu_ps(v + i);
+    const std::uint64_t kw = keep ? keep_word(keep + i) : kAllKept;
+    if (kw == 0) continue;  // a block of pruned weights: nothing to do
+    const __m256 w0 = _mm256_loadu_ps(w + i), m0 = _mm256_loadu_ps(m + i), v0 = _mm256_loadu_ps(v + i);
+    __m256 wi = w0, mi = m0, vi = v0;
     adam_step(k, wi, _mm256_loadu_ps(g + i), mi, vi);
+    if (kw != kAllKept) {  // mixed block: the pruned lanes keep their old values (blend, full stores)
+      const __m256 km = _mm256_castsi256_ps(keep_lanes(keep + i));
+      wi = _mm256_blendv_ps(w0, wi, km);
+      mi = _mm256_blendv_ps(m0, mi, km);
+      vi = _mm256_blendv_ps(v0, vi, km);
+    }
     _mm256_storeu_ps(m + i, mi);
     _mm256_storeu_ps(v + i, vi);
     _mm256_storeu_ps(w + i, wi);
   }
   if (i < n) {
-    const __m256i t = tail_mask(n - i);
+    __m256i t = tail_mask(n - i);
+    if (keep) {
+      std::uint8_t kb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      std::memcpy(kb, keep + i, static_cast<size_t>(n - i));
+      t = _mm256_and_si256(t, keep_lanes(kb));
+    }
     __m256 wi = _mm256_maskload_ps(w + i, t), mi = _mm256_maskload_ps(m + i, t), vi = _mm256_maskload_ps(v + i, t);
     adam_step(k, wi, _mm256_maskload_ps(g + i, t), mi, vi);
     _mm256_maskstore_ps(m + i, t, mi);
@@ -234,31 +264,49 @@ void adam_update(index_t n, float* w, const float* g, float* m, float* v, const 
 
 namespace {
 
+// km: the lanes to update (all-ones: every lane); pruned lanes are written back unchanged.
 template <bool Tail>
-inline void sgd_block(index_t i, __m256i t, float* w, const float* g, float* buf, __m256 lr, __m256 mu,
-                      __m256 wd, bool nesterov) {
+inline void sgd_block(index_t i, __m256i t, __m256 km, bool mixed, float* w, const float* g, float* buf,
+                      __m256 lr, __m256 mu, __m256 wd, bool nesterov) {
   const auto load = [&](const float* p) { return Tail ? _mm256_maskload_ps(p, t) : _mm256_loadu_ps(p); };
-  const auto store = [&](float* p, __m256 x) {
+  const auto store = [&](float* p, __m256 old, __m256 x) {
+    if (mixed) x = _mm256_blendv_ps(old, x, km);
     if (Tail) _mm256_maskstore_ps(p, t, x); else _mm256_storeu_ps(p, x);
   };
   const __m256 wi = load(w + i);
   __m256 gi = _mm256_add_ps(load(g + i), _mm256_mul_ps(wd, wi));
   if (buf != nullptr) {
-    const __m256 b = _mm256_add_ps(_mm256_mul_ps(mu, load(buf + i)), gi);
-    store(buf + i, b);
+    const __m256 b0 = load(buf + i);
+    const __m256 b = _mm256_add_ps(_mm256_mul_ps(mu, b0), gi);
+    store(buf + i, b0, b);
     gi = nesterov ? _mm256_add_ps(gi, _mm256_mul_ps(mu, b)) : b;
   }
-  store(w + i, _mm256_sub_ps(wi, _mm256_mul_ps(lr, gi)));
+  store(w + i, wi, _mm256_sub_ps(wi, _mm256_mul_ps(lr, gi)));
 }
 
 }  // namespace
 
-void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c) {
+void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c, const std::uint8_t* keep) {
   const __m256 lr = _mm256_set1_ps(c.lr), mu = _mm256_set1_ps(c.momentum), wd = _mm256_set1_ps(c.weight_decay);
   const __m256i all = _mm256_set1_epi32(-1);
+  const __m256 allf = _mm256_castsi256_ps(all);
   index_t i = 0;
-  for (; i + 8 <= n; i += 8) sgd_block<false>(i, all, w, g, buf, lr, mu, wd, c.nesterov);
-  if (i < n) sgd_block<true>(i, tail_mask(n - i), w, g, buf, lr, mu, wd, c.nesterov);
+  for (; i + 8 <= n; i += 8) {
+    const std::uint64_t kw = keep ? keep_word(keep + i) : kAllKept;
+    if (kw == 0) continue;
+    const bool mixed = kw != kAllKept;
+    sgd_block<false>(i, all, mixed ? _mm256_castsi256_ps(keep_lanes(keep + i)) : allf, mixed, w, g, buf, lr, mu, wd,
+                     c.nesterov);
+  }
+  if (i < n) {
+    __m256i t = tail_mask(n - i);
+    if (keep) {
+      std::uint8_t kb[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      std::memcpy(kb, keep + i, static_cast<size_t>(n - i));
+      t = _mm256_and_si256(t, keep_lanes(kb));
+    }
+    sgd_block<true>(i, t, allf, false, w, g, buf, lr, mu, wd, c.nesterov);
+  }
 }
 
 // ---- dropout -------------------------------------------------------------------------------------

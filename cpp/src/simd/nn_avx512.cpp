@@ -199,14 +199,28 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 
 namespace elem {
 
-void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c) {
+namespace {
+
+// Lanes [i, min(n, i + 16)) whose keep byte is non-zero (keep null: all of them).
+inline __mmask16 lanes(index_t n, index_t i, const std::uint8_t* keep) {
+  const __mmask16 t = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+  if (keep == nullptr) return t;
+  const __m128i k8 = _mm_maskz_loadu_epi8(t, keep + i);
+  return _mm_test_epi8_mask(k8, k8);
+}
+
+}  // namespace
+
+void adam_update(index_t n, float* w, const float* g, float* m, float* v, const AdamCoeffs& c,
+                 const std::uint8_t* keep) {
   const __m512 lr = _mm512_set1_ps(c.lr), b1 = _mm512_set1_ps(c.beta1),
                ob1 = _mm512_set1_ps(c.one_minus_beta1), b2 = _mm512_set1_ps(c.beta2),
                ob2 = _mm512_set1_ps(c.one_minus_beta2), bc1 = _mm512_set1_ps(c.bc1),
                bc2 = _mm512_set1_ps(c.bc2), eps = _mm512_set1_ps(c.eps),
                wd = _mm512_set1_ps(c.weight_decay), lrwd = _mm512_set1_ps(c.lr_wd);
   for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __mmask16 k = lanes(n, i, keep);
+    if (k == 0) continue;  // a block of pruned weights: nothing to do
     __m512 wi = _mm512_maskz_loadu_ps(k, w + i);
     wi = _mm512_sub_ps(wi, _mm512_mul_ps(lrwd, wi));
     __m512 gi = _mm512_add_ps(_mm512_maskz_loadu_ps(k, g + i), _mm512_mul_ps(wd, wi));
@@ -221,11 +235,12 @@ void adam_update(index_t n, float* w, const float* g, float* m, float* v, const 
   }
 }
 
-void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c) {
+void sgd_update(index_t n, float* w, const float* g, float* buf, const SgdCoeffs& c, const std::uint8_t* keep) {
   const __m512 lr = _mm512_set1_ps(c.lr), mu = _mm512_set1_ps(c.momentum),
                wd = _mm512_set1_ps(c.weight_decay);
   for (index_t i = 0; i < n; i += 16) {
-    const __mmask16 k = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+    const __mmask16 k = lanes(n, i, keep);
+    if (k == 0) continue;
     __m512 wi = _mm512_maskz_loadu_ps(k, w + i);
     __m512 gi = _mm512_add_ps(_mm512_maskz_loadu_ps(k, g + i), _mm512_mul_ps(wd, wi));
     if (buf != nullptr) {

@@ -64,11 +64,12 @@ void scale_accumulate(index_t n, float* z, float s, float* acc) {
 }
 
 // ---- the Network's bodies: same operation order as the NumPy reference, no FMA ----------------
+// keep (null: every element): elements with keep[i] == 0 are skipped (w, m, v untouched).
 void adam_update(index_t n, float* __restrict w, const float* __restrict g, float* __restrict m,
-                 float* __restrict v, const AdamCoeffs& c) {
+                 float* __restrict v, const AdamCoeffs& c, const std::uint8_t* __restrict keep) {
   const float lr = c.lr, b1 = c.beta1, ob1 = c.one_minus_beta1, b2 = c.beta2, ob2 = c.one_minus_beta2;
   const float bc1 = c.bc1, bc2 = c.bc2, eps = c.eps, wd = c.weight_decay, lrwd = c.lr_wd;
-  for (index_t i = 0; i < n; ++i) {
+  auto one = [&](index_t i) {
     float wi = w[i];
     wi = wi - lrwd * wi;
     float gi = g[i] + wd * wi;
@@ -79,21 +80,38 @@ void adam_update(index_t n, float* __restrict w, const float* __restrict g, floa
     m[i] = mi;
     v[i] = vi;
     w[i] = wi - (lr * (mi / bc1)) / (std::sqrt(vi / bc2) + eps);
+  };
+  if (keep == nullptr) {
+    for (index_t i = 0; i < n; ++i) one(i);
+  } else {
+    for (index_t i = 0; i < n; ++i)
+      if (keep[i]) one(i);
   }
 }
 
 void sgd_update(index_t n, float* __restrict w, const float* __restrict g, float* __restrict buf,
-                const SgdCoeffs& c) {
+                const SgdCoeffs& c, const std::uint8_t* __restrict keep) {
   const float lr = c.lr, mu = c.momentum, wd = c.weight_decay;
   if (buf == nullptr) {
-    for (index_t i = 0; i < n; ++i) w[i] = w[i] - lr * (g[i] + wd * w[i]);
+    if (keep == nullptr) {
+      for (index_t i = 0; i < n; ++i) w[i] = w[i] - lr * (g[i] + wd * w[i]);
+    } else {
+      for (index_t i = 0; i < n; ++i)
+        if (keep[i]) w[i] = w[i] - lr * (g[i] + wd * w[i]);
+    }
     return;
   }
-  for (index_t i = 0; i < n; ++i) {
+  auto one = [&](index_t i) {
     const float gi = g[i] + wd * w[i];
     const float b = mu * buf[i] + gi;
     buf[i] = b;
     w[i] = w[i] - lr * (c.nesterov ? gi + mu * b : b);
+  };
+  if (keep == nullptr) {
+    for (index_t i = 0; i < n; ++i) one(i);
+  } else {
+    for (index_t i = 0; i < n; ++i)
+      if (keep[i]) one(i);
   }
 }
 

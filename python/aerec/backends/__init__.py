@@ -14,7 +14,11 @@ Interface of a backend module:
     :func:`aerec.nn.spec.make_spec` (the maths and random streams are stated there). Interface:
     ``spec``, ``n_layers``, ``step`` (get and set), ``beta``, ``get_params`` / ``set_params``,
     ``get_optimizer_state`` / ``set_optimizer_state`` (keys ``step``, ``m_W0``, ``v_W0``, ... or
-    ``velocity_W0``, ...), ``forward(x, batch_size=4096, users=None)``, ``hidden(x, layer, ...)``,
+    ``velocity_W0``, ...), ``set_masks(masks)`` / ``get_masks()`` (pruning: one bool / uint8 array
+    per weight matrix, True = kept, None = dense, validated by :func:`aerec.nn.spec.check_masks`;
+    setting zeroes the pruned weights and their optimizer state, every optimizer step then leaves
+    them at exactly 0, and ``set_params`` / ``set_optimizer_state`` zero them again; ``get_masks``
+    returns bool copies, None where dense), ``forward(x, batch_size=4096, users=None)``, ``hidden(x, layer, ...)``,
     ``encode(x, ...)``, ``loss(x, y, mask=None, batch_size=4096, users=None)``,
     ``gradients(x, y, mask=None, training=False, users=None)``, ``train_batch(x, y, mask=None,
     users=None)``, ``train_epoch(x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None)``,

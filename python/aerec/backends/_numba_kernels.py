@@ -484,11 +484,18 @@ def update(P, G, M, V, k, opt, oc, nesterov):
 
 
 @njit(cache=True, parallel=True)
-def optimize(P, G, M, V, ranges, nr, opt, oc, nesterov):
-    """One fused step over the element ranges [ranges[c, 0], ranges[c, 1]) (one parallel region)."""
+def optimize(P, G, M, V, ranges, nr, opt, oc, nesterov, KEEP):
+    """One fused step over the element ranges [ranges[c, 0], ranges[c, 1]) (one parallel region).
+    KEEP: one byte per parameter (0 = pruned: skipped), or empty (no masks)."""
+    masked = KEEP.size > 0
     for c in prange(nr):
-        for k in range(ranges[c, 0], ranges[c, 1]):
-            update(P, G, M, V, k, opt, oc, nesterov)
+        if masked:
+            for k in range(ranges[c, 0], ranges[c, 1]):
+                if KEEP[k] != 0:
+                    update(P, G, M, V, k, opt, oc, nesterov)
+        else:
+            for k in range(ranges[c, 0], ranges[c, 1]):
+                update(P, G, M, V, k, opt, oc, nesterov)
 
 
 _CHUNK = 16384
@@ -525,7 +532,7 @@ def opt_constants(cf_opt, step):
 # ---- one call: eval forward, eval loss, gradients, or training over an order of rows ---------------------
 @njit(cache=True)
 def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, training, xp, xi, xv, yp, yi, yv,
-        mask, has_mask, users, order, bs, last, result, threads):
+        mask, has_mask, users, order, bs, last, result, threads, KEEP):
     """mode 0: layers 0..last in eval mode into result (the output activation applied); 1: eval loss;
     2: loss and gradients (into G) of one batch; 3: train (one optimizer step per batch of ``order``).
     Returns (sum of batch losses weighted by rows (modes 2, 3) or the loss sum (mode 1), its
@@ -593,7 +600,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
                  inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1, threads)
         if mode == 3:
             nr = step_ranges(off, ow[0], ci, touched, nt, ulist, nu, ranges)
-            optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0)
+            optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0, KEEP)
             for q in range(nt):
                 mark[touched[q]] = 0
             for q in range(nu):

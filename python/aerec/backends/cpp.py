@@ -93,6 +93,15 @@ class Network:
     def get_optimizer_state(self):
         return self._net.get_optimizer_state()
 
+    def set_masks(self, masks):
+        """Pruning masks (see ``aerec.nn.spec``): one bool / uint8 array per weight matrix (True =
+        kept) or None; None drops them all. The fused optimizer kernels skip the pruned weights."""
+        from ..nn.spec import check_masks
+        self._net.set_masks(check_masks(self.spec, masks))
+
+    def get_masks(self):
+        return self._net.get_masks()
+
     def set_optimizer_state(self, state):
         d = {k: (v if k == "step" else _as_f32(v)) for k, v in dict(state).items()}
         self._net.set_optimizer_state(d)

@@ -117,6 +117,7 @@ class Network(_ref.Network):
         self._cf_opt = _np.array([s["learning_rate"], s["weight_decay"], s["beta1"], s["beta2"], s["epsilon"],
                                   s["momentum"]])
         self._G = _np.zeros_like(self._P)
+        self._K = _np.zeros(0, _np.uint8)  # pruning masks, flat (set_masks); empty: none
         self._flat_state()
 
     # the flat buffers: tensor t is buf[off[t]:off[t + 1]]; the base class sees views into them
@@ -125,6 +126,19 @@ class Network(_ref.Network):
         self._off = _np.cumsum([0] + [p.size for p in self._params]).astype(_np.int64)
         self._P = _np.concatenate([p.ravel() for p in self._params])
         self._params = self._views(self._P)
+
+    def set_masks(self, masks):
+        super().set_masks(masks)
+        pr = self._pruned
+        if not pr:
+            self._K = _np.zeros(0, _np.uint8)
+        else:  # one byte per parameter, the flat layout of _P (1 outside the masked tensors)
+            self._K = _np.ones(self._off[-1], _np.uint8)
+            for i, pruned in pr.items():
+                self._K[self._off[i]:self._off[i + 1]] = ~pruned.ravel()
+
+    def _keep_flat(self):
+        return self._K
 
     def _views(self, buf):
         return [buf[a:b].reshape(shape) for a, b, shape in zip(self._off[:-1], self._off[1:], self._shapes)]
@@ -155,7 +169,7 @@ class Network(_ref.Network):
         with _threads(1 if small else 0) as threads, _blas_threads(1, not small):
             res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
                       self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
-                      mask is not None, u, order, int(bs), int(last), out, threads)
+                      mask is not None, u, order, int(bs), int(last), out, threads, self._keep_flat())
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):

@@ -282,6 +282,36 @@ class Network:
                 raise ValueError(f"{name} must have shape {shape}, got {p.shape}")
             new.append(_np.array(p, dtype=self.dtype, order="C", copy=True))
         self._params = new
+        self._zero_pruned(self._params)
+
+    # ---- pruning masks (aerec.nn.spec: "Pruning masks") -----------------------------------------
+    def set_masks(self, masks):
+        """One mask per weight matrix (bool / uint8 of W_l's shape, True = kept; None = dense), or
+        None to drop every mask. Zeroes the pruned weights and their optimizer state; every later
+        step leaves them at 0."""
+        from ..nn.spec import check_masks
+        ms = check_masks(self.spec, masks)
+        self._pruned = {2 * l: ~m for l, m in enumerate(ms) if m is not None}
+        self._zero_pruned(self._params)
+        self._zero_pruned_state()
+
+    def get_masks(self):
+        """The masks as bool arrays (True = kept), None where a weight matrix is dense."""
+        pr = getattr(self, "_pruned", {})
+        return [~pr[2 * l] if 2 * l in pr else None for l in range(self.n_layers)]
+
+    def _zero_pruned(self, tensors):
+        for i, pruned in getattr(self, "_pruned", {}).items():
+            tensors[i][pruned] = 0
+
+    def _zero_pruned_state(self):
+        pr = getattr(self, "_pruned", {})
+        if not pr:
+            return
+        for k, v in self._state.items():
+            i = self._names.index(k.split("_", 1)[1])
+            if i in pr:
+                v[pr[i]] = 0
 
     def _state_keys(self):
         if self.spec["optimizer"] in ("adam", "adamw"):
@@ -308,6 +338,7 @@ class Network:
                 raise ValueError(f"optimizer state {k} must have shape {self._state[k].shape}, got {v.shape}")
             new[k] = _np.array(v, dtype=self.dtype, copy=True)
         self._state = new
+        self._zero_pruned_state()
         self.step = step
 
     def timings(self):
@@ -591,6 +622,9 @@ class Network:
                 w_all[sel] = w
                 for k, a in zip(keys[i], st):
                     self._state[k][sel] = a
+        # pruned weights and their state stay 0 (skipping their update is the same)
+        self._zero_pruned(self._params)
+        self._zero_pruned_state()
         self.step = step
 
     def _train(self, x, y, mask, users, rows):

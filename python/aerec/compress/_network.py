@@ -297,6 +297,10 @@ class CompressedNetwork:
 
     train_epoch = train_batch = gradients = set_params = set_optimizer_state = get_optimizer_state = _no_training
 
+    def get_masks(self):
+        """None per layer: a compressed network stores its pruned weights' absence, not masks."""
+        return [None] * self.n_layers
+
     def get_params(self):
         """Dequantised fp32 copies ``[W0, b0, W1, b1, ...]`` (variational layer: its mu columns only,
         ``(n_in, d)``), then CDAE's user table."""

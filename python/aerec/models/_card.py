@@ -75,6 +75,8 @@ def build_card(model) -> dict:
     out = {"aerec_version": __version__, "created": card.get("created") or now()}
     params = model.get_params()
     params.pop("backend", None)
+    if hasattr(params.get("pruning"), "to_dict"):  # a GradualPruning: its arguments
+        params["pruning"] = params["pruning"].to_dict()
     out["params"] = params
     data = card.get("data")
     if data is None and getattr(model, "train_", None) is not None:

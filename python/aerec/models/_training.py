@@ -18,7 +18,7 @@ __all__ = ["run_epochs"]
 
 def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode="max", keep_best=False,
                early_stopping=None, callbacks=None, verbose=0, name=None, first_epoch=0, end_epoch=None,
-               diverged_hint="lower learning_rate"):
+               diverged_hint="lower learning_rate", pruning=None):
     """Train ``model`` for up to ``epochs`` epochs; return the number of epochs run.
 
     Parameters
@@ -52,6 +52,14 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
         run after validation and before the logs are recorded (e.g. to count trained epochs).
     diverged_hint : str
         the advice the divergence error ends with.
+    pruning : aerec.compress.GradualPruning, optional
+        gradual magnitude pruning of ``model.net_`` on its schedule over these ``epochs``: masks
+        recomputed before the epochs it names (and after the last one if the schedule did not reach
+        its final sparsity). Each epoch's logs get ``sparsity`` (the pruned fraction of the pruned
+        weight matrices during that epoch); ``model.sparsity_`` is the final one and
+        ``model.pruning_steps_`` the (epoch, sparsity) steps. Only epochs trained at the final
+        sparsity can be the best epoch or reset early stopping's patience (an earlier, denser
+        epoch's weights would not honour the final masks).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -69,10 +77,18 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
     history = model.history_
     bar = Progress(epochs, name or type(model).__name__, verbose)
     n_run = 0
+    pruner = None
+    if pruning is not None:
+        from ..compress.pruning import _Pruner
+        pruner = _Pruner(pruning, model, epochs)
     try:
         for i in range(epochs):
             epoch = first_epoch + i
+            if pruner is not None:
+                pruner.before_epoch(i)
             logs = {"loss": float(train_epoch(epoch))}
+            if pruner is not None:
+                logs["sparsity"] = float(pruner.sparsity)
             if not math.isfinite(logs["loss"]):
                 raise FloatingPointError(f"training diverged at epoch {epoch} (loss={logs['loss']}); "
                                          f"{diverged_hint}")
@@ -81,7 +97,7 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
             if end_epoch is not None:
                 end_epoch(epoch, logs)
             n_run += 1
-            if monitor is not None and monitor in logs:
+            if monitor is not None and monitor in logs and (pruner is None or pruner.done):
                 if better(logs[monitor], best):
                     best, best_epoch, wait = logs[monitor], i, 0
                     if keep_best:
@@ -95,8 +111,12 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
                 cb.on_epoch_end(epoch, logs)
             if model.stop_training or (early_stopping is not None and wait >= early_stopping):
                 break
+        if pruner is not None:
+            pruner.after_training(n_run)
     finally:
         bar.close()
+    if pruner is not None:
+        model.sparsity_ = float(pruner.sparsity)
     if keep_best and best_weights is not None:
         model._set_weights(best_weights)
         model.best_epoch_ = best_epoch

@@ -9,7 +9,8 @@ from .. import _validation
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import Estimator, _tuples, check_random_state, derive_seed, glorot_uniform, network_from_file, weights_for_file
+from .base import (Estimator, _tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, mask_state,
+                   network_from_file, weights_for_file)
 from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
@@ -58,6 +59,10 @@ class Autoencoder(Estimator):
         Adam's second-moment decay.
     epsilon : float > 0, default 1e-7
         Adam's epsilon (Keras' 1e-7).
+    pruning : aerec.compress.GradualPruning or None, default None
+        gradual magnitude pruning during each ``fit`` (Zhu & Gupta's schedule over that fit's
+        epochs; see :class:`aerec.compress.GradualPruning`): the pruned weights stay exactly 0, the
+        masks are saved with the model, ``history_["sparsity"]`` and ``sparsity_`` report it.
 
     Attributes
     ----------
@@ -69,8 +74,9 @@ class Autoencoder(Estimator):
     def __init__(self, hidden=(64,), activation="relu", output_activation="sigmoid", loss="mse",
                  optimizer="adam", learning_rate=1e-3, random_state=0, backend="auto", *,
                  bottleneck=None, dropout=0.0, l2=0.0, weight_decay=0.0, momentum=0.0, nesterov=False,
-                 beta1=0.9, beta2=0.999, epsilon=1e-7):
+                 beta1=0.9, beta2=0.999, epsilon=1e-7, pruning=None):
         self.hidden = hidden
+        self.pruning = pruning
         self.activation = activation
         self.output_activation = output_activation
         self.loss = loss
@@ -92,6 +98,7 @@ class Autoencoder(Estimator):
         self.stop_training = False
         # Fail early on bad names and values (the spec is rebuilt with real sizes at fit).
         self._spec(4)
+        check_pruning(pruning)
         from .. import _backends
         _backends._check_name(backend)
 
@@ -191,6 +198,7 @@ class Autoencoder(Estimator):
         if self.net_ is not None:
             net = self._backend().Network(self.spec_, self.net_.get_params())
             net.set_optimizer_state(self.net_.get_optimizer_state())
+            net.set_masks(self.net_.get_masks())
             self.net_ = net
         self.history_ = {k: list(v) for k, v in self.history_.items()}
         self._cache = None
@@ -230,6 +238,7 @@ class Autoencoder(Estimator):
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError("shuffle must be True or False")
         verbose = _validation.check_verbose(verbose, allow_auto=True)
+        pruning = check_pruning(self.pruning)
         try:
             x, y, mask = self._xy(x, y, mask)
         except ValueError as exc:
@@ -254,8 +263,17 @@ class Autoencoder(Estimator):
         run_epochs(self, epochs, train_epoch,
                    validate=None if val is None else (lambda: {"val_loss": float(self.net_.loss(*val))}),
                    callbacks=callbacks, verbose=verbose, first_epoch=self.epochs_trained_, end_epoch=end_epoch,
-                   diverged_hint="lower learning_rate or check the inputs' scale")
+                   diverged_hint="lower learning_rate or check the inputs' scale", pruning=pruning)
         return self
+
+    def _continue_fit(self, x, epochs, **fit_kw):
+        """aerec.compress.fine_tune: ``fit`` already continues from the current weights, optimizer
+        state and masks (without this model's own ``pruning`` schedule)."""
+        pruning, self.pruning = self.pruning, None
+        try:
+            self.fit(x, epochs=epochs, **fit_kw)
+        finally:
+            self.pruning = pruning
 
     def _validation(self, validation_data):
         if validation_data is None:
@@ -369,8 +387,11 @@ class Autoencoder(Estimator):
         if not getattr(self.net_, "compressed", False):  # a compressed network has no optimizer state
             for key, value in self.net_.get_optimizer_state().items():
                 arrays[f"opt_{key}"] = np.asarray(value)
+        mmeta, marrays = mask_state(self.spec_, self.net_)
+        arrays.update(marrays)
         self._save(path, {"spec": self.spec_, "n_features_in": self.n_features_in_, "seed": self.seed_,
-                          "epochs_trained": self.epochs_trained_, "history": self.history_, **wmeta}, arrays)
+                          "epochs_trained": self.epochs_trained_, "history": self.history_, **wmeta, **mmeta},
+                   arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):

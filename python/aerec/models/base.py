@@ -68,6 +68,8 @@ class Estimator:
         from ._card import build_card
         params = self.get_params()
         params.pop("backend", None)
+        if hasattr(params.get("pruning"), "to_dict"):  # a GradualPruning: JSON in the file
+            params["pruning"] = params["pruning"].to_dict()
         save_arrays(path, {"class": type(self).__name__, "params": params, "card": build_card(self), **meta},
                     arrays)
 
@@ -110,6 +112,7 @@ class Estimator:
         spec = dict(self.spec_, learning_rate=lr)
         net = self._backend().Network(spec, old.get_params())
         net.set_optimizer_state(old.get_optimizer_state())
+        net.set_masks(old.get_masks())
         self.spec_, self.net_ = spec, net
         self.learning_rate_ = lr
 
@@ -154,6 +157,9 @@ class Estimator:
     def _new_from_meta(cls, meta: dict, backend):
         """An unfitted instance with the saved hyper-parameters."""
         kw = _tuples(meta["params"])
+        if isinstance(kw.get("pruning"), dict):
+            from ..compress.pruning import GradualPruning
+            kw["pruning"] = GradualPruning.from_dict(kw["pruning"])
         if "backend" in cls._param_names():
             kw["backend"] = backend
         return cls(**kw)
@@ -205,7 +211,9 @@ def network_from_file(model, meta, arrays, spec):
         if "arrays" in comp:
             from ..compress._format import network_from_arrays
             return network_from_arrays(spec, {k: arrays[k] for k in comp["arrays"]}, model._backend())
-    return model._backend().Network(spec, weights_from_file(meta, arrays, spec))
+    net = model._backend().Network(spec, weights_from_file(meta, arrays, spec))
+    restore_masks(net, spec, meta, arrays)
+    return net
 
 
 def weights_from_file(meta, arrays, spec) -> list:
@@ -215,6 +223,41 @@ def weights_from_file(meta, arrays, spec) -> list:
     if "weight_names" in meta:
         return [arrays[name] for name in meta["weight_names"]]
     return [arrays[f"param_{i}"] for i in range(n)]
+
+
+def mask_state(spec, net) -> tuple[dict, dict]:
+    """``(meta, arrays)`` that save a network's pruning masks: ``masked_layers`` (the weight
+    layers with a mask) and one uint8 array ``mask.<weight name>`` each (1 = kept); empty without
+    masks."""
+    from .._schemas import weight_names
+    masks = net.get_masks()
+    layers = [l for l, m in enumerate(masks) if m is not None]
+    if not layers:
+        return {}, {}
+    names = weight_names(spec)
+    return ({"masked_layers": layers},
+            {f"mask.{names[2 * l]}": np.ascontiguousarray(masks[l], dtype=np.uint8) for l in layers})
+
+
+def restore_masks(net, spec, meta, arrays) -> None:
+    """Set the masks a file saved by :func:`mask_state` holds (none: nothing)."""
+    if "masked_layers" not in meta:
+        return
+    from .._schemas import weight_names
+    names = weight_names(spec)
+    masks = [None] * (len(spec["layer_sizes"]) - 1)
+    for l in meta["masked_layers"]:
+        masks[l] = arrays[f"mask.{names[2 * l]}"].astype(bool)
+    net.set_masks(masks)
+
+
+def check_pruning(pruning):
+    """The ``pruning=`` hyper-parameter: None or an ``aerec.compress.GradualPruning`` (a dict of
+    its arguments is accepted, as model files hold it)."""
+    if pruning is None:
+        return None
+    from ..compress.pruning import GradualPruning
+    return GradualPruning.from_dict(pruning)
 
 
 def _same(a, b) -> bool:

@@ -12,8 +12,8 @@ from .. import _validation
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import (_tuples, check_random_state, derive_seed, glorot_uniform, layer_params, network_from_file,
-                   weights_for_file)
+from .base import (_tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, layer_params,
+                   mask_state, network_from_file, weights_for_file)
 from .recommender import Recommender
 
 __all__ = ["MultDAE", "MultVAE", "CDAE"]
@@ -177,6 +177,7 @@ class _SparseAutoencoder(Recommender):
                 raise ValueError(f"validation has {validation.n_items} items but train has {X.shape[1]}; "
                                  "make both from one split")
         seed = check_random_state(self.random_state)
+        pruning = check_pruning(getattr(self, "pruning", None))
         spec = self._spec(X.shape[1], X.shape[0], planned_updates=epochs * -(-X.shape[0] // batch_size))
         spec["seed"] = derive_seed(seed, 0) % (2 ** 31)
         from .._memory import check_memory
@@ -204,8 +205,35 @@ class _SparseAutoencoder(Recommender):
 
         run_epochs(self, epochs, train_epoch, validate=None if validation is None else validate,
                    monitor=f"val_ndcg@{k}", mode="max", keep_best=True, early_stopping=early_stopping,
-                   callbacks=callbacks, verbose=verbose)
+                   callbacks=callbacks, verbose=verbose, pruning=pruning)
         return self
+
+    def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None):
+        """aerec.compress.fine_tune: ``epochs`` more epochs on ``train`` (the training matrix) from the
+        current weights, optimizer state and masks, continuing the epoch count and its seeds."""
+        from .._validation import as_csr
+        from ..callbacks import as_callbacks
+        X = as_csr(train.to_csr() if hasattr(train, "to_csr") and not sp.issparse(train) else train, "train")
+        if X.shape != self.train_.shape:
+            raise ValueError(f"train has shape {X.shape} but the model was fitted on {self.train_.shape}; "
+                             "fine-tune on the same users x items matrix")
+        X = self._binary(X)
+        if batch_size is None:  # the fit's (a loaded model: the constructor's)
+            bs = getattr(self, "batch_size_", None) or self._batch_size(None, X.shape[0])
+        else:
+            bs = _validation.check_positive_int(batch_size, "batch_size", hi=None)
+        bs = min(bs, X.shape[0])
+        seed, first = self.seed_, len(self.history_.get("loss", []))
+        users = np.arange(X.shape[0], dtype=np.int32)
+
+        def train_epoch(epoch):
+            return self.net_.train_epoch(X, X, batch_size=bs, shuffle=True,
+                                         seed=derive_seed(seed, 1, epoch) % (2 ** 63),
+                                         users=users if self._user_embedding else None)
+        self._index = None
+        run_epochs(self, epochs, train_epoch, callbacks=as_callbacks(callbacks),
+                   verbose=_validation.check_verbose(verbose, allow_auto=True), first_epoch=first)
+        self._index = None
 
     def _get_weights(self):
         return self.net_.get_params()
@@ -325,7 +353,9 @@ class _SparseAutoencoder(Recommender):
         arrays = self._train_arrays(include_history)
         wmeta, weights = weights_for_file(self)
         arrays.update(weights)
-        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, **wmeta}
+        mmeta, marrays = mask_state(self.spec_, self.net_)
+        arrays.update(marrays)
+        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, **wmeta, **mmeta}
         if getattr(self, "best_epoch_", None) is not None:
             meta["best_epoch"] = int(self.best_epoch_)
         self._save(path, meta, arrays)
@@ -380,14 +410,20 @@ class MultDAE(_SparseAutoencoder):
         ``seed_``). Same seed and thread count: the same model.
     backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
         the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    pruning : aerec.compress.GradualPruning or None, default None
+        gradual magnitude pruning during ``fit`` (Zhu & Gupta's cubic schedule over the fit's
+        epochs; see :class:`aerec.compress.GradualPruning`): pruned weights stay exactly 0 (the
+        optimizer skips them), the masks are saved with the model, ``history_["sparsity"]`` and
+        ``sparsity_`` report the pruned fraction. With ``validation`` only epochs at the final
+        sparsity can be kept as the best.
     """
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.01 / 500,
                  learning_rate=1e-3, epochs=100, batch_size=500, optimizer="adam", lazy_adam=False,
-                 random_state=0, backend="auto"):
+                 random_state=0, backend="auto", pruning=None):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
-        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend
+        self.lazy_adam, self.random_state, self.backend, self.pruning = lazy_adam, random_state, backend, pruning
 
 
 @register_model
@@ -434,17 +470,23 @@ class MultVAE(_SparseAutoencoder):
         ``seed_``). Same seed and thread count: the same model.
     backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
         the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    pruning : aerec.compress.GradualPruning or None, default None
+        gradual magnitude pruning during ``fit`` (Zhu & Gupta's cubic schedule over the fit's
+        epochs; see :class:`aerec.compress.GradualPruning`): pruned weights stay exactly 0 (the
+        optimizer skips them), the masks are saved with the model, ``history_["sparsity"]`` and
+        ``sparsity_`` report the pruned fraction. With ``validation`` only epochs at the final
+        sparsity can be kept as the best.
     """
 
     _variational = True
 
     def __init__(self, hidden=(600,), latent=200, activation="tanh", dropout=0.5, l2=0.0,
                  anneal_cap=0.2, total_anneal_steps="auto", learning_rate=1e-3, epochs=100, batch_size=500,
-                 optimizer="adam", lazy_adam=False, random_state=0, backend="auto"):
+                 optimizer="adam", lazy_adam=False, random_state=0, backend="auto", pruning=None):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
         self.anneal_cap, self.total_anneal_steps = anneal_cap, total_anneal_steps
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
-        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend
+        self.lazy_adam, self.random_state, self.backend, self.pruning = lazy_adam, random_state, backend, pruning
 
 
 @register_model
@@ -487,6 +529,12 @@ class CDAE(_SparseAutoencoder):
         ``seed_``). Same seed and thread count: the same model.
     backend : {"auto", "cpp", "numba", "numpy"}, default "auto"
         the kernels (see :func:`aerec.backends.get`); not saved in model files.
+    pruning : aerec.compress.GradualPruning or None, default None
+        gradual magnitude pruning during ``fit`` (Zhu & Gupta's cubic schedule over the fit's
+        epochs; see :class:`aerec.compress.GradualPruning`): pruned weights stay exactly 0 (the
+        optimizer skips them), the masks are saved with the model, ``history_["sparsity"]`` and
+        ``sparsity_`` report the pruned fraction. With ``validation`` only epochs at the final
+        sparsity can be kept as the best.
     """
 
     _loss = "logistic"
@@ -495,8 +543,8 @@ class CDAE(_SparseAutoencoder):
 
     def __init__(self, hidden=(), latent=50, activation="sigmoid", dropout=0.2, l2=1e-5, negative_samples=5,
                  learning_rate=1e-3, epochs=100, batch_size=256, optimizer="adam", lazy_adam=False,
-                 random_state=0, backend="auto"):
+                 random_state=0, backend="auto", pruning=None):
         self.hidden, self.latent, self.activation, self.dropout, self.l2 = hidden, latent, activation, dropout, l2
         self.negative_samples = negative_samples
         self.learning_rate, self.epochs, self.batch_size, self.optimizer = learning_rate, epochs, batch_size, optimizer
-        self.lazy_adam, self.random_state, self.backend = lazy_adam, random_state, backend
+        self.lazy_adam, self.random_state, self.backend, self.pruning = lazy_adam, random_state, backend, pruning

@@ -79,6 +79,16 @@ lazy : bool (False)
 seed : int in [0, 2**63)
     seeds the dropout, noise, negative-sampling and shuffle streams.
 
+Pruning masks (not part of the spec; ``Network.set_masks``)
+-----------------------------------------------------------
+A network may carry one mask per weight matrix ``W_l`` (bool / uint8 of ``W_l``'s shape, True = kept,
+or None = dense; biases and ``U`` are never masked; :func:`check_masks`). Setting masks zeroes the
+pruned weights and their optimizer state (``m``, ``v``, ``velocity``); every optimizer step (every
+optimizer, lazy or not) then leaves the pruned weights and their state exactly as they are (0),
+which is the same as zeroing them after an unmasked step. ``set_params`` / ``set_optimizer_state``
+zero them again. The loss and ``gradients`` are the unmasked ones (a pruned weight is 0, so the
+forward pass needs no mask).
+
 Random streams (counter-based; NumPy and C++ draw identical values)
 -------------------------------------------------------------------
 All arithmetic is uint64 with wrap-around; ``mix64`` is the splitmix64 finaliser
@@ -262,6 +272,39 @@ def param_shapes(spec) -> list:
     if spec["n_users"]:
         shapes.append((spec["n_users"], shapes[0][1]))
     return shapes
+
+
+def check_masks(spec, masks) -> list:
+    """Validate pruning masks for a network of ``spec``: ``None`` (no masks) or a list with one
+    entry per weight matrix ``W_l``, each None (dense) or a bool / uint8 (values 0 / 1) array of
+    ``W_l``'s shape. Returns the list with every array as a C-contiguous bool array (a copy), or
+    ``[None] * n_layers``. Wrong count or shape: ValueError; wrong type or dtype: TypeError."""
+    shapes = param_shapes(spec)
+    L = len(spec["layer_sizes"]) - 1
+    if masks is None:
+        return [None] * L
+    if isinstance(masks, (np.ndarray, str, bytes, dict)) or not hasattr(masks, "__len__"):
+        raise TypeError(f"masks must be a list with one entry per weight matrix W0..W{L - 1} (None = dense), "
+                        f"or None; got {type(masks).__name__}")
+    masks = list(masks)
+    if len(masks) != L:
+        raise ValueError(f"expected {L} masks (one per weight matrix W0..W{L - 1}, None = dense), got {len(masks)}")
+    out = []
+    for l, m in enumerate(masks):
+        if m is None:
+            out.append(None)
+            continue
+        if not isinstance(m, np.ndarray):
+            raise TypeError(f"mask {l} must be a numpy bool or uint8 array or None, got {type(m).__name__}")
+        if m.dtype != np.bool_ and m.dtype != np.uint8:
+            raise TypeError(f"mask {l} must have dtype bool or uint8 (True / 1 = kept), got {m.dtype}; "
+                            "use np.asarray(mask, dtype=bool)")
+        if m.shape != shapes[2 * l]:
+            raise ValueError(f"mask {l} must have the shape of W{l} {shapes[2 * l]}, got {m.shape}")
+        if m.dtype == np.uint8 and m.size and m.max() > 1:
+            raise ValueError(f"mask {l} must hold 0 (pruned) or 1 (kept), found {int(m.max())}")
+        out.append(np.array(m, dtype=bool, order="C", copy=True))
+    return out
 
 
 def tensor_names(spec) -> list:
