@@ -6,10 +6,10 @@ each seed is compressed, and every variant is evaluated on that seed's test user
 are paired). I-AutoRec: the u1..u5 base/test folds. The tutorial Autoencoder: 10 -> 64 -> 10 on
 uniform data (benchmarks/bench_tutorial.py), validation MSE.
 
-    AEREC_DATA=../shared/data python benchmarks/compress_accuracy.py --part quant|prune|all [--seeds 5]
+    AEREC_DATA=../shared/data python benchmarks/compress_accuracy.py --part quant|ratings|prune|all [--seeds 5]
 
-``--part quant``: MultVAE int8 / bf16, EASE (exact, int8, B at 5/10/20% density, 10% + int8),
-I-AutoRec int8 / bf16, tutorial Autoencoder int8 / bf16. ``--part prune``: MultVAE magnitude
+``--part quant``: MultVAE int8 / bf16, EASE (exact, int8, B at 5/10/20% density, 10% + int8).
+``--part ratings``: I-AutoRec int8 / bf16, tutorial Autoencoder int8 / bf16. ``--part prune``: MultVAE magnitude
 pruning at 50/80/90/95% (one-shot + 5 fine-tune epochs), gradual pruning to 80% during training,
 50% units (+ 5 fine-tune epochs), int8 on top of pruning, and a short quantisation-aware fine-tune
 of int8 (3 epochs, weights put back on the int8 grid after each). The fitted fp32 MultVAE of each
@@ -40,9 +40,12 @@ def log(*a):
     print(*a, flush=True)
 
 
+SEEDS = None
+
+
 def splits(seeds):
     data = aerec.datasets.movielens("ml-100k", path=DATA.parent).interactions.binarize(4.0)
-    for seed in range(seeds):
+    for seed in (SEEDS if SEEDS is not None else range(seeds)):
         yield seed, aerec.data.strong_generalization_split(data, n_validation_users=150, n_test_users=150,
                                                            random_state=seed)
 
@@ -84,6 +87,9 @@ def part_quant(seeds, cache, out):
         for d in (0.05, 0.1, 0.2):
             record(out, "EASE", seed, f"density-{d:g}", compress.prune(e, density=d), split, base)
         record(out, "EASE", seed, "density-0.1+int8", compress.prune(e, density=0.1, precision="int8"), split, base)
+
+
+def part_ratings(out):
     autorec(out)
     tutorial(out)
 
@@ -182,19 +188,26 @@ def summary(out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--part", choices=("quant", "prune", "all"), default="all")
+    ap.add_argument("--part", choices=("quant", "ratings", "prune", "all"), default="all")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--cache", default="/tmp/aerec-compress-accuracy")
     ap.add_argument("--json", default=None, help="also write the per-seed results here")
+    ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
+    ap.add_argument("--threads", type=int, default=1, help="kernel threads (1 on a shared machine)")
     args = ap.parse_args()
     if not (DATA / "u.data").exists():
         sys.exit(f"MovieLens-100K not found at {DATA}; set AEREC_DATA")
     os.makedirs(args.cache, exist_ok=True)
-    aerec.set_num_threads(2)
+    global SEEDS
+    if args.seed_list:
+        SEEDS = [int(s) for s in args.seed_list.split(",")]
+    aerec.set_num_threads(args.threads)
     aerec.show_config()
     out = {}
     if args.part in ("quant", "all"):
         part_quant(args.seeds, args.cache, out)
+    if args.part in ("ratings", "all"):
+        part_ratings(out)
     if args.part in ("prune", "all"):
         part_prune(args.seeds, args.cache, out)
     print(summary(out))

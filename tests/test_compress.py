@@ -91,7 +91,9 @@ def _scores(model, name, fitted):
 
 def _close(a, b, tol):
     a, b = np.atleast_2d(a).astype(np.float64), np.atleast_2d(b).astype(np.float64)
-    span = np.maximum(b.max(axis=1) - b.min(axis=1), 1e-6)[:, None]
+    # relative to each row's score range, or to half the whole matrix's (rows of a dozen outputs,
+    # as the Autoencoder's, can span little)
+    span = np.maximum(np.maximum(b.max(axis=1) - b.min(axis=1), 0.5 * (b.max() - b.min())), 1e-6)[:, None]
     return np.abs(a - b) / span
 
 
@@ -393,7 +395,7 @@ def test_corrupted_compressed_file(fitted, edit, tmp_path):
         data = bytearray(raw)
         data[len(data) // 2] ^= 0xFF
         bad = bytes(data)
-        match = ""
+        match = "checksum|truncated|altered|corrupt"
     else:
         bad = _repack(meta, arrays)
     (tmp_path / "bad.npz").write_bytes(bad)

@@ -223,9 +223,9 @@ class CompressedNetwork:
             data = x.data
             if self.spec["normalize_input"]:
                 per = np.diff(x.indptr)
-                sq = np.zeros(x.shape[0], np.float32)
-                np.add.at(sq, np.repeat(np.arange(x.shape[0]), per), data * data)
-                nrm = np.sqrt(sq)
+                sq = np.bincount(np.repeat(np.arange(x.shape[0]), per), weights=data.astype(np.float64) ** 2,
+                                 minlength=x.shape[0])
+                nrm = np.sqrt(sq).astype(np.float32)
                 data = (data / np.repeat(np.where(nrm > 0, nrm, 1), per)).astype(np.float32)
             z = lin.forward_csr(np.ascontiguousarray(x.indptr, dtype=np.int64),
                                 np.ascontiguousarray(x.indices, dtype=np.int32),
