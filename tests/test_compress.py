@@ -181,6 +181,25 @@ def test_pruned_ease_keeps_largest_per_column(fitted):
     assert compress.weight_nbytes(p) < 0.35 * compress.weight_nbytes(e)
 
 
+def test_ease_refit(fitted):
+    """refit re-solves EASE's column-wise ridge problem on the kept support: with every entry kept it
+    gives B back; with fewer, the training objective is no worse than keeping the entries as they are."""
+    e = fitted["EASE"]
+    full = compress.prune(e, sparsity=0.0, refit=True).item_vectors()
+    np.testing.assert_allclose(full, e.B_, atol=2e-4 * np.abs(e.B_).max())
+    G = (X.T @ X).toarray().astype(np.float64)
+
+    def objective(B):  # EASE's loss, ||X - X B||^2 + l2 ||B||^2, through the Gram matrix
+        B = B.astype(np.float64)
+        return np.trace(G) - 2 * np.sum(G * B) + np.sum(B * (G @ B)) + e.l2_ * np.sum(B * B)
+    plain = compress.prune(e, density=0.2).item_vectors()
+    refit = compress.prune(e, density=0.2, refit=True).item_vectors()
+    np.testing.assert_array_equal(plain != 0, refit != 0)  # the same support
+    assert objective(refit) < objective(plain)
+    with pytest.raises(ValueError, match="refit"):
+        compress.prune(e, density=0.2, refit="yes")
+
+
 @pytest.mark.parametrize("kind", ["int8", "bf16", "pruned"])
 @pytest.mark.parametrize("name", NETWORKS)
 def test_save_load_bit_identical(fitted, name, kind, tmp_path):

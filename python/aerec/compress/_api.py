@@ -203,7 +203,7 @@ def _check_sparsity(sparsity, density):
 
 
 def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=None, fine_tune_epochs=5,
-          precision="fp32"):
+          precision="fp32", refit=False):
     """A copy of a fitted model with a fraction of its weights removed.
 
     Parameters
@@ -225,6 +225,13 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
     fine_tune_epochs : int >= 0, default 5
     precision : {"fp32", "int8", "bf16"}, default "fp32"
         quantise the pruned weights too (the same as ``quantize(prune(model, ...), precision)``).
+    refit : "auto" or bool, default False
+        EASE only: re-solve each column's kept entries (the ridge regression of item j on the
+        items kept for it, ``(G_SS + l2 I)^-1 G_Sj``, which is EASE's own objective restricted to
+        the pruned pattern) from the training interactions the model holds: one ``kept x kept``
+        solve per item, so slow past a few hundred kept entries (ML-100K, 10%: +0.003 NDCG@100,
+        seconds to minutes). "auto": when the model holds them and ``n_items * kept^3 <= 2e9``;
+        False keeps the largest entries as they are.
 
     Returns
     -------
@@ -246,6 +253,8 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
         if fine_tune is not None:
             raise ValueError("EASE is a closed form: there is nothing to fine-tune (fine_tune must be None)")
         B = _ease_topk_columns(model.B_, sparsity)
+        if _refit_ease(model, refit, sparsity):
+            B = _ease_refit(model, B)
         info = {"precision": precision, "pruning": "columns", "sparsity": sparsity, "fine_tune_epochs": 0,
                 "source": _source(model, name)}
         return _ease(model, info, precision, "auto", B=B)
@@ -270,6 +279,42 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
         layers, users = _fp32_layers(model, name, params)
         new = _new_model(model, _pack_network(model, name, layers, users, "fp32", "auto"), info)
     return quantize(new, precision) if precision != "fp32" else new
+
+
+def _refit_ease(model, refit, sparsity) -> bool:
+    if not (isinstance(refit, (bool, np.bool_)) or (isinstance(refit, str) and refit == "auto")):
+        raise ValueError(f"refit must be 'auto', True or False, got {refit!r}")
+    if refit is False or sparsity == 0.0:
+        return False
+    if not model.has_history:
+        if refit is True:
+            raise ValueError("refit=True re-solves B from the training interactions, and this EASE was saved without "
+                             "them (include_history=False); pass refit=False")
+        return False
+    if refit is True:
+        return True
+    n = model.B_.shape[0]
+    keep = max(1, int(round((1.0 - sparsity) * n)))
+    return n * float(keep) ** 3 <= 2e9
+
+
+def _ease_refit(model, B):
+    """Each column's kept entries re-solved: ``b_Sj = (G_SS + l2 I)^-1 G_Sj`` with ``G = X^T X``
+    (EASE's column-wise ridge problem on the support S that pruning kept; B_jj stays 0)."""
+    import scipy.linalg
+    X = model.train_
+    G = np.asarray((X.T @ X).toarray(), dtype=np.float64)
+    lam = float(model.l2_)
+    out = np.zeros_like(B, dtype=np.float32)
+    for j in range(B.shape[1]):
+        S = np.flatnonzero(B[:, j])
+        S = S[S != j]
+        if S.size == 0:
+            continue
+        A = G[np.ix_(S, S)]
+        A[np.diag_indices(S.size)] += lam
+        out[S, j] = scipy.linalg.solve(A, G[S, j], assume_a="pos", check_finite=False)
+    return out
 
 
 def _ease_topk_columns(B, sparsity):
