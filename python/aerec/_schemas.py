@@ -464,7 +464,7 @@ def _topk_check(h, a, dims):
 
 
 TOPK = Schema(
-    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(1, 1 << 20),
+    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(0, 1 << 20),
      "prune": Bool(), "n_items": Int(1, MAX_DIM), "dim": Int(1, MAX_DIM)},
     _topk_arrays, dims=lambda h: {"n_items": h["n_items"], "dim": h["dim"]}, check=_topk_check)
 
