@@ -35,10 +35,8 @@ def quant_module():
 
 
 def _linear_class(backend):
-    cls = getattr(backend, "CompressedLinear", None)
-    if cls is None:  # TEMPORARY until every backend has its own: the NumPy reference
-        from ..backends._compressed import CompressedLinear as cls
-    return cls
+    """The backend's ``CompressedLinear`` (every backend has one; see ``aerec.backends._compressed``)."""
+    return backend.CompressedLinear
 
 
 def layer_prefixes(spec) -> list:
