@@ -128,12 +128,10 @@ def _kind_of(model) -> str:
 
 def _file_bytes(model, folder) -> tuple[int, str]:
     path = os.path.join(folder, f"variant-{id(model)}.npz")
-    if _kind_of(model) == "ratings":
-        model.save(path)  # AutoRec predicts from its ratings: the file holds them
-    elif _kind_of(model) == "dense":
-        model.save(path)
-    else:
+    if _kind_of(model) == "ranking":
         model.save(path, include_history=False)  # a serving artefact: weights only
+    else:  # the Autoencoder has no history; AutoRec predicts from its ratings, so its file holds them
+        model.save(path)
     return os.path.getsize(path), path
 
 
@@ -268,7 +266,7 @@ def report(model, test, variants, *, ks=(20, 100), batch_size=1024, repeats=1, p
             ev = test.test if hasattr(test, "test") and hasattr(test, "train") else test
             n_users = int(ev.fold_in.shape[0])
         else:
-            n_users = int(rows and (test.shape[0] if kind == "dense" else model.train_.shape[0]))
+            n_users = int(test.shape[0] if kind == "dense" else model.train_.shape[0])
     base = rows["original"]
     for r in rows.values():
         for key in ("weight_bytes", "file_bytes", "peak_ram_bytes", "users_per_s"):
