@@ -151,9 +151,13 @@ void CompressedLinear::sparse_block(const float* x, index_t ldx, index_t q0, int
     const index_t j1 = std::min(n_out_, j0 + kColChunk);
     k.csc_block(indptr_.data(), index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xt.data(),
                 tile.data());
-    for (int r = 0; r < nrows; ++r) {
-      float* o = out + r * ldo;
-      for (index_t j = j0; j < j1; ++j) o[j] = tile[(j - j0) * kQLanes + r];
+    // Transpose in 16-column strips (2 KiB of the tile, L1-resident across the rows).
+    for (index_t s0 = j0; s0 < j1; s0 += 16) {
+      const index_t s1 = std::min(j1, s0 + 16);
+      for (int r = 0; r < nrows; ++r) {
+        float* o = out + r * ldo;
+        for (index_t j = s0; j < s1; ++j) o[j] = tile[(j - j0) * kQLanes + r];
+      }
     }
   }
 }

@@ -5,5 +5,7 @@
 #include "aerec/qlinear_kernels.hpp"
 
 namespace aerec::cpu::avx512 {
+#define QL_VBYTES 64
 #include "qlinear_body.inc"
+#undef QL_VBYTES
 }  // namespace aerec::cpu::avx512

@@ -5,5 +5,7 @@
 #include "aerec/qlinear_kernels.hpp"
 
 namespace aerec::cpu::scalar {
+#define QL_VBYTES 16
 #include "qlinear_body.inc"
+#undef QL_VBYTES
 }  // namespace aerec::cpu::scalar

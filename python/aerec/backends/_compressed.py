@@ -27,6 +27,24 @@ Attributes: ``n_in``, ``n_out``, ``precision`` ("fp32" | "bf16" | "int8"), ``spa
 
 Activations: the names of :mod:`aerec.nn.spec` (identity, relu, sigmoid, tanh, elu, selu).
 
+Implementation notes (for aerec.compress)
+-----------------------------------------
+- The C++ backend runs dense layers (input="dense", not sparse) on the TopK tile kernels: a
+  ``TopkIndex`` over the output channels built straight from the packed int8 / bf16 values
+  (``rescore=0``: no fp32 copy; fp32 layers keep their fp32 panels). ``topk`` is that index's
+  search (threshold-filtered tiles, exclusion in the scan); ``forward`` its ``score_rows``. int8 on
+  AVX2 uses the existing sign-extend-to-int16 ``vpmaddwd`` tile (not ``vpmaddubsw``: its u8 x s8
+  pair sums saturate at int16, and the tiles are bit-identical to the scalar one), VNNI
+  ``vpdpbusd`` at the avx512 level; bf16 uses ``vdpbf16ps`` with AVX512-BF16, else bf16 storage
+  with fp32 FMA.
+- Sparse layers and csr-input layers keep float32 activations (no activation quantisation): the
+  stored values are widened on the fly. Binary histories over int8 rows sum small integers in
+  float32, which is exact below 2^24, so no separate int32 path is needed.
+- ``forward`` also accepts csr-input layers (dense rows are read as histories); ``forward_csr``
+  and ``topk`` are orientation-specific (ValueError otherwise).
+- ``aerec.search.TopK(..., precision="int8"|"bf16", rescore=0)`` is the same no-fp32-copy mode
+  for a stand-alone index (scores are the compressed ones; ``export_items`` dequantises).
+
 Maths (what "agree" means: ids identical wherever scores are not tied, values equal to float32
 rounding of the accumulation order; int8 dense is exact up to the float32 epilogue)
 ------------------------------------------------------------------------------------------------
