@@ -214,6 +214,32 @@ def run_all(tmp):
                     for r in range(41):
                         assert not set(ids[r].tolist()) & set(ei[ep[r]:ep[r + 1]].tolist()), where
 
+    @check("Pruning: masked fused adam / sgd (C++ at this level) == NumPy oracle, GradualPruning fit")
+    def _():
+        from aerec import compress
+        from aerec.backends import numpy_
+        from aerec.nn.spec import init_params, make_spec
+        rng = np.random.default_rng(2)
+        x = (rng.random((30, 37)) < 0.3).astype(np.float32)
+        for opt in (dict(optimizer="adamw", weight_decay=0.1), dict(optimizer="sgd", momentum=0.8, nesterov=True)):
+            spec = make_spec((37, 19, 37), ("tanh", "identity"), loss="multinomial", normalize_input=True,
+                             learning_rate=1e-2, seed=1, **opt)
+            params = init_params(spec, 0)
+            masks = [rng.random((37, 19)) < 0.4, rng.random((19, 37)) < 0.7]
+            ref = numpy_.Network(spec, params)
+            net = aerec.backends.get("cpp").Network(spec, params)
+            for n in (ref, net):
+                n.set_masks(masks)
+                for e in range(3):
+                    n.train_epoch(x, x, batch_size=7, seed=e)
+            for a, b, m in zip(net.get_params()[::2], ref.get_params()[::2], masks):
+                np.testing.assert_allclose(a, b, rtol=2e-4, atol=5e-5)
+                assert np.all(a[~m] == 0)
+        m = aerec.MultVAE(hidden=(24,), latent=8, epochs=5, batch_size=32, random_state=0,
+                          pruning=compress.GradualPruning(0.8)).fit(X)
+        assert abs(m.sparsity_ - 0.8) < 0.01
+        check_topk_output(*m.recommend(np.arange(3), k=5), 5, X.shape[1])
+
     @check("EASE.similar_items and score")
     def _():
         m = aerec.EASE(l2=5.0).fit(X)

@@ -143,26 +143,27 @@ def magnitude_masks(params_or_model, sparsity, layers="all", scope="layer", prev
     prev = current if previous is None else list(previous)
     if len(prev) != L:
         raise ValueError(f"previous must have one entry per weight matrix ({L}), got {len(prev)}")
-    # score: |w|, with the already-pruned entries first in line (-1)
-    scores = {}
+    # per matrix: |w| and the entries already pruned (they stay pruned and count toward k)
+    scores, dead = {}, {}
     for l in chosen:
-        sc = np.abs(ws[l].astype(np.float32, copy=False)).ravel().copy()
+        scores[l] = np.abs(ws[l].astype(np.float32, copy=False)).ravel()
         if prev[l] is not None:
             p = np.asarray(prev[l], dtype=bool)
             if p.shape != ws[l].shape:
                 raise ValueError(f"previous mask {l} has shape {p.shape}, W{l} has {ws[l].shape}")
-            sc[~p.ravel()] = -1.0
-        scores[l] = sc
+            dead[l] = ~p.ravel()
     out = [None] * L
     for l in range(L):
         if l not in scores and prev[l] is not None:
             out[l] = np.asarray(prev[l], dtype=bool).copy()
     if scope == "layer":
         for l, sc in scores.items():
-            out[l] = _smallest_out(sc, int(round(s * sc.size))).reshape(ws[l].shape)
+            out[l] = _prune_smallest(sc, dead.get(l), int(round(s * sc.size))).reshape(ws[l].shape)
     else:
         allsc = np.concatenate([scores[l] for l in chosen])
-        keep = _smallest_out(allsc, int(round(s * allsc.size)))
+        alldead = (np.concatenate([dead[l] if l in dead else np.zeros(scores[l].size, bool) for l in chosen])
+                   if dead else None)
+        keep = _prune_smallest(allsc, alldead, int(round(s * allsc.size)))
         o = 0
         for l in chosen:
             n = scores[l].size
@@ -171,16 +172,20 @@ def magnitude_masks(params_or_model, sparsity, layers="all", scope="layer", prev
     return out
 
 
-def _smallest_out(scores, k):
-    """bool keep-vector: False at the k smallest scores (ties by position)."""
-    keep = np.ones(scores.size, bool)
-    if k <= 0:
+def _prune_smallest(scores, dead, k):
+    """bool keep-vector with k entries pruned: every ``dead`` one (never regrown), then the live
+    ones of smallest score (ties by argpartition's choice). More dead than k: just the dead."""
+    keep = np.ones(scores.size, bool) if dead is None else ~dead
+    n_dead = scores.size - int(np.count_nonzero(keep))
+    k_new = min(k, scores.size) - n_dead
+    if k_new <= 0:
         return keep
-    if k >= scores.size:
+    live = np.flatnonzero(keep)
+    if k_new >= live.size:
         keep[:] = False
         return keep
-    idx = np.argpartition(scores, k - 1, kind="introselect")[:k]
-    keep[idx] = False
+    idx = np.argpartition(scores[live], k_new - 1)[:k_new]  # only the live entries: no mass of ties
+    keep[live[idx]] = False
     return keep
 
 
