@@ -97,10 +97,12 @@ class CompressionReport:
         fig = Figure(figsize=(10, 4), dpi=dpi)
         for ax, key, label in ((fig.add_subplot(1, 2, 1), "weight_bytes", "weights (MiB)"),
                                (fig.add_subplot(1, 2, 2), "users_per_s", "recommend users/s")):
-            for name, r in self.rows.items():
+            for i, (name, r) in enumerate(self.rows.items()):
                 x = r[key] / 2 ** 20 if key == "weight_bytes" else r[key]
                 ax.scatter([x], [r[metric]], s=40, marker="*" if name == "original" else "o")
-                ax.annotate(name, (x, r[metric]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+                # alternate the labels above and below: variants of equal accuracy sit side by side
+                ax.annotate(name, (x, r[metric]), textcoords="offset points", xytext=(5, 5 if i % 2 else -11),
+                            fontsize=8)
             ax.set_xlabel(label)
             ax.set_ylabel(metric)
             ax.grid(True, alpha=0.3)
