@@ -452,6 +452,9 @@ def _topk_arrays(h):
 
 def _topk_check(h, a, dims):
     import numpy as np
+    if h["rescore"] == 0 and h["precision"] == "fp32":
+        raise Invalid("header 'rescore'", ">= 1 for precision 'fp32' (0 is for bf16 / int8: no fp32 copy)",
+                      0)
     if "bias" in a and h["metric"] != "ip":
         raise Invalid("array 'bias'", "no bias with metric 'cosine'", has_got=False)
     if h["metric"] == "cosine":  # stored normalised, as the kernel sees them

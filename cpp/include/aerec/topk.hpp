@@ -85,6 +85,7 @@ class TopkIndex {
   struct Work;
   void build(const float* items, index_t stride, const QuantisedItems* q, const float* bias, int T);
   void pack_queries(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows, int mr) const;
+  const float* widened_panel(Work& w, index_t P) const;
   void scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                   const CsrView<float>* exclude, index_t kc, std::atomic<index_t>* chunks,
                   int mr) const;
