@@ -130,6 +130,9 @@ using topk_detail::kSlack;
 
 struct TopkIndex::Work {
   std::vector<float> qf;
+  std::vector<float> wpanel;  // bf16 without AVX512-BF16: the current panel widened to fp32
+  index_t wpanel_of = -1;     // which panel wpanel holds
+  bool widen = false;         // set by pack_queries: bf16 queries packed as fp32 for widened panels
   std::vector<std::uint16_t> qb;
   std::vector<std::uint8_t> qi;
   std::vector<float> qscale, qnorm, thr;
@@ -152,7 +155,9 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
   AEREC_CHECK_ARG(d_ >= 1, "item vectors need at least one dimension");
   AEREC_CHECK_ARG(n_ <= std::numeric_limits<std::int32_t>::max(),
                   "more than 2^31-1 items is not supported (int32 ids)");
-  AEREC_CHECK_ARG(opt.rescore >= 1, "rescore must be >= 1");
+  AEREC_CHECK_ARG(opt.rescore >= 0, "rescore must be >= 0 (0: no fp32 copy, compressed scores)");
+  AEREC_CHECK_ARG(opt.rescore >= 1 || opt.precision != TopkPrecision::fp32,
+                  "rescore must be >= 1 for fp32 (rescore = 0 is for bf16 / int8)");
   AEREC_CHECK_ARG(items.stride >= d_, "item row stride must be >= d");
   const int T = resolve_threads(num_threads);
   const index_t n = n_, d = d_;
@@ -167,6 +172,58 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     finite = finite && ok;
   }
   AEREC_CHECK_ARG(finite, "items and bias must be finite (found NaN or inf)");
+  build(items.data, items.stride, nullptr, bias, T);
+}
+
+TopkIndex::TopkIndex(const QuantisedItems& q, const float* bias, const TopkOptions& opt,
+                     int num_threads)
+    : opt_(opt) {
+  n_ = q.n;
+  d_ = q.d;
+  AEREC_CHECK_ARG(n_ >= 1, "the index needs at least one item (got an empty item matrix)");
+  AEREC_CHECK_ARG(d_ >= 1, "item vectors need at least one dimension");
+  AEREC_CHECK_ARG(n_ <= std::numeric_limits<std::int32_t>::max(),
+                  "more than 2^31-1 items is not supported (int32 ids)");
+  AEREC_CHECK_ARG(opt.precision == q.precision && q.precision != TopkPrecision::fp32,
+                  "quantised items need the index precision of their values (bf16 or int8)");
+  AEREC_CHECK_ARG(opt.rescore == 0,
+                  "an index built from quantised items has no fp32 copy: rescore must be 0");
+  const bool i8 = q.precision == TopkPrecision::int8;
+  AEREC_CHECK_ARG(i8 ? (q.i8 != nullptr && q.i8_scale != nullptr) : q.bf16 != nullptr,
+                  "quantised items: missing values");
+  const int T = resolve_threads(num_threads);
+  bool ok = true;
+  for (index_t j = 0; j < n_; ++j) {
+    if (bias != nullptr) ok = ok && std::isfinite(bias[j]);
+    if (i8) ok = ok && std::isfinite(q.i8_scale[j]) && q.i8_scale[j] > 0;
+  }
+  AEREC_CHECK_ARG(ok, "bias must be finite and int8 scales finite and positive");
+  if (i8) {
+    for (index_t t = 0; t < n_ * d_; ++t)
+      AEREC_CHECK_ARG(q.i8[t] != -128, "int8 item values must lie in [-127, 127] (symmetric)");
+  } else {
+    for (index_t t = 0; t < n_ * d_; ++t)
+      AEREC_CHECK_ARG((q.bf16[t] & 0x7F80u) != 0x7F80u, "bf16 item values must be finite");
+  }
+  build(nullptr, d_, &q, bias, T);
+}
+
+// Packs the items: from fp32 rows (items, row stride `stride`) or from quantised values (q).
+void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* q,
+                      const float* bias, int T) {
+  const TopkOptions& opt = opt_;
+  const index_t n = n_, d = d_;
+  // Accessors of item j (original order) in each representation.
+  auto i8_scale_of = [&](index_t j) {
+    return q != nullptr ? q->i8_scale[j] : topk_detail::i8_scale(items + j * stride, d);
+  };
+  auto i8_at = [&](index_t j, index_t p, float scale) -> long {
+    return q != nullptr ? static_cast<long>(q->i8[j * d + p])
+                        : topk_detail::i8_value(items[j * stride + p], scale);
+  };
+  auto bf16_at = [&](index_t j, index_t p) -> std::uint16_t {
+    return q != nullptr ? q->bf16[j * d + p] : topk_detail::to_bf16(items[j * stride + p]);
+  };
 
   panels_ = (n + kPanel - 1) / kPanel;
   const index_t slots = panels_ * kPanel;
@@ -182,7 +239,22 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
     for (index_t j = 0; j < n; ++j) {
       // Norm of the vector the kernel scores with (the bf16 / int8 one on compressed paths),
       // so the bound holds for the approximate scores that choose the candidates.
-      norm[j] = topk_detail::scored_norm(items.data + j * items.stride, d, opt.precision);
+      if (q == nullptr) {
+        norm[j] = topk_detail::scored_norm(items + j * stride, d, opt.precision);
+      } else if (q->precision == TopkPrecision::int8) {
+        double s = 0;
+        for (index_t p = 0; p < d; ++p) s += static_cast<double>(q->i8[j * d + p]) * q->i8[j * d + p];
+        norm[j] = static_cast<double>(q->i8_scale[j]) * std::sqrt(s);
+      } else {
+        double s = 0;
+        for (index_t p = 0; p < d; ++p) {
+          const std::uint32_t u = static_cast<std::uint32_t>(q->bf16[j * d + p]) << 16;
+          float f;
+          std::memcpy(&f, &u, 4);
+          s += static_cast<double>(f) * f;
+        }
+        norm[j] = std::sqrt(s);
+      }
     }
     std::stable_sort(order.begin(), order.end(),
                      [&](std::int32_t a, std::int32_t b) { return norm[a] > norm[b]; });
@@ -224,17 +296,19 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
       for (int b = 0; b < kPanel; ++b) {
         const index_t s = P * kPanel + b;
         if (s >= n) break;
-        const float* x = items.data + static_cast<index_t>(order[s]) * items.stride;
+        const float* x = items + static_cast<index_t>(order[s]) * stride;
         for (index_t p = 0; p < d; ++p) dst[p * kPanel + b] = x[p];
       }
     }
     return;
   }
 
-  // Compressed: keep fp32 rows for re-scoring (items are in their original order here).
-  rows_.resize(static_cast<std::size_t>(n * d));
-  for (index_t j = 0; j < n; ++j)
-    std::memcpy(rows_.data() + j * d, items.data + j * items.stride, sizeof(float) * d);
+  // Compressed: keep fp32 rows for re-scoring (items in their original order) unless rescore = 0.
+  if (items != nullptr && opt.rescore > 0) {
+    rows_.resize(static_cast<std::size_t>(n * d));
+    for (index_t j = 0; j < n; ++j)
+      std::memcpy(rows_.data() + j * d, items + j * stride, sizeof(float) * d);
+  }
   if (opt.precision == TopkPrecision::bf16) {
     d2_ = (d + 1) / 2;
     bf16_.assign(static_cast<std::size_t>(panels_ * d2_ * kPanel * 2), 0);
@@ -244,9 +318,8 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
       for (int b = 0; b < kPanel; ++b) {
         const index_t slot = P * kPanel + b;
         if (slot >= n) break;
-        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
-        for (index_t p = 0; p < d; ++p)
-          dst[((p / 2) * kPanel + b) * 2 + (p % 2)] = topk_detail::to_bf16(x[p]);
+        const index_t j = order[slot];
+        for (index_t p = 0; p < d; ++p) dst[((p / 2) * kPanel + b) * 2 + (p % 2)] = bf16_at(j, p);
       }
     }
   } else {
@@ -261,11 +334,11 @@ TopkIndex::TopkIndex(MatrixView<const float> items, const float* bias, const Top
       for (int b = 0; b < kPanel; ++b) {
         const index_t slot = P * kPanel + b;
         if (slot >= n) break;
-        const float* x = rows_.data() + static_cast<index_t>(order[slot]) * d;
-        const float scale = topk_detail::i8_scale(x, d);
+        const index_t j = order[slot];
+        const float scale = i8_scale_of(j);
         std::int32_t sum = 0;
         for (index_t p = 0; p < d; ++p) {
-          const long v = topk_detail::i8_value(x[p], scale);
+          const long v = i8_at(j, p, scale);
           dst[((p / 4) * kPanel + b) * 4 + (p % 4)] = static_cast<std::int8_t>(v);
           sum += static_cast<std::int32_t>(v);
         }
@@ -283,8 +356,28 @@ std::size_t TopkIndex::memory_usage() const {
 }
 
 void TopkIndex::export_items(float* out) const {
-  if (opt_.precision != TopkPrecision::fp32) {
+  if (opt_.precision != TopkPrecision::fp32 && !rows_.empty()) {
     std::memcpy(out, rows_.data(), sizeof(float) * rows_.size());
+    return;
+  }
+  if (opt_.precision == TopkPrecision::bf16) {  // rescore = 0: the dequantised items
+    for (index_t s = 0; s < n_; ++s) {
+      const index_t j = perm_[s];
+      const std::uint16_t* src = bf16_.data() + (s / kPanel) * d2_ * kPanel * 2 + (s % kPanel) * 2;
+      for (index_t p = 0; p < d_; ++p) {
+        const std::uint32_t u = static_cast<std::uint32_t>(src[(p / 2) * kPanel * 2 + (p % 2)]) << 16;
+        std::memcpy(out + j * d_ + p, &u, 4);
+      }
+    }
+    return;
+  }
+  if (opt_.precision == TopkPrecision::int8) {
+    for (index_t s = 0; s < n_; ++s) {
+      const index_t j = perm_[s];
+      const std::int8_t* src = i8_.data() + (s / kPanel) * d4_ * kPanel * 4 + (s % kPanel) * 4;
+      for (index_t p = 0; p < d_; ++p)
+        out[j * d_ + p] = static_cast<float>(src[(p / 4) * kPanel * 4 + (p % 4)]) * iscale_[s];
+    }
     return;
   }
   for (index_t s = 0; s < n_; ++s) {
@@ -298,28 +391,53 @@ void TopkIndex::export_bias(float* out) const {
   for (index_t j = 0; j < n_; ++j) out[j] = has_bias_ ? bias_[j] : 0.0f;
 }
 
-// Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
-// of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
-// row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
-// its best kc).
-void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
-                           const CsrView<float>* exclude, index_t kc,
-                           std::atomic<index_t>* chunks, int mr) const {
-  using topk_detail::kInf;
-  const TopkKernels kern = topk_kernels();
-  AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
-  const index_t d = d_;
-  const index_t nqp = (nrows + mr - 1) / mr;
-  const index_t rows_pad = nqp * mr;
-  const TopkPrecision prec = opt_.precision;
+namespace topk_detail {
+// bf16 without AVX512-BF16: widening each bf16 panel to fp32 once per query block and running the
+// fp32 tile on bf16-rounded queries computes the same bf16 x bf16 products (exact in fp32) with
+// fp32 accumulation, and costs the conversion once per panel instead of once per micro-panel
+// (the AVX2 bf16 tile re-widens the items for every 3 queries: 0.82-0.88x fp32 at W = 600 x 20k).
+inline bool widen_bf16() { return !target_enabled(Target::avx512bf16); }
+}  // namespace topk_detail
 
-  // Pack the query block in the layout of the tile kernel.
-  if (prec == TopkPrecision::fp32) {
+// The bf16 panel P widened to the fp32 tile layout (d x 32), converted once per query block.
+const float* TopkIndex::widened_panel(Work& w, index_t P) const {
+  if (w.wpanel_of != P) {
+    w.wpanel.resize(static_cast<std::size_t>(d_ * kPanel));
+    const std::uint16_t* src = bf16_.data() + P * d2_ * kPanel * 2;
+    for (index_t p = 0; p < d_; ++p) {
+      const std::uint16_t* s = src + (p / 2) * kPanel * 2 + (p % 2);
+      float* dst = w.wpanel.data() + p * kPanel;
+      for (int b = 0; b < kPanel; ++b) {
+        const std::uint32_t u = static_cast<std::uint32_t>(s[2 * b]) << 16;
+        std::memcpy(dst + b, &u, 4);
+      }
+    }
+    w.wpanel_of = P;
+  }
+  return w.wpanel.data();
+}
+
+// Packs rows [q0, q0 + nrows) of Q in the layout of the tile kernel (panel height mr).
+void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
+                             int mr) const {
+  const index_t d = d_;
+  const index_t rows_pad = (nrows + mr - 1) / mr * mr;
+  const TopkPrecision prec = opt_.precision;
+  w.widen = prec == TopkPrecision::bf16 && topk_detail::widen_bf16();
+  if (prec == TopkPrecision::fp32 || w.widen) {
+    const bool round = prec == TopkPrecision::bf16;
     w.qf.assign(static_cast<std::size_t>(rows_pad * d), 0.0f);
     for (int r = 0; r < nrows; ++r) {
       const float* q = Q + (q0 + r) * q_stride;
       float* dst = w.qf.data() + (r / mr) * d * mr + (r % mr);
-      for (index_t p = 0; p < d; ++p) dst[p * mr] = q[p];
+      for (index_t p = 0; p < d; ++p) {
+        if (round) {
+          const std::uint32_t u = static_cast<std::uint32_t>(topk_detail::to_bf16(q[p])) << 16;
+          std::memcpy(dst + p * mr, &u, 4);
+        } else {
+          dst[p * mr] = q[p];
+        }
+      }
     }
   } else if (prec == TopkPrecision::bf16) {
     w.qb.assign(static_cast<std::size_t>(rows_pad * d2_ * 2), 0);
@@ -342,6 +460,25 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       w.qscale[r] = scale;
     }
   }
+}
+
+// Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
+// of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
+// row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
+// its best kc).
+void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
+                           const CsrView<float>* exclude, index_t kc,
+                           std::atomic<index_t>* chunks, int mr) const {
+  using topk_detail::kInf;
+  const TopkKernels kern = topk_kernels();
+  AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
+  const index_t d = d_;
+  const index_t nqp = (nrows + mr - 1) / mr;
+  const index_t rows_pad = nqp * mr;
+  const TopkPrecision prec = opt_.precision;
+
+  pack_queries(w, Q, q_stride, q0, nrows, mr);
+  const bool widen = w.widen;  // decided once with the query packing
   const bool prune = opt_.prune;
   if (prune) {
     w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
@@ -429,6 +566,9 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       if (prec == TopkPrecision::fp32) {
         kern.fp32_tile(w.qf.data() + qpi * d * mr, packed_.data() + jr * d * kPanel,
                        pbias_.data() + jr * kPanel, d, thr, w.tile, w.mask);
+      } else if (prec == TopkPrecision::bf16 && widen) {
+        kern.fp32_tile(w.qf.data() + qpi * d * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d, thr,
+                       w.tile, w.mask);
       } else if (prec == TopkPrecision::bf16) {
         kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
                        pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
@@ -541,13 +681,14 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   }
   const index_t kk = std::min(k, n_);
   const bool compressed = opt_.precision != TopkPrecision::fp32;
-  const index_t kc = compressed ? (k >= (n_ + opt_.rescore - 1) / opt_.rescore ? n_ : k * opt_.rescore)
-                                : kk;
+  const bool rescore = compressed && opt_.rescore > 0;  // rescore = 0: compressed scores
+  const index_t kc = rescore ? (k >= (n_ + opt_.rescore - 1) / opt_.rescore ? n_ : k * opt_.rescore)
+                             : kk;
   const int T = resolve_threads(num_threads);
   const TopkKernels kern = topk_kernels();
   const int mr = kern.mr;
   const index_t nqp = (m + mr - 1) / mr;
-  const float* rows = compressed ? rows_.data() : nullptr;
+  const float* rows = rescore ? rows_.data() : nullptr;
   const float* bias = has_bias_ ? bias_.data() : nullptr;
   const index_t cap = topk_detail::buffer_cap(kc);
   ExceptionSlot slot;
@@ -577,7 +718,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
           c.clear();
           for (int u = 0; u < Te; ++u)
             c.insert(c.end(), w[u].heap.begin() + r * (cap + kSlack), w[u].heap.begin() + r * (cap + kSlack) + w[u].hn[r]);
-          finish_row(c, queries.data + r * queries.stride, rows, bias, d_, compressed, kern, kc, kk,
+          finish_row(c, queries.data + r * queries.stride, rows, bias, d_, rescore, kern, kc, kk,
                      ids + r * kk, scores + r * kk, w[t].seltmp);
         });
       }
@@ -612,8 +753,83 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
         for (int r = 0; r < nrows; ++r) {
           w.cand.assign(w.heap.begin() + r * (cap + kSlack), w.heap.begin() + r * (cap + kSlack) + w.hn[r]);
           const index_t q = q0 + r;
-          finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, compressed, kern,
+          finish_row(w.cand, queries.data + q * queries.stride, rows, bias, d_, rescore, kern,
                      kc, kk, ids + q * kk, scores + q * kk, w.seltmp);
+        }
+      });
+    }
+  }
+  slot.rethrow();
+}
+
+}  // namespace aerec::cpu
+
+namespace aerec::cpu {
+
+void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t ldo,
+                           int num_threads) const {
+  AEREC_CHECK_ARG(queries.cols == d_, "queries have " + std::to_string(queries.cols) +
+                                          " columns but the items have " + std::to_string(d_));
+  AEREC_CHECK_ARG(ldo >= n_, "output row stride must be >= the item count");
+  const index_t m = queries.rows;
+  if (m == 0) return;
+  AEREC_CHECK_ARG(queries.stride >= d_, "query row stride must be >= d");
+  const int T = resolve_threads(num_threads);
+  const TopkKernels kern = topk_kernels();
+  const int mr = kern.mr;
+  const TopkPrecision prec = opt_.precision;
+  // Query blocks small enough to stay in L2 while the item panels stream past, and several per
+  // thread (dynamic schedule) for balance.
+  const index_t qbytes = prec == TopkPrecision::int8 ? d4_ * 4 : prec == TopkPrecision::bf16 ? d2_ * 4 : d_ * 4;
+  const index_t l2cap = std::max<index_t>(1, (256 * 1024) / qbytes / mr) * mr;
+  const index_t parts = static_cast<index_t>(T) * 4;
+  const index_t per = ((m + parts - 1) / parts + mr - 1) / mr * mr;
+  const index_t MC = std::max<index_t>(mr, std::min(l2cap, per));
+  const index_t nblocks = (m + MC - 1) / MC;
+  const bool identity = slot_of_.empty();
+  ExceptionSlot slot;
+#pragma omp parallel num_threads(T)
+  {
+    Work w;
+    float thr[topk_detail::kMaxMr];
+    for (float& t : thr) t = topk_detail::kInf;
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < nblocks; ++blk) {
+      slot.run([&] {
+        const index_t q0 = blk * MC;
+        const int nrows = static_cast<int>(std::min(MC, m - q0));
+        pack_queries(w, queries.data, queries.stride, q0, nrows, mr);
+        const index_t nqp = (nrows + mr - 1) / mr;
+        for (index_t jr = 0; jr < panels_; ++jr) {
+          const index_t cnt = std::min<index_t>(kPanel, n_ - jr * kPanel);
+          for (index_t qpi = 0; qpi < nqp; ++qpi) {
+            if (prec == TopkPrecision::fp32) {
+              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel,
+                             pbias_.data() + jr * kPanel, d_, thr, w.tile, w.mask);
+            } else if (prec == TopkPrecision::bf16 && w.widen) {
+              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d_,
+                             thr, w.tile, w.mask);
+            } else if (prec == TopkPrecision::bf16) {
+              kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
+                             pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
+            } else {
+              kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
+                           icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
+                           pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr,
+                           w.tile, w.mask, mr);
+            }
+            for (int i = 0; i < mr; ++i) {
+              const index_t r = qpi * mr + i;
+              if (r >= nrows) break;
+              float* o = out + (q0 + r) * ldo;
+              const float* t = w.tile + i * kPanel;
+              if (identity) {
+                std::memcpy(o + jr * kPanel, t, sizeof(float) * static_cast<std::size_t>(cnt));
+              } else {
+                for (index_t b = 0; b < cnt; ++b) o[perm_[jr * kPanel + b]] = t[b];
+              }
+            }
+          }
         }
       });
     }

@@ -20,6 +20,7 @@ from .callbacks import Callback, CSVLogger, EarlyStopping, LambdaCallback, Model
 from .io import ModelFileError, load
 from ._validation import UnknownIdError
 from . import data, datasets, metrics, search
+from . import compress
 from .search import TopK
 from .data import Interactions
 from .evaluation import evaluate, compare
@@ -58,6 +59,7 @@ __all__ = [
     "UnknownIdError",
     "backends",
     "callbacks",
+    "compress",
     "get_num_threads",
     "load",
     "plot_history",

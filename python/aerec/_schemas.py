@@ -61,9 +61,63 @@ CARD = Obj({"aerec_version": Str(), "created": Str(),
             "params": Check(_json_object, "the hyper-parameters"),
             "data": Obj({"shape": Seq(Int(0), 1, 2), "nnz": Int(0), "sha256": Str()}),
             "split": Check(_json_object, "the split's protocol and parameters"),
-            "validation": _metrics_map(), "kept_epoch": Int(0), "test": _metrics_map()},
+            "validation": _metrics_map(), "kept_epoch": Int(0), "test": _metrics_map(),
+            "compression": Check(_json_object, "the compression (aerec.compress)")},
            optional=("aerec_version", "created", "params", "data", "split", "validation",
-                     "kept_epoch", "test"))
+                     "kept_epoch", "test", "compression"))
+
+
+# ----------------------------------------------------------------------------------------------
+# compressed models (aerec.compress; the layout: aerec.compress._format)
+
+_PACKED_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "int64", "float32")
+_RESERVED = ("train_", "user_ids", "item_ids", "opt_", "param_")
+
+
+def _packed_name(v, where):
+    import re
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.]{0,119}", v) or "." not in v \
+            or v.startswith(_RESERVED):
+        raise Invalid(where, "a packed array name <layer>.<key> (letters, digits, _)", v)
+    return v
+
+
+class _PackedArrays:
+    expected = "an object of packed array names -> {dtype, shape}"
+
+    def __init__(self):
+        self.inner = Obj({"dtype": Str(*_PACKED_DTYPES), "shape": Seq(Int(0, 2 ** 40), 0, 2)})
+
+    def __call__(self, v, where):
+        if not isinstance(v, dict) or not v or len(v) > 1024:
+            raise Invalid(where, self.expected, v)
+        return {_packed_name(k, f"{where} key"): self.inner(x, f"{where}.{k}") for k, x in v.items()}
+
+
+COMPRESSION = Obj({"precision": Str("fp32", "bf16", "int8"), "pruning": Opt(Str("magnitude", "units", "columns")),
+                   "sparsity": Float(0.0, 1.0, hi_open=True), "fine_tune_epochs": Int(0),
+                   "source": Obj({"class": Str(), "sha256": Str(), "weight_bytes": Int(0)}),
+                   "arrays": _PackedArrays()},
+                  optional=("fine_tune_epochs", "source", "arrays"))
+
+
+def _packed(h):
+    """The packed arrays a compressed model's header declares, or None (an fp32 network)."""
+    comp = h.get("compression")
+    if comp is None or "arrays" not in comp:
+        return None
+    return {k: Array(d["dtype"], tuple(d["shape"])) for k, d in comp["arrays"].items()}
+
+
+def _check_packed(h, a, spec, prefixes=None):
+    comp = h.get("compression")
+    if comp is None or "arrays" not in comp:
+        return
+    from .compress._format import check_arrays
+    try:
+        check_arrays(spec, {k: a[k] for k in comp["arrays"]}, prefixes)
+    except ValueError as exc:
+        raise Invalid("compressed arrays", "packed layers that match the spec", got_text=str(exc)) from None
 
 
 def _sizes_ok(spec, what):
@@ -133,8 +187,11 @@ def _recommender(params, fields, arrays, *, dims=None, check=None, optional=(), 
         _check_train(h, a, d)
         if check is not None:
             check(h, a, d)
-    return Schema({"params": Obj(params, optional_params), "dims": _dims, "card": CARD, **fields}, all_arrays,
-                  optional=("dims", "card", *optional), dims=dims, check=check_all)
+        if "spec" in h:
+            _check_packed(h, a, h["spec"])
+    return Schema({"params": Obj(params, optional_params), "dims": _dims, "card": CARD, "compression": COMPRESSION,
+                   **fields}, all_arrays, optional=("dims", "card", "compression", *optional), dims=dims,
+                  check=check_all)
 
 
 def weight_names(spec) -> list:
@@ -156,7 +213,11 @@ def weight_names(spec) -> list:
 
 
 def _weights(shapes, h=None):
-    """The weight arrays: named (``h["weight_names"]``, format version 2) or ``param_<i>``."""
+    """The weight arrays: named (``h["weight_names"]``, format version 2) or ``param_<i>``; a
+    compressed model's packed arrays (its header's ``compression.arrays``)."""
+    packed = None if h is None else _packed(h)
+    if packed is not None:
+        return packed
     if h is not None and "weight_names" in h:
         want = weight_names(h["spec"])
         if list(h["weight_names"]) != want:
@@ -214,6 +275,8 @@ def _ae_arrays(h):
     spec = h["spec"]
     shapes, names = param_shapes(spec), tensor_names(spec)
     arrays = _weights(shapes, h)
+    if _packed(h) is not None:  # compressed: no optimizer state
+        return arrays
     arrays["opt_step"] = Array("int64", ())
     if spec["optimizer"] in ("adam", "adamw"):
         for nm, s in zip(names, shapes):
@@ -232,16 +295,18 @@ def _ae_check(h, a, dims):
     if not h["n_features_in"] == sizes[0] == sizes[-1]:
         raise Invalid("n_features_in", f"the spec's input and output width {sizes[0]} / {sizes[-1]}",
                       h["n_features_in"])
-    if int(a["opt_step"]) < 0:
+    if "opt_step" in a and int(a["opt_step"]) < 0:
         raise Invalid("array 'opt_step'", "an update count >= 0", int(a["opt_step"]))
     _mask_check(h, a, dims)
+    _check_packed(h, a, h["spec"])
 
 
 AUTOENCODER = Schema(
     {"params": Obj(_AE_PARAMS, ("pruning",)), "spec": Check(_net_spec, "a valid network spec"),
      "n_features_in": _width, "seed": Int(0, 2 ** 64 - 1), "epochs_trained": Int(0), "history": _history,
-     "card": CARD, "weight_names": _weight_names_field, "masked_layers": _masked_layers_field},
-    _ae_arrays, optional=("card", "weight_names", "masked_layers"), check=_ae_check)
+     "card": CARD, "weight_names": _weight_names_field, "masked_layers": _masked_layers_field,
+     "compression": COMPRESSION},
+    _ae_arrays, optional=("card", "weight_names", "masked_layers", "compression"), check=_ae_check)
 
 
 def _plain(spec, what):
@@ -364,8 +429,14 @@ EASE = _recommender(
     {"l2": Either(Str("auto"), Float(0.0, lo_open=True)), "dtype": Check(_float_dtype, "a float32 or float64 dtype name"),
      "max_memory": Opt(Either(Int(0), Float(0.0))), "verbose": Either(Bool(), Int(0)),
      "solver": Str("auto", "primal", "dual")},
-    {"l2_": Float(0.0, lo_open=True)}, lambda h: {"B_": Array("float32", ("n_items", "n_items"), finite=True)},
-    optional=("l2_",), optional_params=("solver",))  # files of aerec <= 0.1: a fixed l2, no solver
+    {"l2_": Float(0.0, lo_open=True)},
+    lambda h: _packed(h) or {"B_": Array("float32", ("n_items", "n_items"), finite=True)},
+    optional=("l2_",), optional_params=("solver",), check=lambda h, a, d: _check_packed(h, a, ease_spec(d["n_items"]), ["B"]))
+
+
+def ease_spec(n_items):
+    """The one-layer network spec a compressed EASE runs: scores = history @ B (CSR input)."""
+    return make_spec((int(n_items), int(n_items)), ("identity",), encoder_depth=1)  # files of aerec <= 0.1: a fixed l2, no solver
 
 POPULARITY = _recommender(
     {}, {}, lambda h: {"item_counts_": Array("float32", ("n_items",), finite=True, nonneg=True)})
@@ -381,6 +452,9 @@ def _topk_arrays(h):
 
 def _topk_check(h, a, dims):
     import numpy as np
+    if h["rescore"] == 0 and h["precision"] == "fp32":
+        raise Invalid("header 'rescore'", ">= 1 for precision 'fp32' (0 is for bf16 / int8: no fp32 copy)",
+                      0)
     if "bias" in a and h["metric"] != "ip":
         raise Invalid("array 'bias'", "no bias with metric 'cosine'", has_got=False)
     if h["metric"] == "cosine":  # stored normalised, as the kernel sees them
@@ -393,7 +467,7 @@ def _topk_check(h, a, dims):
 
 
 TOPK = Schema(
-    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(1, 1 << 20),
+    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(0, 1 << 20),
      "prune": Bool(), "n_items": Int(1, MAX_DIM), "dim": Int(1, MAX_DIM)},
     _topk_arrays, dims=lambda h: {"n_items": h["n_items"], "dim": h["dim"]}, check=_topk_check)
 

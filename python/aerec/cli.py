@@ -183,10 +183,8 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from . import evaluate, load
-    _engine(args)
-    model = load(args.model_path, backend=args.backend)
+def _recorded_split(model, args):
+    """The split a saved model was trained on (its card records it), else one made as 'train' does."""
     inter = _load_data(args.data, args)
     card = getattr(model, "card_", None) or {}
     recorded = card.get("split") or {}
@@ -209,7 +207,67 @@ def cmd_evaluate(args) -> int:
                              "used for 'aerec train'")
     else:
         split = _split(inter, args)
+    return split
+
+
+def cmd_evaluate(args) -> int:
+    from . import evaluate, load
+    _engine(args)
+    model = load(args.model_path, backend=args.backend)
+    split = _recorded_split(model, args)
     print(evaluate(model, split.test, ks=(20, 50, 100)))
+    return 0
+
+
+def cmd_compress(args) -> int:
+    from . import compress, load
+    _engine(args)
+    quantise = args.precision not in (None, "fp32")
+    pruning = args.sparsity is not None
+    if not (quantise or pruning or args.report):
+        raise ValueError("nothing to do: pass --precision int8|bf16, --sparsity S (with --method), and/or --report")
+    if (quantise or pruning) and args.output is None and not args.report:
+        raise ValueError("pass -o PATH for the compressed model (or --report to only compare)")
+    if args.plot is not None and not args.report:
+        raise ValueError("--plot writes the report's PNG: pass --report too")
+    if args.method != "magnitude" and not pruning:
+        raise ValueError(f"--method {args.method} prunes: pass --sparsity too")
+    if args.fine_tune_epochs and not pruning:
+        raise ValueError("--fine-tune-epochs fine-tunes a pruned model: pass --sparsity too")
+    needs_data = args.report or (pruning and args.fine_tune_epochs > 0)
+    if needs_data and args.data is None:
+        raise ValueError("--report and --fine-tune-epochs need --data (the data set the model was trained on)")
+    model = load(args.model_path, backend=args.backend)
+    split = _recorded_split(model, args) if needs_data else None
+    if args.report and type(model).__name__ not in ("MultDAE", "MultVAE", "CDAE", "EASE"):
+        raise ValueError(f"--report ranks held-out users, which a {type(model).__name__} file cannot; use "
+                         "aerec.compress.report in Python with its test data")
+
+    def make(precision, sparsity):
+        if sparsity is None:
+            return compress.quantize(model, precision)
+        kw = dict(method=args.method, precision=precision or "fp32")
+        if args.fine_tune_epochs:
+            kw.update(fine_tune=split.train, fine_tune_epochs=args.fine_tune_epochs)
+        return compress.prune(model, sparsity, **kw)
+
+    variants = {}
+    if quantise or pruning:
+        name = "+".join(([f"{args.method}-{args.sparsity:g}"] if pruning else []) + ([args.precision] if quantise else []))
+        variants[name] = make(args.precision if quantise else None, args.sparsity)
+        if args.output is not None:
+            variants[name].save(args.output, include_history=not args.no_history)
+            print(f"{name}: saved to {args.output} ({_size(os.path.getsize(args.output))}; the original file: "
+                  f"{_size(os.path.getsize(args.model_path))})")
+    elif args.output is not None:
+        raise ValueError("-o needs --precision or --sparsity (what to write)")
+    if args.report:
+        if not variants:
+            variants = {p: compress.quantize(model, p) for p in ("int8", "bf16")}
+        table = compress.report(model, split.test, variants, plot=args.plot)
+        print(table)
+        if args.plot is not None:
+            print(f"plot: {args.plot}")
     return 0
 
 
@@ -466,7 +524,16 @@ def describe_model_file(path) -> str:
     lines += _card_lines(card)
     other = {k: v for k, v in raw.items() if k not in ("format", "format_version", "class", "sha256", "params",
                                                         "dims", "history", "best_epoch", "aerec_version", "card",
-                                                        "weight_names")}
+                                                        "weight_names", "compression")}
+    comp = raw.get("compression")
+    if isinstance(comp, dict):  # aerec.compress: what was done, from which weights
+        src = comp.get("source") or {}
+        pr = comp.get("pruning")
+        lines.append(f"compression    {comp.get('precision')} weights"
+                     + (f", {pr}-pruned to sparsity {_value(comp.get('sparsity'))}" if pr else ", not pruned")
+                     + (f", fine-tuned {comp['fine_tune_epochs']} epochs" if comp.get("fine_tune_epochs") else "")
+                     + (f"; from {src.get('class')} weights of {_size(int(src.get('weight_bytes', 0)))} "
+                        f"(sha256 {src.get('sha256')})" if src else ""))
     for k, v in other.items():
         text = _value(v) if not isinstance(v, dict) else ", ".join(f"{a}={_value(b)}" for a, b in v.items())
         lines.append(f"{k}: {text if len(text) <= 300 else text[:297] + '...'}")
@@ -625,6 +692,31 @@ def build_parser() -> argparse.ArgumentParser:
     engine_opts(r)
     r.set_defaults(func=cmd_recommend)
 
+    c = command("compress", "quantize (int8 / bf16) and/or prune a saved model; --report compares size, speed "
+                            "and accuracy with the original")
+    c.add_argument("model_path", help="a model file (MultDAE, MultVAE, CDAE, EASE, AutoRec, Autoencoder)")
+    c.add_argument("--precision", choices=("fp32", "int8", "bf16"), default=None,
+                   help="weight precision: int8 (per-channel scales) or bf16; fp32 keeps it (with --sparsity)")
+    c.add_argument("--sparsity", type=_float_arg, default=None,
+                   help="fraction of weights to remove, in [0, 1) (EASE: of each column of B)")
+    c.add_argument("--method", choices=("magnitude", "units"), default="magnitude",
+                   help="magnitude: zero the smallest weights, store sparse; units: drop hidden units (smaller "
+                        "dense layers)")
+    c.add_argument("--fine-tune-epochs", type=_int_arg(0), default=0,
+                   help="train the pruned model this many epochs more on the training part of --data")
+    c.add_argument("--output", "-o", default=None, help="write the compressed model here (.npz)")
+    c.add_argument("--no-history", action="store_true",
+                   help="leave the training interactions out of the written file (a serving artefact)")
+    c.add_argument("--report", action="store_true",
+                   help="print size / file / RAM / users/s / NDCG@100 / Recall@20 of the original and the variant "
+                        "(default variants: int8 and bf16) on the test users of --data")
+    c.add_argument("--data", default=None, help=data_help + " (for --report and --fine-tune-epochs)")
+    c.add_argument("--plot", default=None, help="with --report: write accuracy vs size and speed as a PNG "
+                                                "(needs matplotlib: aerec[plot])")
+    data_opts(c)
+    engine_opts(c)
+    c.set_defaults(func=cmd_compress)
+
     i = command("info", "describe a model file (class, hyper-parameters, data, arrays), or without one the "
                         "configuration (instruction sets, threads, backends)")
     i.add_argument("model_path", nargs="?", default=None, help="a model file (read, checked, not executed)")
@@ -643,7 +735,7 @@ def main(argv=None) -> int:
         except OSError:
             pass
         return 0
-    except (ValueError, TypeError, KeyError, IndexError, OSError, MemoryError, ArithmeticError,
+    except (ValueError, TypeError, KeyError, IndexError, OSError, MemoryError, ArithmeticError, ImportError,
             BackendUnavailableError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"aerec: error: {msg}", file=sys.stderr)

@@ -177,9 +177,13 @@ class TopK:
         ``fp32`` is exact. ``bf16`` / ``int8`` score every item approximately (AVX512-BF16 /
         AVX-512 VNNI where available, per-item symmetric int8 scales and per-query scale), keep
         ``k * rescore`` candidates and re-score them in fp32, so returned scores are fp32 inner
-        products; recall depends on ``rescore``. These keep an fp32 copy of the items too.
+        products; recall depends on ``rescore``. These keep an fp32 copy of the items too,
+        unless ``rescore=0``.
     rescore : int
-        Candidate multiplier for the compressed precisions.
+        Candidate multiplier for the compressed precisions. ``0`` (bf16 / int8 only) keeps no
+        fp32 copy of the items and returns the compressed scores of the best ``k`` (the memory
+        of the index is then the compressed items only; ``export_items`` gives the dequantised
+        items).
     prune : bool
         Order items by norm and skip item panels whose Cauchy-Schwarz bound
         (|q| max|x| + max b, widened by the fp32 rounding error) cannot beat the current k-th
@@ -201,8 +205,10 @@ class TopK:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
         if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Integral) or rescore < 1:
-            raise ValueError(f"rescore must be an integer >= 1, got {rescore!r}")
+        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Integral) or rescore < 0:
+            raise ValueError(f"rescore must be an integer >= 0 (0: bf16 / int8 without an fp32 copy), got {rescore!r}")
+        if rescore == 0 and precision == "fp32":
+            raise ValueError("rescore=0 (no fp32 copy) is for precision 'bf16' or 'int8'; fp32 needs rescore >= 1")
         if not isinstance(prune, (bool, np.bool_)):
             raise TypeError(f"prune must be True or False, got {type(prune).__name__}")
         num_threads = _threads(num_threads)

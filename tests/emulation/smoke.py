@@ -180,6 +180,40 @@ def run_all(tmp):
         ids_b, _ = TopK.load(path).search(queries, k)
         np.testing.assert_array_equal(ids_a, ids_b)
 
+    @check("CompressedLinear: fp32/bf16/int8 x dense/sparse x dense/csr input vs the NumPy reference")
+    def _():
+        from aerec.backends import cpp, numpy_
+        from aerec.backends._quant import pack_layer
+        rng = np.random.default_rng(2)
+        W = rng.standard_normal((37, 75)).astype(np.float32)  # n_in not a multiple of 4 / 16 / 32
+        W[rng.random(W.shape) < 0.6] = 0
+        W[:, 3] = 0
+        b = rng.standard_normal(75).astype(np.float32)
+        x = rng.standard_normal((41, 37)).astype(np.float32)  # more rows than one 32-lane block
+        H = sp.random(41, 37, 0.2, format="csr", dtype=np.float32, random_state=3)
+        hp, hi = H.indptr.astype(np.int64), H.indices.astype(np.int32)
+        ep = np.arange(42, dtype=np.int64) * 2
+        ei = rng.integers(0, 75, 82).astype(np.int32)
+        for precision in ("fp32", "bf16", "int8"):
+            for sparse in (False, True):
+                for inp in ("dense", "csr"):
+                    a = pack_layer(W, b, precision, sparse, inp)
+                    L, R = cpp.CompressedLinear(a), numpy_.CompressedLinear(a)
+                    where = f"{precision} sparse={sparse} {inp}"
+                    np.testing.assert_allclose(L.forward(x, "relu"), R.forward(x, "relu"), rtol=1e-4, atol=1e-4,
+                                               err_msg=where)
+                    if inp == "csr":
+                        np.testing.assert_allclose(L.forward_csr(hp, hi, H.data, "tanh"),
+                                                   R.forward_csr(hp, hi, H.data, "tanh"), rtol=1e-4, atol=1e-4,
+                                                   err_msg=where)
+                        continue
+                    ids, sc = L.topk(x, 10, ep, ei)
+                    rid, rsc = R.topk(x, 10, ep, ei)
+                    np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-4, err_msg=where)
+                    assert (ids == rid).mean() > 0.97, where
+                    for r in range(41):
+                        assert not set(ids[r].tolist()) & set(ei[ep[r]:ep[r + 1]].tolist()), where
+
     @check("Pruning: masked fused adam / sgd (C++ at this level) == NumPy oracle, GradualPruning fit")
     def _():
         from aerec import compress

@@ -11,7 +11,8 @@
 //
 // Precisions: fp32 (exact), bf16 and int8 (approximate scoring of every item, the best
 // k x rescore candidates re-scored in fp32 from a row-major fp32 copy, so the returned scores are
-// fp32 inner products). Norm-bound pruning orders items by norm and skips panels whose
+// fp32 inner products). rescore = 0 keeps no fp32 copy: the compressed scores are returned (the
+// index of a compressed model's decoder, which may also be built from already-quantised items). Norm-bound pruning orders items by norm and skips panels whose
 // Cauchy-Schwarz bound |q| max|x| + max b (widened by the fp32 rounding error) cannot beat the
 // current k-th score: exact; on the compressed paths the bound uses the norms of the compressed
 // vectors, so the candidate set does not change.
@@ -33,8 +34,19 @@ enum class TopkPrecision : int { fp32 = 0, bf16 = 1, int8 = 2 };
 
 struct TopkOptions {
   TopkPrecision precision = TopkPrecision::fp32;
-  int rescore = 4;     // compressed paths: candidates kept per query = k * rescore
+  int rescore = 4;     // compressed paths: candidates kept per query = k * rescore; 0: no fp32
+                       // copy, the compressed scores are returned
   bool prune = false;  // norm-bound pruning (compressed paths: norms of the compressed vectors)
+};
+
+// Items already quantised the way the index quantises them (pack_layer in Python): int8 values
+// (n x d, row-major, in [-127, 127]) with one positive scale per item, or bf16 bits (n x d).
+struct QuantisedItems {
+  TopkPrecision precision = TopkPrecision::int8;  // int8 or bf16
+  index_t n = 0, d = 0;
+  const std::int8_t* i8 = nullptr;
+  const float* i8_scale = nullptr;
+  const std::uint16_t* bf16 = nullptr;
 };
 
 class TopkIndex {
@@ -44,6 +56,15 @@ class TopkIndex {
   // items: n x d float32 (finite; n >= 1, d >= 1, n < 2^31); bias: length n, or null.
   TopkIndex(MatrixView<const float> items, const float* bias, const TopkOptions& opt,
             int num_threads = 0);
+
+  // From quantised items: opt.precision must match q.precision and opt.rescore must be 0 (there
+  // is no fp32 copy to re-score with). Same scores as the float constructor on the items that
+  // quantise to q.
+  TopkIndex(const QuantisedItems& q, const float* bias, const TopkOptions& opt, int num_threads = 0);
+
+  // Every item's score of every query (the index's own precision, bias included): out is
+  // m x n with row stride ldo >= n. The forward pass of a compressed dense layer.
+  void score_rows(MatrixView<const float> queries, float* out, index_t ldo, int num_threads = 0) const;
 
   // queries: m x d. exclude: CSR with m rows (item ids in [0, n), any order, duplicates ok),
   // or null. ids / scores: m x min(k, n), row-major, preallocated. k >= 1.
@@ -55,12 +76,16 @@ class TopkIndex {
   const TopkOptions& options() const { return opt_; }
   bool has_bias() const { return has_bias_; }
   std::size_t memory_usage() const;  // bytes owned by the index
-  // Original items (n x d, row-major) and bias (n), reconstructed exactly from the index.
+  // Original items (n x d, row-major) and bias (n), reconstructed exactly from the index
+  // (rescore = 0 on a compressed index: the dequantised items).
   void export_items(float* out) const;
   void export_bias(float* out) const;
 
  private:
   struct Work;
+  void build(const float* items, index_t stride, const QuantisedItems* q, const float* bias, int T);
+  void pack_queries(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows, int mr) const;
+  const float* widened_panel(Work& w, index_t P) const;
   void scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                   const CsrView<float>* exclude, index_t kc, std::atomic<index_t>* chunks,
                   int mr) const;

@@ -38,8 +38,20 @@ Interface of a backend module:
     with -1 / -inf; ``memory_usage()``, ``export_items()`` (n, d), ``export_bias()`` (n,) or
     None; properties ``n_items``, ``dim``, ``precision``, ``rescore``, ``prune``. bf16 / int8 score
     every item through the shared quantisation (bf16 round-to-nearest-even; int8 symmetric per-row
-    scales max|x| / 127) and return the best ``k * rescore`` candidates re-scored in fp32. Every
-    backend returns the same ids wherever scores are not tied.
+    scales max|x| / 127) and return the best ``k * rescore`` candidates re-scored in fp32
+    (``rescore=0``: no fp32 copy, the compressed scores are returned). Every backend returns the
+    same ids wherever scores are not tied.
+``CompressedLinear(arrays, num_threads=0)``
+    one packed linear layer ``y = act(x @ W + b)`` (fp32 / bf16 / int8, dense or sparse) built from
+    :func:`aerec.backends._quant.pack_layer`'s dict, keeping no fp32 copy unless the layer is fp32.
+    Methods ``forward(x, activation="identity")``, ``forward_csr(indptr, indices, data=None,
+    activation="identity")`` (layers packed with input="csr"), ``topk(x, k, exclude_indptr=None,
+    exclude_indices=None)`` (layers packed with input="dense": fused output layer + top-k with the
+    ``select_topk`` conventions), ``memory_usage()``; attributes ``n_in``, ``n_out``,
+    ``precision``, ``sparse``, ``input``, ``has_bias``. The contract and the exact maths (int8:
+    per-output-channel weight scales, dynamic per-row activation scales, exact integer
+    accumulation) are in :mod:`aerec.backends._compressed`; the numba backend delegates to that
+    reference.
 ``gram_upper(X, dtype="float32", num_threads=0) -> G``
     ``X^T X`` of a CSR X (n_rows, n) as a dense (n, n) C-contiguous float32 / float64 array; only
     its upper triangle (j >= i) is guaranteed (EASE factorises it in place).

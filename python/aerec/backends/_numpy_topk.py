@@ -170,9 +170,10 @@ class TopkIndex:
     items : (n, d) float32, finite, n >= 1, d >= 1
     bias : (n,) float32 or None
     precision : {"fp32", "bf16", "int8"}
-    rescore : int >= 1
+    rescore : int >= 0
         compressed precisions keep ``k * rescore`` candidates (all items once
-        ``k >= ceil(n / rescore)``) and re-score them in fp32.
+        ``k >= ceil(n / rescore)``) and re-score them in fp32; 0 (bf16 / int8): no re-scoring,
+        the compressed scores of the best k are returned.
     prune : bool
         recorded only (pruning does not change the compiled index's results).
     num_threads : ignored
@@ -181,8 +182,8 @@ class TopkIndex:
     def __init__(self, items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0):
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
-        if int(rescore) < 1:
-            raise ValueError("rescore must be >= 1")
+        if int(rescore) < 0 or (int(rescore) == 0 and precision == "fp32"):
+            raise ValueError("rescore must be >= 1 (or 0 for bf16 / int8: compressed scores, no fp32 copy)")
         items = np.asarray(items)
         if items.dtype != np.float32:
             raise TypeError(f"items must be float32, got {items.dtype}")
@@ -212,10 +213,15 @@ class TopkIndex:
 
     def memory_usage(self):
         """Bytes held by the index."""
-        return int(sum(a.nbytes for a in (self._items, self._bias, self._xb, self._xi, self._xs)
-                       if a is not None))
+        keep = (self._items if self.precision == "fp32" or self.rescore > 0 else None,
+                self._bias, self._xb, self._xi, self._xs)
+        return int(sum(a.nbytes for a in keep if a is not None))
 
     def export_items(self):
+        if self.rescore == 0:  # no fp32 copy in the compiled index: the dequantised items
+            if self.precision == "bf16":
+                return self._xb.copy()
+            return self._xi.astype(np.float32) * self._xs[:, None]
         return self._items.copy()
 
     def export_bias(self):
@@ -239,7 +245,7 @@ class TopkIndex:
         q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         n, m = self.n_items, q.shape[0]
         kk = min(k, n)
-        compressed = self.precision != "fp32"
+        compressed = self.precision != "fp32" and self.rescore > 0
         kc = (n if k >= -(-n // self.rescore) else k * self.rescore) if compressed else kk
         ids = np.empty((m, kk), np.int32)
         scores = np.empty((m, kk), np.float32)

@@ -241,3 +241,56 @@ def spmm(X, W, num_threads=0):
     for s in range(0, n, step):
         _core.spmm_csr(ip, ix, d, W[:, s:s + step], num_threads, out[:, s:s + step])
     return out
+
+
+# --- Compressed linear layers (int8 / bf16 / sparse) --------------------------------------------------
+
+class CompressedLinear:
+    """One packed linear layer in C++ (``aerec._core.CompressedLinear``): the contract and maths of
+    ``aerec.backends._compressed`` (the NumPy reference). Built from
+    :func:`aerec.backends._quant.pack_layer`'s dict (validated first; the C++ object copies the packed
+    arrays and keeps no fp32 copy unless the layer is fp32). Dense layers run on the TopK tile kernels
+    (int8: AVX-512 VNNI / AVX2 / portable, bf16: AVX512-BF16 / FMA / portable); sparse and csr-input
+    layers on the qlinear kernels (scalar / AVX2 / AVX-512). Every call releases the GIL;
+    concurrent calls are safe."""
+
+    def __init__(self, arrays, num_threads=0):
+        from ._quant import layer_info
+        (self.n_in, self.n_out, self.precision, self.sparse, self.input,
+         self.has_bias) = layer_info(arrays)
+        self._nt = int(num_threads or 0)
+        g = arrays.get
+        self._L = _core.CompressedLinear(arrays["meta"], g("W"), g("b"), g("scale"), g("indptr"),
+                                         g("indices"), g("data"), self._nt)
+
+    def memory_usage(self):
+        """Bytes held by the compiled layer."""
+        return int(self._L.memory_usage())
+
+    def forward(self, x, activation="identity"):
+        from ._compressed import check_activation, check_dense_input
+        check_activation(activation)
+        return self._L.forward(check_dense_input(x, self.n_in), activation, self._nt)
+
+    def forward_csr(self, indptr, indices, data=None, activation="identity"):
+        from ._compressed import check_activation, check_csr_input
+        if self.input != "csr":
+            raise ValueError("forward_csr needs a layer packed with input='csr' (rows by input); this "
+                             "layer was packed with input='dense': call forward(x) with dense rows, or "
+                             "re-pack it with pack_layer(..., input='csr')")
+        check_activation(activation)
+        indptr, indices, data = check_csr_input(indptr, indices, data, self.n_in)
+        return self._L.forward_csr(_np.ascontiguousarray(indptr), _np.ascontiguousarray(indices),
+                                   None if data is None else _np.ascontiguousarray(data), activation, self._nt)
+
+    def topk(self, x, k, exclude_indptr=None, exclude_indices=None):
+        from ._compressed import check_dense_input, check_exclusion, check_k
+        if self.input != "dense":
+            raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
+                             "activations); this layer was packed with input='csr'")
+        k = check_k(k)
+        x = check_dense_input(x, self.n_in)
+        ep, ei = check_exclusion(exclude_indptr, exclude_indices, x.shape[0], self.n_out)
+        if ep is not None:
+            ep, ei = _np.ascontiguousarray(ep), _np.ascontiguousarray(ei)
+        return self._L.topk(x, k, ep, ei, self._nt)

@@ -313,3 +313,10 @@ def spmm(X, W, num_threads=0):
     with _threads(num_threads):
         kernel(X.indptr.astype(_np.int64), X.indices.astype(_np.int32), X.data.astype(_np.float32), W, out, 384)
     return out
+
+
+# --- Compressed linear layers -----------------------------------------------------------------------
+# The NumPy reference, delegated as is: its hot paths are already BLAS products (float64 @ on the
+# quantised values) and NumPy selection; an njit version of the int8 / sparse kernels would not beat
+# BLAS without the SIMD tiles the C++ backend has (the compiled fast path is backends.cpp).
+from ._compressed import CompressedLinear  # noqa: E402,F401

@@ -752,3 +752,6 @@ def spmm(X, W, num_threads=0):
     if X.shape[1] != W.shape[0]:
         raise ValueError(f"spmm: X has {X.shape[1]} columns but W has {W.shape[0]} rows")
     return np.ascontiguousarray(X.tocsr().astype(np.float32) @ W, dtype=np.float32)
+
+# --- Compressed linear layers (int8 / bf16 / sparse; reference for backends.cpp) ----------------
+from ._compressed import CompressedLinear  # noqa: E402,F401

@@ -12,7 +12,10 @@ Fields (all optional on reading; files of aerec <= 0.1 have no card and still lo
   ``train`` part of an :mod:`aerec.data.splits` split (``Split.info``);
 - ``validation`` and ``kept_epoch``: the validation metrics of the epoch whose weights the model
   kept (``best_epoch_``, else the last epoch);
-- ``test``: the metrics of the last :func:`aerec.evaluate` on a split's test set.
+- ``test``: the metrics of the last :func:`aerec.evaluate` on a split's test set;
+- ``compression``: for a model made by :mod:`aerec.compress`: ``precision``, ``pruning``,
+  ``sparsity``, ``fine_tune_epochs`` and ``source`` (the class, SHA-256 and byte size of the
+  fp32 weights it was made from).
 """
 from __future__ import annotations
 
@@ -99,4 +102,7 @@ def build_card(model) -> dict:
             out["kept_epoch"] = card["kept_epoch"]
     if card.get("test"):
         out["test"] = card["test"]
+    comp = getattr(model, "compression_", None)
+    if comp:  # precision, pruning, sparsity, the source model's weights fingerprint
+        out["compression"] = {k: v for k, v in comp.items() if k != "arrays"}
     return out

@@ -117,6 +117,13 @@ def install(model, state: dict) -> None:
     guard_of(model).write(lambda: model.__dict__.update(state))
 
 
+def _describe(comp) -> str:
+    parts = [comp.get("precision", "fp32")]
+    if comp.get("pruning"):
+        parts.append(f"{comp['pruning']}-pruned to sparsity {comp.get('sparsity', 0):g}")
+    return ", ".join(parts)
+
+
 def atomic_fit(fit):
     """Decorator for ``fit``: train a private copy of the model, then install its state at once.
 
@@ -127,6 +134,11 @@ def atomic_fit(fit):
     """
     @functools.wraps(fit)
     def wrapper(self, *args, **kwargs):
+        comp = getattr(self, "compression_", None)
+        if comp:
+            raise ValueError(f"this {type(self).__name__} is compressed ({_describe(comp)}) and cannot be trained: "
+                             f"fit the fp32 model (aerec.{type(self).__name__}(**model.get_params())) and compress "
+                             "it again with aerec.compress.quantize / prune")
         trainee = copy.copy(self)  # Estimator.__getstate__ leaves the guard out: it gets its own
         trainee._prepare_trainee()
         fit(trainee, *args, **kwargs)

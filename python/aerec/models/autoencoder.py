@@ -10,7 +10,7 @@ from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
 from .base import (Estimator, _tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, mask_state,
-                   named_weights, restore_masks, weights_from_file)
+                   network_from_file, weights_for_file)
 from ..nn.spec import make_spec
 
 __all__ = ["Autoencoder"]
@@ -288,6 +288,10 @@ class Autoencoder(Estimator):
 
     # -- inference (stateless, thread-safe: layer-by-layer fused GEMMs) -------------------------
     def _forward(self, x, upto: int, batch_size: int):
+        if getattr(self.net_, "compressed", False):  # packed layers (aerec.compress)
+            if upto == 0:
+                return np.array(x, dtype=np.float32)
+            return self.net_.hidden(x, upto - 1, batch_size)
         be = self._backend()
         params = self._params_cache()
         acts = self.spec_["activations"]
@@ -379,29 +383,28 @@ class Autoencoder(Estimator):
     def save(self, path) -> None:
         """Write the model (hyper-parameters, weights, optimizer state, history) atomically."""
         self._check_fitted()
-        names, arrays = named_weights(self.spec_, self.net_.get_params())
-        for key, value in self.net_.get_optimizer_state().items():
-            arrays[f"opt_{key}"] = np.asarray(value)
+        wmeta, arrays = weights_for_file(self)
+        if not getattr(self.net_, "compressed", False):  # a compressed network has no optimizer state
+            for key, value in self.net_.get_optimizer_state().items():
+                arrays[f"opt_{key}"] = np.asarray(value)
         mmeta, marrays = mask_state(self.spec_, self.net_)
         arrays.update(marrays)
         self._save(path, {"spec": self.spec_, "n_features_in": self.n_features_in_, "seed": self.seed_,
-                          "epochs_trained": self.epochs_trained_, "history": self.history_,
-                          "weight_names": names, **mmeta}, arrays)
+                          "epochs_trained": self.epochs_trained_, "history": self.history_, **wmeta, **mmeta},
+                   arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
         # ``meta`` and ``arrays`` were checked against the Autoencoder schema (aerec._schemas)
         model = cls._new_from_meta(meta, backend)
         spec = _tuples(meta["spec"])
-        weights = weights_from_file(meta, arrays, spec)
         opt = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
         model.spec_ = spec
         model.seed_ = int(meta["seed"])
         model.n_features_in_ = int(meta["n_features_in"])
         model.epochs_trained_ = int(meta["epochs_trained"])
         model.history_ = {k: list(v) for k, v in meta["history"].items()}
-        model.net_ = model._backend().Network(spec, weights)
-        restore_masks(model.net_, spec, meta, arrays)
+        model.net_ = network_from_file(model, meta, arrays, spec)
         if opt:
             model.net_.set_optimizer_state(opt)
         return model

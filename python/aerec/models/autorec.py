@@ -12,8 +12,8 @@ from ..callbacks import as_callbacks
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import (_tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, mask_state,
-                   named_weights, restore_masks, weights_from_file)
+from .base import (_tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, layer_params,
+                   mask_state, network_from_file, weights_for_file)
 from .recommender import Recommender
 from ..nn.spec import make_spec
 
@@ -253,10 +253,9 @@ class AutoRec(Recommender):
     @reads
     def item_vectors(self):
         self._check_fitted("train_")
-        p = self.net_.get_params()
         # user-based: the decoder's output weights W1 (hidden, n_items) hold one column per item
         # (rows of W1.T), as in the sparse autoencoders; item-based: each item's encoding
-        return np.ascontiguousarray(p[2].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
+        return np.ascontiguousarray(layer_params(self.net_, 1)[0].T) if self.kind == "user" else self.net_.hidden(self.rows_, 0)
 
     @reads
     def save(self, path, include_history=True):
@@ -267,12 +266,12 @@ class AutoRec(Recommender):
             raise ValueError("AutoRec predicts from its training rating matrix, so it cannot be saved without "
                              "it; use save(path) (include_history=True)")
         arrays = self._train_arrays()
-        names, weights = named_weights(self.spec_, self.net_.get_params())
+        wmeta, weights = weights_for_file(self)
         arrays.update(weights)
         mmeta, marrays = mask_state(self.spec_, self.net_)
         arrays.update(marrays)
         self._save(path, {"spec": self.spec_, "seed": self.seed_, "clip": list(self.clip_),
-                          "history": self.history_, "weight_names": names, **mmeta}, arrays)
+                          "history": self.history_, **wmeta, **mmeta}, arrays)
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
@@ -289,8 +288,7 @@ class AutoRec(Recommender):
         model.global_mean_ = float(R.data.mean())
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         model._recon = None
-        model.net_ = model._backend().Network(model.spec_, weights_from_file(meta, arrays, model.spec_))
-        restore_masks(model.net_, model.spec_, meta, arrays)
+        model.net_ = network_from_file(model, meta, arrays, model.spec_)
         return model
 
 

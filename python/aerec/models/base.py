@@ -131,6 +131,9 @@ class Estimator:
         from .._schemas import weight_names
         if getattr(self, "net_", None) is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet; call fit() or aerec.load() first")
+        if getattr(self.net_, "compressed", False):  # the packed arrays, as the model file names them
+            from ..compress._format import export_arrays, layer_prefixes
+            return export_arrays(self.net_, layer_prefixes(self.spec_))
         return dict(zip(weight_names(self.spec_), self.net_.get_params()))
 
     def export_safetensors(self, path) -> None:
@@ -181,6 +184,46 @@ def named_weights(spec, params) -> tuple[list, dict]:
     from .._schemas import weight_names
     names = weight_names(spec)
     return names, dict(zip(names, params))
+
+
+def layer_params(net, i) -> tuple:
+    """``(W (n_in, n_out), b)`` float32 of weight layer ``i`` of a backend ``Network`` or of an
+    ``aerec.compress`` ``CompressedNetwork`` (dequantised: a fresh copy)."""
+    if getattr(net, "compressed", False):
+        return net.layer_weights(i)
+    p = net.get_params()
+    return p[2 * i], p[2 * i + 1]
+
+
+def weights_for_file(model) -> tuple[dict, dict]:
+    """``(header fields, {name: array})`` of a model's network as its file stores it: the named
+    fp32 weights, or for a compressed model the packed arrays and the ``compression`` header
+    (``aerec.compress._format``)."""
+    net, comp = model.net_, getattr(model, "compression_", None)
+    if getattr(net, "compressed", False):
+        from ..compress._format import declare, export_arrays, layer_prefixes
+        arrays = export_arrays(net, layer_prefixes(model.spec_))
+        return {"compression": {**comp, "arrays": declare(arrays)}}, arrays
+    names, weights = named_weights(model.spec_, net.get_params())
+    meta = {"weight_names": names}
+    if comp:  # structurally pruned: plain fp32 weights of smaller layers
+        meta["compression"] = dict(comp)
+    return meta, weights
+
+
+def network_from_file(model, meta, arrays, spec):
+    """The network a file holds: a backend ``Network``, or a ``CompressedNetwork`` for a file of a
+    compressed model (``model.compression_`` is set from the header then)."""
+    comp = meta.get("compression")
+    model.compression_ = None
+    if comp is not None:
+        model.compression_ = {k: (dict(v) if isinstance(v, dict) else v) for k, v in comp.items() if k != "arrays"}
+        if "arrays" in comp:
+            from ..compress._format import network_from_arrays
+            return network_from_arrays(spec, {k: arrays[k] for k in comp["arrays"]}, model._backend())
+    net = model._backend().Network(spec, weights_from_file(meta, arrays, spec))
+    restore_masks(net, spec, meta, arrays)
+    return net
 
 
 def weights_from_file(meta, arrays, spec) -> list:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse as sp
 
 from .. import _validation
 from .._memory import available_memory
@@ -33,16 +34,33 @@ class _SavableRecommender(Recommender):
         """
         self._check_fitted("train_")
         arrays = self._train_arrays(include_history)
-        for name in self._arrays_to_save:
-            arrays[name] = np.asarray(getattr(self, name))
-        self._save(path, self._save_meta(), arrays)
+        meta = self._save_meta()
+        net = getattr(self, "net_", None)
+        if getattr(net, "compressed", False):  # aerec.compress: the packed arrays replace the fp32 ones
+            from ..compress._format import declare, export_arrays
+            packed = export_arrays(net, self._packed_prefixes)
+            arrays.update(packed)
+            meta["compression"] = {**self.compression_, "arrays": declare(packed)}
+        else:
+            for name in self._arrays_to_save:
+                arrays[name] = np.asarray(getattr(self, name))
+        self._save(path, meta, arrays)
+
+    _packed_prefixes = ()
 
     @classmethod
     def _from_state(cls, meta, arrays, backend="auto"):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
-        for name in cls._arrays_to_save:
-            setattr(model, name, arrays[name])
+        comp = meta.get("compression")
+        if comp is not None and "arrays" in comp:
+            from ..compress._format import network_from_arrays
+            model.compression_ = {k: v for k, v in comp.items() if k != "arrays"}
+            model.net_ = network_from_arrays(model._network_spec(), {k: arrays[k] for k in comp["arrays"]},
+                                             model._backend(), cls._packed_prefixes)
+        else:
+            for name in cls._arrays_to_save:
+                setattr(model, name, arrays[name])
         model._restore_meta(meta)
         return model
 
@@ -340,14 +358,33 @@ class EASE(_SavableRecommender):
         # C order; the upper triangle (j >= i) is valid (the backend's own Gram kernel).
         return self._backend().gram_upper(X, dt)
 
+    # a compressed EASE (aerec.compress) holds B packed, as the one layer of a CompressedNetwork
+    # (net_, input CSR, identity activation) instead of the fp32 B_
+    _packed_prefixes = ("B",)
+
+    def _network_spec(self):
+        from .._schemas import ease_spec
+        return ease_spec(self.train_.shape[1])
+
     def _scores(self, rows, X):
+        net = getattr(self, "net_", None)
+        if getattr(net, "compressed", False):
+            return net.forward(sp.csr_matrix(X, dtype=np.float32))
         return self._backend().spmm(X, self.B_)
 
     def _export_tensors(self):
         self._check_fitted("train_")
+        net = getattr(self, "net_", None)
+        if getattr(net, "compressed", False):
+            from ..compress._format import export_arrays
+            return export_arrays(net, self._packed_prefixes)
         return {"B": self.B_}
 
     @reads
     def item_vectors(self):
+        """B (n_items, n_items) float32 (a compressed EASE: dequantised, a fresh copy)."""
         self._check_fitted("train_")
+        net = getattr(self, "net_", None)
+        if getattr(net, "compressed", False):
+            return net.layer_weights(0)[0]
         return self.B_

@@ -12,8 +12,8 @@ from .. import _validation
 from ..io import register_model
 from ._serving import atomic_fit, guard_of, reads
 from ._training import run_epochs
-from .base import (_tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, mask_state,
-                   named_weights, restore_masks, weights_from_file)
+from .base import (_tuples, check_pruning, check_random_state, derive_seed, glorot_uniform, layer_params,
+                   mask_state, network_from_file, weights_for_file)
 from .recommender import Recommender
 
 __all__ = ["MultDAE", "MultVAE", "CDAE"]
@@ -273,9 +273,12 @@ class _SparseAutoencoder(Recommender):
     def _search_index(self):
         """TopK over the decoder's output layer: score = h_last @ W_last + b_last (never forms the
         n_users x n_items logits). Built once per set of weights, by one thread (the others wait
-        for it instead of each building its own)."""
+        for it instead of each building its own). A compressed network brings its own: the fused
+        decoder + top-k over its packed output layer."""
         from ..search import TopK
         net = self.net_
+        if getattr(net, "compressed", False):
+            return net.output_index()
 
         def fresh(c):  # the cache holds the network itself, so a reused id() cannot match
             return c is not None and c[0] is net and c[1] == net.step
@@ -329,17 +332,15 @@ class _SparseAutoencoder(Recommender):
         gives ``recommend(users, k)``'s ids and scores. ``encode`` returns the bottleneck
         (``latent`` wide), which does not pair with these vectors."""
         self._check_fitted("train_")
-        p = self.net_.get_params()
-        n_layers = len(self.spec_["layer_sizes"]) - 1
-        return np.ascontiguousarray(p[2 * (n_layers - 1)].T)
+        W, _ = layer_params(self.net_, len(self.spec_["layer_sizes"]) - 2)
+        return np.ascontiguousarray(W.T)
 
     @reads
     def item_biases(self):
         """The output layer's bias, one per item: (n_items,) float32 (see :meth:`item_vectors`)."""
         self._check_fitted("train_")
-        p = self.net_.get_params()
-        n_layers = len(self.spec_["layer_sizes"]) - 1
-        return np.array(p[2 * (n_layers - 1) + 1], dtype=np.float32)
+        _, b = layer_params(self.net_, len(self.spec_["layer_sizes"]) - 2)
+        return np.array(b, dtype=np.float32)
 
     @reads
     def user_vectors(self, user_ids=None, user_items=None):
@@ -369,11 +370,11 @@ class _SparseAutoencoder(Recommender):
         """
         self._check_fitted("net_")
         arrays = self._train_arrays(include_history)
-        names, weights = named_weights(self.spec_, self.net_.get_params())
+        wmeta, weights = weights_for_file(self)
         arrays.update(weights)
         mmeta, marrays = mask_state(self.spec_, self.net_)
         arrays.update(marrays)
-        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, "weight_names": names, **mmeta}
+        meta = {"spec": self.spec_, "seed": self.seed_, "history": self.history_, **wmeta, **mmeta}
         if getattr(self, "best_epoch_", None) is not None:
             meta["best_epoch"] = int(self.best_epoch_)
         self._save(path, meta, arrays)
@@ -383,12 +384,10 @@ class _SparseAutoencoder(Recommender):
         model = cls._new_from_meta(meta, backend)
         model._restore_train(arrays)
         model.spec_, model.seed_ = _tuples(meta["spec"]), int(meta["seed"])
-        params = weights_from_file(meta, arrays, model.spec_)
         model.history_ = {k: list(v) for k, v in meta.get("history", {}).items()}
         if "best_epoch" in meta:
             model.best_epoch_ = meta["best_epoch"]
-        model.net_ = model._backend().Network(model.spec_, params)
-        restore_masks(model.net_, model.spec_, meta, arrays)
+        model.net_ = network_from_file(model, meta, arrays, model.spec_)
         model._index = None
         return model
 

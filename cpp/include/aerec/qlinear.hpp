@@ -1,0 +1,89 @@
+// One compressed linear layer  y = act(x @ W + b)  (W: n_in x n_out), as packed by
+// aerec.backends._quant.pack_layer (python/aerec/backends/_compressed.py states the maths, which
+// this file implements):
+//   - input "dense" (hidden layers, decoders), not sparse: a TopkIndex over the output channels
+//     (rows of W^T) in fp32 / bf16 / int8 with no fp32 copy (rescore = 0 for bf16 / int8). forward
+//     = TopkIndex::score_rows (the TopK tiles: VNNI vpdpbusd / AVX2 vpmaddwd int8, AVX512-BF16
+//     vdpbf16ps / fp32-FMA bf16, FMA fp32) + activation; topk = TopkIndex::search (threshold
+//     filtered, in-kernel exclusion).
+//   - input "dense", sparse: CSC by output column; activations transposed in blocks of kQLanes
+//     rows, each stored weight one broadcast multiply-add over the block's lanes; topk selects
+//     from a kQLanes x n_out score block with select_topk_rows.
+//   - input "csr" (first layers fed a sparse history): rows by input (dense rows or CSR), a
+//     history gathers (dense) or scatters (sparse) its rows; int8 sums the integer rows, then
+//     scales per output channel.
+// Immutable after construction; every method is const and thread-safe (per-call workspaces).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "aerec/activation.hpp"
+#include "aerec/topk.hpp"
+#include "aerec/view.hpp"
+
+namespace aerec::cpu {
+
+// Views of pack_layer's arrays (copied by the constructor).
+struct QlinearArrays {
+  index_t n_in = 0, n_out = 0;
+  int precision = 0;        // 0 fp32, 1 bf16, 2 int8
+  bool sparse = false;
+  bool csr_input = false;   // input "csr": rows by input
+  const float* bias = nullptr;   // n_out, or null
+  const float* scale = nullptr;  // int8: n_out per-output-channel scales
+  const void* W = nullptr;       // dense: (n_out x n_in) for input dense, (n_in x n_out) for csr
+  const std::int64_t* indptr = nullptr;  // sparse: outer + 1
+  const void* indices = nullptr;         // sparse: uint16 (idx16) or int32
+  bool idx16 = false;
+  const void* data = nullptr;            // sparse: nnz values
+  index_t nnz = 0;
+};
+
+class CompressedLinear {
+ public:
+  explicit CompressedLinear(const QlinearArrays& a, int num_threads = 0);
+
+  // x: n x n_in dense. out: n x n_out, row stride ldo >= n_out.
+  void forward(MatrixView<const float> x, Activation act, float* out, index_t ldo,
+               int num_threads = 0) const;
+  // x: CSR n_rows x n_in (values may be null: ones). csr-input layers only.
+  void forward_csr(const CsrView<float>& x, Activation act, float* out, index_t ldo,
+                   int num_threads = 0) const;
+  // Best min(k, n_out) outputs of x @ W + b per row (dense-input layers only). Exclusion CSR
+  // (ex_ptr n + 1, ex_idx in [0, n_out)) or null. ids / scores: n x min(k, n_out).
+  void topk(MatrixView<const float> x, index_t k, const std::int64_t* ex_ptr,
+            const std::int32_t* ex_idx, std::int32_t* ids, float* scores, int num_threads = 0) const;
+
+  index_t n_in() const { return n_in_; }
+  index_t n_out() const { return n_out_; }
+  int precision() const { return precision_; }
+  bool sparse() const { return sparse_; }
+  bool csr_input() const { return csr_input_; }
+  bool has_bias() const { return !bias_.empty(); }
+  std::size_t memory_usage() const;
+
+ private:
+  void sparse_block(const float* x, index_t ldx, index_t q0, int nrows, std::vector<float>& xt,
+                    std::vector<float>& tile, float* out, index_t ldo) const;
+  void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
+                  float* acc) const;
+  void epilogue(float* row, Activation act) const;
+  const void* values() const;
+  const void* index_ptr() const;
+
+  index_t n_in_ = 0, n_out_ = 0;
+  int precision_ = 0;
+  bool sparse_ = false, csr_input_ = false, idx16_ = false;
+  std::unique_ptr<TopkIndex> dense_;  // dense dense-input layers
+  std::vector<float> bias_, scale_;
+  std::vector<float> wf_;             // fp32 values (csr rows / sparse data)
+  std::vector<std::uint16_t> wb_;     // bf16 values
+  std::vector<std::int8_t> wi_;       // int8 values
+  std::vector<std::int64_t> indptr_;
+  std::vector<std::uint16_t> idx16v_;
+  std::vector<std::int32_t> idx32v_;
+};
+
+}  // namespace aerec::cpu

@@ -1,0 +1,324 @@
+// Compressed linear layer driver (qlinear.hpp). The per-ISA kernels: src/simd/qlinear_*.cpp and
+// the TopK tiles (topk_kernels.hpp).
+#include "aerec/qlinear.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "aerec/cpu_features.hpp"
+#include "aerec/error.hpp"
+#include "aerec/parallel.hpp"
+#include "aerec/qlinear_kernels.hpp"
+#include "aerec/select.hpp"
+#include "aerec/vmath.hpp"
+
+namespace aerec::cpu {
+
+const QlinearKernels& qlinear_kernels() {
+  return *dispatch(&scalar::kQlinearKernels,
+                   AEREC_X86_VARIANTS({Target::avx2, &avx2::kQlinearKernels},
+                                      {Target::avx512, &avx512::kQlinearKernels}));
+}
+
+namespace {
+// Output columns per chunk of the sparse kernel: the transposed tile (chunk x kQLanes floats,
+// 64 KiB) stays in L1/L2 while it is transposed into the output rows.
+constexpr index_t kColChunk = 512;
+}  // namespace
+
+CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
+    : n_in_(a.n_in), n_out_(a.n_out), precision_(a.precision), sparse_(a.sparse),
+      csr_input_(a.csr_input), idx16_(a.idx16) {
+  AEREC_CHECK_ARG(n_in_ >= 1 && n_out_ >= 1, "a layer needs n_in >= 1 and n_out >= 1");
+  AEREC_CHECK_ARG(n_in_ <= std::numeric_limits<std::int32_t>::max() &&
+                      n_out_ <= std::numeric_limits<std::int32_t>::max(),
+                  "layers with more than 2^31-1 inputs or outputs are not supported");
+  AEREC_CHECK_ARG(precision_ >= 0 && precision_ <= 2, "precision code must be 0 (fp32), 1 (bf16) or 2 (int8)");
+  AEREC_CHECK_ARG(precision_ != 2 || a.scale != nullptr, "an int8 layer needs its per-output scales");
+  if (a.bias != nullptr) bias_.assign(a.bias, a.bias + n_out_);
+  for (float v : bias_) AEREC_CHECK_ARG(std::isfinite(v), "bias must be finite");
+  if (precision_ == 2) {
+    scale_.assign(a.scale, a.scale + n_out_);
+    for (float s : scale_) AEREC_CHECK_ARG(std::isfinite(s) && s > 0, "int8 scales must be finite and positive");
+  }
+  const index_t outer = csr_input_ ? n_in_ : n_out_;
+  const index_t inner = csr_input_ ? n_out_ : n_in_;
+
+  if (!sparse_ && !csr_input_) {
+    AEREC_CHECK_ARG(a.W != nullptr, "a dense layer needs W");
+    TopkOptions opt;
+    opt.prune = false;
+    const float* bias = bias_.empty() ? nullptr : bias_.data();
+    if (precision_ == 0) {
+      opt.precision = TopkPrecision::fp32;
+      opt.rescore = 1;
+      MatrixView<const float> items{static_cast<const float*>(a.W), n_out_, n_in_, n_in_};
+      dense_ = std::make_unique<TopkIndex>(items, bias, opt, num_threads);
+    } else {
+      QuantisedItems q;
+      q.precision = precision_ == 1 ? TopkPrecision::bf16 : TopkPrecision::int8;
+      q.n = n_out_;
+      q.d = n_in_;
+      q.i8 = static_cast<const std::int8_t*>(a.W);
+      q.i8_scale = scale_.empty() ? nullptr : scale_.data();
+      q.bf16 = static_cast<const std::uint16_t*>(a.W);
+      opt.precision = q.precision;
+      opt.rescore = 0;
+      dense_ = std::make_unique<TopkIndex>(q, bias, opt, num_threads);
+    }
+    return;
+  }
+
+  index_t count;
+  const void* src;
+  if (sparse_) {
+    AEREC_CHECK_ARG(a.indptr != nullptr && a.indices != nullptr && (a.data != nullptr || a.nnz == 0),
+                    "a sparse layer needs indptr, indices and data");
+    AEREC_CHECK_ARG(!idx16_ || inner <= 65536, "uint16 indices need an indexed dimension of at most 65536");
+    indptr_.assign(a.indptr, a.indptr + outer + 1);
+    AEREC_CHECK_ARG(indptr_[0] == 0 && indptr_[outer] == a.nnz, "sparse indptr must run from 0 to nnz");
+    for (index_t o = 0; o < outer; ++o)
+      AEREC_CHECK_ARG(indptr_[o] <= indptr_[o + 1], "sparse indptr must be non-decreasing");
+    if (idx16_) {
+      const auto* ix = static_cast<const std::uint16_t*>(a.indices);
+      idx16v_.assign(ix, ix + a.nnz);
+      for (std::uint16_t v : idx16v_) AEREC_CHECK_INDEX(v < inner, "sparse index out of range");
+    } else {
+      const auto* ix = static_cast<const std::int32_t*>(a.indices);
+      idx32v_.assign(ix, ix + a.nnz);
+      for (std::int32_t v : idx32v_) AEREC_CHECK_INDEX(v >= 0 && v < inner, "sparse index out of range");
+    }
+    count = a.nnz;
+    src = a.data;
+  } else {
+    AEREC_CHECK_ARG(a.W != nullptr, "a dense layer needs W");
+    count = n_in_ * n_out_;
+    src = a.W;
+  }
+  if (precision_ == 0) {
+    const auto* p = static_cast<const float*>(src);
+    wf_.assign(p, p + count);
+    for (float v : wf_) AEREC_CHECK_ARG(std::isfinite(v), "weights must be finite");
+  } else if (precision_ == 1) {
+    const auto* p = static_cast<const std::uint16_t*>(src);
+    wb_.assign(p, p + count);
+    for (std::uint16_t v : wb_) AEREC_CHECK_ARG((v & 0x7F80u) != 0x7F80u, "bf16 weights must be finite");
+  } else {
+    const auto* p = static_cast<const std::int8_t*>(src);
+    wi_.assign(p, p + count);
+    for (std::int8_t v : wi_) AEREC_CHECK_ARG(v != -128, "int8 weights must lie in [-127, 127]");
+  }
+}
+
+std::size_t CompressedLinear::memory_usage() const {
+  auto sz = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
+  return sizeof(*this) + (dense_ ? dense_->memory_usage() : 0) + sz(bias_) + sz(scale_) + sz(wf_) +
+         sz(wb_) + sz(wi_) + sz(indptr_) + sz(idx16v_) + sz(idx32v_);
+}
+
+const void* CompressedLinear::values() const {
+  if (precision_ == 0) return wf_.data();
+  if (precision_ == 1) return wb_.data();
+  return wi_.data();
+}
+
+const void* CompressedLinear::index_ptr() const {
+  return idx16_ ? static_cast<const void*>(idx16v_.data()) : static_cast<const void*>(idx32v_.data());
+}
+
+// int8: z = acc * scale; then act(z + b) in place.
+void CompressedLinear::epilogue(float* row, Activation act) const {
+  if (precision_ == 2)
+    for (index_t j = 0; j < n_out_; ++j) row[j] *= scale_[j];
+  vactivation(act, n_out_, row, row, bias_.empty() ? nullptr : bias_.data());
+}
+
+// Pre-activation (before bias) of rows [q0, q0 + nrows) of x of a sparse dense-input layer into
+// out (the block's first row; row stride ldo), the int8 scale left to the caller's epilogue.
+void CompressedLinear::sparse_block(const float* x, index_t ldx, index_t q0, int nrows,
+                                    std::vector<float>& xt, std::vector<float>& tile, float* out,
+                                    index_t ldo) const {
+  const QlinearKernels& k = qlinear_kernels();
+  xt.assign(static_cast<std::size_t>(n_in_ * kQLanes), 0.0f);
+  for (int r = 0; r < nrows; ++r) {
+    const float* xr = x + (q0 + r) * ldx;
+    for (index_t i = 0; i < n_in_; ++i) xt[i * kQLanes + r] = xr[i];
+  }
+  tile.resize(static_cast<std::size_t>(kColChunk * kQLanes));
+  for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
+    const index_t j1 = std::min(n_out_, j0 + kColChunk);
+    k.csc_block(indptr_.data(), index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xt.data(),
+                tile.data());
+    // Transpose in 16-column strips (2 KiB of the tile, L1-resident across the rows).
+    for (index_t s0 = j0; s0 < j1; s0 += 16) {
+      const index_t s1 = std::min(j1, s0 + 16);
+      for (int r = 0; r < nrows; ++r) {
+        float* o = out + r * ldo;
+        for (index_t j = s0; j < s1; ++j) o[j] = tile[(j - j0) * kQLanes + r];
+      }
+    }
+  }
+}
+
+void CompressedLinear::forward(MatrixView<const float> x, Activation act, float* out, index_t ldo,
+                               int num_threads) const {
+  AEREC_CHECK_ARG(x.cols == n_in_, "x has " + std::to_string(x.cols) + " columns but the layer has " +
+                                       std::to_string(n_in_) + " inputs");
+  AEREC_CHECK_ARG(ldo >= n_out_, "output row stride must be >= n_out");
+  const index_t m = x.rows;
+  if (m == 0) return;
+  const int T = resolve_threads(num_threads);
+  if (dense_) {
+    dense_->score_rows(x, out, ldo, T);  // bias included
+    if (act != Activation::identity) {
+#pragma omp parallel for num_threads(T) schedule(static)
+      for (index_t r = 0; r < m; ++r) vactivation(act, n_out_, out + r * ldo, out + r * ldo, nullptr);
+    }
+    return;
+  }
+  ExceptionSlot slot;
+  if (sparse_ && !csr_input_) {
+    const index_t nblocks = (m + kQLanes - 1) / kQLanes;
+#pragma omp parallel num_threads(T)
+    {
+      std::vector<float> xt, tile;
+#pragma omp for schedule(dynamic, 1)
+      for (index_t blk = 0; blk < nblocks; ++blk) {
+        slot.run([&] {
+          const index_t q0 = blk * kQLanes;
+          const int nrows = static_cast<int>(std::min<index_t>(kQLanes, m - q0));
+          sparse_block(x.data, x.stride, q0, nrows, xt, tile, out + q0 * ldo, ldo);
+          for (int r = 0; r < nrows; ++r) epilogue(out + (q0 + r) * ldo, act);
+        });
+      }
+    }
+    slot.rethrow();
+    return;
+  }
+  // csr-input layer fed dense rows: each row's nonzeros are its history.
+#pragma omp parallel for num_threads(T) schedule(dynamic, 16)
+  for (index_t r = 0; r < m; ++r) {
+    slot.run([&] {
+      float* o = out + r * ldo;
+      gather_row(nullptr, nullptr, 0, x.data + r * x.stride, o);
+      epilogue(o, act);
+    });
+  }
+  slot.rethrow();
+}
+
+// acc = sum over the history (idx, val) (or the nonzeros of dense_x) of val * row(idx).
+void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, index_t cnt,
+                                  const float* dense_x, float* acc) const {
+  const QlinearKernels& k = qlinear_kernels();
+  std::fill(acc, acc + n_out_, 0.0f);
+  const int vt = precision_;
+  const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
+  auto add = [&](index_t i, float v) {
+    if (!sparse_) {
+      k.axpy(n_out_, v, static_cast<const char*>(values()) + static_cast<std::size_t>(i * n_out_) * esz, vt, acc);
+    } else {
+      const index_t a = indptr_[i], b = indptr_[i + 1];
+      const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + a)
+                              : static_cast<const void*>(idx32v_.data() + a);
+      k.scatter(b - a, v, ix, idx16_ ? 1 : 0, static_cast<const char*>(values()) + static_cast<std::size_t>(a) * esz,
+                vt, acc);
+    }
+  };
+  if (dense_x != nullptr) {
+    for (index_t i = 0; i < n_in_; ++i)
+      if (dense_x[i] != 0.0f) add(i, dense_x[i]);
+  } else {
+    for (index_t t = 0; t < cnt; ++t) add(idx[t], val != nullptr ? val[t] : 1.0f);
+  }
+}
+
+void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, float* out, index_t ldo,
+                                   int num_threads) const {
+  AEREC_CHECK_ARG(csr_input_, "forward_csr needs a layer packed with input='csr' (rows by input)");
+  AEREC_CHECK_ARG(x.cols == n_in_, "the CSR input has " + std::to_string(x.cols) +
+                                       " columns but the layer has " + std::to_string(n_in_) + " inputs");
+  AEREC_CHECK_ARG(ldo >= n_out_, "output row stride must be >= n_out");
+  const index_t m = x.rows;
+  if (m == 0) return;
+  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
+  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
+  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
+    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in_,
+                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in_) + ")");
+  const int T = resolve_threads(num_threads);
+  ExceptionSlot slot;
+#pragma omp parallel for num_threads(T) schedule(dynamic, 16)
+  for (index_t r = 0; r < m; ++r) {
+    slot.run([&] {
+      const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+      float* o = out + r * ldo;
+      gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, o);
+      epilogue(o, act);
+    });
+  }
+  slot.rethrow();
+}
+
+void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int64_t* ex_ptr,
+                            const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
+                            int num_threads) const {
+  AEREC_CHECK_ARG(!csr_input_, "topk needs a layer packed with input='dense' (an output layer)");
+  AEREC_CHECK_ARG(k >= 1, "k must be >= 1");
+  AEREC_CHECK_ARG(x.cols == n_in_, "x has " + std::to_string(x.cols) + " columns but the layer has " +
+                                       std::to_string(n_in_) + " inputs");
+  const index_t m = x.rows;
+  if (m == 0) return;
+  if (ex_ptr != nullptr) {
+    AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
+    for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
+    for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
+      AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out_,
+                        "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " +
+                            std::to_string(n_out_) + ")");
+  }
+  const int T = resolve_threads(num_threads);
+  if (dense_) {
+    CsrView<float> ex;
+    ex.indptr = ex_ptr;
+    ex.indices = ex_idx;
+    ex.rows = m;
+    ex.cols = n_out_;
+    dense_->search(x, k, ex_ptr != nullptr ? &ex : nullptr, ids, scores, T);
+    return;
+  }
+  // Sparse: a kQLanes x n_out score block per step, selected with the shared selection.
+  const index_t kk = std::min(k, n_out_);
+  const index_t nblocks = (m + kQLanes - 1) / kQLanes;
+  ExceptionSlot slot;
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> xt, tile, block;
+    std::vector<std::int64_t> ptr;
+#pragma omp for schedule(dynamic, 1)
+    for (index_t blk = 0; blk < nblocks; ++blk) {
+      slot.run([&] {
+        const index_t q0 = blk * kQLanes;
+        const int nrows = static_cast<int>(std::min<index_t>(kQLanes, m - q0));
+        block.resize(static_cast<std::size_t>(nrows * n_out_));
+        sparse_block(x.data, x.stride, q0, nrows, xt, tile, block.data(), n_out_);
+        for (int r = 0; r < nrows; ++r) epilogue(block.data() + r * n_out_, Activation::identity);
+        const std::int64_t* eptr = nullptr;
+        const std::int32_t* eidx = nullptr;
+        if (ex_ptr != nullptr) {
+          ptr.resize(static_cast<std::size_t>(nrows + 1));
+          for (int r = 0; r <= nrows; ++r) ptr[r] = ex_ptr[q0 + r] - ex_ptr[q0];
+          eptr = ptr.data();
+          eidx = ex_idx + ex_ptr[q0];
+        }
+        MatrixView<const float> sv{block.data(), nrows, n_out_, n_out_};
+        select_topk_rows(sv, kk, eptr, eidx, ids + q0 * kk, scores + q0 * kk, 1);
+      });
+    }
+  }
+  slot.rethrow();
+}
+
+}  // namespace aerec::cpu

@@ -1,0 +1,11 @@
+// Compressed-layer kernels (sparse CSC x transposed activations, gathered rows), compiled with the
+// avx512 target's flags: the shared body qlinear_body.inc in namespace aerec::cpu::avx512.
+#include <cstdint>
+
+#include "aerec/qlinear_kernels.hpp"
+
+namespace aerec::cpu::avx512 {
+#define QL_VBYTES 64
+#include "qlinear_body.inc"
+#undef QL_VBYTES
+}  // namespace aerec::cpu::avx512

@@ -1,0 +1,285 @@
+// Plain C++ test of the compressed linear layers (qlinear.hpp, qlinear_kernels.hpp), no Python:
+//   1. the qlinear kernel siblings (scalar / avx2 / avx512 tables) against a plain loop, called
+//      directly, every value type (fp32, bf16, int8) and index width, integer-valued data so every
+//      sum is exact and the siblings must agree bit for bit;
+//   2. CompressedLinear at every ISA level against a brute-force double reference of the layer's
+//      documented maths (forward, forward_csr, topk with exclusion), on integer-valued data.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "aerec/cpu_features.hpp"
+#include "aerec/qlinear.hpp"
+#include "aerec/qlinear_kernels.hpp"
+
+#include "check.hpp"
+
+using namespace aerec;
+
+namespace {
+
+std::uint16_t bf16_of(float f) {  // integer-valued inputs below 256: exact in bf16
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+
+float value(int vt, const void* w, index_t t) {
+  if (vt == cpu::kQF32) return static_cast<const float*>(w)[t];
+  if (vt == cpu::kQBF16) {
+    const std::uint32_t u = static_cast<std::uint32_t>(static_cast<const std::uint16_t*>(w)[t]) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+  return static_cast<float>(static_cast<const std::int8_t*>(w)[t]);
+}
+
+struct Values {  // one set of stored values in all three types (same integers)
+  std::vector<float> f;
+  std::vector<std::uint16_t> b;
+  std::vector<std::int8_t> i;
+  const void* ptr(int vt) const {
+    return vt == cpu::kQF32 ? static_cast<const void*>(f.data())
+                            : vt == cpu::kQBF16 ? static_cast<const void*>(b.data()) : static_cast<const void*>(i.data());
+  }
+};
+
+Values random_values(std::mt19937& g, index_t n) {
+  std::uniform_int_distribution<int> v(-127, 127);
+  Values out;
+  for (index_t t = 0; t < n; ++t) {
+    const int x = v(g);
+    out.f.push_back(static_cast<float>(x));
+    out.b.push_back(bf16_of(static_cast<float>(x)));
+    out.i.push_back(static_cast<std::int8_t>(x));
+  }
+  return out;
+}
+
+void check_kernel_siblings(std::mt19937& g) {
+  std::vector<std::pair<const char*, const cpu::QlinearKernels*>> tables = {{"scalar", &cpu::scalar::kQlinearKernels}};
+#ifdef AEREC_X86
+  if (cpu::cpu_features().avx2 && cpu::cpu_features().fma) tables.push_back({"avx2", &cpu::avx2::kQlinearKernels});
+  if (cpu::cpu_features().avx512f && cpu::cpu_features().avx512bw)
+    tables.push_back({"avx512", &cpu::avx512::kQlinearKernels});
+#endif
+  std::uniform_int_distribution<int> small(-3, 3);
+  for (index_t n_in : {1, 5, 33, 70}) {
+    for (index_t n_out : {1, 7, 40}) {
+      // CSC with empty columns, random ids (duplicates across columns), both index widths
+      std::vector<std::int64_t> ptr{0};
+      std::vector<std::uint16_t> i16;
+      std::vector<std::int32_t> i32;
+      std::uniform_int_distribution<int> cnt(0, 9), id(0, static_cast<int>(n_in - 1));
+      for (index_t j = 0; j < n_out; ++j) {
+        const int c = j % 3 == 0 ? 0 : cnt(g);
+        for (int t = 0; t < c; ++t) {
+          const int v = id(g);
+          i16.push_back(static_cast<std::uint16_t>(v));
+          i32.push_back(v);
+        }
+        ptr.push_back(static_cast<std::int64_t>(i32.size()));
+      }
+      const Values w = random_values(g, static_cast<index_t>(i32.size()));
+      std::vector<float> xt(static_cast<std::size_t>(n_in * cpu::kQLanes));
+      for (float& v : xt) v = static_cast<float>(small(g));
+      for (int vt : {0, 1, 2}) {
+        std::vector<float> expect(static_cast<std::size_t>(n_out * cpu::kQLanes), 0.0f);
+        for (index_t j = 0; j < n_out; ++j)
+          for (std::int64_t t = ptr[j]; t < ptr[j + 1]; ++t)
+            for (int l = 0; l < cpu::kQLanes; ++l)
+              expect[j * cpu::kQLanes + l] += value(vt, w.ptr(vt), t) * xt[i32[t] * cpu::kQLanes + l];
+        std::vector<float> row(static_cast<std::size_t>(n_out)), acc_exp(static_cast<std::size_t>(n_out), 1.0f);
+        const Values r = random_values(g, n_out);
+        for (index_t j = 0; j < n_out; ++j) acc_exp[j] += 2.0f * value(vt, r.ptr(vt), j);
+        for (auto& [name, k] : tables) {
+          for (int idx16 : {0, 1}) {
+            std::vector<float> out(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
+            // two calls over split column ranges (j0 > 0 indexes the output from j0)
+            const index_t mid = n_out / 2;
+            const void* ix = idx16 ? static_cast<const void*>(i16.data()) : static_cast<const void*>(i32.data());
+            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), out.data());
+            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), out.data() + mid * cpu::kQLanes);
+            CHECK(out == expect, "%s csc_block vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
+                  static_cast<long long>(n_in), static_cast<long long>(n_out));
+          }
+          std::vector<float> acc(static_cast<std::size_t>(n_out), 1.0f);
+          k->axpy(n_out, 2.0f, r.ptr(vt), vt, acc.data());
+          CHECK(acc == acc_exp, "%s axpy vt=%d n=%lld", name, vt, static_cast<long long>(n_out));
+          // scatter: column ids of the CSC as output ids of one CSR row (duplicates add up)
+          if (!i32.empty()) {
+            std::vector<float> sa(static_cast<std::size_t>(n_in), 0.0f), se(static_cast<std::size_t>(n_in), 0.0f);
+            for (std::size_t t = 0; t < i32.size(); ++t) se[i32[t]] += -1.0f * value(vt, w.ptr(vt), static_cast<index_t>(t));
+            k->scatter(static_cast<index_t>(i32.size()), -1.0f, i16.data(), 1, w.ptr(vt), vt, sa.data());
+            CHECK(sa == se, "%s scatter16 vt=%d", name, vt);
+            std::fill(sa.begin(), sa.end(), 0.0f);
+            k->scatter(static_cast<index_t>(i32.size()), -1.0f, i32.data(), 0, w.ptr(vt), vt, sa.data());
+            CHECK(sa == se, "%s scatter32 vt=%d", name, vt);
+          }
+        }
+      }
+    }
+  }
+}
+
+// A layer on integer-valued data: fp32 / bf16 dense and every sparse / csr-input form are exact;
+// int8 weights are integers with scale 1 (max |w| = 127 per column), activations integers with
+// max |x| = 127 per row, so the int8 path is exact too.
+void check_layers(std::mt19937& g) {
+  const index_t n_in = 45, n_out = 77, m = 37;
+  std::uniform_int_distribution<int> v(-127, 127), coin(0, 2), kx(-5, 5);
+  std::vector<float> W(static_cast<std::size_t>(n_in * n_out));  // (n_in, n_out)
+  for (float& w : W) w = coin(g) == 0 ? static_cast<float>(v(g)) : 0.0f;
+  for (index_t j = 0; j < n_out; ++j) W[(j % n_in) * n_out + j] = (j % 2) ? 127.0f : -127.0f;  // scale 1
+  std::vector<float> bias(static_cast<std::size_t>(n_out));
+  for (float& b : bias) b = static_cast<float>(kx(g));
+  std::vector<float> x(static_cast<std::size_t>(m * n_in));
+  for (float& e : x) e = coin(g) == 0 ? static_cast<float>(kx(g)) : 0.0f;
+  for (index_t r = 0; r < m; ++r) x[r * n_in + (r % n_in)] = 127.0f;  // activation scale 1
+  // reference pre-activation (exact in double and in float)
+  std::vector<double> z(static_cast<std::size_t>(m * n_out));
+  for (index_t r = 0; r < m; ++r)
+    for (index_t j = 0; j < n_out; ++j) {
+      double s = bias[j];
+      for (index_t i = 0; i < n_in; ++i) s += static_cast<double>(x[r * n_in + i]) * W[i * n_out + j];
+      z[r * n_out + j] = s;
+    }
+  // exclusion: row r excludes ids r % n_out and (3r) % n_out; row 2 excludes everything
+  std::vector<std::int64_t> eptr{0};
+  std::vector<std::int32_t> eidx;
+  for (index_t r = 0; r < m; ++r) {
+    if (r == 2) {
+      for (index_t j = 0; j < n_out; ++j) eidx.push_back(static_cast<std::int32_t>(j));
+    } else {
+      eidx.push_back(static_cast<std::int32_t>(r % n_out));
+      eidx.push_back(static_cast<std::int32_t>((3 * r) % n_out));
+    }
+    eptr.push_back(static_cast<std::int64_t>(eidx.size()));
+  }
+  // CSR history input
+  std::vector<std::int64_t> hptr{0};
+  std::vector<std::int32_t> hidx;
+  std::vector<float> hval;
+  for (index_t r = 0; r < m; ++r) {
+    for (index_t i = 0; i < n_in; ++i)
+      if (x[r * n_in + i] != 0.0f) {
+        hidx.push_back(static_cast<std::int32_t>(i));
+        hval.push_back(x[r * n_in + i]);
+      }
+    hptr.push_back(static_cast<std::int64_t>(hidx.size()));
+  }
+
+  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512};
+  for (cpu::Isa isa : levels) {
+    if (cpu::set_isa_cap(isa) != isa) continue;
+    for (int prec : {0, 1, 2}) {
+      for (int sparse : {0, 1}) {
+        for (int csr : {0, 1}) {
+          // pack as pack_layer does
+          const index_t outer = csr ? n_in : n_out, inner = csr ? n_out : n_in;
+          auto wv = [&](index_t o, index_t in) { return csr ? W[o * n_out + in] : W[in * n_out + o]; };
+          std::vector<float> vf;
+          std::vector<std::uint16_t> vb;
+          std::vector<std::int8_t> vi;
+          std::vector<std::int64_t> ptr{0};
+          std::vector<std::uint16_t> idx;
+          for (index_t o = 0; o < outer; ++o) {
+            for (index_t in = 0; in < inner; ++in) {
+              const float w = wv(o, in);
+              if (sparse && w == 0.0f) continue;
+              vf.push_back(w);
+              vb.push_back(bf16_of(w));
+              vi.push_back(static_cast<std::int8_t>(w));
+              idx.push_back(static_cast<std::uint16_t>(in));
+            }
+            ptr.push_back(static_cast<std::int64_t>(vf.size()));
+          }
+          std::vector<float> scale(static_cast<std::size_t>(n_out), 1.0f);
+          cpu::QlinearArrays a;
+          a.n_in = n_in;
+          a.n_out = n_out;
+          a.precision = prec;
+          a.sparse = sparse;
+          a.csr_input = csr;
+          a.bias = bias.data();
+          a.scale = scale.data();
+          const void* vals = prec == 0 ? static_cast<const void*>(vf.data())
+                                       : prec == 1 ? static_cast<const void*>(vb.data()) : static_cast<const void*>(vi.data());
+          if (sparse) {
+            a.indptr = ptr.data();
+            a.indices = idx.data();
+            a.idx16 = true;
+            a.data = vals;
+            a.nnz = static_cast<index_t>(vf.size());
+          } else {
+            a.W = vals;
+          }
+          cpu::CompressedLinear L(a, 2);
+          const char* where = cpu::isa_name(isa);
+          std::vector<float> out(static_cast<std::size_t>(m * n_out));
+          L.forward(MatrixView<const float>{x.data(), m, n_in, n_in}, cpu::Activation::relu, out.data(), n_out, 2);
+          int bad = 0;
+          for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(std::max(0.0, z[t]));
+          CHECK(bad == 0, "%s forward prec=%d sparse=%d csr=%d: %d wrong", where, prec, sparse, csr, bad);
+          if (csr) {
+            CsrView<float> h;
+            h.indptr = hptr.data();
+            h.indices = hidx.data();
+            h.values = hval.data();
+            h.rows = m;
+            h.cols = n_in;
+            std::fill(out.begin(), out.end(), -1.0f);
+            L.forward_csr(h, cpu::Activation::identity, out.data(), n_out, 2);
+            bad = 0;
+            for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(z[t]);
+            CHECK(bad == 0, "%s forward_csr prec=%d sparse=%d: %d wrong", where, prec, sparse, bad);
+            continue;
+          }
+          for (index_t k : {1, 10, 100}) {
+            const index_t kk = std::min(k, n_out);
+            std::vector<std::int32_t> ids(static_cast<std::size_t>(m * kk));
+            std::vector<float> sc(static_cast<std::size_t>(m * kk));
+            L.topk(MatrixView<const float>{x.data(), m, n_in, n_in}, k, eptr.data(), eidx.data(), ids.data(),
+                   sc.data(), 2);
+            bad = 0;
+            for (index_t r = 0; r < m; ++r) {
+              std::vector<std::pair<double, std::int32_t>> all;
+              for (index_t j = 0; j < n_out; ++j) {
+                bool ex = false;
+                for (auto t = eptr[r]; t < eptr[r + 1]; ++t) ex = ex || eidx[t] == j;
+                if (!ex) all.emplace_back(z[r * n_out + j], static_cast<std::int32_t>(j));
+              }
+              std::sort(all.begin(), all.end(), [](auto& p, auto& q) {
+                return p.first > q.first || (p.first == q.first && p.second < q.second);
+              });
+              for (index_t t = 0; t < kk; ++t) {
+                const std::int32_t want = t < static_cast<index_t>(all.size()) ? all[t].second : -1;
+                const float ws = t < static_cast<index_t>(all.size()) ? static_cast<float>(all[t].first)
+                                                                     : -std::numeric_limits<float>::infinity();
+                bad += ids[r * kk + t] != want || sc[r * kk + t] != ws;
+              }
+            }
+            CHECK(bad == 0, "%s topk k=%lld prec=%d sparse=%d: %d wrong", where, static_cast<long long>(k), prec,
+                  sparse, bad);
+          }
+        }
+      }
+    }
+  }
+  cpu::set_isa_cap(cpu::Isa::amx);
+}
+
+}  // namespace
+
+int main() {
+  std::mt19937 g(20261129);
+  check_kernel_siblings(g);
+  check_layers(g);
+  return aerec_test::finish("test_qlinear");
+}
