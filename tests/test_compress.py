@@ -86,7 +86,7 @@ def _scores(model, name, fitted):
     if name == "AutoRec":
         u, i = fitted["_ratings"].nonzero()
         return model.predict_ratings(u, i)[None, :]
-    return model.score(user_items=HIST)
+    return model.score_items(user_items=HIST)
 
 
 def _close(a, b, tol):
@@ -140,7 +140,7 @@ def test_fused_topk_matches_scores(fitted, name):
     """recommend (fused decoder + top-k) ranks exactly what score() computes, candidates too."""
     q = compress.quantize(fitted[name], "int8")
     ids, scores = q.recommend(user_items=HIST, k=15, filter_seen=False)
-    full = q.score(user_items=HIST)
+    full = q.score_items(user_items=HIST)
     np.testing.assert_allclose(scores, np.take_along_axis(full, ids, axis=1), rtol=1e-5, atol=1e-5)
     cand = np.arange(0, N_ITEMS, 3)
     ids, _ = q.recommend(user_items=HIST, k=5, items=cand)
@@ -277,7 +277,7 @@ def test_every_backend_agrees_with_numpy(fitted, name, kind, backend_name, tmp_p
     v.save(path)
     ref = aerec.load(path, backend="numpy")
     got = aerec.load(path, backend=backend_name)
-    np.testing.assert_allclose(got.score(user_items=HIST), ref.score(user_items=HIST), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got.score_items(user_items=HIST), ref.score_items(user_items=HIST), rtol=1e-4, atol=1e-4)
     a, sa = ref.recommend(user_items=HIST, k=10)
     b, sb = got.recommend(user_items=HIST, k=10)
     np.testing.assert_allclose(sb, sa, rtol=1e-4, atol=1e-4)

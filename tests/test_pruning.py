@@ -402,11 +402,11 @@ def test_prune_units_drops_the_weakest_units_exactly(cls):
         p[2 * h][units, :] = 0
     model.net_.set_params(p)
     model._index = None
-    before = model.score(np.arange(20))
+    before = model.score_items(np.arange(20))
     small = compress.prune_units(model, 0.3)
     assert small.spec_["layer_sizes"] == (80, 14, 7, 14, 80)
     assert small.hidden == (14,) and small.latent == 7
-    np.testing.assert_allclose(small.score(np.arange(20)), before, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(small.score_items(np.arange(20)), before, rtol=1e-5, atol=1e-5)
     # a normal model: it saves, reloads, trains
     assert model.spec_["layer_sizes"] == (80, 20, 10, 20, 80)  # the input is untouched
     tuned = compress.fine_tune(small, None, X, epochs=2)
