@@ -14,8 +14,11 @@ namespace aerec::cpu {
 enum QValueType : int { kQF32 = 0, kQBF16 = 1, kQI8 = 2 };
 
 // Lanes of the activation batch vector of the sparse kernel: activations are transposed to
-// (n_in x kQLanes) blocks, and each stored weight is one broadcast multiply-add over them.
-constexpr int kQLanes = 32;
+// (n_in x kQLanes) blocks, and each stored weight is one broadcast multiply-add over them. 16, so
+// the block of a 600-input layer (38 KB) stays in L1: with 32 lanes (77 KB) every stored weight's
+// 128-byte activation row came from L2 (~7 cycles per stored weight, from the 23-30 GFLOP per
+// CPU-second measured in benchmarks/RESULTS.md).
+constexpr int kQLanes = 16;
 
 struct QlinearKernels {
   // CSC sparse weights x a transposed activation block: for every column j in [j0, j1),
