@@ -150,12 +150,16 @@ class Network(_ref.Network):
         m = _np.zeros((0, 0), _np.float32) if mask is None else _np.ascontiguousarray(mask, _np.float32)
         u = _np.zeros(0, _np.int32) if users is None else users
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
-        from ._numba_kernels import run
-        small = min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK
-        with _threads(1 if small else 0) as threads, _blas_threads(1, not small):
-            res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
-                      self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
-                      mask is not None, u, order, int(bs), int(last), out, threads)
+        args = (mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes, self._p32,
+                self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None, u, order,
+                int(bs), int(last), out)
+        if min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK:
+            from ._numba_serial import run  # no parallel region to size: no thread settings either
+            res = run(*args, 1)
+        else:
+            from ._numba_kernels import run
+            with _threads() as threads, _blas_threads(1):
+                res = run(*args, threads)
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):
@@ -251,9 +255,15 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
     return ids, vals
 
 
+#: exact search tiles: queries per thread task x items per sgemm (a 128 x 2048 float32 score tile is
+#: 1 MiB, in L2 while it is selected from; 128 queries share each read of the item block)
+_SEARCH_QUERIES, _SEARCH_ITEMS = 128, 2048
+
+
 class TopkIndex(_ref_topk.TopkIndex):
     """The index behind :class:`aerec.search.TopK`: exact fp32 search compiled (each thread: sgemm
-    score tiles of 64 queries, a k-heap per query with the exclusions applied in the scan); bf16 / int8 run
+    score tiles of 128 queries x 2048 items, folded into a k-heap per query while in cache, with the
+    exclusions applied in the scan); bf16 / int8 run
     the NumPy reference's quantised path (same quantisation contract, not compiled here)."""
 
     def search(self, queries, k, indptr=None, indices=None, num_threads=0):
@@ -263,8 +273,9 @@ class TopkIndex(_ref_topk.TopkIndex):
         q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         has_bias = self._bias is not None
         with _threads(num_threads), _blas_threads(1):
-            return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
-                               _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
+            return search_fp32(self._items, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
+                               _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices),
+                               _SEARCH_QUERIES, _SEARCH_ITEMS)
 
 
 # --- EASE: Gram matrix and SpMM ------------------------------------------------------------------------------
