@@ -378,11 +378,11 @@ def l2_sum(P, off, L, has_u):
 
 
 @njit(cache=True, parallel=True)
-def sparse_grad0(G0, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W0, lazy):
+def sparse_grad0(G0, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W0, lazy, threads):
     """G0 = x_batch^T dz + l2 W0 (every row, or only the touched rows when lazy), split over
-    column chunks of the hidden layer (no two threads write one element)."""
+    column chunks of the hidden layer (no two threads write one element; one chunk on one thread)."""
     cols = G0.shape[1]
-    nch = max(1, min(cols // 32, 16))
+    nch = max(1, min(cols // 32, 16)) if threads > 1 else 1
     for c in prange(nch):  # the inner loops run over slices from 0: they vectorise
         j0, j1 = c * cols // nch, (c + 1) * cols // nch
         w = j1 - j0
@@ -449,7 +449,7 @@ def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi
             for j in range(gb.size):
                 gb[j] += dz[r, j]
         if i == 0:
-            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0)
+            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0, threads)
             if ci[CI_NU] > 0:
                 U, GU = tensor(P, off, 2 * L, ow[0]), tensor(G, off, 2 * L, ow[0])
                 for k in range(GU.shape[0]):
