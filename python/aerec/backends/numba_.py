@@ -8,7 +8,9 @@ BLAS (``scipy.linalg.cython_blas``: the OpenBLAS SciPy ships, with its own pthre
 other loops run on Numba's threading layer (``omp`` where available). Left alone, OpenBLAS's idle
 threads spin after each call and take the cores the next parallel loop needs, so large network
 calls and TopK search call sgemm from inside Numba's parallel loops with BLAS capped at one thread
-(threadpoolctl); small calls run on one Numba thread. ``gemm`` itself is one BLAS call.
+(threadpoolctl); small network calls run the serial twins of the kernels (``_numba_serial``: the
+same source compiled without ``parallel``, so no parallel region and no thread settings). ``gemm``
+itself is one BLAS call.
 """
 from __future__ import annotations
 
@@ -90,9 +92,9 @@ def _blas_threads(n, on=True):
     return contextlib.nullcontext()
 
 
-#: below this many elements per batch (activations + parameters) a call runs on one thread: the
-#: Keras tutorial's step (~12k) ran 2-8x slower on two threads than on one (parallel regions cost
-#: more than they save, and much more when another process holds one of the cores)
+#: below this many elements per batch (activations + parameters) a call runs the serial kernels
+#: (``_numba_serial``): the Keras tutorial's step (~12k) ran 2-8x slower on two threads than on one,
+#: and a parallel region costs ~1 us even on one thread (the C++ engine's threshold: 2^16-2^17)
 _SERIAL_WORK = 1 << 17
 
 
