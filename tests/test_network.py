@@ -28,18 +28,27 @@ def _isa_levels():
     return order[: order.index("avx512" if top == "amx" else top) + 1]
 
 
-#: every available backend, the compiled one at every ISA level this machine runs
-ENGINES = [f"{n}-{isa}" if n == "cpp" else n for n, ok in aerec.backends.available().items() if ok
-           for isa in (_isa_levels() if n == "cpp" else [None])]
+#: every available backend, the compiled one at every ISA level this machine runs; numba twice:
+#: "numba" as it chooses (these small networks: its serial kernels), "numba-parallel" forced onto
+#: its parallel kernels
+ENGINES = [f"{n}-{isa}" if isa else n for n, ok in aerec.backends.available().items() if ok
+           for isa in (_isa_levels() if n == "cpp" else [None, "parallel"] if n == "numba" else [None])]
 CPP_ENGINES = [e for e in ENGINES if e.startswith("cpp")]
 
 
 def _use(engine):
-    """The backend module of ``engine``, with its ISA level set (undone by the fixture)."""
+    """The backend module of ``engine``, with its ISA level (or numba's parallel path) set (undone by
+    the fixture)."""
     name, _, isa = engine.partition("-")
-    if isa:
+    be = aerec.backends.get(name)
+    if name == "numba":
+        be._SERIAL_WORK = 0 if isa == "parallel" else _NUMBA_SERIAL_WORK
+    elif isa:
         assert _core.set_isa(isa) == isa
-    return aerec.backends.get(name)
+    return be
+
+
+_NUMBA_SERIAL_WORK = aerec.backends.get("numba")._SERIAL_WORK if aerec.backends.available()["numba"] else 0
 
 
 @pytest.fixture
@@ -48,6 +57,8 @@ def restore_isa():
     yield
     if HAS_CPP:
         _core.set_isa(before)
+    if _NUMBA_SERIAL_WORK:
+        aerec.backends.get("numba")._SERIAL_WORK = _NUMBA_SERIAL_WORK
 
 
 @pytest.fixture(params=CPP_ENGINES or [None])

@@ -97,3 +97,38 @@ def test_kernels_follow_aerec_thread_count(monkeypatch):
         assert seen[0] == numba.config.NUMBA_NUM_THREADS
     finally:
         aerec.set_num_threads(old)
+
+
+@pytest.mark.parametrize("loss,variational", [("mse", False), ("multinomial", True), ("logistic", False)])
+def test_serial_and_parallel_paths_agree(monkeypatch, loss, variational):
+    # a call whose batch is small runs the serial twins of the kernels (_numba_serial), a large one
+    # the parallel kernels; both are the same source, so they give the same training run (to
+    # float32 rounding: the GEMMs are split differently) and each runs where it should
+    from aerec.backends import _numba_kernels, _numba_serial, numba_ as nb
+    from aerec.nn.spec import make_spec, param_shapes
+    out_act = "sigmoid" if loss == "mse" else "identity"
+    spec = make_spec(layer_sizes=(30, 16, 8, 16, 30), activations=("tanh", "identity", "tanh", out_act),
+                     loss=loss, variational=variational, encoder_depth=2, dropout=(0.2, 0.1, 0.0, 0.0),
+                     optimizer="adam", learning_rate=1e-2, negative_samples=2 if loss == "logistic" else 0,
+                     seed=3)
+    rng = np.random.default_rng(1)
+    params = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in param_shapes(spec)]
+    x = (rng.random((50, 30)) < 0.2).astype(np.float32)
+    calls = []
+    for mod in (_numba_kernels, _numba_serial):
+        monkeypatch.setattr(mod, "run", (lambda f, name: lambda *a: (calls.append(name), f(*a))[1])(
+            mod.run, mod.__name__.rsplit("_", 1)[1]))
+    out = {}
+    for work in (nb._SERIAL_WORK, 0):
+        monkeypatch.setattr(nb, "_SERIAL_WORK", work)
+        net = nb.Network(spec, params)
+        losses = [net.train_epoch(x, x, batch_size=8, seed=e) for e in range(3)]
+        out[work] = losses, net.get_params(), net.forward(x), net.loss(x, x)
+        assert set(calls) == {"serial" if work else "kernels"}
+        calls.clear()
+    (l1, p1, f1, v1), (l2, p2, f2, v2) = out.values()
+    np.testing.assert_allclose(l1, l2, rtol=1e-5)
+    for a, b in zip(p1, p2):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(f1, f2, rtol=1e-4, atol=1e-6)
+    assert v1 == pytest.approx(v2, rel=1e-5)

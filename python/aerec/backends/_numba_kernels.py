@@ -61,7 +61,8 @@ def shuffle_order(spec_seed, seed, n):
     v = np.empty(n, np.uint64)
     for i in range(n):
         v[i] = h(k, np.uint64(i))
-    return np.argsort(v, kind="mergesort")
+    # the values are distinct (h is a bijection of i), so any sort order is the stable one
+    return np.argsort(v)
 
 
 @njit(cache=True)
@@ -70,7 +71,16 @@ def dense_to_csr(a):
     n, m = a.shape
     ptr = np.zeros(n + 1, np.int64)
     for r in range(n):
-        ptr[r + 1] = ptr[r] + np.count_nonzero(a[r])
+        c = 0
+        for j in range(m):
+            c += a[r, j] != 0
+        ptr[r + 1] = ptr[r] + c
+    if ptr[n] == n * m:  # no zeros: the pattern is every column of every row
+        idx = np.empty(n * m, np.int32)
+        for r in range(n):
+            for j in range(m):
+                idx[r * m + j] = j
+        return ptr, idx, a.ravel().copy()
     idx, val = np.empty(ptr[n], np.int32), np.empty(ptr[n], np.float32)
     for r in range(n):
         k = ptr[r]
@@ -136,6 +146,9 @@ def pdot(a, b, out, nt):
     """out = a @ b with out's rows split over nt threads, each one sgemm (run with BLAS on one thread:
     Numba's threads then own the cores, and no parallel loop waits on spinning BLAS threads)."""
     n = out.shape[0]
+    if nt == 1:  # one call, no copy (a may be a transposed view: BLAS takes it as it is)
+        np.dot(a, b, out)
+        return
     for t in prange(nt):
         r0, r1 = t * n // nt, (t + 1) * n // nt
         if r1 > r0:
@@ -191,18 +204,21 @@ def input_rows(xp, xi, xv, rows, bptr, bval, n_in, normalize, train_drop, p, sca
 
 @njit(cache=True, parallel=True)
 def sparse_layer0(z, xp, xi, rows, bptr, bval, W, b, U, users, has_users):
-    for r in prange(rows.size):
-        zr = z[r]
-        zr[:] = b
+    cols = z.shape[1]
+    for r in prange(rows.size):  # 2-D indexing from 0 in the inner loops: they vectorise
+        for j in range(cols):
+            z[r, j] = b[j]
         if has_users:
-            zr += U[users[rows[r]]]
-        a = xp[rows[r]]
-        for k in range(bptr[r], bptr[r + 1]):
-            v = bval[k]
+            u = users[rows[r]]
+            for j in range(cols):
+                z[r, j] += U[u, j]
+        a, b0 = xp[rows[r]], bptr[r]
+        for k in range(bptr[r + 1] - b0):
+            v = bval[b0 + k]
             if v != _F0:
-                wr = W[xi[a + k - bptr[r]]]
-                for j in range(zr.size):
-                    zr[j] += v * wr[j]
+                i = xi[a + k]
+                for j in range(cols):
+                    z[r, j] += v * W[i, j]
 
 
 @njit(cache=True, parallel=True)
@@ -362,29 +378,29 @@ def l2_sum(P, off, L, has_u):
 
 
 @njit(cache=True, parallel=True)
-def sparse_grad0(G0, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W0, lazy):
+def sparse_grad0(G0, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W0, lazy, threads):
     """G0 = x_batch^T dz + l2 W0 (every row, or only the touched rows when lazy), split over
-    column chunks of the hidden layer (no two threads write one element)."""
+    column chunks of the hidden layer (no two threads write one element; one chunk on one thread)."""
     cols = G0.shape[1]
-    nch = max(1, min(cols // 32, 16))
-    for c in prange(nch):
+    nch = max(1, min(cols // 32, 16)) if threads > 1 else 1
+    for c in prange(nch):  # the inner loops run over slices from 0: they vectorise
         j0, j1 = c * cols // nch, (c + 1) * cols // nch
-        if lazy:
-            for t in range(nt):
-                for j in range(j0, j1):
-                    G0[touched[t], j] = l2 * W0[touched[t], j]
-        else:
-            for i in range(G0.shape[0]):
-                for j in range(j0, j1):
-                    G0[i, j] = l2 * W0[i, j]
+        w = j1 - j0
+        for t in range(nt if lazy else G0.shape[0]):
+            i = touched[t] if lazy else t
+            g, w0 = G0[i, j0:j1], W0[i, j0:j1]
+            for j in range(w):
+                g[j] = l2 * w0[j]
+        u0 = np.uint64(j0)  # unsigned indices: no negative-index wraparound in the loop
         for r in range(rows.size):
-            a = xp[rows[r]]
-            for k in range(bptr[r], bptr[r + 1]):
-                v = bval[k]
+            a, b0 = xp[rows[r]], bptr[r]
+            for k in range(bptr[r + 1] - b0):
+                v = bval[b0 + k]
                 if v != _F0:
-                    g = G0[xi[a + k - bptr[r]]]
-                    for j in range(j0, j1):
-                        g[j] += v * dz[r, j]
+                    i = xi[a + k]
+                    for j in range(w):
+                        jj = u0 + np.uint64(j)
+                        G0[i, jj] += v * dz[r, jj]
 
 
 @njit(cache=True, parallel=True)
@@ -429,10 +445,11 @@ def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi
         W, Gw = tensor(P, off, 2 * i, ow[i]), tensor(G, off, 2 * i, ow[i])
         gb = G[off[2 * i + 1]:off[2 * i + 2]]
         gb[:] = _F0
-        for r in range(nb):
-            gb += dz[r]
+        for r in range(nb):  # a scalar loop: ``gb += dz[r]`` costs an array operation per row
+            for j in range(gb.size):
+                gb[j] += dz[r, j]
         if i == 0:
-            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0)
+            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0, threads)
             if ci[CI_NU] > 0:
                 U, GU = tensor(P, off, 2 * L, ow[0]), tensor(G, off, 2 * L, ow[0])
                 for k in range(GU.shape[0]):
@@ -486,16 +503,26 @@ def update(P, G, M, V, k, opt, oc, nesterov):
 @njit(cache=True, parallel=True)
 def optimize(P, G, M, V, ranges, nr, opt, oc, nesterov, KEEP):
     """One fused step over the element ranges [ranges[c, 0], ranges[c, 1]) (one parallel region).
-    KEEP: one byte per parameter (0 = pruned: skipped), or empty (no masks)."""
+    KEEP: one byte per parameter (0 = pruned: skipped), or empty (no masks). Each range is a slice
+    indexed from 0 and Adam gets its own loop with ``opt`` a constant, so the compiler can
+    vectorise it; ``update`` gets oc's values as a tuple (the array itself cost a reference-count
+    round trip per element in a serial loop)."""
+    o = (oc[0], oc[1], oc[2], oc[3], oc[4], oc[5], oc[6], oc[7], oc[8], oc[9], oc[10])
     masked = KEEP.size > 0
     for c in prange(nr):
+        a, b = ranges[c, 0], ranges[c, 1]
+        p, g, m, v = P[a:b], G[a:b], M[a:b], V[a:b]  # M / V empty when unused (slices stay empty)
         if masked:
-            for k in range(ranges[c, 0], ranges[c, 1]):
-                if KEEP[k] != 0:
-                    update(P, G, M, V, k, opt, oc, nesterov)
+            kp = KEEP[a:b]
+            for k in range(b - a):
+                if kp[k] != 0:
+                    update(p, g, m, v, k, opt, o, nesterov)
+        elif opt == 0:
+            for k in range(b - a):
+                update(p, g, m, v, k, 0, o, nesterov)
         else:
-            for k in range(ranges[c, 0], ranges[c, 1]):
-                update(P, G, M, V, k, opt, oc, nesterov)
+            for k in range(b - a):
+                update(p, g, m, v, k, opt, o, nesterov)
 
 
 _CHUNK = 16384

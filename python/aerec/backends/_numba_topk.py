@@ -73,24 +73,120 @@ def select_rows(s, kk, keep, has_keep, ex_ptr, ex_idx, ids, vals, row0):
         select_row(s[r], su[r], kk, keep, has_keep, ex, np.empty(max(kk, 1), np.uint64), ids[r], vals[r])
 
 
+@njit(cache=True, inline="always")
+def _heap_push(keys, vals, n, key, v):
+    """Insert (key, v) into the min-heap of n keys (room for one more); returns n + 1."""
+    i = n
+    keys[i], vals[i] = key, v
+    while i > 0:
+        p = (i - 1) // 2
+        if keys[p] <= keys[i]:
+            break
+        keys[p], keys[i] = keys[i], keys[p]
+        vals[p], vals[i] = vals[i], vals[p]
+        i = p
+    return n + 1
+
+
+@njit(cache=True, inline="always")
+def _heap_replace(keys, vals, n, key, v):
+    """Replace the root of the full min-heap of n keys with (key, v)."""
+    keys[0], vals[0] = key, v
+    i = 0
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            return
+        if c + 1 < n and keys[c + 1] < keys[c]:
+            c += 1
+        if keys[i] <= keys[c]:
+            return
+        keys[i], keys[c] = keys[c], keys[i]
+        vals[i], vals[c] = vals[c], vals[i]
+        i = c
+
+
+@njit(cache=True)
+def _scan_block(s, bias, has_bias, j0, kk, ex, epos, keys, vals, cnt, thr, fbits, ubits):
+    """Fold one query's scores s[j] (+ bias[j0 + j]) of items j0.. into its heap (keys / vals, cnt
+    entries, root score thr once full). A run of 16 items none of which reaches thr is skipped by
+    one vectorised test; the rest go through the exclusion and the key compare. Returns the new
+    (cnt, thr, epos). fbits / ubits: one float32 and its uint32 view (the score's bits)."""
+    w = s.size
+    for c0 in range(0, w, 16):
+        c1 = min(c0 + 16, w)
+        if cnt == kk:
+            hit = False
+            for j in range(c0, c1):
+                v = s[j] + bias[j0 + j] if has_bias else s[j]
+                hit |= v >= thr
+            if not hit:
+                continue
+        for j in range(c0, c1):
+            v = s[j] + bias[j0 + j] if has_bias else s[j]
+            if v < thr or not v > -np.inf:  # NaN and -inf are never returned
+                continue
+            jj = j0 + j
+            while epos < ex.size and ex[epos] < jj:
+                epos += 1
+            if epos < ex.size and ex[epos] == jj:
+                continue
+            fbits[0] = v
+            u = np.uint32(0) if v == 0 else ubits[0]  # -0 ranks as +0
+            u = ~u if u & _SIGN else u | _SIGN
+            key = (np.uint64(u) << _S32) | (_LOW - np.uint64(jj))
+            if cnt < kk:
+                cnt = _heap_push(keys, vals, cnt, key, v)
+            elif key > keys[0]:
+                _heap_replace(keys, vals, cnt, key, v)
+            else:
+                continue
+            if cnt == kk:
+                thr = vals[0]
+    return cnt, thr, epos
+
+
 @njit(cache=True, parallel=True)
-def search_fp32(items_t, bias, has_bias, q, kk, ex_ptr, ex_idx, block):
-    """Exact fp32 search: each thread scores a block of queries (one sgemm: call it with BLAS on one
-    thread) and selects from its rows; no parallel region waits on BLAS threads."""
-    m = q.shape[0]
-    ids, vals = np.empty((m, kk), np.int32), np.empty((m, kk), np.float32)
-    keep = np.zeros(0, np.bool_)
+def search_fp32(items, bias, has_bias, q, kk, ex_ptr, ex_idx, block, item_block):
+    """Exact fp32 search, scoring and selection fused per cache block: each thread takes ``block``
+    queries, scores them against ``item_block`` items at a time (one sgemm: call it with BLAS on
+    one thread, so no parallel region waits on BLAS threads) and folds each score tile into the
+    queries' k-heaps while it is in cache; the (queries, items) score matrix is never formed.
+    items (n, d) C-contiguous; heaps keep ``select_row``'s keys (higher score, then lower id)."""
+    m, n = q.shape[0], items.shape[0]
+    ids, out = np.empty((m, kk), np.int32), np.empty((m, kk), np.float32)
     for b in prange((m + block - 1) // block):
         q0, q1 = b * block, min(m, (b + 1) * block)
-        s = np.dot(q[q0:q1], items_t)
-        if has_bias:
-            s += bias
-        su = s.view(np.uint32)
-        heap = np.empty(max(kk, 1), np.uint64)
-        for r in range(q1 - q0):
+        nq = q1 - q0
+        keys = np.empty((nq, kk), np.uint64)
+        vals = np.empty((nq, kk), np.float32)
+        cnt = np.zeros(nq, np.int64)
+        thr = np.full(nq, -np.inf, np.float32)
+        epos = np.zeros(nq, np.int64)
+        fbits = np.empty(1, np.float32)
+        ubits = fbits.view(np.uint32)
+        exs = []
+        for r in range(nq):
             lo, hi = (ex_ptr[q0 + r], ex_ptr[q0 + r + 1]) if ex_ptr.size > 1 else (0, 0)
-            select_row(s[r], su[r], kk, keep, False, np.sort(ex_idx[lo:hi]), heap, ids[q0 + r], vals[q0 + r])
-    return ids, vals
+            exs.append(np.sort(ex_idx[lo:hi]))
+        qb = q[q0:q1]
+        for j0 in range(0, n, item_block):
+            j1 = min(n, j0 + item_block)
+            s = np.dot(qb, items[j0:j1].T)
+            for r in range(nq):
+                cnt[r], thr[r], epos[r] = _scan_block(s[r], bias, has_bias, j0, kk, exs[r], epos[r], keys[r],
+                                                      vals[r], cnt[r], thr[r], fbits, ubits)
+        for r in range(nq):
+            c = cnt[r]
+            order = np.argsort(keys[r, :c])
+            for t in range(kk):
+                if t < c:
+                    o = order[c - 1 - t]
+                    ids[q0 + r, t] = np.int64(_LOW - (keys[r, o] & _LOW))
+                    out[q0 + r, t] = vals[r, o] + np.float32(0)
+                else:
+                    ids[q0 + r, t], out[q0 + r, t] = -1, -np.inf
+    return ids, out
 
 
 @njit(cache=True, parallel=True)

@@ -8,7 +8,9 @@ BLAS (``scipy.linalg.cython_blas``: the OpenBLAS SciPy ships, with its own pthre
 other loops run on Numba's threading layer (``omp`` where available). Left alone, OpenBLAS's idle
 threads spin after each call and take the cores the next parallel loop needs, so large network
 calls and TopK search call sgemm from inside Numba's parallel loops with BLAS capped at one thread
-(threadpoolctl); small calls run on one Numba thread. ``gemm`` itself is one BLAS call.
+(threadpoolctl); small network calls run the serial twins of the kernels (``_numba_serial``: the
+same source compiled without ``parallel``, so no parallel region and no thread settings). ``gemm``
+itself is one BLAS call.
 """
 from __future__ import annotations
 
@@ -90,9 +92,9 @@ def _blas_threads(n, on=True):
     return contextlib.nullcontext()
 
 
-#: below this many elements per batch (activations + parameters) a call runs on one thread: the
-#: Keras tutorial's step (~12k) ran 2-8x slower on two threads than on one (parallel regions cost
-#: more than they save, and much more when another process holds one of the cores)
+#: below this many elements per batch (activations + parameters) a call runs the serial kernels
+#: (``_numba_serial``): the Keras tutorial's step (~12k) ran 2-8x slower on two threads than on one,
+#: and a parallel region costs ~1 us even on one thread (the C++ engine's threshold: 2^16-2^17)
 _SERIAL_WORK = 1 << 17
 
 
@@ -164,12 +166,16 @@ class Network(_ref.Network):
         m = _np.zeros((0, 0), _np.float32) if mask is None else _np.ascontiguousarray(mask, _np.float32)
         u = _np.zeros(0, _np.int32) if users is None else users
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
-        from ._numba_kernels import run
-        small = min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK
-        with _threads(1 if small else 0) as threads, _blas_threads(1, not small):
-            res = run(mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes,
-                      self._p32, self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m,
-                      mask is not None, u, order, int(bs), int(last), out, threads, self._keep_flat())
+        args = (mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes, self._p32,
+                self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None, u, order,
+                int(bs), int(last), out)
+        if min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK:
+            from ._numba_serial import run  # no parallel region to size: no thread settings either
+            res = run(*args, 1, self._keep_flat())
+        else:
+            from ._numba_kernels import run
+            with _threads() as threads, _blas_threads(1):
+                res = run(*args, threads, self._keep_flat())
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):
@@ -265,9 +271,15 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
     return ids, vals
 
 
+#: exact search tiles: queries per thread task x items per sgemm (a 128 x 2048 float32 score tile is
+#: 1 MiB, in L2 while it is selected from; 128 queries share each read of the item block)
+_SEARCH_QUERIES, _SEARCH_ITEMS = 128, 2048
+
+
 class TopkIndex(_ref_topk.TopkIndex):
     """The index behind :class:`aerec.search.TopK`: exact fp32 search compiled (each thread: sgemm
-    score tiles of 64 queries, a k-heap per query with the exclusions applied in the scan); bf16 / int8 run
+    score tiles of 128 queries x 2048 items, folded into a k-heap per query while in cache, with the
+    exclusions applied in the scan); bf16 / int8 run
     the NumPy reference's quantised path (same quantisation contract, not compiled here)."""
 
     def search(self, queries, k, indptr=None, indices=None, num_threads=0):
@@ -277,8 +289,9 @@ class TopkIndex(_ref_topk.TopkIndex):
         q, k, indptr, indices = self._search_args(queries, k, indptr, indices)
         has_bias = self._bias is not None
         with _threads(num_threads), _blas_threads(1):
-            return search_fp32(self._items.T, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
-                               _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices), 64)
+            return search_fp32(self._items, self._bias if has_bias else _np.zeros(0, _np.float32), has_bias,
+                               _np.ascontiguousarray(q), min(k, self.n_items), *_exclusion(indptr, indices),
+                               _SEARCH_QUERIES, _SEARCH_ITEMS)
 
 
 # --- EASE: Gram matrix and SpMM ------------------------------------------------------------------------------
