@@ -502,8 +502,9 @@ def test_cpp_matches_numpy_every_isa(isa, precision):
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_compressed_extreme_values_every_isa(isa, precision):
-    """Values that quantise to the ends of the int8 range (items all +127 / all -127, queries
-    all 255 after the +128 offset: the u8 x s8 pair sums that saturate vpmaddubsw) and long
+    """Values that quantise to the ends of the int8 range (items all +127 / all -127, 7-bit
+    queries all +63 / -63, i.e. u8 127 / 1 after the +64 offset: the largest u8 x s8 pair sums
+    vpmaddubsw sees, 2 x 127 x 127) and long
     dot products, at each level against the portable (scalar) tiles with re-scoring off:
     the same candidates, so the same ids (scores are fp32 re-scored, whose summation order is
     per level). Bitwise tile equality is checked in cpp/tests/test_topk.cpp."""
@@ -516,9 +517,9 @@ def test_compressed_extreme_values_every_isa(isa, precision):
     X *= mag
     X[5::7, ::5] *= 0.25                          # some rows also hold small values
     Q = np.abs(rng.standard_normal((m, d), dtype=np.float32)) + 3.0
-    Q[:8] = 2.0                                   # all 255
-    Q[8:12] = -2.0                                # all 1
-    Q[12:16, 1::2] *= -1.0                        # +-, 255 and 1 interleaved
+    Q[:8] = 2.0                                   # all u8 127
+    Q[8:12] = -2.0                                # all u8 1
+    Q[12:16, 1::2] *= -1.0                        # +-, 127 and 1 interleaved
     exclude = [rng.integers(0, n, 20) for _ in range(m)]
     for prune in (False, True):
         kw = dict(precision=precision, rescore=1, prune=prune)
