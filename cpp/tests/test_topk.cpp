@@ -95,6 +95,15 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
                                 qscale.data(), d4, thr.data(), t1.data(), m1.data(), mr);
         CHECK(std::memcmp(t0.data(), t1.data(), t0.size() * sizeof(float)) == 0);
         CHECK(m0 == m1);
+        if (mr == 12 && cpu::target_enabled(cpu::Target::avx512vnni)) {
+          // The VNNI tile too: same exact sums, same unfused epilogue, so the same bits.
+          std::vector<float> t2(mr * 32, -7.0f);
+          std::vector<std::uint32_t> m2(mr, 0xdeadbeefu);
+          cpu::avx512vnni::topk_i8_tile(q.data(), x.data(), corr.data(), iscale.data(), bias.data(),
+                                        qscale.data(), d4, thr.data(), t2.data(), m2.data(), mr);
+          CHECK(std::memcmp(t0.data(), t2.data(), t0.size() * sizeof(float)) == 0);
+          CHECK(m0 == m2);
+        }
 
         // bf16: the same random / extreme pattern as bf16 bits (finite values only).
         const index_t d2 = d4;

@@ -50,13 +50,17 @@ void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int3
   }
   const __m512 s0 = _mm512_loadu_ps(iscale), s1 = _mm512_loadu_ps(iscale + 16);
   const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+  // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
+  // operation rounded on its own (no FMA: the asm barrier keeps gcc from contracting), so the
+  // scores are the scalar / AVX2 tiles' bit for bit.
 #define AEREC_FINISH(i)                                                                        \
   {                                                                                            \
     const __m512 qs = _mm512_set1_ps(qscale[i]);                                               \
-    const __m512 v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##a),       \
-                                      _mm512_mul_ps(s0, qs), b0);                              \
-    const __m512 v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##b),       \
-                                      _mm512_mul_ps(s1, qs), b1);                              \
+    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(c##i##a), _mm512_mul_ps(s0, qs));             \
+    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(c##i##b), _mm512_mul_ps(s1, qs));             \
+    __asm__("" : "+v"(v0), "+v"(v1));                                                          \
+    v0 = _mm512_add_ps(v0, b0);                                                                \
+    v1 = _mm512_add_ps(v1, b1);                                                                \
     const __m512 t = _mm512_set1_ps(thr[i]);                                                   \
     const std::uint32_t m0 = _mm512_cmp_ps_mask(v0, t, _CMP_GE_OQ);                            \
     const std::uint32_t m1 = _mm512_cmp_ps_mask(v1, t, _CMP_GE_OQ);                            \
