@@ -1,7 +1,8 @@
 """Compressed decoder kernels (issue 9): fused output layer + top-k, users/s, per weight format.
 
     flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/bench_compressed_kernels.py \
-        [--users 1000,10000] [--repeat 3] [--threads 2] [--topk-w1]
+        [--users 1000,10000] [--repeat 3] [--threads 2] [--only fp32,int8] [--topk-w1]
+        [--no-decoder] [--precisions int8,bf16] [--rescores 4,0]
     (prefix AEREC_ISA=avx2 for the AVX2 level)
 
 Decoder workload (MultVAE's last layer at ML-20M scale): W (600, 20,108) float32 with a
@@ -78,7 +79,7 @@ def _fp32_ceiling(threads):
     return 2 * 4096 * 600 * 4096 / t / 1e9
 
 
-def decoder(users, repeat, threads):
+def decoder(users, repeat, threads, only=None):
     rng = np.random.default_rng(0)
     W = (rng.standard_normal((HIDDEN, N_ITEMS)) * 0.05).astype(np.float32)
     W *= np.exp(rng.normal(0, 0.5, N_ITEMS)).astype(np.float32)[None, :]
@@ -88,6 +89,8 @@ def decoder(users, repeat, threads):
     for s in (80, 90, 95):
         variants.append((f"sparse-{s}", np.where(np.abs(W) > thr[s], W, 0).astype(np.float32), "fp32", True))
     variants.append(("sparse-80 int8", np.where(np.abs(W) > thr[80], W, 0).astype(np.float32), "int8", True))
+    if only is not None:
+        variants = [v for v in variants if v[0] in only]
     layers = {name: (cpp.CompressedLinear(pack_layer(Wv, b, p, s), threads), Wv, pack_layer(Wv, b, p, s))
               for name, Wv, p, s in variants}
     base = TopK(np.ascontiguousarray(W.T), bias=b, prune=True, num_threads=threads)
@@ -111,7 +114,7 @@ def decoder(users, repeat, threads):
     return rows
 
 
-def topk_w1(repeat, threads):
+def topk_w1(repeat, threads, precisions=("int8", "bf16"), rescores=(4, 0)):
     rng = np.random.default_rng(0)
     n, d, m = 20_000, 200, 10_000
     items = rng.standard_normal((n, d)).astype(np.float32)
@@ -123,8 +126,8 @@ def topk_w1(repeat, threads):
     t_fp = _time(lambda: fp.search(q, K, exclude=ex, num_threads=threads), repeat)
     c_fp = _time.cpu
     out = [("fp32", m / t_fp, m / c_fp, 1.0, 1.0, 1.0, fp._index.memory_usage())]
-    for p in ("int8", "bf16"):
-        for rescore in (4, 0):
+    for p in precisions:
+        for rescore in rescores:
             ix = TopK(items, precision=p, rescore=rescore, num_threads=threads)
             t = _time(lambda: ix.search(q, K, exclude=ex, num_threads=threads), repeat)
             c = _time.cpu
@@ -141,6 +144,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--topk-w1", action="store_true")
     ap.add_argument("--no-decoder", action="store_true")
+    ap.add_argument("--only", default=None,
+                    help="decoder methods to time besides the baseline, comma-separated (e.g. fp32,int8)")
+    ap.add_argument("--precisions", default="int8,bf16", help="--topk-w1 precisions")
+    ap.add_argument("--rescores", default="4,0", help="--topk-w1 rescore values")
     a = ap.parse_args()
     aerec.set_num_threads(a.threads)
     cfg = io.StringIO()
@@ -156,14 +163,16 @@ def main():
               "MFLOP (MOP) / user | GFLOP/cpu-s | weight MB |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         for m, name, ups, upc, ratio, cratio, rec, flops, nbytes in decoder(
-                [int(u) for u in a.users.split(",")], a.repeat, a.threads):
+                [int(u) for u in a.users.split(",")], a.repeat, a.threads,
+                None if a.only is None else a.only.split(",")):
             print(f"| {m:,} | {name} | {ups:,.0f} | {upc:,.0f} | {ratio:.2f}x | {cratio:.2f}x | {rec:.4f} | "
                   f"{flops / 1e6:.1f} | {upc * flops / 1e9:.0f} | {nbytes / 1e6:.1f} |", flush=True)
     if a.topk_w1:
         print("\nTopK W1 (20,000 x 200, 10,000 queries, k=100, 150 excluded)")
         print("| method | queries/s | queries/cpu-s | x fp32 (wall) | (cpu) | recall@100 | index MB |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
-        for name, qps, qpc, ratio, cratio, rec, mem in topk_w1(a.repeat, a.threads):
+        for name, qps, qpc, ratio, cratio, rec, mem in topk_w1(
+                a.repeat, a.threads, a.precisions.split(","), [int(r) for r in a.rescores.split(",")]):
             print(f"| {name} | {qps:,.0f} | {qpc:,.0f} | {ratio:.2f}x | {cratio:.2f}x | {rec:.4f} | {mem / 1e6:.1f} |",
                   flush=True)
 

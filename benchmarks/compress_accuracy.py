@@ -7,6 +7,7 @@ are paired). I-AutoRec: the u1..u5 base/test folds. The tutorial Autoencoder: 10
 uniform data (benchmarks/bench_tutorial.py), validation MSE.
 
     AEREC_DATA=../shared/data python benchmarks/compress_accuracy.py --part quant|ratings|prune|all [--seeds 5]
+        [--multvae-only int8]
 
 ``--part quant``: MultVAE int8 / bf16, EASE (exact, int8, B at 5/10/20% density, 10% + int8).
 ``--part ratings``: I-AutoRec int8 / bf16, tutorial Autoencoder int8 / bf16. ``--part prune``: MultVAE magnitude
@@ -73,13 +74,15 @@ def multvae(split, seed, cache):
     return m
 
 
-def part_quant(seeds, cache, out):
+def part_quant(seeds, cache, out, multvae_only=None):
     for seed, split in splits(seeds):
         m = multvae(split, seed, cache)
         base = compress.weight_nbytes(m)
         record(out, "MultVAE", seed, "fp32", m, split, base)
-        for p in ("int8", "bf16"):
+        for p in multvae_only or ("int8", "bf16"):
             record(out, "MultVAE", seed, p, compress.quantize(m, p), split, base)
+        if multvae_only:
+            continue
         e = aerec.EASE(l2=200.0).fit(split.train)
         base = compress.weight_nbytes(e)
         record(out, "EASE", seed, "exact", e, split, base)
@@ -194,6 +197,8 @@ def main():
     ap.add_argument("--json", default=None, help="also write the per-seed results here")
     ap.add_argument("--seed-list", default=None, help="comma-separated seeds to run (default: 0..seeds-1)")
     ap.add_argument("--threads", type=int, default=1, help="kernel threads (1 on a shared machine)")
+    ap.add_argument("--multvae-only", default=None,
+                    help="--part quant: only MultVAE fp32 and these precisions (e.g. int8), no EASE")
     args = ap.parse_args()
     if not (DATA / "u.data").exists():
         sys.exit(f"MovieLens-100K not found at {DATA}; set AEREC_DATA")
@@ -205,7 +210,8 @@ def main():
     aerec.show_config()
     out = {}
     if args.part in ("quant", "all"):
-        part_quant(args.seeds, args.cache, out)
+        part_quant(args.seeds, args.cache, out,
+                   None if args.multvae_only is None else args.multvae_only.split(","))
     if args.part in ("ratings", "all"):
         part_ratings(out)
     if args.part in ("prune", "all"):

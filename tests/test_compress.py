@@ -4,9 +4,10 @@ Every model x int8 / bf16 / pruned: scores close to the fp32 model's, recommenda
 save/load bit-identical, files smaller; every backend; 8 threads; bad input.
 
 Tolerances. int8 (symmetric per-output-channel weights, ``max |W[:, j]| / 127``, and per-row
-dynamic activation scales in hidden layers) rounds each weight and activation to within half a
-step, a relative error of at most 1/254 of the channel / row maximum; summed over a layer's
-inputs with random signs it stays around ``sqrt(n_in) / 254`` of a typical term, so outputs
+dynamic 7-bit activation scales ``max |x| / 63`` in hidden layers) rounds each weight and
+activation to within half a step, a relative error of at most 1/254 (weights) / 1/126
+(activations) of the channel / row maximum; summed over a layer's inputs with random signs it
+stays around ``sqrt(n_in) / 126`` of a typical term, so outputs
 land within a few percent of the output range: 5% of each row's score range is the bound
 here. bf16 keeps 8 mantissa bits (relative error <= 2^-9 per element): 1% of the range.
 """

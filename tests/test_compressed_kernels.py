@@ -237,10 +237,14 @@ def test_reference_maths_from_first_principles():
     b = rng.standard_normal(41).astype(np.float32)
     x = rng.standard_normal((11, 29)).astype(np.float32)
     x[3] = 0  # a zero row: activation scale 1
-    # int8 dense: dynamic per-row activation scale, exact integer sums, float32 epilogue
+    # int8 dense: 8-bit weights, dynamic 7-bit per-row activation scale (max |x| / 63, values in
+    # [-63, 63]), exact integer sums, float32 epilogue
     L = numpy_.CompressedLinear(pack_layer(W, b, "int8"))
     wq, ws = int8_rows(W.T)
-    xq, xs = int8_rows(x)
+    amax = np.abs(x).max(axis=1)
+    xs = np.where(amax > 0, amax / np.float32(63), np.float32(1)).astype(np.float32)
+    xq = np.clip(np.rint(x / xs[:, None]), -63, 63).astype(np.int8)
+    assert np.abs(xq).max() == 63 and xs[3] == 1
     acc = xq.astype(np.int64) @ wq.T.astype(np.int64)
     expect = acc.astype(np.float32) * (ws[None, :] * xs[:, None]) + b
     np.testing.assert_array_equal(L.forward(x), expect)

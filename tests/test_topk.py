@@ -502,8 +502,9 @@ def test_cpp_matches_numpy_every_isa(isa, precision):
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_compressed_extreme_values_every_isa(isa, precision):
-    """Values that quantise to the ends of the int8 range (items all +127 / all -127, queries
-    all 255 after the +128 offset: the u8 x s8 pair sums that saturate vpmaddubsw) and long
+    """Values that quantise to the ends of the int8 range (items all +127 / all -127, 7-bit
+    queries all +63 / -63, i.e. u8 127 / 1 after the +64 offset: the largest u8 x s8 pair sums
+    vpmaddubsw sees, 2 x 127 x 127) and long
     dot products, at each level against the portable (scalar) tiles with re-scoring off:
     the same candidates, so the same ids (scores are fp32 re-scored, whose summation order is
     per level). Bitwise tile equality is checked in cpp/tests/test_topk.cpp."""
@@ -516,9 +517,9 @@ def test_compressed_extreme_values_every_isa(isa, precision):
     X *= mag
     X[5::7, ::5] *= 0.25                          # some rows also hold small values
     Q = np.abs(rng.standard_normal((m, d), dtype=np.float32)) + 3.0
-    Q[:8] = 2.0                                   # all 255
-    Q[8:12] = -2.0                                # all 1
-    Q[12:16, 1::2] *= -1.0                        # +-, 255 and 1 interleaved
+    Q[:8] = 2.0                                   # all u8 127
+    Q[8:12] = -2.0                                # all u8 1
+    Q[12:16, 1::2] *= -1.0                        # +-, 127 and 1 interleaved
     exclude = [rng.integers(0, n, 20) for _ in range(m)]
     for prune in (False, True):
         kw = dict(precision=precision, rescore=1, prune=prune)
@@ -533,3 +534,36 @@ def test_compressed_extreme_values_every_isa(isa, precision):
     # And re-scoring every candidate gives the exact answer.
     a = TopK(X, backend="cpp", precision=precision, rescore=n).search(Q, 25, exclude=exclude)
     _same_unless_tied(a, reference_search(X, Q, 25, exclude=exclude), 1e-3, max_diff=0.0)
+
+
+@pytest.mark.parametrize("d", [1, 7, 64, 203])
+def test_int8_rescore0_scores_bit_identical_every_isa(isa, d):
+    """int8 without re-scoring returns the compressed scores themselves: with 8-bit items and 7-bit
+    queries (u8 = q + 64, so AVX2's vpmaddubsw never saturates) every level computes the same
+    exact integer sums and the same unfused epilogue, so scores and ids equal the NumPy
+    reference bit for bit (a model file ranks alike on every CPU), pruned or not, and
+    CompressedLinear's fused top-k (the same tiles) too."""
+    from aerec.backends import cpp, numpy_
+    from aerec.backends._quant import pack_layer
+    rng = np.random.default_rng(d)
+    n, m, k = 517, 29, 40
+    X = rng.standard_normal((n, d), dtype=np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
+    X[3] = 0.0                                               # a zero item: scale 1
+    b = rng.standard_normal(n).astype(np.float32)
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    Q[0] = 0.0                                               # a zero query: scale 1
+    Q[1] = np.abs(Q[1]) + 1.0                                # all positive: u8 up to 127
+    Q[2] = -np.abs(Q[2]) - 1.0                               # all negative: u8 down to 1
+    exclude = [rng.integers(0, n, 15) for _ in range(m)]
+    for prune in (False, True):
+        got = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="cpp").search(Q, k, exclude=exclude)
+        ref = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="numpy").search(Q, k, exclude=exclude)
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_array_equal(got[0], ref[0])
+    ep = np.arange(m + 1, dtype=np.int64) * 15
+    ei = np.concatenate(exclude).astype(np.int32)
+    a = pack_layer(np.ascontiguousarray(X.T), b, "int8")
+    gi, gs = cpp.CompressedLinear(a).topk(Q, k, ep, ei)
+    ri, rs = numpy_.CompressedLinear(a).topk(Q, k, ep, ei)
+    np.testing.assert_array_equal(gs, rs)
+    np.testing.assert_array_equal(gi, ri)

@@ -82,7 +82,7 @@ std::uint16_t to_bf16(float f) {  // round to nearest even; inputs are finite
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-// Symmetric int8 scale of a row (max |x| / 127; 1 for a zero row) and its quantised value.
+// Symmetric int8 scale of an item row (max |x| / 127; 1 for a zero row) and its quantised value.
 inline float i8_scale(const float* x, index_t d) {
   float amax = 0;
   for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
@@ -92,9 +92,25 @@ inline long i8_value(float x, float scale) {
   const long v = std::lrintf(x / scale);
   return std::min(127L, std::max(-127L, v));
 }
+// Queries (and CompressedLinear activations) are 7-bit: q in [-63, 63] with scale max |x| / 63,
+// fed to the tiles as u8 = q + 64 in [1, 127], so the AVX2 tile's vpmaddubsw pair sums
+// (|u8 x s8 + u8 x s8| <= 2 x 127 x 128 < 32768) never saturate and every level computes the
+// same exact int32 sums.
+constexpr int kQueryMax = 63;
+constexpr int kQueryOffset = 64;
+inline float i8_query_scale(const float* x, index_t d) {
+  float amax = 0;
+  for (index_t p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
+  return amax > 0 ? amax / static_cast<float>(kQueryMax) : 1.0f;
+}
+inline long i8_query_value(float x, float scale) {
+  const long v = std::lrintf(x / scale);
+  return std::min(static_cast<long>(kQueryMax), std::max(-static_cast<long>(kQueryMax), v));
+}
 
 // Euclidean norm of x as the kernel of `prec` sees it (fp32, bf16-rounded, or scale * int8).
-inline double scored_norm(const float* x, index_t d, TopkPrecision prec) {
+// `query`: x is a query (7-bit int8 quantisation) rather than an item (8-bit).
+inline double scored_norm(const float* x, index_t d, TopkPrecision prec, bool query = false) {
   double s = 0;
   if (prec == TopkPrecision::fp32) {
     for (index_t p = 0; p < d; ++p) s += static_cast<double>(x[p]) * x[p];
@@ -109,9 +125,9 @@ inline double scored_norm(const float* x, index_t d, TopkPrecision prec) {
     }
     return std::sqrt(s);
   }
-  const float scale = i8_scale(x, d);
+  const float scale = query ? i8_query_scale(x, d) : i8_scale(x, d);
   for (index_t p = 0; p < d; ++p) {
-    const double v = static_cast<double>(i8_value(x[p], scale));
+    const double v = static_cast<double>(query ? i8_query_value(x[p], scale) : i8_value(x[p], scale));
     s += v * v;
   }
   return static_cast<double>(scale) * std::sqrt(s);
@@ -343,7 +359,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
           sum += static_cast<std::int32_t>(v);
         }
         iscale_[slot] = scale;
-        icorr_[slot] = 128 * sum;
+        icorr_[slot] = topk_detail::kQueryOffset * sum;
       }
     }
   }
@@ -447,15 +463,15 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
       for (index_t p = 0; p < d; ++p) dst[(p / 2) * mr * 2 + (p % 2)] = topk_detail::to_bf16(q[p]);
     }
   } else {
-    w.qi.assign(static_cast<std::size_t>(rows_pad * d4_ * 4), 128);
+    w.qi.assign(static_cast<std::size_t>(rows_pad * d4_ * 4), topk_detail::kQueryOffset);
     w.qscale.assign(static_cast<std::size_t>(rows_pad), 0.0f);
     for (int r = 0; r < nrows; ++r) {
       const float* q = Q + (q0 + r) * q_stride;
-      const float scale = topk_detail::i8_scale(q, d);
+      const float scale = topk_detail::i8_query_scale(q, d);
       std::uint8_t* dst = w.qi.data() + (r / mr) * d4_ * mr * 4 + (r % mr) * 4;
       for (index_t p = 0; p < d; ++p) {
-        const long v = topk_detail::i8_value(q[p], scale);
-        dst[(p / 4) * mr * 4 + (p % 4)] = static_cast<std::uint8_t>(v + 128);
+        const long v = topk_detail::i8_query_value(q[p], scale);
+        dst[(p / 4) * mr * 4 + (p % 4)] = static_cast<std::uint8_t>(v + topk_detail::kQueryOffset);
       }
       w.qscale[r] = scale;
     }
@@ -483,7 +499,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   if (prune) {
     w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
     for (int r = 0; r < nrows; ++r) {
-      const double qn = topk_detail::scored_norm(Q + (q0 + r) * q_stride, d, prec);
+      const double qn = topk_detail::scored_norm(Q + (q0 + r) * q_stride, d, prec, true);
       w.qnorm[r] = std::nextafter(static_cast<float>(qn), kInf);
     }
   }

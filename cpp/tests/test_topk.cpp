@@ -50,8 +50,9 @@ void reference(const std::vector<float>& X, const std::vector<float>& Q, const s
 #ifdef AEREC_X86
 // The AVX2 compressed tiles against the portable ones, called directly on packed panels: int8
 // bit-identical (exact integer sums, same epilogue), bf16 to float rounding with the same masks
-// away from the threshold. Random bytes plus the extremes that break vpmaddubsw (items all 127 /
-// all -128, queries all 255 / all 0), for panel heights 3 (avx2 level) and 12 (avx512 level
+// away from the threshold. Random bytes plus the ends of vpmaddubsw's exact range (items all 127
+// / all -128, 7-bit query bytes all 127 / all 0: pair sums up to 2 x 127 x 128 = 32512), for
+// panel heights 3 (avx2 level) and 12 (avx512 level
 // without VNNI / AVX512-BF16).
 void check_avx2_compressed_tiles(std::mt19937& gen) {
   if (!cpu::cpu_features().avx2 || !cpu::cpu_features().fma) return;
@@ -60,13 +61,13 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
   for (int mr : {3, 12}) {
     for (index_t d4 : depths) {
       for (int fill = 0; fill < 6; ++fill) {
-        // fill 0: random; 1: items 127 / queries 255; 2: items -128 / queries 255;
-        // 3: items -128 / queries 0; 4: items alternating 127, -128 / queries 255; 5: random
-        // items / queries 255.
+        // Query bytes are 7-bit (q + 64 in [0, 127], the tiles' contract). fill 0: random;
+        // 1: items 127 / queries 127; 2: items -128 / queries 127; 3: items -128 / queries 0;
+        // 4: items alternating 127, -128 / queries 127; 5: random items / queries 127.
         std::vector<std::uint8_t> q(d4 * mr * 4);
         std::vector<std::int8_t> x(d4 * 32 * 4);
         for (std::size_t t = 0; t < q.size(); ++t)
-          q[t] = fill == 0 ? std::uint8_t(byte(gen)) : fill == 3 ? 0 : 255;
+          q[t] = fill == 0 ? std::uint8_t(byte(gen) & 127) : fill == 3 ? 0 : 127;
         for (std::size_t t = 0; t < x.size(); ++t)
           x[t] = fill == 0 || fill == 5 ? std::int8_t(byte(gen) - 128)
                  : fill == 1            ? 127
@@ -78,7 +79,7 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
           std::int32_t rs = 0;
           for (index_t p = 0; p < d4; ++p)
             for (int r = 0; r < 4; ++r) rs += x[(p * 32 + j) * 4 + r];
-          corr[j] = 128 * rs;
+          corr[j] = 64 * rs;
           iscale[j] = 0.01f + 0.001f * float(byte(gen));
           bias[j] = 0.1f * float(byte(gen) - 128);
         }
@@ -94,6 +95,15 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
                                 qscale.data(), d4, thr.data(), t1.data(), m1.data(), mr);
         CHECK(std::memcmp(t0.data(), t1.data(), t0.size() * sizeof(float)) == 0);
         CHECK(m0 == m1);
+        if (mr == 12 && cpu::target_enabled(cpu::Target::avx512vnni)) {
+          // The VNNI tile too: same exact sums, same unfused epilogue, so the same bits.
+          std::vector<float> t2(mr * 32, -7.0f);
+          std::vector<std::uint32_t> m2(mr, 0xdeadbeefu);
+          cpu::avx512vnni::topk_i8_tile(q.data(), x.data(), corr.data(), iscale.data(), bias.data(),
+                                        qscale.data(), d4, thr.data(), t2.data(), m2.data(), mr);
+          CHECK(std::memcmp(t0.data(), t2.data(), t0.size() * sizeof(float)) == 0);
+          CHECK(m0 == m2);
+        }
 
         // bf16: the same random / extreme pattern as bf16 bits (finite values only).
         const index_t d2 = d4;

@@ -17,6 +17,11 @@
 // current k-th score: exact; on the compressed paths the bound uses the norms of the compressed
 // vectors, so the candidate set does not change.
 //
+// int8: items are 8-bit (q in [-127, 127], scale max|x| / 127 per item); queries (and
+// CompressedLinear activations) are 7-bit (q in [-63, 63], scale max|x| / 63 per query), packed as
+// u8 = q + 64, so the AVX2 tile can use vpmaddubsw (32 exact u8 x s8 products per instruction)
+// and every instruction-set level returns the same bits: a model file scores alike on every CPU.
+//
 // Result order: descending score, ties broken by lower item id. Rows with fewer than k valid
 // items (exclusions) are padded with id -1 and score -inf.
 #pragma once
@@ -98,7 +103,7 @@ class TopkIndex {
   std::vector<std::uint16_t> bf16_;    // bf16: panels x d2 x 32 x 2
   std::vector<std::int8_t> i8_;        // int8: panels x d4 x 32 x 4
   std::vector<float> iscale_;          // int8: per-item scale (panels*32)
-  std::vector<std::int32_t> icorr_;    // int8: 128 * row sum of the int8 item (panels*32)
+  std::vector<std::int32_t> icorr_;    // int8: 64 * row sum of the int8 item (panels*32)
   std::vector<float> rows_;            // compressed: n x d fp32 rows for re-scoring
   std::vector<float> pbias_;           // panels x 32 (padding 0)
   std::vector<float> bias_;            // n (original order)

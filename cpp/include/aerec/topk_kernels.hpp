@@ -12,8 +12,10 @@ namespace aerec::cpu {
 // mask[i] bit b is set when tile[i][b] >= thr[i].
 //   fp32: qp = d x MR (query p of row i at qp[p*MR+i]); ip = d x 32; bias = 32.
 //   bf16: qp = d2 x MR x 2; ip = d2 x 32 x 2 (bf16 bits).
-//   int8: qp = d4 x MR x 4 (uint8 = q + 128); ip = d4 x 32 x 4 (int8);
-//         score = (acc - corr) * iscale * qscale[i] + bias.
+//   int8: qp = d4 x MR x 4 (uint8 = q + 64, 7-bit queries q in [-63, 63], so every byte is in
+//         [0, 127]: the AVX2 tile's vpmaddubsw relies on it); ip = d4 x 32 x 4 (int8);
+//         corr = 64 x item row sum; score = (acc - corr) * iscale * qscale[i] + bias, acc the
+//         exact int32 sum of the u8 x s8 products (bit-identical on every level).
 struct TopkKernels {
   int mr;
   void (*fp32_tile)(const float* qp, const float* ip, const float* bias, index_t d,

@@ -71,10 +71,10 @@ void topk_fp32_tile(const float* qp, const float* ip, const float* bias, index_t
 
 // ---- Compressed tiles (same 3 x 32 register tile as fp32; panel height kTopkMr) ----
 //
-// Both unpack the query panel once per call into a small stack buffer (kQChunk steps at a time)
-// so that the inner loop broadcasts each query operand with a plain load (vpbroadcastd m32): 12
-// accumulators + the two widened item vectors (E / O, lo / hi) leave no room for 6 query
-// registers.
+// bf16 unpacks the query panel once per call into a small stack buffer (kQChunk steps at a time)
+// so that the inner loop broadcasts each query operand with a plain load (vbroadcastss m32): 12
+// accumulators + the two widened item vectors (lo / hi) leave no room for 6 query registers.
+// int8 broadcasts the packed u8 query bytes directly (vpmaddubsw takes them as they are).
 namespace {
 // A broadcast load that gcc may not merge with the same load in the next column: merged, the 6
 // query broadcasts of a step stay in registers and 6 of the 12 accumulators spill to the stack
@@ -90,28 +90,10 @@ __m256 bcast_f32(const float* a) {
   return r;
 }
 constexpr index_t kQChunk = 64;  // query steps unpacked per chunk (1.5 KiB of stack)
-// The query operands of np steps of one 3-row group (row i of step p at qc[(p * mr + i) * 4] /
-// [.. * 2]) into dst[p * 3 + i]: vectorised where the group is the whole panel (mr == 3, the
-// steps contiguous), since this runs once per tile call (with a scalar loop here W1 searched
-// ~13% (bf16) / ~19% (int8) slower at the avx2 level, one noisy A/B run).
-void unpack_i8(const std::uint8_t* qc, int mr, index_t np, std::int32_t* qe, std::int32_t* qo) {
-  index_t t = 0;
-  if (mr == kTopkMr) {
-    const __m256i m = _mm256_set1_epi32(0x00FF00FF);
-    for (; t + 8 <= np * kTopkMr; t += 8) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qc + 4 * t));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(qe + t), _mm256_and_si256(v, m));
-      _mm256_store_si256(reinterpret_cast<__m256i*>(qo + t), _mm256_srli_epi16(v, 8));
-    }
-  }
-  for (; t < np * kTopkMr; ++t) {
-    const index_t p = t / kTopkMr, i = t % kTopkMr;
-    std::uint32_t v;
-    std::memcpy(&v, qc + (p * mr + i) * 4, 4);
-    qe[t] = static_cast<std::int32_t>(v & 0x00FF00FFu);
-    qo[t] = static_cast<std::int32_t>((v >> 8) & 0x00FF00FFu);
-  }
-}
+// The bf16 query operands of np steps of one 3-row group (row i of step p at qc[(p * mr + i) *
+// 2]) into dst[p * 3 + i]: vectorised where the group is the whole panel (mr == 3, the steps
+// contiguous), since this runs once per tile call (with a scalar loop here W1 searched ~13%
+// slower at the avx2 level, one noisy A/B run).
 void unpack_bf16(const std::uint16_t* qc, int mr, index_t np, float* ql, float* qh) {
   index_t t = 0;
   if (mr == kTopkMr) {
@@ -140,16 +122,13 @@ void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const 
                 index_t d2, const float* thr, float* tile, std::uint32_t* mask);
 }  // namespace
 
-// int8: score = (sum_r q[r] * x[r] - corr) * iscale * qscale + bias, q = uint8 (query + 128),
-// x = int8. No vpmaddubsw: its u8 x s8 pair sums saturate at int16 (2 x 255 x 127 > 32767).
-// Instead each 32-bit item lane (bytes r0 r1 r2 r3) is split into two int16 pairs with shifts:
-//   E = srai16(slli16(x, 8), 8) = (x_r0, x_r2),  O = srai16(x, 8) = (x_r1, x_r3)   (sign-extended)
-// and the query into QE = (q0, q2), QO = (q1, q3) (zero-extended, 0..255). vpmaddwd(E, QE) +
-// vpmaddwd(O, QO) is then exactly sum_r q_r x_r in that lane: every product is an int16 x int16
-// product in [-32640, 32385] and each vpmaddwd pair sum in [-65280, 64770] (vpmaddwd wraps only
-// for -32768 x -32768 twice, impossible with |x| <= 128, q <= 255). The int32 accumulation is the
-// scalar tile's, term for term (|step| <= 130560, so no overflow below d4 = 16,000 steps), and the
-// epilogue is the scalar one (mul, mul, add; no FMA contraction): bit-identical tiles.
+// int8: score = (sum_r q[r] * x[r] - corr) * iscale * qscale + bias, q = uint8 (7-bit query +
+// 64, so q in [0, 127]: the caller's contract), x = int8. vpmaddubsw multiplies the u8 query
+// bytes by the s8 item bytes and adds adjacent pairs to int16: |q0 x0 + q1 x1| <= 2 x 127 x 128 =
+// 32512 < 32768, so it never saturates and is exact; vpmaddwd with ones then adds the two pairs
+// of each 32-bit lane to int32. That is exactly sum_r q_r x_r per lane; the int32 accumulation
+// is the scalar tile's, term for term (|step| <= 65024, so no overflow below d4 = 33,000 steps),
+// and the epilogue is the scalar one (mul, mul, add; no FMA contraction): bit-identical tiles.
 void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int32_t* corr,
                   const float* iscale, const float* bias, const float* qscale, index_t d4,
                   const float* thr, float* tile, std::uint32_t* mask, int mr) {
@@ -165,8 +144,7 @@ namespace {
 void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
               const float* iscale, const float* bias, const float* qscale, index_t d4,
               const float* thr, float* tile, std::uint32_t* mask) {
-  constexpr int MR = kTopkMr;
-  // Start from -corr (removes the +128 query offset, as the VNNI tile does).
+  // Start from -corr (removes the +64 query offset, as the VNNI tile does).
   const __m256i z = _mm256_setzero_si256();
   const __m256i k0 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr)));
   const __m256i k1 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 8)));
@@ -175,35 +153,27 @@ void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::
   __m256i c00 = k0, c01 = k1, c02 = k2, c03 = k3;
   __m256i c10 = k0, c11 = k1, c12 = k2, c13 = k3;
   __m256i c20 = k0, c21 = k1, c22 = k2, c23 = k3;
-  alignas(32) std::int32_t qe[kQChunk * MR], qo[kQChunk * MR];  // (q0, q2), (q1, q3) per row
-  for (index_t p0 = 0; p0 < d4; p0 += kQChunk) {
-    const index_t np = d4 - p0 < kQChunk ? d4 - p0 : kQChunk;
-    unpack_i8(qp + p0 * mr * 4, mr, np, qe, qo);
-    const std::int8_t* xc = ip + p0 * 128;
-    for (index_t p = 0; p < np; ++p) {
-      const std::int32_t* q0 = qe + p * MR;
-      const std::int32_t* q1 = qo + p * MR;
-#define AEREC_I8_COL(v)                                                                       \
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (index_t p = 0; p < d4; ++p) {
+    const std::int8_t* xp = ip + p * 128;
+    const std::uint8_t* q = qp + p * mr * 4;
+    // Row-major order: one query broadcast live at a time, the item vectors as memory operands
+    // (12 accumulators + ones + query + product = 15 ymm).
+#define AEREC_I8_ROW(i)                                                                       \
   {                                                                                           \
-    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xc + p * 128 + 32 * (v))); \
-    const __m256i e = _mm256_srai_epi16(_mm256_slli_epi16(x, 8), 8);                         \
-    const __m256i o = _mm256_srai_epi16(x, 8);                                                \
-    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(e, bcast_i32(q0 + 0)));                 \
-    c0##v = _mm256_add_epi32(c0##v, _mm256_madd_epi16(o, bcast_i32(q1 + 0)));                 \
-    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(e, bcast_i32(q0 + 1)));                 \
-    c1##v = _mm256_add_epi32(c1##v, _mm256_madd_epi16(o, bcast_i32(q1 + 1)));                 \
-    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(e, bcast_i32(q0 + 2)));                 \
-    c2##v = _mm256_add_epi32(c2##v, _mm256_madd_epi16(o, bcast_i32(q1 + 2)));                 \
+    const __m256i qb = bcast_i32(reinterpret_cast<const std::int32_t*>(q + 4 * (i)));         \
+    c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp))), ones)); \
+    c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32))), ones)); \
+    c##i##2 = _mm256_add_epi32(c##i##2, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 64))), ones)); \
+    c##i##3 = _mm256_add_epi32(c##i##3, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 96))), ones)); \
   }
-      AEREC_I8_COL(0)
-      AEREC_I8_COL(1)
-      AEREC_I8_COL(2)
-      AEREC_I8_COL(3)
-#undef AEREC_I8_COL
-      // Pin the 12 accumulators to registers (as the VNNI tile does).
-      __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
-      __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
-    }
+    AEREC_I8_ROW(0)
+    AEREC_I8_ROW(1)
+    AEREC_I8_ROW(2)
+#undef AEREC_I8_ROW
+    // Pin the 12 accumulators to registers (as the VNNI tile does).
+    __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
+    __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
   }
   // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
   // operation rounded on its own (the asm barrier keeps gcc from contracting mul + add to FMA).

@@ -1,5 +1,6 @@
-// Top-k compressed tile kernel: int8 with AVX-512 VNNI (vpdpbusd: uint8 query bytes = q + 128
-// times int8 item bytes, the +128 removed afterwards with 128 x item row sum). 12 queries x 32
+// Top-k compressed tile kernel: int8 with AVX-512 VNNI (vpdpbusd: uint8 query bytes = q + 64
+// (7-bit queries, the same bytes every level sees) times int8 item bytes, the +64 removed with
+// the 64 x item row sum in corr). 12 queries x 32
 // items = 24 zmm accumulators, as in fp32. Compiled with the VNNI flags only (the bf16 tile is in
 // topk_avx512bf16.cpp): a CPU may have one without the other (Ice Lake: VNNI, no BF16).
 #include <immintrin.h>
@@ -22,7 +23,7 @@ void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int3
   // Named accumulators: an array of __m512i here made gcc 12 store every accumulator to the
   // stack on each step (vpdpbusd is destructive), halving the throughput.
 #define AEREC_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-  // Start from -128 x row sum: removes the +128 query offset and gives the loop non-zero
+  // Start from -64 x row sum: removes the +64 query offset and gives the loop non-zero
   // initial values (with zero-initialised accumulators gcc 12 spilled them every step).
   const __m512i k0 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(corr));
   const __m512i k1 = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_loadu_si512(corr + 16));
@@ -49,13 +50,17 @@ void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int3
   }
   const __m512 s0 = _mm512_loadu_ps(iscale), s1 = _mm512_loadu_ps(iscale + 16);
   const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
+  // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
+  // operation rounded on its own (no FMA: the asm barrier keeps gcc from contracting), so the
+  // scores are the scalar / AVX2 tiles' bit for bit.
 #define AEREC_FINISH(i)                                                                        \
   {                                                                                            \
     const __m512 qs = _mm512_set1_ps(qscale[i]);                                               \
-    const __m512 v0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##a),       \
-                                      _mm512_mul_ps(s0, qs), b0);                              \
-    const __m512 v1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c##i##b),       \
-                                      _mm512_mul_ps(s1, qs), b1);                              \
+    __m512 v0 = _mm512_mul_ps(_mm512_cvtepi32_ps(c##i##a), _mm512_mul_ps(s0, qs));             \
+    __m512 v1 = _mm512_mul_ps(_mm512_cvtepi32_ps(c##i##b), _mm512_mul_ps(s1, qs));             \
+    __asm__("" : "+v"(v0), "+v"(v1));                                                          \
+    v0 = _mm512_add_ps(v0, b0);                                                                \
+    v1 = _mm512_add_ps(v1, b1);                                                                \
     const __m512 t = _mm512_set1_ps(thr[i]);                                                   \
     const std::uint32_t m0 = _mm512_cmp_ps_mask(v0, t, _CMP_GE_OQ);                            \
     const std::uint32_t m1 = _mm512_cmp_ps_mask(v1, t, _CMP_GE_OQ);                            \

@@ -54,9 +54,11 @@ Let ``z = x @ W + b`` be the pre-activation; ``y = act(z)`` computed in float32.
 - bf16 dense: both operands in bf16: ``z = bf16(x) @ bf16(W) + b`` with fp32 (reference:
   float64) accumulation. This is the TopK index's bf16 scoring (and what ``vdpbf16ps`` computes).
 - int8 dense: weights ``q[j, i]`` with per-output scale ``s_j``; activations quantised per row
-  ``xq = clip(rint(x / t), -127, 127)``, ``t = max|x_row| / 127`` (1 for a zero row);
-  integer accumulation ``acc = xq @ q.T`` (exact int32; the kernels feed u8 = xq + 128 and
-  subtract the per-output correction ``128 * sum_i q[j, i]``), then the epilogue in float32
+  to 7 bits, ``xq = clip(rint(x / t), -63, 63)``, ``t = max|x_row| / 63`` (1 for a zero row);
+  weights stay 8-bit. Integer accumulation ``acc = xq @ q.T`` (exact int32; the kernels feed
+  u8 = xq + 64, at most 127, and subtract the per-output correction ``64 * sum_i q[j, i]``; 7-bit
+  activations keep AVX2's vpmaddubsw pair sums below 2 x 127 x 128 < 2^15, so the scalar, AVX2,
+  AVX-512 and VNNI kernels all compute the same bits), then the epilogue in float32
   ``z = float32(acc) * (s_j * t) + b_j``: exactly the TopK int8 tile.
 - sparse (any precision): activations stay float32; ``acc_j = sum_{i in nz(j)} w_ij x_i`` over
   the stored values (bf16 values widened, int8 values as integers), then ``z = acc * s_j + b_j``
@@ -70,7 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._numpy_topk import _BLOCK_ELEMS, bf16_round, int8_rows, select_topk
+from ._numpy_topk import _BLOCK_ELEMS, bf16_round, query_rows, select_topk
 from ._quant import bf16_to_float, layer_info, layer_nbytes
 
 __all__ = ["CompressedLinear", "ACTIVATIONS", "check_activation"]
@@ -207,7 +209,7 @@ class CompressedLinear:
         b = None if self._b is None else self._b[j0:j1]
         quantised_acts = self.input == "dense" and not self.sparse and self.precision != "fp32"
         if quantised_acts and self.precision == "int8":
-            xq, xs = int8_rows(x)
+            xq, xs = query_rows(x)
             acc = (xq.astype(np.float64) @ V).astype(np.float32)
             z = acc * (self._scale[None, j0:j1] * xs[:, None])
             return z if b is None else z + b

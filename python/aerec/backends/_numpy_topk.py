@@ -11,8 +11,10 @@ an entry that can never be returned (excluded, NaN, not a candidate).
 ``TopkIndex`` scores (query block x item block) tiles and merges each block's best into a running
 candidate set per query, so its scratch is bounded by ``_BLOCK_ELEMS`` (plus the candidates)
 however many queries and items there are. bf16 / int8 score every item through the same
-quantisation as the C++ index (round-to-nearest-even bf16; symmetric per-row int8 scales
-``max|x| / 127`` with ``lrintf`` rounding, queries likewise), keep the best ``k * rescore``
+quantisation as the C++ index (round-to-nearest-even bf16; symmetric per-row int8 item scales
+``max|x| / 127`` with ``lrintf`` rounding, 7-bit queries with ``max|q| / 63``, values in
+[-63, 63]: the kernels feed u8 = q + 64 so that every instruction-set level, AVX2's vpmaddubsw
+included, computes the same exact integer sums), keep the best ``k * rescore``
 candidates and re-score them in fp32. Norm-bound pruning never changes what the C++ index returns
 (it is exact for fp32 and uses the compressed norms otherwise), so ``prune`` is recorded, not
 simulated.
@@ -138,7 +140,7 @@ def select_topk(scores, k, exclude=None, candidates=None, num_threads=0):
 
 
 # ----------------------------------------------------------------------------------------------
-# quantisation (as cpp/src/topk.cpp: to_bf16, i8_scale, i8_value)
+# quantisation (as cpp/src/topk.cpp: to_bf16, i8_scale, i8_value, i8_query_scale, i8_query_value)
 
 def bf16_round(x):
     """float32 values rounded to bfloat16 (nearest even), returned as float32."""
@@ -147,13 +149,24 @@ def bf16_round(x):
     return (u & np.uint32(0xFFFF0000)).view(np.float32)
 
 
-def int8_rows(x):
-    """Symmetric per-row int8: (values int8 (n, d), scales float32 (n,)), x ~ scale * values."""
+def int8_rows(x, qmax=127):
+    """Symmetric per-row int8: (values int8 (n, d), scales float32 (n,)), x ~ scale * values.
+
+    ``qmax = 127`` for items / weights (8-bit); queries and activations use ``query_rows``
+    (``qmax = 63``, 7-bit).
+    """
     x = np.asarray(x, dtype=np.float32)
     amax = np.abs(x).max(axis=1) if x.shape[1] else np.zeros(x.shape[0], np.float32)
-    scale = np.where(amax > 0, amax / np.float32(127.0), np.float32(1.0)).astype(np.float32)
+    scale = np.where(amax > 0, amax / np.float32(qmax), np.float32(1.0)).astype(np.float32)
     v = np.rint(x / scale[:, None])  # float32 quotient, round half to even (lrintf)
-    return np.clip(v, -127, 127).astype(np.int8), scale
+    return np.clip(v, -qmax, qmax).astype(np.int8), scale
+
+
+def query_rows(x):
+    """7-bit symmetric per-row quantisation of int8 queries / activations (as cpp/src/topk.cpp:
+    i8_query_scale, i8_query_value): values in [-63, 63], scale ``max|x| / 63`` (1 for a zero
+    row). The kernels feed u8 = value + 64 (at most 127), so AVX2's vpmaddubsw sums exactly."""
+    return int8_rows(x, 63)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,7 +314,7 @@ class TopkIndex:
         """Keys of the best kc items per query (unsorted, (mq, <= kc)), item block by block."""
         n = self.n_items
         if self.precision == "int8":
-            qi, qs = int8_rows(q)
+            qi, qs = query_rows(q)
             qx = (qi.astype(np.float64), qs)
         elif self.precision == "bf16":
             qx = bf16_round(q).astype(np.float64)

@@ -132,8 +132,8 @@ def quantize(model, precision="int8", *, sparse="auto"):
         with its pruning kept (int8 + pruning); one already quantised raises ValueError.
     precision : {"int8", "bf16"}, default "int8"
         "int8": symmetric per-output-channel weight scales (``max |W[:, j]| / 127``); hidden layers
-        quantise their input activations per row at run time (dynamic ``max |x| / 127``), first
-        layers read the history unquantised (int8 rows, fp32 sums). "bf16": bfloat16 weights (round to
+        quantise their input activations per row at run time to 7 bits (dynamic
+        ``max |x| / 63``), first layers read the history unquantised (int8 rows, fp32 sums). "bf16": bfloat16 weights (round to
         nearest even), fp32 accumulation.
     sparse : "auto" or bool, default "auto"
         store each weight matrix as its nonzeros (CSC by output column, narrow indices): "auto"
