@@ -121,7 +121,7 @@ def _check_topk(ids, scores, ref_ids, ref_scores, z, ep, ei, B):
 
 # ---------------------------------------------------------------------------------------- packing
 
-@pytest.mark.parametrize("precision,sparse,inp", itertools.product(PRECISIONS, (False, True), ("dense", "csr")))
+@pytest.mark.parametrize("precision,sparse,inp", list(itertools.product(PRECISIONS, (False, True), ("dense", "csr"))))
 def test_pack_unpack_layout_and_quantisation(precision, sparse, inp):
     rng = np.random.default_rng(1)
     W = _weights(rng, 13, 17, 0.4)
@@ -306,7 +306,7 @@ def test_backend_matches_reference_random_shapes(engine, restore_isa, n_in, n_ou
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("precision,sparse", itertools.product(PRECISIONS, (False, True)))
+@pytest.mark.parametrize("precision,sparse", list(itertools.product(PRECISIONS, (False, True))))
 def test_backend_matches_reference_larger(engine, restore_isa, precision, sparse):
     """Sizes across the kernels' blocks: several 32-item panels and 512-column chunks, n_in not a
     multiple of 4 / 16 / 32, more rows than one 32-lane block."""
@@ -318,7 +318,7 @@ def test_backend_matches_reference_larger(engine, restore_isa, precision, sparse
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-@pytest.mark.parametrize("precision,sparse", itertools.product(PRECISIONS, (False, True)))
+@pytest.mark.parametrize("precision,sparse", list(itertools.product(PRECISIONS, (False, True))))
 def test_topk_ties_padding_and_exclusion(engine, restore_isa, precision, sparse):
     """Equal scores come back by lower id; k > n_out pads with -1 / -inf after the valid ones;
     a fully excluded row is all padding."""
@@ -341,7 +341,7 @@ def test_topk_ties_padding_and_exclusion(engine, restore_isa, precision, sparse)
 # ------------------------------------------------------------------------------------- threads
 
 @pytest.mark.skipif(not HAS_CPP, reason="aerec._core not built")
-@pytest.mark.parametrize("precision,sparse", itertools.product(PRECISIONS, (False, True)))
+@pytest.mark.parametrize("precision,sparse", list(itertools.product(PRECISIONS, (False, True))))
 def test_eight_threads_share_one_layer(precision, sparse):
     from aerec.backends import cpp
     rng = np.random.default_rng(7)
