@@ -346,6 +346,59 @@ Use it through aerec.backends.cpp.Network.)doc")
         return py::make_tuple(loss, grads);
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
+      .def("gradients_rows", [](PyNetwork& p, const py::object& x, const py::object& y, py::array rows,
+                                const py::object& mask, bool training, const py::object& users) {
+        cpu::Batch b = make_batch(x, y, mask, users);
+        bind::require_dtype<std::int64_t>(rows, "rows");
+        if (rows.ndim() != 1 || (rows.shape(0) > 1 && rows.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
+          throw py::value_error("rows must be a contiguous 1-D int64 array");
+        std::size_t total = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        std::vector<float> g(total);
+        double loss;
+        {
+          py::gil_scoped_release release;
+          loss = p.net.gradients_rows(b, static_cast<const std::int64_t*>(rows.data()), rows.shape(0), training,
+                                      g.data());
+        }
+        py::list grads;
+        std::size_t off = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) {
+          grads.append(copy_out(g.data() + off, p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+          off += static_cast<std::size_t>(p.net.tensor_size(t));
+        }
+        return py::make_tuple(loss, grads);
+      }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
+         py::arg("users") = py::none())
+      .def("apply_gradients", [](PyNetwork& p, const py::sequence& grads, const py::object& rows0,
+                                 const py::object& urows) {
+        cpu::Network& net = p.net;
+        if (static_cast<int>(py::len(grads)) != net.n_tensors())
+          throw py::value_error("expected " + std::to_string(net.n_tensors()) + " gradient arrays, got " +
+                                std::to_string(py::len(grads)));
+        std::size_t total = 0;
+        for (int t = 0; t < net.n_tensors(); ++t) total += static_cast<std::size_t>(net.tensor_size(t));
+        std::vector<float> g(total);
+        std::size_t off = 0;
+        for (int t = 0; t < net.n_tensors(); ++t) {
+          py::array a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(grads[t]);
+          if (!a || a.size() != net.tensor_size(t))
+            throw py::value_error("gradient " + tensor_name(net, t) + " must have " + std::to_string(net.tensor_size(t)) +
+                                  " float32 elements");
+          std::memcpy(g.data() + off, a.data(), sizeof(float) * static_cast<std::size_t>(a.size()));
+          off += static_cast<std::size_t>(a.size());
+        }
+        auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
+          if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
+          py::array a = o.cast<py::array>();
+          bind::require_dtype<std::int32_t>(a, name);
+          if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+          return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
+        };
+        py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
+        py::gil_scoped_release release;
+        net.apply_gradients(g.data(), r0.data(), r0.shape(0), ur.data(), ur.shape(0));
+      }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none())
       .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              const py::object& users) {
         cpu::Batch b = make_batch(x, y, mask, users);

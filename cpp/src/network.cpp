@@ -1191,6 +1191,59 @@ double Network::gradients(const Batch& b, bool training, float* grads_out) {
   return loss;
 }
 
+double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training,
+                               float* grads_out) {
+  check_batch(b, true);
+  AEREC_CHECK_ARG(n_ids >= 1, "the batch has no rows");
+  for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
+  std::unique_lock<SharedMutex> lock(mu_);
+  Lap none(nullptr);
+  const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
+  dense_sparse_grads();
+  end_step();
+  if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
+  return loss;
+}
+
+void Network::apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
+                              index_t nu) {
+  const index_t c0 = tensor_cols(0);
+  for (index_t i = 0; i < n0; ++i) AEREC_CHECK_INDEX(rows0[i] >= 0 && rows0[i] < n_in(), "W0 row out of range");
+  for (index_t i = 0; i < nu; ++i)
+    AEREC_CHECK_INDEX(urows[i] >= 0 && urows[i] < spec_.n_users, "user row out of range");
+  std::unique_lock<SharedMutex> lock(mu_);
+  end_step();
+  std::memcpy(grads_.data(), grads, sizeof(float) * grads_.size());
+  Lap lap(&timings_);
+  // apply_optimizer reads W0 from grads_ (w0_rows_ false) and U as compact rows (gu_, without the
+  // l2 part it adds back): lazy moves the given rows, dense every row.
+  if (spec_.lazy)
+    for (index_t i = 0; i < n0; ++i)
+      if (item_slot_[rows0[i]] < 0) {
+        item_slot_[rows0[i]] = static_cast<std::int32_t>(uniq_.size());
+        uniq_.push_back(rows0[i]);
+      }
+  if (spec_.n_users > 0) {
+    const index_t n_all = spec_.lazy ? nu : spec_.n_users;
+    for (index_t i = 0; i < n_all; ++i) {
+      const std::int32_t u = spec_.lazy ? urows[i] : static_cast<std::int32_t>(i);
+      if (user_slot_[u] >= 0) continue;
+      user_slot_[u] = static_cast<std::int32_t>(uniq_users_.size());
+      uniq_users_.push_back(u);
+    }
+    gu_.resize(uniq_users_.size() * static_cast<size_t>(c0));
+    const float l2 = static_cast<float>(spec_.l2);
+    const index_t ou = offsets_[2 * n_layers()];
+    for (size_t j = 0; j < uniq_users_.size(); ++j) {
+      const index_t o = ou + static_cast<index_t>(uniq_users_[j]) * c0;
+      for (index_t c = 0; c < c0; ++c) gu_[j * c0 + c] = grads_[o + c] - l2 * params_[o + c];
+    }
+  }
+  apply_optimizer(lap);
+  end_step();
+  ++timings_.batches;
+}
+
 double Network::train_batch(const Batch& b) {
   check_batch(b, true);
   std::unique_lock<SharedMutex> lock(mu_);

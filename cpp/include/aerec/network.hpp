@@ -132,6 +132,14 @@ class Network {
   // grads_out (optional): a copy of every gradient, tensor after tensor (offsets as the params),
   // taken before the lock is released.
   double gradients(const Batch& b, bool training, float* grads_out = nullptr);
+  // The same on rows ids[0..n_ids) of b (as a train_epoch batch: the random streams are keyed by
+  // these row ids), so data-parallel ranks reproduce the draws of one global batch.
+  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out);
+  // One optimizer step (++step) with the given gradients (every tensor, flat, offsets as the
+  // params): what train_batch applies after computing them. lazy networks move only W0's rows
+  // rows0[0..n0) and U's rows urows[0..nu) (the rows present in the batch).
+  void apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
+                       index_t nu);
 
   // Consistent copies under the network's lock: dst[t] / src[t] hold tensor_size(t) floats, for
   // the parameters or optimizer slot `slot`.

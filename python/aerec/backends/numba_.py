@@ -173,11 +173,17 @@ class Network(_ref.Network):
         total, count, kl = self._run(1, x, y, mask, users, _np.arange(x.shape[0], dtype=_np.int64), bs)
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None):
         users = self._check(x, y, mask, users, need_rows=True)
-        n = x.shape[0]
-        loss = self._run(2, x, y, mask, users, _np.arange(n, dtype=_np.int64), n, training=bool(training))[0] / n
+        rows = _ref._check_rows(rows, x.shape[0])
+        order = _np.arange(x.shape[0], dtype=_np.int64) if rows is None else _np.ascontiguousarray(rows)
+        n = order.size
+        loss = self._run(2, x, y, mask, users, order, n, training=bool(training))[0] / n
         return loss, [g.copy() for g in self._views(self._G)]
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None):
+        # the reference's step on the views into the flat buffers (the same float32 operations)
+        super().apply_gradients(grads, rows0, user_rows)
 
     def _train(self, x, y, mask, users, order, bs):
         n = order.size

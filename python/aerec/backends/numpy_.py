@@ -192,6 +192,44 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
+def _check_rows(rows, n):
+    """None, or the batch's row ids as a 1-D int64 array in [0, n) (a ``gradients(rows=)`` argument)."""
+    if rows is None:
+        return None
+    if not isinstance(rows, _np.ndarray) or rows.dtype != _np.int64 or rows.ndim != 1:
+        raise TypeError("rows must be a 1-D numpy int64 array of row ids of x")
+    if rows.size == 0:
+        raise ValueError("rows is empty: the batch has no rows")
+    if rows.min() < 0 or rows.max() >= n:
+        raise IndexError(f"rows must be row ids of x, in [0, {n})")
+    return rows
+
+
+def _check_ids(ids, n, name):
+    """The rows a lazy ``apply_gradients`` moves: 1-D int32 in [0, n); None means none."""
+    if ids is None:
+        return _np.zeros(0, _np.int64)
+    if not isinstance(ids, _np.ndarray) or ids.dtype != _np.int32 or ids.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D numpy int32 array")
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise IndexError(f"{name} must be in [0, {n})")
+    return ids.astype(_np.int64)
+
+
+def _check_grads(grads, shapes, names, dtype):
+    """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype``."""
+    grads = list(grads)
+    if len(grads) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} gradient arrays {names}, got {len(grads)}")
+    out = []
+    for name, g, shape in zip(names, grads, shapes):
+        g = _np.asarray(g, dtype=dtype)
+        if g.shape != shape:
+            raise ValueError(f"gradient of {name} must have shape {shape}, got {g.shape}")
+        out.append(g)
+    return out
+
+
 class _Rows:
     """Rows of a dense or CSR matrix: ``.dense`` (in the network's dtype) and ``.pattern()``, the
     stored entries (CSR) or non-zeros (dense) as a bool array."""
@@ -541,13 +579,35 @@ class Network:
             total, count, kl = total + ls, count + c, kl + self._kl_sum(fwd[3])
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None):
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
-        draws the dropout / noise of the current step (what train_batch would use)."""
+        draws the dropout / noise of the current step (what train_batch would use).
+
+        ``rows`` (optional, 1-D int64 row ids of x): the batch is those rows, in that order, and
+        the random streams are keyed by these ids, as for a ``train_epoch`` batch (data-parallel
+        ranks each take their part of one global batch and draw what it would draw)."""
         users = self._check(x, y, mask, users, need_rows=True)
-        xr = _Rows(x, slice(None), self.dtype)
-        return self._batch_loss_grads(xr, xr if y is x else _Rows(y, slice(None), self.dtype), mask,
-                                      _np.arange(x.shape[0]), bool(training), users)
+        rows = _check_rows(rows, x.shape[0])
+        sel = slice(None) if rows is None else rows
+        xr = _Rows(x, sel, self.dtype)
+        return self._batch_loss_grads(xr, xr if y is x else _Rows(y, sel, self.dtype),
+                                      mask if mask is None or rows is None else mask[rows],
+                                      _np.arange(x.shape[0]) if rows is None else rows, bool(training),
+                                      users if users is None or rows is None else users[rows])
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None):
+        """One optimizer step (``step`` + 1) with the given gradients ``[dW0, db0, ..., (dU)]`` (as
+        :meth:`gradients` returns them): ``train_batch`` is ``gradients(training=True)`` followed by
+        this. A lazy network moves only W0's rows ``rows0`` and U's rows ``user_rows`` (1-D int32,
+        the rows present in the batch); a dense one every row."""
+        grads = _check_grads(grads, self._shapes, self._names, self.dtype)
+        touched = {}
+        if self.spec["lazy"]:
+            touched[0] = _np.unique(_check_ids(rows0, self._sizes[0], "rows0"))
+            if self.spec["n_users"]:
+                touched[len(self._params) - 1] = _np.unique(_check_ids(user_rows, self.spec["n_users"], "user_rows"))
+        self._apply(grads, touched)
+        self._timings["batches"] += 1
 
     # ---- training -------------------------------------------------------------------------------
     def _apply(self, grads, touched):
