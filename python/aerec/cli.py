@@ -342,6 +342,23 @@ def _output_format(path) -> str:
     raise ValueError(f"--output {path}: unknown format; name the file .csv or .parquet")
 
 
+def _rec_columns(ids, scores, rows, umap, imap) -> dict:
+    """The (user, rank, item, score) columns of top-k results for the users ``rows`` (one per row of
+    ``ids``): raw ids through the maps where the model has them (else indices), the padding (-1)
+    dropped, ranks from 1. ``umap`` may also be a list of user labels, one per row."""
+    keep = ids >= 0
+    n_per = keep.sum(axis=1)
+    if isinstance(umap, list):
+        users = [u for u, n in zip(umap, n_per.tolist()) for _ in range(n)]
+    else:
+        user_idx = np.repeat(rows, n_per)
+        users = _raw_out(umap, user_idx) if umap is not None else user_idx
+    item_idx = ids[keep]
+    return {"user": users, "rank": (np.cumsum(keep, axis=1)[keep]).astype(np.int32),
+            "item": _raw_out(imap, item_idx) if imap is not None else item_idx,
+            "score": scores[keep].astype(np.float32)}
+
+
 def _recommend_all(model, args, fmt, titles) -> int:
     """Every training user's top k, in batches of --batch-size users, to a CSV or Parquet file
     written atomically (a failure leaves no half-written file)."""
@@ -368,14 +385,8 @@ def _recommend_all(model, args, fmt, titles) -> int:
             for start in range(0, n_users, bs):
                 rows = np.arange(start, min(start + bs, n_users), dtype=np.int64)
                 ids, scores = model.recommend(rows, k=args.k)
-                keep = ids >= 0
-                n_per = keep.sum(axis=1)
-                user_idx = np.repeat(rows, n_per)
-                rank = (np.cumsum(keep, axis=1)[keep]).astype(np.int32)
-                item_idx = ids[keep]
-                cols = {"user": _raw_out(umap, user_idx) if umap is not None else user_idx,
-                        "rank": rank, "item": _raw_out(imap, item_idx) if imap is not None else item_idx,
-                        "score": scores[keep].astype(np.float32)}
+                cols = _rec_columns(ids, scores, rows, umap, imap)
+                item_idx = ids[ids >= 0]
                 if titles:
                     cols["title"] = [_title_of(titles, r) for r in _raw_out(imap, item_idx)]
                 if fmt == "csv":
