@@ -170,11 +170,20 @@ def cmd_train(args) -> int:
     split = _split(inter, args)
     model = _make_model(args.model, args)
     t0 = time.perf_counter()
+    dist = {}
+    if args.distributed:  # under mpiexec: every rank runs this command alike, rank 0 reports and saves
+        if args.model == "Popularity":
+            raise ValueError("--distributed: Popularity is a count with nothing to distribute; drop --distributed")
+        dist = {"distributed": args.distributed}
     if args.model in ("EASE", "Popularity", "AutoRec"):
         # AutoRec monitors a rating matrix, not a held-out-users EvalSet
-        model.fit(split.train)
+        model.fit(split.train, **dist)
     else:
-        model.fit(split.train, validation=split.validation, verbose=1)
+        model.fit(split.train, validation=split.validation, verbose=1, **dist)
+    if dist:
+        from .distributed import rank
+        if rank() != 0:
+            return 0
     print(f"{args.model} fitted in {time.perf_counter() - t0:.1f} s; test:")
     print(evaluate(model, split.test, ks=(20, 50, 100)))
     if args.output:
@@ -303,6 +312,8 @@ def cmd_recommend(args) -> int:
         raise ValueError("pass --user USER... (users to show) or --all --output FILE (score every training user)")
     if args.all and not args.output:
         raise ValueError("--all writes to a file: add --output recs.csv (or recs.parquet)")
+    if args.dask:
+        return _recommend_dask(args)
     if args.output and not args.all:
         raise ValueError("--output goes with --all (score every training user to a file)")
     fmt = None
@@ -323,6 +334,24 @@ def cmd_recommend(args) -> int:
         for rank, (item, score) in enumerate(zip(items, s[keep].tolist()), 1):
             title = _title_of(titles, item)
             print(f"  {rank:>3}. {item}  {score:.3f}" + (f"  {title}" if title else ""))
+    return 0
+
+
+def _recommend_dask(args) -> int:
+    """--all --output FOLDER --dask CLIENT: every training user scored on a Dask cluster, Parquet
+    partitions written into the folder by the workers."""
+    if not args.all:
+        raise ValueError("--dask scores every training user: add --all --output FOLDER")
+    if args.titles:
+        raise ValueError("--titles is not available with --dask (the partitions hold ids); drop --titles")
+    if str(args.output).lower().endswith((".csv", ".parquet")):
+        raise ValueError(f"--output {args.output}: with --dask the output is a folder of Parquet partitions "
+                         "(part-NNNNN.parquet); name a folder, e.g. --output recs/")
+    from .distributed import recommend_dask
+    res = recommend_dask(args.model_path, None, k=args.k, output=args.output, client=args.dask,
+                         batch_size=args.batch_size)
+    print(f"wrote {res['rows']:,} recommendations ({res['users']:,} users, top {args.k}) to {res['output']} "
+          f"({res['parts']} Parquet partitions)")
     return 0
 
 
@@ -609,6 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(t)
     train_opts(t, 50)
     engine_opts(t)
+    t.add_argument("--distributed", choices=("mpi",), default=None,
+                   help="data-parallel training over MPI: run under 'mpiexec -n N aerec train ...' (aerec[mpi]); "
+                        "rank 0 reports and saves")
     t.set_defaults(func=cmd_train)
 
     e = command("evaluate", "evaluate a saved model on the test users of a data set (split as 'train' does)")
@@ -633,6 +665,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "rows (user, rank, item, score) in raw ids where the model has them")
     r.add_argument("--batch-size", type=_int_arg(1), default=1000, help="with --all: users scored at a time")
     r.add_argument("--quiet", "-q", action="store_true", help="with --all: no progress bar")
+    r.add_argument("--dask", default=None, metavar="CLIENT",
+                   help="with --all: score on a Dask cluster, 'tcp://scheduler:8786' or 'local:N' (N local "
+                        "worker processes); --output is then a folder of Parquet partitions (aerec[dask])")
     engine_opts(r)
     r.set_defaults(func=cmd_recommend)
 
