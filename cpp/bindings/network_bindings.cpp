@@ -370,23 +370,61 @@ Use it through aerec.backends.cpp.Network.)doc")
         return py::make_tuple(loss, grads);
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
-      .def("apply_gradients", [](PyNetwork& p, const py::sequence& grads, const py::object& rows0,
+      .def("gradients_into", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& rows,
+                                py::array out, const py::object& mask, bool training, const py::object& users) {
+        // The gradients written into `out` (float32, C-contiguous, every tensor flat as the params):
+        // no allocation per call (the data-parallel step reuses one buffer).
+        cpu::Batch b = make_batch(x, y, mask, users);
+        bind::require_dtype<float>(out, "out");
+        std::size_t total = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        if (!(out.flags() & py::array::c_style) || static_cast<std::size_t>(out.size()) != total || !out.writeable())
+          throw py::value_error("out must be a writable C-contiguous float32 array of " + std::to_string(total) +
+                                " elements");
+        float* o = static_cast<float*>(out.mutable_data());
+        if (rows.is_none()) {
+          py::gil_scoped_release release;
+          return p.net.gradients(b, training, o);
+        }
+        py::array r = rows.cast<py::array>();
+        bind::require_dtype<std::int64_t>(r, "rows");
+        if (r.ndim() != 1 || (r.shape(0) > 1 && r.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
+          throw py::value_error("rows must be a contiguous 1-D int64 array");
+        py::gil_scoped_release release;
+        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o);
+      }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("out"), py::arg("mask") = py::none(),
+         py::arg("training") = false, py::arg("users") = py::none())
+      .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
                                  const py::object& urows) {
         cpu::Network& net = p.net;
-        if (static_cast<int>(py::len(grads)) != net.n_tensors())
-          throw py::value_error("expected " + std::to_string(net.n_tensors()) + " gradient arrays, got " +
-                                std::to_string(py::len(grads)));
         std::size_t total = 0;
         for (int t = 0; t < net.n_tensors(); ++t) total += static_cast<std::size_t>(net.tensor_size(t));
-        std::vector<float> g(total);
-        std::size_t off = 0;
-        for (int t = 0; t < net.n_tensors(); ++t) {
-          py::array a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(grads[t]);
-          if (!a || a.size() != net.tensor_size(t))
-            throw py::value_error("gradient " + tensor_name(net, t) + " must have " + std::to_string(net.tensor_size(t)) +
-                                  " float32 elements");
-          std::memcpy(g.data() + off, a.data(), sizeof(float) * static_cast<std::size_t>(a.size()));
-          off += static_cast<std::size_t>(a.size());
+        std::vector<float> g;
+        py::array flat;
+        const float* src = nullptr;
+        if (py::isinstance<py::array>(grads)) {  // one flat float32 buffer: read in place
+          flat = grads.cast<py::array>();
+          bind::require_dtype<float>(flat, "grads");
+          if (flat.ndim() != 1 || !(flat.flags() & py::array::c_style) || static_cast<std::size_t>(flat.size()) != total)
+            throw py::value_error("a flat grads array must be 1-D C-contiguous float32 with " + std::to_string(total) +
+                                  " elements (every tensor, flat)");
+          src = static_cast<const float*>(flat.data());
+        } else {
+          py::sequence seq = grads.cast<py::sequence>();
+          if (static_cast<int>(py::len(seq)) != net.n_tensors())
+            throw py::value_error("expected " + std::to_string(net.n_tensors()) + " gradient arrays, got " +
+                                  std::to_string(py::len(seq)));
+          g.resize(total);
+          std::size_t off = 0;
+          for (int t = 0; t < net.n_tensors(); ++t) {
+            py::array a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(seq[t]);
+            if (!a || a.size() != net.tensor_size(t))
+              throw py::value_error("gradient " + tensor_name(net, t) + " must have " +
+                                    std::to_string(net.tensor_size(t)) + " float32 elements");
+            std::memcpy(g.data() + off, a.data(), sizeof(float) * static_cast<std::size_t>(a.size()));
+            off += static_cast<std::size_t>(a.size());
+          }
+          src = g.data();
         }
         auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
           if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
@@ -397,7 +435,7 @@ Use it through aerec.backends.cpp.Network.)doc")
         };
         py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
         py::gil_scoped_release release;
-        net.apply_gradients(g.data(), r0.data(), r0.shape(0), ur.data(), ur.shape(0));
+        net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0));
       }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none())
       .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              const py::object& users) {

@@ -118,17 +118,27 @@ class Network:
     def loss(self, x, y, mask=None, batch_size=4096, users=None):
         return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+        if rows is not None:
+            from .numpy_ import _check_rows
+            rows = _np.ascontiguousarray(_check_rows(rows, x.shape[0]))
+        if out is not None:
+            from .numpy_ import _flat_views
+            from ..nn.spec import param_shapes
+            views = _flat_views(out, param_shapes(self.spec), _np.float32)
+            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users), views
         if rows is None:
             return self._net.gradients(*_operands(x, y), mask, bool(training), users)
-        from .numpy_ import _check_rows
-        rows = _check_rows(rows, x.shape[0])
-        return self._net.gradients_rows(*_operands(x, y), _np.ascontiguousarray(rows), mask, bool(training), users)
+        return self._net.gradients_rows(*_operands(x, y), rows, mask, bool(training), users)
 
     def apply_gradients(self, grads, rows0=None, user_rows=None):
         from .numpy_ import _check_grads, _check_ids
         from ..nn.spec import param_shapes, tensor_names
-        grads = _check_grads(grads, param_shapes(self.spec), tensor_names(self.spec), _np.float32)
+        shapes = param_shapes(self.spec)
+        if isinstance(grads, _np.ndarray) and grads.ndim == 1:
+            _check_grads(grads, shapes, tensor_names(self.spec), _np.float32)  # validates; read in place
+        else:
+            grads = _check_grads(grads, shapes, tensor_names(self.spec), _np.float32)
         lazy = self.spec["lazy"]
         r0 = _check_ids(rows0, self.spec["layer_sizes"][0], "rows0").astype(_np.int32) if lazy else None
         ur = (_check_ids(user_rows, self.spec["n_users"], "user_rows").astype(_np.int32)

@@ -173,13 +173,17 @@ class Network(_ref.Network):
         total, count, kl = self._run(1, x, y, mask, users, _np.arange(x.shape[0], dtype=_np.int64), bs)
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _ref._check_rows(rows, x.shape[0])
+        views = None if out is None else _ref._flat_views(out, self._shapes, _np.float32)
         order = _np.arange(x.shape[0], dtype=_np.int64) if rows is None else _np.ascontiguousarray(rows)
         n = order.size
         loss = self._run(2, x, y, mask, users, order, n, training=bool(training))[0] / n
-        return loss, [g.copy() for g in self._views(self._G)]
+        if views is None:
+            return loss, [g.copy() for g in self._views(self._G)]
+        out[...] = self._G
+        return loss, views
 
     def apply_gradients(self, grads, rows0=None, user_rows=None):
         # the reference's step on the views into the flat buffers (the same float32 operations)

@@ -216,8 +216,26 @@ def _check_ids(ids, n, name):
     return ids.astype(_np.int64)
 
 
+def _flat_views(flat, shapes, dtype, name="out"):
+    """Views of one flat C-contiguous buffer as the tensors ``shapes`` (every tensor, flat, in order)."""
+    total = sum(int(_np.prod(s)) for s in shapes)
+    if (not isinstance(flat, _np.ndarray) or flat.ndim != 1 or flat.dtype != dtype or flat.size != total
+            or not flat.flags.c_contiguous):
+        raise ValueError(f"{name} must be a 1-D C-contiguous {_np.dtype(dtype).name} array of {total} elements "
+                         "(every tensor, flat, in order)")
+    out, o = [], 0
+    for s in shapes:
+        n = int(_np.prod(s))
+        out.append(flat[o:o + n].reshape(s))
+        o += n
+    return out
+
+
 def _check_grads(grads, shapes, names, dtype):
-    """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype``."""
+    """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype`` (or one
+    flat buffer of every tensor: split into views)."""
+    if isinstance(grads, _np.ndarray) and grads.ndim == 1:
+        return _flat_views(grads, shapes, dtype, "grads")
     grads = list(grads)
     if len(grads) != len(shapes):
         raise ValueError(f"expected {len(shapes)} gradient arrays {names}, got {len(grads)}")
@@ -579,26 +597,34 @@ class Network:
             total, count, kl = total + ls, count + c, kl + self._kl_sum(fwd[3])
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
         draws the dropout / noise of the current step (what train_batch would use).
 
         ``rows`` (optional, 1-D int64 row ids of x): the batch is those rows, in that order, and
         the random streams are keyed by these ids, as for a ``train_epoch`` batch (data-parallel
-        ranks each take their part of one global batch and draw what it would draw)."""
+        ranks each take their part of one global batch and draw what it would draw).
+        ``out`` (optional): one flat C-contiguous buffer of every tensor in order, written and
+        returned as views (no allocation per call in the compiled backends)."""
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _check_rows(rows, x.shape[0])
+        views = None if out is None else _flat_views(out, self._shapes, self.dtype)
         sel = slice(None) if rows is None else rows
         xr = _Rows(x, sel, self.dtype)
-        return self._batch_loss_grads(xr, xr if y is x else _Rows(y, sel, self.dtype),
-                                      mask if mask is None or rows is None else mask[rows],
-                                      _np.arange(x.shape[0]) if rows is None else rows, bool(training),
-                                      users if users is None or rows is None else users[rows])
+        loss, grads = self._batch_loss_grads(xr, xr if y is x else _Rows(y, sel, self.dtype),
+                                             mask if mask is None or rows is None else mask[rows],
+                                             _np.arange(x.shape[0]) if rows is None else rows, bool(training),
+                                             users if users is None or rows is None else users[rows])
+        if views is None:
+            return loss, grads
+        for v, g in zip(views, grads):
+            v[...] = g
+        return loss, views
 
     def apply_gradients(self, grads, rows0=None, user_rows=None):
         """One optimizer step (``step`` + 1) with the given gradients ``[dW0, db0, ..., (dU)]`` (as
-        :meth:`gradients` returns them): ``train_batch`` is ``gradients(training=True)`` followed by
-        this. A lazy network moves only W0's rows ``rows0`` and U's rows ``user_rows`` (1-D int32,
+        :meth:`gradients` returns them, or one flat buffer as its ``out``): ``train_batch`` is
+        ``gradients(training=True)`` followed by this. A lazy network moves only W0's rows ``rows0`` and U's rows ``user_rows`` (1-D int32,
         the rows present in the batch); a dense one every row."""
         grads = _check_grads(grads, self._shapes, self._names, self.dtype)
         touched = {}

@@ -167,13 +167,11 @@ class _Comm:
             raise RankFailedError(f"rank 0 failed in {what}: {res['error']}")
         return res["ok"]
 
-    def check_status(self, failed, message, what):
-        """Exchange each rank's status at a collective point; raise RankFailedError on every rank
-        when any failed (the failing ranks' messages gathered)."""
-        flags = self.allgather(np.array([1 if failed else 0], np.int64), what)[:, 0]
-        if not flags.any():
-            return
-        msg = (message or "").encode()[:4000]
+    def raise_failures(self, flags, message, what):
+        """Some ranks failed (``flags[r]`` non-zero, known to every rank): gather the failing ranks'
+        messages and raise RankFailedError naming them, on every rank."""
+        failed = bool(flags[self.rank])
+        msg = (message or "").encode()[:4000] if failed else b""
         lens = self.allgather(np.array([len(msg)], np.int64), what)[:, 0]
         text = self.allgatherv(np.frombuffer(msg, np.uint8) if msg else np.zeros(0, np.uint8), lens, what).tobytes()
         parts, o = [], 0
@@ -257,12 +255,16 @@ class DataParallel:
         self.h0 = self.shapes[0][1]
         # W0 goes as rows when the input is CSR and no l2 makes every row non-zero
         self.w0_rows = self.sparse_x and spec["l2"] == 0
-        dense_t = [t for t in range(self.n_tensors) if not (t == 0 and self.w0_rows) and not (self.has_u and t == self.n_tensors - 1)]
-        self.dense_t = dense_t
-        sizes = [int(np.prod(self.shapes[t])) for t in dense_t]
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.buf = np.empty(int(self.offsets[-1]) + 1, np.float32)  # + the batch loss
-        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "comm_s": 0.0, "compute_s": 0.0}
+        sizes = [int(np.prod(sh)) for sh in self.shapes]
+        self.off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        # one flat buffer of every tensor, reused every step: the gradients are written into it,
+        # its dense part [W0 (unless as rows), b0, W1, ..., b_L] is summed in place, and the
+        # optimizer step reads it
+        self.G = np.zeros(int(self.off[-1]), np.float32)
+        self.n_dense = self.n_tensors - (1 if self.has_u else 0)
+        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0,
+                      "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
+                      "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
         if self.size > 1:
             pids = self.c.allgather(np.array([os.getpid()], np.int64), "process ids")[:, 0]
             if self.rank == 0:  # the launcher reports a killed rank by pid: this maps it to a rank
@@ -288,89 +290,87 @@ class DataParallel:
         return total / self.n
 
     def _step(self, rows):
-        c, net = self.c, self.net
+        c, net, G, off = self.c, self.net, self.G, self.off
         t0 = time.perf_counter()
         mine = rows[(rows >= self.lo) & (rows < self.hi)]
-        grads, loss, err = None, 0.0, None
+        loss, err, have = 0.0, None, False
         try:
             if mine.size:
-                loss, grads = net.gradients(self.x, self.y, mask=self.mask, training=True, users=self.users,
-                                            rows=np.ascontiguousarray(mine, np.int64))
+                loss = net.gradients(self.x, self.y, mask=self.mask, training=True, users=self.users,
+                                     rows=np.ascontiguousarray(mine, np.int64), out=G)[0]
+                have = True
         except Exception as exc:  # noqa: BLE001 - every rank learns of it below
             err = f"{type(exc).__name__}: {exc}"
             if c.size == 1:
                 raise
+        if not have:
+            G[:] = 0
+        ids = None
+        if self.sparse_x or self.lazy:  # the input features present in this rank's rows
+            if not mine.size:
+                ids = np.zeros(0, np.int32)
+            elif self.sparse_x:
+                ids = np.unique(self.x[mine].indices).astype(np.int32)
+            else:
+                ids = np.flatnonzero((self.x[mine] != 0).any(axis=0)).astype(np.int32)
         t1 = time.perf_counter()
         sent0 = c.bytes
-        c.check_status(err is not None, err, f"training step {net.step}")
-        scale = np.float32(mine.size / rows.size)
-        buf = self.buf
-        for i, t in enumerate(self.dense_t):
-            view = buf[self.offsets[i]:self.offsets[i + 1]]
-            if grads is None:
-                view[:] = 0
-            else:
-                np.multiply(grads[t].reshape(-1), scale, out=view)
-        buf[-1] = loss * mine.size / rows.size
+        # the first collective of the step: status, row count, loss part, touched-row count
+        head = c.allgather(np.array([err is not None, mine.size, loss * mine.size, 0 if ids is None else ids.size],
+                                    np.float64), f"training step {net.step}")
+        if head[:, 0].any():
+            c.raise_failures(head[:, 0], err, f"training step {net.step}")
+        n_batch = int(head[:, 1].sum())
+        scale = np.float32(mine.size / n_batch)
+        hi = off[self.n_dense]
         rows0 = None
-        w0 = None
-        if self.sparse_x:
-            # the input features present in this rank's rows (dW0 is zero elsewhere without l2)
-            xs = self.x[mine] if mine.size else None
-            ids = np.unique(xs.indices).astype(np.int32) if xs is not None else np.zeros(0, np.int32)
-            counts = c.allgather(np.array([ids.size], np.int64), "step row counts")[:, 0]
+        lo = 0
+        if ids is not None:
+            counts = head[:, 3].astype(np.int64)
             all_ids = c.allgatherv(ids, counts, "input-layer row ids")
             if self.lazy:
                 rows0 = np.unique(all_ids).astype(np.int32)
-            n_in = self.shapes[0][0]
-            if self.w0_rows:
-                if counts.sum() < n_in:  # touched rows are fewer than the dense block: send rows
-                    self.stats["w0_rows_steps"] += 1
-                    local = (grads[0][ids] * scale if grads is not None else np.zeros((0, self.h0), np.float32))
-                    vals = c.allgatherv(np.ascontiguousarray(local, np.float32).reshape(-1), counts * self.h0,
-                                        "input-layer rows")
-                    w0 = np.zeros(self.shapes[0], np.float32)
-                    o = 0
-                    for r in range(self.size):  # the same order on every rank: identical sums
-                        k = int(counts[r])
-                        w0[all_ids[o:o + k]] += vals[o * self.h0:(o + k) * self.h0].reshape(k, self.h0)
-                        o += k
-                else:
-                    w0 = (grads[0] * scale if grads is not None else np.zeros(self.shapes[0], np.float32))
-                    c.allreduce(w0.reshape(-1), "input-layer Allreduce")
-        elif self.lazy:
-            xs = self.x[mine] if mine.size else np.zeros((0, self.shapes[0][0]), np.float32)
-            ids = np.flatnonzero((xs != 0).any(axis=0)).astype(np.int32)
-            counts = c.allgather(np.array([ids.size], np.int64), "step row counts")[:, 0]
-            rows0 = np.unique(c.allgatherv(ids, counts, "input-layer row ids")).astype(np.int32)
-        c.allreduce(buf, "gradient Allreduce")
+            if self.w0_rows and counts.sum() < self.shapes[0][0]:
+                # touched rows are fewer than the dense block: they go as rows (Allgatherv)
+                self.stats["w0_rows_steps"] += 1
+                h = self.h0
+                W0 = G[:off[1]].reshape(self.shapes[0])
+                local = W0[ids] * scale
+                vals = c.allgatherv(local.reshape(-1), counts * h, "input-layer rows")
+                W0[ids] = 0  # the rest of this rank's dW0 is zero (no l2)
+                o = 0
+                for r in range(self.size):  # the same order on every rank: identical sums
+                    k = int(counts[r])
+                    W0[all_ids[o:o + k]] += vals[o * h:(o + k) * h].reshape(k, h)
+                    o += k
+                lo = int(off[1])
+        dense = G[lo:hi]
+        dense *= scale
+        c.allreduce(dense, "gradient Allreduce")
         t2 = time.perf_counter()
-        out = [None] * self.n_tensors
-        for i, t in enumerate(self.dense_t):
-            out[t] = buf[self.offsets[i]:self.offsets[i + 1]].reshape(self.shapes[t])
-        if self.w0_rows:
-            out[0] = w0
         urows = None
         if self.has_u:  # this rank's users only: nobody else's gradient reaches their rows
-            # the data part is a mean over this rank's rows (scaled to the batch's), the l2 part is
-            # this rank's alone (no other rank adds it for these rows)
+            dU = G[hi:].reshape(self.shapes[-1])
             l2 = np.float32(net.spec["l2"])
-            if grads is None:
-                out[-1] = np.zeros(self.shapes[-1], np.float32)
-            elif l2:
+            if have and l2:
+                # the data part is a mean over this rank's rows (scaled to the batch's), the l2 part
+                # is this rank's alone (no other rank adds it for these rows)
                 U = net.get_params()[-1]
-                out[-1] = (grads[-1] - l2 * U) * scale + l2 * U
-            else:
-                out[-1] = grads[-1] * scale
+                dU -= l2 * U
+                dU *= scale
+                dU += l2 * U
+            elif have:
+                dU *= scale
             if self.lazy:
                 urows = np.unique(self.users[mine]).astype(np.int32) if mine.size else np.zeros(0, np.int32)
-        net.apply_gradients(out, rows0=rows0, user_rows=urows)
+        net.apply_gradients(G, rows0=rows0, user_rows=urows)
         t3 = time.perf_counter()
         self.stats["steps"] += 1
         self.stats["bytes_sent"] += c.bytes - sent0
-        self.stats["compute_s"] += (t1 - t0) + (t3 - t2)
+        self.stats["grad_s"] += t1 - t0
+        self.stats["apply_s"] += t3 - t2
         self.stats["comm_s"] += t2 - t1
-        return float(buf[-1])
+        return float(head[:, 2].sum() / n_batch)
 
     # -- consistency, the end of training -------------------------------------------------------
     def _replicated(self):
@@ -424,8 +424,11 @@ class DataParallel:
         return guarded(self.c, fn)
 
     def report(self):
-        """This rank's counters: steps, payload bytes sent into collectives, seconds computing
-        (gradients + optimizer) and communicating (collectives, including waiting for peers)."""
+        """This rank's counters: steps, payload bytes this rank put into collectives
+        (``bytes_sent``; ``dense_bytes`` the flat Allreduce buffer), the steps whose input-layer
+        gradient went as rows, and seconds in the gradient computation (``grad_s``), in packing
+        and collectives including waiting for peers (``comm_s``) and in the optimizer step
+        (``apply_s``, replicated on every rank)."""
         return dict(self.stats, rank=self.rank, size=self.size)
 
 
