@@ -193,17 +193,21 @@ def _fit_pair(tmp_path, model, batch, epochs=1):
 
 
 @needs_mpi
-@pytest.mark.parametrize("model,epochs", [("MultVAE", 1), ("CDAE", 2), ("AutoRec", 2)])
+@pytest.mark.parametrize("model,epochs", [("MultVAE", 1), ("MultDAE", 1), ("CDAE", 2), ("AutoRec", 2),
+                                          ("Autoencoder", 2)])
 def test_two_ranks_equal_one_process(tmp_path, model, epochs):
     """2 ranks x ~250 rows of each global batch of 500 == 1 process x batch 500: same seed, same
     global batch order; parameters to float32 reduction order, validation NDCG@100 to 1e-4."""
-    a, b = _fit_pair(tmp_path, model, 500 if model == "MultVAE" else 100, epochs)
+    a, b = _fit_pair(tmp_path, model, 500 if model.startswith("Mult") else 50 if model == "Autoencoder" else 100,
+                     epochs)
     assert sorted(a.files) == sorted(b.files)
     params = [k for k in a.files if k.startswith("p")]
     assert params
     for key in params:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
+    if "h_val_loss" in a.files:
+        np.testing.assert_allclose(b["h_val_loss"], a["h_val_loss"], rtol=1e-5)
     if "ndcg" in a.files:
         assert abs(float(a["ndcg"]) - float(b["ndcg"])) <= 1e-4
         assert abs(a["h_val_ndcg@100"][-1] - b["h_val_ndcg@100"][-1]) <= 1e-4

@@ -59,6 +59,8 @@ def main():
         m = aerec.CDAE(latent=16, epochs=a.epochs, batch_size=a.batch, backend=backend)
     elif kind == "AutoRec":
         m = aerec.AutoRec(kind="user", hidden=16, epochs=a.epochs, batch_size=a.batch, backend=backend)
+    elif kind == "Autoencoder":
+        m = aerec.Autoencoder(hidden=(12,), dropout=0.1, random_state=0, backend=backend)
     elif kind == "EASE":
         m = aerec.EASE(l2=50.0)
     else:
@@ -77,6 +79,10 @@ def main():
     elif kind == "AutoRec":
         kw = {"distributed": dist} if dist else {}
         m.fit(X, epochs=a.epochs, callbacks=callbacks, verbose=0, **kw)
+    elif kind == "Autoencoder":  # dense real-valued inputs, validation loss
+        kw = {"distributed": dist} if dist else {}
+        x = np.random.default_rng(3).random((300, 20), dtype=np.float32)
+        m.fit(x[:240], epochs=a.epochs, batch_size=a.batch, validation_data=x[240:], verbose=0, **kw)
     else:
         kw = {"distributed": dist} if dist else {}
         m.fit(X, validation=(fold, held), callbacks=callbacks, verbose=0, **kw)
@@ -89,7 +95,7 @@ def main():
                 out[f"p{i}"] = p
             for key, v in m.history_.items():
                 out[f"h_{key}"] = np.asarray(v, float)
-        if kind != "AutoRec":
+        if kind not in ("AutoRec", "Autoencoder"):
             res = aerec.evaluate(m, _evalset(fold, held), ks=(100,), metrics=("ndcg",))
             out["ndcg"] = np.array(float(res["ndcg@100"]))
         np.savez(a.out, **out)
