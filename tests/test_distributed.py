@@ -297,8 +297,15 @@ def dask_client():
     if not _has_dask():
         pytest.skip("needs dask, distributed, pyarrow: pip install 'aerec[dask]'")
     from distributed import Client, LocalCluster
-    os.environ["PYTHONPATH"] = PYTHONPATH + os.pathsep + os.environ.get("PYTHONPATH", "")
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = PYTHONPATH + (os.pathsep + old if old else "")  # the workers import aerec
+    try:
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
     client = Client(cluster)
     yield client
     client.close()
