@@ -153,10 +153,13 @@ def test_package_works_without_the_extras():
             "    except ImportError as e:\n"
             "        assert 'aerec[' in str(e), e\n"
             "    else:\n"
-            "        raise AssertionError('no ImportError')\n")
+            "        raise AssertionError('no ImportError')\n"
+            "from aerec.cli import main\n"
+            "assert main(['recommend', 'm.npz', '--all', '--output', 'recs', '--dask', 'local:1']) == 2\n")
     env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+    assert "aerec: error:" in r.stderr and "aerec[dask]" in r.stderr  # the CLI: one line, no traceback
 
 
 # ---- MPI -------------------------------------------------------------------------------------------

@@ -175,11 +175,16 @@ def cmd_train(args) -> int:
         if args.model == "Popularity":
             raise ValueError("--distributed: Popularity is a count with nothing to distribute; drop --distributed")
         dist = {"distributed": args.distributed}
-    if args.model in ("EASE", "Popularity", "AutoRec"):
-        # AutoRec monitors a rating matrix, not a held-out-users EvalSet
-        model.fit(split.train, **dist)
-    else:
-        model.fit(split.train, validation=split.validation, verbose=1, **dist)
+    try:
+        if args.model in ("EASE", "Popularity", "AutoRec"):
+            # AutoRec monitors a rating matrix, not a held-out-users EvalSet
+            model.fit(split.train, **dist)
+        else:
+            model.fit(split.train, validation=split.validation, verbose=1, **dist)
+    except ImportError as exc:  # --distributed without the mpi extra: a clear one-line error
+        if not dist:
+            raise
+        raise ValueError(str(exc)) from None
     if dist:
         from .distributed import rank
         if rank() != 0:
@@ -348,8 +353,11 @@ def _recommend_dask(args) -> int:
         raise ValueError(f"--output {args.output}: with --dask the output is a folder of Parquet partitions "
                          "(part-NNNNN.parquet); name a folder, e.g. --output recs/")
     from .distributed import recommend_dask
-    res = recommend_dask(args.model_path, None, k=args.k, output=args.output, client=args.dask,
-                         batch_size=args.batch_size)
+    try:
+        res = recommend_dask(args.model_path, None, k=args.k, output=args.output, client=args.dask,
+                             batch_size=args.batch_size)
+    except ImportError as exc:  # without the dask extra: a clear one-line error
+        raise ValueError(str(exc)) from None
     print(f"wrote {res['rows']:,} recommendations ({res['users']:,} users, top {args.k}) to {res['output']} "
           f"({res['parts']} Parquet partitions)")
     return 0
