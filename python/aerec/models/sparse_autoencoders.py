@@ -151,8 +151,9 @@ class _SparseAutoencoder(Recommender):
         distributed : "mpi" or an mpi4py communicator, optional
             data-parallel training over MPI ranks (``mpiexec -n N python train.py``, every rank
             calling ``fit`` with the same data): each rank trains on its shard of the users and
-            the gradients are summed every step (:mod:`aerec.distributed`); the result equals
-            one process's training to float32 reduction order. Needs ``aerec[mpi]``.
+            the gradients are summed every step (:mod:`aerec.distributed`); ``batch_size`` is the
+            global batch (each rank computes about batch_size / N of its rows), so the result
+            equals one process's training to float32 reduction order. Needs ``aerec[mpi]``.
         """
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
