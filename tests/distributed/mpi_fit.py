@@ -7,7 +7,6 @@ loss history and validation NDCG@100 to an .npz.
 import argparse
 import os
 import signal
-import sys
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +40,6 @@ def main():
     ap.add_argument("--fail-how", default="raise", choices=["raise", "kill", "hang", "callback"])
     a = ap.parse_args()
     X = data()
-    from aerec.data.splits import EvalSet  # noqa: F401 (validation below: a (fold_in, held_out) pair)
     rng = np.random.default_rng(1)
     V = data(100, X.shape[1], seed=2)
     mask = rng.random(V.nnz) < 0.8
