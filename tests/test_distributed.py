@@ -115,6 +115,74 @@ def test_apply_gradients_equals_train_batch(backend):
             np.testing.assert_allclose(p, q, rtol=0, atol=1e-6)
 
 
+def _state_flat(net):
+    """The optimizer state as one flat array per slot (tensor order)."""
+    from aerec.nn.spec import tensor_names
+    st = net.get_optimizer_state()
+    slots = sorted({k.split("_", 1)[0] for k in st if k != "step"})
+    return {s: np.concatenate([np.asarray(st[f"{s}_{t}"]).ravel() for t in tensor_names(net.spec)]) for s in slots}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_apply_gradients_flat_range_is_the_full_step_on_the_block(backend, name):
+    """apply_gradients(flat_range=(lo, hi)) moves the block [lo, hi) of the flat parameters (and
+    their optimizer state) exactly as the full step moves them (lazy rows included), nothing else;
+    blocks cut inside W0's rows, across tensors, empty and whole. get/set_params_flat round-trip."""
+    X = _csr(23, 30, 9)
+    x, y, mask, users = _args(name, X)
+    rng = np.random.default_rng(4)
+    full = _net(backend, name)
+    n = full.n_params
+    assert n == sum(p.size for p in full.get_params())
+    flat0 = np.concatenate([p.ravel() for p in full.get_params()])
+    np.testing.assert_array_equal(full.get_params_flat(0, n), flat0)
+    rows0 = np.unique(X[:11].indices).astype(np.int32)
+    urows = None if users is None else np.arange(0, 11, dtype=np.int32)
+    # two steps: the second one's moments are non-zero, so an untouched row's decay shows
+    steps = []
+    for _ in range(2):
+        g = full.gradients(x, y, mask=mask, training=True, users=users, rows=np.arange(11, dtype=np.int64))[1]
+        steps.append(np.concatenate([a.ravel() for a in g]).astype(np.float32))
+    before = _net(backend, name)
+    before.apply_gradients(steps[0], rows0=rows0, user_rows=urows)
+    full.apply_gradients(steps[0], rows0=rows0, user_rows=urows)
+    full.apply_gradients(steps[1], rows0=rows0, user_rows=urows)
+    want, want_st = full.get_params_flat(0, n), _state_flat(full)
+    was, was_st = before.get_params_flat(0, n), _state_flat(before)
+    c0 = full.spec["layer_sizes"][1]
+    cuts = sorted({0, n, 7 * c0 + 3, 7 * c0 + 3 + c0 // 2, int(rng.integers(1, n)), int(rng.integers(1, n))})
+    for lo, hi in list(zip(cuts[:-1], cuts[1:])) + [(5, 5), (0, n)]:
+        part = _net(backend, name)
+        part.apply_gradients(steps[0], rows0=rows0, user_rows=urows)
+        part.apply_gradients(steps[1], rows0=rows0, user_rows=urows, flat_range=(lo, hi))
+        assert part.step == full.step
+        got, got_st = part.get_params_flat(0, n), _state_flat(part)
+        np.testing.assert_array_equal(got[lo:hi], want[lo:hi])
+        np.testing.assert_array_equal(np.delete(got, np.arange(lo, hi)), np.delete(was, np.arange(lo, hi)))
+        for s in want_st:
+            np.testing.assert_array_equal(got_st[s][lo:hi], want_st[s][lo:hi])
+            np.testing.assert_array_equal(np.delete(got_st[s], np.arange(lo, hi)),
+                                          np.delete(was_st[s], np.arange(lo, hi)))
+    # the flat accessors: a block written is the block read, the rest unchanged
+    vals = rng.standard_normal(9).astype(np.float32)
+    full.set_params_flat(c0 - 4, vals)
+    np.testing.assert_array_equal(full.get_params_flat(c0 - 4, c0 + 5), vals)
+    np.testing.assert_array_equal(np.delete(full.get_params_flat(0, n), np.arange(c0 - 4, c0 + 5)),
+                                  np.delete(want, np.arange(c0 - 4, c0 + 5)))
+    with pytest.raises(IndexError, match="flat"):
+        full.get_params_flat(0, n + 1)
+    with pytest.raises(IndexError, match="flat"):
+        full.set_params_flat(n - 2, vals)
+    with pytest.raises(TypeError, match="float32"):
+        full.set_params_flat(0, vals.astype(np.float64))
+    with pytest.raises(IndexError, match="flat_range"):
+        full.apply_gradients(steps[0], rows0=rows0, user_rows=urows, flat_range=(3, 2))
+    with pytest.raises(TypeError, match="flat_range"):
+        full.apply_gradients(steps[0], rows0=rows0, user_rows=urows, flat_range=5)
+    assert full.step == 2
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_rows_and_gradients_bad_input(backend):
     X = _csr(10, 30, 8)

@@ -395,7 +395,7 @@ Use it through aerec.backends.cpp.Network.)doc")
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("out"), py::arg("mask") = py::none(),
          py::arg("training") = false, py::arg("users") = py::none())
       .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
-                                 const py::object& urows) {
+                                 const py::object& urows, std::int64_t lo, std::int64_t hi) {
         cpu::Network& net = p.net;
         std::size_t total = 0;
         for (int t = 0; t < net.n_tensors(); ++t) total += static_cast<std::size_t>(net.tensor_size(t));
@@ -435,8 +435,32 @@ Use it through aerec.backends.cpp.Network.)doc")
         };
         py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
         py::gil_scoped_release release;
-        net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0));
-      }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none())
+        net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0), lo, hi);
+      }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none(), py::arg("lo") = 0,
+         py::arg("hi") = -1)
+      .def_property_readonly("n_params", [](const PyNetwork& p) { return p.net.n_params(); })
+      .def("get_params_flat", [](const PyNetwork& p, std::int64_t lo, std::int64_t hi) {
+        if (lo < 0 || hi < lo || hi > p.net.n_params())
+          throw py::index_error("flat parameter range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                ") is outside [0, " + std::to_string(p.net.n_params()) + ")");
+        py::array_t<float> out(static_cast<py::ssize_t>(hi - lo));
+        float* dst = out.mutable_data();
+        py::gil_scoped_release release;
+        p.net.read_params_flat(lo, hi - lo, dst);
+        return out;
+      }, py::arg("lo"), py::arg("hi"))
+      .def("set_params_flat", [](PyNetwork& p, std::int64_t lo, const py::array& values) {
+        bind::require_dtype<float>(values, "values");
+        if (values.ndim() != 1 || !(values.flags() & py::array::c_style))
+          throw py::value_error("values must be a 1-D C-contiguous float32 array");
+        const std::int64_t n = values.shape(0);
+        if (lo < 0 || lo + n > p.net.n_params())
+          throw py::index_error("flat parameter range [" + std::to_string(lo) + ", " + std::to_string(lo + n) +
+                                ") is outside [0, " + std::to_string(p.net.n_params()) + ")");
+        const float* src = static_cast<const float*>(values.data());
+        py::gil_scoped_release release;
+        p.net.write_params_flat(lo, n, src);
+      }, py::arg("lo"), py::arg("values"))
       .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              const py::object& users) {
         cpu::Batch b = make_batch(x, y, mask, users);

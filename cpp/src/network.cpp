@@ -108,6 +108,18 @@ void Network::write_params(const float* const* src) {
   for (int t = 0; t < n_tensors(); ++t) std::memcpy(param(t), src[t], sizeof(float) * tensor_size(t));
 }
 
+void Network::read_params_flat(index_t lo, index_t n, float* dst) const {
+  AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
+  std::shared_lock<SharedMutex> lock(mu_);
+  if (n) std::memcpy(dst, params_.data() + lo, sizeof(float) * n);
+}
+
+void Network::write_params_flat(index_t lo, index_t n, const float* src) {
+  AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
+  std::unique_lock<SharedMutex> lock(mu_);
+  if (n) std::memcpy(params_.data() + lo, src, sizeof(float) * n);
+}
+
 void Network::read_state(int slot, float* const* dst) const {
   AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
   std::shared_lock<SharedMutex> lock(mu_);
@@ -1039,8 +1051,15 @@ void Network::apply_optimizer(Lap& lap) {
       ac.weight_decay = static_cast<float>(spec_.weight_decay);
   }
   const bool mom = !sgd || spec_.momentum > 0.0;
-  // One update of n elements at flat offset o with gradient g.
+  // One update of n elements at flat offset o with gradient g (clipped to [opt_lo_, opt_hi_): the
+  // kernels are element-wise, so a block moves exactly as it does in the full step).
+  const index_t clip_lo = opt_lo_, clip_hi = opt_hi_ < 0 ? n_params() : opt_hi_;
   auto update = [&](index_t o, index_t n, const float* g) {
+    const index_t a = std::max(o, clip_lo), e = std::min(o + n, clip_hi);
+    if (a >= e) return;
+    g += a - o;
+    n = e - a;
+    o = a;
     float* m = mom ? state_[0].data() + o : nullptr;
     if (sgd)
       k.sgd(n, params_.data() + o, g, m, sc);
@@ -1206,8 +1225,10 @@ double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t 
 }
 
 void Network::apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
-                              index_t nu) {
+                              index_t nu, index_t lo, index_t hi) {
   const index_t c0 = tensor_cols(0);
+  if (hi < 0) hi = n_params();
+  AEREC_CHECK_INDEX(lo >= 0 && lo <= hi && hi <= n_params(), "flat parameter range out of bounds");
   for (index_t i = 0; i < n0; ++i) AEREC_CHECK_INDEX(rows0[i] >= 0 && rows0[i] < n_in(), "W0 row out of range");
   for (index_t i = 0; i < nu; ++i)
     AEREC_CHECK_INDEX(urows[i] >= 0 && urows[i] < spec_.n_users, "user row out of range");
@@ -1239,7 +1260,11 @@ void Network::apply_gradients(const float* grads, const std::int32_t* rows0, ind
       for (index_t c = 0; c < c0; ++c) gu_[j * c0 + c] = grads_[o + c] - l2 * params_[o + c];
     }
   }
+  opt_lo_ = lo;
+  opt_hi_ = hi;
   apply_optimizer(lap);
+  opt_lo_ = 0;
+  opt_hi_ = -1;
   end_step();
   ++timings_.batches;
 }

@@ -131,8 +131,24 @@ class Network:
             return self._net.gradients(*_operands(x, y), mask, bool(training), users)
         return self._net.gradients_rows(*_operands(x, y), rows, mask, bool(training), users)
 
-    def apply_gradients(self, grads, rows0=None, user_rows=None):
-        from .numpy_ import _check_grads, _check_ids
+    @property
+    def n_params(self):
+        return int(self._net.n_params)
+
+    def get_params_flat(self, lo, hi):
+        from .numpy_ import _check_flat_range
+        lo, hi = _check_flat_range((lo, hi), self.n_params)
+        return self._net.get_params_flat(lo, hi)
+
+    def set_params_flat(self, lo, values):
+        from .numpy_ import _check_flat_range
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, _ = _check_flat_range((lo, lo + values.size), self.n_params)
+        self._net.set_params_flat(lo, _np.ascontiguousarray(values))
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
+        from .numpy_ import _check_grads, _check_ids, _check_flat_range
         from ..nn.spec import param_shapes, tensor_names
         shapes = param_shapes(self.spec)
         if isinstance(grads, _np.ndarray) and grads.ndim == 1:
@@ -143,7 +159,8 @@ class Network:
         r0 = _check_ids(rows0, self.spec["layer_sizes"][0], "rows0").astype(_np.int32) if lazy else None
         ur = (_check_ids(user_rows, self.spec["n_users"], "user_rows").astype(_np.int32)
               if lazy and self.spec["n_users"] else None)
-        self._net.apply_gradients(grads, r0, ur)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        self._net.apply_gradients(grads, r0, ur, lo, hi)
 
     def train_batch(self, x, y, mask=None, users=None):
         return self._net.train_batch(*_operands(x, y), mask, users)

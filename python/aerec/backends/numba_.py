@@ -185,9 +185,19 @@ class Network(_ref.Network):
         out[...] = self._G
         return loss, views
 
-    def apply_gradients(self, grads, rows0=None, user_rows=None):
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
         # the reference's step on the views into the flat buffers (the same float32 operations)
-        super().apply_gradients(grads, rows0, user_rows)
+        super().apply_gradients(grads, rows0, user_rows, flat_range)
+
+    def get_params_flat(self, lo, hi):
+        lo, hi = _ref._check_flat_range((lo, hi), self.n_params)
+        return self._P[lo:hi].copy()
+
+    def set_params_flat(self, lo, values):
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, hi = _ref._check_flat_range((lo, lo + values.size), self.n_params)
+        self._P[lo:hi] = values
 
     def _train(self, x, y, mask, users, order, bs):
         n = order.size

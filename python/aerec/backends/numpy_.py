@@ -216,6 +216,23 @@ def _check_ids(ids, n, name):
     return ids.astype(_np.int64)
 
 
+def _check_flat_range(flat_range, n):
+    """``(lo, hi)`` offsets of the flat parameter vector, 0 <= lo <= hi <= n (None: all)."""
+    if flat_range is None:
+        return 0, n
+    try:
+        lo, hi = flat_range
+    except (TypeError, ValueError):
+        raise TypeError(f"flat_range must be a (lo, hi) pair of ints, got {flat_range!r}") from None
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, (int, _np.integer)):
+            raise TypeError(f"flat_range must be a (lo, hi) pair of ints, got {flat_range!r}")
+    lo, hi = int(lo), int(hi)
+    if not 0 <= lo <= hi <= n:
+        raise IndexError(f"flat_range ({lo}, {hi}) must satisfy 0 <= lo <= hi <= {n} (the flat parameter count)")
+    return lo, hi
+
+
 def _flat_views(flat, shapes, dtype, name="out"):
     """Views of one flat C-contiguous buffer as the tensors ``shapes`` (every tensor, flat, in order)."""
     total = sum(int(_np.prod(s)) for s in shapes)
@@ -621,23 +638,60 @@ class Network:
             v[...] = g
         return loss, views
 
-    def apply_gradients(self, grads, rows0=None, user_rows=None):
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
         """One optimizer step (``step`` + 1) with the given gradients ``[dW0, db0, ..., (dU)]`` (as
         :meth:`gradients` returns them, or one flat buffer as its ``out``): ``train_batch`` is
-        ``gradients(training=True)`` followed by this. A lazy network moves only W0's rows ``rows0`` and U's rows ``user_rows`` (1-D int32,
-        the rows present in the batch); a dense one every row."""
+        ``gradients(training=True)`` followed by this. A lazy network moves only W0's rows
+        ``rows0`` and U's rows ``user_rows`` (1-D int32, the rows present in the batch); a dense
+        one every row.
+
+        ``flat_range`` (optional ``(lo, hi)``): only the parameters at offsets ``[lo, hi)`` of the
+        flat parameter vector (every tensor raveled, in order; see :meth:`get_params_flat`) and
+        their optimizer state move, exactly as the full step moves them (the optimizer is
+        element-wise); the rest stay as they are. A data-parallel rank steps the block it owns."""
         grads = _check_grads(grads, self._shapes, self._names, self.dtype)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
         touched = {}
         if self.spec["lazy"]:
             touched[0] = _np.unique(_check_ids(rows0, self._sizes[0], "rows0"))
             if self.spec["n_users"]:
                 touched[len(self._params) - 1] = _np.unique(_check_ids(user_rows, self.spec["n_users"], "user_rows"))
-        self._apply(grads, touched)
+        self._apply(grads, touched, lo, hi)
         self._timings["batches"] += 1
 
+    @property
+    def n_params(self):
+        """Elements of the flat parameter vector (every tensor raveled, in order)."""
+        return int(sum(p.size for p in self._params))
+
+    def get_params_flat(self, lo, hi):
+        """A float32 copy of the flat parameter vector's offsets ``[lo, hi)``."""
+        lo, hi = _check_flat_range((lo, hi), self.n_params)
+        out, o = [], 0
+        for p in self._params:
+            a, b = max(lo - o, 0), min(hi - o, p.size)
+            if a < b:
+                out.append(p.reshape(-1)[a:b])
+            o += p.size
+        return _np.concatenate(out).astype(_np.float32) if out else _np.zeros(0, _np.float32)
+
+    def set_params_flat(self, lo, values):
+        """Write ``values`` (1-D float32) at offsets ``[lo, lo + len(values))`` of the flat
+        parameter vector."""
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, hi = _check_flat_range((lo, lo + values.size), self.n_params)
+        o = 0
+        for p in self._params:
+            a, b = max(lo - o, 0), min(hi - o, p.size)
+            if a < b:
+                p.reshape(-1)[a:b] = values[o + a - lo:o + b - lo]
+            o += p.size
+
     # ---- training -------------------------------------------------------------------------------
-    def _apply(self, grads, touched):
-        """One optimizer step; ``touched`` maps a tensor index to the rows a lazy update moves."""
+    def _apply(self, grads, touched, lo=0, hi=None):
+        """One optimizer step; ``touched`` maps a tensor index to the rows a lazy update moves;
+        only the flat parameter offsets ``[lo, hi)`` move (``hi`` None: to the end)."""
         sp, t = self.spec, self.dtype.type
         lr, wd, step = t(sp["learning_rate"]), t(sp["weight_decay"]), self.step + 1
         adam = sp["optimizer"] in ("adam", "adamw")
@@ -648,10 +702,26 @@ class Network:
             lrwd = t(sp["learning_rate"] * sp["weight_decay"])
         keys = [[f"m_{n}", f"v_{n}"] if adam else ([f"velocity_{n}"] if sp["momentum"] > 0 else [])
                 for n in self._names]
+        o = 0
         for i, (w_all, g) in enumerate(zip(self._params, grads)):
+            size, o = w_all.size, o + w_all.size
             sel = touched.get(i)
+            a, b = max(lo - (o - size), 0), size if hi is None else min(hi - (o - size), size)
+            if a >= b:
+                continue
+            if a > 0 or b < size:  # a block of the tensor: the flat elements [a, b), element-wise
+                cols = size // w_all.shape[0] if w_all.ndim == 2 else 1
+                if sel is None:
+                    sel = _np.arange(a, b)
+                else:  # the lazy rows' elements inside the block
+                    sel = (sel[:, None] * cols + _np.arange(cols)).reshape(-1)
+                    sel = sel[(sel >= a) & (sel < b)]
+                w_all, g = w_all.reshape(-1), g.reshape(-1)
+                st_all = {k: self._state[k].reshape(-1) for k in keys[i]}
+            else:
+                st_all = {k: self._state[k] for k in keys[i]}
             w = w_all if sel is None else w_all[sel]
-            st = [self._state[k] if sel is None else self._state[k][sel] for k in keys[i]]
+            st = [st_all[k] if sel is None else st_all[k][sel] for k in keys[i]]
             if sel is not None:
                 g = g[sel]
             if sp["optimizer"] == "adamw":
@@ -675,8 +745,8 @@ class Network:
                 w -= lr * g
             if sel is not None:
                 w_all[sel] = w
-                for k, a in zip(keys[i], st):
-                    self._state[k][sel] = a
+                for k, arr in zip(keys[i], st):
+                    st_all[k][sel] = arr
         self.step = step
 
     def _train(self, x, y, mask, users, rows):
