@@ -253,11 +253,12 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1"):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
     r, _ = _run([model, one, "single", batch, "--epochs", epochs])
     assert r.returncode == 0, r.stderr
-    r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=2, env={"AEREC_MPI_CHECK": "1"})
+    r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=2,
+                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard})
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
 
@@ -281,6 +282,37 @@ def test_two_ranks_equal_one_process(tmp_path, model, epochs):
     if "ndcg" in a.files:
         assert abs(float(a["ndcg"]) - float(b["ndcg"])) <= 1e-4
         assert abs(a["h_val_ndcg@100"][-1] - b["h_val_ndcg@100"][-1]) <= 1e-4
+    # the sharded optimizer step (ZeRO 1) is the default except with per-user vectors (CDAE)
+    assert bool(b["sharded"]) == (model != "CDAE")
+    _same_optimizer_state(a, b)
+
+
+def _same_optimizer_state(a, b):
+    """The optimizer state rank 0 ends with (gathered from every block's owner when sharded)
+    is the one process's, to float32 reduction order."""
+    keys = [k for k in a.files if k.startswith("s_")]
+    assert keys and sorted(keys) == sorted(k for k in b.files if k.startswith("s_"))
+    for key in keys:
+        x, y = a[key], b[key]
+        np.testing.assert_allclose(y, x, rtol=1e-3, atol=1e-5 * max(float(np.abs(x).max()), 1e-12) + 1e-9,
+                                   err_msg=key)
+
+
+@needs_mpi
+@pytest.mark.parametrize("shard", ["1", "0"])
+@pytest.mark.parametrize("model", ["MultVAE", "MultDAE"])
+def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard):
+    """Both data-parallel steps, the sharded one (Reduce_scatter, each rank steps its block of the
+    flat parameters, Allgatherv; AEREC_MPI_SHARD=1) and the replicated one (Allreduce, every rank
+    steps everything; 0), over 2 epochs: the one process's parameters, losses, NDCG@100 and
+    optimizer state; the ranks' parameters bitwise equal (AEREC_MPI_CHECK)."""
+    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard)
+    assert bool(b["sharded"]) == (shard == "1")
+    for key in [k for k in a.files if k.startswith("p")]:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
+    np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
+    assert abs(float(a["ndcg"]) - float(b["ndcg"])) <= 1e-4
+    _same_optimizer_state(a, b)
 
 
 @needs_mpi

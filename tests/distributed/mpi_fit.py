@@ -93,6 +93,10 @@ def main():
                 out[f"p{i}"] = p
             for key, v in m.history_.items():
                 out[f"h_{key}"] = np.asarray(v, float)
+            for key, v in m.net_.get_optimizer_state().items():
+                out[f"s_{key}"] = np.asarray(v)
+            stats = getattr(m, "distributed_stats_", None)
+            out["sharded"] = np.array(bool(stats and stats.get("sharded")))
         if kind not in ("AutoRec", "Autoencoder"):
             res = aerec.evaluate(m, _evalset(fold, held), ks=(100,), metrics=("ndcg",))
             out["ndcg"] = np.array(float(res["ndcg@100"]))

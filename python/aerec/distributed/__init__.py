@@ -22,7 +22,8 @@ alike, and only rank 0 should write files::
 or from the command line: ``mpiexec -n 4 aerec train data.csv -o m.npz --distributed mpi``. The
 step, the communication and the fault handling are described in :mod:`aerec.distributed._mpi`.
 ``AEREC_MPI_TIMEOUT`` (seconds, default 300) bounds any wait for a peer; ``AEREC_MPI_CHECK=1``
-compares a checksum of the parameters across ranks after every epoch (a debug check).
+compares a checksum of the parameters across ranks after every epoch (a debug check);
+``AEREC_MPI_SHARD=0`` turns the sharded optimizer step off (every rank applies the whole step).
 
 Scoring (Dask)
 --------------
@@ -66,17 +67,23 @@ def size() -> int:
     return 1 if w is None else w.Get_size()
 
 
-def data_parallel(distributed, net, x, y, *, mask=None, users=None, batch_size=32, check_params=None):
+def data_parallel(distributed, net, x, y, *, mask=None, users=None, batch_size=32, check_params=None,
+                  shard=None):
     """A :class:`aerec.distributed._mpi.DataParallel` over ``distributed`` ("mpi" or an mpi4py
     communicator): what a model's ``fit(distributed=...)`` trains with.
 
     ``check_params`` (default: env ``AEREC_MPI_CHECK`` set to 1) compares a checksum of the
-    replicated parameters across ranks after every epoch."""
+    replicated parameters across ranks after every epoch. ``shard`` (default: env
+    ``AEREC_MPI_SHARD``, 1 unless set to 0) shards the optimizer step over the ranks (ZeRO stage
+    1: Reduce_scatter of the gradient, each rank steps its block, Allgatherv of the parameters);
+    0 sums the whole gradient (Allreduce) and every rank applies the whole step."""
     from ._mpi import DataParallel
     if check_params is None:
         check_params = os.environ.get("AEREC_MPI_CHECK", "0") not in ("", "0")
+    if shard is None:
+        shard = os.environ.get("AEREC_MPI_SHARD", "1") not in ("", "0")
     return DataParallel(distributed, net, x, y, mask=mask, users=users, batch_size=batch_size,
-                        check_params=check_params)
+                        check_params=check_params, shard=shard)
 
 
 def recommend_dask(model_path, users, k=100, filter_seen=True, output="recs/", client=None, **kw):

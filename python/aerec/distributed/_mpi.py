@@ -233,7 +233,8 @@ class DataParallel:
         compare a checksum of the replicated parameters across ranks after every epoch.
     """
 
-    def __init__(self, distributed, net, x, y, *, mask=None, users=None, batch_size=32, check_params=False):
+    def __init__(self, distributed, net, x, y, *, mask=None, users=None, batch_size=32, check_params=False,
+                 shard=True):
         import scipy.sparse as sp
         self.c = _Comm(get_comm(distributed))
         self.rank, self.size = self.c.rank, self.c.size
@@ -262,7 +263,19 @@ class DataParallel:
         # optimizer step reads it
         self.G = np.zeros(int(self.off[-1]), np.float32)
         self.n_dense = self.n_tensors - (1 if self.has_u else 0)
-        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0,
+        # ZeRO stage 1: rank r owns the block [B[r], B[r + 1]) of the flat parameters (and their
+        # optimizer state): the summed gradient comes as that block only (Reduce_scatter), the
+        # rank steps it (apply_gradients(flat_range=)), the stepped blocks are gathered
+        # (Allgatherv). Not with per-user vectors (CDAE: U is sharded with the users already).
+        self.shard = bool(shard) and self.size > 1 and not self.has_u
+        total = int(self.off[-1])
+        self.B = np.array([total * r // self.size for r in range(self.size + 1)], np.int64)
+        self.blo, self.bhi = int(self.B[self.rank]), int(self.B[self.rank + 1])
+        if self.shard:
+            self.w0_rows = False  # the input layer goes dense in the Reduce_scatter
+            self.P = np.empty(total, np.float32)  # the gathered parameters
+            self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's summed gradient block
+        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
                       "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
                       "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
         if self.size > 1:
@@ -306,7 +319,7 @@ class DataParallel:
         if not have:
             G[:] = 0
         ids = None
-        if self.sparse_x or self.lazy:  # the input features present in this rank's rows
+        if self.lazy or (self.sparse_x and not self.shard):  # the input features present in this rank's rows
             if not mine.size:
                 ids = np.zeros(0, np.int32)
             elif self.sparse_x:
@@ -344,6 +357,20 @@ class DataParallel:
                     W0[all_ids[o:o + k]] += vals[o * h:(o + k) * h].reshape(k, h)
                     o += k
                 lo = int(off[1])
+        if self.shard:
+            G *= scale
+            self._reduce_scatter(G)
+            t2 = time.perf_counter()
+            net.apply_gradients(G, rows0=rows0, flat_range=(self.blo, self.bhi))
+            t3 = time.perf_counter()
+            self._gather_params()
+            t4 = time.perf_counter()
+            self.stats["steps"] += 1
+            self.stats["bytes_sent"] += c.bytes - sent0
+            self.stats["grad_s"] += t1 - t0
+            self.stats["apply_s"] += t3 - t2
+            self.stats["comm_s"] += (t2 - t1) + (t4 - t3)
+            return float(head[:, 2].sum() / n_batch)
         dense = G[lo:hi]
         dense *= scale
         c.allreduce(dense, "gradient Allreduce")
@@ -372,6 +399,57 @@ class DataParallel:
         self.stats["comm_s"] += t2 - t1
         return float(head[:, 2].sum() / n_batch)
 
+    def _bucket_counts(self, s, e):
+        """Elements of [s, e) in each rank's block, and their offsets from s."""
+        a = np.clip(self.B[:-1], s, e)
+        b = np.clip(self.B[1:], s, e)
+        return b - a, a - s
+
+    def _reduce_scatter(self, G):
+        """The sum over the ranks of ``G``'s block [blo, bhi) into G[blo:bhi] (the rest of G is
+        left as it was: only this block is read by the sharded step), in buckets."""
+        c = self.c
+        c.bytes += G.nbytes
+        for s in range(0, G.size, _BUCKET):
+            e = min(s + _BUCKET, G.size)
+            counts, _ = self._bucket_counts(s, e)
+            a, b = max(s, self.blo), min(e, self.bhi)
+            recv = self.R[max(a - self.blo, 0):max(b - self.blo, 0)]
+            c.wait(c.comm.Ireduce_scatter(G[s:e], recv, [int(k) for k in counts], op=c.MPI.SUM),
+                   "gradient Reduce_scatter")
+        G[self.blo:self.bhi] = self.R
+
+    def _gather_params(self):
+        """Every rank's stepped block of the flat parameters, written into this rank's network."""
+        c, P = self.c, self.P
+        mine = self.net.get_params_flat(self.blo, self.bhi)
+        c.bytes += mine.nbytes
+        for s in range(0, P.size, _BUCKET):
+            e = min(s + _BUCKET, P.size)
+            counts, displ = self._bucket_counts(s, e)
+            a, b = max(s, self.blo), min(e, self.bhi)
+            send = mine[max(a - self.blo, 0):max(b - self.blo, 0)]
+            c.wait(c.comm.Iallgatherv(send, [P[s:e], ([int(k) for k in counts], [int(k) for k in displ])]),
+                   "parameter Allgatherv")
+        for r in range(self.size):
+            if r != self.rank and self.B[r + 1] > self.B[r]:
+                self.net.set_params_flat(int(self.B[r]), P[self.B[r]:self.B[r + 1]])
+
+    def _gather_optimizer_state(self):
+        """The sharded step leaves each rank with the optimizer state of its block only: gather the
+        others' blocks (once, when training ends) so every rank holds the state of one process."""
+        from ..nn.spec import tensor_names
+        st = self.net.get_optimizer_state()
+        names = tensor_names(self.net.spec)
+        slots = sorted({k[:-len(n) - 1] for k in st for n in names if k.endswith("_" + n) and k != "step"})
+        for slot in slots:
+            flat = np.concatenate([np.asarray(st[f"{slot}_{n}"], np.float32).ravel() for n in names])
+            counts = self.B[1:] - self.B[:-1]
+            full = self.c.allgatherv(np.ascontiguousarray(flat[self.blo:self.bhi]), counts, "optimizer state")
+            for n, a, b in zip(names, self.off[:-1], self.off[1:]):
+                st[f"{slot}_{n}"] = full[a:b].reshape(np.shape(st[f"{slot}_{n}"]))
+        self.net.set_optimizer_state(st)
+
     # -- consistency, the end of training -------------------------------------------------------
     def _replicated(self):
         p = self.net.get_params()
@@ -388,7 +466,10 @@ class DataParallel:
                                   "(bitwise); every rank must start from the same parameters and step alike")
 
     def finish(self):
-        """Gather the per-user vectors (CDAE) from the ranks that own them, onto every rank."""
+        """Gather the per-user vectors (CDAE) from the ranks that own them, onto every rank; with
+        the sharded step, every block's optimizer state from its owner."""
+        if self.shard:
+            self._gather_optimizer_state()
         if not self.has_u:
             return
         p = self.net.get_params()
@@ -401,6 +482,18 @@ class DataParallel:
         U[all_ids] = vals.reshape(-1, U.shape[1])
         p[-1] = U
         self.net.set_params(p)
+        # and their optimizer state (moments / velocity), from the same owners
+        from ..nn.spec import tensor_names
+        name = tensor_names(self.net.spec)[-1]
+        st = self.net.get_optimizer_state()
+        keys = [k for k in st if k != "step" and k.endswith("_" + name)]
+        for k in keys:
+            S = np.array(st[k], np.float32)
+            part = np.ascontiguousarray(S[ids]).reshape(-1)
+            S[all_ids] = self.c.allgatherv(part, counts * S.shape[1], "user optimizer state").reshape(-1, S.shape[1])
+            st[k] = S
+        if keys:
+            self.net.set_optimizer_state(st)
 
     # -- helpers for the models' fit -----------------------------------------------------------
     def local_verbose(self, verbose):

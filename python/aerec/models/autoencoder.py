@@ -273,6 +273,7 @@ class Autoencoder(Estimator):
             return self
         dp.guard(lambda: run_epochs(self, epochs, train_epoch, validate=dp.validate(validate),
                                     sync_stop=dp.sync_stop, **kw))
+        dp.guard(dp.finish)  # the optimizer state of every block onto every rank
         self.distributed_stats_ = dp.report()
         return self
 

@@ -171,6 +171,7 @@ class AutoRec(Recommender):
             return self
         dp.guard(lambda: run_epochs(self, epochs, train_epoch, validate=dp.validate(validate), callbacks=callbacks,
                                     verbose=verbose, name="AutoRec", sync_stop=dp.sync_stop))
+        dp.guard(dp.finish)  # the optimizer state of every block onto every rank
         self.distributed_stats_ = dp.report()
         return self
 
