@@ -2,23 +2,29 @@
 scoring at MovieLens-20M's item count, plus the communication volume and a ring-allreduce
 projection to more ranks.
 
-Training (run under the benchmark lock, pairs alternating; one thread per rank):
+Training (run under the benchmark lock, triples alternating; one thread per rank):
 
-    for r in 1 2 3; do for n in 1 2; do
-      flock /tmp/aerec-bench.lock /root/.pyenv/versions/3.11.7/bin/mpiexec -n $n \\
-          env PYTHONPATH=python python benchmarks/bench_distributed.py train
-    done; flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/bench_distributed.py plain; done
+    for r in 1 2 3; do
+      flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/bench_distributed.py plain
+      for s in 1 0; do
+        flock /tmp/aerec-bench.lock mpiexec -n 2 env AEREC_MPI_SHARD=$s PYTHONPATH=python \\
+            python benchmarks/bench_distributed.py train
+      done
+    done
 
 ``train`` prints (rank 0) the seconds of the second epoch (the first grows the workspaces) of a
 40-batch slice (20,000 users x 20,108 items, batch 500, [I-600-200-600-I], 1 thread per rank) and
-the per-step counters of :meth:`DataParallel.report`; ``plain`` the same fit without MPI.
+the per-step counters of :meth:`DataParallel.report` (``AEREC_MPI_SHARD=1``: the sharded optimizer
+step, the default; ``0``: the replicated one); ``plain`` the same fit without MPI (and its
+optimizer's share of a step, from the network's timings).
 
 Scoring: ``bench_distributed.py dask`` fits a MultVAE for one epoch on the slice, saves it, and
 times ``recommend_dask`` of every user (k=100) with 1 and with 2 one-thread worker processes
 (cluster start-up excluded; alternating, 3 runs each).
 
-``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B``: the ring
-model below for 8 / 32 / 128 ranks.
+``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B`` (the replicated
+step) or ``project --grad S --apply S --param-bytes B`` (the sharded step): the ring models below
+for 8 / 32 / 128 ranks.
 """
 import argparse
 import json
@@ -52,10 +58,16 @@ def train(distributed):
     if rank() == 0:
         rec = {"mode": f"mpi x{size()}" if distributed else "plain", "epoch2_s": round(cb.times[-1], 3),
                "epochs_s": [round(t, 3) for t in cb.times], "fit_s": round(total, 3)}
+        if not distributed:
+            t = m.net_.timings()
+            if t.get("batches"):
+                rec.update(step_ms=round(1e3 * sum(cb.times) / t["batches"], 1),
+                           optimizer_ms=round(1e3 * t.get("optimizer", 0.0) / t["batches"], 1))
         if distributed:
             st = m.distributed_stats_
             steps = st["steps"]
-            rec.update(steps=steps, bytes_per_step=int(st["bytes_sent"] / steps), dense_bytes=st["dense_bytes"],
+            rec.update(sharded=st.get("sharded", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
+                       dense_bytes=st["dense_bytes"],
                        w0_rows_steps=st["w0_rows_steps"], grad_ms=round(1e3 * st["grad_s"] / steps, 2),
                        comm_ms=round(1e3 * st["comm_s"] / steps, 2), apply_ms=round(1e3 * st["apply_s"] / steps, 2))
         print(json.dumps(rec), flush=True)
@@ -121,6 +133,26 @@ def project(grad_s, apply_s, dense_bytes, w0_bytes, n_items, hidden, steps, bw_g
     return out
 
 
+def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e-6):
+    """Ring model of the sharded step (ZeRO 1), strong scaling (global batch fixed):
+
+    t(N) = grad / N + apply / N                               (each rank steps 1/N of the parameters)
+           + (N - 1) / N * params / bw + (N - 1) alpha        (Reduce_scatter of the gradients)
+           + (N - 1) / N * params / bw + (N - 1) alpha        (Allgatherv of the stepped blocks)
+
+    i.e. the bytes of one ring all-reduce of every parameter (W0 dense), the compute all / N."""
+    bw = bw_gbit * 1e9 / 8
+    out = []
+    for n in (1, 2, 8, 32, 128):
+        comm = 2 * (n - 1) / n * param_bytes / bw + 2 * (n - 1) * alpha
+        comp = (grad_s + apply_s) / n
+        t = comp + comm
+        out.append({"ranks": n, "step_ms": round(1e3 * t, 1), "compute_ms": round(1e3 * comp, 1),
+                    "comm_ms": round(1e3 * comm, 1), "epoch_s_ml20m": round(t * steps, 1),
+                    "speedup": round((grad_s + apply_s) / t, 2)})
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["train", "plain", "dask", "project"])
@@ -128,6 +160,7 @@ def main():
     ap.add_argument("--apply", type=float)
     ap.add_argument("--dense-bytes", type=float)
     ap.add_argument("--w0-bytes", type=float)
+    ap.add_argument("--param-bytes", type=float, help="sharded model: bytes of every parameter (float32)")
     a = ap.parse_args()
     if a.mode == "train":
         train(True)
@@ -135,9 +168,12 @@ def main():
         train(False)
     elif a.mode == "dask":
         dask_bench()
+    elif a.param_bytes:
+        for row in project_sharded(a.grad, a.apply, a.param_bytes, 274):
+            print(json.dumps(dict(row, design="sharded")))
     else:
         for row in project(a.grad, a.apply, a.dense_bytes, a.w0_bytes, 20108, 600, 274):
-            print(json.dumps(row))
+            print(json.dumps(dict(row, design="replicated")))
 
 
 if __name__ == "__main__":
