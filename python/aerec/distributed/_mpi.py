@@ -41,6 +41,7 @@ import numpy as np
 __all__ = ["RankFailedError", "get_comm", "DataParallel", "reduce_gram", "fit_ease", "timeout_seconds"]
 
 _BUCKET = 16 * 1024 * 1024  # float32 elements per Allreduce call (64 MiB)
+_SPIN = 2.0  # seconds a wait polls without sleeping (see _Comm.wait)
 
 
 class RankFailedError(RuntimeError):
@@ -82,8 +83,7 @@ def timeout_seconds():
 
 
 class _Comm:
-    """Non-blocking collectives waited on with a deadline (a dead peer ends the job, never hangs),
-    polled with short sleeps so a waiting rank leaves its core to the others."""
+    """Non-blocking collectives waited on with a deadline (a dead peer ends the job, never hangs)."""
 
     def __init__(self, comm):
         self.MPI = _mpi()
@@ -98,14 +98,21 @@ class _Comm:
         self.comm.Abort(1)
 
     def wait(self, req, what):
+        """Wait for ``req``; abort the job past the timeout. A non-blocking collective advances
+        only inside MPI calls (each ``Test`` moves a large one by a piece), so the first
+        ``_SPIN`` seconds poll back to back, yielding the core between polls (``sleep(0)``): a
+        sleeping poll would hold a 100 MB exchange to one piece per sleep. Past them (a peer
+        is slow or stuck) the polls back off to 1 ms sleeps, leaving the core to other work."""
         t0 = time.monotonic()
-        pause = 2e-5
+        pause = 0.0
         while not req.Test():
-            if time.monotonic() - t0 > self.timeout:
+            waited = time.monotonic() - t0
+            if waited > self.timeout:
                 self.abort(f"{what} waited more than {self.timeout:g} s (AEREC_MPI_TIMEOUT): a peer rank "
                            "is dead or stuck")
+            if waited > _SPIN:
+                pause = min(max(pause * 2, 2e-5), 1e-3)
             time.sleep(pause)
-            pause = min(pause * 2, 1e-3)
 
     def allreduce(self, buf, what="Allreduce"):
         """In-place SUM over a 1-D float32 / float64 / int64 array, in buckets."""
