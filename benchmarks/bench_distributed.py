@@ -22,6 +22,9 @@ Scoring: ``bench_distributed.py dask`` fits a MultVAE for one epoch on the slice
 times ``recommend_dask`` of every user (k=100) with 1 and with 2 one-thread worker processes
 (cluster start-up excluded; alternating, 3 runs each).
 
+``bench_distributed.py ceiling``: the same one-thread GEMM work in one process, then in two at
+once: the throughput two processes get on this machine (the bound on any 2-process speedup).
+
 ``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B`` (the replicated
 step) or ``project --grad S --apply S --param-bytes B`` (the sharded step): the ring models below
 for 8 / 32 / 128 ranks.
@@ -153,9 +156,51 @@ def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e
     return out
 
 
+def _ceiling_work(reps, q=None):
+    """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items)."""
+    from aerec.backends import get
+    gemm = get("cpp").gemm
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1000, 600), dtype=np.float32)
+    b = rng.standard_normal((600, 20108), dtype=np.float32)
+    gemm(a, b, num_threads=1)
+    t = time.perf_counter()
+    for _ in range(reps):
+        gemm(a, b, num_threads=1)
+    el = time.perf_counter() - t
+    if q is not None:
+        q.put(el)
+    return el
+
+
+def ceiling(reps=20, runs=3):
+    """What two one-thread processes get on this machine: the same fixed GEMM work in one process
+    alone, then in two processes at once (throughput ratio = 2 x alone / together). No
+    distributed design can beat it here."""
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    alone, both = [], []
+    for _ in range(runs):
+        q = ctx.Queue()
+        p = ctx.Process(target=_ceiling_work, args=(reps, q))
+        p.start()
+        alone.append(q.get())
+        p.join()
+        q = ctx.Queue()
+        ps = [ctx.Process(target=_ceiling_work, args=(reps, q)) for _ in range(2)]
+        for p in ps:
+            p.start()
+        both.append(max(q.get(), q.get()))
+        for p in ps:
+            p.join()
+    a, b = float(np.median(alone)), float(np.median(both))
+    print(json.dumps({"alone_s": [round(t, 2) for t in alone], "two_at_once_s": [round(t, 2) for t in both],
+                      "throughput_ratio": round(2 * a / b, 2)}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "plain", "dask", "project"])
+    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling"])
     ap.add_argument("--grad", type=float)
     ap.add_argument("--apply", type=float)
     ap.add_argument("--dense-bytes", type=float)
@@ -168,6 +213,8 @@ def main():
         train(False)
     elif a.mode == "dask":
         dask_bench()
+    elif a.mode == "ceiling":
+        ceiling()
     elif a.param_bytes:
         for row in project_sharded(a.grad, a.apply, a.param_bytes, 274):
             print(json.dumps(dict(row, design="sharded")))
