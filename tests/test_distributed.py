@@ -253,11 +253,11 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1, shard="1"):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
     r, _ = _run([model, one, "single", batch, "--epochs", epochs])
     assert r.returncode == 0, r.stderr
-    r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=2,
+    r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=n,
                 env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard})
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
@@ -299,14 +299,15 @@ def _same_optimizer_state(a, b):
 
 
 @needs_mpi
-@pytest.mark.parametrize("shard", ["1", "0"])
+@pytest.mark.parametrize("shard,n", [("1", 2), ("0", 2), ("1", 3)])
 @pytest.mark.parametrize("model", ["MultVAE", "MultDAE"])
-def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard):
-    """Both data-parallel steps, the sharded one (Reduce_scatter, each rank steps its block of the
-    flat parameters, Allgatherv; AEREC_MPI_SHARD=1) and the replicated one (Allreduce, every rank
-    steps everything; 0), over 2 epochs: the one process's parameters, losses, NDCG@100 and
-    optimizer state; the ranks' parameters bitwise equal (AEREC_MPI_CHECK)."""
-    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard)
+def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, n):
+    """Both data-parallel steps, the sharded one (reduce-scatter, each rank steps its block of the
+    flat parameters, all-gather; AEREC_MPI_SHARD=1; 3 ranks: blocks of unequal sizes, two
+    exchange rounds) and the replicated one (Allreduce, every rank steps everything; 0), over 2
+    epochs: the one process's parameters, losses, NDCG@100 and optimizer state; the ranks'
+    parameters bitwise equal (AEREC_MPI_CHECK)."""
+    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n)
     assert bool(b["sharded"]) == (shard == "1")
     for key in [k for k in a.files if k.startswith("p")]:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
