@@ -48,7 +48,7 @@ def test_no_cuda_promise_without_cuda_kernels():
 def test_extras_cover_the_optional_imports():
     extras = _pyproject()["project"]["optional-dependencies"]
     names = {re.split(r"[<>=\[ ]", req)[0].lower() for reqs in extras.values() for req in reqs}
-    for dist in ("matplotlib", "pandas", "tqdm", "numba", "scikit-learn"):
+    for dist in ("matplotlib", "pandas", "tqdm", "numba", "scikit-learn", "mpi4py", "mpich", "dask", "pyarrow"):
         assert dist in names, dist
     assert "matplotlib" in " ".join(extras["plot"])  # the extra plot_history's ImportError names
     assert "scikit-learn" in " ".join(extras["test"])  # the tests' independent NDCG / recall

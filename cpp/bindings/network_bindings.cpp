@@ -393,6 +393,121 @@ Use it through aerec.backends.cpp.Network.)doc")
         return py::make_tuple(loss, grads);
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
+      .def("gradients_rows", [](PyNetwork& p, const py::object& x, const py::object& y, py::array rows,
+                                const py::object& mask, bool training, const py::object& users) {
+        cpu::Batch b = make_batch(x, y, mask, users);
+        bind::require_dtype<std::int64_t>(rows, "rows");
+        if (rows.ndim() != 1 || (rows.shape(0) > 1 && rows.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
+          throw py::value_error("rows must be a contiguous 1-D int64 array");
+        std::size_t total = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        std::vector<float> g(total);
+        double loss;
+        {
+          py::gil_scoped_release release;
+          loss = p.net.gradients_rows(b, static_cast<const std::int64_t*>(rows.data()), rows.shape(0), training,
+                                      g.data());
+        }
+        py::list grads;
+        std::size_t off = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) {
+          grads.append(copy_out(g.data() + off, p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
+          off += static_cast<std::size_t>(p.net.tensor_size(t));
+        }
+        return py::make_tuple(loss, grads);
+      }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
+         py::arg("users") = py::none())
+      .def("gradients_into", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& rows,
+                                py::array out, const py::object& mask, bool training, const py::object& users) {
+        // The gradients written into `out` (float32, C-contiguous, every tensor flat as the params):
+        // no allocation per call (the data-parallel step reuses one buffer).
+        cpu::Batch b = make_batch(x, y, mask, users);
+        bind::require_dtype<float>(out, "out");
+        std::size_t total = 0;
+        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        if (!(out.flags() & py::array::c_style) || static_cast<std::size_t>(out.size()) != total || !out.writeable())
+          throw py::value_error("out must be a writable C-contiguous float32 array of " + std::to_string(total) +
+                                " elements");
+        float* o = static_cast<float*>(out.mutable_data());
+        if (rows.is_none()) {
+          py::gil_scoped_release release;
+          return p.net.gradients(b, training, o);
+        }
+        py::array r = rows.cast<py::array>();
+        bind::require_dtype<std::int64_t>(r, "rows");
+        if (r.ndim() != 1 || (r.shape(0) > 1 && r.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
+          throw py::value_error("rows must be a contiguous 1-D int64 array");
+        py::gil_scoped_release release;
+        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o);
+      }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("out"), py::arg("mask") = py::none(),
+         py::arg("training") = false, py::arg("users") = py::none())
+      .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
+                                 const py::object& urows, std::int64_t lo, std::int64_t hi) {
+        cpu::Network& net = p.net;
+        std::size_t total = 0;
+        for (int t = 0; t < net.n_tensors(); ++t) total += static_cast<std::size_t>(net.tensor_size(t));
+        std::vector<float> g;
+        py::array flat;
+        const float* src = nullptr;
+        if (py::isinstance<py::array>(grads)) {  // one flat float32 buffer: read in place
+          flat = grads.cast<py::array>();
+          bind::require_dtype<float>(flat, "grads");
+          if (flat.ndim() != 1 || !(flat.flags() & py::array::c_style) || static_cast<std::size_t>(flat.size()) != total)
+            throw py::value_error("a flat grads array must be 1-D C-contiguous float32 with " + std::to_string(total) +
+                                  " elements (every tensor, flat)");
+          src = static_cast<const float*>(flat.data());
+        } else {
+          py::sequence seq = grads.cast<py::sequence>();
+          if (static_cast<int>(py::len(seq)) != net.n_tensors())
+            throw py::value_error("expected " + std::to_string(net.n_tensors()) + " gradient arrays, got " +
+                                  std::to_string(py::len(seq)));
+          g.resize(total);
+          std::size_t off = 0;
+          for (int t = 0; t < net.n_tensors(); ++t) {
+            py::array a = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(seq[t]);
+            if (!a || a.size() != net.tensor_size(t))
+              throw py::value_error("gradient " + tensor_name(net, t) + " must have " +
+                                    std::to_string(net.tensor_size(t)) + " float32 elements");
+            std::memcpy(g.data() + off, a.data(), sizeof(float) * static_cast<std::size_t>(a.size()));
+            off += static_cast<std::size_t>(a.size());
+          }
+          src = g.data();
+        }
+        auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
+          if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
+          py::array a = o.cast<py::array>();
+          bind::require_dtype<std::int32_t>(a, name);
+          if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+          return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
+        };
+        py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
+        py::gil_scoped_release release;
+        net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0), lo, hi);
+      }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none(), py::arg("lo") = 0,
+         py::arg("hi") = -1)
+      .def_property_readonly("n_params", [](const PyNetwork& p) { return p.net.n_params(); })
+      .def("get_params_flat", [](const PyNetwork& p, std::int64_t lo, std::int64_t hi) {
+        if (lo < 0 || hi < lo || hi > p.net.n_params())
+          throw py::index_error("flat parameter range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                ") is outside [0, " + std::to_string(p.net.n_params()) + ")");
+        py::array_t<float> out(static_cast<py::ssize_t>(hi - lo));
+        float* dst = out.mutable_data();
+        py::gil_scoped_release release;
+        p.net.read_params_flat(lo, hi - lo, dst);
+        return out;
+      }, py::arg("lo"), py::arg("hi"))
+      .def("set_params_flat", [](PyNetwork& p, std::int64_t lo, const py::array& values) {
+        bind::require_dtype<float>(values, "values");
+        if (values.ndim() != 1 || !(values.flags() & py::array::c_style))
+          throw py::value_error("values must be a 1-D C-contiguous float32 array");
+        const std::int64_t n = values.shape(0);
+        if (lo < 0 || lo + n > p.net.n_params())
+          throw py::index_error("flat parameter range [" + std::to_string(lo) + ", " + std::to_string(lo + n) +
+                                ") is outside [0, " + std::to_string(p.net.n_params()) + ")");
+        const float* src = static_cast<const float*>(values.data());
+        py::gil_scoped_release release;
+        p.net.write_params_flat(lo, n, src);
+      }, py::arg("lo"), py::arg("values"))
       .def("train_batch", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask,
                              const py::object& users) {
         cpu::Batch b = make_batch(x, y, mask, users);

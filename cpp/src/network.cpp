@@ -165,6 +165,18 @@ void Network::read_mask(int l, std::uint8_t* dst) const {
     std::memcpy(dst, keep_.data() + offsets_[2 * l], static_cast<size_t>(n));
 }
 
+void Network::read_params_flat(index_t lo, index_t n, float* dst) const {
+  AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
+  std::shared_lock<SharedMutex> lock(mu_);
+  if (n) std::memcpy(dst, params_.data() + lo, sizeof(float) * n);
+}
+
+void Network::write_params_flat(index_t lo, index_t n, const float* src) {
+  AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
+  std::unique_lock<SharedMutex> lock(mu_);
+  if (n) std::memcpy(params_.data() + lo, src, sizeof(float) * n);
+}
+
 void Network::read_state(int slot, float* const* dst) const {
   AEREC_CHECK_INDEX(slot >= 0 && slot < n_state_slots(), "optimizer slot out of range");
   std::shared_lock<SharedMutex> lock(mu_);
@@ -1097,9 +1109,17 @@ void Network::apply_optimizer(Lap& lap) {
       ac.weight_decay = static_cast<float>(spec_.weight_decay);
   }
   const bool mom = !sgd || spec_.momentum > 0.0;
-  // One update of n elements at flat offset o with gradient g (pruned elements skipped).
+  // One update of n elements at flat offset o with gradient g (pruned elements skipped; clipped to
+  // [opt_lo_, opt_hi_): the kernels are element-wise, so a block moves exactly as it does in the
+  // full step).
   const std::uint8_t* keep = keep_.empty() ? nullptr : keep_.data();
+  const index_t clip_lo = opt_lo_, clip_hi = opt_hi_ < 0 ? n_params() : opt_hi_;
   auto update = [&](index_t o, index_t n, const float* g) {
+    const index_t a = std::max(o, clip_lo), e = std::min(o + n, clip_hi);
+    if (a >= e) return;
+    g += a - o;
+    n = e - a;
+    o = a;
     float* m = mom ? state_[0].data() + o : nullptr;
     const std::uint8_t* kp = keep ? keep + o : nullptr;
     if (sgd)
@@ -1249,6 +1269,65 @@ double Network::gradients(const Batch& b, bool training, float* grads_out) {
   end_step();
   if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
   return loss;
+}
+
+double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training,
+                               float* grads_out) {
+  check_batch(b, true);
+  AEREC_CHECK_ARG(n_ids >= 1, "the batch has no rows");
+  for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
+  std::unique_lock<SharedMutex> lock(mu_);
+  Lap none(nullptr);
+  const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
+  dense_sparse_grads();
+  end_step();
+  if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
+  return loss;
+}
+
+void Network::apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
+                              index_t nu, index_t lo, index_t hi) {
+  const index_t c0 = tensor_cols(0);
+  if (hi < 0) hi = n_params();
+  AEREC_CHECK_INDEX(lo >= 0 && lo <= hi && hi <= n_params(), "flat parameter range out of bounds");
+  for (index_t i = 0; i < n0; ++i) AEREC_CHECK_INDEX(rows0[i] >= 0 && rows0[i] < n_in(), "W0 row out of range");
+  for (index_t i = 0; i < nu; ++i)
+    AEREC_CHECK_INDEX(urows[i] >= 0 && urows[i] < spec_.n_users, "user row out of range");
+  std::unique_lock<SharedMutex> lock(mu_);
+  end_step();
+  std::memcpy(grads_.data(), grads, sizeof(float) * grads_.size());
+  Lap lap(&timings_);
+  // apply_optimizer reads W0 from grads_ (w0_rows_ false) and U as compact rows (gu_, without the
+  // l2 part it adds back): lazy moves the given rows, dense every row.
+  if (spec_.lazy)
+    for (index_t i = 0; i < n0; ++i)
+      if (item_slot_[rows0[i]] < 0) {
+        item_slot_[rows0[i]] = static_cast<std::int32_t>(uniq_.size());
+        uniq_.push_back(rows0[i]);
+      }
+  if (spec_.n_users > 0) {
+    const index_t n_all = spec_.lazy ? nu : spec_.n_users;
+    for (index_t i = 0; i < n_all; ++i) {
+      const std::int32_t u = spec_.lazy ? urows[i] : static_cast<std::int32_t>(i);
+      if (user_slot_[u] >= 0) continue;
+      user_slot_[u] = static_cast<std::int32_t>(uniq_users_.size());
+      uniq_users_.push_back(u);
+    }
+    gu_.resize(uniq_users_.size() * static_cast<size_t>(c0));
+    const float l2 = static_cast<float>(spec_.l2);
+    const index_t ou = offsets_[2 * n_layers()];
+    for (size_t j = 0; j < uniq_users_.size(); ++j) {
+      const index_t o = ou + static_cast<index_t>(uniq_users_[j]) * c0;
+      for (index_t c = 0; c < c0; ++c) gu_[j * c0 + c] = grads_[o + c] - l2 * params_[o + c];
+    }
+  }
+  opt_lo_ = lo;
+  opt_hi_ = hi;
+  apply_optimizer(lap);
+  opt_lo_ = 0;
+  opt_hi_ = -1;
+  end_step();
+  ++timings_.batches;
 }
 
 double Network::train_batch(const Batch& b) {

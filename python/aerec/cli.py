@@ -170,11 +170,25 @@ def cmd_train(args) -> int:
     split = _split(inter, args)
     model = _make_model(args.model, args)
     t0 = time.perf_counter()
-    if args.model in ("EASE", "Popularity", "AutoRec"):
-        # AutoRec monitors a rating matrix, not a held-out-users EvalSet
-        model.fit(split.train)
-    else:
-        model.fit(split.train, validation=split.validation, verbose=1)
+    dist = {}
+    if args.distributed:  # under mpiexec: every rank runs this command alike, rank 0 reports and saves
+        if args.model == "Popularity":
+            raise ValueError("--distributed: Popularity is a count with nothing to distribute; drop --distributed")
+        dist = {"distributed": args.distributed}
+    try:
+        if args.model in ("EASE", "Popularity", "AutoRec"):
+            # AutoRec monitors a rating matrix, not a held-out-users EvalSet
+            model.fit(split.train, **dist)
+        else:
+            model.fit(split.train, validation=split.validation, verbose=1, **dist)
+    except ImportError as exc:  # --distributed without the mpi extra: a clear one-line error
+        if not dist:
+            raise
+        raise ValueError(str(exc)) from None
+    if dist:
+        from .distributed import rank
+        if rank() != 0:
+            return 0
     print(f"{args.model} fitted in {time.perf_counter() - t0:.1f} s; test:")
     print(evaluate(model, split.test, ks=(20, 50, 100)))
     if args.output:
@@ -361,6 +375,8 @@ def cmd_recommend(args) -> int:
         raise ValueError("pass --user USER... (users to show) or --all --output FILE (score every training user)")
     if args.all and not args.output:
         raise ValueError("--all writes to a file: add --output recs.csv (or recs.parquet)")
+    if args.dask:
+        return _recommend_dask(args)
     if args.output and not args.all:
         raise ValueError("--output goes with --all (score every training user to a file)")
     fmt = None
@@ -384,6 +400,27 @@ def cmd_recommend(args) -> int:
     return 0
 
 
+def _recommend_dask(args) -> int:
+    """--all --output FOLDER --dask CLIENT: every training user scored on a Dask cluster, Parquet
+    partitions written into the folder by the workers."""
+    if not args.all:
+        raise ValueError("--dask scores every training user: add --all --output FOLDER")
+    if args.titles:
+        raise ValueError("--titles is not available with --dask (the partitions hold ids); drop --titles")
+    if str(args.output).lower().endswith((".csv", ".parquet")):
+        raise ValueError(f"--output {args.output}: with --dask the output is a folder of Parquet partitions "
+                         "(part-NNNNN.parquet); name a folder, e.g. --output recs/")
+    from .distributed import recommend_dask
+    try:
+        res = recommend_dask(args.model_path, None, k=args.k, output=args.output, client=args.dask,
+                             batch_size=args.batch_size)
+    except ImportError as exc:  # without the dask extra: a clear one-line error
+        raise ValueError(str(exc)) from None
+    print(f"wrote {res['rows']:,} recommendations ({res['users']:,} users, top {args.k}) to {res['output']} "
+          f"({res['parts']} Parquet partitions)")
+    return 0
+
+
 def _output_format(path) -> str:
     p = str(path).lower()
     if p.endswith(".csv"):
@@ -398,6 +435,23 @@ def _output_format(path) -> str:
                              "(--output recs.csv)") from None
         return "parquet"
     raise ValueError(f"--output {path}: unknown format; name the file .csv or .parquet")
+
+
+def _rec_columns(ids, scores, rows, umap, imap) -> dict:
+    """The (user, rank, item, score) columns of top-k results for the users ``rows`` (one per row of
+    ``ids``): raw ids through the maps where the model has them (else indices), the padding (-1)
+    dropped, ranks from 1. ``umap`` may also be a list of user labels, one per row."""
+    keep = ids >= 0
+    n_per = keep.sum(axis=1)
+    if isinstance(umap, list):
+        users = [u for u, n in zip(umap, n_per.tolist()) for _ in range(n)]
+    else:
+        user_idx = np.repeat(rows, n_per)
+        users = _raw_out(umap, user_idx) if umap is not None else user_idx
+    item_idx = ids[keep]
+    return {"user": users, "rank": (np.cumsum(keep, axis=1)[keep]).astype(np.int32),
+            "item": _raw_out(imap, item_idx) if imap is not None else item_idx,
+            "score": scores[keep].astype(np.float32)}
 
 
 def _recommend_all(model, args, fmt, titles) -> int:
@@ -426,14 +480,8 @@ def _recommend_all(model, args, fmt, titles) -> int:
             for start in range(0, n_users, bs):
                 rows = np.arange(start, min(start + bs, n_users), dtype=np.int64)
                 ids, scores = model.recommend(rows, k=args.k)
-                keep = ids >= 0
-                n_per = keep.sum(axis=1)
-                user_idx = np.repeat(rows, n_per)
-                rank = (np.cumsum(keep, axis=1)[keep]).astype(np.int32)
-                item_idx = ids[keep]
-                cols = {"user": _raw_out(umap, user_idx) if umap is not None else user_idx,
-                        "rank": rank, "item": _raw_out(imap, item_idx) if imap is not None else item_idx,
-                        "score": scores[keep].astype(np.float32)}
+                cols = _rec_columns(ids, scores, rows, umap, imap)
+                item_idx = ids[ids >= 0]
                 if titles:
                     cols["title"] = [_title_of(titles, r) for r in _raw_out(imap, item_idx)]
                 if fmt == "csv":
@@ -665,6 +713,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_opts(t)
     train_opts(t, 50)
     engine_opts(t)
+    t.add_argument("--distributed", choices=("mpi",), default=None,
+                   help="data-parallel training over MPI: run under 'mpiexec -n N aerec train ...' (aerec[mpi]); "
+                        "rank 0 reports and saves")
     t.set_defaults(func=cmd_train)
 
     e = command("evaluate", "evaluate a saved model on the test users of a data set (split as 'train' does)")
@@ -689,6 +740,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "rows (user, rank, item, score) in raw ids where the model has them")
     r.add_argument("--batch-size", type=_int_arg(1), default=1000, help="with --all: users scored at a time")
     r.add_argument("--quiet", "-q", action="store_true", help="with --all: no progress bar")
+    r.add_argument("--dask", default=None, metavar="CLIENT",
+                   help="with --all: score on a Dask cluster, 'tcp://scheduler:8786' or 'local:N' (N local "
+                        "worker processes); --output is then a folder of Parquet partitions (aerec[dask])")
     engine_opts(r)
     r.set_defaults(func=cmd_recommend)
 

@@ -132,6 +132,22 @@ class Network {
   // grads_out (optional): a copy of every gradient, tensor after tensor (offsets as the params),
   // taken before the lock is released.
   double gradients(const Batch& b, bool training, float* grads_out = nullptr);
+  // The same on rows ids[0..n_ids) of b (as a train_epoch batch: the random streams are keyed by
+  // these row ids), so data-parallel ranks reproduce the draws of one global batch.
+  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out);
+  // One optimizer step (++step) with the given gradients (every tensor, flat, offsets as the
+  // params): what train_batch applies after computing them. lazy networks move only W0's rows
+  // rows0[0..n0) and U's rows urows[0..nu) (the rows present in the batch).
+  // lo / hi (optional): only the parameters at flat offsets [lo, hi) move (the optimizer is
+  // element-wise, so they move exactly as in the full step; the rest and their optimizer state stay
+  // untouched): a data-parallel rank that owns that block of the flat parameters steps it alone.
+  void apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
+                       index_t nu, index_t lo = 0, index_t hi = -1);
+  // Every parameter, flat (offsets as the tensors): n floats from flat offset lo, copied out / in
+  // under the lock (a data-parallel rank gathers the blocks stepped by the others).
+  index_t n_params() const { return offsets_.back(); }
+  void read_params_flat(index_t lo, index_t n, float* dst) const;
+  void write_params_flat(index_t lo, index_t n, const float* src);
 
   // Consistent copies under the network's lock: dst[t] / src[t] hold tensor_size(t) floats, for
   // the parameters or optimizer slot `slot`.
@@ -195,6 +211,7 @@ class Network {
   std::vector<std::vector<float>> state_;
   std::unique_ptr<Workspace> ws_;  // training (grown on first use to the largest batch seen)
   Timings timings_;
+  index_t opt_lo_ = 0, opt_hi_ = -1;  // apply_optimizer moves flat offsets [opt_lo_, opt_hi_) (-1: to the end)
   bool w0_rows_ = false;  // the last backward left W0's gradient row-sparse (CSR x): uniq_ / csc_*
   // Rows present in the batch: W0's (input features) and U's (users), slot = compact row or -1.
   std::vector<std::int32_t> item_slot_, uniq_, user_slot_, uniq_users_;

@@ -127,8 +127,49 @@ class Network:
     def loss(self, x, y, mask=None, batch_size=4096, users=None):
         return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False, users=None):
-        return self._net.gradients(*_operands(x, y), mask, bool(training), users)
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+        if rows is not None:
+            from .numpy_ import _check_rows
+            rows = _np.ascontiguousarray(_check_rows(rows, x.shape[0]))
+        if out is not None:
+            from .numpy_ import _flat_views
+            from ..nn.spec import param_shapes
+            views = _flat_views(out, param_shapes(self.spec), _np.float32)
+            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users), views
+        if rows is None:
+            return self._net.gradients(*_operands(x, y), mask, bool(training), users)
+        return self._net.gradients_rows(*_operands(x, y), rows, mask, bool(training), users)
+
+    @property
+    def n_params(self):
+        return int(self._net.n_params)
+
+    def get_params_flat(self, lo, hi):
+        from .numpy_ import _check_flat_range
+        lo, hi = _check_flat_range((lo, hi), self.n_params)
+        return self._net.get_params_flat(lo, hi)
+
+    def set_params_flat(self, lo, values):
+        from .numpy_ import _check_flat_range
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, _ = _check_flat_range((lo, lo + values.size), self.n_params)
+        self._net.set_params_flat(lo, _np.ascontiguousarray(values))
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
+        from .numpy_ import _check_grads, _check_ids, _check_flat_range
+        from ..nn.spec import param_shapes, tensor_names
+        shapes = param_shapes(self.spec)
+        if isinstance(grads, _np.ndarray) and grads.ndim == 1:
+            _check_grads(grads, shapes, tensor_names(self.spec), _np.float32)  # validates; read in place
+        else:
+            grads = _check_grads(grads, shapes, tensor_names(self.spec), _np.float32)
+        lazy = self.spec["lazy"]
+        r0 = _check_ids(rows0, self.spec["layer_sizes"][0], "rows0").astype(_np.int32) if lazy else None
+        ur = (_check_ids(user_rows, self.spec["n_users"], "user_rows").astype(_np.int32)
+              if lazy and self.spec["n_users"] else None)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        self._net.apply_gradients(grads, r0, ur, lo, hi)
 
     def train_batch(self, x, y, mask=None, users=None):
         return self._net.train_batch(*_operands(x, y), mask, users)

@@ -193,11 +193,31 @@ class Network(_ref.Network):
         total, count, kl = self._run(1, x, y, mask, users, _np.arange(x.shape[0], dtype=_np.int64), bs)
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
         users = self._check(x, y, mask, users, need_rows=True)
-        n = x.shape[0]
-        loss = self._run(2, x, y, mask, users, _np.arange(n, dtype=_np.int64), n, training=bool(training))[0] / n
-        return loss, [g.copy() for g in self._views(self._G)]
+        rows = _ref._check_rows(rows, x.shape[0])
+        views = None if out is None else _ref._flat_views(out, self._shapes, _np.float32)
+        order = _np.arange(x.shape[0], dtype=_np.int64) if rows is None else _np.ascontiguousarray(rows)
+        n = order.size
+        loss = self._run(2, x, y, mask, users, order, n, training=bool(training))[0] / n
+        if views is None:
+            return loss, [g.copy() for g in self._views(self._G)]
+        out[...] = self._G
+        return loss, views
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
+        # the reference's step on the views into the flat buffers (the same float32 operations)
+        super().apply_gradients(grads, rows0, user_rows, flat_range)
+
+    def get_params_flat(self, lo, hi):
+        lo, hi = _ref._check_flat_range((lo, hi), self.n_params)
+        return self._P[lo:hi].copy()
+
+    def set_params_flat(self, lo, values):
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, hi = _ref._check_flat_range((lo, lo + values.size), self.n_params)
+        self._P[lo:hi] = values
 
     def _train(self, x, y, mask, users, order, bs):
         n = order.size

@@ -192,6 +192,79 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
+def _check_rows(rows, n):
+    """None, or the batch's row ids as a 1-D int64 array in [0, n) (a ``gradients(rows=)`` argument)."""
+    if rows is None:
+        return None
+    if not isinstance(rows, _np.ndarray) or rows.dtype != _np.int64 or rows.ndim != 1:
+        raise TypeError("rows must be a 1-D numpy int64 array of row ids of x")
+    if rows.size == 0:
+        raise ValueError("rows is empty: the batch has no rows")
+    if rows.min() < 0 or rows.max() >= n:
+        raise IndexError(f"rows must be row ids of x, in [0, {n})")
+    return rows
+
+
+def _check_ids(ids, n, name):
+    """The rows a lazy ``apply_gradients`` moves: 1-D int32 in [0, n); None means none."""
+    if ids is None:
+        return _np.zeros(0, _np.int64)
+    if not isinstance(ids, _np.ndarray) or ids.dtype != _np.int32 or ids.ndim != 1:
+        raise TypeError(f"{name} must be a 1-D numpy int32 array")
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        raise IndexError(f"{name} must be in [0, {n})")
+    return ids.astype(_np.int64)
+
+
+def _check_flat_range(flat_range, n):
+    """``(lo, hi)`` offsets of the flat parameter vector, 0 <= lo <= hi <= n (None: all)."""
+    if flat_range is None:
+        return 0, n
+    try:
+        lo, hi = flat_range
+    except (TypeError, ValueError):
+        raise TypeError(f"flat_range must be a (lo, hi) pair of ints, got {flat_range!r}") from None
+    for v in (lo, hi):
+        if isinstance(v, bool) or not isinstance(v, (int, _np.integer)):
+            raise TypeError(f"flat_range must be a (lo, hi) pair of ints, got {flat_range!r}")
+    lo, hi = int(lo), int(hi)
+    if not 0 <= lo <= hi <= n:
+        raise IndexError(f"flat_range ({lo}, {hi}) must satisfy 0 <= lo <= hi <= {n} (the flat parameter count)")
+    return lo, hi
+
+
+def _flat_views(flat, shapes, dtype, name="out"):
+    """Views of one flat C-contiguous buffer as the tensors ``shapes`` (every tensor, flat, in order)."""
+    total = sum(int(_np.prod(s)) for s in shapes)
+    if (not isinstance(flat, _np.ndarray) or flat.ndim != 1 or flat.dtype != dtype or flat.size != total
+            or not flat.flags.c_contiguous):
+        raise ValueError(f"{name} must be a 1-D C-contiguous {_np.dtype(dtype).name} array of {total} elements "
+                         "(every tensor, flat, in order)")
+    out, o = [], 0
+    for s in shapes:
+        n = int(_np.prod(s))
+        out.append(flat[o:o + n].reshape(s))
+        o += n
+    return out
+
+
+def _check_grads(grads, shapes, names, dtype):
+    """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype`` (or one
+    flat buffer of every tensor: split into views)."""
+    if isinstance(grads, _np.ndarray) and grads.ndim == 1:
+        return _flat_views(grads, shapes, dtype, "grads")
+    grads = list(grads)
+    if len(grads) != len(shapes):
+        raise ValueError(f"expected {len(shapes)} gradient arrays {names}, got {len(grads)}")
+    out = []
+    for name, g, shape in zip(names, grads, shapes):
+        g = _np.asarray(g, dtype=dtype)
+        if g.shape != shape:
+            raise ValueError(f"gradient of {name} must have shape {shape}, got {g.shape}")
+        out.append(g)
+    return out
+
+
 class _Rows:
     """Rows of a dense or CSR matrix: ``.dense`` (in the network's dtype) and ``.pattern()``, the
     stored entries (CSR) or non-zeros (dense) as a bool array."""
@@ -572,17 +645,84 @@ class Network:
             total, count, kl = total + ls, count + c, kl + self._kl_sum(fwd[3])
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
-        draws the dropout / noise of the current step (what train_batch would use)."""
+        draws the dropout / noise of the current step (what train_batch would use).
+
+        ``rows`` (optional, 1-D int64 row ids of x): the batch is those rows, in that order, and
+        the random streams are keyed by these ids, as for a ``train_epoch`` batch (data-parallel
+        ranks each take their part of one global batch and draw what it would draw).
+        ``out`` (optional): one flat C-contiguous buffer of every tensor in order, written and
+        returned as views (no allocation per call in the compiled backends)."""
         users = self._check(x, y, mask, users, need_rows=True)
-        xr = _Rows(x, slice(None), self.dtype)
-        return self._batch_loss_grads(xr, xr if y is x else _Rows(y, slice(None), self.dtype), mask,
-                                      _np.arange(x.shape[0]), bool(training), users)
+        rows = _check_rows(rows, x.shape[0])
+        views = None if out is None else _flat_views(out, self._shapes, self.dtype)
+        sel = slice(None) if rows is None else rows
+        xr = _Rows(x, sel, self.dtype)
+        loss, grads = self._batch_loss_grads(xr, xr if y is x else _Rows(y, sel, self.dtype),
+                                             mask if mask is None or rows is None else mask[rows],
+                                             _np.arange(x.shape[0]) if rows is None else rows, bool(training),
+                                             users if users is None or rows is None else users[rows])
+        if views is None:
+            return loss, grads
+        for v, g in zip(views, grads):
+            v[...] = g
+        return loss, views
+
+    def apply_gradients(self, grads, rows0=None, user_rows=None, flat_range=None):
+        """One optimizer step (``step`` + 1) with the given gradients ``[dW0, db0, ..., (dU)]`` (as
+        :meth:`gradients` returns them, or one flat buffer as its ``out``): ``train_batch`` is
+        ``gradients(training=True)`` followed by this. A lazy network moves only W0's rows
+        ``rows0`` and U's rows ``user_rows`` (1-D int32, the rows present in the batch); a dense
+        one every row.
+
+        ``flat_range`` (optional ``(lo, hi)``): only the parameters at offsets ``[lo, hi)`` of the
+        flat parameter vector (every tensor raveled, in order; see :meth:`get_params_flat`) and
+        their optimizer state move, exactly as the full step moves them (the optimizer is
+        element-wise); the rest stay as they are. A data-parallel rank steps the block it owns."""
+        grads = _check_grads(grads, self._shapes, self._names, self.dtype)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        touched = {}
+        if self.spec["lazy"]:
+            touched[0] = _np.unique(_check_ids(rows0, self._sizes[0], "rows0"))
+            if self.spec["n_users"]:
+                touched[len(self._params) - 1] = _np.unique(_check_ids(user_rows, self.spec["n_users"], "user_rows"))
+        self._apply(grads, touched, lo, hi)
+        self._timings["batches"] += 1
+
+    @property
+    def n_params(self):
+        """Elements of the flat parameter vector (every tensor raveled, in order)."""
+        return int(sum(p.size for p in self._params))
+
+    def get_params_flat(self, lo, hi):
+        """A float32 copy of the flat parameter vector's offsets ``[lo, hi)``."""
+        lo, hi = _check_flat_range((lo, hi), self.n_params)
+        out, o = [], 0
+        for p in self._params:
+            a, b = max(lo - o, 0), min(hi - o, p.size)
+            if a < b:
+                out.append(p.reshape(-1)[a:b])
+            o += p.size
+        return _np.concatenate(out).astype(_np.float32) if out else _np.zeros(0, _np.float32)
+
+    def set_params_flat(self, lo, values):
+        """Write ``values`` (1-D float32) at offsets ``[lo, lo + len(values))`` of the flat
+        parameter vector."""
+        if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:
+            raise TypeError("values must be a 1-D numpy float32 array")
+        lo, hi = _check_flat_range((lo, lo + values.size), self.n_params)
+        o = 0
+        for p in self._params:
+            a, b = max(lo - o, 0), min(hi - o, p.size)
+            if a < b:
+                p.reshape(-1)[a:b] = values[o + a - lo:o + b - lo]
+            o += p.size
 
     # ---- training -------------------------------------------------------------------------------
-    def _apply(self, grads, touched):
-        """One optimizer step; ``touched`` maps a tensor index to the rows a lazy update moves."""
+    def _apply(self, grads, touched, lo=0, hi=None):
+        """One optimizer step; ``touched`` maps a tensor index to the rows a lazy update moves;
+        only the flat parameter offsets ``[lo, hi)`` move (``hi`` None: to the end)."""
         sp, t = self.spec, self.dtype.type
         lr, wd, step = t(sp["learning_rate"]), t(sp["weight_decay"]), self.step + 1
         adam = sp["optimizer"] in ("adam", "adamw")
@@ -593,10 +733,26 @@ class Network:
             lrwd = t(sp["learning_rate"] * sp["weight_decay"])
         keys = [[f"m_{n}", f"v_{n}"] if adam else ([f"velocity_{n}"] if sp["momentum"] > 0 else [])
                 for n in self._names]
+        o = 0
         for i, (w_all, g) in enumerate(zip(self._params, grads)):
+            size, o = w_all.size, o + w_all.size
             sel = touched.get(i)
+            a, b = max(lo - (o - size), 0), size if hi is None else min(hi - (o - size), size)
+            if a >= b:
+                continue
+            if a > 0 or b < size:  # a block of the tensor: the flat elements [a, b), element-wise
+                cols = size // w_all.shape[0] if w_all.ndim == 2 else 1
+                if sel is None:
+                    sel = _np.arange(a, b)
+                else:  # the lazy rows' elements inside the block
+                    sel = (sel[:, None] * cols + _np.arange(cols)).reshape(-1)
+                    sel = sel[(sel >= a) & (sel < b)]
+                w_all, g = w_all.reshape(-1), g.reshape(-1)
+                st_all = {k: self._state[k].reshape(-1) for k in keys[i]}
+            else:
+                st_all = {k: self._state[k] for k in keys[i]}
             w = w_all if sel is None else w_all[sel]
-            st = [self._state[k] if sel is None else self._state[k][sel] for k in keys[i]]
+            st = [st_all[k] if sel is None else st_all[k][sel] for k in keys[i]]
             if sel is not None:
                 g = g[sel]
             if sp["optimizer"] == "adamw":
@@ -620,8 +776,8 @@ class Network:
                 w -= lr * g
             if sel is not None:
                 w_all[sel] = w
-                for k, a in zip(keys[i], st):
-                    self._state[k][sel] = a
+                for k, arr in zip(keys[i], st):
+                    st_all[k][sel] = arr
         # pruned weights and their state stay 0 (skipping their update is the same)
         self._zero_pruned(self._params)
         self._zero_pruned_state()

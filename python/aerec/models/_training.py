@@ -18,7 +18,7 @@ __all__ = ["run_epochs"]
 
 def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode="max", keep_best=False,
                early_stopping=None, callbacks=None, verbose=0, name=None, first_epoch=0, end_epoch=None,
-               diverged_hint="lower learning_rate", pruning=None):
+               diverged_hint="lower learning_rate", pruning=None, sync_stop=None):
     """Train ``model`` for up to ``epochs`` epochs; return the number of epochs run.
 
     Parameters
@@ -60,6 +60,8 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
         ``model.pruning_steps_`` the (epoch, sparsity) steps. Only epochs trained at the final
         sparsity can be the best epoch or reset early stopping's patience (an earlier, denser
         epoch's weights would not honour the final masks).
+    sync_stop : callable ``(stop) -> bool``, optional
+        distributed training: the stop decision every rank takes (rank 0's, whose callbacks ran).
     """
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -109,6 +111,8 @@ def run_epochs(model, epochs, train_epoch, *, validate=None, monitor=None, mode=
             bar.update(logs)
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            if sync_stop is not None:
+                model.stop_training = sync_stop(model.stop_training)
             if model.stop_training or (early_stopping is not None and wait >= early_stopping):
                 break
         if pruner is not None:

@@ -205,7 +205,7 @@ class Autoencoder(Estimator):
 
     @atomic_fit
     def fit(self, x, y=None, epochs=1, batch_size=32, validation_data=None, shuffle=True, callbacks=None,
-            verbose="auto", mask=None):
+            verbose="auto", mask=None, distributed=None):
         """Train for ``epochs`` epochs (continuing from the current weights if already fitted).
 
         Parameters
@@ -225,6 +225,9 @@ class Autoencoder(Estimator):
         verbose : "auto" or int, default "auto"
             0 silent; 1 a progress bar (tqdm); "auto" a bar once the fit has run 5 seconds.
         mask : array like y, optional (loss='masked_mse' only; default ``y != 0``)
+        distributed : "mpi" or an mpi4py communicator, optional
+            data-parallel training over MPI ranks, every rank passing the same data
+            (:mod:`aerec.distributed`; ``aerec[mpi]``; needs ``shuffle=True``).
 
         Returns
         -------
@@ -253,17 +256,34 @@ class Autoencoder(Estimator):
         from ._card import dense_fingerprint, now
         self.card_ = {"created": now(), "data": dense_fingerprint(x)}
 
+        dp = None
+        if distributed is not None:
+            if not shuffle:
+                raise ValueError("distributed training shuffles every epoch (each rank owns a shard of the "
+                                 "rows); pass shuffle=True")
+            from ..distributed import data_parallel
+            dp = data_parallel(distributed, self.net_, x, y, mask=mask, batch_size=batch_size)
+            verbose, callbacks = dp.local_verbose(verbose), dp.local_callbacks(callbacks)
+
         def train_epoch(epoch):
             seed = derive_seed(self.seed_, 1, epoch) % (2 ** 63)
+            if dp is not None:
+                return dp.train_epoch(seed)
             return self.net_.train_epoch(x, y, mask=mask, batch_size=batch_size, shuffle=bool(shuffle), seed=seed)
 
         def end_epoch(epoch, logs):
             self.epochs_trained_ += 1
 
-        run_epochs(self, epochs, train_epoch,
-                   validate=None if val is None else (lambda: {"val_loss": float(self.net_.loss(*val))}),
-                   callbacks=callbacks, verbose=verbose, first_epoch=self.epochs_trained_, end_epoch=end_epoch,
-                   diverged_hint="lower learning_rate or check the inputs' scale", pruning=pruning)
+        validate = None if val is None else (lambda: {"val_loss": float(self.net_.loss(*val))})
+        kw = dict(callbacks=callbacks, verbose=verbose, first_epoch=self.epochs_trained_, end_epoch=end_epoch,
+                  diverged_hint="lower learning_rate or check the inputs' scale", pruning=pruning)
+        if dp is None:
+            run_epochs(self, epochs, train_epoch, validate=validate, **kw)
+            return self
+        dp.guard(lambda: run_epochs(self, epochs, train_epoch, validate=dp.validate(validate),
+                                    sync_stop=dp.sync_stop, **kw))
+        dp.guard(dp.finish)  # the optimizer state of every block onto every rank
+        self.distributed_stats_ = dp.report()
         return self
 
     def _continue_fit(self, x, epochs, **fit_kw):

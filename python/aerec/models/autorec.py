@@ -87,7 +87,8 @@ class AutoRec(Recommender):
         return np.ascontiguousarray(M.toarray(), dtype=np.float32)
 
     @atomic_fit
-    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose="auto", callbacks=None):
+    def fit(self, train, validation=None, epochs=None, batch_size=None, verbose="auto", callbacks=None,
+            distributed=None):
         """Fit on a users x items rating matrix (explicit values > 0 are observed ratings):
         aerec.data.Interactions or scipy.sparse (a pandas DataFrame of (user, item, rating) rows:
         ``aerec.data.from_dataframe`` first).
@@ -96,6 +97,8 @@ class AutoRec(Recommender):
         callbacks : list of Callback or callables ``f(epoch, logs)``, optional
             called after every epoch with ``logs`` = {"loss", "val_rmse" (with validation)}; e.g.
             ``EarlyStopping("val_rmse", restore_best_weights=True)``.
+        distributed : "mpi" or an mpi4py communicator, optional
+            data-parallel training over MPI ranks (:mod:`aerec.distributed`; ``aerec[mpi]``).
         """
         R = self._train_matrix(train)
         verbose = _validation.check_verbose(verbose, allow_auto=True)
@@ -149,9 +152,19 @@ class AutoRec(Recommender):
             vu, vi = validation.nonzero()
             vr = np.asarray(validation[vu, vi]).ravel()
 
+        dp = None
+        if distributed is not None:
+            from ..distributed import data_parallel
+            dp = data_parallel(distributed, self.net_, rows, rows, mask=self.mask_, batch_size=batch_size)
+            verbose, callbacks = dp.local_verbose(verbose), dp.local_callbacks(callbacks)
+
         def train_epoch(epoch):
-            loss = self.net_.train_epoch(rows, rows, mask=self.mask_, batch_size=batch_size, shuffle=True,
-                                         seed=derive_seed(seed, 1, epoch) % (2 ** 63))
+            epoch_seed = derive_seed(seed, 1, epoch) % (2 ** 63)
+            if dp is not None:
+                loss = dp.train_epoch(epoch_seed)
+            else:
+                loss = self.net_.train_epoch(rows, rows, mask=self.mask_, batch_size=batch_size, shuffle=True,
+                                             seed=epoch_seed)
             self._recon = None
             return loss
 
@@ -160,8 +173,15 @@ class AutoRec(Recommender):
             return {"val_rmse": float(np.sqrt(np.mean((pred - vr) ** 2)))}
 
         self.batch_size_ = batch_size
-        run_epochs(self, epochs, train_epoch, validate=None if validation is None else validate,
-                   callbacks=callbacks, verbose=verbose, name="AutoRec", pruning=pruning)
+        validate = None if validation is None else validate
+        if dp is None:
+            run_epochs(self, epochs, train_epoch, validate=validate, callbacks=callbacks, verbose=verbose,
+                       name="AutoRec", pruning=pruning)
+            return self
+        dp.guard(lambda: run_epochs(self, epochs, train_epoch, validate=dp.validate(validate), callbacks=callbacks,
+                                    verbose=verbose, name="AutoRec", sync_stop=dp.sync_stop, pruning=pruning))
+        dp.guard(dp.finish)  # the optimizer state of every block onto every rank
+        self.distributed_stats_ = dp.report()
         return self
 
     def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None):

@@ -207,6 +207,8 @@ class EASE(_SavableRecommender):
         return need
 
     def _form(self, X):
+        if getattr(self, "_reduced_gram", None) is not None:  # distributed: the Gram matrix is given
+            return "primal"
         if self.solver != "auto":
             return self.solver
         return "dual" if X.shape[0] < X.shape[1] else "primal"
@@ -227,9 +229,17 @@ class EASE(_SavableRecommender):
             the validation cut-off.
         verbose : int, optional
             overrides the constructor's ``verbose`` for this call.
+        distributed : "mpi" or an mpi4py communicator, optional
+            under ``mpiexec``: each rank computes the Gram matrix of its shard of the users, an
+            MPI reduction sums them, rank 0 solves (the primal form) and broadcasts B
+            (:mod:`aerec.distributed`; ``aerec[mpi]``).
 
         Any other keyword is an error (EASE has no epochs or batches: a closed form).
         """
+        distributed = kw.pop("distributed", None)
+        if distributed is not None:  # a distributed Gram matrix (aerec.distributed)
+            from ..distributed._mpi import fit_ease
+            return fit_ease(self, train, validation, distributed, kw)
         unknown = sorted(set(kw) - {"k", "verbose"})
         if unknown:
             raise TypeError(f"EASE.fit got unexpected keyword(s) {unknown}: EASE is a closed form without epochs, "
@@ -356,6 +366,9 @@ class EASE(_SavableRecommender):
 
     def _gram_upper(self, X, dt):
         # C order; the upper triangle (j >= i) is valid (the backend's own Gram kernel).
+        G = getattr(self, "_reduced_gram", None)
+        if G is not None:  # distributed: summed over the ranks (aerec.distributed._mpi.fit_ease)
+            return G.astype(dt, copy=True)
         return self._backend().gram_upper(X, dt)
 
     # a compressed EASE (aerec.compress) holds B packed, as the one layer of a CompressedNetwork

@@ -145,7 +145,7 @@ class _SparseAutoencoder(Recommender):
 
     @atomic_fit
     def fit(self, train, validation=None, epochs=None, batch_size=None, early_stopping=None, verbose="auto",
-            callbacks=None, k=100):
+            callbacks=None, k=100, distributed=None):
         """Train on a users x items matrix (aerec.data.Interactions or scipy.sparse; binarised).
 
         Parameters
@@ -167,6 +167,12 @@ class _SparseAutoencoder(Recommender):
             e.g. ``aerec.CSVLogger``, ``aerec.ModelCheckpoint``, ``aerec.ReduceLROnPlateau``.
         k : int > 0, default 100
             the validation cut-off (``val_ndcg@k``).
+        distributed : "mpi" or an mpi4py communicator, optional
+            data-parallel training over MPI ranks (``mpiexec -n N python train.py``, every rank
+            calling ``fit`` with the same data): each rank trains on its shard of the users and
+            the gradients are summed every step (:mod:`aerec.distributed`); ``batch_size`` is the
+            global batch (each rank computes about batch_size / N of its rows), so the result
+            equals one process's training to float32 reduction order. Needs ``aerec[mpi]``.
         """
         from ..callbacks import as_callbacks
         X = self._train_matrix(train)
@@ -211,8 +217,16 @@ class _SparseAutoencoder(Recommender):
         self._index = None
         self.history_ = {}
         users = np.arange(X.shape[0], dtype=np.int32)
+        dp = None
+        if distributed is not None:
+            from ..distributed import data_parallel
+            dp = data_parallel(distributed, self.net_, X, X, users=users if self._user_embedding else None,
+                               batch_size=batch_size)
+            verbose, callbacks = dp.local_verbose(verbose), dp.local_callbacks(callbacks)
 
         def train_epoch(epoch):
+            if dp is not None:
+                return dp.train_epoch(derive_seed(seed, 1, epoch) % (2 ** 63))
             return self.net_.train_epoch(X, X, batch_size=batch_size, shuffle=True,
                                          seed=derive_seed(seed, 1, epoch) % (2 ** 63),
                                          users=users if self._user_embedding else None)
@@ -222,9 +236,18 @@ class _SparseAutoencoder(Recommender):
             res = evaluate(self, validation, ks=(k,))
             return {f"val_ndcg@{k}": float(res[f"ndcg@{k}"])}
 
-        run_epochs(self, epochs, train_epoch, validate=None if validation is None else validate,
-                   monitor=f"val_ndcg@{k}", mode="max", keep_best=True, early_stopping=early_stopping,
-                   callbacks=callbacks, verbose=verbose, pruning=pruning)
+        validate = None if validation is None else validate
+        if dp is None:
+            run_epochs(self, epochs, train_epoch, validate=validate, monitor=f"val_ndcg@{k}", mode="max",
+                       keep_best=True, early_stopping=early_stopping, callbacks=callbacks, verbose=verbose,
+                       pruning=pruning)
+            return self
+        dp.guard(lambda: run_epochs(self, epochs, train_epoch, validate=dp.validate(validate),
+                                    monitor=f"val_ndcg@{k}", mode="max", keep_best=True,
+                                    early_stopping=early_stopping, callbacks=callbacks, verbose=verbose,
+                                    sync_stop=dp.sync_stop, pruning=pruning))
+        dp.guard(dp.finish)
+        self.distributed_stats_ = dp.report()
         return self
 
     def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None):
