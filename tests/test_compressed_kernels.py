@@ -24,12 +24,7 @@ if HAS_CPP:
 ACTS = ("identity", "relu", "sigmoid", "tanh", "elu", "selu")
 
 
-def _isa_levels():
-    if not HAS_CPP:
-        return []
-    order = ["scalar", "avx2", "avx512"]
-    top = _core.detected_isa()
-    return order[: order.index("avx512" if top == "amx" else top) + 1]
+from _support import isa_levels as _isa_levels  # noqa: E402
 
 
 #: every available backend, the compiled one at every ISA level this machine runs

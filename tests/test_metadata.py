@@ -3,23 +3,9 @@ marker, no CUDA claims without CUDA kernels, and every optional extra the code n
 import pathlib
 import re
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = None
-
-import pytest
-
 import aerec
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _pyproject():
-    if tomllib is None:
-        pytest.skip("tomllib needs Python >= 3.11")
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
-
+from _support import ROOT, pyproject as _pyproject
 
 def test_license_file_matches_pyproject():
     meta = _pyproject()["project"]

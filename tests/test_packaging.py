@@ -2,7 +2,6 @@
 wheels and smoke-tests each installed wheel; project URLs are real or absent; tools/check_wheel.py
 catches a wheel without LICENSE / py.typed / vendored libgomp. (.ci/run builds, repairs and
 smoke-tests an actual wheel; these tests check the configuration and the checker.)"""
-import pathlib
 import re
 import subprocess
 import sys
@@ -10,18 +9,7 @@ import zipfile
 
 import pytest
 
-try:
-    import tomllib
-except ImportError:  # Python 3.10
-    tomllib = None
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def _pyproject():
-    if tomllib is None:
-        pytest.skip("tomllib needs Python >= 3.11")
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+from _support import ROOT, pyproject as _pyproject
 
 
 def test_cibuildwheel_config():
