@@ -16,7 +16,6 @@ import sys
 import time
 
 import numpy as np
-import scipy.sparse as sp
 
 import aerec
 from aerec.callbacks import Callback
@@ -24,19 +23,8 @@ from aerec.callbacks import Callback
 
 def ml20m_slice(n_users=20000, n_items=20108, seed=0):
     """benchmarks/multvae_epoch.py's ML-20M-like generator at n_users rows (same density)."""
-    rng = np.random.default_rng(seed)
-    nnz = int(11_300_000 * n_users / 136677)
-    act = rng.lognormal(mean=3.55, sigma=1.0, size=n_users)
-    act = np.maximum(1, np.round(act * nnz / act.sum())).astype(np.int64)
-    pop = 1.0 / np.arange(1, n_items + 1) ** 0.8
-    pop = rng.permutation(pop / pop.sum())
-    rows = np.repeat(np.arange(n_users, dtype=np.int32), act)
-    cols = rng.choice(n_items, size=rows.size, p=pop).astype(np.int32)
-    X = sp.csr_matrix((np.ones(rows.size, np.float32), (rows, cols)), shape=(n_users, n_items))
-    X.sum_duplicates()
-    X.data[:] = 1.0
-    X.sort_indices()
-    return X
+    from multvae_epoch import ml20m_like
+    return ml20m_like(n_users, n_items, nnz=int(11_300_000 * n_users / 136677), seed=seed)
 
 
 class EpochTimer(Callback):

@@ -92,6 +92,17 @@ py::array copy_out(const float* p, index_t rows, index_t cols, bool is_bias) {
   return std::move(a);
 }
 
+// A flat buffer in the network's tensor order (n_params floats) as one array per tensor (biases 1-D).
+py::list split_tensors(const cpu::Network& net, const float* g) {
+  py::list out;
+  std::size_t off = 0;
+  for (int t = 0; t < net.n_tensors(); ++t) {
+    out.append(copy_out(g + off, net.tensor_rows(t), net.tensor_cols(t), t % 2 == 1));
+    off += static_cast<std::size_t>(net.tensor_size(t));
+  }
+  return out;
+}
+
 std::string tensor_name(const cpu::Network& net, int t) {
   if (t == 2 * net.n_layers()) return "U";
   return (t % 2 == 0 ? "W" : "b") + std::to_string(t / 2);
@@ -376,21 +387,13 @@ Use it through aerec.backends.cpp.Network.)doc")
       .def("gradients", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& mask, bool training,
                            const py::object& users) {
         cpu::Batch b = make_batch(x, y, mask, users);
-        std::size_t total = 0;
-        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
-        std::vector<float> g(total);
+        std::vector<float> g(static_cast<std::size_t>(p.net.n_params()));
         double loss;
         {
           py::gil_scoped_release release;
           loss = p.net.gradients(b, training, g.data());  // copied under the network's lock
         }
-        py::list grads;
-        std::size_t off = 0;
-        for (int t = 0; t < p.net.n_tensors(); ++t) {
-          grads.append(copy_out(g.data() + off, p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
-          off += static_cast<std::size_t>(p.net.tensor_size(t));
-        }
-        return py::make_tuple(loss, grads);
+        return py::make_tuple(loss, split_tensors(p.net, g.data()));
       }, py::arg("x"), py::arg("y"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
       .def("gradients_rows", [](PyNetwork& p, const py::object& x, const py::object& y, py::array rows,
@@ -399,22 +402,14 @@ Use it through aerec.backends.cpp.Network.)doc")
         bind::require_dtype<std::int64_t>(rows, "rows");
         if (rows.ndim() != 1 || (rows.shape(0) > 1 && rows.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
           throw py::value_error("rows must be a contiguous 1-D int64 array");
-        std::size_t total = 0;
-        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
-        std::vector<float> g(total);
+        std::vector<float> g(static_cast<std::size_t>(p.net.n_params()));
         double loss;
         {
           py::gil_scoped_release release;
           loss = p.net.gradients_rows(b, static_cast<const std::int64_t*>(rows.data()), rows.shape(0), training,
                                       g.data());
         }
-        py::list grads;
-        std::size_t off = 0;
-        for (int t = 0; t < p.net.n_tensors(); ++t) {
-          grads.append(copy_out(g.data() + off, p.net.tensor_rows(t), p.net.tensor_cols(t), t % 2 == 1));
-          off += static_cast<std::size_t>(p.net.tensor_size(t));
-        }
-        return py::make_tuple(loss, grads);
+        return py::make_tuple(loss, split_tensors(p.net, g.data()));
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
       .def("gradients_into", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& rows,
@@ -423,8 +418,7 @@ Use it through aerec.backends.cpp.Network.)doc")
         // no allocation per call (the data-parallel step reuses one buffer).
         cpu::Batch b = make_batch(x, y, mask, users);
         bind::require_dtype<float>(out, "out");
-        std::size_t total = 0;
-        for (int t = 0; t < p.net.n_tensors(); ++t) total += static_cast<std::size_t>(p.net.tensor_size(t));
+        const auto total = static_cast<std::size_t>(p.net.n_params());
         if (!(out.flags() & py::array::c_style) || static_cast<std::size_t>(out.size()) != total || !out.writeable())
           throw py::value_error("out must be a writable C-contiguous float32 array of " + std::to_string(total) +
                                 " elements");
@@ -444,8 +438,7 @@ Use it through aerec.backends.cpp.Network.)doc")
       .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
                                  const py::object& urows, std::int64_t lo, std::int64_t hi) {
         cpu::Network& net = p.net;
-        std::size_t total = 0;
-        for (int t = 0; t < net.n_tensors(); ++t) total += static_cast<std::size_t>(net.tensor_size(t));
+        const auto total = static_cast<std::size_t>(net.n_params());
         std::vector<float> g;
         py::array flat;
         const float* src = nullptr;

@@ -151,6 +151,18 @@ def check_exclusion(indptr, indices, n, n_out):
     return indptr, indices
 
 
+def check_orientation(layer_input, wanted, method):
+    """``method`` needs a layer packed with ``input=wanted`` (forward_csr: "csr", topk: "dense")."""
+    if layer_input == wanted:
+        return
+    if method == "forward_csr":
+        raise ValueError("forward_csr needs a layer packed with input='csr' (rows by input); this "
+                         "layer was packed with input='dense': call forward(x) with dense rows, or "
+                         "re-pack it with pack_layer(..., input='csr')")
+    raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
+                     "activations); this layer was packed with input='csr'")
+
+
 def check_k(k):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise TypeError(f"k must be an int, got {type(k).__name__}")
@@ -239,10 +251,7 @@ class CompressedLinear:
 
     def forward_csr(self, indptr, indices, data=None, activation="identity"):
         """``act(X @ W + b)`` for a CSR input X (n_rows, n_in) -> (n_rows, n_out) float32."""
-        if self.input != "csr":
-            raise ValueError("forward_csr needs a layer packed with input='csr' (rows by input); this "
-                             "layer was packed with input='dense': call forward(x) with dense rows, or "
-                             "re-pack it with pack_layer(..., input='csr')")
+        check_orientation(self.input, "csr", "forward_csr")
         check_activation(activation)
         indptr, indices, data = check_csr_input(indptr, indices, data, self.n_in)
         n = indptr.shape[0] - 1
@@ -259,9 +268,7 @@ class CompressedLinear:
 
     def topk(self, x, k, exclude_indptr=None, exclude_indices=None):
         """Best ``min(k, n_out)`` outputs of ``x @ W + b`` per row (ids int32, scores float32)."""
-        if self.input != "dense":
-            raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
-                             "activations); this layer was packed with input='csr'")
+        check_orientation(self.input, "dense", "topk")
         k = check_k(k)
         x = check_dense_input(x, self.n_in)
         n = x.shape[0]

@@ -314,21 +314,16 @@ class CompressedLinear:
         return self._L.forward(check_dense_input(x, self.n_in), activation, self._nt)
 
     def forward_csr(self, indptr, indices, data=None, activation="identity"):
-        from ._compressed import check_activation, check_csr_input
-        if self.input != "csr":
-            raise ValueError("forward_csr needs a layer packed with input='csr' (rows by input); this "
-                             "layer was packed with input='dense': call forward(x) with dense rows, or "
-                             "re-pack it with pack_layer(..., input='csr')")
+        from ._compressed import check_activation, check_csr_input, check_orientation
+        check_orientation(self.input, "csr", "forward_csr")
         check_activation(activation)
         indptr, indices, data = check_csr_input(indptr, indices, data, self.n_in)
         return self._L.forward_csr(_np.ascontiguousarray(indptr), _np.ascontiguousarray(indices),
                                    None if data is None else _np.ascontiguousarray(data), activation, self._nt)
 
     def topk(self, x, k, exclude_indptr=None, exclude_indices=None):
-        from ._compressed import check_dense_input, check_exclusion, check_k
-        if self.input != "dense":
-            raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
-                             "activations); this layer was packed with input='csr'")
+        from ._compressed import check_dense_input, check_exclusion, check_k, check_orientation
+        check_orientation(self.input, "dense", "topk")
         k = check_k(k)
         x = check_dense_input(x, self.n_in)
         ep, ei = check_exclusion(exclude_indptr, exclude_indices, x.shape[0], self.n_out)
