@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_k  # noqa: F401  (cpp.py takes it from here too)
 from ._numpy_topk import _BLOCK_ELEMS, bf16_round, query_rows, select_topk
 from ._quant import bf16_to_float, layer_info, layer_nbytes
 
@@ -161,14 +162,6 @@ def check_orientation(layer_input, wanted, method):
                          "re-pack it with pack_layer(..., input='csr')")
     raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
                      "activations); this layer was packed with input='csr'")
-
-
-def check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise TypeError(f"k must be an int, got {type(k).__name__}")
-    if int(k) < 1:
-        raise ValueError(f"k must be >= 1, got {int(k)}")
-    return int(k)
 
 
 class CompressedLinear:
