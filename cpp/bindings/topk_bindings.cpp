@@ -33,7 +33,7 @@ const char* precision_name(cpu::TopkPrecision p) {
 }
 
 std::unique_ptr<cpu::TopkIndex> make_index(const py::array& items, const py::object& bias,
-                                           const std::string& precision, int rescore, bool prune,
+                                           const std::string& precision, double rescore, bool prune,
                                            int num_threads) {
   MatrixView<const float> iv = bind::matrix_in(items, "items");
   const float* bp = nullptr;
