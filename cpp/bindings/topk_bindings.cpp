@@ -87,7 +87,7 @@ void bind_topk(py::module_& m) {
   py::class_<cpu::TopkIndex>(m, "TopkIndex",
                              "Packed top-k inner-product index (see aerec.search.TopK).")
       .def(py::init(&make_index), py::arg("items"), py::arg("bias") = py::none(),
-           py::arg("precision") = "fp32", py::arg("rescore") = 4, py::arg("prune") = false,
+           py::arg("precision") = "fp32", py::arg("rescore") = 1.25, py::arg("prune") = false,
            py::arg("num_threads") = 0)
       .def("search", &search, py::arg("queries"), py::arg("k"), py::arg("indptr") = py::none(),
            py::arg("indices") = py::none(), py::arg("num_threads") = 0,

@@ -182,9 +182,11 @@ class TopK:
         products; recall depends on ``rescore``. These keep an fp32 copy of the items too,
         unless ``rescore=0``.
     rescore : int or float
-        Candidate multiplier for the compressed precisions: ``ceil(k * rescore)`` candidates
-        (at most n_items) are re-scored in fp32; any number >= 1 (``1`` only re-orders the
-        compressed top k; a fraction such as ``1.25`` keeps a margin of ``k / 4``). ``0`` (bf16 / int8 only) keeps no
+        Candidate multiplier for the compressed precisions: the best ``ceil(k * rescore)``
+        compressed candidates (at most n_items) are re-scored in fp32. Any number >= 1: ``1``
+        only re-orders the compressed top k, so it keeps their recall; the default ``1.25``
+        (a margin of k / 4) gave recall@k >= 0.9998 with int8 and bf16 on the benchmark
+        workloads (benchmarks/RESULTS.md, issue 9), at a fraction of the cost of ``4``. ``0`` (bf16 / int8 only) keeps no
         fp32 copy of the items and returns the compressed scores of the best ``k`` (the memory
         of the index is then the compressed items only; ``export_items`` gives the dequantised
         items).
@@ -203,7 +205,7 @@ class TopK:
         Threads for building the index (None: ``aerec.get_num_threads()``).
     """
 
-    def __init__(self, items, bias=None, metric="ip", precision="fp32", rescore=4, prune=False,
+    def __init__(self, items, bias=None, metric="ip", precision="fp32", rescore=1.25, prune=False,
                  backend="auto", num_threads=None):
         if not isinstance(metric, str) or metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")

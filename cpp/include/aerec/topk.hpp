@@ -39,7 +39,7 @@ enum class TopkPrecision : int { fp32 = 0, bf16 = 1, int8 = 2 };
 
 struct TopkOptions {
   TopkPrecision precision = TopkPrecision::fp32;
-  double rescore = 4;  // compressed paths: candidates kept per query = ceil(k * rescore) (at
+  double rescore = 1.25;  // compressed paths: candidates kept per query = ceil(k * rescore) (at
                        // most n; 0 or >= 1, fractions allowed); 0: no fp32 copy, the compressed
                        // scores are returned
   bool prune = false;  // norm-bound pruning (compressed paths: norms of the compressed vectors)

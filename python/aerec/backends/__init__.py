@@ -32,7 +32,7 @@ Interface of a backend module:
     stored entries are never returned, ``candidates`` a 1-D id array to rank only those. Rows
     sorted by descending score, ties by lower id; NaN and -inf never returned; padding id -1 /
     score -inf. ids int32, scores float32, shape (n, min(k, m)).
-``TopkIndex(items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0)``
+``TopkIndex(items, bias=None, precision="fp32", rescore=1.25, prune=False, num_threads=0)``
     the index behind :class:`aerec.search.TopK` (which validates, converts and normalises first):
     items (n, d) float32 C-contiguous and finite, bias (n,) float32 or None, precision
     "fp32" | "bf16" | "int8". Methods: ``search(queries, k, indptr=None, indices=None,

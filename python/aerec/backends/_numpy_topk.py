@@ -203,7 +203,7 @@ class TopkIndex:
     num_threads : ignored
     """
 
-    def __init__(self, items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0):
+    def __init__(self, items, bias=None, precision="fp32", rescore=1.25, prune=False, num_threads=0):
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
         if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Real) \
