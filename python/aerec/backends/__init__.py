@@ -42,8 +42,8 @@ Interface of a backend module:
     with -1 / -inf; ``memory_usage()``, ``export_items()`` (n, d), ``export_bias()`` (n,) or
     None; properties ``n_items``, ``dim``, ``precision``, ``rescore``, ``prune``. bf16 / int8 score
     every item through the shared quantisation (bf16 round-to-nearest-even; int8 symmetric per-row
-    scales, max|x| / 127 for items, 7-bit max|q| / 63 for queries) and return the best ``k * rescore`` candidates re-scored in fp32
-    (``rescore=0``: no fp32 copy, the compressed scores are returned). Every backend returns the
+    scales, max|x| / 127 for items, 7-bit max|q| / 63 for queries) and return the best ``ceil(k * rescore)`` candidates (``_numpy_topk.candidates``; rescore a
+    number >= 1) re-scored in fp32 (``rescore=0``: no fp32 copy, the compressed scores are returned). Every backend returns the
     same ids wherever scores are not tied.
 ``CompressedLinear(arrays, num_threads=0)``
     one packed linear layer ``y = act(x @ W + b)`` (fp32 / bf16 / int8, dense or sparse) built from
