@@ -2,7 +2,7 @@
 
     PYTHONPATH=python python3 benchmarks/topk_table.py [--threads 2] [--workloads W1,W2,W3]
         [--methods numpy,fp32,fp32-prune,bf16,bf16-prune,int8,int8-prune] [--repeat 3]
-        [--rescore 4]
+        [--rescore 1.25]
 
 Workloads (item vectors Gaussian scaled by log-normal norms exp(N(0, 0.5)), queries Gaussian):
   W1: 20,000 items x 200 dims, 10,000 queries, k=100, 150 random excluded ids per query
@@ -72,7 +72,7 @@ def recall(found, truth):
     return hits / max(1, sum(int((t >= 0).sum()) for t in truth))
 
 
-def run_one(wname, method, threads, repeat, rescore=4):
+def run_one(wname, method, threads, repeat, rescore=1.25):
     import aerec
     from aerec.search import TopK
     aerec.set_num_threads(threads)
@@ -125,7 +125,8 @@ def main():
     ap.add_argument("--workloads", default="W1,W2,W3")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--rescore", type=int, default=4, help="candidates per result, bf16/int8")
+    ap.add_argument("--rescore", type=float, default=1.25,
+                    help="candidates per result, bf16/int8 (TopK's default 1.25)")
     ap.add_argument("--one", nargs=2, metavar=("WORKLOAD", "METHOD"), help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:

@@ -567,3 +567,83 @@ def test_int8_rescore0_scores_bit_identical_every_isa(isa, d):
     ri, rs = numpy_.CompressedLinear(a).topk(Q, k, ep, ei)
     np.testing.assert_array_equal(gs, rs)
     np.testing.assert_array_equal(gi, ri)
+
+
+# ---------------------------------------------------------------------------------------------
+# fractional rescore: ceil(k * rescore) candidates, the same count on every backend and level
+
+def _candidate_probe(n):
+    """Items whose int8 scores all tie (first component 1 + j * 1e-4 quantises to 1, the second is
+    the row's max) while their fp32 scores rise with the id: the compressed scan keeps the kc
+    lowest ids, re-scoring returns the best k of those, so the top id is kc - 1."""
+    X = np.empty((n, 2), np.float32)
+    X[:, 0] = 1.0 + np.arange(n, dtype=np.float32) * np.float32(1e-4)
+    X[:, 1] = 127.0
+    return X
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba", "numpy"])
+def test_fractional_rescore_candidate_count_every_isa(isa, backend):
+    from aerec.backends._numpy_topk import candidates
+    if not aerec.backends.available().get(backend):
+        pytest.skip(f"needs the {backend} backend")
+    assert [candidates(100, 20000, r) for r in (1, 1.1, 1.25, 2, 2.5)] == [100, 110, 125, 200, 250]
+    assert candidates(10, 1000, 1.25) == 13 and candidates(7, 10, 2) == 10 and candidates(20, 10, 1) == 10
+    n = 400
+    X = _candidate_probe(n)
+    Q = np.tile(np.array([[1.0, 0.0]], np.float32), (37, 1))  # 37 rows: query blocks and the batched re-score
+    for k, r in [(1, 1.5), (10, 1.1), (10, 1.25), (7, 1.01), (40, 2.5), (100, 1.1), (100, 3.99), (300, 1.5)]:
+        kc = candidates(k, n, r)
+        index = TopK(X, precision="int8", rescore=r, backend=backend)
+        assert index.rescore == r
+        for num_threads in (1, 3):
+            ids, scores = index.search(Q, k, num_threads=num_threads)
+            expect = np.arange(kc - 1, kc - 1 - min(k, n), -1)
+            np.testing.assert_array_equal(ids, np.tile(expect, (Q.shape[0], 1)), err_msg=f"k={k} rescore={r}")
+            np.testing.assert_array_equal(scores[0], X[expect, 0])
+        # one query alone: the threads split the items (per-row re-scoring)
+        np.testing.assert_array_equal(np.ravel(index.search(Q[0], k, num_threads=2)[0]), expect)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+@pytest.mark.parametrize("rescore", [1, 1.1, 1.25, 2.5])
+def test_fractional_rescore_matches_numpy_every_isa(isa, precision, rescore):
+    """Compiled (each level; query blocks re-scored item by item) against the NumPy index on
+    skewed data, pruned or not: same ids on non-tied scores."""
+    _both()
+    rng = np.random.default_rng(23)
+    n, d, m = 1800, 41, 90
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    X *= np.exp(0.7 * rng.standard_normal(n)).astype(np.float32)[:, None]
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    b = (0.3 * rng.standard_normal(n)).astype(np.float32)
+    exclude = [rng.integers(0, n, 30) for _ in range(m)]
+    for prune in (False, True):
+        kw = dict(precision=precision, rescore=rescore, prune=prune)
+        a_index, c_index = TopK(X, b, backend="cpp", **kw), TopK(X, b, backend="numpy", **kw)
+        for k in (1, 10, 60):
+            a = a_index.search(Q, k, exclude=exclude)
+            c = c_index.search(Q, k, exclude=exclude)
+            np.testing.assert_array_equal(a[0], c[0])
+            np.testing.assert_allclose(a[1], c[1], rtol=2e-5, atol=2e-5)
+
+
+def test_fractional_rescore_bad_values_and_save_load(tmp_path):
+    rng = np.random.default_rng(24)
+    X, Q, b = _data(rng, 80, 6, 4, integer=False)
+    for bad in (0.5, 0.999, -1, float("nan"), float("inf"), True, "2", None):
+        with pytest.raises(ValueError, match="rescore"):
+            TopK(X, precision="int8", rescore=bad)
+        if not isinstance(bad, (bool, str)) and bad is not None:  # the compiled class re-checks
+            with pytest.raises(ValueError, match="rescore"):
+                core.TopkIndex(X, None, "int8", bad)
+    with pytest.raises(ValueError, match="rescore"):
+        TopK(X, rescore=0)
+    for r, shown in ((1.25, 1.25), (3.0, 3), (np.float64(1.5), 1.5), (np.int64(2), 2), (10**6, 80)):
+        index = TopK(X, b, precision="int8", rescore=r)
+        assert index.rescore == shown and type(index.rescore) is type(shown)
+        path = tmp_path / "f.npz"
+        index.save(path)
+        loaded = TopK.load(path)
+        assert loaded.rescore == shown and type(loaded.rescore) is type(shown)
+        np.testing.assert_array_equal(loaded.search(Q, 9)[0], index.search(Q, 9)[0])

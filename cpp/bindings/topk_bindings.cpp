@@ -33,7 +33,7 @@ const char* precision_name(cpu::TopkPrecision p) {
 }
 
 std::unique_ptr<cpu::TopkIndex> make_index(const py::array& items, const py::object& bias,
-                                           const std::string& precision, int rescore, bool prune,
+                                           const std::string& precision, double rescore, bool prune,
                                            int num_threads) {
   MatrixView<const float> iv = bind::matrix_in(items, "items");
   const float* bp = nullptr;
@@ -87,7 +87,7 @@ void bind_topk(py::module_& m) {
   py::class_<cpu::TopkIndex>(m, "TopkIndex",
                              "Packed top-k inner-product index (see aerec.search.TopK).")
       .def(py::init(&make_index), py::arg("items"), py::arg("bias") = py::none(),
-           py::arg("precision") = "fp32", py::arg("rescore") = 4, py::arg("prune") = false,
+           py::arg("precision") = "fp32", py::arg("rescore") = 1.25, py::arg("prune") = false,
            py::arg("num_threads") = 0)
       .def("search", &search, py::arg("queries"), py::arg("k"), py::arg("indptr") = py::none(),
            py::arg("indices") = py::none(), py::arg("num_threads") = 0,

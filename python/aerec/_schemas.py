@@ -452,6 +452,8 @@ def _topk_arrays(h):
 
 def _topk_check(h, a, dims):
     import numpy as np
+    if 0 < h["rescore"] < 1:
+        raise Invalid("header 'rescore'", "0 or >= 1", h["rescore"])
     if h["rescore"] == 0 and h["precision"] == "fp32":
         raise Invalid("header 'rescore'", ">= 1 for precision 'fp32' (0 is for bf16 / int8: no fp32 copy)",
                       0)
@@ -467,7 +469,7 @@ def _topk_check(h, a, dims):
 
 
 TOPK = Schema(
-    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Int(0, 1 << 20),
+    {"metric": Str("ip", "cosine"), "precision": Str("fp32", "bf16", "int8"), "rescore": Float(0, 1 << 20),
      "prune": Bool(), "n_items": Int(1, MAX_DIM), "dim": Int(1, MAX_DIM)},
     _topk_arrays, dims=lambda h: {"n_items": h["n_items"], "dim": h["dim"]}, check=_topk_check)
 

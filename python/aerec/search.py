@@ -13,6 +13,7 @@ Ids are int32: an index holds at most 2**31 - 1 items (more raises ValueError).
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -177,11 +178,15 @@ class TopK:
         ``fp32`` is exact. ``bf16`` / ``int8`` score every item approximately (AVX512-BF16 /
         AVX-512 VNNI where available; int8: per-item symmetric 8-bit items, 7-bit queries
         ``max |q| / 63``, identical scores on every CPU), keep
-        ``k * rescore`` candidates and re-score them in fp32, so returned scores are fp32 inner
+        ``ceil(k * rescore)`` candidates and re-score them in fp32, so returned scores are fp32 inner
         products; recall depends on ``rescore``. These keep an fp32 copy of the items too,
         unless ``rescore=0``.
-    rescore : int
-        Candidate multiplier for the compressed precisions. ``0`` (bf16 / int8 only) keeps no
+    rescore : int or float
+        Candidate multiplier for the compressed precisions: the best ``ceil(k * rescore)``
+        compressed candidates (at most n_items) are re-scored in fp32. Any number >= 1: ``1``
+        only re-orders the compressed top k, so it keeps their recall; the default ``1.25``
+        (a margin of k / 4) gave recall@k >= 0.9998 with int8 and bf16 on the benchmark
+        workloads (benchmarks/RESULTS.md, issue 9), at a fraction of the cost of ``4``. ``0`` (bf16 / int8 only) keeps no
         fp32 copy of the items and returns the compressed scores of the best ``k`` (the memory
         of the index is then the compressed items only; ``export_items`` gives the dequantised
         items).
@@ -200,14 +205,16 @@ class TopK:
         Threads for building the index (None: ``aerec.get_num_threads()``).
     """
 
-    def __init__(self, items, bias=None, metric="ip", precision="fp32", rescore=4, prune=False,
+    def __init__(self, items, bias=None, metric="ip", precision="fp32", rescore=1.25, prune=False,
                  backend="auto", num_threads=None):
         if not isinstance(metric, str) or metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS}, got {metric!r}")
         if not isinstance(precision, str) or precision not in _PRECISIONS:
             raise ValueError(f"precision must be one of {_PRECISIONS}, got {precision!r}")
-        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Integral) or rescore < 0:
-            raise ValueError(f"rescore must be an integer >= 0 (0: bf16 / int8 without an fp32 copy), got {rescore!r}")
+        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Real) \
+                or not math.isfinite(rescore) or not (rescore == 0 or rescore >= 1):
+            raise ValueError("rescore must be 0 (bf16 / int8 without an fp32 copy) or a finite number >= 1 "
+                             f"(candidates per result, e.g. 2 or 1.25), got {rescore!r}")
         if rescore == 0 and precision == "fp32":
             raise ValueError("rescore=0 (no fp32 copy) is for precision 'bf16' or 'int8'; fp32 needs rescore >= 1")
         if not isinstance(prune, (bool, np.bool_)):
@@ -217,7 +224,7 @@ class TopK:
         if items.shape[0] > 2 ** 31 - 1:
             raise ValueError(f"a TopK index holds at most {2 ** 31 - 1} items (int32 ids), got {items.shape[0]}")
         # more candidates than items cannot help: k * rescore is bounded by the item count
-        rescore = min(int(rescore), max(items.shape[0], 1))
+        rescore = min(_rescore_value(rescore), max(items.shape[0], 1))
         if items.shape[0] == 0:
             raise ValueError("cannot build a TopK index over zero items")
         if items.shape[1] == 0:
@@ -230,12 +237,12 @@ class TopK:
                 raise ValueError(f"bias has length {bias.shape[0]}, expected n_items={items.shape[0]}")
         if metric == "cosine":
             items = _normalize_rows(items)
-        self._init(items, bias, metric, precision, int(rescore), bool(prune), backend, num_threads)
+        self._init(items, bias, metric, precision, rescore, bool(prune), backend, num_threads)
 
     def _init(self, items, bias, metric, precision, rescore, prune, backend, num_threads):
         self.metric = metric
         self.precision = precision
-        self.rescore = rescore
+        self.rescore = _rescore_value(rescore)
         self.prune = prune
         self.n_items, self.dim = items.shape
         be = _backends.get(backend)  # validates the name; the backend owns the index kernels
@@ -308,7 +315,7 @@ class TopK:
         if bias is not None:
             arrays["bias"] = np.ascontiguousarray(bias, dtype=np.float32)
         meta = {"class": "TopK", "metric": self.metric, "precision": self.precision,
-                "rescore": int(self.rescore), "prune": bool(self.prune),
+                "rescore": self.rescore, "prune": bool(self.prune),
                 "n_items": int(self.n_items), "dim": int(self.dim)}
         save_arrays(path, meta, arrays)
 
@@ -331,6 +338,12 @@ class TopK:
     def __repr__(self):
         return (f"TopK(n_items={self.n_items}, dim={self.dim}, metric={self.metric!r}, "
                 f"precision={self.precision!r}, prune={self.prune}, backend={self.backend!r})")
+
+
+def _rescore_value(r):
+    """``rescore`` as an int when it is a whole number (as saved and shown), else a float."""
+    r = float(r)
+    return int(r) if r.is_integer() else r
 
 
 def _is_sparse(x):

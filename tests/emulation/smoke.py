@@ -179,6 +179,14 @@ def run_all(tmp):
         ids_a, _ = idx.search(queries, k)
         ids_b, _ = TopK.load(path).search(queries, k)
         np.testing.assert_array_equal(ids_a, ids_b)
+        # Fractional rescore (the default 1.25): same ids as the NumPy index, block re-scoring.
+        X = rng.standard_normal((300, d), dtype=np.float32)
+        Q = rng.standard_normal((40, d), dtype=np.float32)
+        for precision in ("bf16", "int8"):
+            a = TopK(X, precision=precision, rescore=1.25).search(Q, 30)
+            c = TopK(X, precision=precision, rescore=1.25, backend="numpy").search(Q, 30)
+            np.testing.assert_array_equal(a[0], c[0], err_msg=precision)
+            np.testing.assert_allclose(a[1], c[1], rtol=2e-5, atol=2e-5, err_msg=precision)
 
     @check("CompressedLinear: fp32/bf16/int8 x dense/sparse x dense/csr input vs the NumPy reference")
     def _():

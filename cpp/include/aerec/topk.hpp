@@ -39,8 +39,9 @@ enum class TopkPrecision : int { fp32 = 0, bf16 = 1, int8 = 2 };
 
 struct TopkOptions {
   TopkPrecision precision = TopkPrecision::fp32;
-  int rescore = 4;     // compressed paths: candidates kept per query = k * rescore; 0: no fp32
-                       // copy, the compressed scores are returned
+  double rescore = 1.25;  // compressed paths: candidates kept per query = ceil(k * rescore) (at
+                       // most n; 0 or >= 1, fractions allowed); 0: no fp32 copy, the compressed
+                       // scores are returned
   bool prune = false;  // norm-bound pruning (compressed paths: norms of the compressed vectors)
 };
 
@@ -94,6 +95,8 @@ class TopkIndex {
   void scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                   const CsrView<float>* exclude, index_t kc, std::atomic<index_t>* chunks,
                   int mr) const;
+  void rescore_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
+                     index_t kc) const;
 
   index_t n_ = 0, d_ = 0, panels_ = 0;
   index_t d2_ = 0, d4_ = 0;  // d rounded up to pairs (bf16) / quads (int8)
@@ -113,6 +116,11 @@ class TopkIndex {
   std::vector<float> pbmax_;           // prune: max bias of each panel
   std::vector<float> sbmax_;           // prune: max bias of this and every later panel
 };
+
+// Candidates kept per query on a compressed path that re-scores: ceil(k * rescore), read with a
+// 1e-6 tolerance so that decimal fractions land where they read (100 x 1.1 = 110, not 111), at
+// least min(k, n) and at most n. The NumPy reference (_numpy_topk.candidates) computes the same.
+index_t topk_candidates(index_t k, index_t n, double rescore);
 
 // Per-ISA tile kernels and topk_kernels(): topk_kernels.hpp (declarations only).
 

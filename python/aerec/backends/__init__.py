@@ -32,7 +32,7 @@ Interface of a backend module:
     stored entries are never returned, ``candidates`` a 1-D id array to rank only those. Rows
     sorted by descending score, ties by lower id; NaN and -inf never returned; padding id -1 /
     score -inf. ids int32, scores float32, shape (n, min(k, m)).
-``TopkIndex(items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0)``
+``TopkIndex(items, bias=None, precision="fp32", rescore=1.25, prune=False, num_threads=0)``
     the index behind :class:`aerec.search.TopK` (which validates, converts and normalises first):
     items (n, d) float32 C-contiguous and finite, bias (n,) float32 or None, precision
     "fp32" | "bf16" | "int8". Methods: ``search(queries, k, indptr=None, indices=None,
@@ -42,8 +42,8 @@ Interface of a backend module:
     with -1 / -inf; ``memory_usage()``, ``export_items()`` (n, d), ``export_bias()`` (n,) or
     None; properties ``n_items``, ``dim``, ``precision``, ``rescore``, ``prune``. bf16 / int8 score
     every item through the shared quantisation (bf16 round-to-nearest-even; int8 symmetric per-row
-    scales, max|x| / 127 for items, 7-bit max|q| / 63 for queries) and return the best ``k * rescore`` candidates re-scored in fp32
-    (``rescore=0``: no fp32 copy, the compressed scores are returned). Every backend returns the
+    scales, max|x| / 127 for items, 7-bit max|q| / 63 for queries) and return the best ``ceil(k * rescore)`` candidates (``_numpy_topk.candidates``; rescore a
+    number >= 1) re-scored in fp32 (``rescore=0``: no fp32 copy, the compressed scores are returned). Every backend returns the
     same ids wherever scores are not tied.
 ``CompressedLinear(arrays, num_threads=0)``
     one packed linear layer ``y = act(x @ W + b)`` (fp32 / bf16 / int8, dense or sparse) built from

@@ -21,6 +21,9 @@ simulated.
 """
 from __future__ import annotations
 
+import math
+import numbers
+
 import numpy as np
 
 __all__ = ["select_topk", "TopkIndex"]
@@ -169,6 +172,14 @@ def query_rows(x):
     return int8_rows(x, 63)
 
 
+def candidates(k, n, rescore):
+    """Candidates a compressed search re-scores per query (as cpp/src/topk.cpp topk_candidates):
+    ``ceil(k * rescore)`` read with a 1e-6 tolerance (100 x 1.1 gives 110, not 111), at least
+    ``min(k, n)``, at most ``n``."""
+    c = math.ceil(k * rescore - 1e-6)
+    return n if c >= n else max(min(k, n), c)
+
+
 # ----------------------------------------------------------------------------------------------
 # the index
 
@@ -183,20 +194,23 @@ class TopkIndex:
     items : (n, d) float32, finite, n >= 1, d >= 1
     bias : (n,) float32 or None
     precision : {"fp32", "bf16", "int8"}
-    rescore : int >= 0
-        compressed precisions keep ``k * rescore`` candidates (all items once
-        ``k >= ceil(n / rescore)``) and re-score them in fp32; 0 (bf16 / int8): no re-scoring,
+    rescore : 0 or a finite number >= 1
+        compressed precisions keep ``candidates(k, n, rescore)`` = ``ceil(k * rescore)``
+        candidates (at most n) and re-score them in fp32; 0 (bf16 / int8): no re-scoring,
         the compressed scores of the best k are returned.
     prune : bool
         recorded only (pruning does not change the compiled index's results).
     num_threads : ignored
     """
 
-    def __init__(self, items, bias=None, precision="fp32", rescore=4, prune=False, num_threads=0):
+    def __init__(self, items, bias=None, precision="fp32", rescore=1.25, prune=False, num_threads=0):
         if precision not in _PRECISIONS:
             raise ValueError(f"precision must be 'fp32', 'bf16' or 'int8', got {precision!r}")
-        if int(rescore) < 0 or (int(rescore) == 0 and precision == "fp32"):
-            raise ValueError("rescore must be >= 1 (or 0 for bf16 / int8: compressed scores, no fp32 copy)")
+        if isinstance(rescore, (bool, np.bool_)) or not isinstance(rescore, numbers.Real) \
+                or not math.isfinite(rescore) or not (rescore == 0 or rescore >= 1) \
+                or (rescore == 0 and precision == "fp32"):
+            raise ValueError("rescore must be a finite number >= 1 (or 0 for bf16 / int8: compressed scores, "
+                             f"no fp32 copy), got {rescore!r}")
         items = np.asarray(items)
         if items.dtype != np.float32:
             raise TypeError(f"items must be float32, got {items.dtype}")
@@ -212,7 +226,7 @@ class TopkIndex:
         if not np.isfinite(items).all() or (bias is not None and not np.isfinite(bias).all()):
             raise ValueError("items and bias must be finite (found NaN or inf)")
         self._items, self._bias = items, bias
-        self.precision, self.rescore, self.prune = precision, int(rescore), bool(prune)
+        self.precision, self.rescore, self.prune = precision, rescore, bool(prune)
         self._xb = bf16_round(items) if precision == "bf16" else None
         self._xi, self._xs = int8_rows(items) if precision == "int8" else (None, None)
 
@@ -259,7 +273,7 @@ class TopkIndex:
         n, m = self.n_items, q.shape[0]
         kk = min(k, n)
         compressed = self.precision != "fp32" and self.rescore > 0
-        kc = (n if k >= -(-n // self.rescore) else k * self.rescore) if compressed else kk
+        kc = candidates(k, n, self.rescore) if compressed else kk
         ids = np.empty((m, kk), np.int32)
         scores = np.empty((m, kk), np.float32)
         mq = max(1, min(m, 256, _BLOCK_ELEMS // max(kc, 1)))
