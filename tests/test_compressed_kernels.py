@@ -29,7 +29,7 @@ from _support import isa_levels as _isa_levels  # noqa: E402
 
 #: every available backend, the compiled one at every ISA level this machine runs
 ENGINES = [f"{n}-{isa}" if n == "cpp" else n for n, ok in aerec.backends.available().items() if ok
-           for isa in (_isa_levels() if n == "cpp" else [None])]
+           for isa in (_isa_levels(amx=True) if n == "cpp" else [None])]
 CPP_ENGINES = [e for e in ENGINES if e.startswith("cpp")]
 
 

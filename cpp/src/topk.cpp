@@ -27,6 +27,9 @@ TopkKernels topk_kernels() {
                                                      {Target::avx512vnni, &avx512vnni::topk_i8_tile}));
   k.bf16_tile = dispatch(k.bf16_tile, AEREC_X86_VARIANTS({Target::avx2, &avx2::topk_bf16_tile},
                                                          {Target::avx512bf16, &avx512bf16::topk_bf16_tile}));
+  // AMX (amx level only: the CPU's tile bits and the OS's XTILEDATA permission are checked).
+  using AmxTile = decltype(k.bf16_amx_tile);
+  k.bf16_amx_tile = dispatch<AmxTile>(nullptr, AEREC_X86_VARIANTS({Target::amx, &amx::topk_bf16_tile}));
   return k;
 }
 
@@ -132,7 +135,15 @@ inline double scored_norm(const float* x, index_t d, TopkPrecision prec, bool qu
   }
   return static_cast<double>(scale) * std::sqrt(s);
 }
-constexpr int kMaxMr = 16;
+constexpr int kMaxMr = 32;  // the AMX bf16 tile's 32 rows; the register tiles use 3-16
+// Query panel height of a search / forward at precision `prec` with kernels `k`: the AMX bf16
+// tile takes 32 queries, every other tile the level's register panel.
+inline int panel_rows(const TopkKernels& k, TopkPrecision prec) {
+  return prec == TopkPrecision::bf16 && k.bf16_amx_tile != nullptr ? amx::kTopkMr : k.mr;
+}
+// Pair rows of zeros kept after the last bf16 panel: the AMX tile reads K in steps of 16 pairs,
+// so the last step of the last panel reads up to 15 pair rows past it (against zero queries).
+constexpr index_t kAmxGuardPairs = 16;
 // Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
 constexpr index_t kSlack = 48;
 // Few queries: threads take chunks of this many panels in ascending order (dynamic, so a thread
@@ -149,6 +160,8 @@ struct TopkIndex::Work {
   std::vector<float> wpanel;  // bf16 without AVX512-BF16: the current panel widened to fp32
   index_t wpanel_of = -1;     // which panel wpanel holds
   bool widen = false;         // set by pack_queries: bf16 queries packed as fp32 for widened panels
+  bool amx = false;           // set by pack_queries: bf16 queries packed row-major for the AMX tile
+  index_t kq = 0;             // AMX: bf16 per packed query row (d2 rounded up to 16 pairs, x 2)
   std::vector<std::uint16_t> qb;
   std::vector<std::uint8_t> qi;
   std::vector<float> qscale, qnorm, thr;
@@ -327,7 +340,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
   }
   if (opt.precision == TopkPrecision::bf16) {
     d2_ = (d + 1) / 2;
-    bf16_.assign(static_cast<std::size_t>(panels_ * d2_ * kPanel * 2), 0);
+    bf16_.assign(static_cast<std::size_t>((panels_ * d2_ + topk_detail::kAmxGuardPairs) * kPanel * 2), 0);
 #pragma omp parallel for num_threads(T) schedule(static)
     for (index_t P = 0; P < panels_; ++P) {
       std::uint16_t* dst = bf16_.data() + P * d2_ * kPanel * 2;
@@ -439,8 +452,23 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
   const index_t d = d_;
   const index_t rows_pad = (nrows + mr - 1) / mr * mr;
   const TopkPrecision prec = opt_.precision;
-  w.widen = prec == TopkPrecision::bf16 && topk_detail::widen_bf16();
-  if (prec == TopkPrecision::fp32 || w.widen) {
+  // mr is panel_rows(): 32 only for the AMX bf16 tile (no register panel is that tall).
+  static_assert(scalar::kTopkMr != amx::kTopkMr && avx2::kTopkMr != amx::kTopkMr &&
+                    avx512::kTopkMr != amx::kTopkMr,
+                "the AMX panel height must differ from every register panel's");
+  w.amx = prec == TopkPrecision::bf16 && mr == amx::kTopkMr;
+  w.widen = prec == TopkPrecision::bf16 && !w.amx && topk_detail::widen_bf16();
+  if (w.amx) {
+    // Row-major bf16 rows of kq (d rounded up to 32), zero-padded: the AMX tile's A layout.
+    const index_t kq = (d2_ + 15) / 16 * 32;
+    w.kq = kq;
+    w.qb.assign(static_cast<std::size_t>(rows_pad * kq), 0);
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      std::uint16_t* dst = w.qb.data() + r * kq;
+      for (index_t p = 0; p < d; ++p) dst[p] = topk_detail::to_bf16(q[p]);
+    }
+  } else if (prec == TopkPrecision::fp32 || w.widen) {
     const bool round = prec == TopkPrecision::bf16;
     w.qf.assign(static_cast<std::size_t>(rows_pad * d), 0.0f);
     for (int r = 0; r < nrows; ++r) {
@@ -487,7 +515,8 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
                            std::atomic<index_t>* chunks, int mr) const {
   using topk_detail::kInf;
   const TopkKernels kern = topk_kernels();
-  AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
+  AEREC_CHECK_ARG(topk_detail::panel_rows(kern, opt_.precision) == mr,
+                  "instruction set changed during a search");
   const index_t d = d_;
   const index_t nqp = (nrows + mr - 1) / mr;
   const index_t rows_pad = nqp * mr;
@@ -582,6 +611,9 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       if (prec == TopkPrecision::fp32) {
         kern.fp32_tile(w.qf.data() + qpi * d * mr, packed_.data() + jr * d * kPanel,
                        pbias_.data() + jr * kPanel, d, thr, w.tile, w.mask);
+      } else if (prec == TopkPrecision::bf16 && w.amx) {
+        kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
+                           pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
       } else if (prec == TopkPrecision::bf16 && widen) {
         kern.fp32_tile(w.qf.data() + qpi * d * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d, thr,
                        w.tile, w.mask);
@@ -702,7 +734,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
                              : kk;
   const int T = resolve_threads(num_threads);
   const TopkKernels kern = topk_kernels();
-  const int mr = kern.mr;
+  const int mr = topk_detail::panel_rows(kern, opt_.precision);
   const index_t nqp = (m + mr - 1) / mr;
   const float* rows = rescore ? rows_.data() : nullptr;
   const float* bias = has_bias_ ? bias_.data() : nullptr;
@@ -792,7 +824,7 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
   AEREC_CHECK_ARG(queries.stride >= d_, "query row stride must be >= d");
   const int T = resolve_threads(num_threads);
   const TopkKernels kern = topk_kernels();
-  const int mr = kern.mr;
+  const int mr = topk_detail::panel_rows(kern, opt_.precision);
   const TopkPrecision prec = opt_.precision;
   // Query blocks small enough to stay in L2 while the item panels stream past, and several per
   // thread (dynamic schedule) for balance.
@@ -822,6 +854,9 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
             if (prec == TopkPrecision::fp32) {
               kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel,
                              pbias_.data() + jr * kPanel, d_, thr, w.tile, w.mask);
+            } else if (prec == TopkPrecision::bf16 && w.amx) {
+              kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
+                                 pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
             } else if (prec == TopkPrecision::bf16 && w.widen) {
               kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d_,
                              thr, w.tile, w.mask);

@@ -135,13 +135,63 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
     }
   }
 }
+
+// The AMX bf16 tile (32 queries x 32 items; queries row-major, K in steps of 16 pairs) against
+// the portable bf16 tile on the same random bf16 values, every depth around a 16-pair step; the
+// items are followed by finite garbage (the next panel) that the zero query padding must cancel.
+// Only where the amx target is enabled: the test must not run AMX code the CPU / OS cannot.
+void check_amx_bf16_tile(std::mt19937& gen) {
+  if (!cpu::target_enabled(cpu::Target::amx)) return;
+  constexpr int mr = cpu::amx::kTopkMr;
+  std::uniform_int_distribution<int> byte(0, 255);
+  auto bf = [&]() {  // random finite bf16 of moderate magnitude, either sign
+    const int e = 120 + byte(gen) % 14;
+    return std::uint16_t(((byte(gen) & 1) << 15) | (e << 7) | (byte(gen) & 0x7f));
+  };
+  for (index_t d2 : {1, 2, 15, 16, 17, 31, 32, 33, 300}) {
+    const index_t kq = (d2 + 15) / 16 * 32;
+    std::vector<std::uint16_t> qp(d2 * mr * 2), qa(mr * kq, 0), xb((d2 + 16) * 64);
+    for (auto& v : xb) v = bf();  // pair rows past d2: finite garbage
+    for (int i = 0; i < mr; ++i)
+      for (index_t p = 0; p < 2 * d2; ++p) {
+        const std::uint16_t v = (p == 2 * d2 - 1 && i % 3 == 0) ? 0 : bf();
+        qa[i * kq + p] = v;
+        qp[(p / 2) * mr * 2 + i * 2 + (p % 2)] = v;
+      }
+    std::vector<float> bias(32), thr(mr), t0(mr * 32), t1(mr * 32, -7.0f);
+    for (auto& b : bias) b = float(byte(gen) - 128) / 64.0f;
+    for (auto& t : thr) t = float(byte(gen) - 128) / 256.0f;
+    std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+    cpu::scalar::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t0.data(), m0.data(), mr);
+    cpu::amx::topk_bf16_tile(qa.data(), xb.data(), bias.data(), d2, thr.data(), t1.data(), m1.data(), mr);
+    for (int i = 0; i < mr; ++i) {
+      double mag = 0;  // sum of |products| of row i: the fp32 reordering bound scales with it
+      for (int j = 0; j < 32; ++j) {
+        mag = 0;
+        for (index_t p = 0; p < 2 * d2; ++p) {
+          std::uint32_t a = std::uint32_t(qa[i * kq + p]) << 16, c = std::uint32_t(xb[(p / 2) * 64 + j * 2 + (p % 2)]) << 16;
+          float fa, fc;
+          std::memcpy(&fa, &a, 4);
+          std::memcpy(&fc, &c, 4);
+          mag += std::fabs(double(fa) * fc);
+        }
+        const double tol = 2.0 * double(2 * d2 + 1) * 6e-8 * (mag + std::fabs(bias[j])) + 1e-30;
+        CHECK(std::fabs(double(t0[i * 32 + j]) - t1[i * 32 + j]) <= tol, "amx d2=%lld row %d col %d: %g vs %g",
+              static_cast<long long>(d2), i, j, double(t1[i * 32 + j]), double(t0[i * 32 + j]));
+        if (std::fabs(double(t0[i * 32 + j]) - thr[i]) > tol)
+          CHECK(((m0[i] >> j) & 1u) == ((m1[i] >> j) & 1u), "amx mask d2=%lld", static_cast<long long>(d2));
+        CHECK(((m1[i] >> j) & 1u) == (t1[i * 32 + j] >= thr[i] ? 1u : 0u), "amx mask vs its tile");
+      }
+    }
+  }
+}
 #endif
 }  // namespace
 
 int main() {
   std::mt19937 gen(42);
   std::uniform_int_distribution<int> val(-3, 3);
-  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512};
+  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx};
   const cpu::Isa hw = cpu::detected_isa();
   struct Shape { index_t n, d, m, k; };
   const Shape shapes[] = {{1, 1, 1, 1}, {45, 7, 5, 10}, {300, 33, 40, 17}, {130, 4, 3, 200}};
@@ -187,6 +237,7 @@ int main() {
   cpu::set_isa_cap(cpu::Isa::amx);
 #ifdef AEREC_X86
   check_avx2_compressed_tiles(gen);
+  check_amx_bf16_tile(gen);
 #endif
   // Bad input: empty index, k < 1, excluded id out of range.
   std::vector<float> X(8, 1.0f), Q(4, 1.0f);

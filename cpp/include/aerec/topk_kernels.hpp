@@ -34,6 +34,11 @@ struct TopkKernels {
   // portable loop.
   void (*append)(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
                  index_t* n);
+  // AMX bf16 tile (amx::topk_bf16_tile; null below the amx level): amx::kTopkMr queries x 32
+  // items, queries row-major bf16 (row length d2 rounded up to 16 pairs, x 2, zero-padded), items
+  // the bf16 panel above followed by >= 15 readable finite pair rows. Same arguments as bf16_tile.
+  void (*bf16_amx_tile)(const std::uint16_t* qa, const std::uint16_t* ip, const float* bias,
+                        index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr);
 };
 
 // One constant-initialised table per level (data: selecting one runs none of its code). The
@@ -72,6 +77,12 @@ namespace avx512bf16 {
 void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, index_t,
                     const float*, float*, std::uint32_t*, int);
 }  // namespace avx512bf16
+// AMX-BF16 (tdpbf16ps) tile: 32 queries x 32 items (src/simd/topk_amx.cpp).
+namespace amx {
+constexpr int kTopkMr = 32;
+void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, index_t,
+                    const float*, float*, std::uint32_t*, int);
+}  // namespace amx
 
 // The kernels the active instruction-set level uses (re-read on each call, so set_isa_cap
 // takes effect at once).
