@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -425,7 +426,28 @@ namespace topk_detail {
 // fp32 tile on bf16-rounded queries computes the same bf16 x bf16 products (exact in fp32) with
 // fp32 accumulation, and costs the conversion once per panel instead of once per micro-panel
 // (the AVX2 bf16 tile re-widens the items for every 3 queries: 0.82-0.88x fp32 at W = 600 x 20k).
-inline bool widen_bf16() { return !target_enabled(Target::avx512bf16); }
+//
+// Where the CPU has AVX512-BF16 (and the AMX tile is not in use) both ways are available. Intel
+// cores issue vdpbf16ps zmm at about half an instruction per cycle against two FMAs per cycle:
+// on Sapphire Rapids the vdpbf16ps tile peaks at 0.52-0.62x the fp32 FMA tile's flops whatever
+// its register blocking (benchmarks/micro/, benchmarks/RESULTS.md "bf16 on AMX and vdpbf16ps"),
+// so Intel widens; AMD Zen 4 / 5 issue vdpbf16ps at the FMA's instruction rate (twice the
+// flops), so they keep the vdpbf16ps tile. AEREC_BF16_DOT=vdpbf16ps|widen (read once) overrides
+// the choice (tests, benchmarks). Both compute fp32 sums of the same exact bf16 x bf16 products.
+inline int bf16_dot_override() {  // 0 auto, 1 vdpbf16ps, 2 widen
+  static const int mode = [] {
+    const char* s = std::getenv("AEREC_BF16_DOT");
+    if (s != nullptr && std::strcmp(s, "vdpbf16ps") == 0) return 1;
+    if (s != nullptr && std::strcmp(s, "widen") == 0) return 2;
+    return 0;
+  }();
+  return mode;
+}
+inline bool widen_bf16() {
+  if (!target_enabled(Target::avx512bf16)) return true;
+  const int mode = bf16_dot_override();
+  return mode == 2 || (mode == 0 && cpu_features().intel);
+}
 }  // namespace topk_detail
 
 // The bf16 panel P widened to the fp32 tile layout (d x 32), converted once per query block.

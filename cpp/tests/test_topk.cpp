@@ -140,6 +140,45 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
 // the portable bf16 tile on the same random bf16 values, every depth around a 16-pair step; the
 // items are followed by finite garbage (the next panel) that the zero query padding must cancel.
 // Only where the amx target is enabled: the test must not run AMX code the CPU / OS cannot.
+// The AVX512-BF16 (vdpbf16ps) tile against the portable bf16 tile, called directly: on Intel CPUs
+// the search widens bf16 panels to the fp32 tile instead (topk.cpp, widen_bf16), so the index
+// tests above reach this tile only on AMD or with AEREC_BF16_DOT=vdpbf16ps.
+void check_vdpbf16ps_tile(std::mt19937& gen) {
+  if (!cpu::target_enabled(cpu::Target::avx512bf16)) return;
+  constexpr int mr = cpu::avx512::kTopkMr;
+  std::uniform_int_distribution<int> byte(0, 255);
+  auto bf = [&]() {
+    const int e = 120 + byte(gen) % 14;
+    return std::uint16_t(((byte(gen) & 1) << 15) | (e << 7) | (byte(gen) & 0x7f));
+  };
+  for (index_t d2 : {1, 2, 7, 64, 300}) {
+    std::vector<std::uint16_t> qp(d2 * mr * 2), xb(d2 * 64);
+    for (auto& v : qp) v = bf();
+    for (auto& v : xb) v = bf();
+    std::vector<float> bias(32), thr(mr), t0(mr * 32), t1(mr * 32, -7.0f);
+    for (auto& b : bias) b = float(byte(gen) - 128) / 64.0f;
+    for (auto& t : thr) t = float(byte(gen) - 128) / 256.0f;
+    std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+    cpu::scalar::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t0.data(), m0.data(), mr);
+    cpu::avx512bf16::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t1.data(), m1.data(), mr);
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < 32; ++j) {
+        double mag = std::fabs(bias[j]);
+        for (index_t p = 0; p < 2 * d2; ++p) {
+          std::uint32_t a = std::uint32_t(qp[(p / 2) * mr * 2 + i * 2 + (p % 2)]) << 16;
+          std::uint32_t c = std::uint32_t(xb[(p / 2) * 64 + j * 2 + (p % 2)]) << 16;
+          float fa, fc;
+          std::memcpy(&fa, &a, 4);
+          std::memcpy(&fc, &c, 4);
+          mag += std::fabs(double(fa) * fc);
+        }
+        const double tol = 2.0 * double(2 * d2 + 1) * 6e-8 * mag + 1e-30;
+        CHECK(std::fabs(double(t0[i * 32 + j]) - t1[i * 32 + j]) <= tol, "vdpbf16ps d2=%lld", static_cast<long long>(d2));
+        CHECK(((m1[i] >> j) & 1u) == (t1[i * 32 + j] >= thr[i] ? 1u : 0u), "vdpbf16ps mask vs its tile");
+      }
+  }
+}
+
 void check_amx_bf16_tile(std::mt19937& gen) {
   if (!cpu::target_enabled(cpu::Target::amx)) return;
   constexpr int mr = cpu::amx::kTopkMr;
@@ -237,6 +276,7 @@ int main() {
   cpu::set_isa_cap(cpu::Isa::amx);
 #ifdef AEREC_X86
   check_avx2_compressed_tiles(gen);
+  check_vdpbf16ps_tile(gen);
   check_amx_bf16_tile(gen);
 #endif
   // Bad input: empty index, k < 1, excluded id out of range.
