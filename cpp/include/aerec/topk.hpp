@@ -17,6 +17,12 @@
 // current k-th score: exact; on the compressed paths the bound uses the norms of the compressed
 // vectors, so the candidate set does not change.
 //
+// bf16: fp32 sums of exact bf16 x bf16 products (queries rounded to nearest even), by the AMX
+// tile (tdpbf16ps, 32 queries x 32 items, reading the packed pair layout in place) at the amx
+// level, the vdpbf16ps tile on AMD AVX512-BF16 CPUs, or the fp32 FMA tile on bf16 panels widened
+// once per query block (Intel without AMX, CPUs without AVX512-BF16); the sums' order differs
+// between them, so scores agree to fp32 rounding (~d x 2^-24 x sum |products|), not bit for bit.
+//
 // int8: items are 8-bit (q in [-127, 127], scale max|x| / 127 per item); queries (and
 // CompressedLinear activations) are 7-bit (q in [-63, 63], scale max|x| / 63 per query), packed as
 // u8 = q + 64, so the AVX2 tile can use vpmaddubsw (32 exact u8 x s8 products per instruction)
