@@ -30,7 +30,9 @@ TopkKernels topk_kernels() {
                                                          {Target::avx512bf16, &avx512bf16::topk_bf16_tile}));
   // AMX (amx level only: the CPU's tile bits and the OS's XTILEDATA permission are checked).
   using AmxTile = decltype(k.bf16_amx_tile);
+  using AmxI8Tile = decltype(k.i8_amx_tile);
   k.bf16_amx_tile = dispatch<AmxTile>(nullptr, AEREC_X86_VARIANTS({Target::amx, &amx::topk_bf16_tile}));
+  k.i8_amx_tile = dispatch<AmxI8Tile>(nullptr, AEREC_X86_VARIANTS({Target::amx, &amx::topk_i8_tile}));
   return k;
 }
 
@@ -140,11 +142,14 @@ constexpr int kMaxMr = 32;  // the AMX bf16 tile's 32 rows; the register tiles u
 // Query panel height of a search / forward at precision `prec` with kernels `k`: the AMX bf16
 // tile takes 32 queries, every other tile the level's register panel.
 inline int panel_rows(const TopkKernels& k, TopkPrecision prec) {
-  return prec == TopkPrecision::bf16 && k.bf16_amx_tile != nullptr ? amx::kTopkMr : k.mr;
+  const bool amx = (prec == TopkPrecision::bf16 && k.bf16_amx_tile != nullptr) ||
+                   (prec == TopkPrecision::int8 && k.i8_amx_tile != nullptr);
+  return amx ? amx::kTopkMr : k.mr;
 }
-// Pair rows of zeros kept after the last bf16 panel: the AMX tile reads K in steps of 16 pairs,
-// so the last step of the last panel reads up to 15 pair rows past it (against zero queries).
-constexpr index_t kAmxGuardPairs = 16;
+// Rows (bf16 pairs / int8 quads) of zeros kept after the last compressed panel: the AMX tiles read
+// K in steps of 16 rows, so the last step of the last panel reads up to 15 rows past it (against
+// zero query padding).
+constexpr index_t kAmxGuardRows = 16;
 // Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
 constexpr index_t kSlack = 48;
 // Few queries: threads take chunks of this many panels in ascending order (dynamic, so a thread
@@ -161,8 +166,8 @@ struct TopkIndex::Work {
   std::vector<float> wpanel;  // bf16 without AVX512-BF16: the current panel widened to fp32
   index_t wpanel_of = -1;     // which panel wpanel holds
   bool widen = false;         // set by pack_queries: bf16 queries packed as fp32 for widened panels
-  bool amx = false;           // set by pack_queries: bf16 queries packed row-major for the AMX tile
-  index_t kq = 0;             // AMX: bf16 per packed query row (d2 rounded up to 16 pairs, x 2)
+  bool amx = false;           // set by pack_queries: bf16 / int8 queries packed row-major for AMX
+  index_t kq = 0;             // AMX: bf16 values / int8 bytes per packed query row (K padded to 32 / 64)
   std::vector<std::uint16_t> qb;
   std::vector<std::uint8_t> qi;
   std::vector<float> qscale, qnorm, thr;
@@ -341,7 +346,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
   }
   if (opt.precision == TopkPrecision::bf16) {
     d2_ = (d + 1) / 2;
-    bf16_.assign(static_cast<std::size_t>((panels_ * d2_ + topk_detail::kAmxGuardPairs) * kPanel * 2), 0);
+    bf16_.assign(static_cast<std::size_t>((panels_ * d2_ + topk_detail::kAmxGuardRows) * kPanel * 2), 0);
 #pragma omp parallel for num_threads(T) schedule(static)
     for (index_t P = 0; P < panels_; ++P) {
       std::uint16_t* dst = bf16_.data() + P * d2_ * kPanel * 2;
@@ -355,7 +360,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
   } else {
     // int8: symmetric per-item scales, so skewed item norms keep their relative precision.
     d4_ = (d + 3) / 4;
-    i8_.assign(static_cast<std::size_t>(panels_ * d4_ * kPanel * 4), 0);
+    i8_.assign(static_cast<std::size_t>((panels_ * d4_ + topk_detail::kAmxGuardRows) * kPanel * 4), 0);
     iscale_.assign(static_cast<std::size_t>(slots), 1.0f);
     icorr_.assign(static_cast<std::size_t>(slots), 0);
 #pragma omp parallel for num_threads(T) schedule(static)
@@ -478,9 +483,26 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
   static_assert(scalar::kTopkMr != amx::kTopkMr && avx2::kTopkMr != amx::kTopkMr &&
                     avx512::kTopkMr != amx::kTopkMr,
                 "the AMX panel height must differ from every register panel's");
-  w.amx = prec == TopkPrecision::bf16 && mr == amx::kTopkMr;
+  w.amx = prec != TopkPrecision::fp32 && mr == amx::kTopkMr;
   w.widen = prec == TopkPrecision::bf16 && !w.amx && topk_detail::widen_bf16();
-  if (w.amx) {
+  if (w.amx && prec == TopkPrecision::int8) {
+    // Row-major query bytes, kq per row (d4 rounded up to 16 quads, x 4): q + 64 up to 4 d4
+    // (the items are zero beyond d), 0 beyond that, where the last AMX step reads past the panel.
+    const index_t kq = (d4_ + 15) / 16 * 64;
+    w.kq = kq;
+    w.qi.assign(static_cast<std::size_t>(rows_pad * kq), 0);
+    w.qscale.assign(static_cast<std::size_t>(rows_pad), 0.0f);
+    for (int r = 0; r < rows_pad; ++r)
+      std::fill(w.qi.data() + r * kq, w.qi.data() + r * kq + d4_ * 4, static_cast<std::uint8_t>(topk_detail::kQueryOffset));
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      const float scale = topk_detail::i8_query_scale(q, d);
+      std::uint8_t* dst = w.qi.data() + r * kq;
+      for (index_t p = 0; p < d; ++p)
+        dst[p] = static_cast<std::uint8_t>(topk_detail::i8_query_value(q[p], scale) + topk_detail::kQueryOffset);
+      w.qscale[r] = scale;
+    }
+  } else if (w.amx) {
     // Row-major bf16 rows of kq (d rounded up to 32), zero-padded: the AMX tile's A layout.
     const index_t kq = (d2_ + 15) / 16 * 32;
     w.kq = kq;
@@ -636,6 +658,11 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       } else if (prec == TopkPrecision::bf16 && w.amx) {
         kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
                            pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
+      } else if (w.amx) {
+        kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, i8_.data() + jr * d4_ * kPanel * 4,
+                         icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
+                         pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr, w.tile,
+                         w.mask, mr);
       } else if (prec == TopkPrecision::bf16 && widen) {
         kern.fp32_tile(w.qf.data() + qpi * d * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d, thr,
                        w.tile, w.mask);
@@ -879,6 +906,11 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
             } else if (prec == TopkPrecision::bf16 && w.amx) {
               kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
                                  pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
+            } else if (w.amx) {
+              kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, i8_.data() + jr * d4_ * kPanel * 4,
+                               icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
+                               pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr,
+                               w.tile, w.mask, mr);
             } else if (prec == TopkPrecision::bf16 && w.widen) {
               kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d_,
                              thr, w.tile, w.mask);
