@@ -550,6 +550,44 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
   }
 }
 
+// Scores query micro-panel qpi of the packed block (pack_queries) against item panel jr with the
+// tile of the index's precision and the packing in force: w.tile (mr x 32) and w.mask.
+void TopkIndex::score_tile(Work& w, const TopkKernels& kern, index_t qpi, index_t jr, int mr,
+                           const float* thr) const {
+  const float* bias = pbias_.data() + jr * kPanel;
+  switch (opt_.precision) {
+    case TopkPrecision::fp32:
+      kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel, bias, d_, thr, w.tile,
+                     w.mask);
+      return;
+    case TopkPrecision::bf16:
+      if (w.amx) {
+        kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2, bias, d2_, thr,
+                           w.tile, w.mask, mr);
+      } else if (w.widen) {
+        kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), bias, d_, thr, w.tile, w.mask);
+      } else {
+        kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2, bias, d2_, thr,
+                       w.tile, w.mask, mr);
+      }
+      return;
+    case TopkPrecision::int8: {
+      const std::int8_t* ip = i8_.data() + jr * d4_ * kPanel * 4;
+      const std::int32_t* corr = icorr_.data() + jr * kPanel;
+      const float* iscale = iscale_.data() + jr * kPanel;
+      const float* qscale = w.qscale.data() + qpi * mr;
+      if (w.amx) {
+        kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, ip, corr, iscale, bias, qscale, d4_, thr, w.tile, w.mask,
+                         mr);
+      } else {
+        kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, ip, corr, iscale, bias, qscale, d4_, thr, w.tile, w.mask,
+                     mr);
+      }
+      return;
+    }
+  }
+}
+
 // Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
 // of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
 // row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
@@ -567,7 +605,6 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   const TopkPrecision prec = opt_.precision;
 
   pack_queries(w, Q, q_stride, q0, nrows, mr);
-  const bool widen = w.widen;  // decided once with the query packing
   const bool prune = opt_.prune;
   if (prune) {
     w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
@@ -652,29 +689,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       } else {
         any = true;
       }
-      if (prec == TopkPrecision::fp32) {
-        kern.fp32_tile(w.qf.data() + qpi * d * mr, packed_.data() + jr * d * kPanel,
-                       pbias_.data() + jr * kPanel, d, thr, w.tile, w.mask);
-      } else if (prec == TopkPrecision::bf16 && w.amx) {
-        kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
-                           pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-      } else if (w.amx) {
-        kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, i8_.data() + jr * d4_ * kPanel * 4,
-                         icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                         pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr, w.tile,
-                         w.mask, mr);
-      } else if (prec == TopkPrecision::bf16 && widen) {
-        kern.fp32_tile(w.qf.data() + qpi * d * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d, thr,
-                       w.tile, w.mask);
-      } else if (prec == TopkPrecision::bf16) {
-        kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
-                       pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-      } else {
-        kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
-                     icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                     pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr, w.tile,
-                     w.mask, mr);
-      }
+      score_tile(w, kern, qpi, jr, mr, thr);
       for (int i = 0; i < mr; ++i) {
         std::uint32_t m = w.mask[i];
         const index_t r = qpi * mr + i;
@@ -900,29 +915,7 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
         for (index_t jr = 0; jr < panels_; ++jr) {
           const index_t cnt = std::min<index_t>(kPanel, n_ - jr * kPanel);
           for (index_t qpi = 0; qpi < nqp; ++qpi) {
-            if (prec == TopkPrecision::fp32) {
-              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel,
-                             pbias_.data() + jr * kPanel, d_, thr, w.tile, w.mask);
-            } else if (prec == TopkPrecision::bf16 && w.amx) {
-              kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2,
-                                 pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-            } else if (w.amx) {
-              kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, i8_.data() + jr * d4_ * kPanel * 4,
-                               icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                               pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr,
-                               w.tile, w.mask, mr);
-            } else if (prec == TopkPrecision::bf16 && w.widen) {
-              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d_,
-                             thr, w.tile, w.mask);
-            } else if (prec == TopkPrecision::bf16) {
-              kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
-                             pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-            } else {
-              kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
-                           icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                           pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr,
-                           w.tile, w.mask, mr);
-            }
+            score_tile(w, kern, qpi, jr, mr, thr);
             for (int i = 0; i < mr; ++i) {
               const index_t r = qpi * mr + i;
               if (r >= nrows) break;
