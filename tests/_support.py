@@ -20,11 +20,16 @@ def pyproject() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def isa_levels() -> list:
-    """The C++ dispatch levels this CPU can run (scalar, avx2, avx512), lowest first; [] without _core."""
+def isa_levels(amx: bool = False) -> list:
+    """The C++ dispatch levels this CPU can run (scalar, avx2, avx512), lowest first; [] without _core.
+    ``amx=True`` adds "amx" where the CPU has AMX and the OS granted its tile data (the files whose
+    kernels have AMX paths)."""
     if not aerec.backends.available().get("cpp", False):
         return []
     from aerec import _core
     order = ["scalar", "avx2", "avx512"]
     top = _core.detected_isa()
-    return order[: order.index("avx512" if top == "amx" else top) + 1]
+    levels = order[: order.index("avx512" if top == "amx" else top) + 1]
+    if amx and top == "amx" and _core.cpu_features()["amx_permitted"]:
+        levels.append("amx")
+    return levels

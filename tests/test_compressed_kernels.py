@@ -24,12 +24,12 @@ if HAS_CPP:
 ACTS = ("identity", "relu", "sigmoid", "tanh", "elu", "selu")
 
 
-from _support import isa_levels as _isa_levels  # noqa: E402
+from _support import ROOT, isa_levels as _isa_levels  # noqa: E402
 
 
 #: every available backend, the compiled one at every ISA level this machine runs
 ENGINES = [f"{n}-{isa}" if n == "cpp" else n for n, ok in aerec.backends.available().items() if ok
-           for isa in (_isa_levels() if n == "cpp" else [None])]
+           for isa in (_isa_levels(amx=True) if n == "cpp" else [None])]
 CPP_ENGINES = [e for e in ENGINES if e.startswith("cpp")]
 
 
@@ -464,3 +464,54 @@ def test_topk_rescore0_keeps_no_fp32_copy_and_matches_the_decoder(precision, tmp
         TopK(W.T, precision="fp32", rescore=0)
     with pytest.raises(ValueError, match="rescore"):
         TopK(W.T, precision="int8", rescore=-1)
+
+
+# ------------------------------------------------------------- bf16 product paths (vdpbf16ps / widen)
+
+_BF16_DOT_SCRIPT = r"""
+import sys
+import numpy as np
+from aerec import _core
+from aerec.backends import cpp, numpy_
+from aerec.backends._quant import pack_layer, unpack_layer
+assert _core.active_isa() == "avx512", _core.active_isa()
+rng = np.random.default_rng(11)
+for n_in, n_out, n in ((1, 5, 3), (37, 101, 41), (203, 1101, 77)):
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    x = rng.standard_normal((n, n_in)).astype(np.float32)
+    a = pack_layer(W, b, "bf16")
+    L, R = cpp.CompressedLinear(a), numpy_.CompressedLinear(a)
+    Wd, _ = unpack_layer(a)
+    bound = 2e-5 * (np.abs(x).astype(np.float64) @ np.abs(Wd).astype(np.float64) + np.abs(b)) + 1e-6
+    assert (np.abs(L.forward(x).astype(np.float64) - R.forward(x)) <= bound).all(), (n_in, n_out)
+    ep = np.arange(n + 1, dtype=np.int64) * 2
+    ei = rng.integers(0, n_out, 2 * n).astype(np.int32)
+    ids, sc = L.topk(x, 50, ep, ei)
+    rid, rsc = R.topk(x, 50, ep, ei)
+    fin = np.isfinite(rsc)
+    assert (np.isfinite(sc) == fin).all() and ((ids == -1) == ~fin).all()
+    assert (np.abs(sc[fin].astype(np.float64) - rsc[fin]) <= bound.max()).all()
+    assert (ids == rid).mean() > 0.97, (ids == rid).mean()
+print("ok")
+"""
+
+
+@pytest.mark.skipif(not HAS_CPP, reason="aerec._core not built")
+@pytest.mark.parametrize("mode", ["vdpbf16ps", "widen"])
+def test_bf16_product_paths_at_the_avx512_level(mode):
+    """Both bf16 product paths of the avx512 level against the reference, in a fresh process
+    (AEREC_BF16_DOT is read once): the vdpbf16ps tile (the default on AMD) and the bf16 panels
+    widened to the fp32 FMA tile (the default on Intel, where vdpbf16ps runs at half the FMA's
+    flop rate); the CPU must have AVX512-BF16 for the first to differ from the second."""
+    import os
+    import subprocess
+    import sys
+    feats = _core.cpu_features()
+    if not (feats["avx512"] and feats["avx512_bf16"]):
+        pytest.skip("needs AVX512-BF16")
+    env = dict(os.environ, AEREC_ISA="avx512", AEREC_BF16_DOT=mode,
+               PYTHONPATH=os.pathsep.join(p for p in [str(ROOT / "python"), os.environ.get("PYTHONPATH", "")] if p))
+    out = subprocess.run([sys.executable, "-c", _BF16_DOT_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -15,6 +15,8 @@ from aerec.search import TopK, reference_search
 core = pytest.importorskip("aerec._core")
 ISAS = [i for i in ("scalar", "avx2", "avx512")
         if ["scalar", "avx2", "avx512", "amx"].index(core.detected_isa()) >= ["scalar", "avx2", "avx512"].index(i)]
+if core.detected_isa() == "amx" and core.cpu_features()["amx_permitted"]:
+    ISAS.append("amx")  # the AMX bf16 / int8 tiles
 
 
 @pytest.fixture(params=ISAS)

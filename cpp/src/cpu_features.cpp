@@ -34,6 +34,7 @@ CpuFeatures detect() {
   // above the maximum returns the highest leaf's data, whose bits mean something else.
   unsigned a = 0, b = 0, c = 0, d = 0;
   __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(0), "c"(0));
+  f.intel = b == 0x756e6547u && d == 0x49656e69u && c == 0x6c65746eu;  // "Genu" "ineI" "ntel"
   if (a >= 7) {
     __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
     f.amx_bf16 = (d >> 22) & 1u;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <numeric>
@@ -27,6 +28,11 @@ TopkKernels topk_kernels() {
                                                      {Target::avx512vnni, &avx512vnni::topk_i8_tile}));
   k.bf16_tile = dispatch(k.bf16_tile, AEREC_X86_VARIANTS({Target::avx2, &avx2::topk_bf16_tile},
                                                          {Target::avx512bf16, &avx512bf16::topk_bf16_tile}));
+  // AMX (amx level only: the CPU's tile bits and the OS's XTILEDATA permission are checked).
+  using AmxTile = decltype(k.bf16_amx_tile);
+  using AmxI8Tile = decltype(k.i8_amx_tile);
+  k.bf16_amx_tile = dispatch<AmxTile>(nullptr, AEREC_X86_VARIANTS({Target::amx, &amx::topk_bf16_tile}));
+  k.i8_amx_tile = dispatch<AmxI8Tile>(nullptr, AEREC_X86_VARIANTS({Target::amx, &amx::topk_i8_tile}));
   return k;
 }
 
@@ -132,7 +138,18 @@ inline double scored_norm(const float* x, index_t d, TopkPrecision prec, bool qu
   }
   return static_cast<double>(scale) * std::sqrt(s);
 }
-constexpr int kMaxMr = 16;
+constexpr int kMaxMr = 32;  // the AMX bf16 tile's 32 rows; the register tiles use 3-16
+// Query panel height of a search / forward at precision `prec` with kernels `k`: the AMX bf16
+// tile takes 32 queries, every other tile the level's register panel.
+inline int panel_rows(const TopkKernels& k, TopkPrecision prec) {
+  const bool amx = (prec == TopkPrecision::bf16 && k.bf16_amx_tile != nullptr) ||
+                   (prec == TopkPrecision::int8 && k.i8_amx_tile != nullptr);
+  return amx ? amx::kTopkMr : k.mr;
+}
+// Rows (bf16 pairs / int8 quads) of zeros kept after the last compressed panel: the AMX tiles read
+// K in steps of 16 rows, so the last step of the last panel reads up to 15 rows past it (against
+// zero query padding).
+constexpr index_t kAmxGuardRows = 16;
 // Candidate rows are cap + kSlack apart: one tile's survivors (32) plus an 8-key vector store.
 constexpr index_t kSlack = 48;
 // Few queries: threads take chunks of this many panels in ascending order (dynamic, so a thread
@@ -149,6 +166,8 @@ struct TopkIndex::Work {
   std::vector<float> wpanel;  // bf16 without AVX512-BF16: the current panel widened to fp32
   index_t wpanel_of = -1;     // which panel wpanel holds
   bool widen = false;         // set by pack_queries: bf16 queries packed as fp32 for widened panels
+  bool amx = false;           // set by pack_queries: bf16 / int8 queries packed row-major for AMX
+  index_t kq = 0;             // AMX: bf16 values / int8 bytes per packed query row (K padded to 32 / 64)
   std::vector<std::uint16_t> qb;
   std::vector<std::uint8_t> qi;
   std::vector<float> qscale, qnorm, thr;
@@ -329,7 +348,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
   }
   if (opt.precision == TopkPrecision::bf16) {
     d2_ = (d + 1) / 2;
-    bf16_.assign(static_cast<std::size_t>(panels_ * d2_ * kPanel * 2), 0);
+    bf16_.assign(static_cast<std::size_t>((panels_ * d2_ + topk_detail::kAmxGuardRows) * kPanel * 2), 0);
 #pragma omp parallel for num_threads(T) schedule(static)
     for (index_t P = 0; P < panels_; ++P) {
       std::uint16_t* dst = bf16_.data() + P * d2_ * kPanel * 2;
@@ -343,7 +362,7 @@ void TopkIndex::build(const float* items, index_t stride, const QuantisedItems* 
   } else {
     // int8: symmetric per-item scales, so skewed item norms keep their relative precision.
     d4_ = (d + 3) / 4;
-    i8_.assign(static_cast<std::size_t>(panels_ * d4_ * kPanel * 4), 0);
+    i8_.assign(static_cast<std::size_t>((panels_ * d4_ + topk_detail::kAmxGuardRows) * kPanel * 4), 0);
     iscale_.assign(static_cast<std::size_t>(slots), 1.0f);
     icorr_.assign(static_cast<std::size_t>(slots), 0);
 #pragma omp parallel for num_threads(T) schedule(static)
@@ -414,7 +433,28 @@ namespace topk_detail {
 // fp32 tile on bf16-rounded queries computes the same bf16 x bf16 products (exact in fp32) with
 // fp32 accumulation, and costs the conversion once per panel instead of once per micro-panel
 // (the AVX2 bf16 tile re-widens the items for every 3 queries: 0.82-0.88x fp32 at W = 600 x 20k).
-inline bool widen_bf16() { return !target_enabled(Target::avx512bf16); }
+//
+// Where the CPU has AVX512-BF16 (and the AMX tile is not in use) both ways are available. Intel
+// cores issue vdpbf16ps zmm at about half an instruction per cycle against two FMAs per cycle:
+// on Sapphire Rapids the vdpbf16ps tile peaks at 0.52-0.62x the fp32 FMA tile's flops whatever
+// its register blocking (benchmarks/micro/, benchmarks/RESULTS.md "bf16 on AMX and vdpbf16ps"),
+// so Intel widens; AMD Zen 4 / 5 issue vdpbf16ps at the FMA's instruction rate (twice the
+// flops), so they keep the vdpbf16ps tile. AEREC_BF16_DOT=vdpbf16ps|widen (read once) overrides
+// the choice (tests, benchmarks). Both compute fp32 sums of the same exact bf16 x bf16 products.
+inline int bf16_dot_override() {  // 0 auto, 1 vdpbf16ps, 2 widen
+  static const int mode = [] {
+    const char* s = std::getenv("AEREC_BF16_DOT");
+    if (s != nullptr && std::strcmp(s, "vdpbf16ps") == 0) return 1;
+    if (s != nullptr && std::strcmp(s, "widen") == 0) return 2;
+    return 0;
+  }();
+  return mode;
+}
+inline bool widen_bf16() {
+  if (!target_enabled(Target::avx512bf16)) return true;
+  const int mode = bf16_dot_override();
+  return mode == 2 || (mode == 0 && cpu_features().intel);
+}
 }  // namespace topk_detail
 
 // The bf16 panel P widened to the fp32 tile layout (d x 32), converted once per query block.
@@ -441,8 +481,40 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
   const index_t d = d_;
   const index_t rows_pad = (nrows + mr - 1) / mr * mr;
   const TopkPrecision prec = opt_.precision;
-  w.widen = prec == TopkPrecision::bf16 && topk_detail::widen_bf16();
-  if (prec == TopkPrecision::fp32 || w.widen) {
+  // mr is panel_rows(): 32 only for the AMX bf16 tile (no register panel is that tall).
+  static_assert(scalar::kTopkMr != amx::kTopkMr && avx2::kTopkMr != amx::kTopkMr &&
+                    avx512::kTopkMr != amx::kTopkMr,
+                "the AMX panel height must differ from every register panel's");
+  w.amx = prec != TopkPrecision::fp32 && mr == amx::kTopkMr;
+  w.widen = prec == TopkPrecision::bf16 && !w.amx && topk_detail::widen_bf16();
+  if (w.amx && prec == TopkPrecision::int8) {
+    // Row-major query bytes, kq per row (d4 rounded up to 16 quads, x 4): q + 64 up to 4 d4
+    // (the items are zero beyond d), 0 beyond that, where the last AMX step reads past the panel.
+    const index_t kq = (d4_ + 15) / 16 * 64;
+    w.kq = kq;
+    w.qi.assign(static_cast<std::size_t>(rows_pad * kq), 0);
+    w.qscale.assign(static_cast<std::size_t>(rows_pad), 0.0f);
+    for (int r = 0; r < rows_pad; ++r)
+      std::fill(w.qi.data() + r * kq, w.qi.data() + r * kq + d4_ * 4, static_cast<std::uint8_t>(topk_detail::kQueryOffset));
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      const float scale = topk_detail::i8_query_scale(q, d);
+      std::uint8_t* dst = w.qi.data() + r * kq;
+      for (index_t p = 0; p < d; ++p)
+        dst[p] = static_cast<std::uint8_t>(topk_detail::i8_query_value(q[p], scale) + topk_detail::kQueryOffset);
+      w.qscale[r] = scale;
+    }
+  } else if (w.amx) {
+    // Row-major bf16 rows of kq (d rounded up to 32), zero-padded: the AMX tile's A layout.
+    const index_t kq = (d2_ + 15) / 16 * 32;
+    w.kq = kq;
+    w.qb.assign(static_cast<std::size_t>(rows_pad * kq), 0);
+    for (int r = 0; r < nrows; ++r) {
+      const float* q = Q + (q0 + r) * q_stride;
+      std::uint16_t* dst = w.qb.data() + r * kq;
+      for (index_t p = 0; p < d; ++p) dst[p] = topk_detail::to_bf16(q[p]);
+    }
+  } else if (prec == TopkPrecision::fp32 || w.widen) {
     const bool round = prec == TopkPrecision::bf16;
     w.qf.assign(static_cast<std::size_t>(rows_pad * d), 0.0f);
     for (int r = 0; r < nrows; ++r) {
@@ -480,6 +552,44 @@ void TopkIndex::pack_queries(Work& w, const float* Q, index_t q_stride, index_t 
   }
 }
 
+// Scores query micro-panel qpi of the packed block (pack_queries) against item panel jr with the
+// tile of the index's precision and the packing in force: w.tile (mr x 32) and w.mask.
+void TopkIndex::score_tile(Work& w, const TopkKernels& kern, index_t qpi, index_t jr, int mr,
+                           const float* thr) const {
+  const float* bias = pbias_.data() + jr * kPanel;
+  switch (opt_.precision) {
+    case TopkPrecision::fp32:
+      kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel, bias, d_, thr, w.tile,
+                     w.mask);
+      return;
+    case TopkPrecision::bf16:
+      if (w.amx) {
+        kern.bf16_amx_tile(w.qb.data() + qpi * mr * w.kq, bf16_.data() + jr * d2_ * kPanel * 2, bias, d2_, thr,
+                           w.tile, w.mask, mr);
+      } else if (w.widen) {
+        kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), bias, d_, thr, w.tile, w.mask);
+      } else {
+        kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2, bias, d2_, thr,
+                       w.tile, w.mask, mr);
+      }
+      return;
+    case TopkPrecision::int8: {
+      const std::int8_t* ip = i8_.data() + jr * d4_ * kPanel * 4;
+      const std::int32_t* corr = icorr_.data() + jr * kPanel;
+      const float* iscale = iscale_.data() + jr * kPanel;
+      const float* qscale = w.qscale.data() + qpi * mr;
+      if (w.amx) {
+        kern.i8_amx_tile(w.qi.data() + qpi * mr * w.kq, ip, corr, iscale, bias, qscale, d4_, thr, w.tile, w.mask,
+                         mr);
+      } else {
+        kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, ip, corr, iscale, bias, qscale, d4_, thr, w.tile, w.mask,
+                     mr);
+      }
+      return;
+    }
+  }
+}
+
 // Scores rows [q0, q0 + nrows) of Q against every panel (chunks == null) or against the chunks
 // of kChunk panels handed out by *chunks (ascending, shared between threads), and leaves each
 // row's candidates in w.heap (row r: w.heap[r*(cap+kSlack) ..], w.hn[r] entries, a superset of
@@ -489,14 +599,14 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
                            std::atomic<index_t>* chunks, int mr) const {
   using topk_detail::kInf;
   const TopkKernels kern = topk_kernels();
-  AEREC_CHECK_ARG(kern.mr == mr, "instruction set changed during a search");
+  AEREC_CHECK_ARG(topk_detail::panel_rows(kern, opt_.precision) == mr,
+                  "instruction set changed during a search");
   const index_t d = d_;
   const index_t nqp = (nrows + mr - 1) / mr;
   const index_t rows_pad = nqp * mr;
   const TopkPrecision prec = opt_.precision;
 
   pack_queries(w, Q, q_stride, q0, nrows, mr);
-  const bool widen = w.widen;  // decided once with the query packing
   const bool prune = opt_.prune;
   if (prune) {
     w.qnorm.assign(static_cast<std::size_t>(rows_pad), 0.0f);
@@ -581,21 +691,7 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       } else {
         any = true;
       }
-      if (prec == TopkPrecision::fp32) {
-        kern.fp32_tile(w.qf.data() + qpi * d * mr, packed_.data() + jr * d * kPanel,
-                       pbias_.data() + jr * kPanel, d, thr, w.tile, w.mask);
-      } else if (prec == TopkPrecision::bf16 && widen) {
-        kern.fp32_tile(w.qf.data() + qpi * d * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d, thr,
-                       w.tile, w.mask);
-      } else if (prec == TopkPrecision::bf16) {
-        kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
-                       pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-      } else {
-        kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
-                     icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                     pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr, w.tile,
-                     w.mask, mr);
-      }
+      score_tile(w, kern, qpi, jr, mr, thr);
       for (int i = 0; i < mr; ++i) {
         std::uint32_t m = w.mask[i];
         const index_t r = qpi * mr + i;
@@ -755,7 +851,7 @@ void TopkIndex::search(MatrixView<const float> queries, index_t k, const CsrView
   const index_t kc = rescore ? topk_candidates(k, n_, opt_.rescore) : kk;
   const int T = resolve_threads(num_threads);
   const TopkKernels kern = topk_kernels();
-  const int mr = kern.mr;
+  const int mr = topk_detail::panel_rows(kern, opt_.precision);
   const index_t nqp = (m + mr - 1) / mr;
   const float* rows = rescore ? rows_.data() : nullptr;
   const float* bias = has_bias_ ? bias_.data() : nullptr;
@@ -849,7 +945,7 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
   AEREC_CHECK_ARG(queries.stride >= d_, "query row stride must be >= d");
   const int T = resolve_threads(num_threads);
   const TopkKernels kern = topk_kernels();
-  const int mr = kern.mr;
+  const int mr = topk_detail::panel_rows(kern, opt_.precision);
   const TopkPrecision prec = opt_.precision;
   // Query blocks small enough to stay in L2 while the item panels stream past, and several per
   // thread (dynamic schedule) for balance.
@@ -876,21 +972,7 @@ void TopkIndex::score_rows(MatrixView<const float> queries, float* out, index_t 
         for (index_t jr = 0; jr < panels_; ++jr) {
           const index_t cnt = std::min<index_t>(kPanel, n_ - jr * kPanel);
           for (index_t qpi = 0; qpi < nqp; ++qpi) {
-            if (prec == TopkPrecision::fp32) {
-              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, packed_.data() + jr * d_ * kPanel,
-                             pbias_.data() + jr * kPanel, d_, thr, w.tile, w.mask);
-            } else if (prec == TopkPrecision::bf16 && w.widen) {
-              kern.fp32_tile(w.qf.data() + qpi * d_ * mr, widened_panel(w, jr), pbias_.data() + jr * kPanel, d_,
-                             thr, w.tile, w.mask);
-            } else if (prec == TopkPrecision::bf16) {
-              kern.bf16_tile(w.qb.data() + qpi * d2_ * mr * 2, bf16_.data() + jr * d2_ * kPanel * 2,
-                             pbias_.data() + jr * kPanel, d2_, thr, w.tile, w.mask, mr);
-            } else {
-              kern.i8_tile(w.qi.data() + qpi * d4_ * mr * 4, i8_.data() + jr * d4_ * kPanel * 4,
-                           icorr_.data() + jr * kPanel, iscale_.data() + jr * kPanel,
-                           pbias_.data() + jr * kPanel, w.qscale.data() + qpi * mr, d4_, thr,
-                           w.tile, w.mask, mr);
-            }
+            score_tile(w, kern, qpi, jr, mr, thr);
             for (int i = 0; i < mr; ++i) {
               const index_t r = qpi * mr + i;
               if (r >= nrows) break;

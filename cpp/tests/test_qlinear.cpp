@@ -176,7 +176,7 @@ void check_layers(std::mt19937& g) {
     hptr.push_back(static_cast<std::int64_t>(hidx.size()));
   }
 
-  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512};
+  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx};
   for (cpu::Isa isa : levels) {
     if (cpu::set_isa_cap(isa) != isa) continue;
     for (int prec : {0, 1, 2}) {

@@ -135,13 +135,144 @@ void check_avx2_compressed_tiles(std::mt19937& gen) {
     }
   }
 }
+
+// The AMX bf16 tile (32 queries x 32 items; queries row-major, K in steps of 16 pairs) against
+// the portable bf16 tile on the same random bf16 values, every depth around a 16-pair step; the
+// items are followed by finite garbage (the next panel) that the zero query padding must cancel.
+// Only where the amx target is enabled: the test must not run AMX code the CPU / OS cannot.
+// The AVX512-BF16 (vdpbf16ps) tile against the portable bf16 tile, called directly: on Intel CPUs
+// the search widens bf16 panels to the fp32 tile instead (topk.cpp, widen_bf16), so the index
+// tests above reach this tile only on AMD or with AEREC_BF16_DOT=vdpbf16ps.
+void check_vdpbf16ps_tile(std::mt19937& gen) {
+  if (!cpu::target_enabled(cpu::Target::avx512bf16)) return;
+  constexpr int mr = cpu::avx512::kTopkMr;
+  std::uniform_int_distribution<int> byte(0, 255);
+  auto bf = [&]() {
+    const int e = 120 + byte(gen) % 14;
+    return std::uint16_t(((byte(gen) & 1) << 15) | (e << 7) | (byte(gen) & 0x7f));
+  };
+  for (index_t d2 : {1, 2, 7, 64, 300}) {
+    std::vector<std::uint16_t> qp(d2 * mr * 2), xb(d2 * 64);
+    for (auto& v : qp) v = bf();
+    for (auto& v : xb) v = bf();
+    std::vector<float> bias(32), thr(mr), t0(mr * 32), t1(mr * 32, -7.0f);
+    for (auto& b : bias) b = float(byte(gen) - 128) / 64.0f;
+    for (auto& t : thr) t = float(byte(gen) - 128) / 256.0f;
+    std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+    cpu::scalar::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t0.data(), m0.data(), mr);
+    cpu::avx512bf16::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t1.data(), m1.data(), mr);
+    for (int i = 0; i < mr; ++i)
+      for (int j = 0; j < 32; ++j) {
+        double mag = std::fabs(bias[j]);
+        for (index_t p = 0; p < 2 * d2; ++p) {
+          std::uint32_t a = std::uint32_t(qp[(p / 2) * mr * 2 + i * 2 + (p % 2)]) << 16;
+          std::uint32_t c = std::uint32_t(xb[(p / 2) * 64 + j * 2 + (p % 2)]) << 16;
+          float fa, fc;
+          std::memcpy(&fa, &a, 4);
+          std::memcpy(&fc, &c, 4);
+          mag += std::fabs(double(fa) * fc);
+        }
+        const double tol = 2.0 * double(2 * d2 + 1) * 6e-8 * mag + 1e-30;
+        CHECK(std::fabs(double(t0[i * 32 + j]) - t1[i * 32 + j]) <= tol, "vdpbf16ps d2=%lld", static_cast<long long>(d2));
+        CHECK(((m1[i] >> j) & 1u) == (t1[i * 32 + j] >= thr[i] ? 1u : 0u), "vdpbf16ps mask vs its tile");
+      }
+  }
+}
+
+// The AMX int8 tile against the portable int8 tile: bit for bit (exact int32 sums, the same
+// unfused epilogue), every depth around a 16-quad step, extreme and random bytes, finite garbage
+// after the panel cancelled by the zero query padding.
+void check_amx_i8_tile(std::mt19937& gen) {
+  if (!cpu::target_enabled(cpu::Target::amx)) return;
+  constexpr int mr = cpu::amx::kTopkMr;
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (index_t d4 : {1, 15, 16, 17, 33, 150}) {
+    for (int fill = 0; fill < 3; ++fill) {
+      const index_t kq = (d4 + 15) / 16 * 64;
+      std::vector<std::uint8_t> qp(d4 * mr * 4), qa(mr * kq, 0);
+      std::vector<std::int8_t> x((d4 + 16) * 128);
+      for (auto& v : x) v = static_cast<std::int8_t>(fill == 1 ? -127 : fill == 2 ? 127 : byte(gen) - 128);
+      for (int i = 0; i < mr; ++i)
+        for (index_t p = 0; p < 4 * d4; ++p) {
+          const std::uint8_t v = static_cast<std::uint8_t>(fill == 0 ? byte(gen) % 128 : fill == 1 ? 127 : 1);
+          qa[i * kq + p] = v;
+          qp[(p / 4) * mr * 4 + i * 4 + (p % 4)] = v;
+        }
+      std::vector<std::int32_t> corr(32);
+      std::vector<float> iscale(32), bias(32), qscale(mr), thr(mr), t0(mr * 32), t1(mr * 32, -7.0f);
+      for (int j = 0; j < 32; ++j) {
+        corr[j] = byte(gen) * 64 - 8192;
+        iscale[j] = float(byte(gen) + 1) / 1024.0f;
+        bias[j] = float(byte(gen) - 128) / 32.0f;
+      }
+      for (int i = 0; i < mr; ++i) {
+        qscale[i] = float(byte(gen) + 1) / 4096.0f;
+        thr[i] = float(byte(gen) - 128);
+      }
+      std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+      cpu::scalar::topk_i8_tile(qp.data(), x.data(), corr.data(), iscale.data(), bias.data(), qscale.data(), d4,
+                                thr.data(), t0.data(), m0.data(), mr);
+      cpu::amx::topk_i8_tile(qa.data(), x.data(), corr.data(), iscale.data(), bias.data(), qscale.data(), d4,
+                             thr.data(), t1.data(), m1.data(), mr);
+      CHECK(std::memcmp(t0.data(), t1.data(), t0.size() * sizeof(float)) == 0, "amx int8 d4=%lld fill %d",
+            static_cast<long long>(d4), fill);
+      CHECK(m0 == m1, "amx int8 masks d4=%lld", static_cast<long long>(d4));
+    }
+  }
+}
+
+void check_amx_bf16_tile(std::mt19937& gen) {
+  if (!cpu::target_enabled(cpu::Target::amx)) return;
+  constexpr int mr = cpu::amx::kTopkMr;
+  std::uniform_int_distribution<int> byte(0, 255);
+  auto bf = [&]() {  // random finite bf16 of moderate magnitude, either sign
+    const int e = 120 + byte(gen) % 14;
+    return std::uint16_t(((byte(gen) & 1) << 15) | (e << 7) | (byte(gen) & 0x7f));
+  };
+  for (index_t d2 : {1, 2, 15, 16, 17, 31, 32, 33, 300}) {
+    const index_t kq = (d2 + 15) / 16 * 32;
+    std::vector<std::uint16_t> qp(d2 * mr * 2), qa(mr * kq, 0), xb((d2 + 16) * 64);
+    for (auto& v : xb) v = bf();  // pair rows past d2: finite garbage
+    for (int i = 0; i < mr; ++i)
+      for (index_t p = 0; p < 2 * d2; ++p) {
+        const std::uint16_t v = (p == 2 * d2 - 1 && i % 3 == 0) ? 0 : bf();
+        qa[i * kq + p] = v;
+        qp[(p / 2) * mr * 2 + i * 2 + (p % 2)] = v;
+      }
+    std::vector<float> bias(32), thr(mr), t0(mr * 32), t1(mr * 32, -7.0f);
+    for (auto& b : bias) b = float(byte(gen) - 128) / 64.0f;
+    for (auto& t : thr) t = float(byte(gen) - 128) / 256.0f;
+    std::vector<std::uint32_t> m0(mr), m1(mr, 0xdeadbeefu);
+    cpu::scalar::topk_bf16_tile(qp.data(), xb.data(), bias.data(), d2, thr.data(), t0.data(), m0.data(), mr);
+    cpu::amx::topk_bf16_tile(qa.data(), xb.data(), bias.data(), d2, thr.data(), t1.data(), m1.data(), mr);
+    for (int i = 0; i < mr; ++i) {
+      double mag = 0;  // sum of |products| of row i: the fp32 reordering bound scales with it
+      for (int j = 0; j < 32; ++j) {
+        mag = 0;
+        for (index_t p = 0; p < 2 * d2; ++p) {
+          std::uint32_t a = std::uint32_t(qa[i * kq + p]) << 16, c = std::uint32_t(xb[(p / 2) * 64 + j * 2 + (p % 2)]) << 16;
+          float fa, fc;
+          std::memcpy(&fa, &a, 4);
+          std::memcpy(&fc, &c, 4);
+          mag += std::fabs(double(fa) * fc);
+        }
+        const double tol = 2.0 * double(2 * d2 + 1) * 6e-8 * (mag + std::fabs(bias[j])) + 1e-30;
+        CHECK(std::fabs(double(t0[i * 32 + j]) - t1[i * 32 + j]) <= tol, "amx d2=%lld row %d col %d: %g vs %g",
+              static_cast<long long>(d2), i, j, double(t1[i * 32 + j]), double(t0[i * 32 + j]));
+        if (std::fabs(double(t0[i * 32 + j]) - thr[i]) > tol)
+          CHECK(((m0[i] >> j) & 1u) == ((m1[i] >> j) & 1u), "amx mask d2=%lld", static_cast<long long>(d2));
+        CHECK(((m1[i] >> j) & 1u) == (t1[i * 32 + j] >= thr[i] ? 1u : 0u), "amx mask vs its tile");
+      }
+    }
+  }
+}
 #endif
 }  // namespace
 
 int main() {
   std::mt19937 gen(42);
   std::uniform_int_distribution<int> val(-3, 3);
-  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512};
+  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx};
   const cpu::Isa hw = cpu::detected_isa();
   struct Shape { index_t n, d, m, k; };
   const Shape shapes[] = {{1, 1, 1, 1}, {45, 7, 5, 10}, {300, 33, 40, 17}, {130, 4, 3, 200}};
@@ -187,6 +318,9 @@ int main() {
   cpu::set_isa_cap(cpu::Isa::amx);
 #ifdef AEREC_X86
   check_avx2_compressed_tiles(gen);
+  check_vdpbf16ps_tile(gen);
+  check_amx_bf16_tile(gen);
+  check_amx_i8_tile(gen);
 #endif
   // Bad input: empty index, k < 1, excluded id out of range.
   std::vector<float> X(8, 1.0f), Q(4, 1.0f);

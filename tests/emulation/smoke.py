@@ -228,6 +228,29 @@ def run_all(tmp):
                     for r in range(41):
                         assert not set(ids[r].tolist()) & set(ei[ep[r]:ep[r + 1]].tolist()), where
 
+    @check("CompressedLinear bf16 across 32-query / 16-pair blocks (the AMX tile's, at the amx level only)")
+    def _():
+        from aerec.backends import cpp, numpy_
+        from aerec.backends._quant import pack_layer
+        feats = _core.cpu_features()
+        # AMX code runs only at the amx level, which needs the CPU's tile bits and the OS's grant
+        assert _core.active_isa() != "amx" or (feats["amx_tile"] and feats["amx_bf16"] and feats["amx_permitted"])
+        rng = np.random.default_rng(4)
+        W = rng.standard_normal((70, 101)).astype(np.float32)  # 35 pairs: three 16-pair steps, a tail
+        b = rng.standard_normal(101).astype(np.float32)
+        x = rng.standard_normal((67, 70)).astype(np.float32)   # 32 + 32 + 3 query rows
+        a = pack_layer(W, b, "bf16")
+        L, R = cpp.CompressedLinear(a), numpy_.CompressedLinear(a)
+        np.testing.assert_allclose(L.forward(x), R.forward(x), rtol=1e-4, atol=1e-4)
+        ep = np.arange(68, dtype=np.int64) * 3
+        ei = rng.integers(0, 101, 201).astype(np.int32)
+        ids, sc = L.topk(x, 20, ep, ei)
+        rid, rsc = R.topk(x, 20, ep, ei)
+        np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-4)
+        assert (ids == rid).mean() > 0.97
+        for r in range(67):
+            assert not set(ids[r].tolist()) & set(ei[ep[r]:ep[r + 1]].tolist())
+
     @check("Pruning: masked fused adam / sgd (C++ at this level) == NumPy oracle, GradualPruning fit")
     def _():
         from aerec import compress

@@ -29,6 +29,7 @@ struct CpuFeatures {
   bool avx512_vnni = false, avx512_bf16 = false;
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
   bool amx_permitted = false;  // the OS granted XTILEDATA (arch_prctl), checked lazily
+  bool intel = false;          // vendor GenuineIntel (CPUID leaf 0): picks between equivalent kernels
 };
 
 // What the processor (and OS, for AVX state) supports. Computed once, thread-safe.

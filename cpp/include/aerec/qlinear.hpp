@@ -3,9 +3,11 @@
 // this file implements):
 //   - input "dense" (hidden layers, decoders), not sparse: a TopkIndex over the output channels
 //     (rows of W^T) in fp32 / bf16 / int8 with no fp32 copy (rescore = 0 for bf16 / int8). forward
-//     = TopkIndex::score_rows (the TopK tiles: VNNI vpdpbusd / AVX2 vpmaddwd int8, AVX512-BF16
-//     vdpbf16ps / fp32-FMA bf16, FMA fp32) + activation; topk = TopkIndex::search (threshold
-//     filtered, in-kernel exclusion).
+//     = TopkIndex::score_rows (the TopK tiles: int8 on AMX tdpbusd at the amx level, else VNNI
+//     vpdpbusd / AVX2 vpmaddubsw (bit-identical scores on every level); bf16 on AMX
+//     tdpbf16ps at the amx level, else vdpbf16ps (AMD) or bf16 panels widened to the fp32 FMA
+//     tile (Intel, CPUs without AVX512-BF16); FMA fp32) + activation; topk = TopkIndex::search
+//     (threshold filtered, in-kernel exclusion).
 //   - input "dense", sparse: CSC by output column; activations transposed in blocks of kQLanes
 //     rows, each stored weight one broadcast multiply-add over the block's lanes; topk selects
 //     from a kQLanes x n_out score block with select_topk_rows.

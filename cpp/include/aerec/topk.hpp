@@ -17,10 +17,17 @@
 // current k-th score: exact; on the compressed paths the bound uses the norms of the compressed
 // vectors, so the candidate set does not change.
 //
+// bf16: fp32 sums of exact bf16 x bf16 products (queries rounded to nearest even), by the AMX
+// tile (tdpbf16ps, 32 queries x 32 items, reading the packed pair layout in place) at the amx
+// level, the vdpbf16ps tile on AMD AVX512-BF16 CPUs, or the fp32 FMA tile on bf16 panels widened
+// once per query block (Intel without AMX, CPUs without AVX512-BF16); the sums' order differs
+// between them, so scores agree to fp32 rounding (~d x 2^-24 x sum |products|), not bit for bit.
+//
 // int8: items are 8-bit (q in [-127, 127], scale max|x| / 127 per item); queries (and
 // CompressedLinear activations) are 7-bit (q in [-63, 63], scale max|x| / 63 per query), packed as
 // u8 = q + 64, so the AVX2 tile can use vpmaddubsw (32 exact u8 x s8 products per instruction)
-// and every instruction-set level returns the same bits: a model file scores alike on every CPU.
+// and every instruction-set level (AMX tdpbusd at the amx level included) returns the same bits: a
+// model file scores alike on every CPU.
 //
 // Result order: descending score, ties broken by lower item id. Rows with fewer than k valid
 // items (exclusions) are padded with id -1 and score -inf.
@@ -92,6 +99,7 @@ class TopkIndex {
   void build(const float* items, index_t stride, const QuantisedItems* q, const float* bias, int T);
   void pack_queries(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows, int mr) const;
   const float* widened_panel(Work& w, index_t P) const;
+  void score_tile(Work& w, const TopkKernels& kern, index_t qpi, index_t jr, int mr, const float* thr) const;
   void scan_block(Work& w, const float* Q, index_t q_stride, index_t q0, int nrows,
                   const CsrView<float>* exclude, index_t kc, std::atomic<index_t>* chunks,
                   int mr) const;

@@ -34,6 +34,17 @@ struct TopkKernels {
   // portable loop.
   void (*append)(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
                  index_t* n);
+  // AMX bf16 tile (amx::topk_bf16_tile; null below the amx level): amx::kTopkMr queries x 32
+  // items, queries row-major bf16 (row length d2 rounded up to 16 pairs, x 2, zero-padded), items
+  // the bf16 panel above followed by >= 15 readable finite pair rows. Same arguments as bf16_tile.
+  void (*bf16_amx_tile)(const std::uint16_t* qa, const std::uint16_t* ip, const float* bias,
+                        index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr);
+  // AMX int8 tile (amx::topk_i8_tile; null below the amx level): amx::kTopkMr queries x 32 items,
+  // query bytes row-major (row length d4 rounded up to 16 quads, x 4: q + 64 up to 4 d4, 0 after),
+  // items the int8 panel above followed by >= 15 readable quad rows. Same arguments as i8_tile.
+  void (*i8_amx_tile)(const std::uint8_t* qa, const std::int8_t* ip, const std::int32_t* corr,
+                      const float* iscale, const float* bias, const float* qscale, index_t d4,
+                      const float* thr, float* tile, std::uint32_t* mask, int mr);
 };
 
 // One constant-initialised table per level (data: selecting one runs none of its code). The
@@ -72,6 +83,14 @@ namespace avx512bf16 {
 void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, index_t,
                     const float*, float*, std::uint32_t*, int);
 }  // namespace avx512bf16
+// AMX tiles, bf16 (tdpbf16ps) and int8 (tdpbusd): 32 queries x 32 items (src/simd/topk_amx.cpp).
+namespace amx {
+constexpr int kTopkMr = 32;
+void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, index_t,
+                    const float*, float*, std::uint32_t*, int);
+void topk_i8_tile(const std::uint8_t*, const std::int8_t*, const std::int32_t*, const float*,
+                  const float*, const float*, index_t, const float*, float*, std::uint32_t*, int);
+}  // namespace amx
 
 // The kernels the active instruction-set level uses (re-read on each call, so set_isa_cap
 // takes effect at once).
