@@ -192,7 +192,7 @@ def _ease_objective(e):
     return objective
 
 
-@pytest.mark.parametrize("density", [0.02, 0.1, 0.2, 0.5])
+@pytest.mark.parametrize("density", [0.02, 0.1, 0.2, 0.5, 0.9])
 def test_pruned_ease_global_budget(fitted, density):
     """The default EASE prune keeps the round(density * n^2) largest |B_ij| of the whole matrix
     (diagonal 0), stores them sparse, and fits the training data better than the per-column rule
@@ -200,7 +200,8 @@ def test_pruned_ease_global_budget(fitted, density):
     e = fitted["EASE"]
     p = compress.prune(e, density=density)
     assert p.compression_["pruning"] == "magnitude" and p.compression_["sparsity"] == pytest.approx(1 - density)
-    assert p.B_ is None and p.net_.layer(0).sparse  # stored sparse, no fp32 copy
+    # stored sparse (dense at 90%: 6 bytes an entry would outweigh 4 for every entry), no fp32 copy
+    assert p.B_ is None and p.net_.layer(0).sparse == (density < 0.6)
     B = p.item_vectors()
     budget = int(round(density * N_ITEMS ** 2))
     assert np.count_nonzero(B) == budget
@@ -217,10 +218,14 @@ def test_pruned_ease_global_budget(fitted, density):
 
 
 def test_pruned_ease_global_ties_and_extremes():
-    from aerec.compress._api import _ease_top_global
+    from aerec.compress import _api
     rng = np.random.default_rng(3)
     B = np.round(rng.normal(size=(40, 40)), 1).astype(np.float32)  # many exact ties
     np.fill_diagonal(B, 0)
+
+    def _ease_top_global(B, sparsity):
+        indptr, indices, data = _api._ease_top_global(B, sparsity)
+        return sp.csr_matrix((data, indices, indptr), shape=B.shape).toarray()
     for d in (0.01, 0.1, 0.33, 0.9):
         out = _ease_top_global(B, 1 - d)
         assert np.count_nonzero(out) == min(int(round(d * 1600)), np.count_nonzero(B))
@@ -555,3 +560,35 @@ def test_cli_report(tmp_path, ml100k_dir):
     r = _cli("compress", "e.npz", "--report", "--data", str(ml100k_dir), "--threshold", "4", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "original" in r.stdout and "int8" in r.stdout and "bf16" in r.stdout and "ndcg@100" in r.stdout
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_pack_csr_rows_matches_pack_layer(precision):
+    """pack_csr_rows (no dense W) gives exactly pack_layer's sparse CSR-input arrays."""
+    from aerec.backends import _quant
+    rng = np.random.default_rng(7)
+    for n_in, n_out in ((1, 1), (13, 9), (70, 300)):
+        W = rng.normal(size=(n_in, n_out)).astype(np.float32) * (rng.random((n_in, n_out)) < 0.3)
+        W[n_in // 2] = 0  # an empty row
+        if n_out > 2:
+            W[:, 1] = 0  # an empty column (int8 scale 1)
+        A = sp.csr_matrix(W)
+        data = A.data.copy()
+        if data.size:
+            data[0] = 0.0  # a stored zero is dropped
+            W.reshape(-1)[np.flatnonzero(W)[0]] = 0.0
+        got = _quant.pack_csr_rows(A.indptr, A.indices, data, n_out, precision)
+        want = _quant.pack_layer(W, None, precision=precision, sparse=True, input="csr")
+        assert sorted(got) == sorted(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype, key
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        _quant.validate_layer(got)
+    with pytest.raises(ValueError, match="CSR"):
+        _quant.pack_csr_rows([0, 2], [0], [1.0], 3)
+    with pytest.raises(ValueError, match="indices"):
+        _quant.pack_csr_rows([0, 1], [3], [1.0], 3)
+    with pytest.raises(ValueError, match="finite"):
+        _quant.pack_csr_rows([0, 1], [0], [np.nan], 3)
+    with pytest.raises(ValueError, match="precision"):
+        _quant.pack_csr_rows([0, 1], [0], [1.0], 3, "int4")

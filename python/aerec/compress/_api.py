@@ -174,14 +174,16 @@ def quantize(model, precision="int8", *, sparse="auto"):
     return _new_model(model, net, info)
 
 
-def _ease(model, info, precision, sparse, B=None):
+def _ease(model, info, precision, sparse, B=None, packed=None):
     from .._schemas import ease_spec
     quant = quant_module()
-    if B is None:
-        net = getattr(model, "net_", None)
-        B = net.layer_weights(0)[0] if getattr(net, "compressed", False) else model.B_
-    packed = quant.pack_layer(B, None, precision=precision, sparse=_sparse_pays(B, precision, sparse), input="csr")
-    net = CompressedNetwork(ease_spec(B.shape[0]), [packed], model._backend())
+    if packed is None:
+        if B is None:
+            net = getattr(model, "net_", None)
+            B = net.layer_weights(0)[0] if getattr(net, "compressed", False) else model.B_
+        packed = quant.pack_layer(B, None, precision=precision, sparse=_sparse_pays(B, precision, sparse),
+                                  input="csr")
+    net = CompressedNetwork(ease_spec(int(packed["meta"][1])), [packed], model._backend())
     new = _new_model(model, net, info)
     new.B_ = None  # no fp32 copy
     return new
@@ -261,11 +263,24 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
         if fine_tune is not None:
             raise ValueError("EASE is a closed form: there is nothing to fine-tune (fine_tune must be None)")
         refit = _refit_ease(model, refit, sparsity)  # checked before the (large) copies below
-        B = _ease_topk_columns(model.B_, sparsity) if method == "columns" else _ease_top_global(model.B_, sparsity)
-        if refit:
-            B = _ease_refit(model, B)
         info = {"precision": precision, "pruning": method, "sparsity": sparsity, "fine_tune_epochs": 0,
                 "source": _source(model, name)}
+        if method == "magnitude" and not refit:  # CSR rows straight from B: no dense copy
+            n = model.B_.shape[0]
+            indptr, indices, data = _ease_top_global(model.B_, sparsity)
+            value = {"fp32": 4, "bf16": 2, "int8": 1}[precision]
+            if data.size * (value + (2 if n < 65536 else 4)) + 8 * (n + 1) < n * n * value:  # as _sparse_pays
+                packed = quant_module().pack_csr_rows(indptr, indices, data, n, precision)
+                return _ease(model, info, precision, "auto", packed=packed)
+            import scipy.sparse as sp
+            return _ease(model, info, precision, False, B=sp.csr_matrix((data, indices, indptr), shape=(n, n)).toarray())
+        if method == "columns":
+            B = _ease_topk_columns(model.B_, sparsity)
+        else:
+            import scipy.sparse as sp
+            B = sp.csr_matrix(_ease_top_global(model.B_, sparsity)[::-1], shape=model.B_.shape).toarray()
+        if refit:
+            B = _ease_refit(model, B)
         return _ease(model, info, precision, "auto", B=B)
     from . import pruning as _pruning
     info = {"precision": "fp32", "pruning": method, "sparsity": sparsity,
@@ -343,31 +358,38 @@ def _ease_topk_columns(B, sparsity):
 
 
 def _ease_top_global(B, sparsity):
-    """B with all but its ``round((1 - sparsity) * n**2)`` largest-magnitude off-diagonal entries
-    zeroed (ties at the threshold: the first in row-major order). One |B| copy and one output: a
-    20,108-item B (1.6 GB) needs 3.2 GB more while pruning."""
+    """The ``round((1 - sparsity) * n**2)`` largest-magnitude off-diagonal entries of ``B`` (ties at
+    the threshold: the first in row-major order) as CSR rows ``(indptr int64, indices int32, data
+    float32)``. Peak memory beyond ``B``: one |B| copy (a 20,108-item B: 1.6 GB)."""
     n = B.shape[0]
     budget = min(int(round((1.0 - sparsity) * n * n)), n * (n - 1))
-    if budget >= n * (n - 1):
-        return np.array(B, dtype=np.float32)
-    out = np.zeros((n, n), dtype=np.float32)
-    if budget <= 0:
-        return out
-    A = np.abs(B, dtype=np.float32)
-    A[np.diag_indices(n)] = -1.0  # B_jj = 0 by the constraint: never kept
-    flat = A.reshape(-1)
-    kth = flat.size - budget
-    flat.partition(kth)  # in place: A is scrambled, only the threshold is read
-    thr = float(flat[kth])
-    del A, flat
     step = max(1, (1 << 24) // max(n, 1))
+    if budget <= 0:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
+    if budget >= n * (n - 1):
+        thr = -1.0
+    else:
+        A = np.abs(B, dtype=np.float32)
+        A[np.diag_indices(n)] = -1.0  # B_jj = 0 by the constraint: never kept
+        flat = A.reshape(-1)
+        kth = flat.size - budget
+        flat.partition(kth)  # in place: A is scrambled, only the threshold is read
+        thr = float(flat[kth])
+        del A, flat
     ties = budget - sum(int(np.count_nonzero(np.abs(B[s:s + step]) > thr)) for s in range(0, n, step))
+    counts, indices, data = [], [], []
     for s in range(0, n, step):
-        blk = np.abs(B[s:s + step])
-        keep = blk > thr
+        blk = B[s:s + step]
+        keep = np.abs(blk) > thr
+        if thr < 0:
+            keep[np.arange(blk.shape[0]), np.arange(s, s + blk.shape[0])] = False
         if ties > 0 and thr > 0.0:  # (ties at 0 would store zeros: nothing to keep)
-            take = np.flatnonzero(blk == thr)[:ties]
+            take = np.flatnonzero(np.abs(blk) == thr)[:ties]
             keep.reshape(-1)[take] = True
             ties -= take.size
-        out[s:s + step][keep] = B[s:s + step][keep]
-    return out
+        r, c = np.nonzero(keep)
+        counts.append(np.bincount(r, minlength=blk.shape[0]))
+        indices.append(c.astype(np.int32))
+        data.append(np.ascontiguousarray(blk[r, c], dtype=np.float32))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return indptr, np.concatenate(indices), np.concatenate(data)
