@@ -262,6 +262,54 @@ void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, floa
   slot.rethrow();
 }
 
+void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::int64_t* ex_ptr,
+                                const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
+                                int num_threads) const {
+  AEREC_CHECK_ARG(csr_input_, "topk_csr needs a layer packed with input='csr' (rows by input)");
+  AEREC_CHECK_ARG(k >= 1, "k must be >= 1");
+  AEREC_CHECK_ARG(x.cols == n_in_, "the CSR input has " + std::to_string(x.cols) +
+                                       " columns but the layer has " + std::to_string(n_in_) + " inputs");
+  const index_t m = x.rows;
+  if (m == 0) return;
+  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
+  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
+  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
+    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in_,
+                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in_) + ")");
+  if (ex_ptr != nullptr) {
+    AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
+    for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
+    for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
+      AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out_,
+                        "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " +
+                            std::to_string(n_out_) + ")");
+  }
+  const index_t kk = std::min(k, n_out_);
+  const int T = resolve_threads(num_threads);
+  ExceptionSlot slot;
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> acc(static_cast<std::size_t>(n_out_));
+#pragma omp for schedule(dynamic, 8)
+    for (index_t r = 0; r < m; ++r) {
+      slot.run([&] {
+        const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data());
+        epilogue(acc.data(), Activation::identity);
+        std::int64_t ptr[2] = {0, 0};
+        const std::int32_t* eidx = nullptr;
+        if (ex_ptr != nullptr) {
+          ptr[1] = ex_ptr[r + 1] - ex_ptr[r];
+          eidx = ex_idx + ex_ptr[r];
+        }
+        MatrixView<const float> sv{acc.data(), 1, n_out_, n_out_};
+        select_topk_rows(sv, kk, ex_ptr != nullptr ? ptr : nullptr, eidx, ids + r * kk, scores + r * kk, 1);
+      });
+    }
+  }
+  slot.rethrow();
+}
+
 void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int64_t* ex_ptr,
                             const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
                             int num_threads) const {
