@@ -4,7 +4,8 @@ held-out users folded in from their histories, both in the same run; also the ex
 prune times.
 
     flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/ease_prune_throughput.py \
-        [--train-users 2000] [--users 10000] [--repeat 3] [--threads 2]   # AEREC_ISA=avx2 for AVX2
+        [--train-users 2000] [--users 10000] [--repeat 3] [--threads 2] [--precisions bf16,int8]
+        # AEREC_ISA=avx2 for the AVX2 level
 
 Data: aerec.datasets.synthetic at the ML-20M density (20,108 items, ~73 interactions a user), as
 benchmarks/compress_throughput.py; EASE l2 = 500 fitted on --train-users users (the "auto" solver:
@@ -31,6 +32,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=1000)
     ap.add_argument("--density", default="0.1")
+    ap.add_argument("--precisions", default="bf16,int8", help="also these value precisions of each pruned B")
     args = ap.parse_args()
     aerec.set_num_threads(args.threads)
     aerec.show_config()
@@ -44,8 +46,10 @@ def main():
     variants = {"exact": ease}
     for d in (float(x) for x in args.density.split(",")):
         t0 = time.perf_counter()
-        variants[f"magnitude-{d:g}"] = compress.prune(ease, density=d)
+        variants[f"magnitude-{d:g}"] = p = compress.prune(ease, density=d)
         print(f"prune to density {d:g}: {time.perf_counter() - t0:.1f} s", flush=True)
+        for prec in args.precisions.split(",") if args.precisions else ():
+            variants[f"magnitude-{d:g}+{prec}"] = compress.quantize(p, prec)
     print(f"{held.shape[0]} users x {N_ITEMS} items, {held.nnz / held.shape[0]:.0f} interactions a user, "
           f"top-100 with exclusion, {args.threads} threads, batch {args.batch_size}, median of {args.repeat}")
     base = None

@@ -592,3 +592,17 @@ def test_pack_csr_rows_matches_pack_layer(precision):
         _quant.pack_csr_rows([0, 1], [0], [np.nan], 3)
     with pytest.raises(ValueError, match="precision"):
         _quant.pack_csr_rows([0, 1], [0], [1.0], 3, "int4")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_quantize_pruned_ease_repacks_its_rows(fitted, precision):
+    """quantize(prune(ease)) re-packs the kept CSR rows: the same arrays as pruning at that precision."""
+    e = fitted["EASE"]
+    a = compress.quantize(compress.prune(e, density=0.1), precision)
+    b = compress.prune(e, density=0.1, precision=precision)
+    pa, pb = a.net_.packed_layers()[0], b.net_.packed_layers()[0]
+    assert sorted(pa) == sorted(pb)
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
+    assert a.compression_["pruning"] == "magnitude" and a.compression_["precision"] == precision
+    np.testing.assert_array_equal(a.recommend(user_items=HIST, k=5)[0], b.recommend(user_items=HIST, k=5)[0])

@@ -177,9 +177,14 @@ def quantize(model, precision="int8", *, sparse="auto"):
 def _ease(model, info, precision, sparse, B=None, packed=None):
     from .._schemas import ease_spec
     quant = quant_module()
+    net = getattr(model, "net_", None)
+    if packed is None and B is None and getattr(net, "compressed", False) and sparse == "auto":
+        src = net.packed_layers()[0]
+        if int(src["meta"][4]) == 1 and int(src["meta"][3]) == 0:  # a pruned fp32 B: re-pack its CSR rows
+            n = int(src["meta"][2])
+            packed = quant.pack_csr_rows(src["indptr"], src["indices"].astype(np.int32), src["data"], n, precision)
     if packed is None:
         if B is None:
-            net = getattr(model, "net_", None)
             B = net.layer_weights(0)[0] if getattr(net, "compressed", False) else model.B_
         packed = quant.pack_layer(B, None, precision=precision, sparse=_sparse_pays(B, precision, sparse),
                                   input="csr")
