@@ -320,6 +320,29 @@ def test_backend_matches_reference_larger(engine, restore_isa, precision, sparse
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("n_out", [8194, 20011, 70001])
+def test_topk_csr_wide_outputs(engine, restore_isa, precision, n_out):
+    """topk_csr over outputs wider than its accumulator chunk (8,192 floats), with 16-bit and
+    (past 65,535 outputs) 32-bit indices: the same top-k as the reference."""
+    be = _use(engine)
+    rng = np.random.default_rng(n_out)
+    W = sp.random(40, n_out, density=0.03, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))
+    W.data = rng.standard_normal(W.nnz).astype(np.float32)
+    W = W.toarray()
+    W[:, 8190:8194] = rng.standard_normal((40, 4)).astype(np.float32)  # entries on the chunk border
+    a = pack_layer(W, None, precision, True, "csr")
+    ref, L = numpy_.CompressedLinear(a), be.CompressedLinear(a)
+    X = sp.random(25, 40, density=0.3, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))
+    ip, ix = X.indptr.astype(np.int64), X.indices.astype(np.int32)
+    ep, ei = _exclusion(rng, 25, n_out)
+    Xd = X.toarray()
+    ids, sc = L.topk_csr(ip, ix, X.data, 50, ep, ei)
+    rid, rsc = ref.topk_csr(ip, ix, X.data, 50, ep, ei)
+    _check_topk(ids, sc, rid, rsc, ref.forward_csr(ip, ix, X.data), ep, ei, _bound(ref, Xd))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("precision,sparse", list(itertools.product(PRECISIONS, (False, True))))
 def test_topk_ties_padding_and_exclusion(engine, restore_isa, precision, sparse):
     """Equal scores come back by lower id; k > n_out pads with -1 / -inf after the valid ones;
