@@ -227,7 +227,7 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
         ``B`` largest in absolute value over the whole matrix (one global budget: columns of
         strongly linked items keep more entries, others fewer), stored sparse by input row;
         "columns" (EASE only) keeps each column's ``round(density * n_items)`` largest entries
-        instead (the rule of aerec <= 0.2; on MovieLens-100K at 10% density it loses 0.004 NDCG@100
+        instead (the earlier default; on MovieLens-100K at 10% density it loses 0.004 NDCG@100
         more than the global budget, see benchmarks/RESULTS.md, "EASE pruned to 10%").
     fine_tune : training data, optional
         what the model was trained on (a users x items matrix; the Autoencoder's x): the pruned
