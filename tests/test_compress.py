@@ -167,9 +167,10 @@ def test_pruned_network(fitted, name):
     assert _close(_scores(pq, name, fitted), s, 0.05).max() <= 0.05
 
 
-def test_pruned_ease_keeps_largest_per_column(fitted):
+def test_pruned_ease_columns_keeps_largest_per_column(fitted):
     e = fitted["EASE"]
-    p = compress.prune(e, density=0.2)
+    p = compress.prune(e, density=0.2, method="columns")
+    assert p.compression_["pruning"] == "columns"
     B = p.item_vectors()
     keep = int(round(0.2 * N_ITEMS))
     assert ((B != 0).sum(axis=0) <= keep).all()
@@ -178,8 +179,59 @@ def test_pruned_ease_keeps_largest_per_column(fitted):
         kept = np.abs(B[:, j]) > 0
         assert A[kept, j].min() >= np.sort(A[:, j])[-keep] - 1e-7
     np.testing.assert_array_equal(B[B != 0], e.B_[B != 0])
-    assert compress.prune(e, sparsity=0.8).item_vectors().tolist() == B.tolist()
+    assert compress.prune(e, sparsity=0.8, method="columns").item_vectors().tolist() == B.tolist()
     assert compress.weight_nbytes(p) < 0.35 * compress.weight_nbytes(e)
+
+
+def _ease_objective(e):
+    G = (X.T @ X).toarray().astype(np.float64)
+
+    def objective(B):  # EASE's loss, ||X - X B||^2 + l2 ||B||^2, through the Gram matrix
+        B = B.astype(np.float64)
+        return np.trace(G) - 2 * np.sum(G * B) + np.sum(B * (G @ B)) + e.l2_ * np.sum(B * B)
+    return objective
+
+
+@pytest.mark.parametrize("density", [0.02, 0.1, 0.2, 0.5, 0.9])
+def test_pruned_ease_global_budget(fitted, density):
+    """The default EASE prune keeps the round(density * n^2) largest |B_ij| of the whole matrix
+    (diagonal 0), stores them sparse, and fits the training data better than the per-column rule
+    at the same number of entries."""
+    e = fitted["EASE"]
+    p = compress.prune(e, density=density)
+    assert p.compression_["pruning"] == "magnitude" and p.compression_["sparsity"] == pytest.approx(1 - density)
+    # stored sparse (dense at 90%: 6 bytes an entry would outweigh 4 for every entry), no fp32 copy
+    assert p.B_ is None and p.net_.layer(0).sparse == (density < 0.6)
+    B = p.item_vectors()
+    budget = int(round(density * N_ITEMS ** 2))
+    assert np.count_nonzero(B) == budget
+    assert not np.diag(B).any()
+    np.testing.assert_array_equal(B[B != 0], e.B_[B != 0])  # kept values untouched
+    A = np.abs(e.B_)
+    assert A[B != 0].min() >= A[(B == 0) & ~np.eye(N_ITEMS, dtype=bool)].max()  # the largest ones
+    objective = _ease_objective(e)
+    cols = compress.prune(e, density=density, method="columns").item_vectors()
+    assert np.count_nonzero(cols) == budget  # the same number of entries (N_ITEMS * keep)
+    assert objective(B) < objective(cols)
+    # the compressed model scores what its B gives
+    np.testing.assert_allclose(p.score_items(user_items=HIST), (HIST @ B), rtol=1e-5, atol=1e-6)
+
+
+def test_pruned_ease_global_ties_and_extremes():
+    from aerec.compress import _api
+    rng = np.random.default_rng(3)
+    B = np.round(rng.normal(size=(40, 40)), 1).astype(np.float32)  # many exact ties
+    np.fill_diagonal(B, 0)
+
+    def _ease_top_global(B, sparsity):
+        indptr, indices, data = _api._ease_top_global(B, sparsity)
+        return sp.csr_matrix((data, indices, indptr), shape=B.shape).toarray()
+    for d in (0.01, 0.1, 0.33, 0.9):
+        out = _ease_top_global(B, 1 - d)
+        assert np.count_nonzero(out) == min(int(round(d * 1600)), np.count_nonzero(B))
+        assert np.abs(B)[out != 0].min() >= np.abs(B)[(out == 0) & ~np.eye(40, dtype=bool)].max()
+    np.testing.assert_array_equal(_ease_top_global(B, 0.0), B)
+    assert not _ease_top_global(B, 0.9999).any()
 
 
 def test_ease_refit(fitted):
@@ -188,11 +240,7 @@ def test_ease_refit(fitted):
     e = fitted["EASE"]
     full = compress.prune(e, sparsity=0.0, refit=True).item_vectors()
     np.testing.assert_allclose(full, e.B_, atol=2e-4 * np.abs(e.B_).max())
-    G = (X.T @ X).toarray().astype(np.float64)
-
-    def objective(B):  # EASE's loss, ||X - X B||^2 + l2 ||B||^2, through the Gram matrix
-        B = B.astype(np.float64)
-        return np.trace(G) - 2 * np.sum(G * B) + np.sum(B * (G @ B)) + e.l2_ * np.sum(B * B)
+    objective = _ease_objective(e)
     plain = compress.prune(e, density=0.2).item_vectors()
     refit = compress.prune(e, density=0.2, refit=True).item_vectors()
     np.testing.assert_array_equal(plain != 0, refit != 0)  # the same support
@@ -326,6 +374,8 @@ def test_bad_input(fitted):
         compress.prune(fitted["EASE"], sparsity=0.5, density=0.5)
     with pytest.raises(ValueError, match="method"):
         compress.prune(m, sparsity=0.5, method="random")
+    with pytest.raises(ValueError, match="columns.*EASE"):
+        compress.prune(m, sparsity=0.5, method="columns")
     with pytest.raises(ValueError, match="not fitted"):
         compress.quantize(aerec.MultVAE())
     with pytest.raises(ValueError, match="not fitted"):
@@ -510,3 +560,49 @@ def test_cli_report(tmp_path, ml100k_dir):
     r = _cli("compress", "e.npz", "--report", "--data", str(ml100k_dir), "--threshold", "4", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "original" in r.stdout and "int8" in r.stdout and "bf16" in r.stdout and "ndcg@100" in r.stdout
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
+def test_pack_csr_rows_matches_pack_layer(precision):
+    """pack_csr_rows (no dense W) gives exactly pack_layer's sparse CSR-input arrays."""
+    from aerec.backends import _quant
+    rng = np.random.default_rng(7)
+    for n_in, n_out in ((1, 1), (13, 9), (70, 300)):
+        W = rng.normal(size=(n_in, n_out)).astype(np.float32) * (rng.random((n_in, n_out)) < 0.3)
+        W[n_in // 2] = 0  # an empty row
+        if n_out > 2:
+            W[:, 1] = 0  # an empty column (int8 scale 1)
+        A = sp.csr_matrix(W)
+        data = A.data.copy()
+        if data.size:
+            data[0] = 0.0  # a stored zero is dropped
+            W.reshape(-1)[np.flatnonzero(W)[0]] = 0.0
+        got = _quant.pack_csr_rows(A.indptr, A.indices, data, n_out, precision)
+        want = _quant.pack_layer(W, None, precision=precision, sparse=True, input="csr")
+        assert sorted(got) == sorted(want)
+        for key in want:
+            assert got[key].dtype == want[key].dtype, key
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+        _quant.validate_layer(got)
+    with pytest.raises(ValueError, match="CSR"):
+        _quant.pack_csr_rows([0, 2], [0], [1.0], 3)
+    with pytest.raises(ValueError, match="indices"):
+        _quant.pack_csr_rows([0, 1], [3], [1.0], 3)
+    with pytest.raises(ValueError, match="finite"):
+        _quant.pack_csr_rows([0, 1], [0], [np.nan], 3)
+    with pytest.raises(ValueError, match="precision"):
+        _quant.pack_csr_rows([0, 1], [0], [1.0], 3, "int4")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_quantize_pruned_ease_repacks_its_rows(fitted, precision):
+    """quantize(prune(ease)) re-packs the kept CSR rows: the same arrays as pruning at that precision."""
+    e = fitted["EASE"]
+    a = compress.quantize(compress.prune(e, density=0.1), precision)
+    b = compress.prune(e, density=0.1, precision=precision)
+    pa, pb = a.net_.packed_layers()[0], b.net_.packed_layers()[0]
+    assert sorted(pa) == sorted(pb)
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
+    assert a.compression_["pruning"] == "magnitude" and a.compression_["precision"] == precision
+    np.testing.assert_array_equal(a.recommend(user_items=HIST, k=5)[0], b.recommend(user_items=HIST, k=5)[0])

@@ -278,6 +278,13 @@ def _run_case(be, rng, n_in, n_out, n, density, precision, sparse, inp, bias, ac
         for data in (X.data, None):
             Xd = X.toarray() if data is not None else (X != 0).astype(np.float32).toarray()
             _close(L.forward_csr(ip, ix, data, act), ref.forward_csr(ip, ix, data, act), 1.76 * _bound(ref, Xd))
+            # the fused CSR top-k (EASE's recommend on a pruned B) against the reference's
+            ep, ei = _exclusion(rng, n, n_out, all_rows)
+            z = ref.forward_csr(ip, ix, data)
+            for exc in ((ep, ei), (None, None)):
+                ids, sc = L.topk_csr(ip, ix, data, k, *exc)
+                rid, rsc = ref.topk_csr(ip, ix, data, k, *exc)
+                _check_topk(ids, sc, rid, rsc, z, exc[0], exc[1], _bound(ref, Xd))
         return
     ep, ei = _exclusion(rng, n, n_out, all_rows)
     z = ref.forward(x)  # the reference pre-activation
@@ -310,6 +317,29 @@ def test_backend_matches_reference_larger(engine, restore_isa, precision, sparse
     for inp in ("dense", "csr"):
         _run_case(be, rng, 203, 1101, 77, 0.2 if sparse else 1.0, precision, sparse, inp, True, "elu", 100,
                   all_rows={5, 40})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("n_out", [8194, 20011, 70001])
+def test_topk_csr_wide_outputs(engine, restore_isa, precision, n_out):
+    """topk_csr over outputs wider than its accumulator chunk (8,192 floats), with 16-bit and
+    (past 65,535 outputs) 32-bit indices: the same top-k as the reference."""
+    be = _use(engine)
+    rng = np.random.default_rng(n_out)
+    W = sp.random(40, n_out, density=0.03, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))
+    W.data = rng.standard_normal(W.nnz).astype(np.float32)
+    W = W.toarray()
+    W[:, 8190:8194] = rng.standard_normal((40, 4)).astype(np.float32)  # entries on the chunk border
+    a = pack_layer(W, None, precision, True, "csr")
+    ref, L = numpy_.CompressedLinear(a), be.CompressedLinear(a)
+    X = sp.random(25, 40, density=0.3, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))
+    ip, ix = X.indptr.astype(np.int64), X.indices.astype(np.int32)
+    ep, ei = _exclusion(rng, 25, n_out)
+    Xd = X.toarray()
+    ids, sc = L.topk_csr(ip, ix, X.data, 50, ep, ei)
+    rid, rsc = ref.topk_csr(ip, ix, X.data, 50, ep, ei)
+    _check_topk(ids, sc, rid, rsc, ref.forward_csr(ip, ix, X.data), ep, ei, _bound(ref, Xd))
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -351,7 +381,9 @@ def test_eight_threads_share_one_layer(precision, sparse):
     def work(t):
         X = Xs[t]
         return (dense.forward(xs[t], "relu"), dense.topk(xs[t], 50, *exs[t]),
-                first.forward_csr(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, "tanh"))
+                first.forward_csr(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, "tanh"),
+                first.topk_csr(X.indptr.astype(np.int64), X.indices.astype(np.int32), X.data, 30,
+                               *_exclusion(np.random.default_rng(t), 40, 500)))
 
     expected = [work(t) for t in range(8)]
     results, errors = [None] * 8, []
@@ -374,6 +406,8 @@ def test_eight_threads_share_one_layer(precision, sparse):
         np.testing.assert_array_equal(results[t][1][0], expected[t][1][0])
         np.testing.assert_array_equal(results[t][1][1], expected[t][1][1])
         np.testing.assert_array_equal(results[t][2], expected[t][2])
+        np.testing.assert_array_equal(results[t][3][0], expected[t][3][0])
+        np.testing.assert_array_equal(results[t][3][1], expected[t][3][1])
 
 
 # ------------------------------------------------------------------------------------ bad input
@@ -413,6 +447,19 @@ def test_bad_input_errors(engine, restore_isa):
         first.forward_csr(np.array([0, 2], np.int64), np.array([0], np.int32))
     with pytest.raises(ValueError, match="one value per index"):
         first.forward_csr(np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(2, np.float32))
+    one = (np.array([0, 1], np.int64), np.array([0], np.int32), None)
+    with pytest.raises(ValueError, match="topk_csr needs a layer packed with input='csr'"):
+        dense.topk_csr(*one, 2)
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        first.topk_csr(*one, 0)
+    with pytest.raises(IndexError, match="out of range"):
+        first.topk_csr(*one, 2, np.array([0, 1], np.int64), np.array([4], np.int32))
+    with pytest.raises(TypeError, match="together"):
+        first.topk_csr(*one, 2, np.array([0, 0], np.int64), None)
+    with pytest.raises(IndexError, match="outside"):
+        first.topk_csr(np.array([0, 1], np.int64), np.array([3], np.int32), None, 2)
+    ids, sc = first.topk_csr(np.array([0], np.int64), np.zeros(0, np.int32), None, 9)
+    assert ids.shape == (0, 4) and sc.shape == (0, 4)
     assert dense.forward(np.zeros((0, 3), np.float32)).shape == (0, 4)
     ids, sc = dense.topk(np.zeros((0, 3), np.float32), 9)
     assert ids.shape == (0, 4) and sc.shape == (0, 4)

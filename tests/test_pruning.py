@@ -462,6 +462,32 @@ def test_fine_tune_is_masked_continuation():
         compress.fine_tune(m, masks[:2], X, epochs=1)
 
 
+@pytest.mark.parametrize("name", ["MultVAE", "AutoRec", "Autoencoder"])
+def test_fine_tune_with_a_gradual_schedule(name):
+    """fine_tune(..., pruning=GradualPruning(s, begin=0, end=0.6)): the masks grow over the
+    fine-tune's own epochs (no prior masks) and end at s; the pruned weights are exactly 0."""
+    X = _implicit()
+    if name == "MultVAE":
+        m = aerec.MultVAE(hidden=(16,), latent=8, epochs=2, backend="numpy").fit(X, verbose=0)
+        data = X
+    elif name == "AutoRec":
+        R = X.astype(np.float32) * 4
+        m = aerec.AutoRec(hidden=8, epochs=2, backend="numpy").fit(R, verbose=0)
+        data = R
+    else:
+        data = np.random.default_rng(0).random((64, 10)).astype(np.float32)
+        m = aerec.Autoencoder(hidden=(6,), backend="numpy").fit(data, epochs=2, verbose=0)
+    g = compress.fine_tune(m, None, data, epochs=5, pruning=compress.GradualPruning(0.5, begin=0.0, end=0.6))
+    assert compress.sparsity_of(m) == 0.0
+    assert abs(compress.sparsity_of(g) - 0.5) < 0.02
+    steps = [s for _, s in g.pruning_steps_]
+    assert steps == sorted(steps) and steps[-1] == pytest.approx(compress.sparsity_of(g)) and len(steps) >= 3
+    for W, mask in zip(g.net_.get_params()[0::2], g.net_.get_masks()):
+        if mask is not None:
+            assert not np.asarray(W)[~np.asarray(mask, bool)].any()
+    assert getattr(m, "pruning", None) is None or not isinstance(m.pruning, compress.GradualPruning)
+
+
 def test_check_masks_returns_bool_copies():
     spec = net_spec("mse")
     shapes = param_shapes(spec)

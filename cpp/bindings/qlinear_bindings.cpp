@@ -142,6 +142,38 @@ py::tuple topk(const cpu::CompressedLinear& L, const py::array& x, std::int64_t 
   return py::make_tuple(ids, scores);
 }
 
+py::tuple topk_csr(const cpu::CompressedLinear& L, const py::array& indptr, const py::array& indices,
+                   const py::object& data, std::int64_t k, const py::object& ex_ptr, const py::object& ex_idx,
+                   int num_threads) {
+  if (!L.csr_input())
+    throw py::value_error("topk_csr needs a layer packed with input='csr' (rows by input); this layer was "
+                          "packed with input='dense': call topk(x) with dense rows");
+  CsrView<float> xv = bind::csr_in(indptr, indices, data, -1, L.n_in(), "x");
+  if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
+  const std::int64_t* ep = nullptr;
+  const std::int32_t* ei = nullptr;
+  py::array pa, ia;
+  if (!ex_ptr.is_none() || !ex_idx.is_none()) {
+    if (ex_ptr.is_none() || ex_idx.is_none())
+      throw py::type_error("exclude_indptr and exclude_indices go together: pass both or neither");
+    pa = ex_ptr.cast<py::array>();
+    ia = ex_idx.cast<py::array>();
+    CsrView<float> ev = bind::csr_in(pa, ia, py::none(), xv.rows, L.n_out(), "exclude");
+    ep = ev.indptr;
+    ei = ev.indices;
+  }
+  const std::int64_t kk = std::min<std::int64_t>(k, L.n_out());
+  py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
+  py::array_t<float> scores({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
+  std::int32_t* idp = ids.mutable_data();
+  float* sp = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    L.topk_csr(xv, k, ep, ei, idp, sp, num_threads);
+  }
+  return py::make_tuple(ids, scores);
+}
+
 void bind_qlinear(py::module_& m) {
   py::class_<cpu::CompressedLinear>(m, "CompressedLinear",
                                     "One packed (fp32 / bf16 / int8, dense or sparse) linear layer; see "
@@ -154,6 +186,9 @@ void bind_qlinear(py::module_& m) {
            py::arg("activation") = "identity", py::arg("num_threads") = 0)
       .def("topk", &topk, py::arg("x"), py::arg("k"), py::arg("exclude_indptr") = py::none(),
            py::arg("exclude_indices") = py::none(), py::arg("num_threads") = 0)
+      .def("topk_csr", &topk_csr, py::arg("indptr"), py::arg("indices"), py::arg("data"), py::arg("k"),
+           py::arg("exclude_indptr") = py::none(), py::arg("exclude_indices") = py::none(),
+           py::arg("num_threads") = 0)
       .def("memory_usage", &cpu::CompressedLinear::memory_usage)
       .def_property_readonly("n_in", &cpu::CompressedLinear::n_in)
       .def_property_readonly("n_out", &cpu::CompressedLinear::n_out)

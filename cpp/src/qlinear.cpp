@@ -262,6 +262,92 @@ void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, floa
   slot.rethrow();
 }
 
+// topk_csr's output chunk (floats): 32 KiB of accumulator, inside a 48 KiB L1d with room for the
+// streamed rows.
+constexpr index_t kTopkCsrChunk = 8192;
+
+void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::int64_t* ex_ptr,
+                                const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
+                                int num_threads) const {
+  AEREC_CHECK_ARG(csr_input_, "topk_csr needs a layer packed with input='csr' (rows by input)");
+  AEREC_CHECK_ARG(k >= 1, "k must be >= 1");
+  AEREC_CHECK_ARG(x.cols == n_in_, "the CSR input has " + std::to_string(x.cols) +
+                                       " columns but the layer has " + std::to_string(n_in_) + " inputs");
+  const index_t m = x.rows;
+  if (m == 0) return;
+  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
+  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
+  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
+    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in_,
+                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in_) + ")");
+  if (ex_ptr != nullptr) {
+    AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
+    for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
+    for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
+      AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out_,
+                        "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " +
+                            std::to_string(n_out_) + ")");
+  }
+  const index_t kk = std::min(k, n_out_);
+  const int T = resolve_threads(num_threads);
+  ExceptionSlot slot;
+  const QlinearKernels& kern = qlinear_kernels();
+  const std::size_t esz = precision_ == 0 ? 4 : precision_ == 1 ? 2 : 1;
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> acc(static_cast<std::size_t>(n_out_));
+    std::vector<std::int64_t> cur;
+#pragma omp for schedule(dynamic, 8)
+    for (index_t r = 0; r < m; ++r) {
+      slot.run([&] {
+        const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+        if (!sparse_ || n_out_ <= kTopkCsrChunk) {
+          gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data());
+        } else {
+          // Output chunks of kTopkCsrChunk floats (32 KiB: the accumulator stays in L1): each
+          // history row's entries are ascending, so a cursor per row walks it once over the chunks.
+          std::fill(acc.begin(), acc.end(), 0.0f);
+          cur.resize(static_cast<std::size_t>(b - a));
+          for (std::int64_t t = a; t < b; ++t) cur[t - a] = indptr_[x.indices[t]];
+          for (index_t c0 = 0; c0 < n_out_; c0 += kTopkCsrChunk) {
+            const index_t c1 = std::min<index_t>(n_out_, c0 + kTopkCsrChunk);
+            for (std::int64_t t = a; t < b; ++t) {
+              const index_t i = x.indices[t];
+              const std::int64_t lo = cur[t - a], hi_row = indptr_[i + 1];
+              std::int64_t hi;
+              if (idx16_) {
+                const std::uint16_t* p = idx16v_.data();
+                hi = std::lower_bound(p + lo, p + hi_row, static_cast<std::uint32_t>(c1)) - p;
+              } else {
+                const std::int32_t* p = idx32v_.data();
+                hi = std::lower_bound(p + lo, p + hi_row, static_cast<std::int32_t>(c1)) - p;
+              }
+              if (hi > lo) {
+                const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + lo)
+                                        : static_cast<const void*>(idx32v_.data() + lo);
+                kern.scatter(hi - lo, x.values != nullptr ? x.values[t] : 1.0f, ix, idx16_ ? 1 : 0,
+                          static_cast<const char*>(values()) + static_cast<std::size_t>(lo) * esz, precision_,
+                          acc.data());
+              }
+              cur[t - a] = hi;
+            }
+          }
+        }
+        epilogue(acc.data(), Activation::identity);
+        std::int64_t ptr[2] = {0, 0};
+        const std::int32_t* eidx = nullptr;
+        if (ex_ptr != nullptr) {
+          ptr[1] = ex_ptr[r + 1] - ex_ptr[r];
+          eidx = ex_idx + ex_ptr[r];
+        }
+        MatrixView<const float> sv{acc.data(), 1, n_out_, n_out_};
+        select_topk_rows(sv, kk, ex_ptr != nullptr ? ptr : nullptr, eidx, ids + r * kk, scores + r * kk, 1);
+      });
+    }
+  }
+  slot.rethrow();
+}
+
 void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int64_t* ex_ptr,
                             const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
                             int num_threads) const {

@@ -752,10 +752,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", choices=("fp32", "int8", "bf16"), default=None,
                    help="weight precision: int8 (per-channel scales) or bf16; fp32 keeps it (with --sparsity)")
     c.add_argument("--sparsity", type=_float_arg, default=None,
-                   help="fraction of weights to remove, in [0, 1) (EASE: of each column of B)")
-    c.add_argument("--method", choices=("magnitude", "units"), default="magnitude",
+                   help="fraction of weights to remove, in [0, 1) (EASE: of B's entries)")
+    c.add_argument("--method", choices=("magnitude", "units", "columns"), default="magnitude",
                    help="magnitude: zero the smallest weights, store sparse; units: drop hidden units (smaller "
-                        "dense layers)")
+                        "dense layers); columns (EASE): the largest entries of each column of B")
     c.add_argument("--fine-tune-epochs", type=_int_arg(0), default=0,
                    help="train the pruned model this many epochs more on the training part of --data")
     c.add_argument("--output", "-o", default=None, help="write the compressed model here (.npz)")

@@ -58,6 +58,12 @@ class CompressedLinear {
   void topk(MatrixView<const float> x, index_t k, const std::int64_t* ex_ptr,
             const std::int32_t* ex_idx, std::int32_t* ids, float* scores, int num_threads = 0) const;
 
+  // Best min(k, n_out) outputs of x @ W + b per row for a CSR input x (csr-input layers only):
+  // each row's scores are accumulated in a per-thread n_out buffer and selected from it at once
+  // (EASE's recommend on a pruned B: no n x n_out score matrix). Exclusion as topk.
+  void topk_csr(const CsrView<float>& x, index_t k, const std::int64_t* ex_ptr, const std::int32_t* ex_idx,
+                std::int32_t* ids, float* scores, int num_threads = 0) const;
+
   index_t n_in() const { return n_in_; }
   index_t n_out() const { return n_out_; }
   int precision() const { return precision_; }

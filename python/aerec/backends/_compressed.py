@@ -156,8 +156,8 @@ def check_orientation(layer_input, wanted, method):
     """``method`` needs a layer packed with ``input=wanted`` (forward_csr: "csr", topk: "dense")."""
     if layer_input == wanted:
         return
-    if method == "forward_csr":
-        raise ValueError("forward_csr needs a layer packed with input='csr' (rows by input); this "
+    if method in ("forward_csr", "topk_csr"):
+        raise ValueError(f"{method} needs a layer packed with input='csr' (rows by input); this "
                          "layer was packed with input='dense': call forward(x) with dense rows, or "
                          "re-pack it with pack_layer(..., input='csr')")
     raise ValueError("topk needs a layer packed with input='dense' (an output layer fed dense "
@@ -258,6 +258,22 @@ class CompressedLinear:
             np.add.at(xd, (rows, indices[a:b]), 1.0 if data is None else data[a:b])
             out[r0:r1] = _activate(activation, self._preact(xd))
         return out
+
+    def topk_csr(self, indptr, indices, data=None, k=10, exclude_indptr=None, exclude_indices=None):
+        """Best ``min(k, n_out)`` outputs of ``X @ W + b`` per row of a CSR input X (csr-input
+        layers; EASE's recommend on a pruned B): ``select_topk(forward_csr(X), k, exclude)``, which
+        the compiled backends fuse (one row's scores at a time, no n x n_out matrix)."""
+        check_orientation(self.input, "csr", "topk_csr")
+        k = check_k(k)
+        indptr, indices, data = check_csr_input(indptr, indices, data, self.n_in)
+        n = indptr.shape[0] - 1
+        ep, ei = check_exclusion(exclude_indptr, exclude_indices, n, self.n_out)
+        scores = self.forward_csr(indptr, indices, data)
+        ex = None
+        if ep is not None:
+            import scipy.sparse as sp
+            ex = sp.csr_matrix((np.ones(ei.shape[0], np.float32), ei, ep), shape=(n, self.n_out))
+        return select_topk(scores, min(k, self.n_out), exclude=ex)
 
     def topk(self, x, k, exclude_indptr=None, exclude_indices=None):
         """Best ``min(k, n_out)`` outputs of ``x @ W + b`` per row (ids int32, scores float32)."""

@@ -321,6 +321,17 @@ class CompressedLinear:
         return self._L.forward_csr(_np.ascontiguousarray(indptr), _np.ascontiguousarray(indices),
                                    None if data is None else _np.ascontiguousarray(data), activation, self._nt)
 
+    def topk_csr(self, indptr, indices, data=None, k=10, exclude_indptr=None, exclude_indices=None):
+        from ._compressed import check_csr_input, check_exclusion, check_k, check_orientation
+        check_orientation(self.input, "csr", "topk_csr")
+        k = check_k(k)
+        indptr, indices, data = check_csr_input(indptr, indices, data, self.n_in)
+        ep, ei = check_exclusion(exclude_indptr, exclude_indices, indptr.shape[0] - 1, self.n_out)
+        if ep is not None:
+            ep, ei = _np.ascontiguousarray(ep), _np.ascontiguousarray(ei)
+        return self._L.topk_csr(_np.ascontiguousarray(indptr), _np.ascontiguousarray(indices),
+                                None if data is None else _np.ascontiguousarray(data), k, ep, ei, self._nt)
+
     def topk(self, x, k, exclude_indptr=None, exclude_indices=None):
         from ._compressed import check_dense_input, check_exclusion, check_k, check_orientation
         check_orientation(self.input, "dense", "topk")

@@ -7,7 +7,7 @@
     q16 = compress.quantize(model, precision="bf16")
     p = compress.prune(model, sparsity=0.8, method="magnitude", fine_tune=train, fine_tune_epochs=5)
     s = compress.prune(model, sparsity=0.5, method="units")   # smaller dense layers
-    e = compress.prune(ease, density=0.1)                     # B's largest 10% per column, sparse
+    e = compress.prune(ease, density=0.1)                     # B's largest 10% of entries, sparse
     g = aerec.MultVAE(pruning=compress.GradualPruning(final_sparsity=0.9, begin=0.2, end=0.8)).fit(train)
     table = compress.report(model, split.test, variants={"int8": q8, "bf16": q16, "pruned-80": p})
 

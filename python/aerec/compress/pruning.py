@@ -506,7 +506,9 @@ def fine_tune(model, masks, train, epochs=5, **fit_kw):
     epochs : int >= 0, default 5
     **fit_kw
         passed on to the model's continuation (``batch_size``, ``verbose``, ``callbacks``; an
-        ``Autoencoder`` takes every ``fit`` argument).
+        ``Autoencoder`` takes every ``fit`` argument), and ``pruning=``: a :class:`GradualPruning`
+        whose schedule runs over these ``epochs`` (the masks grow from ``masks`` to its final
+        sparsity while the network trains).
     """
     from .._validation import check_nonneg_int
     epochs = check_nonneg_int(epochs, "epochs")

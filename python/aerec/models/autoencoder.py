@@ -286,10 +286,10 @@ class Autoencoder(Estimator):
         self.distributed_stats_ = dp.report()
         return self
 
-    def _continue_fit(self, x, epochs, **fit_kw):
+    def _continue_fit(self, x, epochs, pruning=None, **fit_kw):
         """aerec.compress.fine_tune: ``fit`` already continues from the current weights, optimizer
-        state and masks (without this model's own ``pruning`` schedule)."""
-        pruning, self.pruning = self.pruning, None
+        state and masks (with ``pruning``'s schedule over these epochs, not this model's own)."""
+        pruning, self.pruning = self.pruning, pruning
         try:
             self.fit(x, epochs=epochs, **fit_kw)
         finally:

@@ -184,9 +184,10 @@ class AutoRec(Recommender):
         self.distributed_stats_ = dp.report()
         return self
 
-    def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None):
+    def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None, pruning=None):
         """aerec.compress.fine_tune: ``epochs`` more epochs on the training ratings from the current
-        weights, optimizer state and masks (``train`` must be the fit's rating matrix)."""
+        weights, optimizer state and masks (``train`` must be the fit's rating matrix); ``pruning``:
+        a GradualPruning schedule over these epochs."""
         from .._validation import as_csr
         R = as_csr(train.to_csr() if hasattr(train, "to_csr") else train, "train")
         if R.shape != self.train_.shape or R.nnz != self.train_.nnz:
@@ -205,7 +206,8 @@ class AutoRec(Recommender):
             self._recon = None
             return loss
         run_epochs(self, epochs, train_epoch, callbacks=as_callbacks(callbacks),
-                   verbose=_validation.check_verbose(verbose, allow_auto=True), first_epoch=first, name="AutoRec")
+                   verbose=_validation.check_verbose(verbose, allow_auto=True), first_epoch=first, name="AutoRec",
+                   pruning=pruning)
         self._recon = None
 
     def _check_clip(self):

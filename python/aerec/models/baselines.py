@@ -385,6 +385,19 @@ class EASE(_SavableRecommender):
             return net.forward(sp.csr_matrix(X, dtype=np.float32))
         return self._backend().spmm(X, self.B_)
 
+    def _topk(self, rows, X, k, exclude, candidates):
+        net = getattr(self, "net_", None)
+        if candidates is None and getattr(net, "compressed", False):
+            # fused: each user's scores accumulated from B's rows and selected at once (a pruned B:
+            # only its kept entries are read; no users x items score matrix)
+            x = sp.csr_matrix(X, dtype=np.float32)
+            ep = ei = None
+            if exclude is not None:
+                ex = sp.csr_matrix(exclude)
+                ep, ei = ex.indptr.astype(np.int64), ex.indices.astype(np.int32)
+            return net.layer(0).topk_csr(x.indptr.astype(np.int64), x.indices.astype(np.int32), x.data, k, ep, ei)
+        return super()._topk(rows, X, k, exclude, candidates)
+
     def _export_tensors(self):
         self._check_fitted("train_")
         net = getattr(self, "net_", None)

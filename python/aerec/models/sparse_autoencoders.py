@@ -250,9 +250,10 @@ class _SparseAutoencoder(Recommender):
         self.distributed_stats_ = dp.report()
         return self
 
-    def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None):
+    def _continue_fit(self, train, epochs, batch_size=None, verbose=0, callbacks=None, pruning=None):
         """aerec.compress.fine_tune: ``epochs`` more epochs on ``train`` (the training matrix) from the
-        current weights, optimizer state and masks, continuing the epoch count and its seeds."""
+        current weights, optimizer state and masks, continuing the epoch count and its seeds;
+        ``pruning``: a GradualPruning schedule over these epochs."""
         from .._validation import as_csr
         from ..callbacks import as_callbacks
         X = as_csr(train.to_csr() if hasattr(train, "to_csr") and not sp.issparse(train) else train, "train")
@@ -274,7 +275,7 @@ class _SparseAutoencoder(Recommender):
                                          users=users if self._user_embedding else None)
         self._index = None
         run_epochs(self, epochs, train_epoch, callbacks=as_callbacks(callbacks),
-                   verbose=_validation.check_verbose(verbose, allow_auto=True), first_epoch=first)
+                   verbose=_validation.check_verbose(verbose, allow_auto=True), first_epoch=first, pruning=pruning)
         self._index = None
 
     def _get_weights(self):
