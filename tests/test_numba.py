@@ -188,3 +188,13 @@ def test_layer0_paths_match_reference(k, density, csr, case):
                 ref_net.loss(x, x, users=users), rel=1e-4)
         finally:
             nb._SERIAL_WORK = old
+
+
+def test_argsort_uniform(k):
+    # the shuffle's sort (hashes: ~1 per bucket of the top bits) and its fallback for crowded
+    # buckets (small values: all in bucket 0) give np.argsort's order
+    rng = np.random.default_rng(0)
+    for v in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+              rng.permutation(3000).astype(np.uint64), np.array([7], np.uint64), np.zeros(0, np.uint64),
+              np.array([2 ** 64 - 1, 0, 2 ** 63], np.uint64)):
+        np.testing.assert_array_equal(k.argsort_uniform(v), np.argsort(v, kind="stable"))

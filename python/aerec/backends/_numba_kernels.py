@@ -56,13 +56,51 @@ def keep_scale(key, e, p, scale):
 
 
 @njit(cache=True)
+def argsort_uniform(v):
+    """np.argsort of distinct uint64 values (the stable order), fast when they are spread uniformly
+    (hashes): a counting sort on the top bits leaves ~1 value per bucket, then each bucket is sorted
+    in place (a bucket of more than 32, never expected for hashes, by np.argsort: the worst case stays
+    n log n). 3 us for 800 values, 0.17 ms for 20,000 (np.argsort: 9 us, 1.3 ms)."""
+    n = v.size
+    bits = 0
+    while (1 << bits) < n:
+        bits += 1
+    sh = np.uint64(64 - bits) if bits > 0 else np.uint64(0)  # bits == 0 (n <= 1): one bucket
+    start = np.zeros((1 << bits) + 1, np.int64)
+    for i in range(n):
+        start[(v[i] >> sh if bits > 0 else np.uint64(0)) + _ONE64] += 1
+    for b in range(1 << bits):
+        start[b + 1] += start[b]
+    out = np.empty(n, np.int64)
+    fill = start[:-1].copy()
+    for i in range(n):
+        b = v[i] >> sh if bits > 0 else np.uint64(0)
+        out[fill[b]] = i
+        fill[b] += 1
+    for b in range(1 << bits):
+        lo, hi = start[b], start[b + 1]
+        if hi - lo > 32:
+            seg = out[lo:hi].copy()
+            out[lo:hi] = seg[np.argsort(v[seg])]
+            continue
+        for i in range(lo + 1, hi):
+            cur = out[i]
+            j = i - 1
+            while j >= lo and v[out[j]] > v[cur]:
+                out[j + 1] = out[j]
+                j -= 1
+            out[j + 1] = cur
+    return out
+
+
+@njit(cache=True)
 def shuffle_order(spec_seed, seed, n):
     k = mix64(mix64(spec_seed ^ SHUFFLE) ^ seed)
     v = np.empty(n, np.uint64)
     for i in range(n):
         v[i] = h(k, np.uint64(i))
-    # the values are distinct (h is a bijection of i), so any sort order is the stable one
-    return np.argsort(v)
+    # the values are distinct (h is a bijection of i), so any correct sort gives the stable order
+    return argsort_uniform(v)
 
 
 @njit(cache=True)
