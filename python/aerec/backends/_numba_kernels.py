@@ -459,20 +459,24 @@ def loss_rows(z, Y, SEL, ci, yp, yi, yv, mask, has_mask, rows, step, want_grad, 
                 f, y32 = np.float32(1.0 / se), np.float32(ys)
                 for j in range(cols):
                     dz[r, j] = ((dz[r, j] * f) * y32 - Y2[ry, j]) * inv
-        else:
-            two = np.float32(2.0 / count)
-            s2 = 0.0  # two partial sums: half the float64 add chain
+        else:  # d = z - y into dz's row (vectorised), its squares summed in float64, then dz from d
             for j in range(cols):
-                d = z[r, j] - Y2[ry, j]
-                if loss == 2 and ((mask[rows[r], j] == _F0) if has_mask else (Y2[ry, j] == _F0)):
-                    d = _F0
-                if j & 1:
-                    s2 += d * d
-                else:
-                    s += d * d
-                if want_grad:
-                    dz[r, j] = (d * two) * act_grad(out_act, z[r, j])
+                dz[r, j] = z[r, j] - Y2[ry, j]
+            if loss == 2:
+                for j in range(cols):
+                    if (mask[rows[r], j] == _F0) if has_mask else (Y2[ry, j] == _F0):
+                        dz[r, j] = _F0
+            s2 = 0.0  # two partial sums: half the float64 add chain
+            for j in range(0, cols - 1, 2):
+                s += dz[r, j] * dz[r, j]
+                s2 += dz[r, j + 1] * dz[r, j + 1]
+            if cols & 1:
+                s += dz[r, cols - 1] * dz[r, cols - 1]
             s += s2
+            if want_grad:
+                two = np.float32(2.0 / count)
+                for j in range(cols):
+                    dz[r, j] = (dz[r, j] * two) * act_grad(out_act, z[r, j])
         lrow[r] = s
 
 
