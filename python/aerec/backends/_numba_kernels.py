@@ -3,10 +3,12 @@
 Everything here is ``@njit(cache=True)``; the maths and random streams are aerec.nn.spec's, in the
 NumPy reference's float32 operation order (``backends/numpy_.py``). The network keeps its
 parameters, gradients and optimizer state in flat float32 buffers; tensor ``t`` (``W0, b0, W1, ...,
-U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always reads its input as CSR (a dense x is converted
-by its non-zeros first: the same numbers, as dropout and normalisation act on non-zeros only).
-The other dense products are ``np.dot`` on 2-D float32 arrays, which Numba lowers to SciPy's BLAS
-(``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
+U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always receives its input as canonical CSR (sorted, no
+duplicates; a dense x is converted by its non-zeros first: the same numbers, as dropout and
+normalisation act on non-zeros only); a batch with at least 1/4 of its entries stored is then
+multiplied as a dense matrix (``dense0_view``: a full batch's CSR values are that matrix already),
+a sparser one by CSR loops. The dense products are ``np.dot`` on 2-D float32 arrays, which Numba
+lowers to SciPy's BLAS (``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
 
 Codes: activations identity relu sigmoid tanh elu selu = 0..5; losses mse bce masked_mse
 multinomial logistic = 0..4; optimizers adam adamw sgd = 0..2.
