@@ -97,7 +97,7 @@ def _blas_threads(n, on=True):
 #: and a parallel region costs ~1 us even on one thread (the C++ engine's threshold: 2^16-2^17)
 _SERIAL_WORK = 1 << 17
 
-_NO_MASK, _NO_USERS = _np.zeros((0, 0), _np.float32), _np.zeros(0, _np.int32)  # read-only placeholders
+_NO_MASK, _NO_USERS = _np.zeros((0, 0), _np.float32), _np.zeros(0, _np.int32)  # empty; the kernels only read them
 _mods = None
 
 
