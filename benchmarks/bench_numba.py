@@ -3,6 +3,8 @@
     flock /tmp/aerec-bench.lock python benchmarks/bench_numba.py [--repeat 5] [--skip-compile]
 
 - tutorial: the Keras tutorial fit of bench_tutorial.py (s/fit, median of --repeat; numpy once);
+- tutorial_parts: where an epoch of that fit goes (us, medians): the network's train_epoch, the
+  validation loss, and the whole fit / 100 (the rest is the shared Python fit loop);
 - multvae: one MultVAE epoch on ab_engine.ml20m_slice (20,000 users x 20,108 items = 40 batches
   of 500; s/epoch, the second epoch of a 2-epoch fit, numpy: the first of a 1-epoch fit);
 - topk_w1: TopK exact fp32 search, 20,000 x 200 items, 10,000 queries, k=100, 150 excluded per
@@ -47,6 +49,23 @@ def tutorial(repeat):
     for be in BACKENDS:
         fit_aerec(be, epochs=2)  # warm-up (compiles on numba)
         out[be] = median_time(lambda: fit_aerec(be), 1 if be == "numpy" else repeat)
+    return out
+
+
+def tutorial_parts(repeat):
+    from bench_tutorial import EPOCHS, data
+    x_train, x_val = data()
+    out = {}
+    for be in BACKENDS:
+        fit_aerec(be, epochs=2)  # warm-up (compiles on numba)
+        ae = aerec.Autoencoder(hidden=(64,), random_state=0, backend=be)
+        ae.fit(x_train, epochs=1, batch_size=32, validation_data=x_val)
+        net, calls = ae.net_, 20 if be == "numpy" else 200
+        epoch = median_time(lambda: net.train_epoch(x_train, x_train, batch_size=32, seed=5), calls)
+        val = median_time(lambda: net.loss(x_val, x_val), calls)
+        fit = median_time(lambda: fit_aerec(be), 1 if be == "numpy" else repeat) / EPOCHS
+        out[be] = (f"train_epoch {epoch * 1e6:.0f} us, validation loss {val * 1e6:.0f} us, "
+                   f"fit / epoch {fit * 1e6:.0f} us, rest {(fit - epoch - val) * 1e6:.0f} us")
     return out
 
 
@@ -128,7 +147,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--skip-compile", action="store_true")
-    ap.add_argument("--only", default="tutorial,multvae,topk,recommend,compile")
+    ap.add_argument("--only", default="tutorial,multvae,topk,recommend,compile",
+                    help="comma-separated parts (also: tutorial_parts)")
     args = ap.parse_args()
     aerec.set_num_threads(2)
     import numba
@@ -139,6 +159,8 @@ def main():
     rows = []
     if "tutorial" in only:
         rows.append(("tutorial fit (s)", tutorial(args.repeat)))
+    if "tutorial_parts" in only:
+        rows.append(("tutorial fit, one epoch's parts", tutorial_parts(args.repeat)))
     if "multvae" in only:
         rows.append(("MultVAE epoch, ML-20M slice 40 x 500 (s)", multvae(X)))
     if "topk" in only:
@@ -151,8 +173,8 @@ def main():
     for name, res in rows:
         print(name)
         for k, v in res.items():
-            print(f"  {k:<34} {v if isinstance(v, tuple) else round(v, 4)}")
-        if "numba" in res:
+            print(f"  {k:<34} {v if isinstance(v, (tuple, str)) else round(v, 4)}")
+        if "numba" in res and not isinstance(res["numba"], str):
             for other in ("numpy", "cpp", "numpy matmul+argpartition"):
                 if other in res:
                     print(f"  numba vs {other}: {res[other] / res['numba']:.2f}x" if "users" not in name else

@@ -132,3 +132,69 @@ def test_serial_and_parallel_paths_agree(monkeypatch, loss, variational):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(f1, f2, rtol=1e-4, atol=1e-6)
     assert v1 == pytest.approx(v2, rel=1e-5)
+
+
+@pytest.mark.parametrize("density", [1.0, 0.5, 0.05])
+@pytest.mark.parametrize("csr", [False, True])
+@pytest.mark.parametrize("case", ["plain", "users_l2_dropout", "lazy_logistic"])
+def test_layer0_paths_match_reference(k, density, csr, case):
+    # layer 0 runs as one sgemm on a dense batch when every row is full (the CSR values in place)
+    # or at least 1/4 of the batch is stored (densified), else as CSR loops; each path gives the
+    # reference's gradients, training run and outputs (the serial and the parallel kernels)
+    import scipy.sparse as sp
+    from aerec.backends import numba_ as nb
+    from aerec.nn.spec import make_spec, param_shapes
+    n, n_in, bs = 40, 24, 8
+    dense0, bval = np.empty(bs * n_in, np.float32), np.empty(bs * n_in, np.float32)
+    nnz = int(round(density * bs * n_in))
+    path = k.dense0_view(dense0, bval[:nnz], bs, n_in, nnz)
+    assert path.shape == ((0, n_in) if density < 1 / k.DENSE0_DENSITY else (bs, n_in))
+    if density == 1.0:
+        assert path.ctypes.data == bval.ctypes.data  # the batch's own values, no copy
+    rng = np.random.default_rng(int(density * 100) + csr)
+    x = (rng.random((n, n_in)) + 0.5).astype(np.float32)  # no zeros: every row full
+    if density < 1:
+        x *= rng.random((n, n_in)) < density
+    kw = dict(layer_sizes=(n_in, 16, n_in), activations=("relu", "sigmoid"), optimizer="adam", seed=4,
+              learning_rate=1e-2)
+    users = None
+    if case == "users_l2_dropout":
+        kw.update(l2=0.01, dropout=(0.3, 0.2), n_users=n, normalize_input=True)
+        users = rng.permutation(n).astype(np.int32)
+    elif case == "lazy_logistic":
+        x = (x != 0).astype(np.float32)
+        kw.update(activations=("tanh", "identity"), loss="logistic", negative_samples=1, lazy=True)
+    spec = make_spec(**kw)
+    params = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in param_shapes(spec)]
+    xi = sp.csr_matrix(x) if csr else x
+    for work in (nb._SERIAL_WORK, 0):  # serial twins, then the parallel kernels
+        old = nb._SERIAL_WORK
+        nb._SERIAL_WORK = work
+        try:
+            ref_net, net = ref.Network(spec, params), nb.Network(spec, params)
+            lr_, gr = ref_net.gradients(x, x, training=True, users=users)
+            ln, gn = net.gradients(xi, xi, training=True, users=users)
+            assert ln == pytest.approx(lr_, rel=1e-4)
+            for a, b in zip(gn, gr):
+                np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5 * max(1.0, np.abs(b).max()))
+            for e in range(2):
+                assert net.train_epoch(xi, xi, batch_size=bs, seed=e, users=users) == pytest.approx(
+                    ref_net.train_epoch(x, x, batch_size=bs, seed=e, users=users), rel=1e-4)
+            for a, b in zip(net.get_params(), ref_net.get_params()):
+                np.testing.assert_allclose(a, b, rtol=2e-4, atol=5e-5)
+            np.testing.assert_allclose(net.forward(xi, batch_size=bs, users=users), ref_net.forward(x, users=users),
+                                       rtol=1e-4, atol=2e-5)
+            assert net.loss(xi, xi, batch_size=bs, users=users) == pytest.approx(
+                ref_net.loss(x, x, users=users), rel=1e-4)
+        finally:
+            nb._SERIAL_WORK = old
+
+
+def test_argsort_uniform(k):
+    # the shuffle's sort (hashes: ~1 per bucket of the top bits) and its fallback for crowded
+    # buckets (small values: all in bucket 0) give np.argsort's order
+    rng = np.random.default_rng(0)
+    for v in (rng.integers(0, 2 ** 63, 5000, dtype=np.uint64) * np.uint64(2) + np.uint64(1),
+              rng.permutation(3000).astype(np.uint64), np.array([7], np.uint64), np.zeros(0, np.uint64),
+              np.array([2 ** 64 - 1, 0, 2 ** 63], np.uint64)):
+        np.testing.assert_array_equal(k.argsort_uniform(v), np.argsort(v, kind="stable"))

@@ -3,10 +3,12 @@
 Everything here is ``@njit(cache=True)``; the maths and random streams are aerec.nn.spec's, in the
 NumPy reference's float32 operation order (``backends/numpy_.py``). The network keeps its
 parameters, gradients and optimizer state in flat float32 buffers; tensor ``t`` (``W0, b0, W1, ...,
-U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always reads its input as CSR (a dense x is converted
-by its non-zeros first: the same numbers, as dropout and normalisation act on non-zeros only).
-The other dense products are ``np.dot`` on 2-D float32 arrays, which Numba lowers to SciPy's BLAS
-(``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
+U``) is ``buf[off[t]:off[t + 1]]``. Layer 0 always receives its input as canonical CSR (sorted, no
+duplicates; a dense x is converted by its non-zeros first: the same numbers, as dropout and
+normalisation act on non-zeros only); a batch with at least 1/4 of its entries stored is then
+multiplied as a dense matrix (``dense0_view``: a full batch's CSR values are that matrix already),
+a sparser one by CSR loops. The dense products are ``np.dot`` on 2-D float32 arrays, which Numba
+lowers to SciPy's BLAS (``scipy.linalg.cython_blas.sgemm``), split over Numba's threads by ``pdot``.
 
 Codes: activations identity relu sigmoid tanh elu selu = 0..5; losses mse bce masked_mse
 multinomial logistic = 0..4; optimizers adam adamw sgd = 0..2.
@@ -56,13 +58,51 @@ def keep_scale(key, e, p, scale):
 
 
 @njit(cache=True)
+def argsort_uniform(v):
+    """np.argsort of distinct uint64 values (the stable order), fast when they are spread uniformly
+    (hashes): a counting sort on the top bits leaves ~1 value per bucket, then each bucket is sorted
+    in place (a bucket of more than 32, never expected for hashes, by np.argsort: the worst case stays
+    n log n). 3 us for 800 values, 0.17 ms for 20,000 (np.argsort: 9 us, 1.3 ms)."""
+    n = v.size
+    bits = 0
+    while (1 << bits) < n:
+        bits += 1
+    sh = np.uint64(64 - bits) if bits > 0 else np.uint64(0)  # bits == 0 (n <= 1): one bucket
+    start = np.zeros((1 << bits) + 1, np.int64)
+    for i in range(n):
+        start[(v[i] >> sh if bits > 0 else np.uint64(0)) + _ONE64] += 1
+    for b in range(1 << bits):
+        start[b + 1] += start[b]
+    out = np.empty(n, np.int64)
+    fill = start[:-1].copy()
+    for i in range(n):
+        b = v[i] >> sh if bits > 0 else np.uint64(0)
+        out[fill[b]] = i
+        fill[b] += 1
+    for b in range(1 << bits):
+        lo, hi = start[b], start[b + 1]
+        if hi - lo > 32:
+            seg = out[lo:hi].copy()
+            out[lo:hi] = seg[np.argsort(v[seg])]
+            continue
+        for i in range(lo + 1, hi):
+            cur = out[i]
+            j = i - 1
+            while j >= lo and v[out[j]] > v[cur]:
+                out[j + 1] = out[j]
+                j -= 1
+            out[j + 1] = cur
+    return out
+
+
+@njit(cache=True)
 def shuffle_order(spec_seed, seed, n):
     k = mix64(mix64(spec_seed ^ SHUFFLE) ^ seed)
     v = np.empty(n, np.uint64)
     for i in range(n):
         v[i] = h(k, np.uint64(i))
-    # the values are distinct (h is a bijection of i), so any sort order is the stable one
-    return np.argsort(v)
+    # the values are distinct (h is a bijection of i), so any correct sort gives the stable order
+    return argsort_uniform(v)
 
 
 @njit(cache=True)
@@ -182,6 +222,15 @@ def layer_view(buf, sz_or_ow, i, nb, bs, first):
     return buf[o:o + nb * sz_or_ow[i]].reshape(nb, sz_or_ow[i])
 
 
+@njit(cache=True, inline="always")
+def layer_input(inp, out, sz, ow, i, nb, bs, vl, dropped):
+    """The input of layer i >= 1: its own buffer in ``inp`` when it differs from layer i - 1's output
+    (the variational layer's sample, or dropped out), else that output itself (no copy)."""
+    if i - 1 == vl or dropped:
+        return layer_view(inp, sz, i, nb, bs, 1)
+    return layer_view(out, ow, i - 1, nb, bs, 0)
+
+
 @njit(cache=True, parallel=True)
 def input_rows(xp, xi, xv, rows, bptr, bval, n_in, normalize, train_drop, p, scale, key):
     """Layer 0's input for the batch as CSR values: normalised, dropped out (bptr from 0)."""
@@ -219,6 +268,54 @@ def sparse_layer0(z, xp, xi, rows, bptr, bval, W, b, U, users, has_users):
                 i = xi[a + k]
                 for j in range(cols):
                     z[r, j] += v * W[i, j]
+
+
+#: layer 0 reads a batch as a dense (rows, n_in) matrix (one sgemm) when at least 1 / DENSE0_DENSITY
+#: of the batch's entries are stored and the batch fits the per-call buffer (DENSE0_MAX elements);
+#: sparser batches run the CSR loops above. A batch whose rows are all full (a dense x without
+#: zeros) is its own dense matrix: the CSR values of canonical rows are row-major. At the Keras
+#: tutorial's 32 x 10 -> 64 the CSR loop cost ~4 us (its output row round-trips through memory for
+#: every input column), the sgemm ~0.5 us.
+DENSE0_DENSITY = 4
+DENSE0_MAX = 1 << 20
+
+
+@njit(cache=True, inline="always")
+def dense0_view(dense0, bval, nb, n_in, nnz):
+    """Layer 0's batch as a dense (nb, n_in) matrix when it takes the dense path: ``bval`` itself when
+    every row is full, else the ``dense0`` buffer (to be filled by ``densify``); (0, n_in) for the
+    CSR path."""
+    if nnz == nb * n_in:
+        return bval[:nnz].reshape(nb, n_in)
+    if nb * n_in <= dense0.size and DENSE0_DENSITY * nnz >= nb * n_in:
+        return dense0[:nb * n_in].reshape(nb, n_in)
+    return dense0[:0].reshape(0, n_in)
+
+
+@njit(cache=True, parallel=True)
+def densify(X, xi, xp, rows, bptr, bval):
+    """X = the batch's CSR values (bptr / bval from input_rows) as a dense matrix."""
+    cols = X.shape[1]
+    for r in prange(X.shape[0]):
+        for j in range(cols):
+            X[r, j] = _F0
+        a, b0 = xp[rows[r]], bptr[r]
+        for k in range(bptr[r + 1] - b0):
+            X[r, xi[a + k]] = bval[b0 + k]
+
+
+@njit(cache=True, parallel=True)
+def layer0_epilogue(z, b, U, users, rows, has_users, code):
+    """z = act((z + b) + U[user]) row by row, in place (z = x @ W0 from the dense path)."""
+    cols = z.shape[1]
+    for r in prange(z.shape[0]):
+        if has_users:
+            u = users[rows[r]]
+            for j in range(cols):
+                z[r, j] = act(code, (z[r, j] + b[j]) + U[u, j])
+        else:
+            for j in range(cols):
+                z[r, j] = act(code, z[r, j] + b[j])
 
 
 @njit(cache=True, parallel=True)
@@ -263,8 +360,9 @@ def noise(key, row, d, j):
 
 @njit(cache=True)
 def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp, xi, xv, users, rows,
-            bptr, bval, inp, out, bs, nt):
-    """Layers 0..last on the batch ``rows``; returns the output view of layer ``last``."""
+            bptr, bval, inp, out, bs, nt, dense0):
+    """Layers 0..last on the batch ``rows``; returns the output view of layer ``last``. ``dense0``:
+    the per-call buffer of the dense layer-0 path (see ``dense0_view``), possibly empty."""
     seed = np.uint64(ci[CI_SEED])
     L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
     logits = ci[CI_LOSS] == 1 or ci[CI_LOSS] == 4
@@ -273,23 +371,30 @@ def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp
                _F1 / (_F1 - p0), stream_key(seed, DROPOUT, step, 0))
     z = layer_view(out, ow, 0, nb, bs, 0)
     has_u = ci[CI_NU] > 0
-    sparse_layer0(z, xp, xi, rows, bptr, bval, tensor(P, off, 0, ow[0]), P[off[1]:off[2]],
-                  tensor(P, off, 2 * L, ow[0]) if has_u else tensor(P, off, 0, ow[0]), users, has_u)
+    W0, U = tensor(P, off, 0, ow[0]), tensor(P, off, 2 * L, ow[0]) if has_u else tensor(P, off, 0, ow[0])
+    X0 = dense0_view(dense0, bval, nb, sz[0], bptr[nb])
     for i in range(last + 1):
         code = 0 if i == vl or (logits and i == L - 1 and not act_logits) else acts[i]
         if i == 0:
-            if code != 0:
-                rows_act(z, code)
+            if X0.shape[0] > 0:
+                if bptr[nb] < nb * sz[0]:
+                    densify(X0, xi, xp, rows, bptr, bval)
+                pdot(X0, W0, z, nt)
+                layer0_epilogue(z, P[off[1]:off[2]], U, users, rows, has_u, code)
+            else:
+                sparse_layer0(z, xp, xi, rows, bptr, bval, W0, P[off[1]:off[2]], U, users, has_u)
+                if code != 0:
+                    rows_act(z, code)
         else:
-            x = layer_view(inp, sz, i, nb, bs, 1)
             prev = layer_view(out, ow, i - 1, nb, bs, 0)
             p = drop[i]
             kd = stream_key(seed, DROPOUT, step, i)
+            x = layer_input(inp, out, sz, ow, i, nb, bs, vl, training and p > 0)
             if i - 1 == vl:
                 sample_z(x, prev, rows, stream_key(seed, NOISE, step, vl), p, _F1 / (_F1 - p),
                          training and p > 0, kd, training)
-            else:
-                drop_rows(x, prev, rows, kd, p, _F1 / (_F1 - p), training and p > 0)
+            elif training and p > 0:
+                drop_rows(x, prev, rows, kd, p, _F1 / (_F1 - p), True)
             z = layer_view(out, ow, i, nb, bs, 0)
             pdot(x, tensor(P, off, 2 * i, ow[i]), z, nt)
             bias_act(z, P[off[2 * i + 1]:off[2 * i + 2]], code)
@@ -298,63 +403,82 @@ def forward(P, off, sz, ow, acts, drop, ci, step, training, last, act_logits, xp
 
 @njit(cache=True, parallel=True)
 def loss_rows(z, Y, SEL, ci, yp, yi, yv, mask, has_mask, rows, step, want_grad, dz, count, lrow):
-    """Per-row loss sums (float64, into lrow) and dL/dz of the batch mean into dz."""
+    """Per-row loss sums (float64, into lrow) and dL/dz of the batch mean into dz. Rows are indexed
+    2-D from 0 (a row view per row costs a reference-count round trip: ~half this kernel's time at
+    the tutorial's 32 x 10)."""
     loss, nb, cols = ci[CI_LOSS], z.shape[0], z.shape[1]
     inv = np.float32(1.0 / count)
     nkey = stream_key(np.uint64(ci[CI_SEED]), NEGATIVE, step, 0)
     nneg = ci[CI_NEG]
     out_act = ci[CI_OUT]
+    S2 = SEL[:nb * cols].reshape(nb, cols) if loss == 1 or loss == 4 else SEL[:0].reshape(0, cols)
+    # every target row full (a dense y without zeros): the canonical CSR values are y itself, row-major
+    full = yp[yp.size - 1] == (yp.size - 1) * cols
+    Y2 = yv[:yp[yp.size - 1]].reshape(yp.size - 1, cols) if full else Y[:nb * cols].reshape(nb, cols)
     for r in prange(nb):
-        yr, zr, dr = Y[r * cols:(r + 1) * cols], z[r], dz[r]
-        yr[:] = _F0
         a, b = yp[rows[r]], yp[rows[r] + 1]
-        for k in range(a, b):
-            yr[yi[k]] += yv[k]
+        ry = rows[r] if full else np.int64(r)  # this row of Y2
+        if not full:
+            for j in range(cols):
+                Y2[r, j] = _F0
+            for k in range(a, b):
+                Y2[r, yi[k]] += yv[k]
         s = 0.0
         if loss == 1 or loss == 4:
-            sel = SEL[r * cols:(r + 1) * cols]
             use_sel = loss == 4 and nneg > 0
             if use_sel:
-                sel[:] = 0
+                for j in range(cols):
+                    S2[r, j] = 0
                 for k in range(a, b):
-                    sel[yi[k]] = 1
+                    S2[r, yi[k]] = 1
                 draws = (b - a) * nneg
                 for t in range(draws):
                     e = (np.uint64(rows[r]) << _S32) | np.uint64(t)
-                    sel[((h(nkey, e) >> _S32) * np.uint64(cols)) >> _S32] = 1
+                    S2[r, ((h(nkey, e) >> _S32) * np.uint64(cols)) >> _S32] = 1
             for j in range(cols):
-                if use_sel and sel[j] == 0:
-                    dr[j] = _F0
+                if use_sel and S2[r, j] == 0:
+                    dz[r, j] = _F0
                     continue
-                x = zr[j]
+                x = z[r, j]
                 e = np.exp(-abs(x))
-                s += (max(x, _F0) + np.log1p(e)) - yr[j] * x
+                s += (max(x, _F0) + np.log1p(e)) - Y2[ry, j] * x
                 if want_grad:
                     iv = _F1 / (_F1 + e)
-                    dr[j] = ((iv if x >= _F0 else e * iv) - yr[j]) * inv
+                    dz[r, j] = ((iv if x >= _F0 else e * iv) - Y2[ry, j]) * inv
         elif loss == 3:
-            mx = zr.max()
+            mx = z[r, 0]
+            for j in range(1, cols):
+                mx = max(mx, z[r, j])
             se, ys = 0.0, 0.0
             for j in range(cols):
-                e = np.exp(zr[j] - mx)
-                dr[j] = e
+                e = np.exp(z[r, j] - mx)
+                dz[r, j] = e
                 se += e
-                ys += yr[j]
-                s -= yr[j] * zr[j]
+                ys += Y2[ry, j]
+                s -= Y2[ry, j] * z[r, j]
             s += ys * (mx + np.log(se))
             if want_grad:
                 f, y32 = np.float32(1.0 / se), np.float32(ys)
                 for j in range(cols):
-                    dr[j] = ((dr[j] * f) * y32 - yr[j]) * inv
-        else:
-            two = np.float32(2.0 / count)
+                    dz[r, j] = ((dz[r, j] * f) * y32 - Y2[ry, j]) * inv
+        else:  # d = z - y into dz's row (vectorised), its squares summed in float64, then dz from d
             for j in range(cols):
-                d = zr[j] - yr[j]
-                if loss == 2 and ((mask[rows[r], j] == _F0) if has_mask else (yr[j] == _F0)):
-                    d = _F0
-                s += d * d
-                if want_grad:
-                    dr[j] = (d * two) * act_grad(out_act, zr[j])
+                dz[r, j] = z[r, j] - Y2[ry, j]
+            if loss == 2:
+                for j in range(cols):
+                    if (mask[rows[r], j] == _F0) if has_mask else (Y2[ry, j] == _F0):
+                        dz[r, j] = _F0
+            s2 = 0.0  # two partial sums: half the float64 add chain
+            for j in range(0, cols - 1, 2):
+                s += dz[r, j] * dz[r, j]
+                s2 += dz[r, j + 1] * dz[r, j + 1]
+            if cols & 1:
+                s += dz[r, cols - 1] * dz[r, cols - 1]
+            s += s2
+            if want_grad:
+                two = np.float32(2.0 / count)
+                for j in range(cols):
+                    dz[r, j] = (dz[r, j] * two) * act_grad(out_act, z[r, j])
         lrow[r] = s
 
 
@@ -436,8 +560,10 @@ def act_back(dnew, da, y, code, rows, key, p, scale, drop):
 
 @njit(cache=True)
 def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
-             inp, out, d1, d2, bs, touched, nt, threads):
-    """Gradients of the batch mean loss (dz of the last layer in d1) into G."""
+             inp, out, d1, d2, bs, touched, nt, threads, dense0):
+    """Gradients of the batch mean loss (dz of the last layer in d1) into G. Layer 0's gradient
+    reads the dense batch ``forward`` left in ``dense0`` when the batch took the dense path (every
+    row of G0 is then written; the lazy step still moves only the touched rows)."""
     L, vl, nb = ci[CI_L], ci[CI_VL], rows.size
     seed = np.uint64(ci[CI_SEED])
     dz = d1[:nb * ow[L - 1]].reshape(nb, ow[L - 1])
@@ -449,7 +575,13 @@ def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi
             for j in range(gb.size):
                 gb[j] += dz[r, j]
         if i == 0:
-            sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0, threads)
+            X0 = dense0_view(dense0, bval, nb, sz[0], bptr[nb])
+            if X0.shape[0] > 0:
+                pdot(X0.T, dz, Gw, threads)
+                if l2 != _F0:
+                    add_scaled(Gw, W, l2)
+            else:
+                sparse_grad0(Gw, dz, xp, xi, rows, bptr, bval, touched, nt, l2, W, nt >= 0, threads)
             if ci[CI_NU] > 0:
                 U, GU = tensor(P, off, 2 * L, ow[0]), tensor(G, off, 2 * L, ow[0])
                 for k in range(GU.shape[0]):
@@ -457,7 +589,7 @@ def backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi
                 for r in range(nb):
                     GU[users[rows[r]]] += dz[r]
             break
-        x = layer_view(inp, sz, i, nb, bs, 1)
+        x = layer_input(inp, out, sz, ow, i, nb, bs, vl, training and drop[i] > 0)
         pdot(x.T, dz, Gw, threads)
         if l2 != _F0:
             add_scaled(Gw, W, l2)
@@ -573,6 +705,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
     inp, out, d1, d2, Y, SEL = workspace(sz, ow, bs, mode)
     lrow = np.empty(bs, np.float64)
     bptr = np.empty(bs + 1, np.int64)
+    dense0 = np.empty(bs * n_in if bs * n_in <= DENSE0_MAX else 0, np.float32)
     mark = np.zeros(n_in if mode == 3 else 0, np.uint8)
     touched = np.empty(n_in if mode == 3 else 0, np.int64)
     umark = np.zeros(ci[CI_NU] if mode == 3 else 0, np.uint8)
@@ -590,7 +723,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
         bval = np.empty(bptr[nb], np.float32)
         beta = min(beta0, step / anneal) if anneal > 0 else beta0
         z = forward(P, off, sz, ow, acts, drop, ci, step, training, last if mode == 0 else L - 1, mode == 0,
-                    xp, xi, xv, users, rows, bptr, bval, inp, out, bs, threads)
+                    xp, xi, xv, users, rows, bptr, bval, inp, out, bs, threads, dense0)
         if mode == 0:
             w = sz[last + 1]
             for r in range(nb):
@@ -624,7 +757,7 @@ def run(mode, P, G, M, V, off, sz, ow, acts, drop, ci, cf, cf_opt, step, trainin
                     ulist[nu] = users[rows[r]]
                     nu += 1
         backward(P, G, off, sz, ow, acts, drop, ci, step, l2, beta, training, xp, xi, users, rows, bptr, bval,
-                 inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1, threads)
+                 inp, out, d1, d2, bs, touched, nt if mode == 3 and ci[CI_LAZY] != 0 else -1, threads, dense0)
         if mode == 3:
             nr = step_ranges(off, ow[0], ci, touched, nt, ulist, nu, ranges)
             optimize(P, G, M, V, ranges, nr, ci[CI_OPT], opt_constants(cf_opt, step + 1), ci[CI_NEST] != 0, KEEP)

@@ -97,6 +97,19 @@ def _blas_threads(n, on=True):
 #: and a parallel region costs ~1 us even on one thread (the C++ engine's threshold: 2^16-2^17)
 _SERIAL_WORK = 1 << 17
 
+_NO_MASK, _NO_USERS = _np.zeros((0, 0), _np.float32), _np.zeros(0, _np.int32)  # empty; the kernels only read them
+_mods = None
+
+
+def _kernels():
+    """(the parallel kernels, their serial twins), imported once (an import statement per call costs
+    ~1 us, and the tutorial's fit makes two calls an epoch)."""
+    global _mods
+    if _mods is None:
+        from . import _numba_kernels, _numba_serial
+        _mods = _numba_kernels, _numba_serial
+    return _mods
+
 
 class Network(_ref.Network):
     """The network engine in Numba: the NumPy reference's interface, validation and numbers (to
@@ -119,6 +132,8 @@ class Network(_ref.Network):
         self._cf_opt = _np.array([s["learning_rate"], s["weight_decay"], s["beta1"], s["beta2"], s["epsilon"],
                                   s["momentum"]])
         self._G = _np.zeros_like(self._P)
+        # the serial / parallel decision of ``_run``: elements per batch row, and the parameters
+        self._row_work, self._n_all = int(self._ow.sum() + self._sz[0]), int(self._off[-1])
         self._K = _np.zeros(0, _np.uint8)  # pruning masks, flat (set_masks); empty: none
         self._flat_state()
 
@@ -138,9 +153,6 @@ class Network(_ref.Network):
             self._K = _np.ones(self._off[-1], _np.uint8)
             for i, pruned in pr.items():
                 self._K[self._off[i]:self._off[i + 1]] = ~pruned.ravel()
-
-    def _keep_flat(self):
-        return self._K
 
     def _views(self, buf):
         return [buf[a:b].reshape(shape) for a, b, shape in zip(self._off[:-1], self._off[1:], self._shapes)]
@@ -163,19 +175,18 @@ class Network(_ref.Network):
     def _run(self, mode, x, y, mask, users, order, bs, training=False, last=0):
         xa = _csr(x)
         ya = xa if y is x or y is None else _csr(y)
-        m = _np.zeros((0, 0), _np.float32) if mask is None else _np.ascontiguousarray(mask, _np.float32)
-        u = _np.zeros(0, _np.int32) if users is None else users
+        m = _NO_MASK if mask is None else _np.ascontiguousarray(mask, _np.float32)
+        u = _NO_USERS if users is None else users
         out = _np.empty((order.size if mode == 0 else 0, self._sizes[last + 1]), _np.float32)
         args = (mode, self._P, self._G, self._M, self._V, self._off, self._sz, self._ow, self._codes, self._p32,
                 self._ci, self._cf, self._cf_opt, self.step, training, *xa, *ya, m, mask is not None, u, order,
                 int(bs), int(last), out)
-        if min(bs, order.size) * (self._ow.sum() + self._sz[0]) + self._off[-1] < _SERIAL_WORK:
-            from ._numba_serial import run  # no parallel region to size: no thread settings either
-            res = run(*args, 1, self._keep_flat())
+        kernels, serial = _kernels()
+        if min(bs, order.size) * self._row_work + self._n_all < _SERIAL_WORK:
+            res = serial.run(*args, 1, self._K)  # no parallel region to size: no thread settings either
         else:
-            from ._numba_kernels import run
             with _threads() as threads, _blas_threads(1):
-                res = run(*args, threads, self._keep_flat())
+                res = kernels.run(*args, threads, self._K)
         return out if mode == 0 else res
 
     def hidden(self, x, layer, batch_size=4096, users=None):
@@ -235,7 +246,7 @@ class Network(_ref.Network):
         bs = _ref._check_batch_size(batch_size)
         users = self._check(x, y, mask, users, need_rows=True)
         n = x.shape[0]
-        from ._numba_kernels import shuffle_order
+        shuffle_order = _kernels()[0].shuffle_order
         order = (shuffle_order(_np.uint64(self._seed), _np.uint64(int(seed) & _ref._M64), n) if shuffle
                  else _np.arange(n, dtype=_np.int64))
         return self._train(x, y, mask, users, order, bs)
