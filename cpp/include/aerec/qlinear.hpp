@@ -6,9 +6,11 @@
 //     = TopkIndex::score_rows (the TopK tiles: VNNI vpdpbusd / AVX2 vpmaddwd int8, AVX512-BF16
 //     vdpbf16ps / fp32-FMA bf16, FMA fp32) + activation; topk = TopkIndex::search (threshold
 //     filtered, in-kernel exclusion).
-//   - input "dense", sparse: CSC by output column; activations transposed in blocks of kQLanes
-//     rows, each stored weight one broadcast multiply-add over the block's lanes; topk selects
-//     from a kQLanes x n_out score block with select_topk_rows.
+//   - input "dense", sparse: CSC by output column, the input ids repacked at construction as
+//     activation-row offsets (qlinear_kernels.hpp); activations transposed in 64-byte aligned
+//     blocks of kQLanes rows, each stored weight one broadcast multiply-add over the block's lanes;
+//     topk fuses scale, bias and the per-row threshold filter into the kernel (csc_filter), so
+//     only candidate columns leave registers, and merges them into per-row candidate lists.
 //   - input "csr" (first layers fed a sparse history): rows by input (dense rows or CSR), a
 //     history gathers (dense) or scatters (sparse) its rows; int8 sums the integer rows, then
 //     scales per output channel.
@@ -65,6 +67,8 @@ class CompressedLinear {
   std::size_t memory_usage() const;
 
  private:
+  const float* transpose_block(const float* x, index_t ldx, index_t q0, int nrows,
+                               std::vector<float>& xt) const;
   void sparse_block(const float* x, index_t ldx, index_t q0, int nrows, std::vector<float>& xt,
                     std::vector<float>& tile, float* out, index_t ldo) const;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
