@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
@@ -165,6 +166,40 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
     wi_.assign(p, p + count);
     for (std::int8_t v : wi_) AEREC_CHECK_ARG(v != -128, "int8 weights must lie in [-127, 127]");
   }
+  if (sparse_ && !csr_input_) split_slabs();
+}
+
+// Regroups the stored weights by input slab (qlinear_kernels.hpp, kQSlabBytes): stable within a
+// column, so a one-slab layer keeps the file's order.
+void CompressedLinear::split_slabs() {
+  const index_t bytes = n_in_ * kQLanes * static_cast<index_t>(sizeof(float));
+  nslab_ = std::max<index_t>(1, (bytes + kQSlabBytes - 1) / kQSlabBytes);
+  if (nslab_ == 1) return;
+  const index_t rows = (n_in_ + nslab_ - 1) / nslab_;  // inputs per slab
+  const index_t nnz = indptr_[n_out_];
+  auto input_of = [&](index_t t) {
+    return (idx16_ ? static_cast<index_t>(idx16v_[t]) : static_cast<index_t>(idx32v_[t])) / kQOffsetScale;
+  };
+  std::vector<std::int64_t> ptr(static_cast<std::size_t>(nslab_ * n_out_ + 1), 0);
+  for (index_t j = 0; j < n_out_; ++j)
+    for (std::int64_t t = indptr_[j]; t < indptr_[j + 1]; ++t) ++ptr[(input_of(t) / rows) * n_out_ + j + 1];
+  for (index_t q = 0; q < nslab_ * n_out_; ++q) ptr[q + 1] += ptr[q];
+  std::vector<std::int64_t> perm(static_cast<std::size_t>(nnz));
+  std::vector<std::int64_t> fill(ptr.begin(), ptr.end() - 1);
+  for (index_t j = 0; j < n_out_; ++j)
+    for (std::int64_t t = indptr_[j]; t < indptr_[j + 1]; ++t) perm[fill[(input_of(t) / rows) * n_out_ + j]++] = t;
+  auto permute = [&](auto& v) {
+    if (v.empty()) return;
+    std::remove_reference_t<decltype(v)> out(v.size());
+    for (index_t t = 0; t < nnz; ++t) out[t] = v[perm[t]];
+    v.swap(out);
+  };
+  permute(idx16v_);
+  permute(idx32v_);
+  permute(wf_);
+  permute(wb_);
+  permute(wi_);
+  indptr_.swap(ptr);
 }
 
 std::size_t CompressedLinear::memory_usage() const {
@@ -213,7 +248,9 @@ void CompressedLinear::sparse_block(const float* x, index_t ldx, index_t q0, int
   tile.resize(static_cast<std::size_t>(kColChunk * kQLanes));
   for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
     const index_t j1 = std::min(n_out_, j0 + kColChunk);
-    k.csc_block(indptr_.data(), index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xa, tile.data());
+    for (index_t sl = 0; sl < nslab_; ++sl)
+      k.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xa,
+                  sl > 0 ? 1 : 0, tile.data());
     // Transpose in 16-column strips (2 KiB of the tile at 32 lanes, L1-resident across the rows).
     for (index_t s0 = j0; s0 < j1; s0 += 16) {
       const index_t s1 = std::min(j1, s0 + 16);
@@ -365,7 +402,7 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
   ExceptionSlot slot;
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> xt, cand;
+    std::vector<float> xt, cand, tile(static_cast<std::size_t>(nslab_ > 1 ? kColChunk * kQLanes : 0));
     std::vector<std::int32_t> col, ex;
     std::vector<std::uint32_t> mask;
     std::vector<Entry> heap;
@@ -397,8 +434,13 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
         mask.resize(static_cast<std::size_t>(kColChunk));
         for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
           const index_t j1 = std::min(n_out_, j0 + kColChunk);
-          const index_t nc = kern.csc_filter(indptr_.data(), index_ptr(), idx16_ ? 1 : 0, values(), precision_,
-                                             j0, j1, xa, scale, bias, thr, cb, col.data(), mask.data());
+          // Earlier slabs' partial sums in the tile, the last slab fused with the filter.
+          for (index_t sl = 0; sl + 1 < nslab_; ++sl)
+            kern.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0,
+                           j1, xa, sl > 0 ? 1 : 0, tile.data());
+          const index_t nc = kern.csc_filter(indptr_.data() + (nslab_ - 1) * n_out_, index_ptr(), idx16_ ? 1 : 0,
+                                             values(), precision_, j0, j1, xa, nslab_ > 1 ? tile.data() : nullptr,
+                                             scale, bias, thr, cb, col.data(), mask.data());
           // Append the chunk's survivors row by row (a list may overshoot cap by at most the
           // chunk: its slot has cap + kColChunk room), then cut back once per row and chunk.
           for (index_t c = 0; c < nc; ++c) {

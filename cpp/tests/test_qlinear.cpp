@@ -106,9 +106,15 @@ void check_kernel_siblings(std::mt19937& g) {
             // two calls over split column ranges (j0 > 0 indexes the output from j0)
             const index_t mid = n_out / 2;
             const void* ix = idx16 ? static_cast<const void*>(o16.data()) : static_cast<const void*>(o32.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), out.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), out.data() + mid * cpu::kQLanes);
+            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), 0, out.data());
+            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), 0, out.data() + mid * cpu::kQLanes);
             CHECK(out == expect, "%s csc_block vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
+                  static_cast<long long>(n_in), static_cast<long long>(n_out));
+            // accumulate: a second pass adds the same sums (integers: exact)
+            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, n_out, xt.data(), 1, out.data());
+            bool twice = true;
+            for (std::size_t e = 0; e < out.size(); ++e) twice = twice && out[e] == 2.0f * expect[e];
+            CHECK(twice, "%s csc_block accumulate vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
                   static_cast<long long>(n_in), static_cast<long long>(n_out));
             // csc_filter: scale / bias epilogue, per-lane thresholds (some lanes never pass, some
             // always), candidates in ascending column order with exactly the passing lanes.
@@ -124,14 +130,17 @@ void check_kernel_siblings(std::mt19937& g) {
             for (int with : {0, 1}) {
               const float* scp = with ? sc.data() : nullptr;
               const float* bip = with ? bi.data() : nullptr;
+              // with: also an init block (earlier slabs' partial sums) equal to the sums: doubles them
+              const float* ini = with ? expect.data() : nullptr;
               std::vector<float> cand(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
               std::vector<std::int32_t> col(static_cast<std::size_t>(n_out), -1);
               std::vector<std::uint32_t> msk(static_cast<std::size_t>(n_out), 0);
-              const index_t c1 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), scp, bip,
-                                               thr.data(), cand.data(), col.data(), msk.data());
-              const index_t c2 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), scp,
-                                               bip, thr.data(), cand.data() + c1 * cpu::kQLanes,
-                                               col.data() + c1, msk.data() + c1);
+              const index_t c1 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), ini, scp,
+                                               bip, thr.data(), cand.data(), col.data(), msk.data());
+              const index_t c2 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(),
+                                               ini != nullptr ? ini + mid * cpu::kQLanes : nullptr, scp, bip,
+                                               thr.data(), cand.data() + c1 * cpu::kQLanes, col.data() + c1,
+                                               msk.data() + c1);
               index_t c = 0;
               bool ok = true;
               for (index_t j = 0; j < n_out; ++j) {
@@ -139,7 +148,7 @@ void check_kernel_siblings(std::mt19937& g) {
                 float sj[cpu::kQLanes];
                 for (int l = 0; l < cpu::kQLanes; ++l) {
                   float v = expect[j * cpu::kQLanes + l];
-                  if (with) v = v * sc[j] + bi[j];  // small integers and halves: exact either way
+                  if (with) v = 2.0f * v * sc[j] + bi[j];  // small integers and halves: exact either way
                   sj[l] = v;
                   if (v > thr[l]) m |= 1u << l;
                 }
@@ -326,5 +335,7 @@ int main() {
   check_layers(g, 45, 77, 37);
   // several column chunks of the sparse top-k (thresholds raised between chunks), a partial lane block
   check_layers(g, 30, 1300, 21);
+  // input slabs (700 x 32 x 4 bytes > kQSlabBytes): partial sums carried between slabs
+  check_layers(g, 700, 560, 35);
   return aerec_test::finish("test_qlinear");
 }

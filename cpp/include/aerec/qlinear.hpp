@@ -74,6 +74,7 @@ class CompressedLinear {
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
                   float* acc) const;
   void epilogue(float* row, Activation act) const;
+  void split_slabs();
   const void* values() const;
   const void* index_ptr() const;
 
@@ -85,7 +86,10 @@ class CompressedLinear {
   std::vector<float> wf_;             // fp32 values (csr rows / sparse data)
   std::vector<std::uint16_t> wb_;     // bf16 values
   std::vector<std::int8_t> wi_;       // int8 values
+  // Sparse dense-input layers: nslab_ x n_out + 1 (slab s, column j: [s * n_out + j, + 1]);
+  // csr-input layers: n_in + 1.
   std::vector<std::int64_t> indptr_;
+  index_t nslab_ = 1;
   std::vector<std::uint16_t> idx16v_;
   std::vector<std::int32_t> idx32v_;
 };

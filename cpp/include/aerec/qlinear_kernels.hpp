@@ -30,24 +30,33 @@ constexpr int kQLanes = 32;
 // (qlinear.cpp): uint16 while n_in * kQOffsetScale <= 65536, else int32.
 constexpr int kQOffsetScale = kQLanes / 2;
 
+// Input slabs: a layer whose transposed activation block (n_in x kQLanes floats) exceeds this many
+// bytes has its stored weights regrouped at construction by slabs of consecutive inputs (every
+// column's weights of slab 0, then of slab 1, ...), and the kernels run slab by slab, the first
+// slabs' partial sums kept in a column tile, so each pass reads a block that stays in L1 (48 KB on
+// Sapphire Rapids; the 600-input decoder's 77 KB block is two slabs of 38 KB).
+constexpr index_t kQSlabBytes = 40 * 1024;
+
 struct QlinearKernels {
   // CSC sparse weights x a transposed activation block: for every column j in [j0, j1),
   //   out[(j - j0) * kQLanes + l] = sum_{t in [indptr[j], indptr[j+1])} w(t) * xt[idx(t) * kQLanes + l]
   // with w(t) the stored value (float, bf16 bits widened, int8 as an integer: no scale) and
   // idx(t) = offsets[t] / kQOffsetScale (offsets uint16 when off16, else int32). xt: n_in x kQLanes
-  // floats, 64-byte aligned for speed (a row is then one cache line at AVX-512).
+  // floats, 64-byte aligned for speed (a row is then whole cache lines). accumulate: add the sums
+  // to out's contents instead of overwriting them (the second and later input slabs).
   void (*csc_block)(const std::int64_t* indptr, const void* offsets, int off16, const void* data,
-                    int vtype, index_t j0, index_t j1, const float* xt, float* out);
-  // The same sums with the output layer's epilogue and the top-k threshold filter fused, so the
-  // scores never leave registers unless they can enter a top-k list: per column j,
+                    int vtype, index_t j0, index_t j1, const float* xt, int accumulate, float* out);
+  // The same sums (plus init[(j - j0) * kQLanes + l] when init is not null: the earlier input
+  // slabs' partial sums) with the output layer's epilogue and the top-k threshold filter fused, so
+  // the scores never leave registers unless they can enter a top-k list: per column j,
   //   s[l] = out_j[l] * scale[j] (if scale) + bias[j] (if bias),
   // and when s[l] > thr[l] for some lane (ordered compare: NaN never passes) the column is a
   // candidate: cand[c * kQLanes + l] = s[l] (all lanes), col[c] = j, mask[c] = bits of the passing
   // lanes, c counted from 0 in ascending j. Returns the number of candidates (<= j1 - j0).
   index_t (*csc_filter)(const std::int64_t* indptr, const void* offsets, int off16, const void* data,
-                        int vtype, index_t j0, index_t j1, const float* xt, const float* scale,
-                        const float* bias, const float* thr, float* cand, std::int32_t* col,
-                        std::uint32_t* mask);
+                        int vtype, index_t j0, index_t j1, const float* xt, const float* init,
+                        const float* scale, const float* bias, const float* thr, float* cand,
+                        std::int32_t* col, std::uint32_t* mask);
   // acc[0:n] += a * w[0:n] (w of value type vtype; int8 as integers).
   void (*axpy)(index_t n, float a, const void* w, int vtype, float* acc);
   // acc[idx[t]] += a * w[t] for t < cnt.
