@@ -250,7 +250,7 @@ void CompressedLinear::sparse_block(const float* x, index_t ldx, index_t q0, int
     const index_t j1 = std::min(n_out_, j0 + kColChunk);
     for (index_t sl = 0; sl < nslab_; ++sl)
       k.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xa,
-                  sl > 0 ? 1 : 0, tile.data());
+                  nrows, sl > 0 ? 1 : 0, tile.data());
     // Transpose in 16-column strips (2 KiB of the tile at 32 lanes, L1-resident across the rows).
     for (index_t s0 = j0; s0 < j1; s0 += 16) {
       const index_t s1 = std::min(j1, s0 + 16);
@@ -437,10 +437,11 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
           // Earlier slabs' partial sums in the tile, the last slab fused with the filter.
           for (index_t sl = 0; sl + 1 < nslab_; ++sl)
             kern.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0,
-                           j1, xa, sl > 0 ? 1 : 0, tile.data());
+                           j1, xa, nrows, sl > 0 ? 1 : 0, tile.data());
           const index_t nc = kern.csc_filter(indptr_.data() + (nslab_ - 1) * n_out_, index_ptr(), idx16_ ? 1 : 0,
-                                             values(), precision_, j0, j1, xa, nslab_ > 1 ? tile.data() : nullptr,
-                                             scale, bias, thr, cb, col.data(), mask.data());
+                                             values(), precision_, j0, j1, xa, nrows,
+                                             nslab_ > 1 ? tile.data() : nullptr, scale, bias, thr, cb, col.data(),
+                                             mask.data());
           // Append the chunk's survivors row by row (a list may overshoot cap by at most the
           // chunk: its slot has cap + kColChunk room), then cut back once per row and chunk.
           for (index_t c = 0; c < nc; ++c) {

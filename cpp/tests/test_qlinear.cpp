@@ -102,63 +102,72 @@ void check_kernel_siblings(std::mt19937& g) {
         for (index_t j = 0; j < n_out; ++j) acc_exp[j] += 2.0f * value(vt, r.ptr(vt), j);
         for (auto& [name, k] : tables) {
           for (int idx16 : {0, 1}) {
-            std::vector<float> out(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
-            // two calls over split column ranges (j0 > 0 indexes the output from j0)
-            const index_t mid = n_out / 2;
             const void* ix = idx16 ? static_cast<const void*>(o16.data()) : static_cast<const void*>(o32.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), 0, out.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), 0, out.data() + mid * cpu::kQLanes);
-            CHECK(out == expect, "%s csc_block vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
-                  static_cast<long long>(n_in), static_cast<long long>(n_out));
-            // accumulate: a second pass adds the same sums (integers: exact)
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, n_out, xt.data(), 1, out.data());
-            bool twice = true;
-            for (std::size_t e = 0; e < out.size(); ++e) twice = twice && out[e] == 2.0f * expect[e];
-            CHECK(twice, "%s csc_block accumulate vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
-                  static_cast<long long>(n_in), static_cast<long long>(n_out));
-            // csc_filter: scale / bias epilogue, per-lane thresholds (some lanes never pass, some
-            // always), candidates in ascending column order with exactly the passing lanes.
-            std::vector<float> sc(static_cast<std::size_t>(n_out)), bi(static_cast<std::size_t>(n_out)),
-                thr(cpu::kQLanes);
-            for (index_t j = 0; j < n_out; ++j) {
-              sc[j] = 0.5f * static_cast<float>(1 + j % 3);
-              bi[j] = static_cast<float>(small(g));
-            }
-            for (int l = 0; l < cpu::kQLanes; ++l)
-              thr[l] = l % 5 == 4 ? std::numeric_limits<float>::infinity()
-                                  : l % 5 == 3 ? -std::numeric_limits<float>::infinity() : static_cast<float>(small(g));
-            for (int with : {0, 1}) {
-              const float* scp = with ? sc.data() : nullptr;
-              const float* bip = with ? bi.data() : nullptr;
-              // with: also an init block (earlier slabs' partial sums) equal to the sums: doubles them
-              const float* ini = with ? expect.data() : nullptr;
-              std::vector<float> cand(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
-              std::vector<std::int32_t> col(static_cast<std::size_t>(n_out), -1);
-              std::vector<std::uint32_t> msk(static_cast<std::size_t>(n_out), 0);
-              const index_t c1 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), ini, scp,
-                                               bip, thr.data(), cand.data(), col.data(), msk.data());
-              const index_t c2 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(),
-                                               ini != nullptr ? ini + mid * cpu::kQLanes : nullptr, scp, bip,
-                                               thr.data(), cand.data() + c1 * cpu::kQLanes, col.data() + c1,
-                                               msk.data() + c1);
-              index_t c = 0;
-              bool ok = true;
+            // nlanes: a full block and a half block (1..16 rows: only the first 16 lanes computed)
+            for (int nl : {cpu::kQLanes, cpu::kQLanes / 2, 1}) {
+              const int lanes = nl <= cpu::kQLanes / 2 ? cpu::kQLanes / 2 : cpu::kQLanes;
+              auto same = [&](const std::vector<float>& got, const std::vector<float>& want, float f) {
+                for (index_t j = 0; j < n_out; ++j)
+                  for (int l = 0; l < lanes; ++l)
+                    if (got[j * cpu::kQLanes + l] != f * want[j * cpu::kQLanes + l]) return false;
+                return true;
+              };
+              std::vector<float> out(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
+              // two calls over split column ranges (j0 > 0 indexes the output from j0)
+              const index_t mid = n_out / 2;
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), nl, 0, out.data());
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), nl, 0,
+                           out.data() + mid * cpu::kQLanes);
+              CHECK(same(out, expect, 1.0f), "%s csc_block vt=%d idx16=%d nlanes=%d n_in=%lld n_out=%lld", name, vt,
+                    idx16, nl, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              // accumulate: a second pass adds the same sums (integers: exact)
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, n_out, xt.data(), nl, 1, out.data());
+              CHECK(same(out, expect, 2.0f), "%s csc_block accumulate vt=%d idx16=%d nlanes=%d n_in=%lld n_out=%lld",
+                    name, vt, idx16, nl, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              // csc_filter: scale / bias epilogue, per-lane thresholds (some lanes never pass, some
+              // always), candidates in ascending column order with exactly the passing lanes.
+              std::vector<float> sc(static_cast<std::size_t>(n_out)), bi(static_cast<std::size_t>(n_out)),
+                  thr(cpu::kQLanes);
               for (index_t j = 0; j < n_out; ++j) {
-                std::uint32_t m = 0;
-                float sj[cpu::kQLanes];
-                for (int l = 0; l < cpu::kQLanes; ++l) {
-                  float v = expect[j * cpu::kQLanes + l];
-                  if (with) v = 2.0f * v * sc[j] + bi[j];  // small integers and halves: exact either way
-                  sj[l] = v;
-                  if (v > thr[l]) m |= 1u << l;
-                }
-                if (m == 0) continue;
-                ok = ok && c < c1 + c2 && col[c] == j && msk[c] == m;
-                for (int l = 0; ok && l < cpu::kQLanes; ++l) ok = cand[c * cpu::kQLanes + l] == sj[l];
-                ++c;
+                sc[j] = 0.5f * static_cast<float>(1 + j % 3);
+                bi[j] = static_cast<float>(small(g));
               }
-              CHECK(ok && c == c1 + c2, "%s csc_filter vt=%d idx16=%d scale/bias=%d n_in=%lld n_out=%lld", name,
-                    vt, idx16, with, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              for (int l = 0; l < cpu::kQLanes; ++l)
+                thr[l] = l % 5 == 4 ? std::numeric_limits<float>::infinity()
+                                    : l % 5 == 3 ? -std::numeric_limits<float>::infinity() : static_cast<float>(small(g));
+              for (int with : {0, 1}) {
+                const float* scp = with ? sc.data() : nullptr;
+                const float* bip = with ? bi.data() : nullptr;
+                // with: also an init block (earlier slabs' partial sums) equal to the sums: doubles them
+                const float* ini = with ? expect.data() : nullptr;
+                std::vector<float> cand(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
+                std::vector<std::int32_t> col(static_cast<std::size_t>(n_out), -1);
+                std::vector<std::uint32_t> msk(static_cast<std::size_t>(n_out), 0);
+                const index_t c1 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), nl, ini,
+                                                 scp, bip, thr.data(), cand.data(), col.data(), msk.data());
+                const index_t c2 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), nl,
+                                                 ini != nullptr ? ini + mid * cpu::kQLanes : nullptr, scp, bip,
+                                                 thr.data(), cand.data() + c1 * cpu::kQLanes, col.data() + c1,
+                                                 msk.data() + c1);
+                index_t c = 0;
+                bool ok = true;
+                for (index_t j = 0; j < n_out; ++j) {
+                  std::uint32_t m = 0;
+                  float sj[cpu::kQLanes];
+                  for (int l = 0; l < lanes; ++l) {
+                    float v = expect[j * cpu::kQLanes + l];
+                    if (with) v = 2.0f * v * sc[j] + bi[j];  // small integers and halves: exact either way
+                    sj[l] = v;
+                    if (v > thr[l]) m |= 1u << l;
+                  }
+                  if (m == 0) continue;
+                  ok = ok && c < c1 + c2 && col[c] == j && msk[c] == m;
+                  for (int l = 0; ok && l < lanes; ++l) ok = cand[c * cpu::kQLanes + l] == sj[l];
+                  ++c;
+                }
+                CHECK(ok && c == c1 + c2, "%s csc_filter vt=%d idx16=%d nlanes=%d scale/bias=%d n_in=%lld n_out=%lld",
+                      name, vt, idx16, nl, with, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              }
             }
           }
           std::vector<float> acc(static_cast<std::size_t>(n_out), 1.0f);

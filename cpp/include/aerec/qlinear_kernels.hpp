@@ -42,21 +42,25 @@ struct QlinearKernels {
   //   out[(j - j0) * kQLanes + l] = sum_{t in [indptr[j], indptr[j+1])} w(t) * xt[idx(t) * kQLanes + l]
   // with w(t) the stored value (float, bf16 bits widened, int8 as an integer: no scale) and
   // idx(t) = offsets[t] / kQOffsetScale (offsets uint16 when off16, else int32). xt: n_in x kQLanes
-  // floats, 64-byte aligned for speed (a row is then whole cache lines). accumulate: add the sums
-  // to out's contents instead of overwriting them (the second and later input slabs).
+  // floats, 64-byte aligned for speed (a row is then whole cache lines). nlanes: the lanes the
+  // caller reads (its rows); at most kQLanes / 2 computes only the first kQLanes / 2 (half the
+  // loads and FMAs: a call for 1-16 users), the others are left as they were. accumulate: add the
+  // sums to out's contents instead of overwriting them (the second and later input slabs).
   void (*csc_block)(const std::int64_t* indptr, const void* offsets, int off16, const void* data,
-                    int vtype, index_t j0, index_t j1, const float* xt, int accumulate, float* out);
+                    int vtype, index_t j0, index_t j1, const float* xt, int nlanes, int accumulate,
+                    float* out);
   // The same sums (plus init[(j - j0) * kQLanes + l] when init is not null: the earlier input
   // slabs' partial sums) with the output layer's epilogue and the top-k threshold filter fused, so
   // the scores never leave registers unless they can enter a top-k list: per column j,
+  // (lanes as csc_block's nlanes; mask bits only for the computed lanes)
   //   s[l] = out_j[l] * scale[j] (if scale) + bias[j] (if bias),
   // and when s[l] > thr[l] for some lane (ordered compare: NaN never passes) the column is a
   // candidate: cand[c * kQLanes + l] = s[l] (all lanes), col[c] = j, mask[c] = bits of the passing
   // lanes, c counted from 0 in ascending j. Returns the number of candidates (<= j1 - j0).
   index_t (*csc_filter)(const std::int64_t* indptr, const void* offsets, int off16, const void* data,
-                        int vtype, index_t j0, index_t j1, const float* xt, const float* init,
-                        const float* scale, const float* bias, const float* thr, float* cand,
-                        std::int32_t* col, std::uint32_t* mask);
+                        int vtype, index_t j0, index_t j1, const float* xt, int nlanes,
+                        const float* init, const float* scale, const float* bias, const float* thr,
+                        float* cand, std::int32_t* col, std::uint32_t* mask);
   // acc[0:n] += a * w[0:n] (w of value type vtype; int8 as integers).
   void (*axpy)(index_t n, float a, const void* w, int vtype, float* acc);
   // acc[idx[t]] += a * w[t] for t < cnt.
