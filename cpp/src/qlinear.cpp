@@ -331,7 +331,23 @@ void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, ind
     for (index_t i = 0; i < n_in_; ++i)
       if (dense_x[i] != 0.0f) add(i, dense_x[i]);
   } else {
-    for (index_t t = 0; t < cnt; ++t) add(idx[t], val != nullptr ? val[t] : 1.0f);
+    // The rows of a history are scattered over the layer (memory latency, not FLOPs, bounds
+    // this): prefetch the start of a row a few items ahead.
+    constexpr index_t kAhead = 4;
+    const std::size_t esz_ = vt == 0 ? 4 : vt == 1 ? 2 : 1;
+    for (index_t t = 0; t < cnt; ++t) {
+      if (sparse_ && t + kAhead < cnt) {
+        const index_t a = indptr_[idx[t + kAhead]];
+        const char* v = static_cast<const char*>(values()) + static_cast<std::size_t>(a) * esz_;
+        const char* ix = idx16_ ? reinterpret_cast<const char*>(idx16v_.data() + a)
+                                : reinterpret_cast<const char*>(idx32v_.data() + a);
+        for (int line = 0; line < 4; ++line) {
+          __builtin_prefetch(v + 64 * line);
+          __builtin_prefetch(ix + 64 * line);
+        }
+      }
+      add(idx[t], val != nullptr ? val[t] : 1.0f);
+    }
   }
 }
 
