@@ -3,9 +3,12 @@
 #include "aerec/qlinear.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
@@ -24,8 +27,40 @@ const QlinearKernels& qlinear_kernels() {
 
 namespace {
 // Output columns per chunk of the sparse kernel: the transposed tile (chunk x kQLanes floats,
-// 64 KiB) stays in L1/L2 while it is transposed into the output rows.
+// 64 KiB) stays in L1/L2 while it is transposed into the output rows; in topk, the candidate
+// columns of one chunk (at most the chunk) are merged into the lists between chunks.
 constexpr index_t kColChunk = 512;
+
+// n floats of buf, 64-byte aligned (a kQLanes activation row is then whole cache lines).
+float* aligned_floats(std::vector<float>& buf, std::size_t n) {
+  buf.resize(n + 16);
+  const auto p = reinterpret_cast<std::uintptr_t>(buf.data());
+  return reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
+}
+
+// Top-k candidates of the sparse path: the key order of topk.cpp (order-preserving score bits
+// above, 2^32 - 1 - id below: "better" = higher score, then lower id = unsigned >).
+using Entry = std::uint64_t;
+inline Entry make_entry(float s, std::int32_t id) {
+  s += 0.0f;  // -0 -> +0
+  std::uint32_t u;
+  std::memcpy(&u, &s, 4);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
+}
+inline float entry_score(Entry e) {
+  std::uint32_t u = static_cast<std::uint32_t>(e >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
+  float s;
+  std::memcpy(&s, &u, 4);
+  return s;
+}
+inline std::int32_t entry_id(Entry e) { return static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(e)); }
+// Leaves the best kc of h[0..n) first and returns the kc-th best's score (the new threshold).
+inline float cut_to(Entry* h, index_t n, index_t kc) {
+  std::nth_element(h, h + (kc - 1), h + n, [](Entry a, Entry b) { return a > b; });
+  return entry_score(h[kc - 1]);
+}
 }  // namespace
 
 CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
@@ -90,6 +125,28 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
       idx32v_.assign(ix, ix + a.nnz);
       for (std::int32_t v : idx32v_) AEREC_CHECK_INDEX(v >= 0 && v < inner, "sparse index out of range");
     }
+    if (!csr_input_) {
+      // Repack the input ids as activation-row offsets (qlinear_kernels.hpp, kQOffsetScale).
+      AEREC_CHECK_ARG(n_in_ <= std::numeric_limits<std::int32_t>::max() / kQOffsetScale,
+                      "sparse dense-input layers support at most 2^28 inputs");
+      const bool off16 = n_in_ * kQOffsetScale <= 65536;
+      std::vector<std::uint16_t> o16;
+      std::vector<std::int32_t> o32;
+      if (off16)
+        o16.resize(static_cast<std::size_t>(a.nnz));
+      else
+        o32.resize(static_cast<std::size_t>(a.nnz));
+      for (index_t t = 0; t < a.nnz; ++t) {
+        const index_t i = idx16_ ? idx16v_[t] : idx32v_[t];
+        if (off16)
+          o16[t] = static_cast<std::uint16_t>(i * kQOffsetScale);
+        else
+          o32[t] = static_cast<std::int32_t>(i * kQOffsetScale);
+      }
+      idx16v_.swap(o16);
+      idx32v_.swap(o32);
+      idx16_ = off16;
+    }
     count = a.nnz;
     src = a.data;
   } else {
@@ -110,6 +167,40 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
     wi_.assign(p, p + count);
     for (std::int8_t v : wi_) AEREC_CHECK_ARG(v != -128, "int8 weights must lie in [-127, 127]");
   }
+  if (sparse_ && !csr_input_) split_slabs();
+}
+
+// Regroups the stored weights by input slab (qlinear_kernels.hpp, kQSlabBytes): stable within a
+// column, so a one-slab layer keeps the file's order.
+void CompressedLinear::split_slabs() {
+  const index_t bytes = n_in_ * kQLanes * static_cast<index_t>(sizeof(float));
+  nslab_ = std::max<index_t>(1, (bytes + kQSlabBytes - 1) / kQSlabBytes);
+  if (nslab_ == 1) return;
+  const index_t rows = (n_in_ + nslab_ - 1) / nslab_;  // inputs per slab
+  const index_t nnz = indptr_[n_out_];
+  auto input_of = [&](index_t t) {
+    return (idx16_ ? static_cast<index_t>(idx16v_[t]) : static_cast<index_t>(idx32v_[t])) / kQOffsetScale;
+  };
+  std::vector<std::int64_t> ptr(static_cast<std::size_t>(nslab_ * n_out_ + 1), 0);
+  for (index_t j = 0; j < n_out_; ++j)
+    for (std::int64_t t = indptr_[j]; t < indptr_[j + 1]; ++t) ++ptr[(input_of(t) / rows) * n_out_ + j + 1];
+  for (index_t q = 0; q < nslab_ * n_out_; ++q) ptr[q + 1] += ptr[q];
+  std::vector<std::int64_t> perm(static_cast<std::size_t>(nnz));
+  std::vector<std::int64_t> fill(ptr.begin(), ptr.end() - 1);
+  for (index_t j = 0; j < n_out_; ++j)
+    for (std::int64_t t = indptr_[j]; t < indptr_[j + 1]; ++t) perm[fill[(input_of(t) / rows) * n_out_ + j]++] = t;
+  auto permute = [&](auto& v) {
+    if (v.empty()) return;
+    std::remove_reference_t<decltype(v)> out(v.size());
+    for (index_t t = 0; t < nnz; ++t) out[t] = v[perm[t]];
+    v.swap(out);
+  };
+  permute(idx16v_);
+  permute(idx32v_);
+  permute(wf_);
+  permute(wb_);
+  permute(wi_);
+  indptr_.swap(ptr);
 }
 
 std::size_t CompressedLinear::memory_usage() const {
@@ -135,23 +226,33 @@ void CompressedLinear::epilogue(float* row, Activation act) const {
   vactivation(act, n_out_, row, row, bias_.empty() ? nullptr : bias_.data());
 }
 
+// Rows [q0, q0 + nrows) of x transposed into a 64-byte aligned n_in x kQLanes block of xt (lanes
+// past nrows zero).
+const float* CompressedLinear::transpose_block(const float* x, index_t ldx, index_t q0, int nrows,
+                                               std::vector<float>& xt) const {
+  float* xa = aligned_floats(xt, static_cast<std::size_t>(n_in_ * kQLanes));
+  std::fill(xa, xa + n_in_ * kQLanes, 0.0f);
+  for (int r = 0; r < nrows; ++r) {
+    const float* xr = x + (q0 + r) * ldx;
+    for (index_t i = 0; i < n_in_; ++i) xa[i * kQLanes + r] = xr[i];
+  }
+  return xa;
+}
+
 // Pre-activation (before bias) of rows [q0, q0 + nrows) of x of a sparse dense-input layer into
 // out (the block's first row; row stride ldo), the int8 scale left to the caller's epilogue.
 void CompressedLinear::sparse_block(const float* x, index_t ldx, index_t q0, int nrows,
                                     std::vector<float>& xt, std::vector<float>& tile, float* out,
                                     index_t ldo) const {
   const QlinearKernels& k = qlinear_kernels();
-  xt.assign(static_cast<std::size_t>(n_in_ * kQLanes), 0.0f);
-  for (int r = 0; r < nrows; ++r) {
-    const float* xr = x + (q0 + r) * ldx;
-    for (index_t i = 0; i < n_in_; ++i) xt[i * kQLanes + r] = xr[i];
-  }
+  const float* xa = transpose_block(x, ldx, q0, nrows, xt);
   tile.resize(static_cast<std::size_t>(kColChunk * kQLanes));
   for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
     const index_t j1 = std::min(n_out_, j0 + kColChunk);
-    k.csc_block(indptr_.data(), index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xt.data(),
-                tile.data());
-    // Transpose in 16-column strips (2 KiB of the tile, L1-resident across the rows).
+    for (index_t sl = 0; sl < nslab_; ++sl)
+      k.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0, j1, xa,
+                  nrows, sl > 0 ? 1 : 0, tile.data());
+    // Transpose in 16-column strips (2 KiB of the tile at 32 lanes, L1-resident across the rows).
     for (index_t s0 = j0; s0 < j1; s0 += 16) {
       const index_t s1 = std::min(j1, s0 + 16);
       for (int r = 0; r < nrows; ++r) {
@@ -231,7 +332,23 @@ void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, ind
     for (index_t i = 0; i < n_in_; ++i)
       if (dense_x[i] != 0.0f) add(i, dense_x[i]);
   } else {
-    for (index_t t = 0; t < cnt; ++t) add(idx[t], val != nullptr ? val[t] : 1.0f);
+    // The rows of a history are scattered over the layer (memory latency, not FLOPs, bounds
+    // this): prefetch the start of a row a few items ahead.
+    constexpr index_t kAhead = 4;
+    const std::size_t esz_ = vt == 0 ? 4 : vt == 1 ? 2 : 1;
+    for (index_t t = 0; t < cnt; ++t) {
+      if (sparse_ && t + kAhead < cnt) {
+        const index_t a = indptr_[idx[t + kAhead]];
+        const char* v = static_cast<const char*>(values()) + static_cast<std::size_t>(a) * esz_;
+        const char* ix = idx16_ ? reinterpret_cast<const char*>(idx16v_.data() + a)
+                                : reinterpret_cast<const char*>(idx32v_.data() + a);
+        for (int line = 0; line < 4; ++line) {
+          __builtin_prefetch(v + 64 * line);
+          __builtin_prefetch(ix + 64 * line);
+        }
+      }
+      add(idx[t], val != nullptr ? val[t] : 1.0f);
+    }
   }
 }
 
@@ -375,32 +492,97 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
     dense_->search(x, k, ex_ptr != nullptr ? &ex : nullptr, ids, scores, T);
     return;
   }
-  // Sparse: a kQLanes x n_out score block per step, selected with the shared selection.
+  // Sparse: blocks of kQLanes rows; per column chunk the kernel applies scale and bias and keeps
+  // only the columns where some row's score beats that row's threshold (the kc-th best so far,
+  // updated when a row's candidate list is cut back), so the scores never round-trip through
+  // memory. Excluded ids are dropped before they enter a list (they must not raise a threshold).
   const index_t kk = std::min(k, n_out_);
+  const index_t cap = kk + std::max<index_t>(kk, 32);  // list cut back to kk when it reaches cap
   const index_t nblocks = (m + kQLanes - 1) / kQLanes;
+  const float* scale = precision_ == 2 ? scale_.data() : nullptr;
+  const float* bias = bias_.empty() ? nullptr : bias_.data();
+  constexpr float kInf = std::numeric_limits<float>::infinity();
   ExceptionSlot slot;
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> xt, tile, block;
-    std::vector<std::int64_t> ptr;
+    std::vector<float> xt, cand, tile(static_cast<std::size_t>(nslab_ > 1 ? kColChunk * kQLanes : 0));
+    std::vector<std::int32_t> col, ex;
+    std::vector<std::uint32_t> mask;
+    std::vector<Entry> heap;
+    std::vector<index_t> hn, exoff, excur;
+    alignas(64) float thr[kQLanes];
 #pragma omp for schedule(dynamic, 1)
     for (index_t blk = 0; blk < nblocks; ++blk) {
       slot.run([&] {
+        const QlinearKernels& kern = qlinear_kernels();
         const index_t q0 = blk * kQLanes;
         const int nrows = static_cast<int>(std::min<index_t>(kQLanes, m - q0));
-        block.resize(static_cast<std::size_t>(nrows * n_out_));
-        sparse_block(x.data, x.stride, q0, nrows, xt, tile, block.data(), n_out_);
-        for (int r = 0; r < nrows; ++r) epilogue(block.data() + r * n_out_, Activation::identity);
-        const std::int64_t* eptr = nullptr;
-        const std::int32_t* eidx = nullptr;
-        if (ex_ptr != nullptr) {
-          ptr.resize(static_cast<std::size_t>(nrows + 1));
-          for (int r = 0; r <= nrows; ++r) ptr[r] = ex_ptr[q0 + r] - ex_ptr[q0];
-          eptr = ptr.data();
-          eidx = ex_idx + ex_ptr[q0];
+        const float* xa = transpose_block(x.data, x.stride, q0, nrows, xt);
+        for (int l = 0; l < kQLanes; ++l) thr[l] = l < nrows ? -kInf : kInf;
+        heap.resize(static_cast<std::size_t>(nrows * (cap + kColChunk)));
+        hn.assign(static_cast<std::size_t>(nrows), 0);
+        // This block's exclusions, sorted per row (columns ascend: one cursor per row).
+        exoff.assign(static_cast<std::size_t>(nrows + 1), 0);
+        ex.clear();
+        for (int r = 0; r < nrows && ex_ptr != nullptr; ++r) {
+          const std::size_t s0 = ex.size();
+          ex.insert(ex.end(), ex_idx + ex_ptr[q0 + r], ex_idx + ex_ptr[q0 + r + 1]);
+          std::sort(ex.begin() + s0, ex.end());
+          exoff[r + 1] = static_cast<index_t>(ex.size());
         }
-        MatrixView<const float> sv{block.data(), nrows, n_out_, n_out_};
-        select_topk_rows(sv, kk, eptr, eidx, ids + q0 * kk, scores + q0 * kk, 1);
+        if (ex_ptr == nullptr) exoff.assign(static_cast<std::size_t>(nrows + 1), 0);
+        excur.assign(exoff.begin(), exoff.end() - 1);
+        float* cb = aligned_floats(cand, static_cast<std::size_t>(kColChunk * kQLanes));
+        col.resize(static_cast<std::size_t>(kColChunk));
+        mask.resize(static_cast<std::size_t>(kColChunk));
+        for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
+          const index_t j1 = std::min(n_out_, j0 + kColChunk);
+          // Earlier slabs' partial sums in the tile, the last slab fused with the filter.
+          for (index_t sl = 0; sl + 1 < nslab_; ++sl)
+            kern.csc_block(indptr_.data() + sl * n_out_, index_ptr(), idx16_ ? 1 : 0, values(), precision_, j0,
+                           j1, xa, nrows, sl > 0 ? 1 : 0, tile.data());
+          const index_t nc = kern.csc_filter(indptr_.data() + (nslab_ - 1) * n_out_, index_ptr(), idx16_ ? 1 : 0,
+                                             values(), precision_, j0, j1, xa, nrows,
+                                             nslab_ > 1 ? tile.data() : nullptr, scale, bias, thr, cb, col.data(),
+                                             mask.data());
+          // Append the chunk's survivors row by row (a list may overshoot cap by at most the
+          // chunk: its slot has cap + kColChunk room), then cut back once per row and chunk.
+          for (index_t c = 0; c < nc; ++c) {
+            std::uint32_t mm = mask[c];
+            const std::int32_t j = col[c];
+            while (mm != 0) {
+              const int r = __builtin_ctz(mm);
+              mm &= mm - 1;
+              index_t& cur = excur[r];
+              const index_t end = exoff[r + 1];
+              while (cur < end && ex[cur] < j) ++cur;
+              if (cur < end && ex[cur] == j) continue;
+              heap[r * (cap + kColChunk) + hn[r]++] = make_entry(cb[c * kQLanes + r], j);
+            }
+          }
+          for (int r = 0; r < nrows; ++r) {
+            if (hn[r] >= cap) {
+              thr[r] = cut_to(heap.data() + r * (cap + kColChunk), hn[r], kk);
+              hn[r] = kk;
+            }
+          }
+        }
+        for (int r = 0; r < nrows; ++r) {
+          Entry* h = heap.data() + r * (cap + kColChunk);
+          const index_t nv = std::min(kk, hn[r]);
+          if (hn[r] > nv) cut_to(h, hn[r], nv);
+          std::sort(h, h + nv, [](Entry a, Entry b) { return a > b; });
+          std::int32_t* io = ids + (q0 + r) * kk;
+          float* so = scores + (q0 + r) * kk;
+          for (index_t t = 0; t < nv; ++t) {
+            io[t] = entry_id(h[t]);
+            so[t] = entry_score(h[t]);
+          }
+          for (index_t t = nv; t < kk; ++t) {
+            io[t] = -1;
+            so[t] = -kInf;
+          }
+        }
       });
     }
   }

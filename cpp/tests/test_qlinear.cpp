@@ -74,8 +74,8 @@ void check_kernel_siblings(std::mt19937& g) {
     for (index_t n_out : {1, 7, 40}) {
       // CSC with empty columns, random ids (duplicates across columns), both index widths
       std::vector<std::int64_t> ptr{0};
-      std::vector<std::uint16_t> i16;
-      std::vector<std::int32_t> i32;
+      std::vector<std::uint16_t> i16, o16;  // ids (scatter) and activation-row offsets (csc)
+      std::vector<std::int32_t> i32, o32;
       std::uniform_int_distribution<int> cnt(0, 9), id(0, static_cast<int>(n_in - 1));
       for (index_t j = 0; j < n_out; ++j) {
         const int c = j % 3 == 0 ? 0 : cnt(g);
@@ -83,6 +83,8 @@ void check_kernel_siblings(std::mt19937& g) {
           const int v = id(g);
           i16.push_back(static_cast<std::uint16_t>(v));
           i32.push_back(v);
+          o16.push_back(static_cast<std::uint16_t>(v * cpu::kQOffsetScale));
+          o32.push_back(v * cpu::kQOffsetScale);
         }
         ptr.push_back(static_cast<std::int64_t>(i32.size()));
       }
@@ -100,14 +102,73 @@ void check_kernel_siblings(std::mt19937& g) {
         for (index_t j = 0; j < n_out; ++j) acc_exp[j] += 2.0f * value(vt, r.ptr(vt), j);
         for (auto& [name, k] : tables) {
           for (int idx16 : {0, 1}) {
-            std::vector<float> out(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
-            // two calls over split column ranges (j0 > 0 indexes the output from j0)
-            const index_t mid = n_out / 2;
-            const void* ix = idx16 ? static_cast<const void*>(i16.data()) : static_cast<const void*>(i32.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), out.data());
-            k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), out.data() + mid * cpu::kQLanes);
-            CHECK(out == expect, "%s csc_block vt=%d idx16=%d n_in=%lld n_out=%lld", name, vt, idx16,
-                  static_cast<long long>(n_in), static_cast<long long>(n_out));
+            const void* ix = idx16 ? static_cast<const void*>(o16.data()) : static_cast<const void*>(o32.data());
+            // nlanes: a full block and a half block (1..16 rows: only the first 16 lanes computed)
+            for (int nl : {cpu::kQLanes, cpu::kQLanes / 2, 1}) {
+              const int lanes = nl <= cpu::kQLanes / 2 ? cpu::kQLanes / 2 : cpu::kQLanes;
+              auto same = [&](const std::vector<float>& got, const std::vector<float>& want, float f) {
+                for (index_t j = 0; j < n_out; ++j)
+                  for (int l = 0; l < lanes; ++l)
+                    if (got[j * cpu::kQLanes + l] != f * want[j * cpu::kQLanes + l]) return false;
+                return true;
+              };
+              std::vector<float> out(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
+              // two calls over split column ranges (j0 > 0 indexes the output from j0)
+              const index_t mid = n_out / 2;
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), nl, 0, out.data());
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), nl, 0,
+                           out.data() + mid * cpu::kQLanes);
+              CHECK(same(out, expect, 1.0f), "%s csc_block vt=%d idx16=%d nlanes=%d n_in=%lld n_out=%lld", name, vt,
+                    idx16, nl, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              // accumulate: a second pass adds the same sums (integers: exact)
+              k->csc_block(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, n_out, xt.data(), nl, 1, out.data());
+              CHECK(same(out, expect, 2.0f), "%s csc_block accumulate vt=%d idx16=%d nlanes=%d n_in=%lld n_out=%lld",
+                    name, vt, idx16, nl, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              // csc_filter: scale / bias epilogue, per-lane thresholds (some lanes never pass, some
+              // always), candidates in ascending column order with exactly the passing lanes.
+              std::vector<float> sc(static_cast<std::size_t>(n_out)), bi(static_cast<std::size_t>(n_out)),
+                  thr(cpu::kQLanes);
+              for (index_t j = 0; j < n_out; ++j) {
+                sc[j] = 0.5f * static_cast<float>(1 + j % 3);
+                bi[j] = static_cast<float>(small(g));
+              }
+              for (int l = 0; l < cpu::kQLanes; ++l)
+                thr[l] = l % 5 == 4 ? std::numeric_limits<float>::infinity()
+                                    : l % 5 == 3 ? -std::numeric_limits<float>::infinity() : static_cast<float>(small(g));
+              for (int with : {0, 1}) {
+                const float* scp = with ? sc.data() : nullptr;
+                const float* bip = with ? bi.data() : nullptr;
+                // with: also an init block (earlier slabs' partial sums) equal to the sums: doubles them
+                const float* ini = with ? expect.data() : nullptr;
+                std::vector<float> cand(static_cast<std::size_t>(n_out * cpu::kQLanes), -7.0f);
+                std::vector<std::int32_t> col(static_cast<std::size_t>(n_out), -1);
+                std::vector<std::uint32_t> msk(static_cast<std::size_t>(n_out), 0);
+                const index_t c1 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, 0, mid, xt.data(), nl, ini,
+                                                 scp, bip, thr.data(), cand.data(), col.data(), msk.data());
+                const index_t c2 = k->csc_filter(ptr.data(), ix, idx16, w.ptr(vt), vt, mid, n_out, xt.data(), nl,
+                                                 ini != nullptr ? ini + mid * cpu::kQLanes : nullptr, scp, bip,
+                                                 thr.data(), cand.data() + c1 * cpu::kQLanes, col.data() + c1,
+                                                 msk.data() + c1);
+                index_t c = 0;
+                bool ok = true;
+                for (index_t j = 0; j < n_out; ++j) {
+                  std::uint32_t m = 0;
+                  float sj[cpu::kQLanes];
+                  for (int l = 0; l < lanes; ++l) {
+                    float v = expect[j * cpu::kQLanes + l];
+                    if (with) v = 2.0f * v * sc[j] + bi[j];  // small integers and halves: exact either way
+                    sj[l] = v;
+                    if (v > thr[l]) m |= 1u << l;
+                  }
+                  if (m == 0) continue;
+                  ok = ok && c < c1 + c2 && col[c] == j && msk[c] == m;
+                  for (int l = 0; ok && l < lanes; ++l) ok = cand[c * cpu::kQLanes + l] == sj[l];
+                  ++c;
+                }
+                CHECK(ok && c == c1 + c2, "%s csc_filter vt=%d idx16=%d nlanes=%d scale/bias=%d n_in=%lld n_out=%lld",
+                      name, vt, idx16, nl, with, static_cast<long long>(n_in), static_cast<long long>(n_out));
+              }
+            }
           }
           std::vector<float> acc(static_cast<std::size_t>(n_out), 1.0f);
           k->axpy(n_out, 2.0f, r.ptr(vt), vt, acc.data());
@@ -132,8 +193,7 @@ void check_kernel_siblings(std::mt19937& g) {
 // int8 weights are integers with scale 1 (max |w| = 127 per column), activations integers with
 // max |x| = 63 per row (the 7-bit activation scale is max |x| / 63 = 1), so the int8 path is
 // exact too.
-void check_layers(std::mt19937& g) {
-  const index_t n_in = 45, n_out = 77, m = 37;
+void check_layers(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
   std::uniform_int_distribution<int> v(-127, 127), coin(0, 2), kx(-5, 5);
   std::vector<float> W(static_cast<std::size_t>(n_in * n_out));  // (n_in, n_out)
   for (float& w : W) w = coin(g) == 0 ? static_cast<float>(v(g)) : 0.0f;
@@ -242,7 +302,7 @@ void check_layers(std::mt19937& g) {
             CHECK(bad == 0, "%s forward_csr prec=%d sparse=%d: %d wrong", where, prec, sparse, bad);
             continue;
           }
-          for (index_t k : {1, 10, 100}) {
+          for (index_t k : {1, 10, 100, 400}) {
             const index_t kk = std::min(k, n_out);
             std::vector<std::int32_t> ids(static_cast<std::size_t>(m * kk));
             std::vector<float> sc(static_cast<std::size_t>(m * kk));
@@ -281,6 +341,10 @@ void check_layers(std::mt19937& g) {
 int main() {
   std::mt19937 g(20261129);
   check_kernel_siblings(g);
-  check_layers(g);
+  check_layers(g, 45, 77, 37);
+  // several column chunks of the sparse top-k (thresholds raised between chunks), a partial lane block
+  check_layers(g, 30, 1300, 21);
+  // input slabs (700 x 32 x 4 bytes > kQSlabBytes): partial sums carried between slabs
+  check_layers(g, 700, 560, 35);
   return aerec_test::finish("test_qlinear");
 }

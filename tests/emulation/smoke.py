@@ -227,6 +227,22 @@ def run_all(tmp):
                     assert (ids == rid).mean() > 0.97, where
                     for r in range(41):
                         assert not set(ids[r].tolist()) & set(ei[ep[r]:ep[r + 1]].tolist()), where
+        # sparse output layer with two input slabs (400 x 32 lanes x 4 B > 40 KB) and two column
+        # chunks (> 512 outputs): partial sums carried between slabs, thresholds raised between chunks
+        W = rng.standard_normal((400, 700)).astype(np.float32)
+        W[rng.random(W.shape) < 0.8] = 0
+        b = rng.standard_normal(700).astype(np.float32)
+        x = rng.standard_normal((35, 400)).astype(np.float32)
+        ep = np.arange(36, dtype=np.int64) * 3
+        ei = rng.integers(0, 700, 105).astype(np.int32)
+        for precision in ("fp32", "bf16", "int8"):
+            a = pack_layer(W, b, precision, True, "dense")
+            L, R = cpp.CompressedLinear(a), numpy_.CompressedLinear(a)
+            np.testing.assert_allclose(L.forward(x), R.forward(x), rtol=1e-4, atol=1e-3, err_msg=precision)
+            ids, sc = L.topk(x, 50, ep, ei)
+            rid, rsc = R.topk(x, 50, ep, ei)
+            np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-3, err_msg=precision)
+            assert (ids == rid).mean() > 0.97, precision
 
     @check("CompressedLinear bf16 across 32-query / 16-pair blocks (the AMX tile's, at the amx level only)")
     def _():

@@ -8,9 +8,11 @@
 //     tdpbf16ps at the amx level, else vdpbf16ps (AMD) or bf16 panels widened to the fp32 FMA
 //     tile (Intel, CPUs without AVX512-BF16); FMA fp32) + activation; topk = TopkIndex::search
 //     (threshold filtered, in-kernel exclusion).
-//   - input "dense", sparse: CSC by output column; activations transposed in blocks of kQLanes
-//     rows, each stored weight one broadcast multiply-add over the block's lanes; topk selects
-//     from a kQLanes x n_out score block with select_topk_rows.
+//   - input "dense", sparse: CSC by output column, the input ids repacked at construction as
+//     activation-row offsets (qlinear_kernels.hpp); activations transposed in 64-byte aligned
+//     blocks of kQLanes rows, each stored weight one broadcast multiply-add over the block's lanes;
+//     topk fuses scale, bias and the per-row threshold filter into the kernel (csc_filter), so
+//     only candidate columns leave registers, and merges them into per-row candidate lists.
 //   - input "csr" (first layers fed a sparse history): rows by input (dense rows or CSR), a
 //     history gathers (dense) or scatters (sparse) its rows; int8 sums the integer rows, then
 //     scales per output channel.
@@ -73,11 +75,14 @@ class CompressedLinear {
   std::size_t memory_usage() const;
 
  private:
+  const float* transpose_block(const float* x, index_t ldx, index_t q0, int nrows,
+                               std::vector<float>& xt) const;
   void sparse_block(const float* x, index_t ldx, index_t q0, int nrows, std::vector<float>& xt,
                     std::vector<float>& tile, float* out, index_t ldo) const;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
                   float* acc) const;
   void epilogue(float* row, Activation act) const;
+  void split_slabs();
   const void* values() const;
   const void* index_ptr() const;
 
@@ -89,7 +94,10 @@ class CompressedLinear {
   std::vector<float> wf_;             // fp32 values (csr rows / sparse data)
   std::vector<std::uint16_t> wb_;     // bf16 values
   std::vector<std::int8_t> wi_;       // int8 values
+  // Sparse dense-input layers: nslab_ x n_out + 1 (slab s, column j: [s * n_out + j, + 1]);
+  // csr-input layers: n_in + 1.
   std::vector<std::int64_t> indptr_;
+  index_t nslab_ = 1;
   std::vector<std::uint16_t> idx16v_;
   std::vector<std::int32_t> idx32v_;
 };

@@ -2,6 +2,8 @@
 // avx512 target's flags: the shared body qlinear_body.inc in namespace aerec::cpu::avx512.
 #include <cstdint>
 
+#include <immintrin.h>
+
 #include "aerec/qlinear_kernels.hpp"
 
 namespace aerec::cpu::avx512 {
