@@ -156,6 +156,53 @@ def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e
     return out
 
 
+def phases(reps=7):
+    """One process, one thread, no MPI: the compute of each rank of the sharded 2-rank step, phase
+    by phase (gradients of the rank's part of the batch into the flat buffer, the scaling, the sum
+    of the received block, the optimizer on the rank's block, reading the stepped block out and
+    writing the other rank's in), against the one-process step (gradients of the 500 rows plus the
+    full optimizer step), on the same batches, alternating. max(rank) / one-process is the 2-rank
+    step with free communication and two whole cores: what the code allows, apart from the box."""
+    from aerec.backends.numpy_ import shuffle_permutation
+    aerec.set_num_threads(1)
+    X = ml20m_slice()
+    net = _model(1).fit(X[:1000], verbose=0).net_  # a network of the slice's shape
+    order = shuffle_permutation(net.spec["seed"], 1, X.shape[0])
+    n, users = net.n_params, X.shape[0]
+    B = [0, n // 2, n]
+    G = np.zeros(n, np.float32)
+    R = [np.ones(B[r + 1] - B[r], np.float32) for r in range(2)]
+    S = [np.empty(B[r + 1] - B[r], np.float32) for r in range(2)]
+    P = net.get_params_flat(0, n)
+    t = {}
+
+    def lap(key, fn):
+        a = time.perf_counter()
+        fn()
+        t.setdefault(key, []).append(1e3 * (time.perf_counter() - a))
+    for k in range(reps):
+        rows = np.ascontiguousarray(order[k * 500:(k + 1) * 500], np.int64)
+        lap("1p grad", lambda: net.gradients(X, X, training=True, rows=rows, out=G))
+        lap("1p optimizer", lambda: net.apply_gradients(G))
+        for r in range(2):
+            lo, hi = users * r // 2, users * (r + 1) // 2
+            mine = np.ascontiguousarray(rows[(rows >= lo) & (rows < hi)])
+            blk = G[B[r]:B[r + 1]]
+            lap(f"r{r} grad", lambda: net.gradients(X, X, training=True, rows=mine, out=G))
+            lap(f"r{r} scale", lambda: np.multiply(G, np.float32(mine.size / rows.size), out=G))
+            lap(f"r{r} sum block", lambda: np.add(blk, R[r], out=blk))
+            lap(f"r{r} optimizer", lambda: net.apply_gradients(G, flat_range=(B[r], B[r + 1])))
+            lap(f"r{r} read block", lambda: net.get_params_flat(B[r], B[r + 1], out=S[r]))
+            q = 1 - r
+            lap(f"r{r} write other", lambda: net.set_params_flat(B[q], P[B[q]:B[q + 1]]))
+    med = {key: round(float(np.median(v)), 1) for key, v in t.items()}
+    one = med["1p grad"] + med["1p optimizer"]
+    rank = [sum(v for key, v in med.items() if key.startswith(f"r{r} ")) for r in range(2)]
+    print(json.dumps({"ms": med, "one_process_step_ms": round(one, 1), "rank_compute_ms": [round(v, 1) for v in rank],
+                      "grad_half_over_whole": [round(med[f"r{r} grad"] / med["1p grad"], 3) for r in range(2)],
+                      "speedup_free_comm": round(one / max(rank), 2)}), flush=True)
+
+
 def _ceiling_work(reps, q=None):
     """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items)."""
     from aerec.backends import get
@@ -200,7 +247,7 @@ def ceiling(reps=20, runs=3):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling"])
+    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling", "phases"])
     ap.add_argument("--grad", type=float)
     ap.add_argument("--apply", type=float)
     ap.add_argument("--dense-bytes", type=float)
@@ -215,6 +262,8 @@ def main():
         dask_bench()
     elif a.mode == "ceiling":
         ceiling()
+    elif a.mode == "phases":
+        phases()
     elif a.param_bytes:
         for row in project_sharded(a.grad, a.apply, a.param_bytes, 274):
             print(json.dumps(dict(row, design="sharded")))

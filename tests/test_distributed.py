@@ -101,6 +101,52 @@ def test_gradients_rows_match_reference(backend, name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_gradients_out_writes_every_element(backend, name):
+    """gradients(out=) writes every element of ``out`` (prefilled with NaN: the C++ engine writes the
+    gradients there directly, W0's row-sparse one densified in place) and equals the returned
+    tensors of the call without out, bitwise; the views it returns are views of ``out``."""
+    X = _csr(37, 30, 8)
+    x, y, mask, users = _args(name, X)
+    rows = np.random.default_rng(1).permutation(37)[:11].astype(np.int64)
+    a, b = _net(backend, name), _net(backend, name)
+    a.step = b.step = 3
+    out = np.full(a.n_params, np.nan, np.float32)
+    for _ in range(2):  # a second call into the same buffer (what the data-parallel step does)
+        la, views = a.gradients(x, y, mask=mask, training=True, users=users, rows=rows, out=out)
+        lb, g = b.gradients(x, y, mask=mask, training=True, users=users, rows=rows)
+        assert la == lb
+        np.testing.assert_array_equal(out, np.concatenate([t.ravel() for t in g]))
+        for v, t in zip(views, g):
+            assert np.shares_memory(v, out) and v.shape == t.shape
+        out[::7] = np.nan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_get_params_flat_into_out(backend):
+    """get_params_flat(lo, hi, out=) fills and returns the caller's buffer (no new array); a buffer
+    of the wrong size, dtype or layout is rejected with the fix in the message."""
+    net = _net(backend, "vae")
+    n = net.n_params
+    want = np.concatenate([p.ravel() for p in net.get_params()])
+    for lo, hi in ((0, n), (7, 300), (n - 5, n), (9, 9)):
+        buf = np.full(hi - lo, np.nan, np.float32)
+        got = net.get_params_flat(lo, hi, out=buf)
+        assert got is buf
+        np.testing.assert_array_equal(buf, want[lo:hi])
+    with pytest.raises(ValueError, match="elements"):
+        net.get_params_flat(0, 10, out=np.empty(11, np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        net.get_params_flat(0, 10, out=np.empty(10, np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.get_params_flat(0, 10, out=np.empty(20, np.float32)[::2])
+    ro = np.empty(10, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        net.get_params_flat(0, 10, out=ro)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_apply_gradients_equals_train_batch(backend):
     X = _csr(20, 30, 7)
     for name in ("vae", "dae-l2-lazy", "cdae"):
@@ -155,7 +201,10 @@ def test_apply_gradients_flat_range_is_the_full_step_on_the_block(backend, name)
     for lo, hi in list(zip(cuts[:-1], cuts[1:])) + [(5, 5), (0, n)]:
         part = _net(backend, name)
         part.apply_gradients(steps[0], rows0=rows0, user_rows=urows)
-        part.apply_gradients(steps[1], rows0=rows0, user_rows=urows, flat_range=(lo, hi))
+        # only the block of the gradient is read: NaN outside it must not reach anything
+        g1 = np.full(n, np.nan, np.float32)
+        g1[lo:hi] = steps[1][lo:hi]
+        part.apply_gradients(g1, rows0=rows0, user_rows=urows, flat_range=(lo, hi))
         assert part.step == full.step
         got, got_st = part.get_params_flat(0, n), _state_flat(part)
         np.testing.assert_array_equal(got[lo:hi], want[lo:hi])

@@ -296,6 +296,7 @@ class DataParallel:
             self.w0_rows = False  # the input layer goes dense in the Reduce_scatter
             self.P = np.empty(total, np.float32)  # the gathered parameters
             self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's summed gradient block
+            self.S = np.empty(self.bhi - self.blo, np.float32)  # this rank's stepped block, sent
         self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
                       "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
                       "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
@@ -452,7 +453,7 @@ class DataParallel:
     def _gather_params(self):
         """Every rank's stepped block of the flat parameters, written into this rank's network."""
         B, P = self.B, self.P
-        mine = self.net.get_params_flat(self.blo, self.bhi)
+        mine = self.net.get_params_flat(self.blo, self.bhi, out=self.S)  # reused: no page faults per step
         for q in self._exchange(lambda q: mine, lambda q: P[B[q]:B[q + 1]], "parameter all-gather"):
             if B[q + 1] > B[q]:
                 self.net.set_params_flat(int(B[q]), P[B[q]:B[q + 1]])
