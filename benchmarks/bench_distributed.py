@@ -158,12 +158,13 @@ def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e
 
 def phases(reps=7):
     """One process, one thread, no MPI: the compute of each rank of the sharded 2-rank step, phase
-    by phase (gradients of the rank's part of the batch into the flat buffer, the scaling, the sum
-    of the received block, the optimizer on the rank's block, reading the stepped block out and
+    by phase (gradients of the rank's part of the batch into the flat buffer, the scaled sum of
+    its block and the received one, the optimizer on the rank's block, reading the stepped block out and
     writing the other rank's in), against the one-process step (gradients of the 500 rows plus the
     full optimizer step), on the same batches, alternating. max(rank) / one-process is the 2-rank
     step with free communication and two whole cores: what the code allows, apart from the box."""
     from aerec.backends.numpy_ import shuffle_permutation
+    from aerec.distributed._mpi import scaled_sum
     aerec.set_num_threads(1)
     X = ml20m_slice()
     net = _model(1).fit(X[:1000], verbose=0).net_  # a network of the slice's shape
@@ -174,6 +175,7 @@ def phases(reps=7):
     R = [np.ones(B[r + 1] - B[r], np.float32) for r in range(2)]
     S = [np.empty(B[r + 1] - B[r], np.float32) for r in range(2)]
     P = net.get_params_flat(0, n)
+    tmp = np.empty(1 << 16, np.float32)
     t = {}
 
     def lap(key, fn):
@@ -189,8 +191,8 @@ def phases(reps=7):
             mine = np.ascontiguousarray(rows[(rows >= lo) & (rows < hi)])
             blk = G[B[r]:B[r + 1]]
             lap(f"r{r} grad", lambda: net.gradients(X, X, training=True, rows=mine, out=G))
-            lap(f"r{r} scale", lambda: np.multiply(G, np.float32(mine.size / rows.size), out=G))
-            lap(f"r{r} sum block", lambda: np.add(blk, R[r], out=blk))
+            own, other = np.float32(mine.size / rows.size), np.float32(1 - mine.size / rows.size)
+            lap(f"r{r} scaled sum", lambda: scaled_sum(blk, own, R[r], other, tmp))
             lap(f"r{r} optimizer", lambda: net.apply_gradients(G, flat_range=(B[r], B[r + 1])))
             lap(f"r{r} read block", lambda: net.get_params_flat(B[r], B[r + 1], out=S[r]))
             q = 1 - r

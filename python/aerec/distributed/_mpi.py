@@ -18,9 +18,9 @@ How a step runs (every rank, in lock step)
   as one flat float32 buffer through ``Allreduce`` (in place, in buckets of at most 64 MiB).
 - The sharded step (ZeRO stage 1, the default without per-user vectors): rank ``r`` owns the
   block ``[B[r], B[r + 1])`` of the flat parameter vector (every tensor raveled, in order; the
-  blocks split it evenly, W0 included) and its optimizer state. The scaled gradients are
+  blocks split it evenly, W0 included) and its optimizer state. The gradients are
   reduce-scattered (pairwise point-to-point messages: rank r receives every other rank's part of
-  its block and sums them, in a fixed order), rank r applies the optimizer to its block only
+  its block and sums them scaled, in a fixed order), rank r applies the optimizer to its block only
   (``Network.apply_gradients(flat_range=)``: exactly the full step's arithmetic there, lazy rows
   and the moments of untouched rows included), and the stepped blocks are all-gathered. The bytes
   are those of one ring all-reduce of every parameter; the optimizer work per rank is 1/N. The
@@ -223,6 +223,18 @@ def guarded(comm, fn):
         raise
 
 
+def scaled_sum(mine, own, R, sq, tmp):
+    """``mine = own * mine + sq * R`` (``own`` None: ``mine += sq * R``) in float32, ``tmp.size``
+    elements at a time through ``tmp`` (kept in cache: one pass over ``mine`` and ``R``, no
+    temporary of their size)."""
+    for s in range(0, mine.size, tmp.size):
+        m, t = mine[s:s + tmp.size], tmp[:min(tmp.size, mine.size - s)]
+        if own is not None:
+            m *= own
+        np.multiply(R[s:s + tmp.size], sq, out=t)
+        m += t
+
+
 def _shard_rows(n, rank, size):
     return n * rank // size, n * (rank + 1) // size
 
@@ -297,6 +309,7 @@ class DataParallel:
             self.P = np.empty(total, np.float32)  # the gathered parameters
             self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's summed gradient block
             self.S = np.empty(self.bhi - self.blo, np.float32)  # this rank's stepped block, sent
+            self.T = np.empty(1 << 16, np.float32)  # a piece of a scaled received block (in cache)
         self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
                       "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
                       "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
@@ -380,8 +393,9 @@ class DataParallel:
                     o += k
                 lo = int(off[1])
         if self.shard:
-            G *= scale
-            self._reduce_scatter(G)
+            # the gradients go unscaled: the owner of a block scales each rank's part as it sums
+            # them (the same products and sums as scaling before sending; one pass less over G)
+            self._reduce_scatter(G, head[:, 1] / n_batch)
             t2 = time.perf_counter()
             net.apply_gradients(G, rows0=rows0, flat_range=(self.blo, self.bhi))
             t3 = time.perf_counter()
@@ -441,14 +455,21 @@ class DataParallel:
                 c.wait_all(reqs, what)
             yield fr
 
-    def _reduce_scatter(self, G):
-        """The sum over the ranks of ``G``'s block [blo, bhi) into G[blo:bhi] (the rest of G is
-        left as it was: only this block is read by the sharded step). Every block is summed by
-        its owner alone, in one fixed order, so the result is one value everywhere after the
-        parameter exchange."""
+    def _reduce_scatter(self, G, scales):
+        """The sum over the ranks q of ``scales[q]`` times rank q's ``G`` block [blo, bhi) into
+        G[blo:bhi] (the rest of G is left as it was: only this block is read by the sharded step).
+        Every block is summed by its owner alone, in one fixed order, so the result is one value
+        everywhere after the parameter exchange. The scaling is fused into the sum, a cache-sized
+        piece at a time (no pass of its own over the whole buffer)."""
         B, mine, R = self.B, G[self.blo:self.bhi], self.R
-        for _ in self._exchange(lambda q: G[B[q]:B[q + 1]], lambda q: R, "gradient reduce-scatter"):
-            mine += R
+        own = np.float32(scales[self.rank])
+        tmp = self.T
+        first = True
+        for q in self._exchange(lambda q: G[B[q]:B[q + 1]], lambda q: R, "gradient reduce-scatter"):
+            scaled_sum(mine, own if first else None, R, np.float32(scales[q]), tmp)
+            first = False
+        if first:  # one rank: nothing received
+            mine *= own
 
     def _gather_params(self):
         """Every rank's stepped block of the flat parameters, written into this rank's network."""
