@@ -23,7 +23,12 @@ times ``recommend_dask`` of every user (k=100) with 1 and with 2 one-thread work
 (cluster start-up excluded; alternating, 3 runs each).
 
 ``bench_distributed.py ceiling``: the same one-thread GEMM work in one process, then in two at
-once: the throughput two processes get on this machine (the bound on any 2-process speedup).
+once: the throughput two processes get on this machine (the bound on any 2-process speedup);
+``ceiling --memory``: the same with 49 MB copies (memory bandwidth alone and shared).
+
+``bench_distributed.py phases``: one process, no MPI: each rank's compute of the 2-rank sharded
+step phase by phase against the one-process step, on the same batches (the speedup with free
+communication and two whole cores).
 
 ``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B`` (the replicated
 step) or ``project --grad S --apply S --param-bytes B`` (the sharded step): the ring models below
@@ -205,46 +210,62 @@ def phases(reps=7):
                       "speedup_free_comm": round(one / max(rank), 2)}), flush=True)
 
 
-def _ceiling_work(reps, q=None):
-    """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items)."""
-    from aerec.backends import get
-    gemm = get("cpp").gemm
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((1000, 600), dtype=np.float32)
-    b = rng.standard_normal((600, 20108), dtype=np.float32)
-    gemm(a, b, num_threads=1)
+def _ceiling_work(reps, q=None, memory=False):
+    """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items); with
+    ``memory``, ``reps`` copies of a 49 MB float32 block (the size of a 2-rank step's blocks)
+    from one buffer to another."""
+    if memory:
+        src = np.ones(12_255_654, np.float32)
+        dst = np.zeros_like(src)
+        np.copyto(dst, src)
+        work = lambda: np.copyto(dst, src)  # noqa: E731
+    else:
+        from aerec.backends import get
+        gemm = get("cpp").gemm
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((1000, 600), dtype=np.float32)
+        b = rng.standard_normal((600, 20108), dtype=np.float32)
+        work = lambda: gemm(a, b, num_threads=1)  # noqa: E731
+        work()
     t = time.perf_counter()
     for _ in range(reps):
-        gemm(a, b, num_threads=1)
+        work()
     el = time.perf_counter() - t
     if q is not None:
         q.put(el)
     return el
 
 
-def ceiling(reps=20, runs=3):
-    """What two one-thread processes get on this machine: the same fixed GEMM work in one process
-    alone, then in two processes at once (throughput ratio = 2 x alone / together). No
-    distributed design can beat it here."""
+def ceiling(reps=20, runs=3, memory=False):
+    """What two one-thread processes get on this machine: the same fixed GEMM work (``memory``:
+    49 MB copies, 200 of them) in one process alone, then in two processes at once (throughput
+    ratio = 2 x alone / together). No distributed design can beat it here; the memory figure
+    prices the bytes a step streams (copy GB/s = bytes read + written per second)."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
+    reps = 200 if memory else reps
     alone, both = [], []
     for _ in range(runs):
         q = ctx.Queue()
-        p = ctx.Process(target=_ceiling_work, args=(reps, q))
+        p = ctx.Process(target=_ceiling_work, args=(reps, q, memory))
         p.start()
         alone.append(q.get())
         p.join()
         q = ctx.Queue()
-        ps = [ctx.Process(target=_ceiling_work, args=(reps, q)) for _ in range(2)]
+        ps = [ctx.Process(target=_ceiling_work, args=(reps, q, memory)) for _ in range(2)]
         for p in ps:
             p.start()
         both.append(max(q.get(), q.get()))
         for p in ps:
             p.join()
     a, b = float(np.median(alone)), float(np.median(both))
-    print(json.dumps({"alone_s": [round(t, 2) for t in alone], "two_at_once_s": [round(t, 2) for t in both],
-                      "throughput_ratio": round(2 * a / b, 2)}), flush=True)
+    rec = {"work": "49 MB copies" if memory else "GEMMs", "alone_s": [round(t, 2) for t in alone],
+           "two_at_once_s": [round(t, 2) for t in both], "throughput_ratio": round(2 * a / b, 2)}
+    if memory:
+        gb = 2 * 4 * 12_255_654 * reps / 1e9  # read + written
+        rec.update(copy_gb_s_alone=round(gb / a, 1), copy_gb_s_each_of_two=round(gb / b, 1),
+                   ms_per_49mb_copy_alone=round(1e3 * a / reps, 2), ms_per_49mb_copy_two=round(1e3 * b / reps, 2))
+    print(json.dumps(rec), flush=True)
 
 
 def main():
@@ -255,6 +276,7 @@ def main():
     ap.add_argument("--dense-bytes", type=float)
     ap.add_argument("--w0-bytes", type=float)
     ap.add_argument("--param-bytes", type=float, help="sharded model: bytes of every parameter (float32)")
+    ap.add_argument("--memory", action="store_true", help="ceiling: memory copies instead of GEMMs")
     a = ap.parse_args()
     if a.mode == "train":
         train(True)
@@ -263,7 +285,7 @@ def main():
     elif a.mode == "dask":
         dask_bench()
     elif a.mode == "ceiling":
-        ceiling()
+        ceiling(memory=a.memory)
     elif a.mode == "phases":
         phases()
     elif a.param_bytes:
