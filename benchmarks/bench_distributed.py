@@ -2,7 +2,13 @@
 scoring at MovieLens-20M's item count, plus the communication volume and a ring-allreduce
 projection to more ranks.
 
-Training (run under the benchmark lock, triples alternating; one thread per rank):
+Training, the scaling figure in one command (3 alternating pairs of 1 process and 2 ranks, each
+run under the lock, the load average printed with each, then the medians and their ratio):
+
+    python benchmarks/bench_distributed.py pairs --lock /tmp/aerec-bench.lock
+    python benchmarks/bench_distributed.py pairs --lock /tmp/aerec-bench.lock --env AEREC_MPI_SHM=0
+
+or by hand (run under the benchmark lock, triples alternating; one thread per rank):
 
     for r in 1 2 3; do
       flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/bench_distributed.py plain
@@ -74,7 +80,7 @@ def train(distributed):
         if distributed:
             st = m.distributed_stats_
             steps = st["steps"]
-            rec.update(sharded=st.get("sharded", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
+            rec.update(sharded=st.get("sharded", False), shared_memory=st.get("shared_memory", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
                        dense_bytes=st["dense_bytes"],
                        w0_rows_steps=st["w0_rows_steps"], grad_ms=round(1e3 * st["grad_s"] / steps, 2),
                        comm_ms=round(1e3 * st["comm_s"] / steps, 2), apply_ms=round(1e3 * st["apply_s"] / steps, 2))
@@ -268,9 +274,38 @@ def ceiling(reps=20, runs=3, memory=False):
     print(json.dumps(rec), flush=True)
 
 
+def pairs(runs=3, lock=None, ranks=2, env_2=()):
+    """The scaling figure in one command: ``runs`` pairs of (1 process, ``ranks`` ranks), alternating,
+    each a subprocess of this script (``plain`` / ``mpiexec -n ranks ... train``), each under
+    ``flock lock`` when given (so other timed runs interleave between them, never during one);
+    prints every run with the load average before it, then the medians and their ratio."""
+    import subprocess
+    here = os.path.abspath(__file__)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(here)), "python"))
+    pre = ["flock", lock] if lock else []
+    cmds = {"plain": pre + [sys.executable, here, "plain"],
+            "mpi": pre + ["mpiexec", "-n", str(ranks), "env", *env_2, sys.executable, here, "train"]}
+    got = {"plain": [], "mpi": []}
+    for r in range(runs):
+        for kind in ("plain", "mpi"):
+            load = os.getloadavg()[0]
+            out = subprocess.run(cmds[kind], env=env, capture_output=True, text=True, check=True).stdout
+            rec = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+            got[kind].append(rec["epoch2_s"])
+            print(json.dumps(dict(rec, run=r, load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2))),
+                  flush=True)
+    med = {k: float(np.median(v)) for k, v in got.items()}
+    print(json.dumps({"plain_s": got["plain"], f"{ranks}_ranks_s": got["mpi"], "median_plain": round(med["plain"], 2),
+                      f"median_{ranks}_ranks": round(med["mpi"], 2),
+                      "speedup": round(med["plain"] / med["mpi"], 2)}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling", "phases"])
+    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling", "phases", "pairs"])
+    ap.add_argument("--lock", help="pairs: run each timed run under flock LOCK")
+    ap.add_argument("--runs", type=int, default=3, help="pairs: how many (1 process, 2 ranks) pairs")
+    ap.add_argument("--env", action="append", default=[], help="pairs: VAR=VALUE for the ranks (repeatable)")
     ap.add_argument("--grad", type=float)
     ap.add_argument("--apply", type=float)
     ap.add_argument("--dense-bytes", type=float)
@@ -288,6 +323,8 @@ def main():
         ceiling(memory=a.memory)
     elif a.mode == "phases":
         phases()
+    elif a.mode == "pairs":
+        pairs(a.runs, a.lock, env_2=tuple(a.env))
     elif a.param_bytes:
         for row in project_sharded(a.grad, a.apply, a.param_bytes, 274):
             print(json.dumps(dict(row, design="sharded")))

@@ -302,12 +302,12 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1"):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
     r, _ = _run([model, one, "single", batch, "--epochs", epochs])
     assert r.returncode == 0, r.stderr
     r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=n,
-                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard})
+                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard, "AEREC_MPI_SHM": shm})
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
 
@@ -348,16 +348,18 @@ def _same_optimizer_state(a, b):
 
 
 @needs_mpi
-@pytest.mark.parametrize("shard,n", [("1", 2), ("0", 2), ("1", 3)])
+@pytest.mark.parametrize("shard,shm,n", [("1", "1", 2), ("1", "0", 2), ("0", "1", 2), ("1", "1", 3), ("1", "0", 3)])
 @pytest.mark.parametrize("model", ["MultVAE", "MultDAE"])
-def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, n):
+def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, shm, n):
     """Both data-parallel steps, the sharded one (reduce-scatter, each rank steps its block of the
     flat parameters, all-gather; AEREC_MPI_SHARD=1; 3 ranks: blocks of unequal sizes, two
-    exchange rounds) and the replicated one (Allreduce, every rank steps everything; 0), over 2
+    exchange rounds; through MPI shared memory, the default on one node, or by messages,
+    AEREC_MPI_SHM=0) and the replicated one (Allreduce, every rank steps everything; 0), over 2
     epochs: the one process's parameters, losses, NDCG@100 and optimizer state; the ranks'
     parameters bitwise equal (AEREC_MPI_CHECK)."""
-    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n)
+    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n, shm=shm)
     assert bool(b["sharded"]) == (shard == "1")
+    assert bool(b["shared_memory"]) == (shard == "1" and shm == "1")
     for key in [k for k in a.files if k.startswith("p")]:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
