@@ -25,6 +25,12 @@ How a step runs (every rank, in lock step)
   and the moments of untouched rows included), and the stepped blocks are all-gathered. The bytes
   are those of one ring all-reduce of every parameter; the optimizer work per rank is 1/N. The
   optimizer state of the other blocks is gathered once, when training ends.
+- On one node (every rank in one ``COMM_TYPE_SHARED`` group; ``AEREC_MPI_SHM=0`` turns it off)
+  the sharded step's exchanges go through MPI shared memory: each rank's flat gradient buffer and
+  stepped block live in ``Win.Allocate_shared`` windows, the owner of a block sums the peers'
+  parts of it in place (same order, same sums) and each rank copies the peers' stepped blocks
+  straight into its network after one barrier: no message copies (into and out of MPI's buffers
+  on both sides), which cost more than the optimizer here.
 - The replicated step (``AEREC_MPI_SHARD=0``, and CDAE): every rank applies the identical
   optimizer step (``Network.apply_gradients``) to the summed gradients.
 - Either way the parameters stay bitwise identical across ranks (``check_params=True`` compares a
