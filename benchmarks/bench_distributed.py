@@ -2,7 +2,13 @@
 scoring at MovieLens-20M's item count, plus the communication volume and a ring-allreduce
 projection to more ranks.
 
-Training (run under the benchmark lock, triples alternating; one thread per rank):
+Training, the scaling figure in one command (3 alternating pairs of 1 process and 2 ranks, each
+run under the lock, the load average printed with each, then the medians and their ratio):
+
+    python benchmarks/bench_distributed.py pairs --lock /tmp/aerec-bench.lock
+    python benchmarks/bench_distributed.py pairs --lock /tmp/aerec-bench.lock --env AEREC_MPI_SHM=0
+
+or by hand (run under the benchmark lock, triples alternating; one thread per rank):
 
     for r in 1 2 3; do
       flock /tmp/aerec-bench.lock env PYTHONPATH=python python benchmarks/bench_distributed.py plain
@@ -23,7 +29,12 @@ times ``recommend_dask`` of every user (k=100) with 1 and with 2 one-thread work
 (cluster start-up excluded; alternating, 3 runs each).
 
 ``bench_distributed.py ceiling``: the same one-thread GEMM work in one process, then in two at
-once: the throughput two processes get on this machine (the bound on any 2-process speedup).
+once: the throughput two processes get on this machine (the bound on any 2-process speedup);
+``ceiling --memory``: the same with 49 MB copies (memory bandwidth alone and shared).
+
+``bench_distributed.py phases``: one process, no MPI: each rank's compute of the 2-rank sharded
+step phase by phase against the one-process step, on the same batches (the speedup with free
+communication and two whole cores).
 
 ``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B`` (the replicated
 step) or ``project --grad S --apply S --param-bytes B`` (the sharded step): the ring models below
@@ -69,7 +80,7 @@ def train(distributed):
         if distributed:
             st = m.distributed_stats_
             steps = st["steps"]
-            rec.update(sharded=st.get("sharded", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
+            rec.update(sharded=st.get("sharded", False), shared_memory=st.get("shared_memory", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
                        dense_bytes=st["dense_bytes"],
                        w0_rows_steps=st["w0_rows_steps"], grad_ms=round(1e3 * st["grad_s"] / steps, 2),
                        comm_ms=round(1e3 * st["comm_s"] / steps, 2), apply_ms=round(1e3 * st["apply_s"] / steps, 2))
@@ -156,56 +167,151 @@ def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e
     return out
 
 
-def _ceiling_work(reps, q=None):
-    """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items)."""
-    from aerec.backends import get
-    gemm = get("cpp").gemm
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((1000, 600), dtype=np.float32)
-    b = rng.standard_normal((600, 20108), dtype=np.float32)
-    gemm(a, b, num_threads=1)
+def phases(reps=7):
+    """One process, one thread, no MPI: the compute of each rank of the sharded 2-rank step, phase
+    by phase (gradients of the rank's part of the batch into the flat buffer, the scaled sum of
+    its block and the received one, the optimizer on the rank's block, reading the stepped block out and
+    writing the other rank's in), against the one-process step (gradients of the 500 rows plus the
+    full optimizer step), on the same batches, alternating. max(rank) / one-process is the 2-rank
+    step with free communication and two whole cores: what the code allows, apart from the box."""
+    from aerec.backends.numpy_ import shuffle_permutation
+    from aerec.distributed._mpi import scaled_sum
+    aerec.set_num_threads(1)
+    X = ml20m_slice()
+    net = _model(1).fit(X[:1000], verbose=0).net_  # a network of the slice's shape
+    order = shuffle_permutation(net.spec["seed"], 1, X.shape[0])
+    n, users = net.n_params, X.shape[0]
+    B = [0, n // 2, n]
+    G = np.zeros(n, np.float32)
+    R = [np.ones(B[r + 1] - B[r], np.float32) for r in range(2)]
+    S = [np.empty(B[r + 1] - B[r], np.float32) for r in range(2)]
+    P = net.get_params_flat(0, n)
+    tmp = np.empty(1 << 16, np.float32)
+    t = {}
+
+    def lap(key, fn):
+        a = time.perf_counter()
+        fn()
+        t.setdefault(key, []).append(1e3 * (time.perf_counter() - a))
+    for k in range(reps):
+        rows = np.ascontiguousarray(order[k * 500:(k + 1) * 500], np.int64)
+        lap("1p grad", lambda: net.gradients(X, X, training=True, rows=rows, out=G))
+        lap("1p optimizer", lambda: net.apply_gradients(G))
+        for r in range(2):
+            lo, hi = users * r // 2, users * (r + 1) // 2
+            mine = np.ascontiguousarray(rows[(rows >= lo) & (rows < hi)])
+            blk = G[B[r]:B[r + 1]]
+            lap(f"r{r} grad", lambda: net.gradients(X, X, training=True, rows=mine, out=G))
+            own, other = np.float32(mine.size / rows.size), np.float32(1 - mine.size / rows.size)
+            lap(f"r{r} scaled sum", lambda: scaled_sum(blk, own, R[r], other, tmp))
+            lap(f"r{r} optimizer", lambda: net.apply_gradients(G, flat_range=(B[r], B[r + 1])))
+            lap(f"r{r} read block", lambda: net.get_params_flat(B[r], B[r + 1], out=S[r]))
+            q = 1 - r
+            lap(f"r{r} write other", lambda: net.set_params_flat(B[q], P[B[q]:B[q + 1]]))
+    med = {key: round(float(np.median(v)), 1) for key, v in t.items()}
+    one = med["1p grad"] + med["1p optimizer"]
+    rank = [sum(v for key, v in med.items() if key.startswith(f"r{r} ")) for r in range(2)]
+    print(json.dumps({"ms": med, "one_process_step_ms": round(one, 1), "rank_compute_ms": [round(v, 1) for v in rank],
+                      "grad_half_over_whole": [round(med[f"r{r} grad"] / med["1p grad"], 3) for r in range(2)],
+                      "speedup_free_comm": round(one / max(rank), 2)}), flush=True)
+
+
+def _ceiling_work(reps, q=None, memory=False):
+    """``reps`` one-thread GEMMs of a scoring batch (1000 users x 600 hidden x 20,108 items); with
+    ``memory``, ``reps`` copies of a 49 MB float32 block (the size of a 2-rank step's blocks)
+    from one buffer to another."""
+    if memory:
+        src = np.ones(12_255_654, np.float32)
+        dst = np.zeros_like(src)
+        np.copyto(dst, src)
+        work = lambda: np.copyto(dst, src)  # noqa: E731
+    else:
+        from aerec.backends import get
+        gemm = get("cpp").gemm
+        rng = np.random.default_rng(0)
+        a = rng.standard_normal((1000, 600), dtype=np.float32)
+        b = rng.standard_normal((600, 20108), dtype=np.float32)
+        work = lambda: gemm(a, b, num_threads=1)  # noqa: E731
+        work()
     t = time.perf_counter()
     for _ in range(reps):
-        gemm(a, b, num_threads=1)
+        work()
     el = time.perf_counter() - t
     if q is not None:
         q.put(el)
     return el
 
 
-def ceiling(reps=20, runs=3):
-    """What two one-thread processes get on this machine: the same fixed GEMM work in one process
-    alone, then in two processes at once (throughput ratio = 2 x alone / together). No
-    distributed design can beat it here."""
+def ceiling(reps=20, runs=3, memory=False):
+    """What two one-thread processes get on this machine: the same fixed GEMM work (``memory``:
+    49 MB copies, 200 of them) in one process alone, then in two processes at once (throughput
+    ratio = 2 x alone / together). No distributed design can beat it here; the memory figure
+    prices the bytes a step streams (copy GB/s = bytes read + written per second)."""
     import multiprocessing as mp
     ctx = mp.get_context("spawn")
+    reps = 200 if memory else reps
     alone, both = [], []
     for _ in range(runs):
         q = ctx.Queue()
-        p = ctx.Process(target=_ceiling_work, args=(reps, q))
+        p = ctx.Process(target=_ceiling_work, args=(reps, q, memory))
         p.start()
         alone.append(q.get())
         p.join()
         q = ctx.Queue()
-        ps = [ctx.Process(target=_ceiling_work, args=(reps, q)) for _ in range(2)]
+        ps = [ctx.Process(target=_ceiling_work, args=(reps, q, memory)) for _ in range(2)]
         for p in ps:
             p.start()
         both.append(max(q.get(), q.get()))
         for p in ps:
             p.join()
     a, b = float(np.median(alone)), float(np.median(both))
-    print(json.dumps({"alone_s": [round(t, 2) for t in alone], "two_at_once_s": [round(t, 2) for t in both],
-                      "throughput_ratio": round(2 * a / b, 2)}), flush=True)
+    rec = {"work": "49 MB copies" if memory else "GEMMs", "alone_s": [round(t, 2) for t in alone],
+           "two_at_once_s": [round(t, 2) for t in both], "throughput_ratio": round(2 * a / b, 2)}
+    if memory:
+        gb = 2 * 4 * 12_255_654 * reps / 1e9  # read + written
+        rec.update(copy_gb_s_alone=round(gb / a, 1), copy_gb_s_each_of_two=round(gb / b, 1),
+                   ms_per_49mb_copy_alone=round(1e3 * a / reps, 2), ms_per_49mb_copy_two=round(1e3 * b / reps, 2))
+    print(json.dumps(rec), flush=True)
+
+
+def pairs(runs=3, lock=None, ranks=2, env_2=()):
+    """The scaling figure in one command: ``runs`` pairs of (1 process, ``ranks`` ranks), alternating,
+    each a subprocess of this script (``plain`` / ``mpiexec -n ranks ... train``), each under
+    ``flock lock`` when given (so other timed runs interleave between them, never during one);
+    prints every run with the load average before it, then the medians and their ratio."""
+    import subprocess
+    here = os.path.abspath(__file__)
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(here)), "python"))
+    pre = ["flock", lock] if lock else []
+    cmds = {"plain": pre + [sys.executable, here, "plain"],
+            "mpi": pre + ["mpiexec", "-n", str(ranks), "env", *env_2, sys.executable, here, "train"]}
+    got = {"plain": [], "mpi": []}
+    for r in range(runs):
+        for kind in ("plain", "mpi"):
+            load = os.getloadavg()[0]
+            out = subprocess.run(cmds[kind], env=env, capture_output=True, text=True, check=True).stdout
+            rec = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+            got[kind].append(rec["epoch2_s"])
+            print(json.dumps(dict(rec, run=r, load_before=round(load, 2), load_after=round(os.getloadavg()[0], 2))),
+                  flush=True)
+    med = {k: float(np.median(v)) for k, v in got.items()}
+    print(json.dumps({"plain_s": got["plain"], f"{ranks}_ranks_s": got["mpi"], "median_plain": round(med["plain"], 2),
+                      f"median_{ranks}_ranks": round(med["mpi"], 2),
+                      "speedup": round(med["plain"] / med["mpi"], 2)}), flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling"])
+    ap.add_argument("mode", choices=["train", "plain", "dask", "project", "ceiling", "phases", "pairs"])
+    ap.add_argument("--lock", help="pairs: run each timed run under flock LOCK")
+    ap.add_argument("--runs", type=int, default=3, help="pairs: how many (1 process, 2 ranks) pairs")
+    ap.add_argument("--env", action="append", default=[], help="pairs: VAR=VALUE for the ranks (repeatable)")
     ap.add_argument("--grad", type=float)
     ap.add_argument("--apply", type=float)
     ap.add_argument("--dense-bytes", type=float)
     ap.add_argument("--w0-bytes", type=float)
     ap.add_argument("--param-bytes", type=float, help="sharded model: bytes of every parameter (float32)")
+    ap.add_argument("--memory", action="store_true", help="ceiling: memory copies instead of GEMMs")
     a = ap.parse_args()
     if a.mode == "train":
         train(True)
@@ -214,7 +320,11 @@ def main():
     elif a.mode == "dask":
         dask_bench()
     elif a.mode == "ceiling":
-        ceiling()
+        ceiling(memory=a.memory)
+    elif a.mode == "phases":
+        phases()
+    elif a.mode == "pairs":
+        pairs(a.runs, a.lock, env_2=tuple(a.env))
     elif a.param_bytes:
         for row in project_sharded(a.grad, a.apply, a.param_bytes, 274):
             print(json.dumps(dict(row, design="sharded")))

@@ -101,6 +101,52 @@ def test_gradients_rows_match_reference(backend, name):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_gradients_out_writes_every_element(backend, name):
+    """gradients(out=) writes every element of ``out`` (prefilled with NaN: the C++ engine writes the
+    gradients there directly, W0's row-sparse one densified in place) and equals the returned
+    tensors of the call without out, bitwise; the views it returns are views of ``out``."""
+    X = _csr(37, 30, 8)
+    x, y, mask, users = _args(name, X)
+    rows = np.random.default_rng(1).permutation(37)[:11].astype(np.int64)
+    a, b = _net(backend, name), _net(backend, name)
+    a.step = b.step = 3
+    out = np.full(a.n_params, np.nan, np.float32)
+    for _ in range(2):  # a second call into the same buffer (what the data-parallel step does)
+        la, views = a.gradients(x, y, mask=mask, training=True, users=users, rows=rows, out=out)
+        lb, g = b.gradients(x, y, mask=mask, training=True, users=users, rows=rows)
+        assert la == lb
+        np.testing.assert_array_equal(out, np.concatenate([t.ravel() for t in g]))
+        for v, t in zip(views, g):
+            assert np.shares_memory(v, out) and v.shape == t.shape
+        out[::7] = np.nan
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_get_params_flat_into_out(backend):
+    """get_params_flat(lo, hi, out=) fills and returns the caller's buffer (no new array); a buffer
+    of the wrong size, dtype or layout is rejected with the fix in the message."""
+    net = _net(backend, "vae")
+    n = net.n_params
+    want = np.concatenate([p.ravel() for p in net.get_params()])
+    for lo, hi in ((0, n), (7, 300), (n - 5, n), (9, 9)):
+        buf = np.full(hi - lo, np.nan, np.float32)
+        got = net.get_params_flat(lo, hi, out=buf)
+        assert got is buf
+        np.testing.assert_array_equal(buf, want[lo:hi])
+    with pytest.raises(ValueError, match="elements"):
+        net.get_params_flat(0, 10, out=np.empty(11, np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        net.get_params_flat(0, 10, out=np.empty(10, np.float64))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        net.get_params_flat(0, 10, out=np.empty(20, np.float32)[::2])
+    ro = np.empty(10, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        net.get_params_flat(0, 10, out=ro)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_apply_gradients_equals_train_batch(backend):
     X = _csr(20, 30, 7)
     for name in ("vae", "dae-l2-lazy", "cdae"):
@@ -155,7 +201,10 @@ def test_apply_gradients_flat_range_is_the_full_step_on_the_block(backend, name)
     for lo, hi in list(zip(cuts[:-1], cuts[1:])) + [(5, 5), (0, n)]:
         part = _net(backend, name)
         part.apply_gradients(steps[0], rows0=rows0, user_rows=urows)
-        part.apply_gradients(steps[1], rows0=rows0, user_rows=urows, flat_range=(lo, hi))
+        # only the block of the gradient is read: NaN outside it must not reach anything
+        g1 = np.full(n, np.nan, np.float32)
+        g1[lo:hi] = steps[1][lo:hi]
+        part.apply_gradients(g1, rows0=rows0, user_rows=urows, flat_range=(lo, hi))
         assert part.step == full.step
         got, got_st = part.get_params_flat(0, n), _state_flat(part)
         np.testing.assert_array_equal(got[lo:hi], want[lo:hi])
@@ -253,12 +302,12 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1"):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
     r, _ = _run([model, one, "single", batch, "--epochs", epochs])
     assert r.returncode == 0, r.stderr
     r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=n,
-                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard})
+                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard, "AEREC_MPI_SHM": shm})
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
 
@@ -299,16 +348,18 @@ def _same_optimizer_state(a, b):
 
 
 @needs_mpi
-@pytest.mark.parametrize("shard,n", [("1", 2), ("0", 2), ("1", 3)])
+@pytest.mark.parametrize("shard,shm,n", [("1", "1", 2), ("1", "0", 2), ("0", "1", 2), ("1", "1", 3), ("1", "0", 3)])
 @pytest.mark.parametrize("model", ["MultVAE", "MultDAE"])
-def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, n):
+def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, shm, n):
     """Both data-parallel steps, the sharded one (reduce-scatter, each rank steps its block of the
     flat parameters, all-gather; AEREC_MPI_SHARD=1; 3 ranks: blocks of unequal sizes, two
-    exchange rounds) and the replicated one (Allreduce, every rank steps everything; 0), over 2
+    exchange rounds; through MPI shared memory, the default on one node, or by messages,
+    AEREC_MPI_SHM=0) and the replicated one (Allreduce, every rank steps everything; 0), over 2
     epochs: the one process's parameters, losses, NDCG@100 and optimizer state; the ranks'
     parameters bitwise equal (AEREC_MPI_CHECK)."""
-    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n)
+    a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n, shm=shm)
     assert bool(b["sharded"]) == (shard == "1")
+    assert bool(b["shared_memory"]) == (shard == "1" and shm == "1")
     for key in [k for k in a.files if k.startswith("p")]:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)

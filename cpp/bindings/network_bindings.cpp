@@ -479,16 +479,25 @@ Use it through aerec.backends.cpp.Network.)doc")
       }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none(), py::arg("lo") = 0,
          py::arg("hi") = -1)
       .def_property_readonly("n_params", [](const PyNetwork& p) { return p.net.n_params(); })
-      .def("get_params_flat", [](const PyNetwork& p, std::int64_t lo, std::int64_t hi) {
+      .def("get_params_flat", [](const PyNetwork& p, std::int64_t lo, std::int64_t hi, const py::object& out_obj) {
         if (lo < 0 || hi < lo || hi > p.net.n_params())
           throw py::index_error("flat parameter range [" + std::to_string(lo) + ", " + std::to_string(hi) +
                                 ") is outside [0, " + std::to_string(p.net.n_params()) + ")");
-        py::array_t<float> out(static_cast<py::ssize_t>(hi - lo));
-        float* dst = out.mutable_data();
-        py::gil_scoped_release release;
-        p.net.read_params_flat(lo, hi - lo, dst);
+        // out (optional): a caller's buffer reused every call (a fresh array of a large block costs
+        // its page faults each time)
+        py::array out = out_obj.is_none() ? py::array(py::array_t<float>(static_cast<py::ssize_t>(hi - lo)))
+                                          : out_obj.cast<py::array>();
+        bind::require_dtype<float>(out, "out");
+        if (out.ndim() != 1 || !(out.flags() & py::array::c_style) || out.shape(0) != hi - lo || !out.writeable())
+          throw py::value_error("out must be a writable 1-D C-contiguous float32 array of " + std::to_string(hi - lo) +
+                                " elements");
+        float* dst = static_cast<float*>(out.mutable_data());
+        {
+          py::gil_scoped_release release;
+          p.net.read_params_flat(lo, hi - lo, dst);
+        }
         return out;
-      }, py::arg("lo"), py::arg("hi"))
+      }, py::arg("lo"), py::arg("hi"), py::arg("out") = py::none())
       .def("set_params_flat", [](PyNetwork& p, std::int64_t lo, const py::array& values) {
         bind::require_dtype<float>(values, "values");
         if (values.ndim() != 1 || !(values.flags() & py::array::c_style))

@@ -946,7 +946,7 @@ double Network::loss_and_grads(const Minibatch& mb, bool training, Lap& lap) {
   forward(w, mb, L - 1, training, logits, nullptr, 0, lap);
   lap.enter(&Timings::loss);
   double count = 1.0;
-  const double sum = loss_rows(w, mb, true, grads_.data() + offsets_[2 * L - 1], &count);
+  const double sum = loss_rows(w, mb, true, gbuf() + offsets_[2 * L - 1], &count);
   double loss = sum / count + l2_term();
   if (spec_.variational) loss += beta() * kl_sum(w) / static_cast<double>(mb.rows);
   backward(mb, lap);
@@ -966,10 +966,10 @@ void Network::backward(const Minibatch& mb, Lap& lap) {
   const bool out_bias_done = mb.ys.indptr != nullptr;  // fused into the sparse-target loss rows
   for (int l = L - 1; l >= 0; --l) {
     const index_t nin = s[l], nout = tensor_cols(2 * l);
-    float* dW = grads_.data() + offsets_[2 * l];
+    float* dW = gbuf() + offsets_[2 * l];
     const float* W = cparam(2 * l);
     lap.enter(&Timings::dense_bwd);
-    if (!(l == L - 1 && out_bias_done)) bias_backward(grads_.data() + offsets_[2 * l + 1], dz, B, nout);
+    if (!(l == L - 1 && out_bias_done)) bias_backward(gbuf() + offsets_[2 * l + 1], dz, B, nout);
     if (l == 0) {
       w0_rows_ = mb.x.data == nullptr;
       if (!w0_rows_) {
@@ -1060,9 +1060,13 @@ void Network::dense_sparse_grads() {
   const NnKernels& k = nn_kernels();
   const float l2 = static_cast<float>(spec_.l2);
   auto base = [&](int t) {  // l2 W: the gradient of the rows no entry touches
-    float* g = grads_.data() + offsets_[t];
-    const float* p = cparam(t);
-    for (index_t i = 0; i < tensor_size(t); ++i) g[i] = l2 * p[i];
+    float* __restrict g = gbuf() + offsets_[t];
+    const float* __restrict p = cparam(t);
+    const index_t n = tensor_size(t);  // hoisted: an out-of-line call per element kept the loop scalar
+    if (l2 == 0.f)
+      std::memset(g, 0, sizeof(float) * static_cast<size_t>(n));
+    else
+      for (index_t i = 0; i < n; ++i) g[i] = l2 * p[i];
     return g;
   };
   const index_t c = tensor_cols(0);
@@ -1260,14 +1264,23 @@ double Network::loss(const Batch& b, index_t batch_size) const {
   return loss;
 }
 
+namespace {
+// Points the gradient writes at `to` for one call (nullptr: grads_), restored on every exit.
+struct OutGuard {
+  float*& slot;
+  OutGuard(float*& s, float* to) : slot(s) { slot = to; }
+  ~OutGuard() { slot = nullptr; }
+};
+}  // namespace
+
 double Network::gradients(const Batch& b, bool training, float* grads_out) {
   check_batch(b, true);
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
+  OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, b.x.rows, nullptr, training), training, none);
   dense_sparse_grads();
   end_step();
-  if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
   return loss;
 }
 
@@ -1278,10 +1291,10 @@ double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t 
   for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
+  OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
   dense_sparse_grads();
   end_step();
-  if (grads_out) std::memcpy(grads_out, grads_.data(), sizeof(float) * grads_.size());
   return loss;
 }
 
@@ -1295,7 +1308,8 @@ void Network::apply_gradients(const float* grads, const std::int32_t* rows0, ind
     AEREC_CHECK_INDEX(urows[i] >= 0 && urows[i] < spec_.n_users, "user row out of range");
   std::unique_lock<SharedMutex> lock(mu_);
   end_step();
-  std::memcpy(grads_.data(), grads, sizeof(float) * grads_.size());
+  // only the range the optimizer moves is read (update() clips every write to [lo, hi))
+  std::memcpy(grads_.data() + lo, grads + lo, sizeof(float) * static_cast<size_t>(hi - lo));
   Lap lap(&timings_);
   // apply_optimizer reads W0 from grads_ (w0_rows_ false) and U as compact rows (gu_, without the
   // l2 part it adds back): lazy moves the given rows, dense every row.

@@ -97,6 +97,7 @@ def main():
                 out[f"s_{key}"] = np.asarray(v)
             stats = getattr(m, "distributed_stats_", None)
             out["sharded"] = np.array(bool(stats and stats.get("sharded")))
+            out["shared_memory"] = np.array(bool(stats and stats.get("shared_memory")))
         if kind not in ("AutoRec", "Autoencoder"):
             res = aerec.evaluate(m, _evalset(fold, held), ks=(100,), metrics=("ndcg",))
             out["ndcg"] = np.array(float(res["ndcg@100"]))

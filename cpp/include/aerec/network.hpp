@@ -129,8 +129,8 @@ class Network {
   // Eval-mode loss over all rows (mean as in spec.py) + 0.5 * l2 * sum ||W||^2. Re-entrant.
   double loss(const Batch& b, index_t batch_size) const;
   // Loss and gradients of the whole batch into grad(t), no step. training: dropout of stream step().
-  // grads_out (optional): a copy of every gradient, tensor after tensor (offsets as the params),
-  // taken before the lock is released.
+  // grads_out (optional): every gradient written there instead, tensor after tensor (offsets as
+  // the params; grad(t) is then not updated): no copy of the whole buffer per call.
   double gradients(const Batch& b, bool training, float* grads_out = nullptr);
   // The same on rows ids[0..n_ids) of b (as a train_epoch batch: the random streams are keyed by
   // these row ids), so data-parallel ranks reproduce the draws of one global batch.
@@ -208,6 +208,10 @@ class Network {
   std::atomic<std::int64_t> step_{0};  // atomic: step() and beta() read it without the lock
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
+  // Where loss_and_grads / dense_sparse_grads write the gradients: the caller's buffer during
+  // gradients(grads_out) (no copy of every tensor afterwards), else grads_.
+  float* gout_ = nullptr;
+  float* gbuf() { return gout_ ? gout_ : grads_.data(); }
   std::vector<std::vector<float>> state_;
   std::unique_ptr<Workspace> ws_;  // training (grown on first use to the largest batch seen)
   Timings timings_;

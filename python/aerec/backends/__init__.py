@@ -23,7 +23,7 @@ Interface of a backend module:
     ``gradients(x, y, mask=None, training=False, users=None, rows=None, out=None)``,
     ``apply_gradients(grads, rows0=None, user_rows=None, flat_range=None)`` (``flat_range=(lo, hi)``
     moves only the parameters at those offsets of the flat parameter vector, exactly as the full
-    step moves them), ``n_params``, ``get_params_flat(lo, hi)`` / ``set_params_flat(lo, values)``
+    step moves them), ``n_params``, ``get_params_flat(lo, hi, out=None)`` / ``set_params_flat(lo, values)``
     (a block of the flat parameter vector: every tensor raveled, in order), ``train_batch(x, y, mask=None,
     users=None)``, ``train_epoch(x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None)``,
     ``timings()`` / ``reset_timings()``. x, y: dense float32 arrays or scipy.sparse CSR float32.

@@ -144,10 +144,12 @@ class Network:
     def n_params(self):
         return int(self._net.n_params)
 
-    def get_params_flat(self, lo, hi):
-        from .numpy_ import _check_flat_range
+    def get_params_flat(self, lo, hi, out=None):
+        from .numpy_ import _check_flat_range, _check_flat_out
         lo, hi = _check_flat_range((lo, hi), self.n_params)
-        return self._net.get_params_flat(lo, hi)
+        if out is not None:
+            _check_flat_out(out, hi - lo)
+        return self._net.get_params_flat(lo, hi, out)
 
     def set_params_flat(self, lo, values):
         from .numpy_ import _check_flat_range

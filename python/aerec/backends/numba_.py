@@ -220,9 +220,11 @@ class Network(_ref.Network):
         # the reference's step on the views into the flat buffers (the same float32 operations)
         super().apply_gradients(grads, rows0, user_rows, flat_range)
 
-    def get_params_flat(self, lo, hi):
+    def get_params_flat(self, lo, hi, out=None):
         lo, hi = _ref._check_flat_range((lo, hi), self.n_params)
-        return self._P[lo:hi].copy()
+        out = _ref._check_flat_out(out, hi - lo)
+        out[:] = self._P[lo:hi]
+        return out
 
     def set_params_flat(self, lo, values):
         if not isinstance(values, _np.ndarray) or values.ndim != 1 or values.dtype != _np.float32:

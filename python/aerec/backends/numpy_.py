@@ -216,6 +216,19 @@ def _check_ids(ids, n, name):
     return ids.astype(_np.int64)
 
 
+def _check_flat_out(out, n):
+    """``get_params_flat``'s ``out``: None (a new array) or a writable 1-D C-contiguous float32 array
+    of ``n`` elements."""
+    if out is None:
+        return _np.empty(n, _np.float32)
+    if not isinstance(out, _np.ndarray) or out.dtype != _np.float32 or out.ndim != 1:
+        raise TypeError("out must be a 1-D numpy float32 array (or None for a new one)")
+    if out.size != n or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f"out must be a writable C-contiguous float32 array of {n} elements (hi - lo), "
+                         f"got {out.size} elements")
+    return out
+
+
 def _check_flat_range(flat_range, n):
     """``(lo, hi)`` offsets of the flat parameter vector, 0 <= lo <= hi <= n (None: all)."""
     if flat_range is None:
@@ -695,16 +708,18 @@ class Network:
         """Elements of the flat parameter vector (every tensor raveled, in order)."""
         return int(sum(p.size for p in self._params))
 
-    def get_params_flat(self, lo, hi):
-        """A float32 copy of the flat parameter vector's offsets ``[lo, hi)``."""
+    def get_params_flat(self, lo, hi, out=None):
+        """A float32 copy of the flat parameter vector's offsets ``[lo, hi)``; written into ``out``
+        (a writable 1-D C-contiguous float32 array of ``hi - lo`` elements, returned) when given."""
         lo, hi = _check_flat_range((lo, hi), self.n_params)
-        out, o = [], 0
+        out = _check_flat_out(out, hi - lo)
+        o = 0
         for p in self._params:
             a, b = max(lo - o, 0), min(hi - o, p.size)
             if a < b:
-                out.append(p.reshape(-1)[a:b])
+                out[o + a - lo:o + b - lo] = p.reshape(-1)[a:b]
             o += p.size
-        return _np.concatenate(out).astype(_np.float32) if out else _np.zeros(0, _np.float32)
+        return out
 
     def set_params_flat(self, lo, values):
         """Write ``values`` (1-D float32) at offsets ``[lo, lo + len(values))`` of the flat

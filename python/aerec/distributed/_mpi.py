@@ -18,13 +18,19 @@ How a step runs (every rank, in lock step)
   as one flat float32 buffer through ``Allreduce`` (in place, in buckets of at most 64 MiB).
 - The sharded step (ZeRO stage 1, the default without per-user vectors): rank ``r`` owns the
   block ``[B[r], B[r + 1])`` of the flat parameter vector (every tensor raveled, in order; the
-  blocks split it evenly, W0 included) and its optimizer state. The scaled gradients are
+  blocks split it evenly, W0 included) and its optimizer state. The gradients are
   reduce-scattered (pairwise point-to-point messages: rank r receives every other rank's part of
-  its block and sums them, in a fixed order), rank r applies the optimizer to its block only
+  its block and sums them scaled, in a fixed order), rank r applies the optimizer to its block only
   (``Network.apply_gradients(flat_range=)``: exactly the full step's arithmetic there, lazy rows
   and the moments of untouched rows included), and the stepped blocks are all-gathered. The bytes
   are those of one ring all-reduce of every parameter; the optimizer work per rank is 1/N. The
   optimizer state of the other blocks is gathered once, when training ends.
+- On one node (every rank in one ``COMM_TYPE_SHARED`` group; ``AEREC_MPI_SHM=0`` turns it off)
+  the sharded step's exchanges go through MPI shared memory: each rank's flat gradient buffer and
+  stepped block live in ``Win.Allocate_shared`` windows, the owner of a block sums the peers'
+  parts of it in place (same order, same sums) and each rank copies the peers' stepped blocks
+  straight into its network after one barrier: no message copies (into and out of MPI's buffers
+  on both sides), which cost more than the optimizer here.
 - The replicated step (``AEREC_MPI_SHARD=0``, and CDAE): every rank applies the identical
   optimizer step (``Network.apply_gradients``) to the summed gradients.
 - Either way the parameters stay bitwise identical across ranks (``check_params=True`` compares a
@@ -223,6 +229,18 @@ def guarded(comm, fn):
         raise
 
 
+def scaled_sum(mine, own, R, sq, tmp):
+    """``mine = own * mine + sq * R`` (``own`` None: ``mine += sq * R``) in float32, ``tmp.size``
+    elements at a time through ``tmp`` (kept in cache: one pass over ``mine`` and ``R``, no
+    temporary of their size)."""
+    for s in range(0, mine.size, tmp.size):
+        m, t = mine[s:s + tmp.size], tmp[:min(tmp.size, mine.size - s)]
+        if own is not None:
+            m *= own
+        np.multiply(R[s:s + tmp.size], sq, out=t)
+        m += t
+
+
 def _shard_rows(n, rank, size):
     return n * rank // size, n * (rank + 1) // size
 
@@ -292,11 +310,19 @@ class DataParallel:
         total = int(self.off[-1])
         self.B = np.array([total * r // self.size for r in range(self.size + 1)], np.int64)
         self.blo, self.bhi = int(self.B[self.rank]), int(self.B[self.rank + 1])
+        # every rank on one node: the sharded step's exchanges go through MPI shared memory
+        self.win_g = self.win_p = None
+        if self.shard and os.environ.get("AEREC_MPI_SHM", "1") != "0":
+            self._share_buffers(total)
         if self.shard:
             self.w0_rows = False  # the input layer goes dense in the Reduce_scatter
-            self.P = np.empty(total, np.float32)  # the gathered parameters
-            self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's summed gradient block
+            self.T = np.empty(1 << 16, np.float32)  # a piece of a scaled received block (in cache)
+            if self.win_g is None:  # the message path's buffers
+                self.P = np.empty(total, np.float32)  # the gathered parameters
+                self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's received gradient block
+                self.S = np.empty(self.bhi - self.blo, np.float32)  # this rank's stepped block, sent
         self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
+                      "shared_memory": self.win_g is not None,
                       "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
                       "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
         if self.size > 1:
@@ -379,12 +405,19 @@ class DataParallel:
                     o += k
                 lo = int(off[1])
         if self.shard:
-            G *= scale
-            self._reduce_scatter(G)
+            # the gradients go unscaled: the owner of a block scales each rank's part as it sums
+            # them (the same products and sums as scaling before sending; one pass less over G)
+            if self.win_g is not None:
+                self._reduce_shared(head[:, 1] / n_batch)
+            else:
+                self._reduce_scatter(G, head[:, 1] / n_batch)
             t2 = time.perf_counter()
             net.apply_gradients(G, rows0=rows0, flat_range=(self.blo, self.bhi))
             t3 = time.perf_counter()
-            self._gather_params()
+            if self.win_p is not None:
+                self._gather_shared()
+            else:
+                self._gather_params()
             t4 = time.perf_counter()
             self.stats["steps"] += 1
             self.stats["bytes_sent"] += c.bytes - sent0
@@ -440,22 +473,105 @@ class DataParallel:
                 c.wait_all(reqs, what)
             yield fr
 
-    def _reduce_scatter(self, G):
-        """The sum over the ranks of ``G``'s block [blo, bhi) into G[blo:bhi] (the rest of G is
-        left as it was: only this block is read by the sharded step). Every block is summed by
-        its owner alone, in one fixed order, so the result is one value everywhere after the
-        parameter exchange."""
+    def _reduce_scatter(self, G, scales):
+        """The sum over the ranks q of ``scales[q]`` times rank q's ``G`` block [blo, bhi) into
+        G[blo:bhi] (the rest of G is left as it was: only this block is read by the sharded step).
+        Every block is summed by its owner alone, in one fixed order, so the result is one value
+        everywhere after the parameter exchange. The scaling is fused into the sum, a cache-sized
+        piece at a time (no pass of its own over the whole buffer)."""
         B, mine, R = self.B, G[self.blo:self.bhi], self.R
-        for _ in self._exchange(lambda q: G[B[q]:B[q + 1]], lambda q: R, "gradient reduce-scatter"):
-            mine += R
+        own = np.float32(scales[self.rank])
+        tmp = self.T
+        first = True
+        for q in self._exchange(lambda q: G[B[q]:B[q + 1]], lambda q: R, "gradient reduce-scatter"):
+            scaled_sum(mine, own if first else None, R, np.float32(scales[q]), tmp)
+            first = False
+        if first:  # one rank: nothing received
+            mine *= own
 
     def _gather_params(self):
         """Every rank's stepped block of the flat parameters, written into this rank's network."""
         B, P = self.B, self.P
-        mine = self.net.get_params_flat(self.blo, self.bhi)
+        mine = self.net.get_params_flat(self.blo, self.bhi, out=self.S)  # reused: no page faults per step
         for q in self._exchange(lambda q: mine, lambda q: P[B[q]:B[q + 1]], "parameter all-gather"):
             if B[q + 1] > B[q]:
                 self.net.set_params_flat(int(B[q]), P[B[q]:B[q + 1]])
+
+    # -- one node: the sharded step's exchanges through MPI shared memory ------------------------
+    def _share_buffers(self, total):
+        """When every rank runs on one node: the flat gradient buffer ``G`` of every rank and the
+        stepped parameter block of every rank live in MPI shared-memory windows
+        (``Win.Allocate_shared``), so the reduce-scatter reads the peers' parts of this rank's
+        block in place and the all-gather reads their stepped blocks in place: none of the four
+        copies of each byte a message costs (into and out of MPI's buffers on both sides). The
+        sums and their order are those of the message path. ``AEREC_MPI_SHM=0`` keeps messages."""
+        MPI, comm = self.c.MPI, self.c.comm
+        node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
+        one = node.Get_size() == self.size and node.Get_rank() == self.rank
+        if not self.c.allgather(np.array([one], np.int64), "shared-memory setup")[:, 0].all():
+            node.Free()
+            return
+        B = self.B
+
+        def window(n_of):
+            win = MPI.Win.Allocate_shared(4 * max(int(n_of(self.rank)), 1), 4, comm=node)
+            win.Lock_all(MPI.MODE_NOCHECK)
+            views = []
+            for q in range(self.size):
+                buf, _ = win.Shared_query(q)
+                views.append(np.frombuffer(buf, np.float32, count=int(n_of(q))))
+            return win, views
+        self.win_g, self.Gs = window(lambda q: total)
+        self.win_p, self.Ps = window(lambda q: B[q + 1] - B[q])
+        self.node = node
+        self.G = self.Gs[self.rank]
+        self.G[:] = 0
+
+    def _barrier(self, what):
+        self.c.wait(self.c.comm.Ibarrier(), what)
+
+    def _reduce_shared(self, scales):
+        """``_reduce_scatter`` through shared memory: the step's first collective (every rank's
+        gradients are written by then) is the synchronisation; the peers' parts of this block are
+        read in place, in the message path's order (round k: rank - k)."""
+        self.win_g.Sync()
+        r, n, B = self.rank, self.size, self.B
+        mine = self.G[self.blo:self.bhi]
+        for k in range(1, n):
+            q = (r - k) % n
+            scaled_sum(mine, np.float32(scales[r]) if k == 1 else None, self.Gs[q][self.blo:self.bhi],
+                       np.float32(scales[q]), self.T)
+            self.c.bytes += 4 * int(B[(r + k) % n + 1] - B[(r + k) % n])  # what a peer reads of ours
+        if n == 1:
+            mine *= np.float32(scales[r])
+
+    def _gather_shared(self):
+        """``_gather_params`` through shared memory: this rank's stepped block into its window,
+        a barrier (every block stepped and written; every rank done reading the gradients of this
+        step), then every peer's block read in place into the network. The next write of either
+        window comes after the next step's first collective, which no rank reaches before it has
+        read them."""
+        B, r, n = self.B, self.rank, self.size
+        self.net.get_params_flat(self.blo, self.bhi, out=self.Ps[r])
+        self.win_p.Sync()
+        self._barrier("parameter all-gather (shared memory)")
+        self.win_p.Sync()
+        for k in range(1, n):
+            q = (r - k) % n
+            if B[q + 1] > B[q]:
+                self.net.set_params_flat(int(B[q]), self.Ps[q])
+        self.c.bytes += 4 * (self.bhi - self.blo) * (n - 1)
+
+    def _free_shared(self):
+        for win in (self.win_g, self.win_p):
+            if win is not None:
+                win.Unlock_all()
+                win.Free()
+        if self.win_g is not None:
+            self.node.Free()
+        self.win_g = self.win_p = None
+        self.Gs = self.Ps = None
+        self.G = np.zeros(int(self.off[-1]), np.float32)
 
     def _gather_optimizer_state(self):
         """The sharded step leaves each rank with the optimizer state of its block only: gather the
@@ -492,6 +608,7 @@ class DataParallel:
         the sharded step, every block's optimizer state from its owner."""
         if self.shard:
             self._gather_optimizer_state()
+            self._free_shared()
         if not self.has_u:
             return
         p = self.net.get_params()
