@@ -5,7 +5,7 @@ SANSA 1.1.0 runs as a benchmark extra (``pip install --no-deps sansa``) through
 by SuiteSparse's COLAMD order + LAPACK's Cholesky: read that module's docstring).
 
     AEREC_DATA=../shared/data python benchmarks/bench_sansa.py accuracy [--seeds 5] [--density 0.1,0.05]
-    flock /tmp/aerec-bench.lock python benchmarks/bench_sansa.py fit [--density 0.1,0.05]
+    flock /tmp/aerec-bench.lock python benchmarks/bench_sansa.py fit [--density 0.1,0.05] [--users 20000]
 
 ``accuracy``: MovieLens-100K, ratings >= 4, strong generalisation (150 validation + 150 test users,
 80% fold-in), seeds 0..4, as benchmarks/compress_accuracy.py. Exact EASE and every sparse model
@@ -108,7 +108,7 @@ def accuracy(seeds, densities, factorizers):
             f"(worst {dr.max():+.4f}) |")
 
 
-def fit_times(densities, threads, factorizers):
+def fit_times(densities, threads, factorizers, users):
     first = True
     from ab_engine import ml20m_slice
     import scipy.sparse as sp
@@ -118,10 +118,10 @@ def fit_times(densities, threads, factorizers):
         numba.set_num_threads(threads)
     except ImportError:
         pass
-    X = sp.csr_matrix(ml20m_slice(), dtype=np.float32)
+    X = sp.csr_matrix(ml20m_slice(n_users=users), dtype=np.float32)
     log(f"X: {X.shape[0]} users x {X.shape[1]} items, {X.nnz} interactions; {threads} threads")
     t = time.perf_counter()
-    exact = aerec.EASE(l2=500.0).fit(X)
+    exact = aerec.EASE(l2=500.0).fit(X)  # solver auto: the smaller of the primal and the dual form
     t_exact = time.perf_counter() - t
     log(f"aerec exact EASE fit: {t_exact:.1f} s")
     for d in densities:
@@ -144,13 +144,14 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--density", default="0.1,0.05")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--users", type=int, default=20000, help="training users of the `fit` slice")
     ap.add_argument("--factorizers", default="cholmod,icf", help="SANSA factorizers to run")
     a = ap.parse_args()
     dens = [float(x) for x in a.density.split(",")]
     if a.part == "accuracy":
         accuracy(a.seeds, dens, a.factorizers.split(","))
     else:
-        fit_times(dens, a.threads, a.factorizers.split(","))
+        fit_times(dens, a.threads, a.factorizers.split(","), a.users)
 
 
 if __name__ == "__main__":

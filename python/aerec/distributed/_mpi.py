@@ -98,6 +98,8 @@ def timeout_seconds():
     return t
 
 
+_ABORT_GRACE = 0.5  # seconds between the abort message and MPI_Abort (see _Comm.abort)
+
 class _Comm:
     """Non-blocking collectives waited on with a deadline (a dead peer ends the job, never hangs)."""
 
@@ -111,6 +113,10 @@ class _Comm:
     def abort(self, msg):
         sys.stderr.write(f"aerec.distributed: rank {self.rank}/{self.size}: {msg}; aborting the MPI job\n")
         sys.stderr.flush()
+        # mpiexec forwards each rank's stderr through a pipe, and MPI_Abort tears the job down at
+        # once: on a busy machine the line above was sometimes lost (seen in a full test run).
+        # A moment's pause lets the launcher forward it; nothing waits on an aborting rank.
+        time.sleep(_ABORT_GRACE)
         self.comm.Abort(1)
 
     def wait(self, req, what):
