@@ -108,6 +108,35 @@ py::array_t<float> forward_csr(const cpu::CompressedLinear& L, const py::array& 
   return out;
 }
 
+// The exclusion lists (optional, both or neither), the (rows, min(k, n_out)) outputs, and the
+// kernel call without the GIL: what topk and topk_csr share.
+template <class Fn>
+py::tuple run_topk(std::int64_t rows, std::int64_t n_out, std::int64_t k, const py::object& ex_ptr,
+                   const py::object& ex_idx, Fn&& kernel) {
+  const std::int64_t* ep = nullptr;
+  const std::int32_t* ei = nullptr;
+  py::array pa, ia;
+  if (!ex_ptr.is_none() || !ex_idx.is_none()) {
+    if (ex_ptr.is_none() || ex_idx.is_none())
+      throw py::type_error("exclude_indptr and exclude_indices go together: pass both or neither");
+    pa = ex_ptr.cast<py::array>();
+    ia = ex_idx.cast<py::array>();
+    CsrView<float> ev = bind::csr_in(pa, ia, py::none(), rows, n_out, "exclude");
+    ep = ev.indptr;
+    ei = ev.indices;
+  }
+  const std::int64_t kk = std::min<std::int64_t>(k, n_out);
+  py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(kk)});
+  py::array_t<float> scores({static_cast<py::ssize_t>(rows), static_cast<py::ssize_t>(kk)});
+  std::int32_t* idp = ids.mutable_data();
+  float* sp = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    kernel(ep, ei, idp, sp);
+  }
+  return py::make_tuple(ids, scores);
+}
+
 py::tuple topk(const cpu::CompressedLinear& L, const py::array& x, std::int64_t k, const py::object& ex_ptr,
                const py::object& ex_idx, int num_threads) {
   if (L.csr_input())
@@ -118,28 +147,10 @@ py::tuple topk(const cpu::CompressedLinear& L, const py::array& x, std::int64_t 
   if (xv.cols != L.n_in())
     throw py::value_error("x has " + std::to_string(xv.cols) + " columns but the layer has " +
                           std::to_string(L.n_in()) + " inputs");
-  const std::int64_t* ep = nullptr;
-  const std::int32_t* ei = nullptr;
-  py::array pa, ia;
-  if (!ex_ptr.is_none() || !ex_idx.is_none()) {
-    if (ex_ptr.is_none() || ex_idx.is_none())
-      throw py::type_error("exclude_indptr and exclude_indices go together: pass both or neither");
-    pa = ex_ptr.cast<py::array>();
-    ia = ex_idx.cast<py::array>();
-    CsrView<float> ev = bind::csr_in(pa, ia, py::none(), xv.rows, L.n_out(), "exclude");
-    ep = ev.indptr;
-    ei = ev.indices;
-  }
-  const std::int64_t kk = std::min<std::int64_t>(k, L.n_out());
-  py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
-  py::array_t<float> scores({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
-  std::int32_t* idp = ids.mutable_data();
-  float* sp = scores.mutable_data();
-  {
-    py::gil_scoped_release release;
+  return run_topk(xv.rows, L.n_out(), k, ex_ptr, ex_idx, [&](const std::int64_t* ep, const std::int32_t* ei,
+                                                           std::int32_t* idp, float* sp) {
     L.topk(xv, k, ep, ei, idp, sp, num_threads);
-  }
-  return py::make_tuple(ids, scores);
+  });
 }
 
 py::tuple topk_csr(const cpu::CompressedLinear& L, const py::array& indptr, const py::array& indices,
@@ -150,28 +161,10 @@ py::tuple topk_csr(const cpu::CompressedLinear& L, const py::array& indptr, cons
                           "packed with input='dense': call topk(x) with dense rows");
   CsrView<float> xv = bind::csr_in(indptr, indices, data, -1, L.n_in(), "x");
   if (k < 1) throw py::value_error("k must be >= 1, got " + std::to_string(k));
-  const std::int64_t* ep = nullptr;
-  const std::int32_t* ei = nullptr;
-  py::array pa, ia;
-  if (!ex_ptr.is_none() || !ex_idx.is_none()) {
-    if (ex_ptr.is_none() || ex_idx.is_none())
-      throw py::type_error("exclude_indptr and exclude_indices go together: pass both or neither");
-    pa = ex_ptr.cast<py::array>();
-    ia = ex_idx.cast<py::array>();
-    CsrView<float> ev = bind::csr_in(pa, ia, py::none(), xv.rows, L.n_out(), "exclude");
-    ep = ev.indptr;
-    ei = ev.indices;
-  }
-  const std::int64_t kk = std::min<std::int64_t>(k, L.n_out());
-  py::array_t<std::int32_t> ids({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
-  py::array_t<float> scores({static_cast<py::ssize_t>(xv.rows), static_cast<py::ssize_t>(kk)});
-  std::int32_t* idp = ids.mutable_data();
-  float* sp = scores.mutable_data();
-  {
-    py::gil_scoped_release release;
+  return run_topk(xv.rows, L.n_out(), k, ex_ptr, ex_idx, [&](const std::int64_t* ep, const std::int32_t* ei,
+                                                           std::int32_t* idp, float* sp) {
     L.topk_csr(xv, k, ep, ei, idp, sp, num_threads);
-  }
-  return py::make_tuple(ids, scores);
+  });
 }
 
 void bind_qlinear(py::module_& m) {

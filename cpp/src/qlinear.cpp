@@ -15,6 +15,7 @@
 #include "aerec/parallel.hpp"
 #include "aerec/qlinear_kernels.hpp"
 #include "aerec/select.hpp"
+#include "aerec/topk_entry.hpp"
 #include "aerec/vmath.hpp"
 
 namespace aerec::cpu {
@@ -38,24 +39,11 @@ float* aligned_floats(std::vector<float>& buf, std::size_t n) {
   return reinterpret_cast<float*>((p + 63) & ~static_cast<std::uintptr_t>(63));
 }
 
-// Top-k candidates of the sparse path: the key order of topk.cpp (order-preserving score bits
-// above, 2^32 - 1 - id below: "better" = higher score, then lower id = unsigned >).
-using Entry = std::uint64_t;
-inline Entry make_entry(float s, std::int32_t id) {
-  s += 0.0f;  // -0 -> +0
-  std::uint32_t u;
-  std::memcpy(&u, &s, 4);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
-}
-inline float entry_score(Entry e) {
-  std::uint32_t u = static_cast<std::uint32_t>(e >> 32);
-  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-  float s;
-  std::memcpy(&s, &u, 4);
-  return s;
-}
-inline std::int32_t entry_id(Entry e) { return static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(e)); }
+// Top-k candidates of the sparse path: topk.cpp's keys (topk_entry.hpp).
+using topk_entry::Entry;
+using topk_entry::entry_id;
+using topk_entry::entry_score;
+using topk_entry::make_entry;
 // Leaves the best kc of h[0..n) first and returns the kc-th best's score (the new threshold).
 inline float cut_to(Entry* h, index_t n, index_t kc) {
   std::nth_element(h, h + (kc - 1), h + n, [](Entry a, Entry b) { return a > b; });

@@ -13,6 +13,7 @@
 #include "aerec/cpu_features.hpp"
 #include "aerec/error.hpp"
 #include "aerec/parallel.hpp"
+#include "aerec/topk_entry.hpp"
 
 namespace aerec::cpu {
 
@@ -37,26 +38,10 @@ TopkKernels topk_kernels() {
 }
 
 namespace topk_detail {
-// A candidate is one 64-bit key: order-preserving score bits above, (2^32 - 1 - id) below, so
-// "better" (higher score, then lower id) is plain unsigned >, and selection is branch-light.
-using Entry = std::uint64_t;
-inline Entry make_entry(float s, std::int32_t id) {
-  s += 0.0f;  // -0 -> +0: equal scores must tie whatever their sign
-  std::uint32_t u;
-  std::memcpy(&u, &s, 4);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<std::uint64_t>(u) << 32) | (0xFFFFFFFFu - static_cast<std::uint32_t>(id));
-}
-inline float entry_score(Entry e) {
-  std::uint32_t u = static_cast<std::uint32_t>(e >> 32);
-  u = (u & 0x80000000u) ? (u & 0x7fffffffu) : ~u;
-  float s;
-  std::memcpy(&s, &u, 4);
-  return s;
-}
-inline std::int32_t entry_id(Entry e) {
-  return static_cast<std::int32_t>(0xFFFFFFFFu - static_cast<std::uint32_t>(e));
-}
+using topk_entry::Entry;  // a candidate: one 64-bit key (topk_entry.hpp)
+using topk_entry::entry_id;
+using topk_entry::entry_score;
+using topk_entry::make_entry;
 
 // Candidate buffer of one query: survivors of the threshold filter are appended; when it is full
 // it is cut back to the best kc (nth_element, O(cap)) and the kc-th score becomes the new
