@@ -393,9 +393,12 @@ def test_killed_rank_ends_the_job(tmp_path):
     assert r.returncode != 0
     out = r.stdout + r.stderr
     assert "Killed (signal 9)" in out or "signal 9" in out, out
-    # the launcher names the pid; aerec printed which rank it is
+    # the launcher names a pid and aerec printed which rank each pid is. mpich's report names the
+    # killed rank 1 or, when its clean-up of rank 0 is seen first, rank 0 (seen in 2 of ~10 full
+    # runs): either way the pid is one of this job's, and the map says which rank it was
     pids = dict(p.split("=") for p in out.split("pid of each rank: ")[1].split(")")[0].split(", "))
-    assert f"PID {pids['1']}" in out, out
+    assert set(pids) == {"0", "1"}, out
+    assert any(f"PID {pid}" in out for pid in pids.values()), out
     assert took < 30
 
 
