@@ -3,6 +3,7 @@
 against the NumPy reference, at every ISA level of the compiled backend, on random shapes, under
 8 threads, and with bad input; plus TopK ``rescore=0``."""
 import itertools
+import pathlib
 import threading
 
 import numpy as np
@@ -24,7 +25,7 @@ if HAS_CPP:
 ACTS = ("identity", "relu", "sigmoid", "tanh", "elu", "selu")
 
 
-from _support import ROOT, isa_levels as _isa_levels  # noqa: E402
+from _support import isa_levels as _isa_levels  # noqa: E402
 
 
 #: every available backend, the compiled one at every ISA level this machine runs
@@ -557,8 +558,10 @@ def test_bf16_product_paths_at_the_avx512_level(mode):
     feats = _core.cpu_features()
     if not (feats["avx512"] and feats["avx512_bf16"]):
         pytest.skip("needs AVX512-BF16")
+    # the child imports the aerec this process runs (the installed wheel in CI, not the sources)
+    here = str(pathlib.Path(aerec.__file__).resolve().parents[1])
     env = dict(os.environ, AEREC_ISA="avx512", AEREC_BF16_DOT=mode,
-               PYTHONPATH=os.pathsep.join(p for p in [str(ROOT / "python"), os.environ.get("PYTHONPATH", "")] if p))
+               PYTHONPATH=os.pathsep.join(p for p in [here, os.environ.get("PYTHONPATH", "")] if p))
     out = subprocess.run([sys.executable, "-c", _BF16_DOT_SCRIPT], env=env, capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
