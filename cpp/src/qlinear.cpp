@@ -49,6 +49,25 @@ inline float cut_to(Entry* h, index_t n, index_t kc) {
   std::nth_element(h, h + (kc - 1), h + n, [](Entry a, Entry b) { return a > b; });
   return entry_score(h[kc - 1]);
 }
+// The CSR input of forward_csr / topk_csr: indptr from 0, non-decreasing, ids in [0, n_in).
+void check_csr_rows(const CsrView<float>& x, index_t n_in) {
+  const index_t m = x.rows;
+  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
+  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
+  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
+    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in,
+                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in) + ")");
+}
+
+// The optional exclusion lists of topk / topk_csr (m rows, ids in [0, n_out)).
+void check_exclusion(index_t m, const std::int64_t* ex_ptr, const std::int32_t* ex_idx, index_t n_out) {
+  if (ex_ptr == nullptr) return;
+  AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
+  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
+  for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
+    AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out,
+                      "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " + std::to_string(n_out) + ")");
+}
 }  // namespace
 
 CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
@@ -348,11 +367,7 @@ void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, floa
   AEREC_CHECK_ARG(ldo >= n_out_, "output row stride must be >= n_out");
   const index_t m = x.rows;
   if (m == 0) return;
-  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
-  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
-  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
-    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in_,
-                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in_) + ")");
+  check_csr_rows(x, n_in_);
   const int T = resolve_threads(num_threads);
   ExceptionSlot slot;
 #pragma omp parallel for num_threads(T) schedule(dynamic, 16)
@@ -380,19 +395,8 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
                                        " columns but the layer has " + std::to_string(n_in_) + " inputs");
   const index_t m = x.rows;
   if (m == 0) return;
-  AEREC_CHECK_ARG(x.indptr[0] == 0, "CSR indptr must start at 0");
-  for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(x.indptr[r] <= x.indptr[r + 1], "CSR indptr must be non-decreasing");
-  for (std::int64_t t = 0; t < x.indptr[m]; ++t)
-    AEREC_CHECK_INDEX(x.indices[t] >= 0 && x.indices[t] < n_in_,
-                      "input id " + std::to_string(x.indices[t]) + " is outside [0, " + std::to_string(n_in_) + ")");
-  if (ex_ptr != nullptr) {
-    AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
-    for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
-    for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
-      AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out_,
-                        "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " +
-                            std::to_string(n_out_) + ")");
-  }
+  check_csr_rows(x, n_in_);
+  check_exclusion(m, ex_ptr, ex_idx, n_out_);
   const index_t kk = std::min(k, n_out_);
   const int T = resolve_threads(num_threads);
   ExceptionSlot slot;
@@ -462,14 +466,7 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
                                        std::to_string(n_in_) + " inputs");
   const index_t m = x.rows;
   if (m == 0) return;
-  if (ex_ptr != nullptr) {
-    AEREC_CHECK_ARG(ex_ptr[0] == 0, "exclude indptr must start at 0");
-    for (index_t r = 0; r < m; ++r) AEREC_CHECK_ARG(ex_ptr[r] <= ex_ptr[r + 1], "exclude indptr must be non-decreasing");
-    for (std::int64_t t = 0; t < ex_ptr[m]; ++t)
-      AEREC_CHECK_INDEX(ex_idx[t] >= 0 && ex_idx[t] < n_out_,
-                        "excluded id " + std::to_string(ex_idx[t]) + " is out of range [0, " +
-                            std::to_string(n_out_) + ")");
-  }
+  check_exclusion(m, ex_ptr, ex_idx, n_out_);
   const int T = resolve_threads(num_threads);
   if (dense_) {
     CsrView<float> ex;
