@@ -571,6 +571,58 @@ def test_int8_rescore0_scores_bit_identical_every_isa(isa, d):
     np.testing.assert_array_equal(gi, ri)
 
 
+_AVX_VNNI_SCRIPT = r"""
+import numpy as np
+from aerec import _core
+from aerec.search import TopK
+from aerec.backends import cpp, numpy_
+from aerec.backends._quant import pack_layer
+assert _core.active_isa() == "avx2", _core.active_isa()
+rng = np.random.default_rng(5)
+for n, d, m, k in ((517, 203, 31, 40), (70, 1, 7, 9), (2000, 64, 40, 100)):
+    X = rng.standard_normal((n, d), dtype=np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
+    b = rng.standard_normal(n).astype(np.float32)
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    Q[0] = np.abs(Q[0]) + 1.0                                # all positive: u8 up to 127
+    Q[1] = -np.abs(Q[1]) - 1.0                               # all negative: u8 down to 1
+    exclude = [rng.integers(0, n, 15) for _ in range(m)]
+    for prune in (False, True):
+        got = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="cpp").search(Q, k, exclude=exclude)
+        ref = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="numpy").search(Q, k, exclude=exclude)
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_array_equal(got[0], ref[0])
+    ep = np.arange(m + 1, dtype=np.int64) * 15
+    ei = np.concatenate(exclude).astype(np.int32)
+    a = pack_layer(np.ascontiguousarray(X.T), b, "int8")
+    gi, gs = cpp.CompressedLinear(a).topk(Q, k, ep, ei)
+    ri, rs = numpy_.CompressedLinear(a).topk(Q, k, ep, ei)
+    np.testing.assert_array_equal(gs, rs)
+    np.testing.assert_array_equal(gi, ri)
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("avx_vnni", ["1", "0"])
+def test_int8_avx2_level_with_and_without_avx_vnni(avx_vnni):
+    """The avx2 level's two int8 tiles, in a fresh process (AEREC_AVX_VNNI is read once): vpdpbusd
+    (AVX-VNNI, which the avx2 level uses where the CPU has it) and vpmaddubsw + vpmaddwd (AVX2 only,
+    AEREC_AVX_VNNI=0) give the NumPy reference's scores and ids bit for bit."""
+    import pathlib
+    import subprocess
+    import sys
+    if ["scalar", "avx2", "avx512", "amx"].index(core.detected_isa()) < 1:
+        pytest.skip("needs AVX2")
+    if avx_vnni == "1" and not core.cpu_features()["avx_vnni"]:
+        pytest.skip("needs AVX-VNNI")
+    # the child imports the aerec this process runs (the installed wheel in CI, not the sources)
+    here = str(pathlib.Path(aerec.__file__).resolve().parents[1])
+    env = dict(os.environ, AEREC_ISA="avx2", AEREC_AVX_VNNI=avx_vnni,
+               PYTHONPATH=os.pathsep.join(p for p in [here, os.environ.get("PYTHONPATH", "")] if p))
+    out = subprocess.run([sys.executable, "-c", _AVX_VNNI_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
 # ---------------------------------------------------------------------------------------------
 # fractional rescore: ceil(k * rescore) candidates, the same count on every backend and level
 

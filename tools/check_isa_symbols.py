@@ -31,7 +31,7 @@ import sys
 import tempfile
 
 # Compile targets (cpu_features.hpp, Target) -> the C++ namespace their units must use.
-TARGETS = ("scalar", "avx2", "avx512", "avx512vnni", "avx512bf16", "amx")
+TARGETS = ("scalar", "avx2", "avxvnni", "avx512", "avx512vnni", "avx512bf16", "amx")
 _ISA_FILE = re.compile(r"_(" + "|".join(TARGETS) + r")\.(?:cpp|cc|cxx)\.o(?:bj)?$")
 _SPECIAL = r"(?:(?:vtable|VTT|typeinfo|typeinfo name|guard variable|construction vtable|" \
            r"reference temporary #\d+) for )?"

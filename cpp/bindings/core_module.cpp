@@ -32,6 +32,7 @@ PYBIND11_MODULE(_core, m) {
     d["avx512"] = f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq;
     d["avx512_bf16"] = f.avx512_bf16;
     d["avx512_vnni"] = f.avx512_vnni;
+    d["avx_vnni"] = f.avx_vnni;
     d["amx_tile"] = f.amx_tile;
     d["amx_bf16"] = f.amx_bf16;
     d["amx_int8"] = f.amx_int8;

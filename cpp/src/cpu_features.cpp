@@ -40,6 +40,13 @@ CpuFeatures detect() {
     f.amx_bf16 = (d >> 22) & 1u;
     f.amx_tile = (d >> 24) & 1u;
     f.amx_int8 = (d >> 25) & 1u;
+    const unsigned subleaves = a;  // CPUID.(EAX=7,ECX=0):EAX, the highest subleaf of leaf 7
+    if (subleaves >= 1) {
+      // AVX-VNNI: CPUID.(EAX=7,ECX=1):EAX[4]; VEX-encoded, so it needs the AVX state the avx2
+      // flag above already checked (XCR0).
+      __asm__ __volatile__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(1));
+      f.avx_vnni = f.avx2 && ((a >> 4) & 1u);
+    }
   }
 #endif
   return f;
@@ -66,7 +73,10 @@ TargetMasks make_target_masks(const CpuFeatures& f) {
   auto bit = [](Target t) { return 1u << static_cast<int>(t); };
   TargetMasks m{};
   m.by_level[0] = bit(Target::scalar);
-  m.by_level[1] = m.by_level[0] | bit(Target::avx2);
+  // AEREC_AVX_VNNI=0: leave avxvnni off (tests and benchmarks of the plain AVX2 int8 kernels).
+  const char* vnni_env = std::getenv("AEREC_AVX_VNNI");
+  const bool avx_vnni = f.avx_vnni && !(vnni_env != nullptr && std::string(vnni_env) == "0");
+  m.by_level[1] = m.by_level[0] | bit(Target::avx2) | (avx_vnni ? bit(Target::avxvnni) : 0u);
   m.by_level[2] = m.by_level[1] | bit(Target::avx512) |
                   (f.avx512_vnni ? bit(Target::avx512vnni) : 0u) |
                   (f.avx512_bf16 ? bit(Target::avx512bf16) : 0u);

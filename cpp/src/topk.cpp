@@ -23,9 +23,11 @@ TopkKernels topk_kernels() {
                                                {Target::avx512, &avx512::kTopkKernels}));
   // The compressed tiles: the avx2 ones take any panel height that is a multiple of 3 (the avx2
   // and avx512 levels' both are); the VNNI / AVX512-BF16 ones need instructions beyond the level
-  // (their own targets, which imply the avx512 level and so its panel height).
+  // (their own targets, which imply the avx512 level and so its panel height), the AVX-VNNI one
+  // (avx2 level) any multiple of 3 like the avx2 tiles.
   static_assert(avx512::kTopkMr % avx2::kTopkMr == 0, "avx2 compressed tiles work 3 rows at a time");
   k.i8_tile = dispatch(k.i8_tile, AEREC_X86_VARIANTS({Target::avx2, &avx2::topk_i8_tile},
+                                                     {Target::avxvnni, &avxvnni::topk_i8_tile},
                                                      {Target::avx512vnni, &avx512vnni::topk_i8_tile}));
   k.bf16_tile = dispatch(k.bf16_tile, AEREC_X86_VARIANTS({Target::avx2, &avx2::topk_bf16_tile},
                                                          {Target::avx512bf16, &avx512bf16::topk_bf16_tile}));

@@ -37,6 +37,7 @@ bool hardware_has(Target t) {
     case Target::scalar: return true;
     case Target::avx2: return avx2;
     case Target::avx512: return avx512;
+    case Target::avxvnni: return avx2 && f.avx_vnni;
     case Target::avx512vnni: return avx512 && f.avx512_vnni;
     case Target::avx512bf16: return avx512 && f.avx512_bf16;
     case Target::amx: return avx512 && f.avx512_vnni && f.avx512_bf16 && f.amx_tile && f.amx_bf16 && f.amx_int8;
@@ -44,8 +45,8 @@ bool hardware_has(Target t) {
   return false;
 }
 
-const Target kTargets[] = {Target::scalar, Target::avx2, Target::avx512, Target::avx512vnni,
-                           Target::avx512bf16, Target::amx};
+const Target kTargets[] = {Target::scalar, Target::avx2, Target::avxvnni, Target::avx512,
+                           Target::avx512vnni, Target::avx512bf16, Target::amx};
 
 void test_helper_semantics() {
   // The last enabled variant wins; null and disabled variants are skipped.
@@ -74,6 +75,14 @@ void test_level(Isa cap) {
   CHECK(bit(on, Target::amx) == (lvl >= Isa::amx), "amx bit at level %s", isa_name(lvl));
   if (lvl < Isa::avx512)
     CHECK(!bit(on, Target::avx512vnni) && !bit(on, Target::avx512bf16), "vnni/bf16 below avx512");
+  if (lvl < Isa::avx2) CHECK(!bit(on, Target::avxvnni), "avx-vnni below avx2");
+  {
+    // AVX-VNNI from the avx2 level up wherever the CPU has it, unless AEREC_AVX_VNNI=0.
+    const char* env = std::getenv("AEREC_AVX_VNNI");
+    const bool off = env != nullptr && std::string(env) == "0";
+    CHECK(bit(on, Target::avxvnni) == (lvl >= Isa::avx2 && cpu_features().avx_vnni && !off),
+          "avx-vnni bit at level %s", isa_name(lvl));
+  }
 
 #ifdef AEREC_X86
   const auto* want_nn = lvl >= Isa::avx512 ? &avx512::kNnKernels
@@ -96,8 +105,13 @@ void test_level(Isa cap) {
         isa_name(lvl));
   CHECK((tk.bf16_tile == &avx512bf16::topk_bf16_tile) == bit(on, Target::avx512bf16), "bf16 tile at %s",
         isa_name(lvl));
-  // AVX2 compressed tiles from the avx2 level up (also under an avx512 table without VNNI / BF16).
-  CHECK((tk.i8_tile == &avx2::topk_i8_tile) == (bit(on, Target::avx2) && !bit(on, Target::avx512vnni)),
+  // AVX2 compressed tiles from the avx2 level up (also under an avx512 table without VNNI / BF16);
+  // the AVX-VNNI int8 tile in place of the avx2 one where the CPU has it.
+  CHECK((tk.i8_tile == &avxvnni::topk_i8_tile) ==
+            (bit(on, Target::avxvnni) && !bit(on, Target::avx512vnni)),
+        "int8 avx-vnni tile at %s", isa_name(lvl));
+  CHECK((tk.i8_tile == &avx2::topk_i8_tile) ==
+            (bit(on, Target::avx2) && !bit(on, Target::avxvnni) && !bit(on, Target::avx512vnni)),
         "int8 avx2 tile at %s", isa_name(lvl));
   CHECK((tk.bf16_tile == &avx2::topk_bf16_tile) == (bit(on, Target::avx2) && !bit(on, Target::avx512bf16)),
         "bf16 avx2 tile at %s", isa_name(lvl));

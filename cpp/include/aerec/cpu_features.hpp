@@ -27,6 +27,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false, avx512cd = false;
   bool avx512_vnni = false, avx512_bf16 = false;
+  bool avx_vnni = false;  // AVX-VNNI (VEX vpdpbusd on ymm: Intel Alder Lake+ client, Sapphire Rapids+)
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
   bool amx_permitted = false;  // the OS granted XTILEDATA (arch_prctl), checked lazily
   bool intel = false;          // vendor GenuineIntel (CPUID leaf 0): picks between equivalent kernels
@@ -53,14 +54,17 @@ Isa isa_from_name(const std::string& name);  // throws std::invalid_argument
 //   scalar     no flags (x86-64 baseline: SSE2)
 //   avx2       -mavx2 -mfma -mf16c
 //   avx512     avx2 + -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512cd
+//   avxvnni    avx2 + -mavxvnni            (int8 dot products, VEX ymm; the avx2 level)
 //   avx512vnni avx512 + -mavx512vnni       (int8 dot products)
 //   avx512bf16 avx512 + -mavx512bf16       (bf16 dot products)
 //   amx        avx512 + vnni + bf16 + -mamx-tile -mamx-bf16 -mamx-int8
-enum class Target : int { scalar = 0, avx2, avx512, avx512vnni, avx512bf16, amx };
+enum class Target : int { scalar = 0, avx2, avx512, avx512vnni, avx512bf16, amx, avxvnni };
 
 // Bit (1u << int(t)) is set for every target whose code may run now: the CPU and the OS support
 // every instruction set its flags enable, and the level in force (active_isa(): AEREC_ISA,
-// set_isa_cap) includes it (avx512vnni / avx512bf16 need the avx512 level, amx the amx level).
+// set_isa_cap) includes it (avxvnni needs the avx2 level, avx512vnni / avx512bf16 the avx512 level,
+// amx the amx level). AEREC_AVX_VNNI=0 (read once) turns avxvnni off: the plain AVX2 int8 kernels
+// of CPUs without it (AMD Zen 1-3, Intel before Alder Lake) on a CPU that has it.
 // Cheap (an atomic load and a table lookup); re-read on every dispatch so set_isa_cap acts at once.
 unsigned enabled_targets();
 inline bool target_enabled(Target t) { return (enabled_targets() >> static_cast<int>(t)) & 1u; }

@@ -70,6 +70,12 @@ void topk_bf16_tile(const std::uint16_t*, const std::uint16_t*, const float*, in
 void topk_i8_tile(const std::uint8_t*, const std::int8_t*, const std::int32_t*, const float*,
                   const float*, const float*, index_t, const float*, float*, std::uint32_t*, int);
 }  // namespace avx2
+// AVX2 + AVX-VNNI int8 tile (src/simd/topk_avxvnni.cpp): any panel height that is a multiple of
+// avx2::kTopkMr; the same bits as avx2::topk_i8_tile.
+namespace avxvnni {
+void topk_i8_tile(const std::uint8_t*, const std::int8_t*, const std::int32_t*, const float*,
+                  const float*, const float*, index_t, const float*, float*, std::uint32_t*, int);
+}  // namespace avxvnni
 namespace avx512 {
 constexpr int kTopkMr = 12;
 extern const TopkKernels kTopkKernels;
