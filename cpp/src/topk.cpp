@@ -609,13 +609,15 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
   w.hn.assign(static_cast<std::size_t>(nrows), 0);
   w.active.assign(static_cast<std::size_t>(nqp), 1);
 
-  // Exclusions of this block, sorted and deduplicated per row.
+  // Exclusions of this block, sorted and deduplicated per row, each row's list ended by a
+  // sentinel (INT32_MAX, above every slot) so the cursor walk needs no end test.
+  constexpr std::int32_t kNoSlot = std::numeric_limits<std::int32_t>::max();
   w.exoff.assign(static_cast<std::size_t>(nrows + 1), 0);
   w.ex.clear();
-  if (exclude != nullptr) {
-    for (int r = 0; r < nrows; ++r) {
+  for (int r = 0; r < nrows; ++r) {
+    const std::size_t start = w.ex.size();
+    if (exclude != nullptr) {
       const std::int64_t a = exclude->indptr[q0 + r], b = exclude->indptr[q0 + r + 1];
-      const std::size_t start = w.ex.size();
       // Stored as packed slot numbers (pruning permutes the items), sorted, so each row walks
       // its list with a cursor as the panels go by.
       if (slot_of_.empty()) {
@@ -625,13 +627,13 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
       }
       std::sort(w.ex.begin() + start, w.ex.end());
       w.ex.erase(std::unique(w.ex.begin() + start, w.ex.end()), w.ex.end());
-      w.exoff[r + 1] = static_cast<index_t>(w.ex.size());
     }
+    w.ex.push_back(kNoSlot);
+    w.exoff[r + 1] = static_cast<index_t>(w.ex.size());
   }
   w.excur.assign(w.exoff.begin(), w.exoff.end() - 1);
   w.exnext.resize(static_cast<std::size_t>(nrows));
-  for (int r = 0; r < nrows; ++r)
-    w.exnext[r] = w.exoff[r] < w.exoff[r + 1] ? w.ex[w.exoff[r]] : std::numeric_limits<std::int32_t>::max();
+  for (int r = 0; r < nrows; ++r) w.exnext[r] = w.ex[w.exoff[r]];
 
   const float slack_rel = static_cast<float>(d + 4) * 1.2e-7f;
   index_t jr = 0, jr_end = chunks == nullptr ? panels_ : 0;
@@ -689,13 +691,14 @@ void TopkIndex::scan_block(Work& w, const float* Q, index_t q_stride, index_t q0
         if (w.exnext[r] < lo + kPanel) {
           // Excluded slots of this panel (ascending panels per row, so a cursor suffices;
           // exnext keeps the common "none here" test on one small array).
+          // One pass: the slots of earlier panels (passed while this row had no survivor) and
+          // of this one; the list ends with a sentinel (scan_block), so no end test.
           index_t cur = w.excur[r];
-          const index_t end = w.exoff[r + 1];
           const std::int32_t* ex = w.ex.data();
-          while (cur < end && ex[cur] < lo) ++cur;
-          for (index_t c = cur; c < end && ex[c] < lo + kPanel; ++c) m &= ~(1u << (ex[c] - lo));
+          for (; ex[cur] < lo + kPanel; ++cur)
+            if (ex[cur] >= lo) m &= ~(1u << (ex[cur] - lo));
           w.excur[r] = cur;
-          w.exnext[r] = cur < end ? ex[cur] : std::numeric_limits<std::int32_t>::max();
+          w.exnext[r] = ex[cur];
         }
         // Padding slots (last panel only) never enter.
         if (jr == panels_ - 1 && n_ % kPanel != 0) m &= (1u << (n_ % kPanel)) - 1u;

@@ -91,6 +91,7 @@ def show_config(file=None) -> None:
     if info["cpu"]:
         names = [("scalar", True), ("AVX2", info["cpu"]["avx2"]), ("AVX-512", info["cpu"]["avx512"]),
                  ("AVX512-BF16", info["cpu"]["avx512_bf16"]), ("VNNI", info["cpu"]["avx512_vnni"]),
+                 ("AVX-VNNI", info["cpu"].get("avx_vnni", False)),
                  ("AMX", info["cpu"]["amx_tile"] and info["cpu"]["amx_permitted"])]
         p("instruction sets: " + ", ".join(f"{n}={'yes' if ok else 'no'}" for n, ok in names))
         p(f"dispatch level: {info['isa_active']} (hardware: {info['isa_detected']}; cap with AEREC_ISA)")

@@ -176,7 +176,7 @@ class TopK:
         scores 0).
     precision : {"fp32", "bf16", "int8"}
         ``fp32`` is exact. ``bf16`` / ``int8`` score every item approximately (AVX512-BF16 /
-        AVX-512 VNNI where available; int8: per-item symmetric 8-bit items, 7-bit queries
+        AVX-512 VNNI / AVX-VNNI where available; int8: per-item symmetric 8-bit items, 7-bit queries
         ``max |q| / 63``, identical scores on every CPU), keep
         ``ceil(k * rescore)`` candidates and re-score them in fp32, so returned scores are fp32 inner
         products; recall depends on ``rescore``. These keep an fp32 copy of the items too,

@@ -347,8 +347,30 @@ void topk_select(std::uint64_t* a, index_t n, index_t kc, std::uint64_t* tmp) {
   }
 }
 
+namespace {
+// kCompress8[m]: vpermd indices that move the 32-bit lanes set in the 8-bit mask m to the front
+// (8 KiB of constant data, built at compile time: no initialiser code runs).
+struct Compress8 {
+  std::int32_t idx[256][8];
+};
+constexpr Compress8 make_compress8() {
+  Compress8 t{};
+  for (int m = 0; m < 256; ++m) {
+    int o = 0;
+    for (int b = 0; b < 8; ++b)
+      if ((m >> b) & 1) t.idx[m][o++] = b;
+    for (; o < 8; ++o) t.idx[m][o] = 0;
+  }
+  return t;
+}
+alignas(32) constexpr Compress8 kCompress8 = make_compress8();
+}  // namespace
+
 // Keys as topk_detail::make_entry: score + 0 (so -0 ties +0), order-preserving bits above, ~id
-// below; 4 keys per compress, at most 4 written past the last one.
+// below. Branch-free over the 4 groups of 8 lanes (whether a group has survivors is a coin toss
+// for the branch predictor once the threshold has settled): the group's 32-bit score keys and ids
+// are compressed with one vpermd each, interleaved to 64-bit keys and stored 8 at a time, the
+// output advancing by the group's count; at most 8 keys are written past the last one.
 void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, std::uint64_t* out,
                  index_t* n) {
   const __m256i sign = _mm256_set1_epi32(static_cast<int>(0x80000000u));
@@ -356,22 +378,20 @@ void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, st
   std::uint64_t* o = out;
   for (int h = 0; h < 4; ++h) {
     const std::uint32_t m8 = (mask >> (8 * h)) & 0xFFu;
-    if (m8 == 0) continue;
     const __m256 sc = _mm256_add_ps(_mm256_loadu_ps(t + 8 * h), _mm256_setzero_ps());
     const __m256i u = _mm256_castps_si256(sc);
     const __m256i key = _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31), sign));
     const __m256i nid = _mm256_xor_si256(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ids + 8 * h)), ones);
-    for (int q = 0; q < 2; ++q) {
-      const int m4 = static_cast<int>((m8 >> (4 * q)) & 0xFu);
-      if (m4 == 0) continue;
-      const __m128i k4 = q == 0 ? _mm256_castsi256_si128(key) : _mm256_extracti128_si256(key, 1);
-      const __m128i i4 = q == 0 ? _mm256_castsi256_si128(nid) : _mm256_extracti128_si256(nid, 1);
-      const __m256i v = _mm256_or_si256(_mm256_slli_epi64(_mm256_cvtepu32_epi64(k4), 32),
-                                        _mm256_cvtepu32_epi64(i4));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), compress4(v, m4));
-      o += __builtin_popcount(m4);
-    }
+    const __m256i perm = _mm256_load_si256(reinterpret_cast<const __m256i*>(kCompress8.idx[m8]));
+    const __m256i kc = _mm256_permutevar8x32_epi32(key, perm);
+    const __m256i ic = _mm256_permutevar8x32_epi32(nid, perm);
+    // 64-bit keys (id word low, score word high): lo = keys 0, 1 | 4, 5; hi = 2, 3 | 6, 7.
+    const __m256i lo = _mm256_unpacklo_epi32(ic, kc);
+    const __m256i hi = _mm256_unpackhi_epi32(ic, kc);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o), _mm256_permute2x128_si256(lo, hi, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o + 4), _mm256_permute2x128_si256(lo, hi, 0x31));
+    o += __builtin_popcount(m8);
   }
   *n += o - out;
 }
