@@ -623,6 +623,26 @@ def test_int8_avx2_level_with_and_without_avx_vnni(avx_vnni):
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
 
+@pytest.mark.parametrize("d", [1, 7, 24, 203])
+def test_block_rescoring_bit_identical_to_per_query_every_isa(isa, d):
+    """A block of queries re-scores its candidates item by item (four queries per pass over an fp32
+    row at the avx2 level); one query alone re-scores its own candidates one dot at a time. Same
+    dot, same bits: ids and scores must be equal exactly, with a bias and exclusions."""
+    rng = np.random.default_rng(d + 100)
+    n, m, k = 211, 45, 20
+    X = rng.standard_normal((n, d), dtype=np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
+    b = rng.standard_normal(n).astype(np.float32)
+    Q = rng.standard_normal((m, d), dtype=np.float32)
+    exclude = [rng.integers(0, n, 9) for _ in range(m)]
+    for precision in ("bf16", "int8"):
+        idx = TopK(X, bias=b, precision=precision, rescore=1.5, backend="cpp")
+        ids, sc = idx.search(Q, k, exclude=exclude)                   # m * kc >= n: block re-scoring
+        for r in range(m):
+            i1, s1 = idx.search(Q[r:r + 1], k, exclude=[exclude[r]])  # one query: per-query dots
+            np.testing.assert_array_equal(s1[0], sc[r], err_msg=f"{precision} row {r}")
+            np.testing.assert_array_equal(i1[0], ids[r], err_msg=f"{precision} row {r}")
+
+
 # ---------------------------------------------------------------------------------------------
 # fractional rescore: ceil(k * rescore) candidates, the same count on every backend and level
 

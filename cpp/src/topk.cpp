@@ -760,11 +760,22 @@ void TopkIndex::rescore_block(Work& w, const float* Q, index_t q_stride, index_t
     if (b1 == b0) continue;
     const float* x = rows_.data() + j * d;
     const std::int32_t id = static_cast<std::int32_t>(j);
-    for (std::uint32_t u = b0; u < b1; ++u) {
+    const float bj = bias != nullptr ? bias[j] : 0.0f;
+    std::uint32_t u = b0;
+    if (kern.dot4 != nullptr) {
+      // Four queries per pass over the row: independent accumulator chains, the row read once.
+      for (; u + 4 <= b1; u += 4) {
+        const float* qs[4];
+        float s[4];
+        for (int i = 0; i < 4; ++i) qs[i] = Q + (q0 + static_cast<index_t>(w.bpos[u + i]) / stride) * q_stride;
+        kern.dot4(qs, x, d, s);
+        for (int i = 0; i < 4; ++i) w.heap[w.bpos[u + i]] = topk_detail::make_entry(s[i] + bj, id);
+      }
+    }
+    for (; u < b1; ++u) {
       const std::uint32_t pos = w.bpos[u];
       const index_t r = static_cast<index_t>(pos) / stride;
-      w.heap[pos] = topk_detail::make_entry(
-          kern.dot(Q + (q0 + r) * q_stride, x, d) + (bias != nullptr ? bias[j] : 0.0f), id);
+      w.heap[pos] = topk_detail::make_entry(kern.dot(Q + (q0 + r) * q_stride, x, d) + bj, id);
     }
     b0 = b1;
   }

@@ -45,6 +45,9 @@ struct TopkKernels {
   void (*i8_amx_tile)(const std::uint8_t* qa, const std::int8_t* ip, const std::int32_t* corr,
                       const float* iscale, const float* bias, const float* qscale, index_t d4,
                       const float* thr, float* tile, std::uint32_t* mask, int mr);
+  // out[i] = dot(q[i], x, d) for i < 4, bit for bit (the batched fp32 re-scoring: one item row,
+  // four queries, four independent accumulator chains). Null: four calls of dot.
+  void (*dot4)(const float* const* q, const float* x, index_t d, float* out);
 };
 
 // One constant-initialised table per level (data: selecting one runs none of its code). The

@@ -262,22 +262,45 @@ void bf16_rows3(const std::uint16_t* qp, int mr, const std::uint16_t* ip, const 
 }
 }  // namespace
 
-float topk_dot(const float* q, const float* x, index_t d) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+namespace {
+// n dot products of one item row x with n query rows, each with topk_dot's own operation order
+// (two accumulators over 16-float steps, one 8-float tail, the same horizontal sum, the scalar
+// tail), so dot4 returns topk_dot's bits.
+template <int N>
+inline void dot_n(const float* const* q, const float* x, index_t d, float* out) {
+  __m256 s0[N], s1[N];
+  for (int i = 0; i < N; ++i) s0[i] = s1[i] = _mm256_setzero_ps();
   index_t p = 0;
   for (; p + 16 <= d; p += 16) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + p), _mm256_loadu_ps(x + p), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(q + p + 8), _mm256_loadu_ps(x + p + 8), s1);
+    const __m256 x0 = _mm256_loadu_ps(x + p), x1 = _mm256_loadu_ps(x + p + 8);
+    for (int i = 0; i < N; ++i) {
+      s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + p), x0, s0[i]);
+      s1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + p + 8), x1, s1[i]);
+    }
   }
-  for (; p + 8 <= d; p += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + p), _mm256_loadu_ps(x + p), s0);
-  s0 = _mm256_add_ps(s0, s1);
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
-  float t = _mm_cvtss_f32(h);
-  for (; p < d; ++p) t += q[p] * x[p];
+  for (; p + 8 <= d; p += 8) {
+    const __m256 x0 = _mm256_loadu_ps(x + p);
+    for (int i = 0; i < N; ++i) s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(q[i] + p), x0, s0[i]);
+  }
+  for (int i = 0; i < N; ++i) {
+    const __m256 s = _mm256_add_ps(s0[i], s1[i]);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    float t = _mm_cvtss_f32(h);
+    for (index_t r = p; r < d; ++r) t += q[i][r] * x[r];
+    out[i] = t;
+  }
+}
+}  // namespace
+
+float topk_dot(const float* q, const float* x, index_t d) {
+  float t;
+  dot_n<1>(&q, x, d, &t);
   return t;
 }
+
+void topk_dot4(const float* const* q, const float* x, index_t d, float* out) { dot_n<4>(q, x, d, out); }
 
 // ---- Candidate selection and append (the avx512 ones with 4-lane compress tables) ----
 namespace {
@@ -399,6 +422,6 @@ void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, st
 // Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
 const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
                                    &scalar::topk_i8_tile, &topk_dot, &topk_select, &topk_append, nullptr,
-                                   nullptr};
+                                   nullptr, &topk_dot4};
 
 }  // namespace aerec::cpu::avx2

@@ -154,6 +154,6 @@ void topk_append(const float* t, std::uint32_t mask, const std::int32_t* ids, st
 // Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
 const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &scalar::topk_bf16_tile,
                                    &scalar::topk_i8_tile, &topk_dot, &topk_select, &topk_append, nullptr,
-                                   nullptr};
+                                   nullptr, nullptr};
 
 }  // namespace aerec::cpu::avx512

@@ -93,6 +93,6 @@ float topk_dot(const float* q, const float* x, index_t d) {
 // Constant data: picking this table (topk.cpp, dispatch()) runs none of this unit's code.
 const TopkKernels kTopkKernels = {kTopkMr, &topk_fp32_tile, &topk_bf16_tile, &topk_i8_tile,
                                    &topk_dot, nullptr, nullptr, nullptr,
-                                   nullptr};
+                                   nullptr, nullptr};
 
 }  // namespace aerec::cpu::scalar
