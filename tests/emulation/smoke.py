@@ -244,6 +244,21 @@ def run_all(tmp):
             np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-3, err_msg=precision)
             assert (ids == rid).mean() > 0.97, precision
 
+    @check("TopK int8 without re-scoring: the NumPy reference's bits (vpmaddubsw / AVX-VNNI tile at avx2)")
+    def _():
+        feats = _core.cpu_features()
+        # AVX-VNNI is reported only with AVX2 (its VEX encoding needs the AVX state)
+        assert not feats["avx_vnni"] or feats["avx2"], feats
+        rng = np.random.default_rng(6)
+        X = rng.standard_normal((203, 37), dtype=np.float32) * np.exp(rng.standard_normal(203)).astype(np.float32)[:, None]
+        b = rng.standard_normal(203).astype(np.float32)
+        Q = rng.standard_normal((23, 37), dtype=np.float32)
+        exclude = [rng.integers(0, 203, 7) for _ in range(23)]
+        got = TopK(X, bias=b, precision="int8", rescore=0).search(Q, 40, exclude=exclude)
+        ref = TopK(X, bias=b, precision="int8", rescore=0, backend="numpy").search(Q, 40, exclude=exclude)
+        np.testing.assert_array_equal(got[1], ref[1])
+        np.testing.assert_array_equal(got[0], ref[0])
+
     @check("CompressedLinear bf16 across 32-query / 16-pair blocks (the AMX tile's, at the amx level only)")
     def _():
         from aerec.backends import cpp, numpy_
