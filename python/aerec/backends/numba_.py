@@ -140,8 +140,21 @@ class Network(_ref.Network):
     # the flat buffers: tensor t is buf[off[t]:off[t + 1]]; the base class sees views into them
     def set_params(self, params):
         super().set_params(params)
+        if self.params_bound:  # written into the bound buffer (_P is it)
+            return
         self._off = _np.cumsum([0] + [p.size for p in self._params]).astype(_np.int64)
         self._P = _np.concatenate([p.ravel() for p in self._params])
+        self._params = self._views(self._P)
+
+    def bind_params(self, buf, copy=True):
+        super().bind_params(buf, copy)
+        self._P = buf
+
+    def unbind_params(self):
+        if not self.params_bound:
+            return
+        super().unbind_params()
+        self._P = self._P.copy()
         self._params = self._views(self._P)
 
     def set_masks(self, masks):

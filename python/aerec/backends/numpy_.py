@@ -261,6 +261,43 @@ def _flat_views(flat, shapes, dtype, name="out"):
     return out
 
 
+def _check_bind_buffer(buf, n, dtype):
+    """``bind_params``' buffer: a writable 1-D C-contiguous array of ``n`` elements of ``dtype``."""
+    if not isinstance(buf, _np.ndarray) or buf.dtype != dtype or buf.ndim != 1:
+        raise TypeError(f"buf must be a 1-D numpy {_np.dtype(dtype).name} array")
+    if buf.size != n or not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"buf must be a writable C-contiguous {_np.dtype(dtype).name} array of {n} elements "
+                         f"(n_params), got {buf.size} elements")
+    return buf
+
+
+def _check_gradient_sum(parts, scales, w0_rows, n, spec, dtype):
+    """``apply_gradient_sum``'s arguments: a non-empty list of flat ``dtype`` buffers of ``n`` elements,
+    one scale per part (as ``dtype``), and ``w0_rows`` None or one uint8 array of W0's rows (or None)
+    per part."""
+    if isinstance(parts, _np.ndarray) or not isinstance(parts, (list, tuple)) or not parts:
+        raise TypeError("parts must be a non-empty list of flat gradient buffers (one per summed part)")
+    for p in parts:
+        if (not isinstance(p, _np.ndarray) or p.dtype != dtype or p.ndim != 1 or p.size != n
+                or not p.flags.c_contiguous):
+            raise ValueError(f"each part must be a 1-D C-contiguous {_np.dtype(dtype).name} array of {n} elements "
+                             "(every tensor, flat, in order)")
+    scales = _np.ascontiguousarray(scales, dtype=dtype)
+    if scales.shape != (len(parts),) or not _np.isfinite(scales).all():
+        raise ValueError(f"scales must hold one finite number per part ({len(parts)}), got shape {scales.shape}")
+    if w0_rows is not None:
+        w0_rows = list(w0_rows)
+        if len(w0_rows) != len(parts):
+            raise ValueError(f"w0_rows must hold one entry per part ({len(parts)}): a uint8 array of W0's rows or None")
+        rows = spec["layer_sizes"][0]
+        for r in w0_rows:
+            if r is not None and (not isinstance(r, _np.ndarray) or r.dtype != _np.uint8 or r.shape != (rows,)
+                                  or not r.flags.c_contiguous):
+                raise ValueError(f"each w0_rows entry must be None or a C-contiguous uint8 array of {rows} elements "
+                                 "(W0's rows; 0 = the part's row is zero)")
+    return list(parts), scales, w0_rows
+
+
 def _check_grads(grads, shapes, names, dtype):
     """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype`` (or one
     flat buffer of every tensor: split into views)."""
@@ -367,7 +404,11 @@ class Network:
             if p.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {p.shape}")
             new.append(_np.array(p, dtype=self.dtype, order="C", copy=True))
-        self._params = new
+        if getattr(self, "_bound", None) is not None:  # bind_params: written into the bound buffer
+            for v, p in zip(self._params, new):
+                v[...] = p
+        else:
+            self._params = new
         self._zero_pruned(self._params)
 
     # ---- pruning masks (aerec.nn.spec: "Pruning masks") -----------------------------------------
@@ -733,6 +774,59 @@ class Network:
             if a < b:
                 p.reshape(-1)[a:b] = values[o + a - lo:o + b - lo]
             o += p.size
+
+    def bind_params(self, buf, copy=True):
+        """Keep the parameters in ``buf`` (a writable 1-D C-contiguous array of :attr:`n_params`
+        elements of the network's dtype, the flat layout of :meth:`get_params_flat`) from now on:
+        copied there first when ``copy``, else ``buf``'s values are taken as they are. Every later
+        update and :meth:`set_params` writes there; the caller keeps ``buf`` alive until
+        :meth:`unbind_params`. Data-parallel ranks on one node bind one shared-memory block: each
+        rank steps its part in place and every rank sees every part (no copies between them)."""
+        buf = _check_bind_buffer(buf, self.n_params, self.dtype)
+        if copy:
+            o = 0
+            for p in self._params:
+                buf[o:o + p.size] = p.reshape(-1)
+                o += p.size
+        self._params = _flat_views(buf, self._shapes, self.dtype, "buf")
+        self._bound = buf
+
+    def unbind_params(self):
+        """Copy the parameters out of the :meth:`bind_params` buffer into the network's own storage
+        and use that again (no-op when not bound)."""
+        if getattr(self, "_bound", None) is None:
+            return
+        self._params = [p.copy() for p in self._params]
+        self._bound = None
+
+    @property
+    def params_bound(self):
+        """True between :meth:`bind_params` and :meth:`unbind_params`."""
+        return getattr(self, "_bound", None) is not None
+
+    def apply_gradient_sum(self, parts, scales, rows0=None, user_rows=None, flat_range=None, w0_rows=None):
+        """:meth:`apply_gradients` with the gradient ``sum_k scales[k] * parts[k]``, summed in the
+        network's dtype in the order k = 0, 1, ... (``g = scales[0] * parts[0]``, then
+        ``g = g + scales[k] * parts[k]``): what a data-parallel rank steps its block with, the
+        peers' gradients read where they lie (the compiled backend sums them inside the optimizer
+        pass, a cache-sized piece at a time). ``parts``: flat buffers of every tensor (the layout
+        of :meth:`gradients`' ``out``); only their ``flat_range`` block is read. ``w0_rows``
+        (optional): per part, None or a uint8 array of W0's rows with 0 where that part's W0 row is
+        known to be zero: such rows are not read and count as +0 (the zero-filled part's bits)."""
+        parts, scales, w0_rows = _check_gradient_sum(parts, scales, w0_rows, self.n_params, self.spec, self.dtype)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        w0_end, c0 = self._shapes[0][0] * self._shapes[0][1], self._shapes[0][1]
+        total = None
+        for k, (p, s) in enumerate(zip(parts, scales)):
+            q = p[lo:hi].copy()
+            if w0_rows is not None and w0_rows[k] is not None and lo < w0_end:
+                zero = _np.repeat(w0_rows[k] == 0, c0)[lo:min(hi, w0_end)]
+                q[:zero.size][zero] = 0
+            t = s * q
+            total = t if total is None else total + t
+        g = _np.zeros(self.n_params, self.dtype)
+        g[lo:hi] = total
+        self.apply_gradients(g, rows0, user_rows, flat_range=(lo, hi))
 
     # ---- training -------------------------------------------------------------------------------
     def _apply(self, grads, touched, lo=0, hi=None):
