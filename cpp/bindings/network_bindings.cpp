@@ -424,7 +424,8 @@ Use it through aerec.backends.cpp.Network.)doc")
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
       .def("gradients_into", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& rows,
-                                py::array out, const py::object& mask, bool training, const py::object& users) {
+                                py::array out, const py::object& mask, bool training, const py::object& users,
+                                const py::object& w0_rows) {
         // The gradients written into `out` (float32, C-contiguous, every tensor flat as the params):
         // no allocation per call (the data-parallel step reuses one buffer).
         cpu::Batch b = make_batch(x, y, mask, users);
@@ -434,6 +435,17 @@ Use it through aerec.backends.cpp.Network.)doc")
           throw py::value_error("out must be a writable C-contiguous float32 array of " + std::to_string(total) +
                                 " elements");
         float* o = static_cast<float*>(out.mutable_data());
+        std::uint8_t* flags = nullptr;
+        py::array fl;
+        if (!w0_rows.is_none()) {
+          fl = w0_rows.cast<py::array>();
+          bind::require_dtype<std::uint8_t>(fl, "w0_rows");
+          if (fl.ndim() != 1 || fl.shape(0) != p.net.n_in() || !(fl.flags() & py::array::c_style) || !fl.writeable())
+            throw py::value_error("w0_rows must be a writable C-contiguous uint8 array of " +
+                                  std::to_string(p.net.n_in()) + " elements (W0's rows)");
+          flags = static_cast<std::uint8_t*>(fl.mutable_data());
+          if (rows.is_none()) throw py::value_error("w0_rows needs rows (the data-parallel step's call)");
+        }
         if (rows.is_none()) {
           py::gil_scoped_release release;
           return p.net.gradients(b, training, o);
@@ -443,9 +455,9 @@ Use it through aerec.backends.cpp.Network.)doc")
         if (r.ndim() != 1 || (r.shape(0) > 1 && r.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
           throw py::value_error("rows must be a contiguous 1-D int64 array");
         py::gil_scoped_release release;
-        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o);
+        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o, flags);
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("out"), py::arg("mask") = py::none(),
-         py::arg("training") = false, py::arg("users") = py::none())
+         py::arg("training") = false, py::arg("users") = py::none(), py::arg("w0_rows") = py::none())
       .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
                                  const py::object& urows, std::int64_t lo, std::int64_t hi) {
         cpu::Network& net = p.net;

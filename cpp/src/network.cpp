@@ -1087,13 +1087,29 @@ void Network::dense_sparse_grads() {
   };
   const index_t c = tensor_cols(0);
   if (w0_rows_) {
-    float* g = base(0);
     std::vector<float> row(static_cast<size_t>(c));
+    float* g = gbuf();
+    if (w0_flags_ != nullptr) {  // the touched rows only (the others are l2 W, not written)
+      std::memset(w0_flags_, 0, static_cast<size_t>(n_in()));
+      for (size_t u = 0; u < uniq_.size(); ++u) {
+        w0_flags_[uniq_[u]] = 1;
+        float* __restrict gr = g + static_cast<index_t>(uniq_[u]) * c;
+        const float* __restrict pr = cparam(0) + static_cast<index_t>(uniq_[u]) * c;
+        if (l2 == 0.f)  // base()'s value of the row
+          std::memset(gr, 0, sizeof(float) * static_cast<size_t>(c));
+        else
+          for (index_t i = 0; i < c; ++i) gr[i] = l2 * pr[i];
+      }
+    } else {
+      base(0);
+    }
     for (size_t u = 0; u < uniq_.size(); ++u) {
       const std::int64_t a = csc_ptr_[u];
       k.gather_sum(c, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, c, nullptr, row.data());
       k.axpy(c, 1.f, row.data(), g + static_cast<index_t>(uniq_[u]) * c);
     }
+  } else if (w0_flags_ != nullptr) {
+    std::memset(w0_flags_, 1, static_cast<size_t>(n_in()));  // W0's gradient is dense: every row written
   }
   if (spec_.n_users > 0) {
     float* g = base(2 * n_layers());
@@ -1306,12 +1322,18 @@ double Network::gradients(const Batch& b, bool training, float* grads_out) {
 }
 
 double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training,
-                               float* grads_out) {
+                               float* grads_out, std::uint8_t* w0_rows) {
+  AEREC_CHECK_ARG(w0_rows == nullptr || grads_out != nullptr, "w0_rows needs grads_out");
   check_batch(b, true);
   AEREC_CHECK_ARG(n_ids >= 1, "the batch has no rows");
   for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
+  struct FlagGuard {
+    std::uint8_t*& slot;
+    ~FlagGuard() { slot = nullptr; }
+  } flags{w0_flags_};
+  w0_flags_ = w0_rows;
   OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
   dense_sparse_grads();
@@ -1333,6 +1355,7 @@ const float* Network::grad_at(index_t o, index_t n, float* tmp) const {
   const GradSource& s = gsrc_;
   if (s.scales == nullptr) return (s.one != nullptr ? s.one : grads_.data()) + o;
   const index_t w0_end = offsets_[1], c0 = tensor_cols(0);
+  const float l2 = static_cast<float>(spec_.l2);
   for (int k = 0; k < s.n; ++k) {
     const float sk = s.scales[k];
     const float* __restrict p = s.parts[k] + o;
@@ -1348,12 +1371,18 @@ const float* Network::grad_at(index_t o, index_t n, float* tmp) const {
         e = std::min(n, ((o + i) / c0 + 1) * c0 - o);
         while (e < n && o + e < w0_end && (rows[(o + e) / c0] == 0) == zero) e = std::min(n, e + c0);
       }
-      if (zero) {  // the part's row is +0 there: the same bits as summing the zero-filled row
+      if (zero && l2 == 0.f) {  // the part's row is +0 there: the bits of summing the zero-filled row
         const float z = sk * 0.f;
         if (k == 0)
           for (index_t j = i; j < e; ++j) t[j] = z;
         else
           for (index_t j = i; j < e; ++j) t[j] = t[j] + z;
+      } else if (zero) {  // l2 * w there (gradients_rows' unwritten rows): the filled row's bits
+        const float* __restrict w = pw_ + o;
+        if (k == 0)
+          for (index_t j = i; j < e; ++j) t[j] = sk * (l2 * w[j]);
+        else
+          for (index_t j = i; j < e; ++j) t[j] = t[j] + sk * (l2 * w[j]);
       } else if (k == 0) {
         for (index_t j = i; j < e; ++j) t[j] = sk * p[j];
       } else {

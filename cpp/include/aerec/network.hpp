@@ -134,7 +134,13 @@ class Network {
   double gradients(const Batch& b, bool training, float* grads_out = nullptr);
   // The same on rows ids[0..n_ids) of b (as a train_epoch batch: the random streams are keyed by
   // these row ids), so data-parallel ranks reproduce the draws of one global batch.
-  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out);
+  // w0_rows (optional, with grads_out; n_in() bytes): written 1 for the rows of W0 whose gradient
+  // was written, 0 for the others, which are then NOT written into grads_out: their gradient is
+  // l2 * W0's row exactly (the data part is zero there: a CSR x whose rows do not touch them). With
+  // a dense x every row is written (all 1). A data-parallel rank skips the fill of W0's untouched
+  // rows (a pass over W0 per step) and their owner does not read them (apply_gradient_sum).
+  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out,
+                        std::uint8_t* w0_rows = nullptr);
   // One optimizer step (++step) with the given gradients (every tensor, flat, offsets as the
   // params): what train_batch applies after computing them. lazy networks move only W0's rows
   // rows0[0..n0) and U's rows urows[0..nu) (the rows present in the batch).
@@ -160,8 +166,10 @@ class Network {
   // laid out as the params), summed in float32 in the order k = 0, 1, ...: g = scales[0] * p_0,
   // then g = g + scales[k] * p_k; computed a cache-sized piece at a time inside the optimizer pass
   // (no buffer of the sum, no pass of its own). w0_rows (optional) / w0_rows[k] (optional): one
-  // byte per row of W0, 0 where part k's W0 row is known to be zero: not read, taken as +0 (the
-  // result is the one of the zero-filled part, bit for bit).
+  // byte per row of W0, 0 where part k's W0 row holds no data gradient: not read, taken as +0 (the
+  // result is the one of the zero-filled part, bit for bit). With l2 > 0 such a row is taken as
+  // fl(l2 * w) of W0's row before the step (what gradients_rows leaves unwritten): again the bits
+  // of the filled part.
   void apply_gradient_sum(int n_parts, const float* const* parts, const float* scales,
                           const std::uint8_t* const* w0_rows, const std::int32_t* rows0, index_t n0,
                           const std::int32_t* urows, index_t nu, index_t lo = 0, index_t hi = -1);
@@ -242,6 +250,7 @@ class Network {
   // Where loss_and_grads / dense_sparse_grads write the gradients: the caller's buffer during
   // gradients(grads_out) (no copy of every tensor afterwards), else grads_.
   float* gout_ = nullptr;
+  std::uint8_t* w0_flags_ = nullptr;  // gradients_rows' w0_rows during the call
   float* gbuf() { return gout_ ? gout_ : grads_.data(); }
   std::vector<std::vector<float>> state_;
   std::unique_ptr<Workspace> ws_;  // training (grown on first use to the largest batch seen)

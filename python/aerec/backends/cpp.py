@@ -127,15 +127,21 @@ class Network:
     def loss(self, x, y, mask=None, batch_size=4096, users=None):
         return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         if rows is not None:
             from .numpy_ import _check_rows
             rows = _np.ascontiguousarray(_check_rows(rows, x.shape[0]))
+        if w0_rows is not None:
+            from .numpy_ import _check_w0_flags
+            _check_w0_flags(w0_rows, out, self.spec["layer_sizes"][0])
+            if rows is None:
+                rows = _np.arange(x.shape[0], dtype=_np.int64)
         if out is not None:
             from .numpy_ import _flat_views
             from ..nn.spec import param_shapes
             views = _flat_views(out, param_shapes(self.spec), _np.float32)
-            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users), views
+            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users,
+                                            w0_rows), views
         if rows is None:
             return self._net.gradients(*_operands(x, y), mask, bool(training), users)
         return self._net.gradients_rows(*_operands(x, y), rows, mask, bool(training), users)

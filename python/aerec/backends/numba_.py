@@ -217,9 +217,12 @@ class Network(_ref.Network):
         total, count, kl = self._run(1, x, y, mask, users, _np.arange(x.shape[0], dtype=_np.int64), bs)
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _ref._check_rows(rows, x.shape[0])
+        flags = _ref._check_w0_flags(w0_rows, out, self._sizes[0])
+        if flags is not None:  # every row is written here; the flags say which ones hold data
+            _ref._w0_flags(x, rows, flags)
         views = None if out is None else _ref._flat_views(out, self._shapes, _np.float32)
         order = _np.arange(x.shape[0], dtype=_np.int64) if rows is None else _np.ascontiguousarray(rows)
         n = order.size

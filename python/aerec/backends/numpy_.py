@@ -298,6 +298,29 @@ def _check_gradient_sum(parts, scales, w0_rows, n, spec, dtype):
     return list(parts), scales, w0_rows
 
 
+def _check_w0_flags(w0_rows, out, n_in):
+    """``gradients``' ``w0_rows``: a writable C-contiguous uint8 array of W0's ``n_in`` rows (needs ``out``)."""
+    if w0_rows is None:
+        return None
+    if out is None:
+        raise ValueError("w0_rows needs out (the rows flagged 0 are left unwritten in it)")
+    if (not isinstance(w0_rows, _np.ndarray) or w0_rows.dtype != _np.uint8 or w0_rows.shape != (n_in,)
+            or not w0_rows.flags.c_contiguous or not w0_rows.flags.writeable):
+        raise ValueError(f"w0_rows must be a writable C-contiguous uint8 array of {n_in} elements (W0's rows)")
+    return w0_rows
+
+
+def _w0_flags(x, rows, flags):
+    """``gradients``' ``w0_rows`` as the reference writes it: 1 for W0's rows that the batch rows of a
+    CSR x touch (a stored entry), 0 elsewhere; every row for a dense x."""
+    if not _issparse(x):
+        flags[:] = 1
+        return
+    flags[:] = 0
+    sub = x if rows is None else x[rows]
+    flags[sub.indices] = 1
+
+
 def _check_grads(grads, shapes, names, dtype):
     """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype`` (or one
     flat buffer of every tensor: split into views)."""
@@ -699,7 +722,7 @@ class Network:
             total, count, kl = total + ls, count + c, kl + self._kl_sum(fwd[3])
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
         draws the dropout / noise of the current step (what train_batch would use).
 
@@ -707,9 +730,17 @@ class Network:
         the random streams are keyed by these ids, as for a ``train_epoch`` batch (data-parallel
         ranks each take their part of one global batch and draw what it would draw).
         ``out`` (optional): one flat C-contiguous buffer of every tensor in order, written and
-        returned as views (no allocation per call in the compiled backends)."""
+        returned as views (no allocation per call in the compiled backends).
+        ``w0_rows`` (optional, with ``out``: a writable uint8 array of W0's rows): set to 1 for the
+        rows of W0's gradient written into ``out``, 0 for rows that may be left unwritten, whose
+        gradient is ``l2 * W0[row]`` exactly (a CSR x whose batch rows do not touch them: no data
+        part). The compiled engine then skips the fill of those rows (a pass over W0 a call);
+        :meth:`apply_gradient_sum` takes the flags and does not read them."""
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _check_rows(rows, x.shape[0])
+        flags = _check_w0_flags(w0_rows, out, self._sizes[0])
+        if flags is not None:
+            _w0_flags(x, rows, flags)
         views = None if out is None else _flat_views(out, self._shapes, self.dtype)
         sel = slice(None) if rows is None else rows
         xr = _Rows(x, sel, self.dtype)
@@ -811,8 +842,9 @@ class Network:
         peers' gradients read where they lie (the compiled backend sums them inside the optimizer
         pass, a cache-sized piece at a time). ``parts``: flat buffers of every tensor (the layout
         of :meth:`gradients`' ``out``); only their ``flat_range`` block is read. ``w0_rows``
-        (optional): per part, None or a uint8 array of W0's rows with 0 where that part's W0 row is
-        known to be zero: such rows are not read and count as +0 (the zero-filled part's bits)."""
+        (optional): per part, None or the uint8 flags :meth:`gradients` wrote for it: a row
+        flagged 0 is not read and counts as ``l2 * W0[row]`` (+0 without l2) from the parameters
+        before the step, the bits of the part's filled row."""
         parts, scales, w0_rows = _check_gradient_sum(parts, scales, w0_rows, self.n_params, self.spec, self.dtype)
         lo, hi = _check_flat_range(flat_range, self.n_params)
         w0_end, c0 = self._shapes[0][0] * self._shapes[0][1], self._shapes[0][1]
@@ -820,8 +852,11 @@ class Network:
         for k, (p, s) in enumerate(zip(parts, scales)):
             q = p[lo:hi].copy()
             if w0_rows is not None and w0_rows[k] is not None and lo < w0_end:
+                # a row flagged 0 holds no data gradient: its gradient is l2 * W0's row (+0 without l2)
                 zero = _np.repeat(w0_rows[k] == 0, c0)[lo:min(hi, w0_end)]
-                q[:zero.size][zero] = 0
+                l2 = self.dtype.type(self.spec["l2"])
+                w0 = self._params[0].reshape(-1)[lo:min(hi, w0_end)]
+                q[:zero.size][zero] = l2 * w0[zero] if l2 != 0 else 0
             t = s * q
             total = t if total is None else total + t
         g = _np.zeros(self.n_params, self.dtype)

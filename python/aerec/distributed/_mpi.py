@@ -301,7 +301,7 @@ class DataParallel:
         self.lazy = spec["lazy"]
         self.h0 = self.shapes[0][1]
         # W0 goes as rows when the input is CSR and no l2 makes every row non-zero
-        self.w0_rows = self.w0_sparse = self.sparse_x and spec["l2"] == 0
+        self.w0_rows = self.sparse_x and spec["l2"] == 0
         sizes = [int(np.prod(sh)) for sh in self.shapes]
         self.off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         # one flat buffer of every tensor, reused every step: the gradients are written into it,
@@ -365,8 +365,11 @@ class DataParallel:
         loss, err, have = 0.0, None, False
         try:
             if mine.size:
+                # with shared memory and a CSR x, W0's untouched rows are left unwritten (their
+                # gradient is l2 W0) and flagged so for the owner of their block
                 loss = net.gradients(self.x, self.y, mask=self.mask, training=True, users=self.users,
-                                     rows=np.ascontiguousarray(mine, np.int64), out=G)[0]
+                                     rows=np.ascontiguousarray(mine, np.int64), out=G,
+                                     w0_rows=None if self.Fs is None else self.Fs[self.rank])[0]
                 have = True
         except Exception as exc:  # noqa: BLE001 - every rank learns of it below
             err = f"{type(exc).__name__}: {exc}"
@@ -374,8 +377,8 @@ class DataParallel:
                 raise
         if not have:
             G[:] = 0
-        if self.Fs is not None:  # the rows of W0's gradient this rank's batch may have made non-zero
-            self._touched_rows(mine)
+            if self.Fs is not None:
+                self.Fs[self.rank][:] = 1  # every row written (zero)
         ids = None
         if self.lazy or (self.sparse_x and not self.shard):  # the input features present in this rank's rows
             if not mine.size:
@@ -524,8 +527,9 @@ class DataParallel:
         """When every rank runs on one node, three MPI shared-memory windows
         (``Win.Allocate_shared``): every rank's flat gradient buffer ``G``; the flat parameters
         themselves, one copy that every rank's network keeps its parameters in
-        (``Network.bind_params``); and, when W0's gradient is row-sparse (CSR input, no l2), every
-        rank's byte per W0 row saying which rows its batch touched. The owner of a block steps it
+        (``Network.bind_params``); and, with a CSR input, every rank's byte per W0 row saying which
+        rows of its W0 gradient it wrote (``gradients(w0_rows=)``: the rows its batch touches; the
+        others are ``l2 W0``, neither written nor read). The owner of a block steps it
         in place with the peers' gradients read where they lie, and after one barrier every rank
         sees every stepped block: no copies between the ranks at all (a message costs a copy into
         and one out of MPI's buffers on each side; a shared stepped block still cost a copy out of
@@ -553,7 +557,7 @@ class DataParallel:
         self.win_g, self.Gs = window(lambda q: total, np.float32)
         self.G = self.Gs[self.rank]
         self.G[:] = 0
-        if self.w0_sparse:
+        if self.sparse_x:
             self.win_f, self.Fs = window(lambda q: self.shapes[0][0], np.uint8)
             self.Fs[self.rank][:] = 1
         # the parameters: one block (rank 0's segment), rank 0's values copied in, then every
@@ -570,22 +574,6 @@ class DataParallel:
 
     def _barrier(self, what):
         self.c.wait(self.c.comm.Ibarrier(), what)
-
-    def _touched_rows(self, mine):
-        """This rank's W0 rows that its batch rows ``mine`` touch (1) into its shared flag bytes:
-        the other rows of its W0 gradient are zero (CSR input, no l2), and the owner of W0's block
-        does not read them. Written before the step's first collective, read after it."""
-        f = self.Fs[self.rank]
-        f[:] = 0
-        if mine.size:
-            ptr, idx = self.x.indptr, self.x.indices
-            a, b = ptr[mine], ptr[mine + 1]
-            lens = b - a
-            n = int(lens.sum())
-            if n:
-                # the entries of the rows: a + 0 .. a + len - 1 for each row, in one pass
-                pos = np.repeat(a - np.concatenate([[0], np.cumsum(lens)[:-1]]), lens) + np.arange(n)
-                f[idx[pos]] = 1
 
     def _step_shared(self, scales, rows0):
         """The owner's step of its block through shared memory: the parts in the message path's
