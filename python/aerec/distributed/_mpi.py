@@ -26,11 +26,17 @@ How a step runs (every rank, in lock step)
   are those of one ring all-reduce of every parameter; the optimizer work per rank is 1/N. The
   optimizer state of the other blocks is gathered once, when training ends.
 - On one node (every rank in one ``COMM_TYPE_SHARED`` group; ``AEREC_MPI_SHM=0`` turns it off)
-  the sharded step's exchanges go through MPI shared memory: each rank's flat gradient buffer and
-  stepped block live in ``Win.Allocate_shared`` windows, the owner of a block sums the peers'
-  parts of it in place (same order, same sums) and each rank copies the peers' stepped blocks
-  straight into its network after one barrier: no message copies (into and out of MPI's buffers
-  on both sides), which cost more than the optimizer here.
+  the sharded step goes through MPI shared memory (``Win.Allocate_shared``): each rank's flat
+  gradient buffer, and the flat parameters themselves, one copy that every rank's network keeps
+  its parameters in (``Network.bind_params``). The owner of a block steps it in place with
+  ``Network.apply_gradient_sum``: the ranks' gradient blocks, read where they lie, scaled and
+  summed in the message path's order inside the optimizer pass (the same sums); with a CSR input
+  each rank also flags the W0 rows its batch touched (``gradients(w0_rows=)``) and leaves the
+  others unwritten, and the owner does not read them (their gradient is ``l2 W0``). After one
+  barrier every rank sees every stepped block: nothing is copied between the ranks (a message
+  costs a copy into and one out of MPI's buffers on both sides), and the ranks' parameters are
+  one array. When training ends (or fails) each network copies them back into storage of its
+  own.
 - The replicated step (``AEREC_MPI_SHARD=0``, and CDAE): every rank applies the identical
   optimizer step (``Network.apply_gradients``) to the summed gradients.
 - Either way the parameters stay bitwise identical across ranks (``check_params=True`` compares a
