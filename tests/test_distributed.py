@@ -469,12 +469,12 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1"):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1", env_extra=None):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    r, _ = _run([model, one, "single", batch, "--epochs", epochs])
+    r, _ = _run([model, one, "single", batch, "--epochs", epochs], env=env_extra)
     assert r.returncode == 0, r.stderr
     r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=n,
-                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard, "AEREC_MPI_SHM": shm})
+                env=dict(env_extra or {}, AEREC_MPI_CHECK="1", AEREC_MPI_SHARD=shard, AEREC_MPI_SHM=shm))
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
 
@@ -532,6 +532,19 @@ def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, 
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
     assert abs(float(a["ndcg"]) - float(b["ndcg"])) <= 1e-4
+    _same_optimizer_state(a, b)
+
+
+@needs_mpi
+def test_shared_memory_step_on_the_reference_backend(tmp_path):
+    """The shared-memory sharded step on the NumPy reference backend (its bind_params,
+    gradients(w0_rows=) and apply_gradient_sum): 2 ranks equal one process, the ranks' networks on
+    the one shared parameter block, each back on a copy of its own after fit."""
+    a, b = _fit_pair(tmp_path, "MultDAE", 500, 1, env_extra={"AEREC_TEST_BACKEND": "numpy"})
+    assert bool(b["shared_params"])
+    for key in [k for k in a.files if k.startswith("p")]:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
+    np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
     _same_optimizer_state(a, b)
 
 

@@ -83,12 +83,19 @@ def main():
         m.fit(x[:240], epochs=a.epochs, batch_size=a.batch, validation_data=x[240:], verbose=0, **kw)
     else:
         kw = {"distributed": dist} if dist else {}
-        from aerec.distributed import RankFailedError
+        from aerec.distributed import RankFailedError, _mpi
+        made = []  # the DataParallel of the fit (the model keeps no network when fit fails)
+        orig_init = _mpi.DataParallel.__init__
+
+        def init(self, *args, **kw):
+            orig_init(self, *args, **kw)
+            made.append(self)
+        _mpi.DataParallel.__init__ = init
         try:
             m.fit(X, validation=(fold, held), callbacks=callbacks, verbose=0, **kw)
         except RankFailedError:
             # the network is back on parameters of its own (not the job's shared block)
-            print(f"rank {rank()}: params_bound after the failure: {m.net_.params_bound}", flush=True)
+            print(f"rank {rank()}: params_bound after the failure: {made[-1].net.params_bound}", flush=True)
             raise
     if dist and kind != "EASE" and m.net_.params_bound:
         raise SystemExit("the network is still bound to the job's shared parameters after fit")
