@@ -1396,9 +1396,8 @@ const float* Network::grad_at(index_t o, index_t n, float* tmp) const {
 
 void Network::apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
                               index_t nu, index_t lo, index_t hi) {
-  GradSource src;
+  GradSource src;  // one buffer, read in place (scales == nullptr)
   src.one = grads;
-  src.parts = &src.one;
   std::unique_lock<SharedMutex> lock(mu_);
   SourceGuard<GradSource> guard(gsrc_, src);
   apply_source(rows0, n0, urows, nu, lo, hi);

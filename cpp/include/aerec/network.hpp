@@ -234,15 +234,16 @@ class Network {
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
   float* pw_ = nullptr;  // the parameters: params_.data(), or the storage given to bind_params
-  // Where apply_optimizer reads the gradients: one flat buffer (scales == nullptr: parts[0]) or a
-  // scaled sum of several (apply_gradient_sum). grad_at(o, n, tmp): the gradient at flat offsets
+  // Where apply_optimizer reads the gradients: one flat buffer (scales == nullptr: `one`, or
+  // grads_ when that is null too) or a scaled sum of the parts (apply_gradient_sum).
+  // grad_at(o, n, tmp): the gradient at flat offsets
   // [o, o + n), a pointer into the buffer or computed into tmp (n floats).
   struct GradSource {
     int n = 1;
     const float* const* parts = nullptr;
     const float* scales = nullptr;
     const std::uint8_t* const* w0_rows = nullptr;
-    const float* one = nullptr;  // parts == &one for a single buffer
+    const float* one = nullptr;  // the single buffer (apply_gradients)
   } gsrc_;
   const float* grad_at(index_t o, index_t n, float* tmp) const;
   void apply_source(const std::int32_t* rows0, index_t n0, const std::int32_t* urows, index_t nu, index_t lo,
