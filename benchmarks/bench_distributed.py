@@ -33,8 +33,9 @@ once: the throughput two processes get on this machine (the bound on any 2-proce
 ``ceiling --memory``: the same with 49 MB copies (memory bandwidth alone and shared).
 
 ``bench_distributed.py phases``: one process, no MPI: each rank's compute of the 2-rank sharded
-step phase by phase against the one-process step, on the same batches (the speedup with free
-communication and two whole cores).
+step through shared memory (its gradient; the optimizer on its block with both ranks' gradients
+summed inside it) phase by phase against the one-process step, on the same batches (the speedup
+with free communication and two whole cores).
 
 ``bench_distributed.py project --grad S --apply S --dense-bytes B --w0-bytes B`` (the replicated
 step) or ``project --grad S --apply S --param-bytes B`` (the sharded step): the ring models below
@@ -69,6 +70,13 @@ def train(distributed):
     m.fit(X, callbacks=[cb], verbose=0, **kw)
     total = time.perf_counter() - t0
     from aerec.distributed import rank, size
+    every = None
+    if distributed:  # every rank's per-step figures, onto rank 0
+        from mpi4py import MPI
+        st = m.distributed_stats_
+        mine = {k: round(1e3 * st[k] / st["steps"], 2) for k in ("grad_s", "comm_s", "apply_s")}
+        mine["bytes_per_step"] = int(st["bytes_sent"] / st["steps"])
+        every = MPI.COMM_WORLD.gather(mine, root=0)
     if rank() == 0:
         rec = {"mode": f"mpi x{size()}" if distributed else "plain", "epoch2_s": round(cb.times[-1], 3),
                "epochs_s": [round(t, 3) for t in cb.times], "fit_s": round(total, 3)}
@@ -83,7 +91,10 @@ def train(distributed):
             rec.update(sharded=st.get("sharded", False), shared_memory=st.get("shared_memory", False), steps=steps, bytes_per_step=int(st["bytes_sent"] / steps),
                        dense_bytes=st["dense_bytes"],
                        w0_rows_steps=st["w0_rows_steps"], grad_ms=round(1e3 * st["grad_s"] / steps, 2),
-                       comm_ms=round(1e3 * st["comm_s"] / steps, 2), apply_ms=round(1e3 * st["apply_s"] / steps, 2))
+                       comm_ms=round(1e3 * st["comm_s"] / steps, 2), apply_ms=round(1e3 * st["apply_s"] / steps, 2),
+                       shared_params=st.get("shared_params", False),
+                       by_rank={{"grad_s": "grad_ms", "comm_s": "comm_ms", "apply_s": "apply_ms"}.get(k, k):
+                                [e[k] for e in every] for k in every[0]})
         print(json.dumps(rec), flush=True)
 
 
@@ -168,14 +179,15 @@ def project_sharded(grad_s, apply_s, param_bytes, steps, bw_gbit=25.0, alpha=10e
 
 
 def phases(reps=7):
-    """One process, one thread, no MPI: the compute of each rank of the sharded 2-rank step, phase
-    by phase (gradients of the rank's part of the batch into the flat buffer, the scaled sum of
-    its block and the received one, the optimizer on the rank's block, reading the stepped block out and
-    writing the other rank's in), against the one-process step (gradients of the 500 rows plus the
-    full optimizer step), on the same batches, alternating. max(rank) / one-process is the 2-rank
-    step with free communication and two whole cores: what the code allows, apart from the box."""
+    """One process, one thread, no MPI: the compute of each rank of the sharded 2-rank step through
+    shared memory, phase by phase (gradients of the rank's part of the batch into its flat buffer,
+    W0's untouched rows left unwritten and flagged; the optimizer on the rank's block with both
+    ranks' gradients summed inside it, ``apply_gradient_sum``), against the one-process step
+    (gradients of the 500 rows plus the full optimizer step), on the same batches, alternating.
+    max(rank) / one-process is the 2-rank step with free communication and two whole cores: what
+    the code allows, apart from the box. The parameters being one shared block, nothing is copied
+    between the ranks."""
     from aerec.backends.numpy_ import shuffle_permutation
-    from aerec.distributed._mpi import scaled_sum
     aerec.set_num_threads(1)
     X = ml20m_slice()
     net = _model(1).fit(X[:1000], verbose=0).net_  # a network of the slice's shape
@@ -183,10 +195,8 @@ def phases(reps=7):
     n, users = net.n_params, X.shape[0]
     B = [0, n // 2, n]
     G = np.zeros(n, np.float32)
-    R = [np.ones(B[r + 1] - B[r], np.float32) for r in range(2)]
-    S = [np.empty(B[r + 1] - B[r], np.float32) for r in range(2)]
-    P = net.get_params_flat(0, n)
-    tmp = np.empty(1 << 16, np.float32)
+    Gs = [np.zeros(n, np.float32) for _ in range(2)]
+    Fs = [np.ones(X.shape[1], np.uint8) for _ in range(2)]
     t = {}
 
     def lap(key, fn):
@@ -197,22 +207,23 @@ def phases(reps=7):
         rows = np.ascontiguousarray(order[k * 500:(k + 1) * 500], np.int64)
         lap("1p grad", lambda: net.gradients(X, X, training=True, rows=rows, out=G))
         lap("1p optimizer", lambda: net.apply_gradients(G))
+        share = []
         for r in range(2):
             lo, hi = users * r // 2, users * (r + 1) // 2
             mine = np.ascontiguousarray(rows[(rows >= lo) & (rows < hi)])
-            blk = G[B[r]:B[r + 1]]
-            lap(f"r{r} grad", lambda: net.gradients(X, X, training=True, rows=mine, out=G))
-            own, other = np.float32(mine.size / rows.size), np.float32(1 - mine.size / rows.size)
-            lap(f"r{r} scaled sum", lambda: scaled_sum(blk, own, R[r], other, tmp))
-            lap(f"r{r} optimizer", lambda: net.apply_gradients(G, flat_range=(B[r], B[r + 1])))
-            lap(f"r{r} read block", lambda: net.get_params_flat(B[r], B[r + 1], out=S[r]))
+            share.append(mine.size / rows.size)
+            lap(f"r{r} grad", lambda: net.gradients(X, X, training=True, rows=mine, out=Gs[r], w0_rows=Fs[r]))
+        for r in range(2):
             q = 1 - r
-            lap(f"r{r} write other", lambda: net.set_params_flat(B[q], P[B[q]:B[q + 1]]))
+            sc = np.array([share[r], share[q]], np.float32)
+            lap(f"r{r} sum+optimizer", lambda: net.apply_gradient_sum([Gs[r], Gs[q]], sc, flat_range=(B[r], B[r + 1]),
+                                                                      w0_rows=[Fs[r], Fs[q]]))
     med = {key: round(float(np.median(v)), 1) for key, v in t.items()}
     one = med["1p grad"] + med["1p optimizer"]
     rank = [sum(v for key, v in med.items() if key.startswith(f"r{r} ")) for r in range(2)]
     print(json.dumps({"ms": med, "one_process_step_ms": round(one, 1), "rank_compute_ms": [round(v, 1) for v in rank],
                       "grad_half_over_whole": [round(med[f"r{r} grad"] / med["1p grad"], 3) for r in range(2)],
+                      "w0_rows_touched": [round(float(f.mean()), 3) for f in Fs],
                       "speedup_free_comm": round(one / max(rank), 2)}), flush=True)
 
 

@@ -233,6 +233,173 @@ def test_apply_gradients_flat_range_is_the_full_step_on_the_block(backend, name)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_gradients_w0_rows_flags_the_rows_written(backend, name):
+    """gradients(out=, w0_rows=): the rows flagged 1 are written as without the flags (bitwise), the
+    flags are the rows the batch's CSR rows touch (every row for a dense x), and the gradient of
+    every row flagged 0 is exactly l2 * W0's row (what the C++ engine leaves unwritten)."""
+    X = _csr(37, 30, 8)
+    x, y, mask, users = _args(name, X)
+    rows = np.random.default_rng(2).permutation(37)[:9].astype(np.int64)
+    a, b = _net(backend, name), _net(backend, name)
+    a.step = b.step = 2
+    n_in = a.spec["layer_sizes"][0]
+    for _ in range(2):
+        out = np.full(a.n_params, np.nan, np.float32)
+        flags = np.full(n_in, 7, np.uint8)
+        la, _ = a.gradients(x, y, mask=mask, training=True, users=users, rows=rows, out=out, w0_rows=flags)
+        lb, g = b.gradients(x, y, mask=mask, training=True, users=users, rows=rows)
+        assert la == lb
+        want = np.zeros(n_in, np.uint8)
+        if sp.issparse(x):
+            want[np.unique(X[rows].indices)] = 1
+        else:
+            want[:] = 1
+        np.testing.assert_array_equal(flags, want)
+        full = np.concatenate([t.ravel() for t in g])
+        c0 = g[0].shape[1]
+        keep = np.ones(a.n_params, bool)
+        keep[:n_in * c0] = np.repeat(flags == 1, c0)
+        np.testing.assert_array_equal(out[keep], full[keep])
+        W0 = a.get_params()[0]
+        np.testing.assert_array_equal(g[0][flags == 0], np.float32(a.spec["l2"]) * W0[flags == 0])
+        a.step += 1
+        b.step += 1
+    with pytest.raises(ValueError, match="needs out"):
+        a.gradients(x, y, mask=mask, users=users, rows=rows, w0_rows=np.zeros(n_in, np.uint8))
+    with pytest.raises(ValueError, match="uint8"):
+        a.gradients(x, y, mask=mask, users=users, rows=rows, out=np.zeros(a.n_params, np.float32),
+                    w0_rows=np.zeros(n_in, np.int32))
+
+
+def _parts(net, x, y, mask, users, splits):
+    """Each split's gradient (flat, NaN-prefilled, W0's untouched rows unwritten) and its flags."""
+    parts, flags = [], []
+    for rows in splits:
+        out = np.full(net.n_params, np.nan, np.float32)
+        f = np.zeros(net.spec["layer_sizes"][0], np.uint8)
+        net.gradients(x, y, mask=mask, training=True, users=users, rows=rows, out=out, w0_rows=f)
+        parts.append(out)
+        flags.append(f)
+    return parts, flags
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_apply_gradient_sum_is_apply_gradients_of_the_scaled_sum(backend, name):
+    """apply_gradient_sum(parts, scales, flat_range=, w0_rows=) is apply_gradients(flat_range=) of
+    the scaled sum the message path forms (``scaled_sum``: own part first, then the others in
+    order), bit for bit: W0's rows flagged 0 are neither read (NaN there) nor different (l2 W0 /
+    +0 summed in their place); 2 and 3 parts, blocks cut inside W0's rows and across tensors."""
+    from aerec.distributed._mpi import scaled_sum
+    X = _csr(40, 30, 10)
+    x, y, mask, users = _args(name, X)
+    order = np.random.default_rng(5).permutation(40).astype(np.int64)
+    lazy = SPECS[name].get("lazy", False)
+    rows0 = np.unique(X[order[:24]].indices).astype(np.int32) if lazy else None
+    urows = np.unique(users[order[:24]]).astype(np.int32) if lazy and users is not None else None
+    first = _net(backend, name).gradients(x, y, mask=mask, training=True, users=users, rows=order[24:])[1]
+
+    def stepped():  # one step first: the moments are non-zero (and W0 is not the initial one)
+        net = _net(backend, name)
+        net.apply_gradients(first, rows0=rows0, user_rows=urows)
+        return net
+    for k in (2, 3):
+        splits = np.array_split(order[:24], k)
+        parts, flags = _parts(stepped(), x, y, mask, users, splits)
+        plain = stepped()
+        dense = [np.concatenate([t.ravel() for t in plain.gradients(
+            x, y, mask=mask, training=True, users=users, rows=r)[1]]) for r in splits]
+        scales = np.array([r.size / 24 for r in splits])
+        n = parts[0].size
+        c0 = plain.spec["layer_sizes"][1]
+        for lo, hi in ((0, n), (0, 7 * c0 + 3), (7 * c0 + 3, n), (5 * c0, n - 11)):
+            want, got = stepped(), stepped()
+            summed = dense[0][lo:hi].copy()
+            tmp = np.empty(5, np.float32)
+            scaled_sum(summed, np.float32(scales[0]), dense[1][lo:hi], np.float32(scales[1]), tmp)
+            for q in range(2, k):
+                scaled_sum(summed, None, dense[q][lo:hi], np.float32(scales[q]), tmp)
+            g = np.full(n, np.nan, np.float32)
+            g[lo:hi] = summed
+            want.apply_gradients(g, rows0=rows0, user_rows=urows, flat_range=(lo, hi))
+            got.apply_gradient_sum(parts, scales, rows0=rows0, user_rows=urows, flat_range=(lo, hi), w0_rows=flags)
+            assert got.step == want.step == 2
+            np.testing.assert_array_equal(got.get_params_flat(0, n), want.get_params_flat(0, n))
+            for s_, v in _state_flat(want).items():
+                np.testing.assert_array_equal(_state_flat(got)[s_], v)
+    # against the NumPy reference (every backend's optimizer is its float32 arithmetic)
+    if backend != "numpy":
+        parts_r, flags_r = _parts(_net("numpy", name), x, y, mask, users, splits)
+        parts, flags = _parts(_net(backend, name), x, y, mask, users, splits)
+        ref, net = _net("numpy", name), _net(backend, name)
+        ref.apply_gradient_sum(parts_r, scales, rows0=rows0, user_rows=urows, w0_rows=flags_r)
+        net.apply_gradient_sum(parts, scales, rows0=rows0, user_rows=urows, w0_rows=flags)
+        for p, q in zip(net.get_params(), ref.get_params()):
+            np.testing.assert_allclose(p, q, rtol=0, atol=2e-6)
+    net = _net(backend, name)
+    with pytest.raises(TypeError, match="non-empty list"):
+        net.apply_gradient_sum([], [])
+    with pytest.raises(ValueError, match="one finite number per part"):
+        net.apply_gradient_sum(parts[:2], [1.0])
+    with pytest.raises(ValueError, match="elements"):
+        net.apply_gradient_sum([parts[0][:-1]], [1.0])
+    with pytest.raises(ValueError, match="one entry per part"):
+        net.apply_gradient_sum(parts[:2], [0.5, 0.5], w0_rows=flags[:1])
+    assert net.step == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bind_params_keeps_the_parameters_in_the_buffer(backend):
+    """bind_params(buf): the parameters live in ``buf`` (copied in; copy=False takes its values):
+    training, set_params and set_params_flat write there, reads see writes made to it from
+    outside (another rank's step), and training bound gives the bits of training unbound;
+    unbind_params copies them back into the network's own storage. Bad buffers are refused."""
+    X = _csr(30, 30, 11)
+    a, b = _net(backend, "vae"), _net(backend, "vae")
+    n = a.n_params
+    buf = np.full(n, np.nan, np.float32)
+    a.bind_params(buf)
+    assert a.params_bound and not b.params_bound
+    np.testing.assert_array_equal(buf, b.get_params_flat(0, n))
+    for net in (a, b):
+        net.train_epoch(X, X, batch_size=8, seed=1)
+    np.testing.assert_array_equal(buf, b.get_params_flat(0, n))
+    np.testing.assert_array_equal(a.get_params_flat(0, n), b.get_params_flat(0, n))
+    # a write from outside (the rank that owns that block) is what the network computes with
+    buf[:5] += np.float32(0.25)
+    b.set_params_flat(0, buf[:5].copy())
+    np.testing.assert_array_equal(a.get_params()[0].ravel()[:5], buf[:5])
+    np.testing.assert_allclose(a.forward(X[:4]), b.forward(X[:4]), rtol=0, atol=0)
+    p = [t + np.float32(1) for t in b.get_params()]
+    a.set_params(p)
+    np.testing.assert_array_equal(buf, np.concatenate([t.ravel() for t in p]))
+    a.set_params_flat(3, np.ones(4, np.float32))
+    np.testing.assert_array_equal(buf[3:7], 1)
+    # copy=False: the buffer's values are taken
+    c = _net(backend, "vae")
+    c.bind_params(buf, copy=False)
+    np.testing.assert_array_equal(c.get_params_flat(0, n), buf)
+    a.unbind_params()
+    c.unbind_params()
+    assert not a.params_bound and not c.params_bound
+    kept = buf.copy()
+    buf[:] = np.nan
+    np.testing.assert_array_equal(a.get_params_flat(0, n), kept)
+    np.testing.assert_array_equal(c.get_params_flat(0, n), kept)
+    a.unbind_params()  # no-op
+    with pytest.raises(ValueError, match="elements"):
+        a.bind_params(np.zeros(n + 1, np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        a.bind_params(np.zeros(n, np.float64))
+    ro = np.zeros(n, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        a.bind_params(ro)
+    assert not a.params_bound
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_rows_and_gradients_bad_input(backend):
     X = _csr(10, 30, 8)
     net = _net(backend, "vae")
@@ -302,12 +469,12 @@ def _run(args, n=None, timeout=120, env=None):
     return r, time.monotonic() - t0
 
 
-def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1"):
+def _fit_pair(tmp_path, model, batch, epochs=1, shard="1", n=2, shm="1", env_extra=None):
     one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    r, _ = _run([model, one, "single", batch, "--epochs", epochs])
+    r, _ = _run([model, one, "single", batch, "--epochs", epochs], env=env_extra)
     assert r.returncode == 0, r.stderr
     r, _ = _run([model, two, "mpi", batch, "--epochs", epochs], n=n,
-                env={"AEREC_MPI_CHECK": "1", "AEREC_MPI_SHARD": shard, "AEREC_MPI_SHM": shm})
+                env=dict(env_extra or {}, AEREC_MPI_CHECK="1", AEREC_MPI_SHARD=shard, AEREC_MPI_SHM=shm))
     assert r.returncode == 0, r.stdout + r.stderr
     return np.load(one), np.load(two)
 
@@ -360,10 +527,24 @@ def test_sharded_and_replicated_steps_equal_one_process(tmp_path, model, shard, 
     a, b = _fit_pair(tmp_path, model, 500, 2, shard=shard, n=n, shm=shm)
     assert bool(b["sharded"]) == (shard == "1")
     assert bool(b["shared_memory"]) == (shard == "1" and shm == "1")
+    assert bool(b["shared_params"]) == (shard == "1" and shm == "1")
     for key in [k for k in a.files if k.startswith("p")]:
         np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
     np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
     assert abs(float(a["ndcg"]) - float(b["ndcg"])) <= 1e-4
+    _same_optimizer_state(a, b)
+
+
+@needs_mpi
+def test_shared_memory_step_on_the_reference_backend(tmp_path):
+    """The shared-memory sharded step on the NumPy reference backend (its bind_params,
+    gradients(w0_rows=) and apply_gradient_sum): 2 ranks equal one process, the ranks' networks on
+    the one shared parameter block, each back on a copy of its own after fit."""
+    a, b = _fit_pair(tmp_path, "MultDAE", 500, 1, env_extra={"AEREC_TEST_BACKEND": "numpy"})
+    assert bool(b["shared_params"])
+    for key in [k for k in a.files if k.startswith("p")]:
+        np.testing.assert_allclose(b[key], a[key], rtol=0, atol=2e-5, err_msg=key)
+    np.testing.assert_allclose(b["h_loss"], a["h_loss"], rtol=1e-5)
     _same_optimizer_state(a, b)
 
 
@@ -382,6 +563,8 @@ def test_raise_on_a_rank_fails_every_rank_naming_it(tmp_path):
     out = r.stdout + r.stderr
     # both ranks raise RankFailedError naming rank 1 and its error
     assert out.count("RankFailedError: distributed training failed on rank 1") == 2, out
+    # and each rank's network has left the job's shared parameters (a copy of its own)
+    assert out.count("params_bound after the failure: False") == 2, out
     assert "injected failure at step 2" in out
     assert took < 30
 

@@ -71,7 +71,18 @@ cpu::NetworkSpec spec_from_dict(const py::dict& d) {
 struct PyNetwork {
   explicit PyNetwork(cpu::NetworkSpec s) : net(std::move(s)) {}
   cpu::Network net;
+  py::object bound;  // the array bind_params put the parameters in: kept alive while bound
 };
+
+// A flat float32 buffer of the network's n_params elements (C-contiguous; writable when asked).
+const float* flat_buffer(const cpu::Network& net, const py::array& a, const char* name, bool writable) {
+  bind::require_dtype<float>(a, name);
+  const auto total = static_cast<py::ssize_t>(net.n_params());
+  if (a.ndim() != 1 || !(a.flags() & py::array::c_style) || a.shape(0) != total || (writable && !a.writeable()))
+    throw py::value_error(std::string(name) + " must be a 1-D C-contiguous" + (writable ? " writable" : "") +
+                          " float32 array of " + std::to_string(total) + " elements (every tensor, flat)");
+  return static_cast<const float*>(a.data());
+}
 
 void copy_in(cpu::Network& net, int t, const py::array& a, const std::string& name) {
   bind::require_dtype<float>(a, name.c_str());
@@ -413,7 +424,8 @@ Use it through aerec.backends.cpp.Network.)doc")
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("mask") = py::none(), py::arg("training") = false,
          py::arg("users") = py::none())
       .def("gradients_into", [](PyNetwork& p, const py::object& x, const py::object& y, const py::object& rows,
-                                py::array out, const py::object& mask, bool training, const py::object& users) {
+                                py::array out, const py::object& mask, bool training, const py::object& users,
+                                const py::object& w0_rows) {
         // The gradients written into `out` (float32, C-contiguous, every tensor flat as the params):
         // no allocation per call (the data-parallel step reuses one buffer).
         cpu::Batch b = make_batch(x, y, mask, users);
@@ -423,6 +435,17 @@ Use it through aerec.backends.cpp.Network.)doc")
           throw py::value_error("out must be a writable C-contiguous float32 array of " + std::to_string(total) +
                                 " elements");
         float* o = static_cast<float*>(out.mutable_data());
+        std::uint8_t* flags = nullptr;
+        py::array fl;
+        if (!w0_rows.is_none()) {
+          fl = w0_rows.cast<py::array>();
+          bind::require_dtype<std::uint8_t>(fl, "w0_rows");
+          if (fl.ndim() != 1 || fl.shape(0) != p.net.n_in() || !(fl.flags() & py::array::c_style) || !fl.writeable())
+            throw py::value_error("w0_rows must be a writable C-contiguous uint8 array of " +
+                                  std::to_string(p.net.n_in()) + " elements (W0's rows)");
+          flags = static_cast<std::uint8_t*>(fl.mutable_data());
+          if (rows.is_none()) throw py::value_error("w0_rows needs rows (the data-parallel step's call)");
+        }
         if (rows.is_none()) {
           py::gil_scoped_release release;
           return p.net.gradients(b, training, o);
@@ -432,9 +455,9 @@ Use it through aerec.backends.cpp.Network.)doc")
         if (r.ndim() != 1 || (r.shape(0) > 1 && r.strides(0) != static_cast<py::ssize_t>(sizeof(std::int64_t))))
           throw py::value_error("rows must be a contiguous 1-D int64 array");
         py::gil_scoped_release release;
-        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o);
+        return p.net.gradients_rows(b, static_cast<const std::int64_t*>(r.data()), r.shape(0), training, o, flags);
       }, py::arg("x"), py::arg("y"), py::arg("rows"), py::arg("out"), py::arg("mask") = py::none(),
-         py::arg("training") = false, py::arg("users") = py::none())
+         py::arg("training") = false, py::arg("users") = py::none(), py::arg("w0_rows") = py::none())
       .def("apply_gradients", [](PyNetwork& p, const py::object& grads, const py::object& rows0,
                                  const py::object& urows, std::int64_t lo, std::int64_t hi) {
         cpu::Network& net = p.net;
@@ -478,6 +501,71 @@ Use it through aerec.backends.cpp.Network.)doc")
         net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0), lo, hi);
       }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none(), py::arg("lo") = 0,
          py::arg("hi") = -1)
+      .def("bind_params", [](PyNetwork& p, const py::array& buf, bool copy) {
+        float* ext = const_cast<float*>(flat_buffer(p.net, buf, "buf", true));
+        {
+          py::gil_scoped_release release;
+          p.net.bind_params(ext, copy);
+        }
+        p.bound = buf;
+      }, py::arg("buf"), py::arg("copy") = true)
+      .def("unbind_params", [](PyNetwork& p) {
+        {
+          py::gil_scoped_release release;
+          p.net.unbind_params();
+        }
+        p.bound = py::none();
+      })
+      .def_property_readonly("params_bound", [](const PyNetwork& p) { return p.net.params_bound(); })
+      .def("apply_gradient_sum", [](PyNetwork& p, const py::sequence& parts, const py::array& scales,
+                                    const py::object& w0_rows, const py::object& rows0, const py::object& urows,
+                                    std::int64_t lo, std::int64_t hi) {
+        cpu::Network& net = p.net;
+        const auto n = static_cast<std::size_t>(py::len(parts));
+        if (n == 0) throw py::value_error("parts must hold at least one flat gradient buffer");
+        std::vector<py::array> keep;
+        std::vector<const float*> ptr;
+        for (std::size_t k = 0; k < n; ++k) {
+          keep.push_back(parts[k].cast<py::array>());
+          ptr.push_back(flat_buffer(net, keep.back(), "each part", false));
+        }
+        bind::require_dtype<float>(scales, "scales");
+        if (scales.ndim() != 1 || static_cast<std::size_t>(scales.shape(0)) != n ||
+            !(scales.flags() & py::array::c_style))
+          throw py::value_error("scales must be a 1-D C-contiguous float32 array, one per part");
+        std::vector<const std::uint8_t*> rows;
+        if (!w0_rows.is_none()) {
+          py::sequence seq = w0_rows.cast<py::sequence>();
+          if (static_cast<std::size_t>(py::len(seq)) != n)
+            throw py::value_error("w0_rows must hold one entry per part (a uint8 array of W0's rows, or None)");
+          for (std::size_t k = 0; k < n; ++k) {
+            if (seq[k].is_none()) {
+              rows.push_back(nullptr);
+              continue;
+            }
+            py::array a = seq[k].cast<py::array>();
+            bind::require_dtype<std::uint8_t>(a, "w0_rows");
+            if (a.ndim() != 1 || a.shape(0) != net.n_in() || !(a.flags() & py::array::c_style))
+              throw py::value_error("each w0_rows entry must be a 1-D C-contiguous uint8 array of " +
+                                    std::to_string(net.n_in()) + " elements (W0's rows)");
+            keep.push_back(a);
+            rows.push_back(static_cast<const std::uint8_t*>(a.data()));
+          }
+        }
+        auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
+          if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
+          py::array a = o.cast<py::array>();
+          bind::require_dtype<std::int32_t>(a, name);
+          if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+          return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
+        };
+        py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
+        const float* sc = static_cast<const float*>(scales.data());
+        py::gil_scoped_release release;
+        net.apply_gradient_sum(static_cast<int>(n), ptr.data(), sc, rows.empty() ? nullptr : rows.data(), r0.data(),
+                               r0.shape(0), ur.data(), ur.shape(0), lo, hi);
+      }, py::arg("parts"), py::arg("scales"), py::arg("w0_rows") = py::none(), py::arg("rows0") = py::none(),
+         py::arg("user_rows") = py::none(), py::arg("lo") = 0, py::arg("hi") = -1)
       .def_property_readonly("n_params", [](const PyNetwork& p) { return p.net.n_params(); })
       .def("get_params_flat", [](const PyNetwork& p, std::int64_t lo, std::int64_t hi, const py::object& out_obj) {
         if (lo < 0 || hi < lo || hi > p.net.n_params())

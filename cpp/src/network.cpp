@@ -106,7 +106,7 @@ void Network::read_params(float* const* dst) const {
 void Network::write_params(const float* const* src) {
   std::unique_lock<SharedMutex> lock(mu_);
   for (int t = 0; t < n_tensors(); ++t) std::memcpy(param(t), src[t], sizeof(float) * tensor_size(t));
-  zero_pruned(params_.data());
+  zero_pruned(pw_);
 }
 
 void Network::zero_pruned(float* buf) {
@@ -145,7 +145,7 @@ void Network::set_masks(const std::uint8_t* const* masks) {
     masked_[l] = 1;
     std::memcpy(keep_.data() + offsets_[2 * l], masks[l], static_cast<size_t>(tensor_size(2 * l)));
   }
-  zero_pruned(params_.data());
+  zero_pruned(pw_);
   for (auto& st : state_) zero_pruned(st.data());
 }
 
@@ -168,13 +168,28 @@ void Network::read_mask(int l, std::uint8_t* dst) const {
 void Network::read_params_flat(index_t lo, index_t n, float* dst) const {
   AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
   std::shared_lock<SharedMutex> lock(mu_);
-  if (n) std::memcpy(dst, params_.data() + lo, sizeof(float) * n);
+  if (n) std::memcpy(dst, pw_ + lo, sizeof(float) * n);
 }
 
 void Network::write_params_flat(index_t lo, index_t n, const float* src) {
   AEREC_CHECK_INDEX(lo >= 0 && n >= 0 && lo + n <= n_params(), "flat parameter range out of bounds");
   std::unique_lock<SharedMutex> lock(mu_);
-  if (n) std::memcpy(params_.data() + lo, src, sizeof(float) * n);
+  if (n) std::memcpy(pw_ + lo, src, sizeof(float) * n);
+}
+
+void Network::bind_params(float* ext, bool copy) {
+  AEREC_CHECK_ARG(ext != nullptr, "bind_params needs a buffer");
+  std::unique_lock<SharedMutex> lock(mu_);
+  if (ext == pw_) return;
+  if (copy) std::memcpy(ext, pw_, sizeof(float) * static_cast<size_t>(n_params()));
+  pw_ = ext;
+}
+
+void Network::unbind_params() {
+  std::unique_lock<SharedMutex> lock(mu_);
+  if (pw_ == params_.data()) return;
+  std::memcpy(params_.data(), pw_, sizeof(float) * static_cast<size_t>(n_params()));
+  pw_ = params_.data();
 }
 
 void Network::read_state(int slot, float* const* dst) const {
@@ -671,6 +686,7 @@ Network::Network(NetworkSpec spec)
   offsets_.assign(n_tensors() + 1, 0);
   for (int t = 0; t < n_tensors(); ++t) offsets_[t + 1] = offsets_[t] + tensor_size(t);
   params_.assign(offsets_.back(), 0.f);
+  pw_ = params_.data();
   grads_.assign(offsets_.back(), 0.f);
   state_.assign(n_state_slots(), std::vector<float>(offsets_.back(), 0.f));
   item_slot_.assign(static_cast<size_t>(n_in()), -1);
@@ -929,7 +945,7 @@ double Network::l2_term() const {
   if (spec_.l2 == 0.0) return 0.0;
   double s = 0.0;
   for (int t = 0; t < n_tensors(); t += 2) {  // W0, W1, ..., and U
-    const float* w = params_.data() + offsets_[t];
+    const float* w = pw_ + offsets_[t];
     const index_t n = tensor_size(t);
     for (index_t k = 0; k < n; ++k) {
       const float sq = w[k] * w[k];
@@ -1071,13 +1087,29 @@ void Network::dense_sparse_grads() {
   };
   const index_t c = tensor_cols(0);
   if (w0_rows_) {
-    float* g = base(0);
     std::vector<float> row(static_cast<size_t>(c));
+    float* g = gbuf();
+    if (w0_flags_ != nullptr) {  // the touched rows only (the others are l2 W, not written)
+      std::memset(w0_flags_, 0, static_cast<size_t>(n_in()));
+      for (size_t u = 0; u < uniq_.size(); ++u) {
+        w0_flags_[uniq_[u]] = 1;
+        float* __restrict gr = g + static_cast<index_t>(uniq_[u]) * c;
+        const float* __restrict pr = cparam(0) + static_cast<index_t>(uniq_[u]) * c;
+        if (l2 == 0.f)  // base()'s value of the row
+          std::memset(gr, 0, sizeof(float) * static_cast<size_t>(c));
+        else
+          for (index_t i = 0; i < c; ++i) gr[i] = l2 * pr[i];
+      }
+    } else {
+      base(0);
+    }
     for (size_t u = 0; u < uniq_.size(); ++u) {
       const std::int64_t a = csc_ptr_[u];
       k.gather_sum(c, csc_ptr_[u + 1] - a, csc_rows_.data() + a, csc_vals_.data() + a, dz0_, c, nullptr, row.data());
       k.axpy(c, 1.f, row.data(), g + static_cast<index_t>(uniq_[u]) * c);
     }
+  } else if (w0_flags_ != nullptr) {
+    std::memset(w0_flags_, 1, static_cast<size_t>(n_in()));  // W0's gradient is dense: every row written
   }
   if (spec_.n_users > 0) {
     float* g = base(2 * n_layers());
@@ -1127,9 +1159,9 @@ void Network::apply_optimizer(Lap& lap) {
     float* m = mom ? state_[0].data() + o : nullptr;
     const std::uint8_t* kp = keep ? keep + o : nullptr;
     if (sgd)
-      k.sgd(n, params_.data() + o, g, m, sc, kp);
+      k.sgd(n, pw_ + o, g, m, sc, kp);
     else
-      k.adam(n, params_.data() + o, g, m, state_[1].data() + o, ac, kp);
+      k.adam(n, pw_ + o, g, m, state_[1].data() + o, ac, kp);
   };
   const float l2 = static_cast<float>(spec_.l2);
   const int L = n_layers();
@@ -1151,7 +1183,9 @@ void Network::apply_optimizer(Lap& lap) {
   // barrier, long on a loaded machine).
   const index_t work = (nu + nuu) * c0 + (nch0 + nchu) * rows_per * c0 + (flat_hi - flat_lo);
   const int nt = work >= (index_t(1) << 17) ? n_threads() : 1;
-  float* gbuf = grow(rowbuf_, static_cast<index_t>(nt) * rows_per * c0);
+  // per thread: a chunk of row-sparse rows, then (when the gradient is a sum of parts) a dense chunk
+  const index_t per_thread = rows_per * c0 + kChunk;
+  float* gbuf = grow(rowbuf_, static_cast<index_t>(nt) * per_thread);
   const index_t ou = users ? offsets_[2 * L] : 0;
   // Data gradient of W0's present row u (compact index) into g: a gather-sum over its CSC column.
   auto w0_row = [&](index_t u, float* g) {
@@ -1164,7 +1198,7 @@ void Network::apply_optimizer(Lap& lap) {
   // Rows [j0, j1) of a row-sparse tensor at flat offset o: gradient l2 w, then the present rows
   // (slot[j] >= 0) get their data gradient from data(slot, g_row) plus l2 w instead.
   auto row_chunk = [&](index_t o, index_t j0, index_t j1, const std::int32_t* slot, auto&& data, float* g) {
-    const float* w = params_.data() + o + j0 * c0;
+    const float* w = pw_ + o + j0 * c0;
     const index_t n = (j1 - j0) * c0;
     for (index_t i = 0; i < n; ++i) g[i] = l2 * w[i];
     for (index_t j = j0; j < j1; ++j)
@@ -1178,15 +1212,16 @@ void Network::apply_optimizer(Lap& lap) {
   // One parallel region for the whole update (a region per tensor costs a barrier each), the
   // loops split over its threads by hand; a small network's step opens none.
   auto run = [&](index_t tid, index_t nth) {
-    float* g = gbuf + tid * rows_per * c0;
+    float* g = gbuf + tid * per_thread;
+    float* gsum = g + rows_per * c0;  // grad_at's pieces of a summed gradient
     for (index_t u = tid; u < nu; u += nth) {  // lazy W0
       const index_t o = static_cast<index_t>(uniq_[u]) * c0;
       if (w0_rows_) {
         w0_row(u, g);
-        add_l2(g, params_.data() + o, c0);
+        add_l2(g, pw_ + o, c0);
         update(o, c0, g);
       } else {  // dense x: the row of the dense gradient (l2 W already in it)
-        update(o, c0, grads_.data() + o);
+        update(o, c0, grad_at(o, c0, gsum));
       }
     }
     for (index_t ch = tid; ch < nch0; ch += nth)
@@ -1194,7 +1229,7 @@ void Network::apply_optimizer(Lap& lap) {
     for (index_t u = tid; u < nuu; u += nth) {  // lazy U
       const index_t o = ou + static_cast<index_t>(uniq_users_[u]) * c0;
       u_row(u, g);
-      add_l2(g, params_.data() + o, c0);
+      add_l2(g, pw_ + o, c0);
       update(o, c0, g);
     }
     for (index_t ch = tid; ch < nchu; ch += nth)
@@ -1202,7 +1237,9 @@ void Network::apply_optimizer(Lap& lap) {
     const index_t per = (n_chunks + nth - 1) / nth;  // contiguous chunks per thread
     for (index_t ch = tid * per; ch < std::min(n_chunks, (tid + 1) * per); ++ch) {
       const index_t o = flat_lo + ch * kChunk;
-      update(o, std::min(kChunk, flat_hi - o), grads_.data() + o);
+      // only the part update() keeps (the block [opt_lo_, opt_hi_)) is read
+      const index_t a = std::max(o, clip_lo), e = std::min(o + std::min(kChunk, flat_hi - o), clip_hi);
+      if (a < e) update(a, e - a, grad_at(a, e - a, gsum));
     }
   };
   if (nt == 1) {
@@ -1285,12 +1322,18 @@ double Network::gradients(const Batch& b, bool training, float* grads_out) {
 }
 
 double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training,
-                               float* grads_out) {
+                               float* grads_out, std::uint8_t* w0_rows) {
+  AEREC_CHECK_ARG(w0_rows == nullptr || grads_out != nullptr, "w0_rows needs grads_out");
   check_batch(b, true);
   AEREC_CHECK_ARG(n_ids >= 1, "the batch has no rows");
   for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
+  struct FlagGuard {
+    std::uint8_t*& slot;
+    ~FlagGuard() { slot = nullptr; }
+  } flags{w0_flags_};
+  w0_flags_ = w0_rows;
   OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
   dense_sparse_grads();
@@ -1298,20 +1341,95 @@ double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t 
   return loss;
 }
 
+namespace {
+// Restores the network's gradient source (its own buffer) on every exit of an apply call.
+template <class S>
+struct SourceGuard {
+  S& slot;
+  SourceGuard(S& s, const S& to) : slot(s) { slot = to; }
+  ~SourceGuard() { slot = S{}; }
+};
+}  // namespace
+
+const float* Network::grad_at(index_t o, index_t n, float* tmp) const {
+  const GradSource& s = gsrc_;
+  if (s.scales == nullptr) return (s.one != nullptr ? s.one : grads_.data()) + o;
+  const index_t w0_end = offsets_[1], c0 = tensor_cols(0);
+  const float l2 = static_cast<float>(spec_.l2);
+  for (int k = 0; k < s.n; ++k) {
+    const float sk = s.scales[k];
+    const float* __restrict p = s.parts[k] + o;
+    const std::uint8_t* rows = s.w0_rows != nullptr ? s.w0_rows[k] : nullptr;
+    float* __restrict t = tmp;
+    index_t i = 0;
+    while (i < n) {
+      // [i, e): one run of W0 rows with the same flag, or everything past W0
+      index_t e = n;
+      bool zero = false;
+      if (rows != nullptr && o + i < w0_end) {
+        zero = rows[(o + i) / c0] == 0;
+        e = std::min(n, ((o + i) / c0 + 1) * c0 - o);
+        while (e < n && o + e < w0_end && (rows[(o + e) / c0] == 0) == zero) e = std::min(n, e + c0);
+      }
+      if (zero && l2 == 0.f) {  // the part's row is +0 there: the bits of summing the zero-filled row
+        const float z = sk * 0.f;
+        if (k == 0)
+          for (index_t j = i; j < e; ++j) t[j] = z;
+        else
+          for (index_t j = i; j < e; ++j) t[j] = t[j] + z;
+      } else if (zero) {  // l2 * w there (gradients_rows' unwritten rows): the filled row's bits
+        const float* __restrict w = pw_ + o;
+        if (k == 0)
+          for (index_t j = i; j < e; ++j) t[j] = sk * (l2 * w[j]);
+        else
+          for (index_t j = i; j < e; ++j) t[j] = t[j] + sk * (l2 * w[j]);
+      } else if (k == 0) {
+        for (index_t j = i; j < e; ++j) t[j] = sk * p[j];
+      } else {
+        for (index_t j = i; j < e; ++j) t[j] = t[j] + sk * p[j];
+      }
+      i = e;
+    }
+  }
+  return tmp;
+}
+
 void Network::apply_gradients(const float* grads, const std::int32_t* rows0, index_t n0, const std::int32_t* urows,
                               index_t nu, index_t lo, index_t hi) {
+  GradSource src;  // one buffer, read in place (scales == nullptr)
+  src.one = grads;
+  std::unique_lock<SharedMutex> lock(mu_);
+  SourceGuard<GradSource> guard(gsrc_, src);
+  apply_source(rows0, n0, urows, nu, lo, hi);
+}
+
+void Network::apply_gradient_sum(int n_parts, const float* const* parts, const float* scales,
+                                 const std::uint8_t* const* w0_rows, const std::int32_t* rows0, index_t n0,
+                                 const std::int32_t* urows, index_t nu, index_t lo, index_t hi) {
+  AEREC_CHECK_ARG(n_parts >= 1, "the gradient sum needs at least one part");
+  GradSource src;
+  src.n = n_parts;
+  src.parts = parts;
+  src.scales = scales;
+  src.w0_rows = w0_rows;
+  std::unique_lock<SharedMutex> lock(mu_);
+  SourceGuard<GradSource> guard(gsrc_, src);
+  apply_source(rows0, n0, urows, nu, lo, hi);
+}
+
+// The body of apply_gradients / apply_gradient_sum (the lock held, gsrc_ set): the gradient is
+// read in place from gsrc_ (only the block [lo, hi) of it; no copy into grads_).
+void Network::apply_source(const std::int32_t* rows0, index_t n0, const std::int32_t* urows, index_t nu, index_t lo,
+                           index_t hi) {
   const index_t c0 = tensor_cols(0);
   if (hi < 0) hi = n_params();
   AEREC_CHECK_INDEX(lo >= 0 && lo <= hi && hi <= n_params(), "flat parameter range out of bounds");
   for (index_t i = 0; i < n0; ++i) AEREC_CHECK_INDEX(rows0[i] >= 0 && rows0[i] < n_in(), "W0 row out of range");
   for (index_t i = 0; i < nu; ++i)
     AEREC_CHECK_INDEX(urows[i] >= 0 && urows[i] < spec_.n_users, "user row out of range");
-  std::unique_lock<SharedMutex> lock(mu_);
   end_step();
-  // only the range the optimizer moves is read (update() clips every write to [lo, hi))
-  std::memcpy(grads_.data() + lo, grads + lo, sizeof(float) * static_cast<size_t>(hi - lo));
   Lap lap(&timings_);
-  // apply_optimizer reads W0 from grads_ (w0_rows_ false) and U as compact rows (gu_, without the
+  // apply_optimizer reads W0 through grad_at (w0_rows_ false) and U as compact rows (gu_, without the
   // l2 part it adds back): lazy moves the given rows, dense every row.
   if (spec_.lazy)
     for (index_t i = 0; i < n0; ++i)
@@ -1330,9 +1448,13 @@ void Network::apply_gradients(const float* grads, const std::int32_t* rows0, ind
     gu_.resize(uniq_users_.size() * static_cast<size_t>(c0));
     const float l2 = static_cast<float>(spec_.l2);
     const index_t ou = offsets_[2 * n_layers()];
+    std::vector<float> tmp(static_cast<size_t>(c0));
     for (size_t j = 0; j < uniq_users_.size(); ++j) {
       const index_t o = ou + static_cast<index_t>(uniq_users_[j]) * c0;
-      for (index_t c = 0; c < c0; ++c) gu_[j * c0 + c] = grads_[o + c] - l2 * params_[o + c];
+      // rows outside [lo, hi) are never stepped: their gradient is not read
+      if (o + c0 <= lo || o >= hi) continue;
+      const float* g = grad_at(o, c0, tmp.data());
+      for (index_t c = 0; c < c0; ++c) gu_[j * c0 + c] = g[c] - l2 * pw_[o + c];
     }
   }
   opt_lo_ = lo;

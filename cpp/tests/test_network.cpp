@@ -354,6 +354,62 @@ static void test_spmm() {
   set_isa_cap(before);
 }
 
+// bind_params: training on external storage gives the bits of training on the network's own, and
+// unbind copies them back. apply_gradient_sum of one part at scale 1 is apply_gradients (1 * g = g);
+// of two parts it is apply_gradients of their float32 scaled sum.
+static void test_bound_params_and_gradient_sum() {
+  NetworkSpec s = small_spec(LossKind::mse, Activation::relu, Activation::sigmoid);
+  s.dropout = {0.3, 0.2};
+  Network a(s), b(s), c(s), d(s);
+  for (Network* net : {&a, &b, &c, &d}) fill(*net, 4);
+  std::vector<float> x(21 * 5), y(21 * 3, 0.5f);
+  std::mt19937 g(6);
+  std::uniform_real_distribution<float> u(0.f, 1.f);
+  for (auto& v : x) v = u(g);
+  Batch bt;
+  bt.x = {x.data(), 21, 5, 5};
+  bt.y = {y.data(), 21, 3, 3};
+  const index_t n = a.n_params();
+  std::vector<float> ext(n, std::nanf("")), pa(n), pb(n);
+  a.bind_params(ext.data(), true);
+  CHECK(a.params_bound() && !b.params_bound());
+  for (int e = 0; e < 2; ++e) {
+    a.train_epoch(bt, 8, true, e);
+    b.train_epoch(bt, 8, true, e);
+  }
+  a.read_params_flat(0, n, pa.data());
+  b.read_params_flat(0, n, pb.data());
+  CHECK(std::memcmp(pa.data(), pb.data(), sizeof(float) * n) == 0);
+  CHECK(std::memcmp(ext.data(), pb.data(), sizeof(float) * n) == 0);
+  a.unbind_params();
+  std::fill(ext.begin(), ext.end(), 0.f);
+  a.read_params_flat(0, n, pa.data());
+  CHECK(!a.params_bound() && std::memcmp(pa.data(), pb.data(), sizeof(float) * n) == 0);
+  // gradient sums
+  const std::int64_t r0[] = {0, 3, 5, 9}, r1[] = {11, 12, 20};
+  std::vector<float> g0(n), g1(n), sum(n);
+  c.gradients_rows(bt, r0, 4, true, g0.data());
+  c.gradients_rows(bt, r1, 3, true, g1.data());
+  const float sc[] = {0.5f, 0.375f};
+  for (index_t i = 0; i < n; ++i) {
+    const float p = sc[0] * g0[i], q = sc[1] * g1[i];
+    sum[i] = p + q;
+  }
+  const float* parts[] = {g0.data(), g1.data()};
+  c.apply_gradients(sum.data(), nullptr, 0, nullptr, 0, 3, n - 2);
+  d.apply_gradient_sum(2, parts, sc, nullptr, nullptr, 0, nullptr, 0, 3, n - 2);
+  c.read_params_flat(0, n, pa.data());
+  d.read_params_flat(0, n, pb.data());
+  CHECK(std::memcmp(pa.data(), pb.data(), sizeof(float) * n) == 0);
+  const float one[] = {1.f};
+  c.apply_gradients(g0.data(), nullptr, 0, nullptr, 0);
+  d.apply_gradient_sum(1, parts, one, nullptr, nullptr, 0, nullptr, 0);
+  c.read_params_flat(0, n, pa.data());
+  d.read_params_flat(0, n, pb.data());
+  CHECK(std::memcmp(pa.data(), pb.data(), sizeof(float) * n) == 0);
+  CHECK(throws_invalid([&] { d.apply_gradient_sum(0, parts, sc, nullptr, nullptr, 0, nullptr, 0); }));
+}
+
 int main() {
   test_rng();
   const Activation acts[] = {Activation::identity, Activation::relu, Activation::sigmoid,
@@ -369,6 +425,7 @@ int main() {
   test_sparse_stages(false);
   test_sparse_stages(true);
   test_spmm();
+  test_bound_params_and_gradient_sum();
   if (failures) {
     std::fprintf(stderr, "test_network: %d failure(s)\n", failures);
     return 1;

@@ -83,7 +83,22 @@ def main():
         m.fit(x[:240], epochs=a.epochs, batch_size=a.batch, validation_data=x[240:], verbose=0, **kw)
     else:
         kw = {"distributed": dist} if dist else {}
-        m.fit(X, validation=(fold, held), callbacks=callbacks, verbose=0, **kw)
+        from aerec.distributed import RankFailedError, _mpi
+        made = []  # the DataParallel of the fit (the model keeps no network when fit fails)
+        orig_init = _mpi.DataParallel.__init__
+
+        def init(self, *args, **kw):
+            orig_init(self, *args, **kw)
+            made.append(self)
+        _mpi.DataParallel.__init__ = init
+        try:
+            m.fit(X, validation=(fold, held), callbacks=callbacks, verbose=0, **kw)
+        except RankFailedError:
+            # the network is back on parameters of its own (not the job's shared block)
+            print(f"rank {rank()}: params_bound after the failure: {made[-1].net.params_bound}", flush=True)
+            raise
+    if dist and kind != "EASE" and m.net_.params_bound:
+        raise SystemExit("the network is still bound to the job's shared parameters after fit")
     if rank() == 0:
         out = {}
         if kind == "EASE":
@@ -98,6 +113,7 @@ def main():
             stats = getattr(m, "distributed_stats_", None)
             out["sharded"] = np.array(bool(stats and stats.get("sharded")))
             out["shared_memory"] = np.array(bool(stats and stats.get("shared_memory")))
+            out["shared_params"] = np.array(bool(stats and stats.get("shared_params")))
         if kind not in ("AutoRec", "Autoencoder"):
             res = aerec.evaluate(m, _evalset(fold, held), ks=(100,), metrics=("ndcg",))
             out["ndcg"] = np.array(float(res["ndcg@100"]))

@@ -116,7 +116,7 @@ class Network {
   index_t tensor_rows(int t) const;
   index_t tensor_cols(int t) const;
   index_t tensor_size(int t) const { return tensor_rows(t) * tensor_cols(t); }
-  float* param(int t) { return params_.data() + offset(t); }
+  float* param(int t) { return pw_ + offset(t); }
   const float* grad(int t) const { return grads_.data() + offset(t); }
   // Optimizer state: adam/adamw slots 0 = m, 1 = v; sgd with momentum slot 0 = velocity.
   int n_state_slots() const;
@@ -134,7 +134,13 @@ class Network {
   double gradients(const Batch& b, bool training, float* grads_out = nullptr);
   // The same on rows ids[0..n_ids) of b (as a train_epoch batch: the random streams are keyed by
   // these row ids), so data-parallel ranks reproduce the draws of one global batch.
-  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out);
+  // w0_rows (optional, with grads_out; n_in() bytes): written 1 for the rows of W0 whose gradient
+  // was written, 0 for the others, which are then NOT written into grads_out: their gradient is
+  // l2 * W0's row exactly (the data part is zero there: a CSR x whose rows do not touch them). With
+  // a dense x every row is written (all 1). A data-parallel rank skips the fill of W0's untouched
+  // rows (a pass over W0 per step) and their owner does not read them (apply_gradient_sum).
+  double gradients_rows(const Batch& b, const std::int64_t* ids, index_t n_ids, bool training, float* grads_out,
+                        std::uint8_t* w0_rows = nullptr);
   // One optimizer step (++step) with the given gradients (every tensor, flat, offsets as the
   // params): what train_batch applies after computing them. lazy networks move only W0's rows
   // rows0[0..n0) and U's rows urows[0..nu) (the rows present in the batch).
@@ -148,6 +154,25 @@ class Network {
   index_t n_params() const { return offsets_.back(); }
   void read_params_flat(index_t lo, index_t n, float* dst) const;
   void write_params_flat(index_t lo, index_t n, const float* src);
+  // External parameter storage: from bind_params on, the parameters live in ext (n_params() floats,
+  // the flat layout; the caller keeps it alive and unbinds before freeing it), copied there first
+  // when copy (else ext's values are taken as they are). Data-parallel ranks on one node bind one
+  // shared-memory block: each steps its part in place and every rank sees every part at once.
+  // unbind_params copies them back into the network's own storage and uses that again.
+  void bind_params(float* ext, bool copy);
+  void unbind_params();
+  bool params_bound() const { return pw_ != params_.data(); }
+  // apply_gradients with the gradient sum over k of scales[k] * parts[k] (each part a flat buffer
+  // laid out as the params), summed in float32 in the order k = 0, 1, ...: g = scales[0] * p_0,
+  // then g = g + scales[k] * p_k; computed a cache-sized piece at a time inside the optimizer pass
+  // (no buffer of the sum, no pass of its own). w0_rows (optional) / w0_rows[k] (optional): one
+  // byte per row of W0, 0 where part k's W0 row holds no data gradient: not read, taken as +0 (the
+  // result is the one of the zero-filled part, bit for bit). With l2 > 0 such a row is taken as
+  // fl(l2 * w) of W0's row before the step (what gradients_rows leaves unwritten): again the bits
+  // of the filled part.
+  void apply_gradient_sum(int n_parts, const float* const* parts, const float* scales,
+                          const std::uint8_t* const* w0_rows, const std::int32_t* rows0, index_t n0,
+                          const std::int32_t* urows, index_t nu, index_t lo = 0, index_t hi = -1);
 
   // Consistent copies under the network's lock: dst[t] / src[t] hold tensor_size(t) floats, for
   // the parameters or optimizer slot `slot`.
@@ -201,16 +226,32 @@ class Network {
   void end_step();  // forgets the batch's rows
   double train_epoch_locked(const Batch& b, index_t batch_size, const std::int64_t* order);
   index_t offset(int t) const { return offsets_[t]; }
-  const float* cparam(int t) const { return params_.data() + offset(t); }
+  const float* cparam(int t) const { return pw_ + offset(t); }
 
   NetworkSpec spec_;
   mutable SharedMutex mu_;  // shared: hidden, loss, read_*; exclusive: training, write_*
   std::atomic<std::int64_t> step_{0};  // atomic: step() and beta() read it without the lock
   std::vector<index_t> offsets_;  // n_tensors + 1
   std::vector<float> params_, grads_;
+  float* pw_ = nullptr;  // the parameters: params_.data(), or the storage given to bind_params
+  // Where apply_optimizer reads the gradients: one flat buffer (scales == nullptr: `one`, or
+  // grads_ when that is null too) or a scaled sum of the parts (apply_gradient_sum).
+  // grad_at(o, n, tmp): the gradient at flat offsets
+  // [o, o + n), a pointer into the buffer or computed into tmp (n floats).
+  struct GradSource {
+    int n = 1;
+    const float* const* parts = nullptr;
+    const float* scales = nullptr;
+    const std::uint8_t* const* w0_rows = nullptr;
+    const float* one = nullptr;  // the single buffer (apply_gradients)
+  } gsrc_;
+  const float* grad_at(index_t o, index_t n, float* tmp) const;
+  void apply_source(const std::int32_t* rows0, index_t n0, const std::int32_t* urows, index_t nu, index_t lo,
+                    index_t hi);
   // Where loss_and_grads / dense_sparse_grads write the gradients: the caller's buffer during
   // gradients(grads_out) (no copy of every tensor afterwards), else grads_.
   float* gout_ = nullptr;
+  std::uint8_t* w0_flags_ = nullptr;  // gradients_rows' w0_rows during the call
   float* gbuf() { return gout_ ? gout_ : grads_.data(); }
   std::vector<std::vector<float>> state_;
   std::unique_ptr<Workspace> ws_;  // training (grown on first use to the largest batch seen)

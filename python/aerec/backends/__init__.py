@@ -20,11 +20,18 @@ Interface of a backend module:
     them at exactly 0, and ``set_params`` / ``set_optimizer_state`` zero them again; ``get_masks``
     returns bool copies, None where dense), ``forward(x, batch_size=4096, users=None)``, ``hidden(x, layer, ...)``,
     ``encode(x, ...)``, ``loss(x, y, mask=None, batch_size=4096, users=None)``,
-    ``gradients(x, y, mask=None, training=False, users=None, rows=None, out=None)``,
+    ``gradients(x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None)``
+    (``w0_rows``: uint8 flags of W0's rows written, the others being ``l2 * W0[row]`` and possibly
+    unwritten in ``out``),
     ``apply_gradients(grads, rows0=None, user_rows=None, flat_range=None)`` (``flat_range=(lo, hi)``
     moves only the parameters at those offsets of the flat parameter vector, exactly as the full
-    step moves them), ``n_params``, ``get_params_flat(lo, hi, out=None)`` / ``set_params_flat(lo, values)``
-    (a block of the flat parameter vector: every tensor raveled, in order), ``train_batch(x, y, mask=None,
+    step moves them), ``apply_gradient_sum(parts, scales, rows0=None, user_rows=None,
+    flat_range=None, w0_rows=None)`` (the same step with the gradient ``sum_k scales[k] *
+    parts[k]`` summed in order, W0's rows flagged 0 not read), ``n_params``,
+    ``get_params_flat(lo, hi, out=None)`` / ``set_params_flat(lo, values)``
+    (a block of the flat parameter vector: every tensor raveled, in order), ``bind_params(buf,
+    copy=True)`` / ``unbind_params()`` / ``params_bound`` (the parameters kept in a caller's flat
+    buffer, e.g. MPI shared memory, until unbound), ``train_batch(x, y, mask=None,
     users=None)``, ``train_epoch(x, y, mask=None, batch_size=32, shuffle=True, seed=0, users=None)``,
     ``timings()`` / ``reset_timings()``. x, y: dense float32 arrays or scipy.sparse CSR float32.
 ``select_topk(scores, k, exclude=None, candidates=None, num_threads=0) -> (ids, scores)``

@@ -127,15 +127,21 @@ class Network:
     def loss(self, x, y, mask=None, batch_size=4096, users=None):
         return self._net.loss(*_operands(x, y), mask, batch_size, users)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         if rows is not None:
             from .numpy_ import _check_rows
             rows = _np.ascontiguousarray(_check_rows(rows, x.shape[0]))
+        if w0_rows is not None:
+            from .numpy_ import _check_w0_flags
+            _check_w0_flags(w0_rows, out, self.spec["layer_sizes"][0])
+            if rows is None:
+                rows = _np.arange(x.shape[0], dtype=_np.int64)
         if out is not None:
             from .numpy_ import _flat_views
             from ..nn.spec import param_shapes
             views = _flat_views(out, param_shapes(self.spec), _np.float32)
-            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users), views
+            return self._net.gradients_into(*_operands(x, y), rows, out, mask, bool(training), users,
+                                            w0_rows), views
         if rows is None:
             return self._net.gradients(*_operands(x, y), mask, bool(training), users)
         return self._net.gradients_rows(*_operands(x, y), rows, mask, bool(training), users)
@@ -143,6 +149,28 @@ class Network:
     @property
     def n_params(self):
         return int(self._net.n_params)
+
+    def bind_params(self, buf, copy=True):
+        from .numpy_ import _check_bind_buffer
+        _check_bind_buffer(buf, self.n_params, _np.float32)
+        self._net.bind_params(buf, bool(copy))
+
+    def unbind_params(self):
+        self._net.unbind_params()
+
+    @property
+    def params_bound(self):
+        return bool(self._net.params_bound)
+
+    def apply_gradient_sum(self, parts, scales, rows0=None, user_rows=None, flat_range=None, w0_rows=None):
+        from .numpy_ import _check_gradient_sum, _check_ids, _check_flat_range
+        parts, scales, w0_rows = _check_gradient_sum(parts, scales, w0_rows, self.n_params, self.spec, _np.float32)
+        lazy = self.spec["lazy"]
+        r0 = _check_ids(rows0, self.spec["layer_sizes"][0], "rows0").astype(_np.int32) if lazy else None
+        ur = (_check_ids(user_rows, self.spec["n_users"], "user_rows").astype(_np.int32)
+              if lazy and self.spec["n_users"] else None)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        self._net.apply_gradient_sum(parts, scales, w0_rows, r0, ur, lo, hi)
 
     def get_params_flat(self, lo, hi, out=None):
         from .numpy_ import _check_flat_range, _check_flat_out

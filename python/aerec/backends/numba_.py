@@ -140,8 +140,21 @@ class Network(_ref.Network):
     # the flat buffers: tensor t is buf[off[t]:off[t + 1]]; the base class sees views into them
     def set_params(self, params):
         super().set_params(params)
+        if self.params_bound:  # written into the bound buffer (_P is it)
+            return
         self._off = _np.cumsum([0] + [p.size for p in self._params]).astype(_np.int64)
         self._P = _np.concatenate([p.ravel() for p in self._params])
+        self._params = self._views(self._P)
+
+    def bind_params(self, buf, copy=True):
+        super().bind_params(buf, copy)
+        self._P = buf
+
+    def unbind_params(self):
+        if not self.params_bound:
+            return
+        super().unbind_params()
+        self._P = self._P.copy()
         self._params = self._views(self._P)
 
     def set_masks(self, masks):
@@ -204,9 +217,12 @@ class Network(_ref.Network):
         total, count, kl = self._run(1, x, y, mask, users, _np.arange(x.shape[0], dtype=_np.int64), bs)
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _ref._check_rows(rows, x.shape[0])
+        flags = _ref._check_w0_flags(w0_rows, out, self._sizes[0])
+        if flags is not None:  # every row is written here; the flags say which ones hold data
+            _ref._w0_flags(x, rows, flags)
         views = None if out is None else _ref._flat_views(out, self._shapes, _np.float32)
         order = _np.arange(x.shape[0], dtype=_np.int64) if rows is None else _np.ascontiguousarray(rows)
         n = order.size

@@ -261,6 +261,66 @@ def _flat_views(flat, shapes, dtype, name="out"):
     return out
 
 
+def _check_bind_buffer(buf, n, dtype):
+    """``bind_params``' buffer: a writable 1-D C-contiguous array of ``n`` elements of ``dtype``."""
+    if not isinstance(buf, _np.ndarray) or buf.dtype != dtype or buf.ndim != 1:
+        raise TypeError(f"buf must be a 1-D numpy {_np.dtype(dtype).name} array")
+    if buf.size != n or not buf.flags.c_contiguous or not buf.flags.writeable:
+        raise ValueError(f"buf must be a writable C-contiguous {_np.dtype(dtype).name} array of {n} elements "
+                         f"(n_params), got {buf.size} elements")
+    return buf
+
+
+def _check_gradient_sum(parts, scales, w0_rows, n, spec, dtype):
+    """``apply_gradient_sum``'s arguments: a non-empty list of flat ``dtype`` buffers of ``n`` elements,
+    one scale per part (as ``dtype``), and ``w0_rows`` None or one uint8 array of W0's rows (or None)
+    per part."""
+    if isinstance(parts, _np.ndarray) or not isinstance(parts, (list, tuple)) or not parts:
+        raise TypeError("parts must be a non-empty list of flat gradient buffers (one per summed part)")
+    for p in parts:
+        if (not isinstance(p, _np.ndarray) or p.dtype != dtype or p.ndim != 1 or p.size != n
+                or not p.flags.c_contiguous):
+            raise ValueError(f"each part must be a 1-D C-contiguous {_np.dtype(dtype).name} array of {n} elements "
+                             "(every tensor, flat, in order)")
+    scales = _np.ascontiguousarray(scales, dtype=dtype)
+    if scales.shape != (len(parts),) or not _np.isfinite(scales).all():
+        raise ValueError(f"scales must hold one finite number per part ({len(parts)}), got shape {scales.shape}")
+    if w0_rows is not None:
+        w0_rows = list(w0_rows)
+        if len(w0_rows) != len(parts):
+            raise ValueError(f"w0_rows must hold one entry per part ({len(parts)}): a uint8 array of W0's rows or None")
+        rows = spec["layer_sizes"][0]
+        for r in w0_rows:
+            if r is not None and (not isinstance(r, _np.ndarray) or r.dtype != _np.uint8 or r.shape != (rows,)
+                                  or not r.flags.c_contiguous):
+                raise ValueError(f"each w0_rows entry must be None or a C-contiguous uint8 array of {rows} elements "
+                                 "(W0's rows; 0 = the part's row is zero)")
+    return list(parts), scales, w0_rows
+
+
+def _check_w0_flags(w0_rows, out, n_in):
+    """``gradients``' ``w0_rows``: a writable C-contiguous uint8 array of W0's ``n_in`` rows (needs ``out``)."""
+    if w0_rows is None:
+        return None
+    if out is None:
+        raise ValueError("w0_rows needs out (the rows flagged 0 are left unwritten in it)")
+    if (not isinstance(w0_rows, _np.ndarray) or w0_rows.dtype != _np.uint8 or w0_rows.shape != (n_in,)
+            or not w0_rows.flags.c_contiguous or not w0_rows.flags.writeable):
+        raise ValueError(f"w0_rows must be a writable C-contiguous uint8 array of {n_in} elements (W0's rows)")
+    return w0_rows
+
+
+def _w0_flags(x, rows, flags):
+    """``gradients``' ``w0_rows`` as the reference writes it: 1 for W0's rows that the batch rows of a
+    CSR x touch (a stored entry), 0 elsewhere; every row for a dense x."""
+    if not _issparse(x):
+        flags[:] = 1
+        return
+    flags[:] = 0
+    sub = x if rows is None else x[rows]
+    flags[sub.indices] = 1
+
+
 def _check_grads(grads, shapes, names, dtype):
     """``apply_gradients``' list: one array per tensor, of its shape, converted to ``dtype`` (or one
     flat buffer of every tensor: split into views)."""
@@ -367,7 +427,11 @@ class Network:
             if p.shape != shape:
                 raise ValueError(f"{name} must have shape {shape}, got {p.shape}")
             new.append(_np.array(p, dtype=self.dtype, order="C", copy=True))
-        self._params = new
+        if getattr(self, "_bound", None) is not None:  # bind_params: written into the bound buffer
+            for v, p in zip(self._params, new):
+                v[...] = p
+        else:
+            self._params = new
         self._zero_pruned(self._params)
 
     # ---- pruning masks (aerec.nn.spec: "Pruning masks") -----------------------------------------
@@ -658,7 +722,7 @@ class Network:
             total, count, kl = total + ls, count + c, kl + self._kl_sum(fwd[3])
         return total / count + self._l2_term() + (self.beta * kl / x.shape[0] if self._vl >= 0 else 0.0)
 
-    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None):
+    def gradients(self, x, y, mask=None, training=False, users=None, rows=None, out=None, w0_rows=None):
         """(loss, [dW0, db0, ..., (dU)]) on the batch (x, y) without stepping; training=True
         draws the dropout / noise of the current step (what train_batch would use).
 
@@ -666,9 +730,17 @@ class Network:
         the random streams are keyed by these ids, as for a ``train_epoch`` batch (data-parallel
         ranks each take their part of one global batch and draw what it would draw).
         ``out`` (optional): one flat C-contiguous buffer of every tensor in order, written and
-        returned as views (no allocation per call in the compiled backends)."""
+        returned as views (no allocation per call in the compiled backends).
+        ``w0_rows`` (optional, with ``out``: a writable uint8 array of W0's rows): set to 1 for the
+        rows of W0's gradient written into ``out``, 0 for rows that may be left unwritten, whose
+        gradient is ``l2 * W0[row]`` exactly (a CSR x whose batch rows do not touch them: no data
+        part). The compiled engine then skips the fill of those rows (a pass over W0 a call);
+        :meth:`apply_gradient_sum` takes the flags and does not read them."""
         users = self._check(x, y, mask, users, need_rows=True)
         rows = _check_rows(rows, x.shape[0])
+        flags = _check_w0_flags(w0_rows, out, self._sizes[0])
+        if flags is not None:
+            _w0_flags(x, rows, flags)
         views = None if out is None else _flat_views(out, self._shapes, self.dtype)
         sel = slice(None) if rows is None else rows
         xr = _Rows(x, sel, self.dtype)
@@ -733,6 +805,63 @@ class Network:
             if a < b:
                 p.reshape(-1)[a:b] = values[o + a - lo:o + b - lo]
             o += p.size
+
+    def bind_params(self, buf, copy=True):
+        """Keep the parameters in ``buf`` (a writable 1-D C-contiguous array of :attr:`n_params`
+        elements of the network's dtype, the flat layout of :meth:`get_params_flat`) from now on:
+        copied there first when ``copy``, else ``buf``'s values are taken as they are. Every later
+        update and :meth:`set_params` writes there; the caller keeps ``buf`` alive until
+        :meth:`unbind_params`. Data-parallel ranks on one node bind one shared-memory block: each
+        rank steps its part in place and every rank sees every part (no copies between them)."""
+        buf = _check_bind_buffer(buf, self.n_params, self.dtype)
+        if copy:
+            o = 0
+            for p in self._params:
+                buf[o:o + p.size] = p.reshape(-1)
+                o += p.size
+        self._params = _flat_views(buf, self._shapes, self.dtype, "buf")
+        self._bound = buf
+
+    def unbind_params(self):
+        """Copy the parameters out of the :meth:`bind_params` buffer into the network's own storage
+        and use that again (no-op when not bound)."""
+        if getattr(self, "_bound", None) is None:
+            return
+        self._params = [p.copy() for p in self._params]
+        self._bound = None
+
+    @property
+    def params_bound(self):
+        """True between :meth:`bind_params` and :meth:`unbind_params`."""
+        return getattr(self, "_bound", None) is not None
+
+    def apply_gradient_sum(self, parts, scales, rows0=None, user_rows=None, flat_range=None, w0_rows=None):
+        """:meth:`apply_gradients` with the gradient ``sum_k scales[k] * parts[k]``, summed in the
+        network's dtype in the order k = 0, 1, ... (``g = scales[0] * parts[0]``, then
+        ``g = g + scales[k] * parts[k]``): what a data-parallel rank steps its block with, the
+        peers' gradients read where they lie (the compiled backend sums them inside the optimizer
+        pass, a cache-sized piece at a time). ``parts``: flat buffers of every tensor (the layout
+        of :meth:`gradients`' ``out``); only their ``flat_range`` block is read. ``w0_rows``
+        (optional): per part, None or the uint8 flags :meth:`gradients` wrote for it: a row
+        flagged 0 is not read and counts as ``l2 * W0[row]`` (+0 without l2) from the parameters
+        before the step, the bits of the part's filled row."""
+        parts, scales, w0_rows = _check_gradient_sum(parts, scales, w0_rows, self.n_params, self.spec, self.dtype)
+        lo, hi = _check_flat_range(flat_range, self.n_params)
+        w0_end, c0 = self._shapes[0][0] * self._shapes[0][1], self._shapes[0][1]
+        total = None
+        for k, (p, s) in enumerate(zip(parts, scales)):
+            q = p[lo:hi].copy()
+            if w0_rows is not None and w0_rows[k] is not None and lo < w0_end:
+                # a row flagged 0 holds no data gradient: its gradient is l2 * W0's row (+0 without l2)
+                zero = _np.repeat(w0_rows[k] == 0, c0)[lo:min(hi, w0_end)]
+                l2 = self.dtype.type(self.spec["l2"])
+                w0 = self._params[0].reshape(-1)[lo:min(hi, w0_end)]
+                q[:zero.size][zero] = l2 * w0[zero] if l2 != 0 else 0
+            t = s * q
+            total = t if total is None else total + t
+        g = _np.zeros(self.n_params, self.dtype)
+        g[lo:hi] = total
+        self.apply_gradients(g, rows0, user_rows, flat_range=(lo, hi))
 
     # ---- training -------------------------------------------------------------------------------
     def _apply(self, grads, touched, lo=0, hi=None):

@@ -26,11 +26,17 @@ How a step runs (every rank, in lock step)
   are those of one ring all-reduce of every parameter; the optimizer work per rank is 1/N. The
   optimizer state of the other blocks is gathered once, when training ends.
 - On one node (every rank in one ``COMM_TYPE_SHARED`` group; ``AEREC_MPI_SHM=0`` turns it off)
-  the sharded step's exchanges go through MPI shared memory: each rank's flat gradient buffer and
-  stepped block live in ``Win.Allocate_shared`` windows, the owner of a block sums the peers'
-  parts of it in place (same order, same sums) and each rank copies the peers' stepped blocks
-  straight into its network after one barrier: no message copies (into and out of MPI's buffers
-  on both sides), which cost more than the optimizer here.
+  the sharded step goes through MPI shared memory (``Win.Allocate_shared``): each rank's flat
+  gradient buffer, and the flat parameters themselves, one copy that every rank's network keeps
+  its parameters in (``Network.bind_params``). The owner of a block steps it in place with
+  ``Network.apply_gradient_sum``: the ranks' gradient blocks, read where they lie, scaled and
+  summed in the message path's order inside the optimizer pass (the same sums); with a CSR input
+  each rank also flags the W0 rows its batch touched (``gradients(w0_rows=)``) and leaves the
+  others unwritten, and the owner does not read them (their gradient is ``l2 W0``). After one
+  barrier every rank sees every stepped block: nothing is copied between the ranks (a message
+  costs a copy into and one out of MPI's buffers on both sides), and the ranks' parameters are
+  one array. When training ends (or fails) each network copies them back into storage of its
+  own.
 - The replicated step (``AEREC_MPI_SHARD=0``, and CDAE): every rank applies the identical
   optimizer step (``Network.apply_gradients``) to the summed gradients.
 - Either way the parameters stay bitwise identical across ranks (``check_params=True`` compares a
@@ -316,21 +322,8 @@ class DataParallel:
         total = int(self.off[-1])
         self.B = np.array([total * r // self.size for r in range(self.size + 1)], np.int64)
         self.blo, self.bhi = int(self.B[self.rank]), int(self.B[self.rank + 1])
-        # every rank on one node: the sharded step's exchanges go through MPI shared memory
-        self.win_g = self.win_p = None
-        if self.shard and os.environ.get("AEREC_MPI_SHM", "1") != "0":
-            self._share_buffers(total)
         if self.shard:
             self.w0_rows = False  # the input layer goes dense in the Reduce_scatter
-            self.T = np.empty(1 << 16, np.float32)  # a piece of a scaled received block (in cache)
-            if self.win_g is None:  # the message path's buffers
-                self.P = np.empty(total, np.float32)  # the gathered parameters
-                self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's received gradient block
-                self.S = np.empty(self.bhi - self.blo, np.float32)  # this rank's stepped block, sent
-        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
-                      "shared_memory": self.win_g is not None,
-                      "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
-                      "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
         if self.size > 1:
             pids = self.c.allgather(np.array([os.getpid()], np.int64), "process ids")[:, 0]
             if self.rank == 0:  # the launcher reports a killed rank by pid: this maps it to a rank
@@ -338,8 +331,24 @@ class DataParallel:
                                  + ", ".join(f"{r}={p}" for r, p in enumerate(pids))
                                  + ")\n")
         # identical initial parameters: checked once (a model seeded differently per rank would
-        # train n different models silently)
+        # train n different models silently); before the shared-memory parameters, which are one
+        # copy for every rank
         self._check_replicated("the initial parameters")
+        # every rank on one node: the sharded step's exchanges go through MPI shared memory
+        self.win_g = self.win_p = self.win_f = None
+        self.Fs = None
+        if self.shard and os.environ.get("AEREC_MPI_SHM", "1") != "0":
+            self._share_buffers(total)
+        if self.shard:
+            self.T = np.empty(1 << 16, np.float32)  # a piece of a scaled received block (in cache)
+            if self.win_g is None:  # the message path's buffers
+                self.P = np.empty(total, np.float32)  # the gathered parameters
+                self.R = np.empty(self.bhi - self.blo, np.float32)  # this rank's received gradient block
+                self.S = np.empty(self.bhi - self.blo, np.float32)  # this rank's stepped block, sent
+        self.stats = {"steps": 0, "bytes_sent": 0, "w0_rows_steps": 0, "sharded": self.shard,
+                      "shared_memory": self.win_g is not None, "shared_params": self.win_p is not None,
+                      "dense_bytes": int(4 * (self.off[self.n_dense] - (self.off[1] if self.w0_rows else 0))),
+                      "grad_s": 0.0, "comm_s": 0.0, "apply_s": 0.0}
 
     # -- one epoch --------------------------------------------------------------------------------
     def train_epoch(self, seed):
@@ -362,8 +371,11 @@ class DataParallel:
         loss, err, have = 0.0, None, False
         try:
             if mine.size:
+                # with shared memory and a CSR x, W0's untouched rows are left unwritten (their
+                # gradient is l2 W0) and flagged so for the owner of their block
                 loss = net.gradients(self.x, self.y, mask=self.mask, training=True, users=self.users,
-                                     rows=np.ascontiguousarray(mine, np.int64), out=G)[0]
+                                     rows=np.ascontiguousarray(mine, np.int64), out=G,
+                                     w0_rows=None if self.Fs is None else self.Fs[self.rank])[0]
                 have = True
         except Exception as exc:  # noqa: BLE001 - every rank learns of it below
             err = f"{type(exc).__name__}: {exc}"
@@ -371,6 +383,8 @@ class DataParallel:
                 raise
         if not have:
             G[:] = 0
+            if self.Fs is not None:
+                self.Fs[self.rank][:] = 1  # every row written (zero)
         ids = None
         if self.lazy or (self.sparse_x and not self.shard):  # the input features present in this rank's rows
             if not mine.size:
@@ -410,20 +424,31 @@ class DataParallel:
                     W0[all_ids[o:o + k]] += vals[o * h:(o + k) * h].reshape(k, h)
                     o += k
                 lo = int(off[1])
+        if self.shard and self.win_g is not None:
+            # one node: the peers' gradients and the parameters are shared memory. The owner of a
+            # block steps it with the scaled sum of every rank's gradient block read in place,
+            # summed inside the optimizer pass (apply_gradient_sum: no sum buffer, W0's rows that a
+            # rank's batch does not touch are not read), writing the parameters every rank's
+            # network reads; one barrier and every rank has the stepped parameters.
+            t2 = time.perf_counter()
+            self._step_shared(head[:, 1] / n_batch, rows0)
+            t3 = time.perf_counter()
+            self._barrier("parameter step (shared memory)")
+            t4 = time.perf_counter()
+            self.stats["steps"] += 1
+            self.stats["bytes_sent"] += c.bytes - sent0
+            self.stats["grad_s"] += t1 - t0
+            self.stats["apply_s"] += t3 - t2
+            self.stats["comm_s"] += (t2 - t1) + (t4 - t3)
+            return float(head[:, 2].sum() / n_batch)
         if self.shard:
             # the gradients go unscaled: the owner of a block scales each rank's part as it sums
             # them (the same products and sums as scaling before sending; one pass less over G)
-            if self.win_g is not None:
-                self._reduce_shared(head[:, 1] / n_batch)
-            else:
-                self._reduce_scatter(G, head[:, 1] / n_batch)
+            self._reduce_scatter(G, head[:, 1] / n_batch)
             t2 = time.perf_counter()
             net.apply_gradients(G, rows0=rows0, flat_range=(self.blo, self.bhi))
             t3 = time.perf_counter()
-            if self.win_p is not None:
-                self._gather_shared()
-            else:
-                self._gather_params()
+            self._gather_params()
             t4 = time.perf_counter()
             self.stats["steps"] += 1
             self.stats["bytes_sent"] += c.bytes - sent0
@@ -503,80 +528,108 @@ class DataParallel:
             if B[q + 1] > B[q]:
                 self.net.set_params_flat(int(B[q]), P[B[q]:B[q + 1]])
 
-    # -- one node: the sharded step's exchanges through MPI shared memory ------------------------
+    # -- one node: the sharded step through MPI shared memory -----------------------------------
     def _share_buffers(self, total):
-        """When every rank runs on one node: the flat gradient buffer ``G`` of every rank and the
-        stepped parameter block of every rank live in MPI shared-memory windows
-        (``Win.Allocate_shared``), so the reduce-scatter reads the peers' parts of this rank's
-        block in place and the all-gather reads their stepped blocks in place: none of the four
-        copies of each byte a message costs (into and out of MPI's buffers on both sides). The
-        sums and their order are those of the message path. ``AEREC_MPI_SHM=0`` keeps messages."""
+        """When every rank runs on one node, three MPI shared-memory windows
+        (``Win.Allocate_shared``): every rank's flat gradient buffer ``G``; the flat parameters
+        themselves, one copy that every rank's network keeps its parameters in
+        (``Network.bind_params``); and, with a CSR input, every rank's byte per W0 row saying which
+        rows of its W0 gradient it wrote (``gradients(w0_rows=)``: the rows its batch touches; the
+        others are ``l2 W0``, neither written nor read). The owner of a block steps it
+        in place with the peers' gradients read where they lie, and after one barrier every rank
+        sees every stepped block: no copies between the ranks at all (a message costs a copy into
+        and one out of MPI's buffers on each side; a shared stepped block still cost a copy out of
+        and one into every network). ``AEREC_MPI_SHM=0`` keeps the messages."""
         MPI, comm = self.c.MPI, self.c.comm
         node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=self.rank)
         one = node.Get_size() == self.size and node.Get_rank() == self.rank
         if not self.c.allgather(np.array([one], np.int64), "shared-memory setup")[:, 0].all():
             node.Free()
             return
-        B = self.B
+        if not all(hasattr(self.net, f) for f in ("bind_params", "apply_gradient_sum")):
+            node.Free()
+            return
 
-        def window(n_of):
-            win = MPI.Win.Allocate_shared(4 * max(int(n_of(self.rank)), 1), 4, comm=node)
+        def window(n_of, dtype):
+            item = np.dtype(dtype).itemsize
+            win = MPI.Win.Allocate_shared(item * max(int(n_of(self.rank)), 1), item, comm=node)
             win.Lock_all(MPI.MODE_NOCHECK)
             views = []
             for q in range(self.size):
                 buf, _ = win.Shared_query(q)
-                views.append(np.frombuffer(buf, np.float32, count=int(n_of(q))))
+                views.append(np.frombuffer(buf, dtype, count=int(n_of(q))))
             return win, views
-        self.win_g, self.Gs = window(lambda q: total)
-        self.win_p, self.Ps = window(lambda q: B[q + 1] - B[q])
         self.node = node
+        self.win_g, self.Gs = window(lambda q: total, np.float32)
         self.G = self.Gs[self.rank]
         self.G[:] = 0
+        if self.sparse_x:
+            self.win_f, self.Fs = window(lambda q: self.shapes[0][0], np.uint8)
+            self.Fs[self.rank][:] = 1
+        # the parameters: one block (rank 0's segment), rank 0's values copied in, then every
+        # network keeps its parameters there
+        self.win_p, views = window(lambda q: total if q == 0 else 0, np.float32)
+        self.Pw = views[0]
+        if self.rank == 0:
+            self.net.bind_params(self.Pw, copy=True)
+        self.win_p.Sync()
+        self._barrier("shared parameters")
+        self.win_p.Sync()
+        if self.rank != 0:
+            self.net.bind_params(self.Pw, copy=False)
 
     def _barrier(self, what):
         self.c.wait(self.c.comm.Ibarrier(), what)
 
-    def _reduce_shared(self, scales):
-        """``_reduce_scatter`` through shared memory: the step's first collective (every rank's
-        gradients are written by then) is the synchronisation; the peers' parts of this block are
-        read in place, in the message path's order (round k: rank - k)."""
+    def _step_shared(self, scales, rows0):
+        """The owner's step of its block through shared memory: the parts in the message path's
+        order (this rank's, then round k's rank - k), each scaled by its rank's row share, summed
+        inside the optimizer pass (``apply_gradient_sum``; the same sums as ``scaled_sum``) and
+        stepped in place in the shared parameters. The step's first collective (every rank's
+        gradient and flags are written by then) orders the reads after the writes."""
         self.win_g.Sync()
+        if self.win_f is not None:
+            self.win_f.Sync()
         r, n, B = self.rank, self.size, self.B
-        mine = self.G[self.blo:self.bhi]
-        for k in range(1, n):
-            q = (r - k) % n
-            scaled_sum(mine, np.float32(scales[r]) if k == 1 else None, self.Gs[q][self.blo:self.bhi],
-                       np.float32(scales[q]), self.T)
-            self.c.bytes += 4 * int(B[(r + k) % n + 1] - B[(r + k) % n])  # what a peer reads of ours
-        if n == 1:
-            mine *= np.float32(scales[r])
-
-    def _gather_shared(self):
-        """``_gather_params`` through shared memory: this rank's stepped block into its window,
-        a barrier (every block stepped and written; every rank done reading the gradients of this
-        step), then every peer's block read in place into the network. The next write of either
-        window comes after the next step's first collective, which no rank reaches before it has
-        read them."""
-        B, r, n = self.B, self.rank, self.size
-        self.net.get_params_flat(self.blo, self.bhi, out=self.Ps[r])
+        order = [(r - k) % n for k in range(n)]
+        parts = [self.Gs[q] for q in order]
+        sc = np.array([scales[q] for q in order], np.float32)
+        w0 = None if self.Fs is None else [self.Fs[q] for q in order]
+        self.net.apply_gradient_sum(parts, sc, rows0=rows0, flat_range=(self.blo, self.bhi), w0_rows=w0)
         self.win_p.Sync()
-        self._barrier("parameter all-gather (shared memory)")
-        self.win_p.Sync()
+        # what a network would carry: the peers' gradient blocks this rank owns are read (W0's
+        # touched rows only, with the flags), and its stepped block is read by every peer
+        c0, w0_end = self.shapes[0][1], int(self.off[1])
+        mine = self.Fs[r] if self.Fs is not None else None
         for k in range(1, n):
-            q = (r - k) % n
-            if B[q + 1] > B[q]:
-                self.net.set_params_flat(int(B[q]), self.Ps[q])
+            q = (r + k) % n  # the owner of block q reads this rank's part of it
+            lo, hi = int(B[q]), int(B[q + 1])
+            if mine is not None and lo < w0_end:
+                r0, r1 = lo // c0, min(hi, w0_end) // c0
+                w0b = 4 * c0 * int(np.count_nonzero(mine[r0:r1])) + mine[r0:r1].nbytes
+                self.c.bytes += w0b + 4 * (hi - min(hi, r1 * c0))
+            else:
+                self.c.bytes += 4 * (hi - lo)
         self.c.bytes += 4 * (self.bhi - self.blo) * (n - 1)
 
+    def _release(self):
+        """This rank's network back on its own parameter storage (a copy of the shared block):
+        after training, or when it fails (the windows then stay until MPI ends)."""
+        if self.win_p is not None and getattr(self.net, "params_bound", False):
+            self.net.unbind_params()
+
     def _free_shared(self):
-        for win in (self.win_g, self.win_p):
+        if self.win_g is None:
+            return
+        self._release()
+        self._barrier("shared-memory release")  # every rank has its copy before the block goes
+        for win in (self.win_g, self.win_p, self.win_f):
             if win is not None:
                 win.Unlock_all()
                 win.Free()
-        if self.win_g is not None:
-            self.node.Free()
-        self.win_g = self.win_p = None
-        self.Gs = self.Ps = None
+        self.node.Free()
+        self.win_g = self.win_p = self.win_f = None
+        self.Gs = self.Fs = self.Pw = None
         self.G = np.zeros(int(self.off[-1]), np.float32)
 
     def _gather_optimizer_state(self):
@@ -659,7 +712,11 @@ class DataParallel:
         return bool(self.c.run_on_root(lambda: bool(stop), "stop_training"))
 
     def guard(self, fn):
-        return guarded(self.c, fn)
+        try:
+            return guarded(self.c, fn)
+        except RankFailedError:
+            self._release()  # the model keeps working parameters of its own
+            raise
 
     def report(self):
         """This rank's counters: steps, payload bytes this rank put into collectives
