@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "aerec/error.hpp"
 #include "aerec/parallel.hpp"
@@ -38,5 +39,156 @@ void gram_upper(const CsrView<float>& X, const std::int64_t* cptr, const std::in
 
 template void gram_upper<float>(const CsrView<float>&, const std::int64_t*, const std::int32_t*, float*, int);
 template void gram_upper<double>(const CsrView<float>&, const std::int64_t*, const std::int32_t*, double*, int);
+
+// --- EASE pruning: the k largest |B_ij| of the whole matrix (see gram.hpp) ---------------------
+
+namespace {
+
+constexpr int kBins = 1 << 16;
+constexpr std::uint32_t kNonFinite = 0x7f800000u;  // |x| bits >= this: inf or NaN
+
+inline std::uint32_t abs_bits(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  return u & 0x7fffffffu;
+}
+
+// f(j, x) over row i's off-diagonal entries, in column order.
+template <class F>
+inline void off_diagonal(const float* row, index_t i, index_t n, F&& f) {
+  for (index_t j = 0; j < i; ++j) f(j, row[j]);
+  for (index_t j = i + 1; j < n; ++j) f(j, row[j]);
+}
+
+// Counts of the 16-bit keys of the off-diagonal |B_ij| bit patterns: the high half (level 0), or
+// the low half of the entries whose high half is `hi` (level 1). Per-thread 32-bit counts, flushed
+// into 64-bit totals at least every 2^31 entries. Returns false when an entry is not finite.
+bool histogram(const float* B, index_t n, int level, std::uint32_t hi, int threads, std::vector<std::int64_t>& total) {
+  total.assign(kBins, 0);
+  bool finite = true;
+  const index_t rows_per_flush = std::max<index_t>(1, (index_t(1) << 31) / std::max<index_t>(n, 1));
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<std::uint32_t> h(kBins, 0);
+    std::vector<std::int64_t> acc(kBins, 0);
+    bool ok = true;
+    index_t since = 0;
+#pragma omp for schedule(static)
+    for (index_t i = 0; i < n; ++i) {
+      const float* row = B + i * n;
+      if (level == 0) {
+        std::uint32_t worst = 0;
+        off_diagonal(row, i, n, [&](index_t, float x) {
+          const std::uint32_t u = abs_bits(x);
+          worst = std::max(worst, u);
+          ++h[u >> 16];
+        });
+        if (worst >= kNonFinite) ok = false;
+      } else {
+        off_diagonal(row, i, n, [&](index_t, float x) {
+          const std::uint32_t u = abs_bits(x);
+          if ((u >> 16) == hi) ++h[u & 0xffffu];
+        });
+      }
+      if (++since == rows_per_flush) {
+        for (int b = 0; b < kBins; ++b) acc[b] += h[b], h[b] = 0;
+        since = 0;
+      }
+    }
+    for (int b = 0; b < kBins; ++b) acc[b] += h[b];
+#pragma omp critical(aerec_magnitude_histogram)
+    {
+      for (int b = 0; b < kBins; ++b) total[b] += acc[b];
+      finite = finite && ok;
+    }
+  }
+  return finite;
+}
+
+// The bin holding the `k`-th largest key (k >= 1, at most the histogram's total); `above` gets the
+// count of keys in higher bins.
+int kth_largest_bin(const std::vector<std::int64_t>& h, std::int64_t k, std::int64_t& above) {
+  above = 0;
+  for (int b = kBins - 1; b >= 0; --b) {
+    if (above + h[b] >= k) return b;
+    above += h[b];
+  }
+  throw std::logic_error("aerec: top_magnitude: histogram holds fewer than k entries");
+}
+
+}  // namespace
+
+MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int num_threads) {
+  AEREC_CHECK_ARG(n >= 2, "top_magnitude: B must be at least 2 x 2");
+  AEREC_CHECK_ARG(k >= 1 && k <= n * (n - 1), "top_magnitude: k must lie in [1, n (n - 1)] (the off-diagonal entries)");
+  const int threads = resolve_threads(num_threads);
+  std::vector<std::int64_t> h;
+  if (!histogram(B, n, 0, 0, threads, h))
+    throw std::invalid_argument("aerec: top_magnitude: B has non-finite (NaN or inf) off-diagonal entries; "
+                                "refit the model (EASE: a larger l2 or dtype='float64')");
+  std::int64_t above_hi = 0, above_lo = 0;
+  const auto hi = static_cast<std::uint32_t>(kth_largest_bin(h, k, above_hi));
+  histogram(B, n, 1, hi, threads, h);
+  const auto lo = static_cast<std::uint32_t>(kth_largest_bin(h, k - above_hi, above_lo));
+  MagnitudePlan plan;
+  plan.threshold_bits = (hi << 16) | lo;
+  plan.greater = above_hi + above_lo;
+  const std::uint32_t thr = plan.threshold_bits;
+  std::vector<std::int64_t> gt(n), eq(n);
+#pragma omp parallel for num_threads(threads) schedule(static)
+  for (index_t i = 0; i < n; ++i) {
+    std::int64_t g = 0, e = 0;
+    off_diagonal(B + i * n, i, n, [&](index_t, float x) {
+      const std::uint32_t u = abs_bits(x);
+      g += u > thr;
+      e += u == thr;
+    });
+    gt[i] = g;
+    eq[i] = e;
+  }
+  // ties at T: the first k - greater in row-major order; none when T = 0 (they would be zeros)
+  std::int64_t left = thr != 0 ? k - plan.greater : 0;
+  plan.indptr.assign(n + 1, 0);
+  plan.ties.assign(n, 0);
+  for (index_t i = 0; i < n; ++i) {
+    const std::int64_t t = std::min(eq[i], left);
+    left -= t;
+    plan.ties[i] = t;
+    plan.indptr[i + 1] = plan.indptr[i] + gt[i] + t;
+  }
+  return plan;
+}
+
+void top_magnitude_fill(const float* B, index_t n, const MagnitudePlan& plan, std::int32_t* indices, float* data,
+                        int num_threads) {
+  AEREC_CHECK_ARG(static_cast<index_t>(plan.indptr.size()) == n + 1 && static_cast<index_t>(plan.ties.size()) == n,
+                  "top_magnitude_fill: the plan is for another matrix size");
+  const int threads = resolve_threads(num_threads);
+  const std::uint32_t thr = plan.threshold_bits;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 16)
+  for (index_t i = 0; i < n; ++i) {
+    std::int64_t pos = plan.indptr[i];
+    const std::int64_t end = plan.indptr[i + 1];
+    std::int64_t ties = plan.ties[i];
+    // Branch-free: every entry is written at pos and pos advances only when it is kept (a kept /
+    // dropped branch mispredicts on ~density of the entries). The row stops at its last kept entry,
+    // so no write lands past the row's own range (the next row may belong to another thread).
+    const float* row = B + i * n;
+    auto scan = [&](index_t j0, index_t j1) {
+      for (index_t j = j0; j < j1 && pos < end; ++j) {
+        const float x = row[j];
+        const std::uint32_t u = abs_bits(x);
+        const std::int64_t tie = (u == thr) & (ties > 0);
+        const std::int64_t keep = (u > thr) | tie;
+        ties -= tie;
+        indices[pos] = static_cast<std::int32_t>(j);
+        data[pos] = x;
+        pos += keep;
+      }
+    };
+    scan(0, i);
+    scan(i + 1, n);
+  }
+}
 
 }  // namespace aerec::cpu

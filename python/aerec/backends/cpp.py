@@ -268,6 +268,15 @@ def gram_upper(X, dtype="float32", num_threads=0):
     return G
 
 
+def top_magnitude_csr(B, k, num_threads=0):
+    """The k largest off-diagonal |B_ij| as CSR rows (the rule: :func:`aerec.backends.numpy_.top_magnitude_csr`):
+    two 16-bit histogram passes over the bit patterns of |B| find the exact threshold, one pass counts
+    each row's kept entries, one writes them; no copy of B."""
+    from .numpy_ import _check_top_magnitude
+    _, k = _check_top_magnitude(B, k)
+    return _core.top_magnitude_csr(_np.ascontiguousarray(B), k, num_threads)
+
+
 def spmm(X, W, num_threads=0):
     """``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c): (n_rows, c) float32.
 
