@@ -282,7 +282,7 @@ def scaling_child(items, what, densities, repeat):
         for r in range(repeat):
             model, st = _timed_sansa_fit(X, l2, d, fac)
             runs.append(st)
-            if st["fit"] > 20:  # one timed fit is enough at this size
+            if st["fit"] > 20 or sum(r["fit"] for r in runs) > 45:  # keep the child inside --limit
                 break
         W1, W2 = model.weights
         out(model=f"SANSA {fac}", density=d, l2=l2, fit_s=[r["fit"] for r in runs], stages=runs,

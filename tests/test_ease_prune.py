@@ -79,6 +79,24 @@ def test_ties_straddling_the_histogram_bins():
         _check(B, k)
 
 
+@pytest.mark.parametrize("collect_limit", [0, 1, -1, 10 ** 9])
+def test_compiled_paths_agree(collect_limit):
+    """The compiled kernel decides the threshold's bin either from its collected entries or by a
+    second histogram and a counting pass (collect_limit, a test hook): same result."""
+    if not aerec.backends.available().get("cpp"):
+        pytest.skip("needs the compiled backend")
+    from aerec import _core
+    rng = np.random.default_rng(5)
+    for n, kind in ((3, "ties"), (64, "normal"), (257, "ties"), (300, "normal")):
+        B = (rng.integers(-2, 3, (n, n)) * 0.5 if kind == "ties" else rng.normal(size=(n, n))).astype(np.float32)
+        for k in sorted({1, n, n * (n - 1) // 3, n * (n - 1) - 1, n * (n - 1)}):
+            want = brute(B, k)
+            for threads in (1, 2, 3):
+                got = _core.top_magnitude_csr(B, k, threads, collect_limit)
+                for g, w in zip(got, want):
+                    np.testing.assert_array_equal(g, w, err_msg=f"n={n} k={k} threads={threads}")
+
+
 def test_all_off_diagonal_kept_drops_zeros():
     B = np.array([[5, 0, 2], [-0.0, 9, -1], [3, 0, 7]], np.float32)
     indptr, indices, data = aerec.backends.get("numpy").top_magnitude_csr(B, 6)

@@ -47,7 +47,7 @@ void gram_upper(py::array indptr, py::array indices, py::object data, py::array 
 }
 
 // (indptr int64, indices int32, data float32): the k largest off-diagonal |B_ij| as CSR rows
-py::tuple top_magnitude_csr(py::array B, std::int64_t k, int num_threads) {
+py::tuple top_magnitude_csr(py::array B, std::int64_t k, int num_threads, std::int64_t collect_limit) {
   using namespace aerec;
   bind::require_dtype<float>(B, "B");
   if (B.ndim() != 2 || B.shape(0) != B.shape(1) || !(B.flags() & py::array::c_style))
@@ -61,7 +61,7 @@ py::tuple top_magnitude_csr(py::array B, std::int64_t k, int num_threads) {
   cpu::MagnitudePlan plan;
   {
     py::gil_scoped_release release;
-    plan = cpu::top_magnitude_plan(b, n, k, num_threads);
+    plan = cpu::top_magnitude_plan(b, n, k, num_threads, collect_limit);
   }
   const std::int64_t nnz = plan.indptr[n];
   bind::i64_array indptr(n + 1);
@@ -79,8 +79,10 @@ py::tuple top_magnitude_csr(py::array B, std::int64_t k, int num_threads) {
 
 void bind_gram(py::module_& m) {
   m.def("top_magnitude_csr", &top_magnitude_csr, py::arg("B"), py::arg("k"), py::arg("num_threads") = 0,
+        py::arg("collect_limit") = -1,
         "The k largest off-diagonal |B_ij| of a square float32 B as CSR rows (indptr, indices, data); ties at the "
-        "k-th value: the first in row-major order, none when it is 0.");
+        "k-th value: the first in row-major order, none when it is 0. collect_limit: the largest threshold bin "
+        "decided from collected entries (-1: default; 0 forces the histogram + counting passes; for tests).");
   m.def("gram_upper", &gram_upper, py::arg("indptr"), py::arg("indices"), py::arg("data"),
         py::arg("csc_indptr"), py::arg("csc_rows"), py::arg("out"), py::arg("num_threads") = 0,
         "Write the upper triangle (j >= i) of X^T X into out (n x n). CSR indices must be sorted.");

@@ -1,6 +1,7 @@
 #include "aerec/gram.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
@@ -118,7 +119,8 @@ int kth_largest_bin(const std::vector<std::int64_t>& h, std::int64_t k, std::int
 
 }  // namespace
 
-MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int num_threads) {
+MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int num_threads,
+                                 std::int64_t collect_limit) {
   AEREC_CHECK_ARG(n >= 2, "top_magnitude: B must be at least 2 x 2");
   AEREC_CHECK_ARG(k >= 1 && k <= n * (n - 1), "top_magnitude: k must lie in [1, n (n - 1)] (the off-diagonal entries)");
   const int threads = resolve_threads(num_threads);
@@ -128,24 +130,66 @@ MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int 
                                 "refit the model (EASE: a larger l2 or dtype='float64')");
   std::int64_t above_hi = 0, above_lo = 0;
   const auto hi = static_cast<std::uint32_t>(kth_largest_bin(h, k, above_hi));
-  histogram(B, n, 1, hi, threads, h);
-  const auto lo = static_cast<std::uint32_t>(kth_largest_bin(h, k - above_hi, above_lo));
+  if (collect_limit < 0) collect_limit = std::max<std::int64_t>(std::int64_t(1) << 20, n * n / 32);
+  std::vector<std::int64_t> gt(n), eq(n);
   MagnitudePlan plan;
-  plan.threshold_bits = (hi << 16) | lo;
+  if (h[hi] <= collect_limit) {
+    // One pass over B: each row's count above the threshold's bin, and the bin's entries (row, low
+    // half: h[hi] of them, known from the first pass) copied out; the row is read a second time
+    // from cache to copy them into a slot reserved by an atomic counter. The threshold and each
+    // row's counts then come from the copied entries alone.
+    const std::int64_t in_bin = h[hi];
+    std::vector<std::int32_t> rows(static_cast<std::size_t>(in_bin));
+    std::vector<std::uint16_t> low(static_cast<std::size_t>(in_bin));
+    std::atomic<std::int64_t> filled{0};
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t i = 0; i < n; ++i) {
+      const float* row = B + i * n;
+      std::int64_t a = 0, b = 0;
+      off_diagonal(row, i, n, [&](index_t, float x) {
+        const std::uint32_t key = abs_bits(x) >> 16;
+        a += key > hi;
+        b += key == hi;
+      });
+      gt[i] = a;
+      if (b == 0) continue;
+      std::int64_t pos = filled.fetch_add(b, std::memory_order_relaxed);
+      off_diagonal(row, i, n, [&](index_t, float x) {
+        const std::uint32_t u = abs_bits(x);
+        if ((u >> 16) == hi) {
+          rows[pos] = static_cast<std::int32_t>(i);
+          low[pos] = static_cast<std::uint16_t>(u & 0xffffu);
+          ++pos;
+        }
+      });
+    }
+    std::vector<std::int64_t> hl(kBins, 0);
+    for (const std::uint16_t v : low) ++hl[v];
+    const auto lo = static_cast<std::uint32_t>(kth_largest_bin(hl, k - above_hi, above_lo));
+    plan.threshold_bits = (hi << 16) | lo;
+    for (std::int64_t p = 0; p < in_bin; ++p) {
+      gt[rows[p]] += low[p] > lo;
+      eq[rows[p]] += low[p] == lo;
+    }
+  } else {
+    histogram(B, n, 1, hi, threads, h);
+    const auto lo = static_cast<std::uint32_t>(kth_largest_bin(h, k - above_hi, above_lo));
+    plan.threshold_bits = (hi << 16) | lo;
+    const std::uint32_t thr = plan.threshold_bits;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (index_t i = 0; i < n; ++i) {
+      std::int64_t g = 0, e = 0;
+      off_diagonal(B + i * n, i, n, [&](index_t, float x) {
+        const std::uint32_t u = abs_bits(x);
+        g += u > thr;
+        e += u == thr;
+      });
+      gt[i] = g;
+      eq[i] = e;
+    }
+  }
   plan.greater = above_hi + above_lo;
   const std::uint32_t thr = plan.threshold_bits;
-  std::vector<std::int64_t> gt(n), eq(n);
-#pragma omp parallel for num_threads(threads) schedule(static)
-  for (index_t i = 0; i < n; ++i) {
-    std::int64_t g = 0, e = 0;
-    off_diagonal(B + i * n, i, n, [&](index_t, float x) {
-      const std::uint32_t u = abs_bits(x);
-      g += u > thr;
-      e += u == thr;
-    });
-    gt[i] = g;
-    eq[i] = e;
-  }
   // ties at T: the first k - greater in row-major order; none when T = 0 (they would be zeros)
   std::int64_t left = thr != 0 ? k - plan.greater : 0;
   plan.indptr.assign(n + 1, 0);

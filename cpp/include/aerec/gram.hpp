@@ -29,8 +29,12 @@ struct MagnitudePlan {
   std::vector<std::int64_t> ties;    // per row: entries equal to T that are kept
 };
 
-// 1 <= k <= n (n - 1); every entry of B finite (std::invalid_argument otherwise).
-MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int num_threads = 0);
+// 1 <= k <= n (n - 1); every entry of B finite (std::invalid_argument otherwise). After the first
+// histogram, when the threshold's high-half bin holds at most collect_limit entries (< 0: the
+// default, max(2^20, n^2 / 32)), one pass counts and collects them (6 bytes each) and the rest is
+// decided from them; otherwise a second histogram pass and a counting pass. Same result either way.
+MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int num_threads = 0,
+                                 std::int64_t collect_limit = -1);
 
 // indices / data: plan.indptr[n] entries each, filled row by row, ascending column ids.
 void top_magnitude_fill(const float* B, index_t n, const MagnitudePlan& plan, std::int32_t* indices, float* data,
