@@ -213,6 +213,7 @@ def _timed_sansa_fit(X, l2, density, factorizer):
                 return f(*a, **k)
             finally:
                 st[key] += time.perf_counter() - t0
+                print(f"STAGE {key} done after {st[key]:.1f} s", flush=True)
         setattr(obj, name, g)
     wrap(model.factorizer, "approximate_ldlt", "ldlt")
     wrap(model.inverter, "invert", "invert")
@@ -268,7 +269,9 @@ def scaling_child(items, what, densities, repeat):
         return
     fac = what.split(":")[1]
     small = X[:300]
+    t0 = time.perf_counter()
     sansa_fit(nonempty_items(small), 500.0, densities[0], fac)  # numba compilation, not timed
+    print(f"STAGE numba warm-up fit done ({time.perf_counter() - t0:.1f} s); timed fit starts", flush=True)
     for d in densities:
         l2 = 500.0
         if val is not None:  # ML-100K: tune l2 on the validation users (untimed fits)
@@ -313,8 +316,9 @@ def scaling(items_list, densities, factorizers, repeat, limit, with_aerec=True):
                     os.killpg(proc.pid, signal.SIGKILL)  # the child we started, and its own children
                     stdout, _ = proc.communicate()
                     stopped.add((what, d))
+                    stages = "; ".join(ln[6:] for ln in (stdout or "").splitlines() if ln.startswith("STAGE "))
                     log(f"{items} {what} density {d}: > {limit:g} s (child killed after {time.perf_counter() - t0:.0f} s,"
-                        f" load {os.getloadavg()[0]:.1f})")
+                        f" load {os.getloadavg()[0]:.1f}; it had reached: {stages or 'nothing logged'})")
                 for line in (stdout or "").splitlines():
                     if line.startswith("RESULT "):
                         r = json.loads(line[7:])

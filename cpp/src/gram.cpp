@@ -212,26 +212,16 @@ void top_magnitude_fill(const float* B, index_t n, const MagnitudePlan& plan, st
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 16)
   for (index_t i = 0; i < n; ++i) {
     std::int64_t pos = plan.indptr[i];
-    const std::int64_t end = plan.indptr[i + 1];
     std::int64_t ties = plan.ties[i];
-    // Branch-free: every entry is written at pos and pos advances only when it is kept (a kept /
-    // dropped branch mispredicts on ~density of the entries). The row stops at its last kept entry,
-    // so no write lands past the row's own range (the next row may belong to another thread).
-    const float* row = B + i * n;
-    auto scan = [&](index_t j0, index_t j1) {
-      for (index_t j = j0; j < j1 && pos < end; ++j) {
-        const float x = row[j];
-        const std::uint32_t u = abs_bits(x);
-        const std::int64_t tie = (u == thr) & (ties > 0);
-        const std::int64_t keep = (u > thr) | tie;
-        ties -= tie;
+    off_diagonal(B + i * n, i, n, [&](index_t j, float x) {
+      const std::uint32_t u = abs_bits(x);
+      if (u > thr || (u == thr && ties > 0)) {  // (branch-free stores measured slower: 2 stores per entry)
+        ties -= u == thr;
         indices[pos] = static_cast<std::int32_t>(j);
         data[pos] = x;
-        pos += keep;
+        ++pos;
       }
-    };
-    scan(0, i);
-    scan(i + 1, n);
+    });
   }
 }
 
