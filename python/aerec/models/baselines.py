@@ -336,6 +336,10 @@ class EASE(_SavableRecommender):
         ``Z = X^T K^-1`` and ``Q = X^T Z^T``: two sparse x dense products of nnz(X) x u and
         nnz(X) x n multiply-adds (was: two triangular solves against the dense X, 2 u^2 n, and a
         single-threaded scipy product). B is scaled in place in Q's memory: one n x n array."""
+        if not l2 <= float(np.finfo(np.float32).max):  # as the float32 K + l2 I of the other forms: not finite
+            raise FloatingPointError(f"EASE: the weights are not finite with l2={l2!r} in float32; use an l2 "
+                                     "nearer the Gram matrix's scale (Steck: 200-1000 on MovieLens) or "
+                                     "dtype='float64'")
         Xd = X.astype(np.float32)
         u = Xd.shape[0]
         K = np.asarray((Xd @ Xd.T).toarray(), dtype=np.float64)  # u x u: float64 costs nothing here
