@@ -22,10 +22,11 @@ equal density"): MovieLens-100K (1,682 items; l2 of every model tuned on the val
 synthetic ML-20M-like slices of --items items (2,000 training users, 300 held-out users with 80%
 fold-in; l2 = 500 for every model), NDCG@100 on the held-out users next to each time. aerec: exact
 EASE fit + ``compress.prune(density=d)``, each a median of --repeat. SANSA: wall time around
-``SANSA.fit`` (numba compiled first on a 300-user slice), split into its stages by wrapping the
+``SANSA.fit`` (numba compiled first on a 300 x 300 slice), split into its stages by wrapping the
 factorizer's ``approximate_ldlt`` and the inverter's ``invert`` (the rest: ICF scaling, W = L^-1 P,
 W_r, the diagonal), with the stand-in's COLAMD and dense-Cholesky seconds reported apart. Each
-SANSA configuration runs in a child process killed after --limit seconds (recorded as "> limit");
+SANSA configuration runs in a child process (data, a 300 x 300 warm-up fit that compiles SANSA's numba
+kernels, the timed fits) killed after --limit seconds (recorded as "> limit");
 a configuration that hit the limit is not run at larger sizes.
 
     flock /tmp/aerec-bench.lock python benchmarks/bench_sansa.py scaling --items ml-100k,2000,5000 \
@@ -268,7 +269,7 @@ def scaling_child(items, what, densities, repeat):
             out(model="aerec prune", density=d, l2=l2, fit_s=ts, prune_s=ts, ndcg=nd(p, test))
         return
     fac = what.split(":")[1]
-    small = X[:300]
+    small = X[:300, :300]  # compiles the same kernels as a full fit, in seconds
     t0 = time.perf_counter()
     sansa_fit(nonempty_items(small), 500.0, densities[0], fac)  # numba compilation, not timed
     print(f"STAGE numba warm-up fit done ({time.perf_counter() - t0:.1f} s); timed fit starts", flush=True)
