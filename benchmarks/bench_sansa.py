@@ -320,6 +320,12 @@ def scaling(items_list, densities, factorizers, repeat, limit, with_aerec=True):
                     stages = "; ".join(ln[6:] for ln in (stdout or "").splitlines() if ln.startswith("STAGE "))
                     log(f"{items} {what} density {d}: > {limit:g} s (child killed after {time.perf_counter() - t0:.0f} s,"
                         f" load {os.getloadavg()[0]:.1f}; it had reached: {stages or 'nothing logged'})")
+                if proc.returncode not in (0, -signal.SIGKILL) or not any(
+                        ln.startswith("RESULT ") for ln in (stdout or "").splitlines()):
+                    if (what, d) not in stopped:
+                        stopped.add((what, d))
+                        log(f"{items} {what} density {d}: no result (child exit status {proc.returncode} after "
+                            f"{time.perf_counter() - t0:.0f} s)")
                 for line in (stdout or "").splitlines():
                     if line.startswith("RESULT "):
                         r = json.loads(line[7:])
