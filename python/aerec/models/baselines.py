@@ -199,11 +199,12 @@ class EASE(_SavableRecommender):
     def memory_required(n_items: int, dtype="float32", n_users=None) -> int:
         """Peak bytes EASE needs beyond the data: the n_items^2 Gram matrix, factorised and
         inverted in place, plus the float32 weight matrix B when fitting in float64; with
-        ``n_users`` < ``n_items`` (the dual form) also the users x users and users x items blocks."""
+        ``n_users`` < ``n_items`` (the dual form) also the users x users matrix and its inverse
+        (float64) and two users x items blocks."""
         it = np.dtype(dtype).itemsize
         need = n_items * n_items * (it + (4 if it == 8 else 0))
         if n_users is not None and n_users < n_items:
-            need += it * (n_users * n_users + n_users * n_items)
+            need += 16 * n_users * n_users + 2 * it * n_users * n_items
         return need
 
     def _form(self, X):
