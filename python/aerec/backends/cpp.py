@@ -270,8 +270,9 @@ def gram_upper(X, dtype="float32", num_threads=0):
 
 def top_magnitude_csr(B, k, num_threads=0):
     """The k largest off-diagonal |B_ij| as CSR rows (the rule: :func:`aerec.backends.numpy_.top_magnitude_csr`):
-    two 16-bit histogram passes over the bit patterns of |B| find the exact threshold, one pass counts
-    each row's kept entries, one writes them; no copy of B."""
+    a 16-bit histogram of the bit patterns of |B| finds the threshold's bin, one pass counts each row's
+    entries above it and copies out the bin's (the exact threshold and the row counts follow), one
+    pass writes the kept entries; no copy of B (cpp/src/gram.cpp)."""
     from .numpy_ import _check_top_magnitude
     _, k = _check_top_magnitude(B, k)
     return _core.top_magnitude_csr(_np.ascontiguousarray(B), k, num_threads)

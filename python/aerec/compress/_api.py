@@ -368,7 +368,7 @@ def _ease_top_global(model, sparsity):
     """The ``round((1 - sparsity) * n**2)`` largest-magnitude off-diagonal entries of ``model.B_``
     as CSR rows ``(indptr int64, indices int32, data float32)``, by the backend's
     ``top_magnitude_csr`` (ties at the threshold: the first in row-major order, none at 0; the
-    compiled kernel reads B four times and copies nothing, the NumPy reference copies |B| once)."""
+    compiled kernel reads B three times and copies nothing, the NumPy reference copies |B| once)."""
     B = np.ascontiguousarray(model.B_, dtype=np.float32)
     n = B.shape[0]
     budget = min(int(round((1.0 - sparsity) * n * n)), n * (n - 1))
