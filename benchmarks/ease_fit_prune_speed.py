@@ -13,8 +13,9 @@ first --train-users users), l2 = 500, the dual form (users < items).
   finiteness pass). After: ``EASE.fit`` (K^-1 by potrf + potri, both products by the backend's
   SpMM, one scaling pass). The two B are compared (max |difference| / max |B|).
 * prune, before: the NumPy reference ``top_magnitude_csr`` (one |B| copy partitioned in place, then
-  blockwise passes: the previous ``_ease_top_global``); after: the C++ kernel (two 16-bit histogram
-  passes over |B|'s bit patterns for the exact threshold, a counting pass, a filling pass). The
+  blockwise passes: the previous ``_ease_top_global``); after: the C++ kernel (a 16-bit histogram
+  of |B|'s bit patterns for the threshold's bin, a pass counting each row's entries above it and
+  copying out the bin's, a filling pass). The
   kept entries are checked identical. ``compress.prune`` as a whole is timed too, with its parts:
   the selection, the sha256 fingerprint of the source B (the model card's provenance), packing.
 """

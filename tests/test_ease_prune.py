@@ -67,7 +67,7 @@ def test_matches_definition(n, seed, kind, frac):
 
 
 def test_ties_straddling_the_histogram_bins():
-    """Many entries share the threshold's high 16 bits (the second histogram pass decides), many equal
+    """Many entries share the threshold's high 16 bits (the low-half histogram decides), many equal
     it exactly (the row-major tie rule decides across rows and threads)."""
     rng = np.random.default_rng(7)
     n = 700

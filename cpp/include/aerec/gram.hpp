@@ -18,7 +18,7 @@ void gram_upper(const CsrView<float>& X, const std::int64_t* csc_indptr, const s
 
 // EASE pruned to a global budget (aerec.compress.prune(ease, density=d)): the k largest |B_ij| of a
 // square row-major float B, diagonal never kept, as CSR rows. The threshold T is the k-th largest
-// off-diagonal |B_ij| (exact: two 16-bit histogram passes over the bit patterns of |B_ij|, which
+// off-diagonal |B_ij| (exact: 16-bit histograms of the bit patterns of |B_ij|, high then low half, which
 // order like the values for finite floats); kept are every off-diagonal |B_ij| > T and, when T > 0,
 // the first k - #{|B_ij| > T} entries equal to T in row-major order (ties at T = 0 would store
 // zeros: none kept). The NumPy reference is aerec.backends.numpy_.top_magnitude_csr.
