@@ -74,7 +74,7 @@ bool histogram(const float* B, index_t n, int level, std::uint32_t hi, int threa
     std::vector<std::int64_t> acc(kBins, 0);
     bool ok = true;
     index_t since = 0;
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 64)
     for (index_t i = 0; i < n; ++i) {
       const float* row = B + i * n;
       if (level == 0) {
@@ -142,7 +142,7 @@ MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int 
     std::vector<std::int32_t> rows(static_cast<std::size_t>(in_bin));
     std::vector<std::uint16_t> low(static_cast<std::size_t>(in_bin));
     std::atomic<std::int64_t> filled{0};
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
     for (index_t i = 0; i < n; ++i) {
       const float* row = B + i * n;
       std::int64_t a = 0, b = 0;
@@ -176,7 +176,7 @@ MagnitudePlan top_magnitude_plan(const float* B, index_t n, std::int64_t k, int 
     const auto lo = static_cast<std::uint32_t>(kth_largest_bin(h, k - above_hi, above_lo));
     plan.threshold_bits = (hi << 16) | lo;
     const std::uint32_t thr = plan.threshold_bits;
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 64)
     for (index_t i = 0; i < n; ++i) {
       std::int64_t g = 0, e = 0;
       off_diagonal(B + i * n, i, n, [&](index_t, float x) {
