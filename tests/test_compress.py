@@ -223,8 +223,11 @@ def test_pruned_ease_global_ties_and_extremes():
     B = np.round(rng.normal(size=(40, 40)), 1).astype(np.float32)  # many exact ties
     np.fill_diagonal(B, 0)
 
+    import types
+
     def _ease_top_global(B, sparsity):
-        indptr, indices, data = _api._ease_top_global(B, sparsity)
+        model = types.SimpleNamespace(B_=B, _backend=lambda: aerec.backends.get("numpy"))
+        indptr, indices, data = _api._ease_top_global(model, sparsity)
         return sp.csr_matrix((data, indices, indptr), shape=B.shape).toarray()
     for d in (0.01, 0.1, 0.33, 0.9):
         out = _ease_top_global(B, 1 - d)

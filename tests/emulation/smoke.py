@@ -316,6 +316,23 @@ def run_all(tmp):
         ids, sc = m.similar_items(0, k=5)
         assert ids.shape[-1] == 5 and 0 not in ids.tolist()
 
+    @check("EASE dual-form fit (backend SpMM) and prune: top_magnitude_csr (both compiled paths) == NumPy reference")
+    def _():
+        from aerec import _core, compress
+        Xd = aerec.datasets.synthetic(n_users=30, n_items=70, density=0.1, random_state=1).to_csr()
+        d = aerec.EASE(l2=5.0, solver="dual").fit(Xd)
+        p = aerec.EASE(l2=5.0, solver="primal", dtype="float64").fit(Xd)
+        assert np.abs(d.B_ - p.B_).max() <= 1e-4 * np.abs(p.B_).max()
+        ref = aerec.backends.get("numpy")
+        B = np.round(d.B_, 2)  # ties
+        for k in (1, 500, 70 * 69):
+            want = ref.top_magnitude_csr(B, k)
+            for limit in (-1, 0):
+                got = _core.top_magnitude_csr(B, k, 2, limit)
+                assert all(np.array_equal(g, w) for g, w in zip(got, want)), (k, limit)
+        pruned = compress.prune(d, density=0.1)
+        assert np.count_nonzero(pruned.item_vectors()) == int(round(0.1 * 70 * 70))
+
     @check("tune (grid, early stopping) and score(X) / score_items")
     def _():
         data = aerec.datasets.synthetic(n_users=120, n_items=40, density=0.1, random_state=0)

@@ -66,6 +66,10 @@ Interface of a backend module:
 ``gram_upper(X, dtype="float32", num_threads=0) -> G``
     ``X^T X`` of a CSR X (n_rows, n) as a dense (n, n) C-contiguous float32 / float64 array; only
     its upper triangle (j >= i) is guaranteed (EASE factorises it in place).
+``top_magnitude_csr(B, k, num_threads=0) -> (indptr, indices, data)``
+    the ``k`` largest off-diagonal ``|B_ij|`` of a square float32 B as CSR rows (int64 / int32 /
+    float32; EASE pruned to one global budget). Ties at the k-th value: the first in row-major
+    order, none when it is 0; the diagonal never kept; non-finite off-diagonal entries: ValueError.
 ``spmm(X, W, num_threads=0) -> ndarray``
     ``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c) (a strided view is fine):
     (n_rows, c) float32 (EASE scoring).

@@ -296,6 +296,16 @@ def gram_upper(X, dtype="float32", num_threads=0):
     return G
 
 
+def top_magnitude_csr(B, k, num_threads=0):
+    """The k largest off-diagonal |B_ij| as CSR rows (the rule: :func:`aerec.backends.numpy_.top_magnitude_csr`):
+    a 16-bit histogram of the bit patterns of |B| finds the threshold's bin, one pass counts each row's
+    entries above it and copies out the bin's (the exact threshold and the row counts follow), one
+    pass writes the kept entries; no copy of B (cpp/src/gram.cpp)."""
+    from .numpy_ import _check_top_magnitude
+    _, k = _check_top_magnitude(B, k)
+    return _core.top_magnitude_csr(_np.ascontiguousarray(B), k, num_threads)
+
+
 def spmm(X, W, num_threads=0):
     """``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c): (n_rows, c) float32.
 

@@ -363,6 +363,10 @@ def gram_upper(X, dtype="float32", num_threads=0):
     return G
 
 
+# the NumPy reference (one partition of a |B| copy); the compiled backend has the fast kernel
+top_magnitude_csr = _ref.top_magnitude_csr
+
+
 def spmm(X, W, num_threads=0):
     """``X @ W`` for a CSR X (n_rows, n) and a dense float32 W (n, c) (a strided view is fine):
     (n_rows, c) float32, in 384-column panels of W (as the C++ backend)."""

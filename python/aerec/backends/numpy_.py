@@ -1053,5 +1053,63 @@ def spmm(X, W, num_threads=0):
         raise ValueError(f"spmm: X has {X.shape[1]} columns but W has {W.shape[0]} rows")
     return np.ascontiguousarray(X.tocsr().astype(np.float32) @ W, dtype=np.float32)
 
+def _check_top_magnitude(B, k):
+    import numbers
+    import numpy as np
+    if not isinstance(B, np.ndarray) or B.dtype != np.float32 or B.ndim != 2 or B.shape[0] != B.shape[1]:
+        raise TypeError("top_magnitude_csr: B must be a square float32 numpy array; pass "
+                        "np.ascontiguousarray(B, dtype=np.float32)")
+    n = B.shape[0]
+    if n < 2:
+        raise ValueError("top_magnitude_csr: B must be at least 2 x 2 (a 1-item EASE has no off-diagonal entries)")
+    if isinstance(k, (bool, np.bool_)) or not isinstance(k, numbers.Integral) or not 1 <= int(k) <= n * (n - 1):
+        raise ValueError(f"top_magnitude_csr: k must be an int in [1, {n * (n - 1)}] (B's off-diagonal entries), "
+                         f"got {k!r}")
+    return n, int(k)
+
+
+def top_magnitude_csr(B, k, num_threads=0):
+    """The ``k`` largest off-diagonal ``|B_ij|`` of a square float32 ``B`` as CSR rows ``(indptr
+    int64, indices int32, data float32)`` (``aerec.compress.prune`` of an EASE: one global budget).
+
+    The threshold ``T`` is the k-th largest off-diagonal ``|B_ij|``; kept are every off-diagonal
+    entry with ``|B_ij| > T`` and, when ``T > 0``, the first ``k - #{|B_ij| > T}`` entries equal to
+    ``T`` in row-major order (ties at ``T = 0`` are zeros: none kept, so fewer than k entries come
+    back). The diagonal is never kept. Rows hold ascending column ids. Non-finite off-diagonal
+    entries: ValueError. Peak memory beyond B: one |B| copy (the compiled kernel needs none)."""
+    import numpy as np
+    n, k = _check_top_magnitude(B, k)
+    A = np.abs(B)
+    A[np.diag_indices(n)] = -1.0  # never kept
+    if not np.isfinite(A).all():
+        raise ValueError("top_magnitude_csr: B has non-finite (NaN or inf) off-diagonal entries; refit the model "
+                         "(EASE: a larger l2 or dtype='float64')")
+    flat = A.reshape(-1)
+    kth = flat.size - k
+    flat.partition(kth)  # in place: A is scrambled, only the threshold is read
+    thr = np.float32(flat[kth])
+    del A, flat
+    step = max(1, (1 << 24) // n)
+    blocks = []
+    for s in range(0, n, step):
+        a = np.abs(B[s:s + step])
+        a[np.arange(a.shape[0]), np.arange(s, s + a.shape[0])] = -1.0
+        blocks.append(a)
+    ties = k - sum(int(np.count_nonzero(a > thr)) for a in blocks) if thr > 0 else 0
+    counts, indices, data = [], [], []
+    for s, a in zip(range(0, n, step), blocks):
+        keep = a > thr
+        if ties > 0:
+            take = np.flatnonzero(a == thr)[:ties]  # row-major order
+            keep.reshape(-1)[take] = True
+            ties -= take.size
+        r, c = np.nonzero(keep)
+        counts.append(np.bincount(r, minlength=a.shape[0]))
+        indices.append(c.astype(np.int32))
+        data.append(np.ascontiguousarray(B[s:s + step][r, c], dtype=np.float32))
+    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
+    return indptr, np.concatenate(indices), np.concatenate(data)
+
+
 # --- Compressed linear layers (int8 / bf16 / sparse; reference for backends.cpp) ----------------
 from ._compressed import CompressedLinear  # noqa: E402,F401

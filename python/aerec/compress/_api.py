@@ -274,7 +274,7 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
                 "source": _source(model, name)}
         if method == "magnitude" and not refit:  # CSR rows straight from B: no dense copy
             n = model.B_.shape[0]
-            indptr, indices, data = _ease_top_global(model.B_, sparsity)
+            indptr, indices, data = _ease_top_global(model, sparsity)
             value = {"fp32": 4, "bf16": 2, "int8": 1}[precision]
             if data.size * (value + (2 if n < 65536 else 4)) + 8 * (n + 1) < n * n * value:  # as _sparse_pays
                 packed = quant_module().pack_csr_rows(indptr, indices, data, n, precision)
@@ -285,7 +285,7 @@ def prune(model, sparsity=None, method="magnitude", *, density=None, fine_tune=N
             B = _ease_topk_columns(model.B_, sparsity)
         else:
             import scipy.sparse as sp
-            B = sp.csr_matrix(_ease_top_global(model.B_, sparsity)[::-1], shape=model.B_.shape).toarray()
+            B = sp.csr_matrix(_ease_top_global(model, sparsity)[::-1], shape=model.B_.shape).toarray()
         if refit:
             B = _ease_refit(model, B)
         return _ease(model, info, precision, "auto", B=B)
@@ -364,39 +364,14 @@ def _ease_topk_columns(B, sparsity):
     return out
 
 
-def _ease_top_global(B, sparsity):
-    """The ``round((1 - sparsity) * n**2)`` largest-magnitude off-diagonal entries of ``B`` (ties at
-    the threshold: the first in row-major order) as CSR rows ``(indptr int64, indices int32, data
-    float32)``. Peak memory beyond ``B``: one |B| copy (a 20,108-item B: 1.6 GB)."""
+def _ease_top_global(model, sparsity):
+    """The ``round((1 - sparsity) * n**2)`` largest-magnitude off-diagonal entries of ``model.B_``
+    as CSR rows ``(indptr int64, indices int32, data float32)``, by the backend's
+    ``top_magnitude_csr`` (ties at the threshold: the first in row-major order, none at 0; the
+    compiled kernel reads B three times and copies nothing, the NumPy reference copies |B| once)."""
+    B = np.ascontiguousarray(model.B_, dtype=np.float32)
     n = B.shape[0]
     budget = min(int(round((1.0 - sparsity) * n * n)), n * (n - 1))
-    step = max(1, (1 << 24) // max(n, 1))
     if budget <= 0:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32)
-    if budget >= n * (n - 1):
-        thr = -1.0
-    else:
-        A = np.abs(B, dtype=np.float32)
-        A[np.diag_indices(n)] = -1.0  # B_jj = 0 by the constraint: never kept
-        flat = A.reshape(-1)
-        kth = flat.size - budget
-        flat.partition(kth)  # in place: A is scrambled, only the threshold is read
-        thr = float(flat[kth])
-        del A, flat
-    ties = budget - sum(int(np.count_nonzero(np.abs(B[s:s + step]) > thr)) for s in range(0, n, step))
-    counts, indices, data = [], [], []
-    for s in range(0, n, step):
-        blk = B[s:s + step]
-        keep = np.abs(blk) > thr
-        if thr < 0:
-            keep[np.arange(blk.shape[0]), np.arange(s, s + blk.shape[0])] = False
-        if ties > 0 and thr > 0.0:  # (ties at 0 would store zeros: nothing to keep)
-            take = np.flatnonzero(np.abs(blk) == thr)[:ties]
-            keep.reshape(-1)[take] = True
-            ties -= take.size
-        r, c = np.nonzero(keep)
-        counts.append(np.bincount(r, minlength=blk.shape[0]))
-        indices.append(c.astype(np.int32))
-        data.append(np.ascontiguousarray(blk[r, c], dtype=np.float32))
-    indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64)
-    return indptr, np.concatenate(indices), np.concatenate(data)
+    return model._backend().top_magnitude_csr(B, budget)
