@@ -176,7 +176,7 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
     for (std::int8_t v : wi_) AEREC_CHECK_ARG(v != -128, "int8 weights must lie in [-127, 127]");
   }
   if (sparse_ && !csr_input_) split_slabs();
-  if (sparse_ && csr_input_) build_hybrid();
+  if (sparse_ && csr_input_) build_hybrid(num_threads);
 }
 
 namespace {
@@ -185,7 +185,7 @@ namespace {
 // store at a random column). Row i keeps the prefix [0, P) (renumbered columns) that minimises
 // kPrefixCost * P + (its entries at columns >= P); P = 0 when no prefix is cheaper than the row
 // alone. Measured on EASE's B pruned to 10% at 20,108 items (benchmarks/RESULTS.md, "EASE pruned
-// to 10%: dense prefixes"): see there for the figures behind the value.
+// to 10%: dense row prefixes in popularity order"): see there for the figures behind the value.
 constexpr double kPrefixCost = 0.25;
 // When the prefixes chosen with kPrefixCost would take more bytes than the CSR rows did, the cost
 // is raised by this factor until they fit (the last step: no prefixes at all).
@@ -197,8 +197,10 @@ constexpr int kPrefixCosts = 8;
 // descending kept-entry count (stable: ties keep their order), so the entries of a row crowd the
 // low renumbered ids; each row then a dense prefix (zeros stored) and a sparse tail ascending in
 // the renumbered ids. A repeated (row, column) entry goes to the tail after its first copy (the
-// prefix holds one value per column). The repacked layer takes no more bytes than the CSR rows.
-void CompressedLinear::build_hybrid() {
+// prefix holds one value per column). The repacked values and column ids take no more bytes than
+// the CSR's (plus a prefix offset per row and a column id per output).
+void CompressedLinear::build_hybrid(int num_threads) {
+  const int T = resolve_threads(num_threads);
   const index_t nnz = indptr_[n_in_];
   const bool in16 = idx16_;
   auto col_of = [&](index_t t) -> index_t {
@@ -219,7 +221,7 @@ void CompressedLinear::build_hybrid() {
   std::vector<std::int32_t> plen(static_cast<std::size_t>(n_in_ * kPrefixCosts), 0);
   std::vector<double> bytes(kPrefixCosts, 0.0);
   const double a0 = kPrefixCost;
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
   {
     std::vector<std::int32_t> r;
     std::vector<double> by(kPrefixCosts, 0.0);
@@ -277,7 +279,7 @@ void CompressedLinear::build_hybrid() {
   std::vector<std::uint16_t> t16(out16 ? static_cast<std::size_t>(nt) : 0);
   std::vector<std::int32_t> t32(out16 ? 0 : static_cast<std::size_t>(nt));
   const char* src = static_cast<const char*>(values());
-#pragma omp parallel
+#pragma omp parallel num_threads(T)
   {
     std::vector<char> sn(static_cast<std::size_t>(n_out_), 0);
     std::vector<std::pair<std::int32_t, std::int64_t>> tl;

@@ -18,7 +18,7 @@
 //     scales per output channel. Sparse rows are repacked at construction (build_hybrid): output
 //     columns renumbered by descending kept-entry count, and each row split into a dense prefix
 //     (the renumbered columns [0, P_i), zeros stored, one vector axpy) and a sparse tail (scattered),
-//     P_i chosen per row by a cost model within the CSR's own bytes; scores are accumulated in the
+//     P_i chosen per row by a cost model within the CSR's bytes of values and ids; scores are accumulated in the
 //     renumbered order and put back in the original order before the epilogue.
 // Immutable after construction; every method is const and thread-safe (per-call workspaces).
 #pragma once
@@ -85,7 +85,7 @@ class CompressedLinear {
                     std::vector<float>& tile, float* out, index_t ldo) const;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
                   float* acc, float* work) const;
-  void build_hybrid();
+  void build_hybrid(int num_threads);
   const void* prefix_values() const;
   void epilogue(float* row, Activation act) const;
   void split_slabs();
