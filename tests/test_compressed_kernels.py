@@ -324,14 +324,15 @@ def test_backend_matches_reference_larger(engine, restore_isa, precision, sparse
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("n_out", [8194, 20011, 70001])
 def test_topk_csr_wide_outputs(engine, restore_isa, precision, n_out):
-    """topk_csr over outputs wider than its accumulator chunk (8,192 floats), with 16-bit and
-    (past 65,535 outputs) 32-bit indices: the same top-k as the reference."""
+    """topk_csr over wide outputs, with 16-bit and (past 65,536 outputs) 32-bit indices: the same
+    top-k as the reference. The four dense columns are the most popular ones, so build_hybrid
+    renumbers them first and every row gets a dense prefix (the rest stays in the tails)."""
     be = _use(engine)
     rng = np.random.default_rng(n_out)
     W = sp.random(40, n_out, density=0.03, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))
     W.data = rng.standard_normal(W.nnz).astype(np.float32)
     W = W.toarray()
-    W[:, 8190:8194] = rng.standard_normal((40, 4)).astype(np.float32)  # entries on the chunk border
+    W[:, 8190:8194] = rng.standard_normal((40, 4)).astype(np.float32)  # four dense (popular) columns
     a = pack_layer(W, None, precision, True, "csr")
     ref, L = numpy_.CompressedLinear(a), be.CompressedLinear(a)
     X = sp.random(25, 40, density=0.3, format="csr", dtype=np.float32, random_state=rng.integers(1 << 30))

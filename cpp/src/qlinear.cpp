@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <type_traits>
 
@@ -175,6 +176,166 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
     for (std::int8_t v : wi_) AEREC_CHECK_ARG(v != -128, "int8 weights must lie in [-127, 127]");
   }
   if (sparse_ && !csr_input_) split_slabs();
+  if (sparse_ && csr_input_) build_hybrid(num_threads);
+}
+
+namespace {
+// build_hybrid's cost model: the time of one dense-prefix element (an element of a vector axpy,
+// streamed) over that of one sparse-tail entry (index load, accumulator load, multiply-add and
+// store at a random column). Row i keeps the prefix [0, P) (renumbered columns) that minimises
+// kPrefixCost * P + (its entries at columns >= P); P = 0 when no prefix is cheaper than the row
+// alone. Measured on EASE's B pruned to 10% at 20,108 items (benchmarks/RESULTS.md, "EASE pruned
+// to 10%: dense row prefixes in popularity order"): see there for the figures behind the value.
+constexpr double kPrefixCost = 0.25;
+// When the prefixes chosen with kPrefixCost would take more bytes than the CSR rows did, the cost
+// is raised by this factor until they fit (the last step: no prefixes at all).
+constexpr double kPrefixCostStep = 1.5;
+constexpr int kPrefixCosts = 8;
+}  // namespace
+
+// Repacks the CSR rows of a sparse csr-input layer (qlinear.hpp): columns renumbered by
+// descending kept-entry count (stable: ties keep their order), so the entries of a row crowd the
+// low renumbered ids; each row then a dense prefix (zeros stored) and a sparse tail ascending in
+// the renumbered ids. A repeated (row, column) entry goes to the tail after its first copy (the
+// prefix holds one value per column). The repacked values and column ids take no more bytes than
+// the CSR's (plus a prefix offset per row and a column id per output).
+void CompressedLinear::build_hybrid(int num_threads) {
+  const int T = resolve_threads(num_threads);
+  const index_t nnz = indptr_[n_in_];
+  const bool in16 = idx16_;
+  auto col_of = [&](index_t t) -> index_t {
+    return in16 ? static_cast<index_t>(idx16v_[t]) : static_cast<index_t>(idx32v_[t]);
+  };
+  std::vector<std::int64_t> cnt(static_cast<std::size_t>(n_out_), 0);
+  for (index_t t = 0; t < nnz; ++t) ++cnt[col_of(t)];
+  colord_.resize(static_cast<std::size_t>(n_out_));
+  std::iota(colord_.begin(), colord_.end(), 0);
+  std::stable_sort(colord_.begin(), colord_.end(), [&](std::int32_t a, std::int32_t b) { return cnt[a] > cnt[b]; });
+  std::vector<std::int32_t> rank(static_cast<std::size_t>(n_out_));
+  for (index_t p = 0; p < n_out_; ++p) rank[colord_[p]] = static_cast<std::int32_t>(p);
+
+  const std::size_t esz = precision_ == 0 ? 4 : precision_ == 1 ? 2 : 1;
+  const bool out16 = n_out_ <= 65536;
+  const std::size_t isz_old = in16 ? 2 : 4, isz = out16 ? 2 : 4;
+  // Per row and candidate cost c: the best prefix P and its bytes (prefix + tail).
+  std::vector<std::int32_t> plen(static_cast<std::size_t>(n_in_ * kPrefixCosts), 0);
+  std::vector<double> bytes(kPrefixCosts, 0.0);
+  const double a0 = kPrefixCost;
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<std::int32_t> r;
+    std::vector<double> by(kPrefixCosts, 0.0);
+#pragma omp for schedule(dynamic, 64)
+    for (index_t i = 0; i < n_in_; ++i) {
+      r.clear();
+      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) r.push_back(rank[col_of(t)]);
+      std::sort(r.begin(), r.end());
+      const index_t k = static_cast<index_t>(r.size());
+      double a = a0;
+      for (int c = 0; c < kPrefixCosts; ++c, a *= kPrefixCostStep) {
+        double best = static_cast<double>(k);
+        index_t bp = 0, bt = k;
+        if (c + 1 < kPrefixCosts) {
+          index_t distinct = 0;  // distinct columns among r[0..j]: the entries the prefix takes
+          for (index_t j = 0; j < k; ++j) {
+            distinct += (j == 0 || r[j] != r[j - 1]) ? 1 : 0;
+            if (j + 1 < k && r[j + 1] == r[j]) continue;
+            const double cost = a * (r[j] + 1) + static_cast<double>(k - distinct);
+            if (cost < best) {
+              best = cost;
+              bp = r[j] + 1;
+              bt = k - distinct;
+            }
+          }
+        }
+        plen[static_cast<std::size_t>(i * kPrefixCosts + c)] = static_cast<std::int32_t>(bp);
+        by[c] += static_cast<double>(bp) * esz + static_cast<double>(bt) * (esz + isz);
+      }
+    }
+#pragma omp critical
+    for (int c = 0; c < kPrefixCosts; ++c) bytes[c] += by[c];
+  }
+  const double budget = static_cast<double>(nnz) * static_cast<double>(esz + isz_old);
+  int c = 0;
+  while (c + 1 < kPrefixCosts && bytes[c] > budget) ++c;
+
+  std::vector<std::int64_t> tptr(static_cast<std::size_t>(n_in_ + 1), 0);
+  pofs_.assign(static_cast<std::size_t>(n_in_ + 1), 0);
+  for (index_t i = 0; i < n_in_; ++i) pofs_[i + 1] = pofs_[i] + plen[static_cast<std::size_t>(i * kPrefixCosts + c)];
+  // Tail sizes: the entries past the prefix, and repeats of a column inside it.
+  std::vector<char> seen(static_cast<std::size_t>(n_out_), 0);
+  for (index_t i = 0; i < n_in_; ++i) {
+    const index_t P = pofs_[i + 1] - pofs_[i];
+    index_t tail = 0;
+    for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) {
+      const index_t p = rank[col_of(t)];
+      if (p < P && !seen[p]) seen[p] = 1; else ++tail;
+    }
+    for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) seen[rank[col_of(t)]] = 0;
+    tptr[i + 1] = tptr[i] + tail;
+  }
+  const index_t nt = tptr[n_in_], np = pofs_[n_in_];
+  std::vector<char> pre(static_cast<std::size_t>(np) * esz, 0), tv(static_cast<std::size_t>(nt) * esz);
+  std::vector<std::uint16_t> t16(out16 ? static_cast<std::size_t>(nt) : 0);
+  std::vector<std::int32_t> t32(out16 ? 0 : static_cast<std::size_t>(nt));
+  const char* src = static_cast<const char*>(values());
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<char> sn(static_cast<std::size_t>(n_out_), 0);
+    std::vector<std::pair<std::int32_t, std::int64_t>> tl;
+#pragma omp for schedule(dynamic, 64)
+    for (index_t i = 0; i < n_in_; ++i) {
+      const index_t P = pofs_[i + 1] - pofs_[i];
+      tl.clear();
+      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) {
+        const std::int32_t p = rank[col_of(t)];
+        if (p < P && !sn[p]) {
+          sn[p] = 1;
+          std::memcpy(pre.data() + static_cast<std::size_t>(pofs_[i] + p) * esz, src + static_cast<std::size_t>(t) * esz, esz);
+        } else {
+          tl.emplace_back(p, t);
+        }
+      }
+      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) sn[rank[col_of(t)]] = 0;
+      std::stable_sort(tl.begin(), tl.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::int64_t o = tptr[i];
+      for (const auto& e : tl) {
+        if (out16)
+          t16[o] = static_cast<std::uint16_t>(e.first);
+        else
+          t32[o] = e.first;
+        std::memcpy(tv.data() + static_cast<std::size_t>(o) * esz, src + static_cast<std::size_t>(e.second) * esz, esz);
+        ++o;
+      }
+    }
+  }
+  auto put = [&](auto& dst, const std::vector<char>& raw) {
+    dst.resize(raw.size() / esz);
+    if (!raw.empty()) std::memcpy(dst.data(), raw.data(), raw.size());
+    dst.shrink_to_fit();
+  };
+  if (precision_ == 0) {
+    put(wf_, tv);
+    put(pf_, pre);
+  } else if (precision_ == 1) {
+    put(wb_, tv);
+    put(pb_, pre);
+  } else {
+    put(wi_, tv);
+    put(pi_, pre);
+  }
+  indptr_.swap(tptr);
+  idx16v_.swap(t16);
+  idx32v_.swap(t32);
+  idx16v_.shrink_to_fit();
+  idx32v_.shrink_to_fit();
+  idx16_ = out16;
+}
+
+const void* CompressedLinear::prefix_values() const {
+  if (precision_ == 0) return pf_.data();
+  if (precision_ == 1) return pb_.data();
+  return pi_.data();
 }
 
 // Regroups the stored weights by input slab (qlinear_kernels.hpp, kQSlabBytes): stable within a
@@ -213,7 +374,8 @@ void CompressedLinear::split_slabs() {
 std::size_t CompressedLinear::memory_usage() const {
   auto sz = [](const auto& v) { return v.capacity() * sizeof(v[0]); };
   return sizeof(*this) + (dense_ ? dense_->memory_usage() : 0) + sz(bias_) + sz(scale_) + sz(wf_) +
-         sz(wb_) + sz(wi_) + sz(indptr_) + sz(idx16v_) + sz(idx32v_);
+         sz(wb_) + sz(wi_) + sz(indptr_) + sz(idx16v_) + sz(idx32v_) + sz(pofs_) + sz(pf_) + sz(pb_) + sz(pi_) +
+         sz(colord_);
 }
 
 const void* CompressedLinear::values() const {
@@ -306,33 +468,45 @@ void CompressedLinear::forward(MatrixView<const float> x, Activation act, float*
     return;
   }
   // csr-input layer fed dense rows: each row's nonzeros are its history.
-#pragma omp parallel for num_threads(T) schedule(dynamic, 16)
-  for (index_t r = 0; r < m; ++r) {
-    slot.run([&] {
-      float* o = out + r * ldo;
-      gather_row(nullptr, nullptr, 0, x.data + r * x.stride, o);
-      epilogue(o, act);
-    });
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
+#pragma omp for schedule(dynamic, 16)
+    for (index_t r = 0; r < m; ++r) {
+      slot.run([&] {
+        float* o = out + r * ldo;
+        gather_row(nullptr, nullptr, 0, x.data + r * x.stride, o, work.data());
+        epilogue(o, act);
+      });
+    }
   }
   slot.rethrow();
 }
 
-// acc = sum over the history (idx, val) (or the nonzeros of dense_x) of val * row(idx).
+// acc = sum over the history (idx, val) (or the nonzeros of dense_x) of val * row(idx). A sparse
+// layer accumulates in work (n_out floats, renumbered columns: each row's dense prefix one axpy,
+// its tail one scatter), then puts the sums back in the original column order in acc.
 void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, index_t cnt,
-                                  const float* dense_x, float* acc) const {
+                                  const float* dense_x, float* acc, float* work) const {
   const QlinearKernels& k = qlinear_kernels();
-  std::fill(acc, acc + n_out_, 0.0f);
   const int vt = precision_;
   const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
+  float* sum = sparse_ ? work : acc;
+  std::fill(sum, sum + n_out_, 0.0f);
+  const char* vals = static_cast<const char*>(values());
+  const char* pref = static_cast<const char*>(prefix_values());
   auto add = [&](index_t i, float v) {
     if (!sparse_) {
-      k.axpy(n_out_, v, static_cast<const char*>(values()) + static_cast<std::size_t>(i * n_out_) * esz, vt, acc);
+      k.axpy(n_out_, v, vals + static_cast<std::size_t>(i * n_out_) * esz, vt, sum);
     } else {
+      const index_t p0 = pofs_[i], pn = pofs_[i + 1] - p0;
+      if (pn > 0) k.axpy(pn, v, pref + static_cast<std::size_t>(p0) * esz, vt, sum);
       const index_t a = indptr_[i], b = indptr_[i + 1];
-      const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + a)
-                              : static_cast<const void*>(idx32v_.data() + a);
-      k.scatter(b - a, v, ix, idx16_ ? 1 : 0, static_cast<const char*>(values()) + static_cast<std::size_t>(a) * esz,
-                vt, acc);
+      if (b > a) {
+        const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + a)
+                                : static_cast<const void*>(idx32v_.data() + a);
+        k.scatter(b - a, v, ix, idx16_ ? 1 : 0, vals + static_cast<std::size_t>(a) * esz, vt, sum);
+      }
     }
   };
   if (dense_x != nullptr) {
@@ -342,21 +516,25 @@ void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, ind
     // The rows of a history are scattered over the layer (memory latency, not FLOPs, bounds
     // this): prefetch the start of a row a few items ahead.
     constexpr index_t kAhead = 4;
-    const std::size_t esz_ = vt == 0 ? 4 : vt == 1 ? 2 : 1;
     for (index_t t = 0; t < cnt; ++t) {
       if (sparse_ && t + kAhead < cnt) {
-        const index_t a = indptr_[idx[t + kAhead]];
-        const char* v = static_cast<const char*>(values()) + static_cast<std::size_t>(a) * esz_;
+        const index_t i = idx[t + kAhead];
+        const index_t a = indptr_[i];
+        const char* v = vals + static_cast<std::size_t>(a) * esz;
         const char* ix = idx16_ ? reinterpret_cast<const char*>(idx16v_.data() + a)
                                 : reinterpret_cast<const char*>(idx32v_.data() + a);
+        const char* pv = pref + static_cast<std::size_t>(pofs_[i]) * esz;
         for (int line = 0; line < 4; ++line) {
           __builtin_prefetch(v + 64 * line);
           __builtin_prefetch(ix + 64 * line);
+          __builtin_prefetch(pv + 64 * line);
         }
       }
       add(idx[t], val != nullptr ? val[t] : 1.0f);
     }
   }
+  if (sparse_)
+    for (index_t p = 0; p < n_out_; ++p) acc[colord_[p]] = work[p];
 }
 
 void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, float* out, index_t ldo,
@@ -370,21 +548,21 @@ void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, floa
   check_csr_rows(x, n_in_);
   const int T = resolve_threads(num_threads);
   ExceptionSlot slot;
-#pragma omp parallel for num_threads(T) schedule(dynamic, 16)
-  for (index_t r = 0; r < m; ++r) {
-    slot.run([&] {
-      const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
-      float* o = out + r * ldo;
-      gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, o);
-      epilogue(o, act);
-    });
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
+#pragma omp for schedule(dynamic, 16)
+    for (index_t r = 0; r < m; ++r) {
+      slot.run([&] {
+        const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+        float* o = out + r * ldo;
+        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, o, work.data());
+        epilogue(o, act);
+      });
+    }
   }
   slot.rethrow();
 }
-
-// topk_csr's output chunk (floats): 32 KiB of accumulator, inside a 48 KiB L1d with room for the
-// streamed rows.
-constexpr index_t kTopkCsrChunk = 8192;
 
 void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::int64_t* ex_ptr,
                                 const std::int32_t* ex_idx, std::int32_t* ids, float* scores,
@@ -400,57 +578,29 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
   const index_t kk = std::min(k, n_out_);
   const int T = resolve_threads(num_threads);
   ExceptionSlot slot;
-  const QlinearKernels& kern = qlinear_kernels();
-  const std::size_t esz = precision_ == 0 ? 4 : precision_ == 1 ? 2 : 1;
+  auto select = [&](index_t r, float* row) {
+    epilogue(row, Activation::identity);
+    std::int64_t ptr[2] = {0, 0};
+    const std::int32_t* eidx = nullptr;
+    if (ex_ptr != nullptr) {
+      ptr[1] = ex_ptr[r + 1] - ex_ptr[r];
+      eidx = ex_idx + ex_ptr[r];
+    }
+    MatrixView<const float> sv{row, 1, n_out_, n_out_};
+    select_topk_rows(sv, kk, ex_ptr != nullptr ? ptr : nullptr, eidx, ids + r * kk, scores + r * kk, 1);
+  };
+  // Each row's scores accumulated in a per-thread buffer (a sparse layer: build_hybrid's dense
+  // prefixes and sparse tails, in the renumbered order, then put back) and selected at once.
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> acc(static_cast<std::size_t>(n_out_));
-    std::vector<std::int64_t> cur;
+    std::vector<float> acc(static_cast<std::size_t>(n_out_)), work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
 #pragma omp for schedule(dynamic, 8)
     for (index_t r = 0; r < m; ++r) {
       slot.run([&] {
         const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
-        if (!sparse_ || n_out_ <= kTopkCsrChunk) {
-          gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data());
-        } else {
-          // Output chunks of kTopkCsrChunk floats (32 KiB: the accumulator stays in L1): each
-          // history row's entries are ascending, so a cursor per row walks it once over the chunks.
-          std::fill(acc.begin(), acc.end(), 0.0f);
-          cur.resize(static_cast<std::size_t>(b - a));
-          for (std::int64_t t = a; t < b; ++t) cur[t - a] = indptr_[x.indices[t]];
-          for (index_t c0 = 0; c0 < n_out_; c0 += kTopkCsrChunk) {
-            const index_t c1 = std::min<index_t>(n_out_, c0 + kTopkCsrChunk);
-            for (std::int64_t t = a; t < b; ++t) {
-              const index_t i = x.indices[t];
-              const std::int64_t lo = cur[t - a], hi_row = indptr_[i + 1];
-              std::int64_t hi;
-              if (idx16_) {
-                const std::uint16_t* p = idx16v_.data();
-                hi = std::lower_bound(p + lo, p + hi_row, static_cast<std::uint32_t>(c1)) - p;
-              } else {
-                const std::int32_t* p = idx32v_.data();
-                hi = std::lower_bound(p + lo, p + hi_row, static_cast<std::int32_t>(c1)) - p;
-              }
-              if (hi > lo) {
-                const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + lo)
-                                        : static_cast<const void*>(idx32v_.data() + lo);
-                kern.scatter(hi - lo, x.values != nullptr ? x.values[t] : 1.0f, ix, idx16_ ? 1 : 0,
-                          static_cast<const char*>(values()) + static_cast<std::size_t>(lo) * esz, precision_,
-                          acc.data());
-              }
-              cur[t - a] = hi;
-            }
-          }
-        }
-        epilogue(acc.data(), Activation::identity);
-        std::int64_t ptr[2] = {0, 0};
-        const std::int32_t* eidx = nullptr;
-        if (ex_ptr != nullptr) {
-          ptr[1] = ex_ptr[r + 1] - ex_ptr[r];
-          eidx = ex_idx + ex_ptr[r];
-        }
-        MatrixView<const float> sv{acc.data(), 1, n_out_, n_out_};
-        select_topk_rows(sv, kk, ex_ptr != nullptr ? ptr : nullptr, eidx, ids + r * kk, scores + r * kk, 1);
+        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data(),
+                   work.data());
+        select(r, acc.data());
       });
     }
   }

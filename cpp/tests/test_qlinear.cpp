@@ -3,7 +3,10 @@
 //      directly, every value type (fp32, bf16, int8) and index width, integer-valued data so every
 //      sum is exact and the siblings must agree bit for bit;
 //   2. CompressedLinear at every ISA level against a brute-force double reference of the layer's
-//      documented maths (forward, forward_csr, topk with exclusion), on integer-valued data.
+//      documented maths (forward, forward_csr, topk with exclusion), on integer-valued data;
+//   3. a sparse csr-input layer whose entries crowd a few popular columns (build_hybrid's dense
+//      prefixes and sparse tails), rows unsorted and with repeated (row, column) entries, against
+//      the same reference (forward, forward_csr, topk_csr with ties and exclusion).
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -336,6 +339,124 @@ void check_layers(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
   cpu::set_isa_cap(cpu::Isa::amx);
 }
 
+// build_hybrid: a skewed pattern (every row holds most of the 40 popular columns, scattered in
+// ids; a few rare ones), rows stored unsorted with repeated entries (the repeat is summed).
+void check_hybrid_rows(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
+  std::uniform_int_distribution<int> v(-20, 20), col(0, static_cast<int>(n_out) - 1), coin(0, 9);
+  std::vector<std::int32_t> popular;
+  for (index_t j = 0; j < n_out; j += n_out / 40) popular.push_back(static_cast<std::int32_t>(j));
+  std::vector<double> W(static_cast<std::size_t>(n_in * n_out), 0.0);
+  std::vector<std::int64_t> ptr{0};
+  std::vector<std::uint16_t> idx;
+  std::vector<int> val;
+  for (index_t i = 0; i < n_in; ++i) {
+    std::vector<std::pair<std::int32_t, int>> row;
+    for (std::int32_t j : popular)
+      if (coin(g) < 8) row.emplace_back(j, v(g));
+    for (int e = 0; e < 6; ++e) row.emplace_back(col(g), v(g));
+    if (i % 3 == 0 && !row.empty()) row.push_back(row.front());  // a repeated entry
+    if (i == 5) row.clear();                                      // an empty row
+    std::shuffle(row.begin(), row.end(), g);
+    for (auto [j, w] : row) {
+      idx.push_back(static_cast<std::uint16_t>(j));
+      val.push_back(w);
+      W[i * n_out + j] += w;
+    }
+    ptr.push_back(static_cast<std::int64_t>(idx.size()));
+  }
+  std::uniform_int_distribution<int> kx(1, 3), item(0, static_cast<int>(n_in) - 1);
+  std::vector<std::int64_t> hptr{0}, eptr{0};
+  std::vector<std::int32_t> hidx, eidx;
+  std::vector<float> hval, x(static_cast<std::size_t>(m * n_in), 0.0f);
+  for (index_t r = 0; r < m; ++r) {
+    std::vector<int> h;
+    for (int e = 0; e < static_cast<int>(r % 7); ++e) h.push_back(item(g));  // row 0: empty history
+    std::sort(h.begin(), h.end());
+    h.erase(std::unique(h.begin(), h.end()), h.end());
+    for (int i : h) {
+      hidx.push_back(i);
+      hval.push_back(static_cast<float>(kx(g)));
+      x[r * n_in + i] = hval.back();
+    }
+    hptr.push_back(static_cast<std::int64_t>(hidx.size()));
+    eidx.push_back(popular[r % popular.size()]);
+    eptr.push_back(static_cast<std::int64_t>(eidx.size()));
+  }
+  std::vector<double> z(static_cast<std::size_t>(m * n_out), 0.0);
+  for (index_t r = 0; r < m; ++r)
+    for (index_t i = 0; i < n_in; ++i)
+      for (index_t j = 0; j < n_out; ++j) z[r * n_out + j] += static_cast<double>(x[r * n_in + i]) * W[i * n_out + j];
+  std::vector<float> vf;
+  std::vector<std::uint16_t> vb;
+  std::vector<std::int8_t> vi;
+  for (int w : val) {
+    vf.push_back(static_cast<float>(w));
+    vb.push_back(bf16_of(static_cast<float>(w)));
+    vi.push_back(static_cast<std::int8_t>(w));
+  }
+  std::vector<float> scale(static_cast<std::size_t>(n_out), 1.0f);
+  const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx};
+  for (cpu::Isa isa : levels) {
+    if (cpu::set_isa_cap(isa) != isa) continue;
+    const char* where = cpu::isa_name(isa);
+    for (int prec : {0, 1, 2}) {
+      cpu::QlinearArrays a;
+      a.n_in = n_in;
+      a.n_out = n_out;
+      a.precision = prec;
+      a.sparse = true;
+      a.csr_input = true;
+      a.scale = scale.data();
+      a.indptr = ptr.data();
+      a.indices = idx.data();
+      a.idx16 = true;
+      a.data = prec == 0 ? static_cast<const void*>(vf.data())
+                         : prec == 1 ? static_cast<const void*>(vb.data()) : static_cast<const void*>(vi.data());
+      a.nnz = static_cast<index_t>(vf.size());
+      cpu::CompressedLinear L(a, 2);
+      std::vector<float> out(static_cast<std::size_t>(m * n_out), -1.0f);
+      CsrView<float> h;
+      h.indptr = hptr.data();
+      h.indices = hidx.data();
+      h.values = hval.data();
+      h.rows = m;
+      h.cols = n_in;
+      L.forward_csr(h, cpu::Activation::identity, out.data(), n_out, 2);
+      int bad = 0;
+      for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(z[t]);
+      CHECK(bad == 0, "%s hybrid forward_csr prec=%d: %d wrong", where, prec, bad);
+      std::fill(out.begin(), out.end(), -1.0f);
+      L.forward(MatrixView<const float>{x.data(), m, n_in, n_in}, cpu::Activation::identity, out.data(), n_out, 2);
+      bad = 0;
+      for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(z[t]);
+      CHECK(bad == 0, "%s hybrid forward (dense x) prec=%d: %d wrong", where, prec, bad);
+      for (index_t k : {index_t{1}, index_t{25}, n_out + 5}) {
+        const index_t kk = std::min(k, n_out);
+        std::vector<std::int32_t> ids(static_cast<std::size_t>(m * kk));
+        std::vector<float> sc(static_cast<std::size_t>(m * kk));
+        L.topk_csr(h, k, eptr.data(), eidx.data(), ids.data(), sc.data(), 2);
+        bad = 0;
+        for (index_t r = 0; r < m; ++r) {
+          std::vector<std::pair<double, std::int32_t>> all;
+          for (index_t j = 0; j < n_out; ++j)
+            if (j != eidx[r]) all.emplace_back(z[r * n_out + j], static_cast<std::int32_t>(j));
+          std::sort(all.begin(), all.end(), [](auto& p, auto& q) {
+            return p.first > q.first || (p.first == q.first && p.second < q.second);
+          });
+          for (index_t t = 0; t < kk; ++t) {
+            const std::int32_t want = t < static_cast<index_t>(all.size()) ? all[t].second : -1;
+            const float ws = t < static_cast<index_t>(all.size()) ? static_cast<float>(all[t].first)
+                                                                 : -std::numeric_limits<float>::infinity();
+            bad += ids[r * kk + t] != want || sc[r * kk + t] != ws;
+          }
+        }
+        CHECK(bad == 0, "%s hybrid topk_csr k=%lld prec=%d: %d wrong", where, static_cast<long long>(k), prec, bad);
+      }
+    }
+  }
+  cpu::set_isa_cap(cpu::Isa::amx);
+}
+
 }  // namespace
 
 int main() {
@@ -346,5 +467,6 @@ int main() {
   check_layers(g, 30, 1300, 21);
   // input slabs (700 x 32 x 4 bytes > kQSlabBytes): partial sums carried between slabs
   check_layers(g, 700, 560, 35);
+  check_hybrid_rows(g, 90, 400, 29);
   return aerec_test::finish("test_qlinear");
 }

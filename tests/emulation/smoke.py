@@ -214,6 +214,11 @@ def run_all(tmp):
                         np.testing.assert_allclose(L.forward_csr(hp, hi, H.data, "tanh"),
                                                    R.forward_csr(hp, hi, H.data, "tanh"), rtol=1e-4, atol=1e-4,
                                                    err_msg=where)
+                        # sparse: build_hybrid's dense row prefixes + sparse tails (renumbered columns)
+                        ids, sc = L.topk_csr(hp, hi, H.data, 10, ep, ei)
+                        rid, rsc = R.topk_csr(hp, hi, H.data, 10, ep, ei)
+                        np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-4, err_msg=where)
+                        assert (ids == rid).mean() > 0.97, where
                         continue
                     ids, sc = L.topk(x, 10, ep, ei)
                     rid, rsc = R.topk(x, 10, ep, ei)

@@ -15,7 +15,11 @@
 //     only candidate columns leave registers, and merges them into per-row candidate lists.
 //   - input "csr" (first layers fed a sparse history): rows by input (dense rows or CSR), a
 //     history gathers (dense) or scatters (sparse) its rows; int8 sums the integer rows, then
-//     scales per output channel.
+//     scales per output channel. Sparse rows are repacked at construction (build_hybrid): output
+//     columns renumbered by descending kept-entry count, and each row split into a dense prefix
+//     (the renumbered columns [0, P_i), zeros stored, one vector axpy) and a sparse tail (scattered),
+//     P_i chosen per row by a cost model within the CSR's bytes of values and ids; scores are accumulated in the
+//     renumbered order and put back in the original order before the epilogue.
 // Immutable after construction; every method is const and thread-safe (per-call workspaces).
 #pragma once
 #include <cstddef>
@@ -80,7 +84,9 @@ class CompressedLinear {
   void sparse_block(const float* x, index_t ldx, index_t q0, int nrows, std::vector<float>& xt,
                     std::vector<float>& tile, float* out, index_t ldo) const;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
-                  float* acc) const;
+                  float* acc, float* work) const;
+  void build_hybrid(int num_threads);
+  const void* prefix_values() const;
   void epilogue(float* row, Activation act) const;
   void split_slabs();
   const void* values() const;
@@ -100,6 +106,14 @@ class CompressedLinear {
   index_t nslab_ = 1;
   std::vector<std::uint16_t> idx16v_;
   std::vector<std::int32_t> idx32v_;
+  // Sparse csr-input layers after build_hybrid: indptr_ / idx*v_ / w*_ hold each row's sparse tail
+  // (renumbered column ids, ascending); row i's dense prefix is prefix_[pofs_[i], pofs_[i + 1]) in
+  // the value type (pf_ / pb_ / pi_); colord_[p] is the original id of renumbered column p.
+  std::vector<std::int64_t> pofs_;
+  std::vector<float> pf_;
+  std::vector<std::uint16_t> pb_;
+  std::vector<std::int8_t> pi_;
+  std::vector<std::int32_t> colord_;
 };
 
 }  // namespace aerec::cpu
