@@ -32,6 +32,15 @@ T spec_opt(const py::dict& d, const char* key, T dflt) {
   return d.contains(key) ? d[key].cast<T>() : dflt;
 }
 
+// An optional 1-D int32 id array (rows0, user_rows): None gives an empty one.
+py::array_t<std::int32_t, py::array::c_style> optional_ids(const py::object& o, const char* name) {
+  if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
+  py::array a = o.cast<py::array>();
+  bind::require_dtype<std::int32_t>(a, name);
+  if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
+  return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
+}
+
 std::uint64_t as_u64_mask(const py::handle& h) {
   py::int_ v(py::reinterpret_borrow<py::object>(h));
   unsigned long long r = PyLong_AsUnsignedLongLongMask(v.ptr());
@@ -489,14 +498,7 @@ Use it through aerec.backends.cpp.Network.)doc")
           }
           src = g.data();
         }
-        auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
-          if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
-          py::array a = o.cast<py::array>();
-          bind::require_dtype<std::int32_t>(a, name);
-          if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
-          return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
-        };
-        py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
+        py::array_t<std::int32_t, py::array::c_style> r0 = optional_ids(rows0, "rows0"), ur = optional_ids(urows, "user_rows");
         py::gil_scoped_release release;
         net.apply_gradients(src, r0.data(), r0.shape(0), ur.data(), ur.shape(0), lo, hi);
       }, py::arg("grads"), py::arg("rows0") = py::none(), py::arg("user_rows") = py::none(), py::arg("lo") = 0,
@@ -552,14 +554,7 @@ Use it through aerec.backends.cpp.Network.)doc")
             rows.push_back(static_cast<const std::uint8_t*>(a.data()));
           }
         }
-        auto ids = [](const py::object& o, const char* name) -> py::array_t<std::int32_t, py::array::c_style> {
-          if (o.is_none()) return py::array_t<std::int32_t, py::array::c_style>(0);
-          py::array a = o.cast<py::array>();
-          bind::require_dtype<std::int32_t>(a, name);
-          if (a.ndim() != 1) throw py::value_error(std::string(name) + " must be 1-D");
-          return py::array_t<std::int32_t, py::array::c_style>::ensure(a);
-        };
-        py::array_t<std::int32_t, py::array::c_style> r0 = ids(rows0, "rows0"), ur = ids(urows, "user_rows");
+        py::array_t<std::int32_t, py::array::c_style> r0 = optional_ids(rows0, "rows0"), ur = optional_ids(urows, "user_rows");
         const float* sc = static_cast<const float*>(scales.data());
         py::gil_scoped_release release;
         net.apply_gradient_sum(static_cast<int>(n), ptr.data(), sc, rows.empty() ? nullptr : rows.data(), r0.data(),

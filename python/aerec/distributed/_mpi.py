@@ -435,11 +435,7 @@ class DataParallel:
             t3 = time.perf_counter()
             self._barrier("parameter step (shared memory)")
             t4 = time.perf_counter()
-            self.stats["steps"] += 1
-            self.stats["bytes_sent"] += c.bytes - sent0
-            self.stats["grad_s"] += t1 - t0
-            self.stats["apply_s"] += t3 - t2
-            self.stats["comm_s"] += (t2 - t1) + (t4 - t3)
+            self._count_step(c.bytes - sent0, (t0, t1, t2, t3, t4))
             return float(head[:, 2].sum() / n_batch)
         if self.shard:
             # the gradients go unscaled: the owner of a block scales each rank's part as it sums
@@ -450,11 +446,7 @@ class DataParallel:
             t3 = time.perf_counter()
             self._gather_params()
             t4 = time.perf_counter()
-            self.stats["steps"] += 1
-            self.stats["bytes_sent"] += c.bytes - sent0
-            self.stats["grad_s"] += t1 - t0
-            self.stats["apply_s"] += t3 - t2
-            self.stats["comm_s"] += (t2 - t1) + (t4 - t3)
+            self._count_step(c.bytes - sent0, (t0, t1, t2, t3, t4))
             return float(head[:, 2].sum() / n_batch)
         dense = G[lo:hi]
         dense *= scale
@@ -477,12 +469,18 @@ class DataParallel:
                 urows = np.unique(self.users[mine]).astype(np.int32) if mine.size else np.zeros(0, np.int32)
         net.apply_gradients(G, rows0=rows0, user_rows=urows)
         t3 = time.perf_counter()
+        self._count_step(c.bytes - sent0, (t0, t1, t2, t3, t3))
+        return float(head[:, 2].sum() / n_batch)
+
+    def _count_step(self, sent, t):
+        """Add one step to ``stats``: ``t`` = (start, gradients done, exchange done, parameters
+        stepped, end): gradient t1-t0, optimizer t3-t2, communication (t2-t1) + (t4-t3)."""
+        t0, t1, t2, t3, t4 = t
         self.stats["steps"] += 1
-        self.stats["bytes_sent"] += c.bytes - sent0
+        self.stats["bytes_sent"] += sent
         self.stats["grad_s"] += t1 - t0
         self.stats["apply_s"] += t3 - t2
-        self.stats["comm_s"] += t2 - t1
-        return float(head[:, 2].sum() / n_batch)
+        self.stats["comm_s"] += (t2 - t1) + (t4 - t3)
 
     def _exchange(self, send_of, recv_of, what):
         """Pairwise exchange over every other rank (round k: send to rank + k, receive from rank - k,

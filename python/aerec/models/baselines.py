@@ -129,6 +129,20 @@ class Popularity(_SavableRecommender):
 EASE_L2_GRID = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0)
 
 
+def _spd_inverse_lower(A, what, clean):
+    """LAPACK ``potrf`` + ``potri`` of the symmetric positive definite ``A``, in place: the inverse's
+    lower triangle (``clean=False`` leaves the strict upper triangle as it was). ``what`` names
+    ``A`` in the error a non-positive-definite matrix raises."""
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (A,))
+    c, info = potrf(A, lower=True, overwrite_a=True, clean=clean)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: {what} is not positive definite (info={info}); raise l2")
+    inv, info = potri(c, lower=True, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: inversion of {what} failed (info={info})")
+    return inv
+
+
 @register_model
 class EASE(_SavableRecommender):
     """Embarrassingly Shallow Autoencoder (Steck 2019): B = I - P diag(1/diag(P)), P = (X^T X + lambda I)^-1.
@@ -345,13 +359,7 @@ class EASE(_SavableRecommender):
         u = Xd.shape[0]
         K = np.asarray((Xd @ Xd.T).toarray(), dtype=np.float64)  # u x u: float64 costs nothing here
         K[np.diag_indices(u)] += l2
-        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (K,))
-        c, info = potrf(K, lower=True, overwrite_a=True, clean=True)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"EASE: X X^T + l2 I is not positive definite (info={info}); raise l2")
-        Ki, info = potri(c, lower=True, overwrite_c=True)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"EASE: inversion of X X^T + l2 I failed (info={info})")
+        Ki = _spd_inverse_lower(K, "X X^T + l2 I", clean=True)
         Ki = np.tril(Ki) + np.tril(Ki, -1).T  # potri fills the lower triangle
         if not np.isfinite(Ki).all():
             raise FloatingPointError(f"EASE: (X X^T + l2 I)^-1 is not finite with l2={l2!r}; use an l2 nearer "
@@ -397,13 +405,7 @@ class EASE(_SavableRecommender):
         G = self._gram_upper(X, dt)  # C order, upper triangle valid == lower of the F-order view
         G[np.diag_indices(n)] += l2
         F = G.T  # F-contiguous view: LAPACK works in place, no copy
-        potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (F,))
-        c, info = potrf(F, lower=True, overwrite_a=True, clean=False)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"EASE: Gram matrix + l2 I is not positive definite (info={info}); raise l2")
-        Pf, info = potri(c, lower=True, overwrite_c=True)
-        if info != 0:
-            raise np.linalg.LinAlgError(f"EASE: inversion failed (info={info})")
+        Pf = _spd_inverse_lower(F, "Gram matrix + l2 I", clean=False)
         P = Pf.T  # C-order; its upper triangle holds P
         # Mirror the upper triangle into the lower one in place, block by block (no n^2 copies).
         step = 1024
