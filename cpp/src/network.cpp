@@ -1302,11 +1302,14 @@ double Network::loss(const Batch& b, index_t batch_size) const {
 }
 
 namespace {
-// Points the gradient writes at `to` for one call (nullptr: grads_), restored on every exit.
-struct OutGuard {
-  float*& slot;
-  OutGuard(float*& s, float* to) : slot(s) { slot = to; }
-  ~OutGuard() { slot = nullptr; }
+// Sets one of the network's per-call slots (the gradient destination gout_, the W0 row flags,
+// the gradient source of an apply call) for one call; back to its default (T{}: the network's
+// own buffers) on every exit.
+template <class T>
+struct ScopedSet {
+  T& slot;
+  ScopedSet(T& s, const T& to) : slot(s) { slot = to; }
+  ~ScopedSet() { slot = T{}; }
 };
 }  // namespace
 
@@ -1314,7 +1317,7 @@ double Network::gradients(const Batch& b, bool training, float* grads_out) {
   check_batch(b, true);
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
-  OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
+  ScopedSet<float*> into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, b.x.rows, nullptr, training), training, none);
   dense_sparse_grads();
   end_step();
@@ -1329,27 +1332,13 @@ double Network::gradients_rows(const Batch& b, const std::int64_t* ids, index_t 
   for (index_t r = 0; r < n_ids; ++r) AEREC_CHECK_INDEX(ids[r] >= 0 && ids[r] < b.x.rows, "row id out of range");
   std::unique_lock<SharedMutex> lock(mu_);
   Lap none(nullptr);
-  struct FlagGuard {
-    std::uint8_t*& slot;
-    ~FlagGuard() { slot = nullptr; }
-  } flags{w0_flags_};
-  w0_flags_ = w0_rows;
-  OutGuard into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
+  ScopedSet<std::uint8_t*> flags(w0_flags_, w0_rows);
+  ScopedSet<float*> into(gout_, grads_out);  // written in place: no copy of every tensor afterwards
   const double loss = loss_and_grads(minibatch(*ws_, b, 0, n_ids, ids, training), training, none);
   dense_sparse_grads();
   end_step();
   return loss;
 }
-
-namespace {
-// Restores the network's gradient source (its own buffer) on every exit of an apply call.
-template <class S>
-struct SourceGuard {
-  S& slot;
-  SourceGuard(S& s, const S& to) : slot(s) { slot = to; }
-  ~SourceGuard() { slot = S{}; }
-};
-}  // namespace
 
 const float* Network::grad_at(index_t o, index_t n, float* tmp) const {
   const GradSource& s = gsrc_;
@@ -1399,7 +1388,7 @@ void Network::apply_gradients(const float* grads, const std::int32_t* rows0, ind
   GradSource src;  // one buffer, read in place (scales == nullptr)
   src.one = grads;
   std::unique_lock<SharedMutex> lock(mu_);
-  SourceGuard<GradSource> guard(gsrc_, src);
+  ScopedSet<GradSource> guard(gsrc_, src);
   apply_source(rows0, n0, urows, nu, lo, hi);
 }
 
@@ -1413,7 +1402,7 @@ void Network::apply_gradient_sum(int n_parts, const float* const* parts, const f
   src.scales = scales;
   src.w0_rows = w0_rows;
   std::unique_lock<SharedMutex> lock(mu_);
-  SourceGuard<GradSource> guard(gsrc_, src);
+  ScopedSet<GradSource> guard(gsrc_, src);
   apply_source(rows0, n0, urows, nu, lo, hi);
 }
 

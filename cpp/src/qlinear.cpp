@@ -219,6 +219,7 @@ void CompressedLinear::build_hybrid(int num_threads) {
   const std::size_t isz_old = in16 ? 2 : 4, isz = out16 ? 2 : 4;
   // Per row and candidate cost c: the best prefix P and its bytes (prefix + tail).
   std::vector<std::int32_t> plen(static_cast<std::size_t>(n_in_ * kPrefixCosts), 0);
+  std::vector<std::int64_t> tlen(static_cast<std::size_t>(n_in_ * kPrefixCosts), 0);  // its tail size
   std::vector<double> bytes(kPrefixCosts, 0.0);
   const double a0 = kPrefixCost;
 #pragma omp parallel num_threads(T)
@@ -249,6 +250,7 @@ void CompressedLinear::build_hybrid(int num_threads) {
           }
         }
         plen[static_cast<std::size_t>(i * kPrefixCosts + c)] = static_cast<std::int32_t>(bp);
+        tlen[static_cast<std::size_t>(i * kPrefixCosts + c)] = bt;
         by[c] += static_cast<double>(bp) * esz + static_cast<double>(bt) * (esz + isz);
       }
     }
@@ -261,18 +263,11 @@ void CompressedLinear::build_hybrid(int num_threads) {
 
   std::vector<std::int64_t> tptr(static_cast<std::size_t>(n_in_ + 1), 0);
   pofs_.assign(static_cast<std::size_t>(n_in_ + 1), 0);
-  for (index_t i = 0; i < n_in_; ++i) pofs_[i + 1] = pofs_[i] + plen[static_cast<std::size_t>(i * kPrefixCosts + c)];
-  // Tail sizes: the entries past the prefix, and repeats of a column inside it.
-  std::vector<char> seen(static_cast<std::size_t>(n_out_), 0);
+  // Tail sizes: the entries past the prefix, and repeats of a column inside it (counted above).
   for (index_t i = 0; i < n_in_; ++i) {
-    const index_t P = pofs_[i + 1] - pofs_[i];
-    index_t tail = 0;
-    for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) {
-      const index_t p = rank[col_of(t)];
-      if (p < P && !seen[p]) seen[p] = 1; else ++tail;
-    }
-    for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) seen[rank[col_of(t)]] = 0;
-    tptr[i + 1] = tptr[i] + tail;
+    const std::size_t ic = static_cast<std::size_t>(i * kPrefixCosts + c);
+    pofs_[i + 1] = pofs_[i] + plen[ic];
+    tptr[i + 1] = tptr[i] + tlen[ic];
   }
   const index_t nt = tptr[n_in_], np = pofs_[n_in_];
   std::vector<char> pre(static_cast<std::size_t>(np) * esz, 0), tv(static_cast<std::size_t>(nt) * esz);

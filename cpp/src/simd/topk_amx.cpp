@@ -36,14 +36,11 @@ static_assert(sizeof(TileConfig) == 64, "ldtilecfg reads 64 bytes");
 constexpr int MR = kTopkMr;
 static_assert(MR == 32, "the tile block is written for 2 x 16 query rows");
 
-}  // namespace
-
-void topk_bf16_tile(const std::uint16_t* qa, const std::uint16_t* ip, const float* bias,
-                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
-  (void)mr;
-  // Loaded on every call: the tile configuration is per thread and any other AMX user in the
-  // process (another library) may have changed it; ldtilecfg costs ~60 cycles against the ~1,200
-  // of a 600-deep block (benchmarks/micro/bf16_throughput.cpp).
+// Tiles 0-3 (the 2 x 2 accumulators, 16 rows x 64 bytes each, as tiles 4-7 for the operands)
+// configured and zeroed. Loaded on every call: the tile configuration is per thread and any
+// other AMX user in the process (another library) may have changed it; ldtilecfg costs ~60 cycles
+// against the ~1,200 of a 600-deep block (benchmarks/micro/bf16_throughput.cpp).
+inline void begin_tiles() {
   TileConfig cfg;
   std::memset(&cfg, 0, sizeof(cfg));
   cfg.palette_id = 1;
@@ -56,6 +53,34 @@ void topk_bf16_tile(const std::uint16_t* qa, const std::uint16_t* ip, const floa
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
+}
+
+// The four accumulators into the 32 x 32 tile buffer (fp32 sums, or int32 read back as such),
+// then the tiles released.
+inline void end_tiles(float* tile) {
+  _tile_stored(0, tile, 128);
+  _tile_stored(1, tile + 16, 128);
+  _tile_stored(2, tile + 16 * 32, 128);
+  _tile_stored(3, tile + 16 * 32 + 16, 128);
+  _tile_release();
+}
+
+// One query row's 32 scores stored; its mask bits: score >= thr.
+inline std::uint32_t store_row(float* row, __m512 v0, __m512 v1, float thr) {
+  const __m512 t = _mm512_set1_ps(thr);
+  const std::uint32_t m0 = _mm512_cmp_ps_mask(v0, t, _CMP_GE_OQ);
+  const std::uint32_t m1 = _mm512_cmp_ps_mask(v1, t, _CMP_GE_OQ);
+  _mm512_storeu_ps(row, v0);
+  _mm512_storeu_ps(row + 16, v1);
+  return m0 | (m1 << 16);
+}
+
+}  // namespace
+
+void topk_bf16_tile(const std::uint16_t* qa, const std::uint16_t* ip, const float* bias,
+                    index_t d2, const float* thr, float* tile, std::uint32_t* mask, int mr) {
+  (void)mr;
+  begin_tiles();
   const index_t ksteps = (d2 + 15) / 16;
   const index_t kq = ksteps * 32;           // bf16 per query row
   const long lda = static_cast<long>(kq) * 2;  // bytes
@@ -72,22 +97,13 @@ void topk_bf16_tile(const std::uint16_t* qa, const std::uint16_t* ip, const floa
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, tile, 128);
-  _tile_stored(1, tile + 16, 128);
-  _tile_stored(2, tile + 16 * 32, 128);
-  _tile_stored(3, tile + 16 * 32 + 16, 128);
-  _tile_release();
+  end_tiles(tile);
   const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
   for (int i = 0; i < MR; ++i) {
     float* row = tile + i * 32;
     const __m512 c0 = _mm512_add_ps(_mm512_loadu_ps(row), b0);
     const __m512 c1 = _mm512_add_ps(_mm512_loadu_ps(row + 16), b1);
-    const __m512 t = _mm512_set1_ps(thr[i]);
-    const std::uint32_t m0 = _mm512_cmp_ps_mask(c0, t, _CMP_GE_OQ);
-    const std::uint32_t m1 = _mm512_cmp_ps_mask(c1, t, _CMP_GE_OQ);
-    mask[i] = m0 | (m1 << 16);
-    _mm512_storeu_ps(row, c0);
-    _mm512_storeu_ps(row + 16, c1);
+    mask[i] = store_row(row, c0, c1, thr[i]);
   }
 }
 
@@ -102,18 +118,7 @@ void topk_i8_tile(const std::uint8_t* qa, const std::int8_t* ip, const std::int3
                   const float* iscale, const float* bias, const float* qscale, index_t d4,
                   const float* thr, float* tile, std::uint32_t* mask, int mr) {
   (void)mr;
-  TileConfig cfg;
-  std::memset(&cfg, 0, sizeof(cfg));
-  cfg.palette_id = 1;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  _tile_loadconfig(&cfg);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  begin_tiles();
   const index_t ksteps = (d4 + 15) / 16;
   const index_t kq = ksteps * 64;  // bytes per query row
   const std::uint8_t* a0 = qa;
@@ -130,11 +135,7 @@ void topk_i8_tile(const std::uint8_t* qa, const std::int8_t* ip, const std::int3
     _tile_dpbusd(3, 5, 7);
   }
   // int32 sums into the tile buffer (read back below as integers)
-  _tile_stored(0, tile, 128);
-  _tile_stored(1, tile + 16, 128);
-  _tile_stored(2, tile + 16 * 32, 128);
-  _tile_stored(3, tile + 16 * 32 + 16, 128);
-  _tile_release();
+  end_tiles(tile);
   const __m512i k0 = _mm512_loadu_si512(corr), k1 = _mm512_loadu_si512(corr + 16);
   const __m512 s0 = _mm512_loadu_ps(iscale), s1 = _mm512_loadu_ps(iscale + 16);
   const __m512 b0 = _mm512_loadu_ps(bias), b1 = _mm512_loadu_ps(bias + 16);
@@ -148,12 +149,7 @@ void topk_i8_tile(const std::uint8_t* qa, const std::int8_t* ip, const std::int3
     __asm__("" : "+v"(v0), "+v"(v1));  // no FMA contraction: the other tiles' rounding
     v0 = _mm512_add_ps(v0, b0);
     v1 = _mm512_add_ps(v1, b1);
-    const __m512 t = _mm512_set1_ps(thr[i]);
-    const std::uint32_t m0 = _mm512_cmp_ps_mask(v0, t, _CMP_GE_OQ);
-    const std::uint32_t m1 = _mm512_cmp_ps_mask(v1, t, _CMP_GE_OQ);
-    mask[i] = m0 | (m1 << 16);
-    _mm512_storeu_ps(row, v0);
-    _mm512_storeu_ps(row + 16, v1);
+    mask[i] = store_row(row, v0, v1, thr[i]);
   }
 }
 
