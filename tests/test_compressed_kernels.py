@@ -345,6 +345,71 @@ def test_topk_csr_wide_outputs(engine, restore_isa, precision, n_out):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("n_out", [1531, 4099])
+def test_csr_layer_long_skyline_prefixes(engine, restore_isa, precision, n_out):
+    """A pruned-EASE-like layer: column popularity follows a power law and each row keeps mostly
+    popular columns, so build_hybrid gives rows dense prefixes of many lengths (ending inside and
+    at the edge of every kernel's column chunk: 32 / 64 / 128 at scalar / avx2 / avx512) plus
+    sparse tails; forward_csr and the fused top-k (selected in the renumbered order, with an
+    int8 layer's scales and a bias renumbered alike) match the reference, weighted and binary
+    histories, short, empty and repeated ones."""
+    be = _use(engine)
+    rng = np.random.default_rng(n_out)
+    n_in = 180
+    pop = 1.0 / np.arange(1, n_out + 1) ** 0.9
+    pop = rng.permutation(pop)  # popular columns anywhere in the original order
+    W = np.zeros((n_in, n_out), np.float32)
+    for i in range(n_in):
+        kept = rng.choice(n_out, size=int(rng.integers(0, n_out // 3)), replace=False, p=pop / pop.sum())
+        W[i, kept] = rng.standard_normal(len(kept)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    for bias in (None, b):
+        a = pack_layer(W, bias, precision, True, "csr")
+        ref, L = numpy_.CompressedLinear(a), be.CompressedLinear(a)
+        lens = rng.integers(0, 60, size=30)
+        lens[:3] = (0, 1, 200)
+        rows = [rng.choice(n_in, size=m, replace=m > n_in) for m in lens]  # repeats in the long one
+        rows[4] = np.array([7, 7, 7])
+        lens[4] = 3
+        ip = np.concatenate([[0], np.cumsum(lens)]).astype(np.int64)
+        ix = np.concatenate(rows).astype(np.int32)
+        vals = rng.uniform(0.5, 2.0, len(ix)).astype(np.float32)
+        X = sp.csr_matrix((vals, ix, ip), shape=(len(lens), n_in)).toarray()
+        Xb = sp.csr_matrix((np.ones_like(vals), ix, ip), shape=(len(lens), n_in)).toarray()
+        ep, ei = _exclusion(rng, len(lens), n_out, {2})
+        for data, Xd in ((vals, X), (None, Xb)):
+            B = _bound(ref, Xd)
+            z = ref.forward_csr(ip, ix, data)
+            _close(L.forward_csr(ip, ix, data), z, B)
+            for exc in ((ep, ei), (None, None)):
+                ids, sc = L.topk_csr(ip, ix, data, 100, *exc)
+                rid, rsc = ref.topk_csr(ip, ix, data, 100, *exc)
+                _check_topk(ids, sc, rid, rsc, z, exc[0], exc[1], B)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_topk_csr_ties_rank_by_original_id(engine, restore_isa, precision):
+    """The fused CSR top-k selects in build_hybrid's popularity order, yet equal scores still come
+    back by lower original id: column 6 (in every row) is renumbered before 1 and 3, all three tie."""
+    be = _use(engine)
+    W = np.zeros((4, 8), np.float32)
+    W[:, 6] = 1.0
+    W[0:2, 1] = 1.0
+    W[0, 3] = 1.0
+    W[1:, 0] = 0.5
+    L = be.CompressedLinear(pack_layer(W, None, precision, True, "csr"))
+    ip, ix = np.array([0, 1, 1], np.int64), np.array([0], np.int32)
+    for k, want in ((2, [1, 3]), (3, [1, 3, 6]), (8, [1, 3, 6, 0, 2, 4, 5, 7])):
+        ids, sc = L.topk_csr(ip, ix, None, k)
+        assert ids[0].tolist() == want, (k, ids[0])
+        assert ids[1].tolist() == list(range(min(k, 8)))  # an empty history: all zeros, by id
+    ids, _ = L.topk_csr(ip, ix, None, 2, np.array([0, 1, 1], np.int64), np.array([3], np.int32))
+    assert ids[0].tolist() == [1, 6]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("precision,sparse", list(itertools.product(PRECISIONS, (False, True))))
 def test_topk_ties_padding_and_exclusion(engine, restore_isa, precision, sparse):
     """Equal scores come back by lower id; k > n_out pads with -1 / -inf after the valid ones;

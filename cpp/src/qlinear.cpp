@@ -325,6 +325,15 @@ void CompressedLinear::build_hybrid(int num_threads) {
   idx16v_.shrink_to_fit();
   idx32v_.shrink_to_fit();
   idx16_ = out16;
+  rank_.swap(rank);
+  if (!scale_.empty()) {
+    rscale_.resize(static_cast<std::size_t>(n_out_));
+    for (index_t p = 0; p < n_out_; ++p) rscale_[p] = scale_[colord_[p]];
+  }
+  if (!bias_.empty()) {
+    rbias_.resize(static_cast<std::size_t>(n_out_));
+    for (index_t p = 0; p < n_out_; ++p) rbias_[p] = bias_[colord_[p]];
+  }
 }
 
 const void* CompressedLinear::prefix_values() const {
@@ -478,58 +487,144 @@ void CompressedLinear::forward(MatrixView<const float> x, Activation act, float*
   slot.rethrow();
 }
 
+// The rows of a history as prefix_sum wants them (first column pointer, prefix length, value).
+struct CompressedLinear::PrefixRows {
+  std::vector<const void*> rows;
+  std::vector<index_t> len;
+  std::vector<float> a;
+};
+
 // acc = sum over the history (idx, val) (or the nonzeros of dense_x) of val * row(idx). A sparse
-// layer accumulates in work (n_out floats, renumbered columns: each row's dense prefix one axpy,
-// its tail one scatter), then puts the sums back in the original column order in acc.
+// layer accumulates in work (n_out floats, renumbered columns): the history's dense prefixes in one
+// pass (prefix_sum: column chunks in registers, the rows by descending prefix length), then each
+// row's tail one scatter; the sums then go back to the original column order in acc.
 void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, index_t cnt,
                                   const float* dense_x, float* acc, float* work) const {
   const QlinearKernels& k = qlinear_kernels();
   const int vt = precision_;
   const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
-  float* sum = sparse_ ? work : acc;
-  std::fill(sum, sum + n_out_, 0.0f);
+  const char* vals = static_cast<const char*>(values());
+  if (!sparse_) {
+    std::fill(acc, acc + n_out_, 0.0f);
+    auto add = [&](index_t i, float v) {
+      k.axpy(n_out_, v, vals + static_cast<std::size_t>(i * n_out_) * esz, vt, acc);
+    };
+    if (dense_x != nullptr) {
+      for (index_t i = 0; i < n_in_; ++i)
+        if (dense_x[i] != 0.0f) add(i, dense_x[i]);
+    } else {
+      for (index_t t = 0; t < cnt; ++t) add(idx[t], val != nullptr ? val[t] : 1.0f);
+    }
+    return;
+  }
+  History h;
+  PrefixRows pr;
+  sorted_history(idx, val, cnt, dense_x, h);
+  renumbered_sums(h, pr, work);
+  for (index_t p = 0; p < n_out_; ++p) acc[colord_[p]] = work[p];
+}
+
+// work[0, n_out) = the history's sums in the renumbered columns: its rows' dense prefixes in one
+// prefix_sum pass (column chunks in registers), then each row's tail one scatter (L2-resident
+// work), prefetched a few rows ahead (the tails are scattered over the layer).
+void CompressedLinear::renumbered_sums(const History& h, PrefixRows& pr, float* work) const {
+  const QlinearKernels& k = qlinear_kernels();
+  const int vt = precision_;
+  const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
   const char* vals = static_cast<const char*>(values());
   const char* pref = static_cast<const char*>(prefix_values());
-  auto add = [&](index_t i, float v) {
-    if (!sparse_) {
-      k.axpy(n_out_, v, vals + static_cast<std::size_t>(i * n_out_) * esz, vt, sum);
-    } else {
-      const index_t p0 = pofs_[i], pn = pofs_[i + 1] - p0;
-      if (pn > 0) k.axpy(pn, v, pref + static_cast<std::size_t>(p0) * esz, vt, sum);
-      const index_t a = indptr_[i], b = indptr_[i + 1];
-      if (b > a) {
-        const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + a)
-                                : static_cast<const void*>(idx32v_.data() + a);
-        k.scatter(b - a, v, ix, idx16_ ? 1 : 0, vals + static_cast<std::size_t>(a) * esz, vt, sum);
+  const index_t nh = static_cast<index_t>(h.size());
+  pr.rows.clear();
+  pr.len.clear();
+  pr.a.clear();
+  for (const auto& e : h) {
+    const index_t L = pofs_[e.first + 1] - pofs_[e.first];
+    if (L == 0) break;  // by descending length: no prefixes past here
+    pr.rows.push_back(pref + static_cast<std::size_t>(pofs_[e.first]) * esz);
+    pr.len.push_back(L);
+    pr.a.push_back(e.second);
+  }
+  k.prefix_sum(0, n_out_, static_cast<index_t>(pr.rows.size()), pr.rows.data(), pr.len.data(), pr.a.data(), vt,
+               work);
+  constexpr index_t kAhead = 4;
+  for (index_t t = 0; t < nh; ++t) {
+    if (t + kAhead < nh) {
+      const std::int64_t b = indptr_[h[t + kAhead].first];
+      const char* v = vals + static_cast<std::size_t>(b) * esz;
+      const char* ix = idx16_ ? reinterpret_cast<const char*>(idx16v_.data() + b)
+                              : reinterpret_cast<const char*>(idx32v_.data() + b);
+      for (int line = 0; line < 4; ++line) {
+        __builtin_prefetch(v + 64 * line);
+        __builtin_prefetch(ix + 64 * line);
       }
     }
-  };
-  if (dense_x != nullptr) {
-    for (index_t i = 0; i < n_in_; ++i)
-      if (dense_x[i] != 0.0f) add(i, dense_x[i]);
-  } else {
-    // The rows of a history are scattered over the layer (memory latency, not FLOPs, bounds
-    // this): prefetch the start of a row a few items ahead.
-    constexpr index_t kAhead = 4;
-    for (index_t t = 0; t < cnt; ++t) {
-      if (sparse_ && t + kAhead < cnt) {
-        const index_t i = idx[t + kAhead];
-        const index_t a = indptr_[i];
-        const char* v = vals + static_cast<std::size_t>(a) * esz;
-        const char* ix = idx16_ ? reinterpret_cast<const char*>(idx16v_.data() + a)
-                                : reinterpret_cast<const char*>(idx32v_.data() + a);
-        const char* pv = pref + static_cast<std::size_t>(pofs_[i]) * esz;
-        for (int line = 0; line < 4; ++line) {
-          __builtin_prefetch(v + 64 * line);
-          __builtin_prefetch(ix + 64 * line);
-          __builtin_prefetch(pv + 64 * line);
-        }
-      }
-      add(idx[t], val != nullptr ? val[t] : 1.0f);
+    const std::int32_t i = h[t].first;
+    const index_t b0 = indptr_[i], b1 = indptr_[i + 1];
+    if (b1 > b0) {
+      const void* ix = idx16_ ? static_cast<const void*>(idx16v_.data() + b0)
+                              : static_cast<const void*>(idx32v_.data() + b0);
+      k.scatter(b1 - b0, h[t].second, ix, idx16_ ? 1 : 0, vals + static_cast<std::size_t>(b0) * esz, vt, work);
     }
   }
-  if (sparse_)
-    for (index_t p = 0; p < n_out_; ++p) acc[colord_[p]] = work[p];
+}
+
+void CompressedLinear::sorted_history(const std::int32_t* idx, const float* val, index_t cnt,
+                                      const float* dense_x, History& h) const {
+  h.clear();
+  if (dense_x != nullptr) {
+    for (index_t i = 0; i < n_in_; ++i)
+      if (dense_x[i] != 0.0f) h.emplace_back(static_cast<std::int32_t>(i), dense_x[i]);
+  } else {
+    for (index_t t = 0; t < cnt; ++t) h.emplace_back(idx[t], val != nullptr ? val[t] : 1.0f);
+  }
+  auto plen = [&](std::int32_t i) { return pofs_[i + 1] - pofs_[i]; };
+  std::stable_sort(h.begin(), h.end(), [&](const auto& x, const auto& y) { return plen(x.first) > plen(y.first); });
+}
+
+// topk_csr's selection for one user of a sparse csr-input layer, from its sums in the renumbered
+// columns (renumbered_sums): scale and bias applied, then every column at or above the threshold
+// (the kk-th best so far; ties pass, they may win on the lower original id) and not excluded
+// enters the candidates, keyed by its original id (so ties rank as on the dense paths); the list
+// is cut back to kk when it reaches cap. No original-order score row is written.
+void CompressedLinear::select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
+                                         std::vector<std::int32_t>& exr, std::vector<Entry>& heap,
+                                         std::int32_t* ids, float* scores) const {
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  if (!rscale_.empty())
+    for (index_t j = 0; j < n_out_; ++j) work[j] *= rscale_[j];
+  if (!rbias_.empty())
+    for (index_t j = 0; j < n_out_; ++j) work[j] += rbias_[j];
+  exr.resize(static_cast<std::size_t>(nex) + 1);
+  for (index_t t = 0; t < nex; ++t) exr[t] = rank_[ex[t]];
+  std::sort(exr.begin(), exr.begin() + nex);
+  exr[nex] = std::numeric_limits<std::int32_t>::max();  // sentinel
+  const index_t cap = kk + std::max<index_t>(kk, 32);
+  heap.resize(static_cast<std::size_t>(cap));
+  Entry* hp = heap.data();
+  index_t hn = 0, xc = 0;
+  float th = -kInf;
+  for (index_t j = 0; j < n_out_; ++j) {
+    const float s = work[j];
+    if (!(s >= th) || !(s > -kInf)) continue;  // NaN and -inf never enter
+    while (exr[xc] < j) ++xc;
+    if (exr[xc] == j) continue;
+    hp[hn++] = make_entry(s, colord_[j]);
+    if (hn == cap) {
+      th = cut_to(hp, hn, kk);
+      hn = kk;
+    }
+  }
+  const index_t nv = std::min(kk, hn);
+  if (hn > nv) cut_to(hp, hn, nv);
+  std::sort(hp, hp + nv, [](Entry a, Entry b) { return a > b; });
+  for (index_t t = 0; t < nv; ++t) {
+    ids[t] = entry_id(hp[t]);
+    scores[t] = entry_score(hp[t]);
+  }
+  for (index_t t = nv; t < kk; ++t) {
+    ids[t] = -1;
+    scores[t] = -kInf;
+  }
 }
 
 void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, float* out, index_t ldo,
@@ -584,11 +679,34 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
     MatrixView<const float> sv{row, 1, n_out_, n_out_};
     select_topk_rows(sv, kk, ex_ptr != nullptr ? ptr : nullptr, eidx, ids + r * kk, scores + r * kk, 1);
   };
-  // Each row's scores accumulated in a per-thread buffer (a sparse layer: build_hybrid's dense
-  // prefixes and sparse tails, in the renumbered order, then put back) and selected at once.
+  if (sparse_) {
+    // Per user: its sums in build_hybrid's renumbered columns (renumbered_sums), selected there
+    // (select_renumbered): no original-order score row, no n_out-long permutation.
+#pragma omp parallel num_threads(T)
+    {
+      std::vector<float> work(static_cast<std::size_t>(n_out_));
+      History h;
+      PrefixRows pr;
+      std::vector<std::int32_t> exr;
+      std::vector<Entry> heap;
+#pragma omp for schedule(dynamic, 8)
+      for (index_t r = 0; r < m; ++r) {
+        slot.run([&] {
+          const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
+          sorted_history(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, h);
+          renumbered_sums(h, pr, work.data());
+          const std::int64_t e0 = ex_ptr != nullptr ? ex_ptr[r] : 0, e1 = ex_ptr != nullptr ? ex_ptr[r + 1] : 0;
+          select_renumbered(work.data(), kk, ex_idx + e0, e1 - e0, exr, heap, ids + r * kk, scores + r * kk);
+        });
+      }
+    }
+    slot.rethrow();
+    return;
+  }
+  // A dense layer: each row's scores accumulated in a per-thread buffer and selected at once.
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> acc(static_cast<std::size_t>(n_out_)), work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
+    std::vector<float> acc(static_cast<std::size_t>(n_out_)), work;
 #pragma omp for schedule(dynamic, 8)
     for (index_t r = 0; r < m; ++r) {
       slot.run([&] {

@@ -85,6 +85,16 @@ class CompressedLinear {
                     std::vector<float>& tile, float* out, index_t ldo) const;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
                   float* acc, float* work) const;
+  // Sparse csr-input layers (after build_hybrid): one history as (row, value) pairs by descending
+  // prefix length; its sums in the renumbered columns; topk_csr's selection from them.
+  using History = std::vector<std::pair<std::int32_t, float>>;
+  void sorted_history(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
+                      History& h) const;
+  struct PrefixRows;  // qlinear.cpp
+  void renumbered_sums(const History& h, PrefixRows& pr, float* work) const;
+  void select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
+                         std::vector<std::int32_t>& exr, std::vector<std::uint64_t>& heap, std::int32_t* ids,
+                         float* scores) const;
   void build_hybrid(int num_threads);
   const void* prefix_values() const;
   void epilogue(float* row, Activation act) const;
@@ -114,6 +124,8 @@ class CompressedLinear {
   std::vector<std::uint16_t> pb_;
   std::vector<std::int8_t> pi_;
   std::vector<std::int32_t> colord_;
+  std::vector<std::int32_t> rank_;           // its inverse: the renumbered column of original id j
+  std::vector<float> rscale_, rbias_;         // scale_ / bias_ in the renumbered order (when present)
 };
 
 }  // namespace aerec::cpu

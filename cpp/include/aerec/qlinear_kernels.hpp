@@ -66,6 +66,12 @@ struct QlinearKernels {
   // acc[idx[t]] += a * w[t] for t < cnt.
   void (*scatter)(index_t cnt, float a, const void* indices, int idx16, const void* w, int vtype,
                   float* acc);
+  // Columns [c0, c1) of the sum over r < cnt of a[r] * w_r (w_r = rows[r], the row's first
+  // column, of value type vtype; zero past len[r]) into out[0, c1 - c0): the dense row prefixes of
+  // a gathered sparse layer. The rows come by descending len (those with len <= c0 are skipped).
+  // Column chunks outer, rows inner: the sums stay in registers and each row is read once.
+  void (*prefix_sum)(index_t c0, index_t c1, index_t cnt, const void* const* rows, const index_t* len,
+                     const float* a, int vtype, float* out);
 };
 
 // One constant-initialised table per level (data: selecting one runs none of its code).
