@@ -587,8 +587,8 @@ void CompressedLinear::sorted_history(const std::int32_t* idx, const float* val,
 // enters the candidates, keyed by its original id (so ties rank as on the dense paths); the list
 // is cut back to kk when it reaches cap. No original-order score row is written.
 void CompressedLinear::select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
-                                         std::vector<std::int32_t>& exr, std::vector<Entry>& heap,
-                                         std::int32_t* ids, float* scores) const {
+                                         std::vector<std::int32_t>& exr, std::vector<std::int32_t>& pos,
+                                         std::vector<Entry>& heap, std::int32_t* ids, float* scores) const {
   constexpr float kInf = std::numeric_limits<float>::infinity();
   if (!rscale_.empty())
     for (index_t j = 0; j < n_out_; ++j) work[j] *= rscale_[j];
@@ -598,18 +598,25 @@ void CompressedLinear::select_renumbered(float* work, index_t kk, const std::int
   for (index_t t = 0; t < nex; ++t) exr[t] = rank_[ex[t]];
   std::sort(exr.begin(), exr.begin() + nex);
   exr[nex] = std::numeric_limits<std::int32_t>::max();  // sentinel
+  // columns by chunks of kColChunk: the kernel finds those at or above the threshold, then the
+  // exclusions are skipped and the rest appended (the list has cap + kColChunk room); cut back to
+  // kk once per chunk when it reached cap
   const index_t cap = kk + std::max<index_t>(kk, 32);
-  heap.resize(static_cast<std::size_t>(cap));
+  heap.resize(static_cast<std::size_t>(cap + kColChunk));
+  pos.resize(static_cast<std::size_t>(kColChunk));
   Entry* hp = heap.data();
   index_t hn = 0, xc = 0;
   float th = -kInf;
-  for (index_t j = 0; j < n_out_; ++j) {
-    const float s = work[j];
-    if (!(s >= th) || !(s > -kInf)) continue;  // NaN and -inf never enter
-    while (exr[xc] < j) ++xc;
-    if (exr[xc] == j) continue;
-    hp[hn++] = make_entry(s, colord_[j]);
-    if (hn == cap) {
+  const QlinearKernels& k = qlinear_kernels();
+  for (index_t j0 = 0; j0 < n_out_; j0 += kColChunk) {
+    const index_t nc = k.ge_filter(std::min(kColChunk, n_out_ - j0), work + j0, th, pos.data());
+    for (index_t t = 0; t < nc; ++t) {
+      const index_t j = j0 + pos[t];
+      while (exr[xc] < j) ++xc;
+      if (exr[xc] == j) continue;
+      hp[hn++] = make_entry(work[j], colord_[j]);
+    }
+    if (hn >= cap) {
       th = cut_to(hp, hn, kk);
       hn = kk;
     }
@@ -687,7 +694,7 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
       std::vector<float> work(static_cast<std::size_t>(n_out_));
       History h;
       PrefixRows pr;
-      std::vector<std::int32_t> exr;
+      std::vector<std::int32_t> exr, pos;
       std::vector<Entry> heap;
 #pragma omp for schedule(dynamic, 8)
       for (index_t r = 0; r < m; ++r) {
@@ -696,7 +703,7 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
           sorted_history(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, h);
           renumbered_sums(h, pr, work.data());
           const std::int64_t e0 = ex_ptr != nullptr ? ex_ptr[r] : 0, e1 = ex_ptr != nullptr ? ex_ptr[r + 1] : 0;
-          select_renumbered(work.data(), kk, ex_idx + e0, e1 - e0, exr, heap, ids + r * kk, scores + r * kk);
+          select_renumbered(work.data(), kk, ex_idx + e0, e1 - e0, exr, pos, heap, ids + r * kk, scores + r * kk);
         });
       }
     }

@@ -93,8 +93,8 @@ class CompressedLinear {
   struct PrefixRows;  // qlinear.cpp
   void renumbered_sums(const History& h, PrefixRows& pr, float* work) const;
   void select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
-                         std::vector<std::int32_t>& exr, std::vector<std::uint64_t>& heap, std::int32_t* ids,
-                         float* scores) const;
+                         std::vector<std::int32_t>& exr, std::vector<std::int32_t>& pos,
+                         std::vector<std::uint64_t>& heap, std::int32_t* ids, float* scores) const;
   void build_hybrid(int num_threads);
   const void* prefix_values() const;
   void epilogue(float* row, Activation act) const;

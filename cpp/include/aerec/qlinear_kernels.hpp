@@ -72,6 +72,9 @@ struct QlinearKernels {
   // Column chunks outer, rows inner: the sums stay in registers and each row is read once.
   void (*prefix_sum)(index_t c0, index_t c1, index_t cnt, const void* const* rows, const index_t* len,
                      const float* a, int vtype, float* out);
+  // The positions j < n, ascending, where s[j] >= thr and s[j] > -inf (NaN never passes) into pos
+  // (room for n); returns their count.
+  index_t (*ge_filter)(index_t n, const float* s, float thr, std::int32_t* pos);
 };
 
 // One constant-initialised table per level (data: selecting one runs none of its code).
