@@ -249,6 +249,30 @@ def run_all(tmp):
             np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-3, err_msg=precision)
             assert (ids == rid).mean() > 0.97, precision
 
+    @check("CompressedLinear csr layer with long skyline prefixes (prefix_sum chunks, renumbered top-k) vs reference")
+    def _():
+        from aerec.backends import cpp, numpy_
+        from aerec.backends._quant import pack_layer
+        rng = np.random.default_rng(4)
+        n_in, n_out = 50, 611  # several 32 / 64 / 128-column chunks plus a partial one
+        pop = rng.permutation(1.0 / np.arange(1, n_out + 1))
+        W = np.zeros((n_in, n_out), np.float32)
+        for i in range(n_in):
+            kept = rng.choice(n_out, size=int(rng.integers(0, 250)), replace=False, p=pop / pop.sum())
+            W[i, kept] = rng.standard_normal(len(kept)).astype(np.float32)
+        H = sp.random(23, n_in, 0.3, format="csr", dtype=np.float32, random_state=5)
+        hp, hi = H.indptr.astype(np.int64), H.indices.astype(np.int32)
+        for precision in ("fp32", "bf16", "int8"):
+            a = pack_layer(W, rng.standard_normal(n_out).astype(np.float32), precision, True, "csr")
+            L, R = cpp.CompressedLinear(a), numpy_.CompressedLinear(a)
+            z = R.forward_csr(hp, hi, H.data)
+            np.testing.assert_allclose(L.forward_csr(hp, hi, H.data), z, rtol=1e-4, atol=1e-4, err_msg=precision)
+            for data in (H.data, None):
+                ids, sc = L.topk_csr(hp, hi, data, 40, hp, hi)
+                rid, rsc = R.topk_csr(hp, hi, data, 40, hp, hi)
+                np.testing.assert_allclose(sc, rsc, rtol=1e-4, atol=1e-4, err_msg=precision)
+                assert (ids == rid).mean() > 0.97, precision
+
     @check("TopK int8 without re-scoring: the NumPy reference's bits (vpmaddubsw / AVX-VNNI tile at avx2)")
     def _():
         feats = _core.cpu_features()
