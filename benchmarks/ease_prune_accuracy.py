@@ -12,8 +12,8 @@ Protocol (as benchmarks/compress_accuracy.py): MovieLens-100K, ratings >= 4, str
   of every l2 of the grid, the best validation NDCG@100 kept): the same tuning for both.
 
 Variants: ``columns-D`` (each column's largest D * n entries, the rule of aerec <= 0.2),
-``magnitude-D`` (the default: the D * n^2 largest |B_ij| over the whole matrix), ``+bf16`` (the
-same, bf16 values), ``+refit`` (``refit=True``: each column re-solved on its kept support; l2=200
+``magnitude-D`` (the default: the D * n^2 largest |B_ij| over the whole matrix), ``+bf16`` / ``+int8``
+(the same, bf16 / int8 values), ``+refit`` (``refit=True``: each column re-solved on its kept support; l2=200
 only, with --refit). Not timed (accuracy only).
 """
 from __future__ import annotations
@@ -38,6 +38,7 @@ VARIANTS = {
     "magnitude-0.05": dict(density=0.05),
     "magnitude-0.1": dict(density=0.1),
     "magnitude-0.1+bf16": dict(density=0.1, precision="bf16"),
+    "magnitude-0.1+int8": dict(density=0.1, precision="int8"),
     "magnitude-0.2": dict(density=0.2),
 }
 
@@ -46,7 +47,7 @@ def ndcg(model, evalset):
     return float(aerec.evaluate(model, evalset, ks=(100,), metrics=("ndcg",))["ndcg@100"])
 
 
-def run_seed(split, refit):
+def run_seed(split, refit, variants=VARIANTS):
     out = {}
     exact = {lam: aerec.EASE(l2=lam).fit(split.train) for lam in EASE_L2_GRID}
     base = compress.weight_nbytes(exact[200.0])
@@ -54,7 +55,7 @@ def run_seed(split, refit):
     best = max(EASE_L2_GRID, key=lambda lam: val[lam])
     out["exact"] = {"l2=200": ndcg(exact[200.0], split.test), "tuned": ndcg(exact[best], split.test),
                     "tuned_l2": best, "weights": 1.0}
-    for name, kw in VARIANTS.items():
+    for name, kw in variants.items():
         pruned = {lam: compress.prune(m, **kw) for lam, m in exact.items()}
         pv = {lam: ndcg(p, split.validation) for lam, p in pruned.items()}
         pb = max(EASE_L2_GRID, key=lambda lam: pv[lam])
@@ -89,7 +90,9 @@ def main():
     ap.add_argument("--seed-list", default=None)
     ap.add_argument("--refit", action="store_true")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--variants", default=None, help="comma-separated subset of " + ",".join(VARIANTS))
     args = ap.parse_args()
+    variants = {n: VARIANTS[n] for n in args.variants.split(",")} if args.variants else VARIANTS
     if not (DATA / "u.data").exists():
         sys.exit(f"MovieLens-100K not found at {DATA}; set AEREC_DATA")
     aerec.set_num_threads(1)
@@ -100,7 +103,7 @@ def main():
     for seed in seeds:
         split = aerec.data.strong_generalization_split(data, n_validation_users=150, n_test_users=150,
                                                        random_state=seed)
-        res[seed] = run_seed(split, args.refit)
+        res[seed] = run_seed(split, args.refit, variants)
         print(f"seed {seed}: " + "  ".join(f"{k} {v['l2=200']:.4f}" for k, v in res[seed].items()), flush=True)
     print(summary(res))
     if args.json:

@@ -200,6 +200,7 @@ def test_validate_names_the_bad_array_dense(mutate, name):
     (lambda a: a.__setitem__("indices", a["indices"].astype(np.int32)), "indices"),
     (lambda a: a.__setitem__("data", a["data"][:-1]), "data"),
     (lambda a: a["data"].__setitem__(0, 0x7F80), "data"),
+    (lambda a: a["indices"].__setitem__(1, a["indices"][0]), "indices"),  # a repeat in column 0
 ])
 def test_validate_names_the_bad_array_sparse(mutate, name):
     W = _weights(np.random.default_rng(3), 6, 7, 0.6, zero_cols=False)
@@ -386,6 +387,31 @@ def test_csr_layer_long_skyline_prefixes(engine, restore_isa, precision, n_out):
                 ids, sc = L.topk_csr(ip, ix, data, 100, *exc)
                 rid, rsc = ref.topk_csr(ip, ix, data, 100, *exc)
                 _check_topk(ids, sc, rid, rsc, z, exc[0], exc[1], B)
+
+
+@pytest.mark.parametrize("inp", ["dense", "csr"])
+@pytest.mark.parametrize("fault", ["repeat", "unsorted"])
+def test_sparse_layers_refuse_repeated_or_unsorted_entries(inp, fault):
+    """A repeated (row, column) entry would be summed by the kernels and overwritten by the NumPy
+    reference: every backend refuses it (and unsorted ids) with a ValueError naming 'indices';
+    the C++ core refuses it too when called directly. The same ids in another row are fine."""
+    rng = np.random.default_rng(11)
+    W = np.zeros((6, 300), np.float32)
+    W[:, :200] = rng.standard_normal((6, 200)).astype(np.float32)
+    a = pack_layer(W, None, "bf16", True, inp)
+    ip, ix = a["indptr"], a["indices"]
+    ix[ip[1] + 1] = ix[ip[1]] if fault == "repeat" else ix[ip[1] + 2]  # inside the second row / column
+    with pytest.raises(ValueError, match="'indices'.*strictly increasing"):
+        validate_layer(a)
+    for be in [numpy_] + [aerec.backends.get(n) for n, ok in aerec.backends.available().items()
+                          if ok and n != "numpy"]:
+        with pytest.raises(ValueError, match="strictly increasing"):
+            be.CompressedLinear(a)
+    if HAS_CPP:
+        with pytest.raises(ValueError, match="strictly increasing"):
+            _core.CompressedLinear(a["meta"], None, None, None, a["indptr"], a["indices"], a["data"], 0)
+    # across a row boundary the ids restart: valid
+    validate_layer(pack_layer(np.eye(4, 5, dtype=np.float32)[::-1].copy(), None, "bf16", True, inp))
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -133,6 +133,15 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
       idx32v_.assign(ix, ix + a.nnz);
       for (std::int32_t v : idx32v_) AEREC_CHECK_INDEX(v >= 0 && v < inner, "sparse index out of range");
     }
+    // Sorted, no repeated (outer, inner) entry: the kernels and the NumPy reference then agree
+    // (a repeat would be summed here and overwritten there).
+    for (index_t o = 0; o < outer; ++o)
+      for (std::int64_t t = indptr_[o] + 1; t < indptr_[o + 1]; ++t) {
+        const index_t prev = idx16_ ? static_cast<index_t>(idx16v_[t - 1]) : static_cast<index_t>(idx32v_[t - 1]);
+        const index_t cur = idx16_ ? static_cast<index_t>(idx16v_[t]) : static_cast<index_t>(idx32v_[t]);
+        AEREC_CHECK_ARG(cur > prev, "sparse indices must be strictly increasing within each row / column "
+                                    "(sorted, no repeated entries)");
+      }
     if (!csr_input_) {
       // Repack the input ids as activation-row offsets (qlinear_kernels.hpp, kQOffsetScale).
       AEREC_CHECK_ARG(n_in_ <= std::numeric_limits<std::int32_t>::max() / kQOffsetScale,
@@ -193,11 +202,41 @@ constexpr double kPrefixCostStep = 1.5;
 constexpr int kPrefixCosts = 8;
 }  // namespace
 
+namespace {
+// Sorts a row's keys (renumbered column << 32 | entry position) ascending: an LSD radix sort on
+// the column's bits, 11 at a time, for long rows (3-4x a comparison sort's speed at EASE's ~2,000
+// entries a row: most of a pruned model's load), std::sort for short ones. The keys are
+// distinct, so both give the same order: by column, then by position.
+void sort_rank_keys(std::vector<std::uint64_t>& k, std::vector<std::uint64_t>& tmp, int col_bits) {
+  const std::size_t n = k.size();
+  if (n < 256) {
+    std::sort(k.begin(), k.end());
+    return;
+  }
+  constexpr int kDigit = 11;
+  constexpr std::uint64_t kMask = (1u << kDigit) - 1;
+  std::uint32_t count[1u << kDigit];
+  tmp.resize(n);
+  for (int shift = 32; shift < 32 + col_bits; shift += kDigit) {
+    std::memset(count, 0, sizeof(count));
+    for (std::uint64_t v : k) ++count[(v >> shift) & kMask];
+    std::uint32_t sum = 0;
+    for (std::uint32_t& c : count) {
+      const std::uint32_t x = c;
+      c = sum;
+      sum += x;
+    }
+    for (std::uint64_t v : k) tmp[count[(v >> shift) & kMask]++] = v;
+    k.swap(tmp);
+  }
+}
+}  // namespace
+
 // Repacks the CSR rows of a sparse csr-input layer (qlinear.hpp): columns renumbered by
 // descending kept-entry count (stable: ties keep their order), so the entries of a row crowd the
 // low renumbered ids; each row then a dense prefix (zeros stored) and a sparse tail ascending in
-// the renumbered ids. A repeated (row, column) entry goes to the tail after its first copy (the
-// prefix holds one value per column). The repacked values and column ids take no more bytes than
+// the renumbered ids. (A repeated (row, column) entry, refused by the constructor, would go to the
+// tail after its first copy: the prefix holds one value per column.) The repacked values and column ids take no more bytes than
 // the CSR's (plus a prefix offset per row and a column id per output).
 void CompressedLinear::build_hybrid(int num_threads) {
   const int T = resolve_threads(num_threads);
@@ -222,15 +261,24 @@ void CompressedLinear::build_hybrid(int num_threads) {
   std::vector<std::int64_t> tlen(static_cast<std::size_t>(n_in_ * kPrefixCosts), 0);  // its tail size
   std::vector<double> bytes(kPrefixCosts, 0.0);
   const double a0 = kPrefixCost;
+  int col_bits = 1;
+  while ((index_t{1} << col_bits) < n_out_) ++col_bits;
+  for (index_t i = 0; i < n_in_; ++i)
+    AEREC_CHECK_ARG(indptr_[i + 1] - indptr_[i] <= static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max()),
+                    "a sparse layer row holds more than 2^32 - 1 entries");
 #pragma omp parallel num_threads(T)
   {
     std::vector<std::int32_t> r;
+    std::vector<std::uint64_t> keys, tmp;
     std::vector<double> by(kPrefixCosts, 0.0);
 #pragma omp for schedule(dynamic, 64)
     for (index_t i = 0; i < n_in_; ++i) {
-      r.clear();
-      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) r.push_back(rank[col_of(t)]);
-      std::sort(r.begin(), r.end());
+      keys.clear();
+      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t)
+        keys.push_back(static_cast<std::uint64_t>(rank[col_of(t)]) << 32 | static_cast<std::uint64_t>(t - indptr_[i]));
+      sort_rank_keys(keys, tmp, col_bits);
+      r.resize(keys.size());
+      for (std::size_t j = 0; j < keys.size(); ++j) r[j] = static_cast<std::int32_t>(keys[j] >> 32);
       const index_t k = static_cast<index_t>(r.size());
       double a = a0;
       for (int c = 0; c < kPrefixCosts; ++c, a *= kPrefixCostStep) {
@@ -276,31 +324,33 @@ void CompressedLinear::build_hybrid(int num_threads) {
   const char* src = static_cast<const char*>(values());
 #pragma omp parallel num_threads(T)
   {
-    std::vector<char> sn(static_cast<std::size_t>(n_out_), 0);
-    std::vector<std::pair<std::int32_t, std::int64_t>> tl;
+    std::vector<std::uint64_t> keys, tmp;
 #pragma omp for schedule(dynamic, 64)
     for (index_t i = 0; i < n_in_; ++i) {
       const index_t P = pofs_[i + 1] - pofs_[i];
-      tl.clear();
-      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) {
-        const std::int32_t p = rank[col_of(t)];
-        if (p < P && !sn[p]) {
-          sn[p] = 1;
+      const std::int64_t t0 = indptr_[i];
+      keys.clear();
+      for (std::int64_t t = t0; t < indptr_[i + 1]; ++t)
+        keys.push_back(static_cast<std::uint64_t>(rank[col_of(t)]) << 32 | static_cast<std::uint64_t>(t - t0));
+      sort_rank_keys(keys, tmp, col_bits);
+      // by column, then position: a column's first copy below P to the prefix, the rest (repeats
+      // included, in their order) to the tail, already ascending
+      std::int64_t o = tptr[i];
+      std::int64_t last = -1;
+      for (std::uint64_t key : keys) {
+        const std::int32_t p = static_cast<std::int32_t>(key >> 32);
+        const std::int64_t t = t0 + static_cast<std::int64_t>(key & 0xFFFFFFFFu);
+        if (p < P && p != last) {
           std::memcpy(pre.data() + static_cast<std::size_t>(pofs_[i] + p) * esz, src + static_cast<std::size_t>(t) * esz, esz);
         } else {
-          tl.emplace_back(p, t);
+          if (out16)
+            t16[o] = static_cast<std::uint16_t>(p);
+          else
+            t32[o] = p;
+          std::memcpy(tv.data() + static_cast<std::size_t>(o) * esz, src + static_cast<std::size_t>(t) * esz, esz);
+          ++o;
         }
-      }
-      for (std::int64_t t = indptr_[i]; t < indptr_[i + 1]; ++t) sn[rank[col_of(t)]] = 0;
-      std::stable_sort(tl.begin(), tl.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-      std::int64_t o = tptr[i];
-      for (const auto& e : tl) {
-        if (out16)
-          t16[o] = static_cast<std::uint16_t>(e.first);
-        else
-          t32[o] = e.first;
-        std::memcpy(tv.data() + static_cast<std::size_t>(o) * esz, src + static_cast<std::size_t>(e.second) * esz, esz);
-        ++o;
+        last = p;
       }
     }
   }

@@ -213,7 +213,8 @@ def validate_layer(arrays):
 
     Checks the header (version, sizes, codes), every array's dtype and shape, that no array is
     unexpected, that sparse ``indptr`` starts at 0, is non-decreasing and ends at the nonzero
-    count, that ``indices`` lie in range, and that scales and bias are finite (scales > 0).
+    count, that ``indices`` lie in range and strictly increase within each row (or column), and
+    that scales and bias are finite (scales > 0).
     """
     if not isinstance(arrays, dict):
         raise TypeError(f"a packed layer is a dict of arrays, got {type(arrays).__name__}")
@@ -264,6 +265,14 @@ def validate_layer(arrays):
             _fail("indptr", "must be non-decreasing")
         if nnz and (int(ind.min()) < 0 or int(ind.max()) >= inner):
             _fail("indices", f"has ids outside [0, {inner})")
+        if nnz > 1:
+            rising = np.diff(ind.astype(np.int64)) > 0
+            starts = ptr[1:-1]
+            rising[starts[(starts > 0) & (starts < nnz)] - 1] = True  # a new row / column may restart
+            if not rising.all():
+                what = "column" if inp == "dense" else "row"
+                _fail("indices", f"must be strictly increasing within each {what} (sorted, no repeated "
+                                 f"entries: sum repeated weights and sort, as scipy's sum_duplicates() does)")
         if precision == "fp32" and not np.isfinite(data).all():
             _fail("data", "has NaN or inf values")
         if precision == "bf16" and ((data & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
