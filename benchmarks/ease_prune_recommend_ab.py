@@ -1,4 +1,4 @@
-"""EASE ``recommend`` at 20,108 items: exact dense B against B pruned to 10% (fp32 and bf16 values),
+"""EASE ``recommend`` at 20,108 items: exact dense B against B pruned to 10% (fp32, bf16 and int8 values),
 from saved models, so two builds of aerec (before / after a kernel change) time the same models
 in one lock hold (issue 9, "EASE pruned to 10%: dense row prefixes" in RESULTS.md).
 
@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--users", type=int, default=3000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--variants", default="exact,magnitude-0.1,magnitude-0.1+bf16")
+    ap.add_argument("--variants", default="exact,magnitude-0.1,magnitude-0.1+bf16,magnitude-0.1+int8")
     args = ap.parse_args()
     aerec.set_num_threads(args.threads)
     if args.build:
@@ -51,6 +51,7 @@ def main():
         p = compress.prune(ease, density=0.1)
         p.save(os.path.join(args.dir, "magnitude-0.1.npz"))
         compress.quantize(p, "bf16").save(os.path.join(args.dir, "magnitude-0.1+bf16.npz"))
+        compress.quantize(p, "int8").save(os.path.join(args.dir, "magnitude-0.1+int8.npz"))
         return
     _, held = data(args.users)
     models = {}
