@@ -50,6 +50,21 @@ inline float cut_to(Entry* h, index_t n, index_t kc) {
   std::nth_element(h, h + (kc - 1), h + n, [](Entry a, Entry b) { return a > b; });
   return entry_score(h[kc - 1]);
 }
+// Writes the best kk of the n candidates h (cut and sorted in place) to ids / scores, padded with
+// -1 / -inf past the candidates.
+void finish_list(Entry* h, index_t n, index_t kk, std::int32_t* ids, float* scores) {
+  const index_t nv = std::min(kk, n);
+  if (n > nv) cut_to(h, n, nv);
+  std::sort(h, h + nv, [](Entry a, Entry b) { return a > b; });
+  for (index_t t = 0; t < nv; ++t) {
+    ids[t] = entry_id(h[t]);
+    scores[t] = entry_score(h[t]);
+  }
+  for (index_t t = nv; t < kk; ++t) {
+    ids[t] = -1;
+    scores[t] = -std::numeric_limits<float>::infinity();
+  }
+}
 // The CSR input of forward_csr / topk_csr: indptr from 0, non-decreasing, ids in [0, n_in).
 void check_csr_rows(const CsrView<float>& x, index_t n_in) {
   const index_t m = x.rows;
@@ -133,15 +148,6 @@ CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
       idx32v_.assign(ix, ix + a.nnz);
       for (std::int32_t v : idx32v_) AEREC_CHECK_INDEX(v >= 0 && v < inner, "sparse index out of range");
     }
-    // Sorted, no repeated (outer, inner) entry: the kernels and the NumPy reference then agree
-    // (a repeat would be summed here and overwritten there).
-    for (index_t o = 0; o < outer; ++o)
-      for (std::int64_t t = indptr_[o] + 1; t < indptr_[o + 1]; ++t) {
-        const index_t prev = idx16_ ? static_cast<index_t>(idx16v_[t - 1]) : static_cast<index_t>(idx32v_[t - 1]);
-        const index_t cur = idx16_ ? static_cast<index_t>(idx16v_[t]) : static_cast<index_t>(idx32v_[t]);
-        AEREC_CHECK_ARG(cur > prev, "sparse indices must be strictly increasing within each row / column "
-                                    "(sorted, no repeated entries)");
-      }
     if (!csr_input_) {
       // Repack the input ids as activation-row offsets (qlinear_kernels.hpp, kQOffsetScale).
       AEREC_CHECK_ARG(n_in_ <= std::numeric_limits<std::int32_t>::max() / kQOffsetScale,
@@ -235,8 +241,9 @@ void sort_rank_keys(std::vector<std::uint64_t>& k, std::vector<std::uint64_t>& t
 // Repacks the CSR rows of a sparse csr-input layer (qlinear.hpp): columns renumbered by
 // descending kept-entry count (stable: ties keep their order), so the entries of a row crowd the
 // low renumbered ids; each row then a dense prefix (zeros stored) and a sparse tail ascending in
-// the renumbered ids. (A repeated (row, column) entry, refused by the constructor, would go to the
-// tail after its first copy: the prefix holds one value per column.) The repacked values and column ids take no more bytes than
+// the renumbered ids. A repeated (row, column) entry goes to the tail after its first copy (the
+// prefix holds one value per column), so repeats are summed (the Python layer refuses them:
+// validate_layer). The repacked values and column ids take no more bytes than
 // the CSR's (plus a prefix offset per row and a column id per output).
 void CompressedLinear::build_hybrid(int num_threads) {
   const int T = resolve_threads(num_threads);
@@ -671,17 +678,7 @@ void CompressedLinear::select_renumbered(float* work, index_t kk, const std::int
       hn = kk;
     }
   }
-  const index_t nv = std::min(kk, hn);
-  if (hn > nv) cut_to(hp, hn, nv);
-  std::sort(hp, hp + nv, [](Entry a, Entry b) { return a > b; });
-  for (index_t t = 0; t < nv; ++t) {
-    ids[t] = entry_id(hp[t]);
-    scores[t] = entry_score(hp[t]);
-  }
-  for (index_t t = nv; t < kk; ++t) {
-    ids[t] = -1;
-    scores[t] = -kInf;
-  }
+  finish_list(hp, hn, kk, ids, scores);
 }
 
 void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, float* out, index_t ldo,
@@ -872,22 +869,8 @@ void CompressedLinear::topk(MatrixView<const float> x, index_t k, const std::int
             }
           }
         }
-        for (int r = 0; r < nrows; ++r) {
-          Entry* h = heap.data() + r * (cap + kColChunk);
-          const index_t nv = std::min(kk, hn[r]);
-          if (hn[r] > nv) cut_to(h, hn[r], nv);
-          std::sort(h, h + nv, [](Entry a, Entry b) { return a > b; });
-          std::int32_t* io = ids + (q0 + r) * kk;
-          float* so = scores + (q0 + r) * kk;
-          for (index_t t = 0; t < nv; ++t) {
-            io[t] = entry_id(h[t]);
-            so[t] = entry_score(h[t]);
-          }
-          for (index_t t = nv; t < kk; ++t) {
-            io[t] = -1;
-            so[t] = -kInf;
-          }
-        }
+        for (int r = 0; r < nrows; ++r)
+          finish_list(heap.data() + r * (cap + kColChunk), hn[r], kk, ids + (q0 + r) * kk, scores + (q0 + r) * kk);
       });
     }
   }
