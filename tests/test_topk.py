@@ -545,59 +545,18 @@ def test_int8_rescore0_scores_bit_identical_every_isa(isa, d):
     exact integer sums and the same unfused epilogue, so scores and ids equal the NumPy
     reference bit for bit (a model file ranks alike on every CPU), pruned or not, and
     CompressedLinear's fused top-k (the same tiles) too."""
-    from aerec.backends import cpp, numpy_
-    from aerec.backends._quant import pack_layer
-    rng = np.random.default_rng(d)
-    n, m, k = 517, 29, 40
-    X = rng.standard_normal((n, d), dtype=np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
-    X[3] = 0.0                                               # a zero item: scale 1
-    b = rng.standard_normal(n).astype(np.float32)
-    Q = rng.standard_normal((m, d), dtype=np.float32)
-    Q[0] = 0.0                                               # a zero query: scale 1
-    Q[1] = np.abs(Q[1]) + 1.0                                # all positive: u8 up to 127
-    Q[2] = -np.abs(Q[2]) - 1.0                               # all negative: u8 down to 1
-    exclude = [rng.integers(0, n, 15) for _ in range(m)]
-    for prune in (False, True):
-        got = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="cpp").search(Q, k, exclude=exclude)
-        ref = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="numpy").search(Q, k, exclude=exclude)
-        np.testing.assert_array_equal(got[1], ref[1])
-        np.testing.assert_array_equal(got[0], ref[0])
-    ep = np.arange(m + 1, dtype=np.int64) * 15
-    ei = np.concatenate(exclude).astype(np.int32)
-    a = pack_layer(np.ascontiguousarray(X.T), b, "int8")
-    gi, gs = cpp.CompressedLinear(a).topk(Q, k, ep, ei)
-    ri, rs = numpy_.CompressedLinear(a).topk(Q, k, ep, ei)
-    np.testing.assert_array_equal(gs, rs)
-    np.testing.assert_array_equal(gi, ri)
+    from _support import check_int8_topk_bits
+    check_int8_topk_bits(d, 517, d, 29, 40)
 
 
 _AVX_VNNI_SCRIPT = r"""
-import numpy as np
+import sys
+sys.path.insert(0, sys.argv[1])  # tests/, for _support
 from aerec import _core
-from aerec.search import TopK
-from aerec.backends import cpp, numpy_
-from aerec.backends._quant import pack_layer
+from _support import check_int8_topk_bits
 assert _core.active_isa() == "avx2", _core.active_isa()
-rng = np.random.default_rng(5)
 for n, d, m, k in ((517, 203, 31, 40), (70, 1, 7, 9), (2000, 64, 40, 100)):
-    X = rng.standard_normal((n, d), dtype=np.float32) * np.exp(rng.standard_normal(n)).astype(np.float32)[:, None]
-    b = rng.standard_normal(n).astype(np.float32)
-    Q = rng.standard_normal((m, d), dtype=np.float32)
-    Q[0] = np.abs(Q[0]) + 1.0                                # all positive: u8 up to 127
-    Q[1] = -np.abs(Q[1]) - 1.0                               # all negative: u8 down to 1
-    exclude = [rng.integers(0, n, 15) for _ in range(m)]
-    for prune in (False, True):
-        got = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="cpp").search(Q, k, exclude=exclude)
-        ref = TopK(X, bias=b, precision="int8", rescore=0, prune=prune, backend="numpy").search(Q, k, exclude=exclude)
-        np.testing.assert_array_equal(got[1], ref[1])
-        np.testing.assert_array_equal(got[0], ref[0])
-    ep = np.arange(m + 1, dtype=np.int64) * 15
-    ei = np.concatenate(exclude).astype(np.int32)
-    a = pack_layer(np.ascontiguousarray(X.T), b, "int8")
-    gi, gs = cpp.CompressedLinear(a).topk(Q, k, ep, ei)
-    ri, rs = numpy_.CompressedLinear(a).topk(Q, k, ep, ei)
-    np.testing.assert_array_equal(gs, rs)
-    np.testing.assert_array_equal(gi, ri)
+    check_int8_topk_bits(5 + d, n, d, m, k)
 print("ok")
 """
 
@@ -618,7 +577,8 @@ def test_int8_avx2_level_with_and_without_avx_vnni(avx_vnni):
     here = str(pathlib.Path(aerec.__file__).resolve().parents[1])
     env = dict(os.environ, AEREC_ISA="avx2", AEREC_AVX_VNNI=avx_vnni,
                PYTHONPATH=os.pathsep.join(p for p in [here, os.environ.get("PYTHONPATH", "")] if p))
-    out = subprocess.run([sys.executable, "-c", _AVX_VNNI_SCRIPT], env=env, capture_output=True,
+    tests_dir = str(pathlib.Path(__file__).resolve().parent)
+    out = subprocess.run([sys.executable, "-c", _AVX_VNNI_SCRIPT, tests_dir], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 

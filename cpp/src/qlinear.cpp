@@ -86,6 +86,20 @@ void check_exclusion(index_t m, const std::int64_t* ex_ptr, const std::int32_t* 
 }
 }  // namespace
 
+// Per-thread buffers of the gathered paths: the sums in renumbered columns (sparse layers), the
+// history by descending prefix length, its rows as prefix_sum wants them (first column pointer,
+// prefix length, value), and select_renumbered's exclusions, positions and candidates.
+struct CompressedLinear::Scratch {
+  explicit Scratch(index_t n_work) : work(static_cast<std::size_t>(n_work)) {}
+  std::vector<float> work;
+  std::vector<std::pair<std::int32_t, float>> hist;
+  std::vector<const void*> rows;
+  std::vector<index_t> len;
+  std::vector<float> a;
+  std::vector<std::int32_t> exr, pos;
+  std::vector<Entry> heap;
+};
+
 CompressedLinear::CompressedLinear(const QlinearArrays& a, int num_threads)
     : n_in_(a.n_in), n_out_(a.n_out), precision_(a.precision), sparse_(a.sparse),
       csr_input_(a.csr_input), idx16_(a.idx16) {
@@ -531,12 +545,12 @@ void CompressedLinear::forward(MatrixView<const float> x, Activation act, float*
   // csr-input layer fed dense rows: each row's nonzeros are its history.
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
+    Scratch sc(sparse_ ? n_out_ : 0);
 #pragma omp for schedule(dynamic, 16)
     for (index_t r = 0; r < m; ++r) {
       slot.run([&] {
         float* o = out + r * ldo;
-        gather_row(nullptr, nullptr, 0, x.data + r * x.stride, o, work.data());
+        gather_row(nullptr, nullptr, 0, x.data + r * x.stride, o, sc);
         epilogue(o, act);
       });
     }
@@ -545,18 +559,13 @@ void CompressedLinear::forward(MatrixView<const float> x, Activation act, float*
 }
 
 // The rows of a history as prefix_sum wants them (first column pointer, prefix length, value).
-struct CompressedLinear::PrefixRows {
-  std::vector<const void*> rows;
-  std::vector<index_t> len;
-  std::vector<float> a;
-};
 
 // acc = sum over the history (idx, val) (or the nonzeros of dense_x) of val * row(idx). A sparse
-// layer accumulates in work (n_out floats, renumbered columns): the history's dense prefixes in one
+// layer accumulates in s.work (n_out floats, renumbered columns): the history's dense prefixes in one
 // pass (prefix_sum: column chunks in registers, the rows by descending prefix length), then each
 // row's tail one scatter; the sums then go back to the original column order in acc.
 void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, index_t cnt,
-                                  const float* dense_x, float* acc, float* work) const {
+                                  const float* dense_x, float* acc, Scratch& s) const {
   const QlinearKernels& k = qlinear_kernels();
   const int vt = precision_;
   const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
@@ -574,35 +583,34 @@ void CompressedLinear::gather_row(const std::int32_t* idx, const float* val, ind
     }
     return;
   }
-  History h;
-  PrefixRows pr;
-  sorted_history(idx, val, cnt, dense_x, h);
-  renumbered_sums(h, pr, work);
-  for (index_t p = 0; p < n_out_; ++p) acc[colord_[p]] = work[p];
+  sorted_history(idx, val, cnt, dense_x, s);
+  renumbered_sums(s);
+  for (index_t p = 0; p < n_out_; ++p) acc[colord_[p]] = s.work[p];
 }
 
 // work[0, n_out) = the history's sums in the renumbered columns: its rows' dense prefixes in one
 // prefix_sum pass (column chunks in registers), then each row's tail one scatter (L2-resident
 // work), prefetched a few rows ahead (the tails are scattered over the layer).
-void CompressedLinear::renumbered_sums(const History& h, PrefixRows& pr, float* work) const {
+void CompressedLinear::renumbered_sums(Scratch& s) const {
   const QlinearKernels& k = qlinear_kernels();
   const int vt = precision_;
   const std::size_t esz = vt == 0 ? 4 : vt == 1 ? 2 : 1;
   const char* vals = static_cast<const char*>(values());
   const char* pref = static_cast<const char*>(prefix_values());
+  const auto& h = s.hist;
+  float* work = s.work.data();
   const index_t nh = static_cast<index_t>(h.size());
-  pr.rows.clear();
-  pr.len.clear();
-  pr.a.clear();
+  s.rows.clear();
+  s.len.clear();
+  s.a.clear();
   for (const auto& e : h) {
     const index_t L = pofs_[e.first + 1] - pofs_[e.first];
     if (L == 0) break;  // by descending length: no prefixes past here
-    pr.rows.push_back(pref + static_cast<std::size_t>(pofs_[e.first]) * esz);
-    pr.len.push_back(L);
-    pr.a.push_back(e.second);
+    s.rows.push_back(pref + static_cast<std::size_t>(pofs_[e.first]) * esz);
+    s.len.push_back(L);
+    s.a.push_back(e.second);
   }
-  k.prefix_sum(0, n_out_, static_cast<index_t>(pr.rows.size()), pr.rows.data(), pr.len.data(), pr.a.data(), vt,
-               work);
+  k.prefix_sum(0, n_out_, static_cast<index_t>(s.rows.size()), s.rows.data(), s.len.data(), s.a.data(), vt, work);
   constexpr index_t kAhead = 4;
   for (index_t t = 0; t < nh; ++t) {
     if (t + kAhead < nh) {
@@ -626,7 +634,8 @@ void CompressedLinear::renumbered_sums(const History& h, PrefixRows& pr, float* 
 }
 
 void CompressedLinear::sorted_history(const std::int32_t* idx, const float* val, index_t cnt,
-                                      const float* dense_x, History& h) const {
+                                      const float* dense_x, Scratch& s) const {
+  auto& h = s.hist;
   h.clear();
   if (dense_x != nullptr) {
     for (index_t i = 0; i < n_in_; ++i)
@@ -643,9 +652,12 @@ void CompressedLinear::sorted_history(const std::int32_t* idx, const float* val,
 // (the kk-th best so far; ties pass, they may win on the lower original id) and not excluded
 // enters the candidates, keyed by its original id (so ties rank as on the dense paths); the list
 // is cut back to kk when it reaches cap. No original-order score row is written.
-void CompressedLinear::select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
-                                         std::vector<std::int32_t>& exr, std::vector<std::int32_t>& pos,
-                                         std::vector<Entry>& heap, std::int32_t* ids, float* scores) const {
+void CompressedLinear::select_renumbered(Scratch& s, index_t kk, const std::int32_t* ex, index_t nex,
+                                         std::int32_t* ids, float* scores) const {
+  float* work = s.work.data();
+  auto& exr = s.exr;
+  auto& pos = s.pos;
+  auto& heap = s.heap;
   constexpr float kInf = std::numeric_limits<float>::infinity();
   if (!rscale_.empty())
     for (index_t j = 0; j < n_out_; ++j) work[j] *= rscale_[j];
@@ -694,13 +706,13 @@ void CompressedLinear::forward_csr(const CsrView<float>& x, Activation act, floa
   ExceptionSlot slot;
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> work(sparse_ ? static_cast<std::size_t>(n_out_) : 0);
+    Scratch sc(sparse_ ? n_out_ : 0);
 #pragma omp for schedule(dynamic, 16)
     for (index_t r = 0; r < m; ++r) {
       slot.run([&] {
         const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
         float* o = out + r * ldo;
-        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, o, work.data());
+        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, o, sc);
         epilogue(o, act);
       });
     }
@@ -738,19 +750,15 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
     // (select_renumbered): no original-order score row, no n_out-long permutation.
 #pragma omp parallel num_threads(T)
     {
-      std::vector<float> work(static_cast<std::size_t>(n_out_));
-      History h;
-      PrefixRows pr;
-      std::vector<std::int32_t> exr, pos;
-      std::vector<Entry> heap;
+      Scratch sc(n_out_);
 #pragma omp for schedule(dynamic, 8)
       for (index_t r = 0; r < m; ++r) {
         slot.run([&] {
           const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
-          sorted_history(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, h);
-          renumbered_sums(h, pr, work.data());
+          sorted_history(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, sc);
+          renumbered_sums(sc);
           const std::int64_t e0 = ex_ptr != nullptr ? ex_ptr[r] : 0, e1 = ex_ptr != nullptr ? ex_ptr[r + 1] : 0;
-          select_renumbered(work.data(), kk, ex_idx + e0, e1 - e0, exr, pos, heap, ids + r * kk, scores + r * kk);
+          select_renumbered(sc, kk, ex_idx + e0, e1 - e0, ids + r * kk, scores + r * kk);
         });
       }
     }
@@ -760,13 +768,13 @@ void CompressedLinear::topk_csr(const CsrView<float>& x, index_t k, const std::i
   // A dense layer: each row's scores accumulated in a per-thread buffer and selected at once.
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> acc(static_cast<std::size_t>(n_out_)), work;
+    std::vector<float> acc(static_cast<std::size_t>(n_out_));
+    Scratch sc(0);
 #pragma omp for schedule(dynamic, 8)
     for (index_t r = 0; r < m; ++r) {
       slot.run([&] {
         const std::int64_t a = x.indptr[r], b = x.indptr[r + 1];
-        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data(),
-                   work.data());
+        gather_row(x.indices + a, x.values != nullptr ? x.values + a : nullptr, b - a, nullptr, acc.data(), sc);
         select(r, acc.data());
       });
     }

@@ -51,16 +51,77 @@ struct Values {  // one set of stored values in all three types (same integers)
     return vt == cpu::kQF32 ? static_cast<const void*>(f.data())
                             : vt == cpu::kQBF16 ? static_cast<const void*>(b.data()) : static_cast<const void*>(i.data());
   }
+  void push(float w) {  // w an integer in [-127, 127]
+    f.push_back(w);
+    b.push_back(bf16_of(w));
+    i.push_back(static_cast<std::int8_t>(w));
+  }
 };
+
+// A layer's arrays as pack_layer lays them out (sparse: 16-bit ids, the values of type prec).
+cpu::QlinearArrays layer_arrays(index_t n_in, index_t n_out, int prec, bool sparse, bool csr, const Values& v,
+                                const std::vector<std::int64_t>& ptr, const std::vector<std::uint16_t>& idx,
+                                const float* bias, const float* scale) {
+  cpu::QlinearArrays a;
+  a.n_in = n_in;
+  a.n_out = n_out;
+  a.precision = prec;
+  a.sparse = sparse;
+  a.csr_input = csr;
+  a.bias = bias;
+  a.scale = scale;
+  if (sparse) {
+    a.indptr = ptr.data();
+    a.indices = idx.data();
+    a.idx16 = true;
+    a.data = v.ptr(prec);
+    a.nnz = static_cast<index_t>(v.f.size());
+  } else {
+    a.W = v.ptr(prec);
+  }
+  return a;
+}
+
+// Entries of ids / sc (m rows of kk) that differ from the brute-force top-kk of the m x n_out
+// scores z, skipping the (r, j) where excluded(r, j); ties rank by the lower id, padding -1 / -inf.
+template <class Excluded>
+int topk_mismatches(const std::vector<double>& z, index_t m, index_t n_out, index_t kk, Excluded excluded,
+                    const std::vector<std::int32_t>& ids, const std::vector<float>& sc) {
+  int bad = 0;
+  for (index_t r = 0; r < m; ++r) {
+    std::vector<std::pair<double, std::int32_t>> all;
+    for (index_t j = 0; j < n_out; ++j)
+      if (!excluded(r, j)) all.emplace_back(z[r * n_out + j], static_cast<std::int32_t>(j));
+    std::sort(all.begin(), all.end(), [](auto& p, auto& q) {
+      return p.first > q.first || (p.first == q.first && p.second < q.second);
+    });
+    for (index_t t = 0; t < kk; ++t) {
+      const std::int32_t want = t < static_cast<index_t>(all.size()) ? all[t].second : -1;
+      const float ws = t < static_cast<index_t>(all.size()) ? static_cast<float>(all[t].first)
+                                                           : -std::numeric_limits<float>::infinity();
+      bad += ids[r * kk + t] != want || sc[r * kk + t] != ws;
+    }
+  }
+  return bad;
+}
+
+CsrView<float> csr_view(const std::vector<std::int64_t>& ptr, const std::vector<std::int32_t>& idx,
+                        const std::vector<float>& val, index_t rows, index_t cols) {
+  CsrView<float> h;
+  h.indptr = ptr.data();
+  h.indices = idx.data();
+  h.values = val.data();
+  h.rows = rows;
+  h.cols = cols;
+  return h;
+}
 
 Values random_values(std::mt19937& g, index_t n) {
   std::uniform_int_distribution<int> v(-127, 127);
   Values out;
   for (index_t t = 0; t < n; ++t) {
     const int x = v(g);
-    out.f.push_back(static_cast<float>(x));
-    out.b.push_back(bf16_of(static_cast<float>(x)));
-    out.i.push_back(static_cast<std::int8_t>(x));
+    out.push(static_cast<float>(x));
   }
   return out;
 }
@@ -248,43 +309,21 @@ void check_layers(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
           // pack as pack_layer does
           const index_t outer = csr ? n_in : n_out, inner = csr ? n_out : n_in;
           auto wv = [&](index_t o, index_t in) { return csr ? W[o * n_out + in] : W[in * n_out + o]; };
-          std::vector<float> vf;
-          std::vector<std::uint16_t> vb;
-          std::vector<std::int8_t> vi;
+          Values vals;
           std::vector<std::int64_t> ptr{0};
           std::vector<std::uint16_t> idx;
           for (index_t o = 0; o < outer; ++o) {
             for (index_t in = 0; in < inner; ++in) {
               const float w = wv(o, in);
               if (sparse && w == 0.0f) continue;
-              vf.push_back(w);
-              vb.push_back(bf16_of(w));
-              vi.push_back(static_cast<std::int8_t>(w));
+              vals.push(w);
               idx.push_back(static_cast<std::uint16_t>(in));
             }
-            ptr.push_back(static_cast<std::int64_t>(vf.size()));
+            ptr.push_back(static_cast<std::int64_t>(vals.f.size()));
           }
           std::vector<float> scale(static_cast<std::size_t>(n_out), 1.0f);
-          cpu::QlinearArrays a;
-          a.n_in = n_in;
-          a.n_out = n_out;
-          a.precision = prec;
-          a.sparse = sparse;
-          a.csr_input = csr;
-          a.bias = bias.data();
-          a.scale = scale.data();
-          const void* vals = prec == 0 ? static_cast<const void*>(vf.data())
-                                       : prec == 1 ? static_cast<const void*>(vb.data()) : static_cast<const void*>(vi.data());
-          if (sparse) {
-            a.indptr = ptr.data();
-            a.indices = idx.data();
-            a.idx16 = true;
-            a.data = vals;
-            a.nnz = static_cast<index_t>(vf.size());
-          } else {
-            a.W = vals;
-          }
-          cpu::CompressedLinear L(a, 2);
+          cpu::CompressedLinear L(
+              layer_arrays(n_in, n_out, prec, sparse, csr, vals, ptr, idx, bias.data(), scale.data()), 2);
           const char* where = cpu::isa_name(isa);
           std::vector<float> out(static_cast<std::size_t>(m * n_out));
           L.forward(MatrixView<const float>{x.data(), m, n_in, n_in}, cpu::Activation::relu, out.data(), n_out, 2);
@@ -292,12 +331,7 @@ void check_layers(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
           for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(std::max(0.0, z[t]));
           CHECK(bad == 0, "%s forward prec=%d sparse=%d csr=%d: %d wrong", where, prec, sparse, csr, bad);
           if (csr) {
-            CsrView<float> h;
-            h.indptr = hptr.data();
-            h.indices = hidx.data();
-            h.values = hval.data();
-            h.rows = m;
-            h.cols = n_in;
+            const CsrView<float> h = csr_view(hptr, hidx, hval, m, n_in);
             std::fill(out.begin(), out.end(), -1.0f);
             L.forward_csr(h, cpu::Activation::identity, out.data(), n_out, 2);
             bad = 0;
@@ -311,24 +345,14 @@ void check_layers(std::mt19937& g, index_t n_in, index_t n_out, index_t m) {
             std::vector<float> sc(static_cast<std::size_t>(m * kk));
             L.topk(MatrixView<const float>{x.data(), m, n_in, n_in}, k, eptr.data(), eidx.data(), ids.data(),
                    sc.data(), 2);
-            bad = 0;
-            for (index_t r = 0; r < m; ++r) {
-              std::vector<std::pair<double, std::int32_t>> all;
-              for (index_t j = 0; j < n_out; ++j) {
-                bool ex = false;
-                for (auto t = eptr[r]; t < eptr[r + 1]; ++t) ex = ex || eidx[t] == j;
-                if (!ex) all.emplace_back(z[r * n_out + j], static_cast<std::int32_t>(j));
-              }
-              std::sort(all.begin(), all.end(), [](auto& p, auto& q) {
-                return p.first > q.first || (p.first == q.first && p.second < q.second);
-              });
-              for (index_t t = 0; t < kk; ++t) {
-                const std::int32_t want = t < static_cast<index_t>(all.size()) ? all[t].second : -1;
-                const float ws = t < static_cast<index_t>(all.size()) ? static_cast<float>(all[t].first)
-                                                                     : -std::numeric_limits<float>::infinity();
-                bad += ids[r * kk + t] != want || sc[r * kk + t] != ws;
-              }
-            }
+            bad = topk_mismatches(
+                z, m, n_out, kk,
+                [&](index_t r, index_t j) {
+                  for (auto t = eptr[r]; t < eptr[r + 1]; ++t)
+                    if (eidx[t] == j) return true;
+                  return false;
+                },
+                ids, sc);
             CHECK(bad == 0, "%s topk k=%lld prec=%d sparse=%d: %d wrong", where, static_cast<long long>(k), prec,
                   sparse, bad);
           }
@@ -386,41 +410,17 @@ void check_hybrid_rows(std::mt19937& g, index_t n_in, index_t n_out, index_t m) 
   for (index_t r = 0; r < m; ++r)
     for (index_t i = 0; i < n_in; ++i)
       for (index_t j = 0; j < n_out; ++j) z[r * n_out + j] += static_cast<double>(x[r * n_in + i]) * W[i * n_out + j];
-  std::vector<float> vf;
-  std::vector<std::uint16_t> vb;
-  std::vector<std::int8_t> vi;
-  for (int w : val) {
-    vf.push_back(static_cast<float>(w));
-    vb.push_back(bf16_of(static_cast<float>(w)));
-    vi.push_back(static_cast<std::int8_t>(w));
-  }
+  Values vals;
+  for (int w : val) vals.push(static_cast<float>(w));
   std::vector<float> scale(static_cast<std::size_t>(n_out), 1.0f);
   const cpu::Isa levels[] = {cpu::Isa::scalar, cpu::Isa::avx2, cpu::Isa::avx512, cpu::Isa::amx};
   for (cpu::Isa isa : levels) {
     if (cpu::set_isa_cap(isa) != isa) continue;
     const char* where = cpu::isa_name(isa);
     for (int prec : {0, 1, 2}) {
-      cpu::QlinearArrays a;
-      a.n_in = n_in;
-      a.n_out = n_out;
-      a.precision = prec;
-      a.sparse = true;
-      a.csr_input = true;
-      a.scale = scale.data();
-      a.indptr = ptr.data();
-      a.indices = idx.data();
-      a.idx16 = true;
-      a.data = prec == 0 ? static_cast<const void*>(vf.data())
-                         : prec == 1 ? static_cast<const void*>(vb.data()) : static_cast<const void*>(vi.data());
-      a.nnz = static_cast<index_t>(vf.size());
-      cpu::CompressedLinear L(a, 2);
+      cpu::CompressedLinear L(layer_arrays(n_in, n_out, prec, true, true, vals, ptr, idx, nullptr, scale.data()), 2);
       std::vector<float> out(static_cast<std::size_t>(m * n_out), -1.0f);
-      CsrView<float> h;
-      h.indptr = hptr.data();
-      h.indices = hidx.data();
-      h.values = hval.data();
-      h.rows = m;
-      h.cols = n_in;
+      const CsrView<float> h = csr_view(hptr, hidx, hval, m, n_in);
       L.forward_csr(h, cpu::Activation::identity, out.data(), n_out, 2);
       int bad = 0;
       for (index_t t = 0; t < m * n_out; ++t) bad += out[t] != static_cast<float>(z[t]);
@@ -435,21 +435,7 @@ void check_hybrid_rows(std::mt19937& g, index_t n_in, index_t n_out, index_t m) 
         std::vector<std::int32_t> ids(static_cast<std::size_t>(m * kk));
         std::vector<float> sc(static_cast<std::size_t>(m * kk));
         L.topk_csr(h, k, eptr.data(), eidx.data(), ids.data(), sc.data(), 2);
-        bad = 0;
-        for (index_t r = 0; r < m; ++r) {
-          std::vector<std::pair<double, std::int32_t>> all;
-          for (index_t j = 0; j < n_out; ++j)
-            if (j != eidx[r]) all.emplace_back(z[r * n_out + j], static_cast<std::int32_t>(j));
-          std::sort(all.begin(), all.end(), [](auto& p, auto& q) {
-            return p.first > q.first || (p.first == q.first && p.second < q.second);
-          });
-          for (index_t t = 0; t < kk; ++t) {
-            const std::int32_t want = t < static_cast<index_t>(all.size()) ? all[t].second : -1;
-            const float ws = t < static_cast<index_t>(all.size()) ? static_cast<float>(all[t].first)
-                                                                 : -std::numeric_limits<float>::infinity();
-            bad += ids[r * kk + t] != want || sc[r * kk + t] != ws;
-          }
-        }
+        bad = topk_mismatches(z, m, n_out, kk, [&](index_t r, index_t j) { return j == eidx[r]; }, ids, sc);
         CHECK(bad == 0, "%s hybrid topk_csr k=%lld prec=%d: %d wrong", where, static_cast<long long>(k), prec, bad);
       }
     }

@@ -83,18 +83,17 @@ class CompressedLinear {
                                std::vector<float>& xt) const;
   void sparse_block(const float* x, index_t ldx, index_t q0, int nrows, std::vector<float>& xt,
                     std::vector<float>& tile, float* out, index_t ldo) const;
+  // Per-thread buffers of the gathered (csr-input) paths: qlinear.cpp.
+  struct Scratch;
   void gather_row(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
-                  float* acc, float* work) const;
+                  float* acc, Scratch& s) const;
   // Sparse csr-input layers (after build_hybrid): one history as (row, value) pairs by descending
-  // prefix length; its sums in the renumbered columns; topk_csr's selection from them.
-  using History = std::vector<std::pair<std::int32_t, float>>;
+  // prefix length (into s), its sums in the renumbered columns (s.work), topk_csr's selection.
   void sorted_history(const std::int32_t* idx, const float* val, index_t cnt, const float* dense_x,
-                      History& h) const;
-  struct PrefixRows;  // qlinear.cpp
-  void renumbered_sums(const History& h, PrefixRows& pr, float* work) const;
-  void select_renumbered(float* work, index_t kk, const std::int32_t* ex, index_t nex,
-                         std::vector<std::int32_t>& exr, std::vector<std::int32_t>& pos,
-                         std::vector<std::uint64_t>& heap, std::int32_t* ids, float* scores) const;
+                      Scratch& s) const;
+  void renumbered_sums(Scratch& s) const;
+  void select_renumbered(Scratch& s, index_t kk, const std::int32_t* ex, index_t nex, std::int32_t* ids,
+                         float* scores) const;
   void build_hybrid(int num_threads);
   const void* prefix_values() const;
   void epilogue(float* row, Activation act) const;

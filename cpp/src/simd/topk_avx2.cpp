@@ -141,56 +141,14 @@ void topk_i8_tile(const std::uint8_t* qp, const std::int8_t* ip, const std::int3
 }
 
 namespace {
-void i8_rows3(const std::uint8_t* qp, int mr, const std::int8_t* ip, const std::int32_t* corr,
-              const float* iscale, const float* bias, const float* qscale, index_t d4,
-              const float* thr, float* tile, std::uint32_t* mask) {
-  // Start from -corr (removes the +64 query offset, as the VNNI tile does).
-  const __m256i z = _mm256_setzero_si256();
-  const __m256i k0 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr)));
-  const __m256i k1 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 8)));
-  const __m256i k2 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 16)));
-  const __m256i k3 = _mm256_sub_epi32(z, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr + 24)));
-  __m256i c00 = k0, c01 = k1, c02 = k2, c03 = k3;
-  __m256i c10 = k0, c11 = k1, c12 = k2, c13 = k3;
-  __m256i c20 = k0, c21 = k1, c22 = k2, c23 = k3;
-  const __m256i ones = _mm256_set1_epi16(1);
-  for (index_t p = 0; p < d4; ++p) {
-    const std::int8_t* xp = ip + p * 128;
-    const std::uint8_t* q = qp + p * mr * 4;
-    // Row-major order: one query broadcast live at a time, the item vectors as memory operands
-    // (12 accumulators + ones + query + product = 15 ymm).
-#define AEREC_I8_ROW(i)                                                                       \
-  {                                                                                           \
-    const __m256i qb = bcast_i32(reinterpret_cast<const std::int32_t*>(q + 4 * (i)));         \
-    c##i##0 = _mm256_add_epi32(c##i##0, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp))), ones)); \
-    c##i##1 = _mm256_add_epi32(c##i##1, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32))), ones)); \
-    c##i##2 = _mm256_add_epi32(c##i##2, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 64))), ones)); \
-    c##i##3 = _mm256_add_epi32(c##i##3, _mm256_madd_epi16(_mm256_maddubs_epi16(qb, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 96))), ones)); \
-  }
-    AEREC_I8_ROW(0)
-    AEREC_I8_ROW(1)
-    AEREC_I8_ROW(2)
-#undef AEREC_I8_ROW
-    // Pin the 12 accumulators to registers (as the VNNI tile does).
-    __asm__("" : "+x"(c00), "+x"(c01), "+x"(c02), "+x"(c03), "+x"(c10), "+x"(c11));
-    __asm__("" : "+x"(c12), "+x"(c13), "+x"(c20), "+x"(c21), "+x"(c22), "+x"(c23));
-  }
-  // Epilogue as the scalar tile: float(acc - corr) * (iscale[j] * qscale[i]) + bias[j], each
-  // operation rounded on its own (the asm barrier keeps gcc from contracting mul + add to FMA).
-#define AEREC_I8_OUT(i, v)                                                                    \
-  {                                                                                           \
-    __m256 s = _mm256_mul_ps(_mm256_loadu_ps(iscale + 8 * (v)), _mm256_set1_ps(qscale[i]));  \
-    __m256 t = _mm256_mul_ps(_mm256_cvtepi32_ps(c##i##v), s);                                 \
-    __asm__("" : "+x"(t));                                                                    \
-    t = _mm256_add_ps(t, _mm256_loadu_ps(bias + 8 * (v)));                                    \
-    _mm256_storeu_ps(tile + (i) * 32 + 8 * (v), t);                                           \
-  }
-  AEREC_I8_OUT(0, 0) AEREC_I8_OUT(0, 1) AEREC_I8_OUT(0, 2) AEREC_I8_OUT(0, 3)
-  AEREC_I8_OUT(1, 0) AEREC_I8_OUT(1, 1) AEREC_I8_OUT(1, 2) AEREC_I8_OUT(1, 3)
-  AEREC_I8_OUT(2, 0) AEREC_I8_OUT(2, 1) AEREC_I8_OUT(2, 2) AEREC_I8_OUT(2, 3)
-#undef AEREC_I8_OUT
-  make_mask(tile, thr, mask);
-}
+// The int8 tile's group (topk_i8_rows3_avx2.inc), on vpmaddubsw (u8 x s8 pairs to int16: exact,
+// see topk_i8_tile) + vpmaddwd with ones (pairs to int32) + vpaddd.
+#define AEREC_I8_MAC(acc, qb, p)                                                              \
+  _mm256_add_epi32((acc), _mm256_madd_epi16(                                                  \
+                              _mm256_maddubs_epi16((qb), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), \
+                              _mm256_set1_epi16(1)))
+#include "topk_i8_rows3_avx2.inc"
+#undef AEREC_I8_MAC
 }  // namespace
 
 // bf16: item lane j holds (x_j0 | x_j1 << 16); bf16 -> fp32 is "bits << 16", so
